@@ -1,0 +1,77 @@
+"""Entry point: ``python -m hpcapp`` / ``hpcapp``. The only module that names COMM_WORLD.
+
+An error every rank agreed on ends the job with its exit code, printed once by rank 0. Any other
+exception, on any rank, is printed by that rank and aborts the whole MPI job: under ``mpiexec``
+an uncaught exception would otherwise leave the other ranks waiting forever.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from hpcapp.cli import launcher_rank, parse
+from hpcapp.errors import EXIT_FAILURE, HpcappError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in ``argv`` and return the exit code."""
+    try:
+        command = parse(argv)
+        if command.name == "kernels":
+            from hpcapp.app import list_kernels
+
+            _print_once(list_kernels())
+            return 0
+        if command.name == "show":
+            from hpcapp.show import describe
+
+            _print_once(describe(command.config))
+            return 0
+    except HpcappError as exc:
+        # Parsing is identical on every rank, so every rank exits with this code.
+        _print_once(f"hpcapp: error: {exc}", sys.stderr)
+        return exc.exit_code
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    try:
+        from hpcapp import app
+
+        if command.name == "run":
+            return app.run_job(comm, command.config)
+        if command.name == "generate":
+            return app.run_generate_command(comm, command.config)
+        return app.run_demo(comm)
+    except HpcappError as exc:
+        if getattr(exc, "collective", False):
+            if comm.Get_rank() == 0:
+                print(f"hpcapp: error: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        _abort(comm, f"hpcapp: error: {exc}", exc.exit_code)
+    except BaseException as exc:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        _abort(comm, f"hpcapp: unexpected error on rank {comm.Get_rank()}:\n{text}", EXIT_FAILURE)
+    return EXIT_FAILURE
+
+
+def _abort(comm: object, message: str, code: int) -> None:
+    """Print this rank's error and end every rank of the job."""
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+    comm.Abort(code)  # type: ignore[attr-defined]
+
+
+def _print_once(text: str, stream: object = None) -> None:
+    if launcher_rank() == 0:
+        print(text, file=stream or sys.stdout, flush=True)  # type: ignore[arg-type]
+
+
+def console_main() -> None:
+    """The ``hpcapp`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

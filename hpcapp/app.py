@@ -1,0 +1,227 @@
+"""The commands: validate on rank 0, run the engine on all ranks, write and report on rank 0."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hpcapp.collective import count_hosts, on_all, on_root
+from hpcapp.config import JobConfig
+from hpcapp.engine import TIMING_COLUMNS, EngineResult, run_engine
+from hpcapp.errors import UsageError
+from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.registry import load_kernel
+from hpcapp.partition import default_chunk_rows
+from hpcapp.source import Source, generated, inspect_input
+from hpcapp.writer import DEMO_ATTR, check_output, iso_utc, params_json, write_output
+
+DEMO_OUTPUT = "hpcapp-result.h5"
+DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
+DEMO_RANGE = [-5.0, 5.0]
+GENERATED_CHUNK_ROWS = 1 << 20
+
+
+def say(comm: Any, text: str, stream: Any = None) -> None:
+    """Print on rank 0 only."""
+    if comm.Get_rank() == 0:
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def _plan(config: JobConfig) -> tuple[Source, dict[str, Any], int]:
+    """Check everything about a run before any work (rank 0): kernel, params, input, output."""
+    kernel = load_kernel(config.kernel)
+    params = kernel.check_params(config.params)
+    if kernel.generates:
+        if config.input:
+            raise UsageError(f"kernel {config.kernel!r} generates its data: it takes no INPUT")
+        n_rows = params.get(kernel.rows_param) if kernel.rows_param else None
+        if not isinstance(n_rows, int) or isinstance(n_rows, bool):
+            raise UsageError(f"kernel {config.kernel!r}: -p {kernel.rows_param} must be an integer")
+        source = generated(n_rows)
+    else:
+        if not config.input:
+            raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
+        source = inspect_input(config.input)
+    check_output(config.output, config.overwrite, source.path)
+    if config.chunk_rows is not None:
+        chunk_rows = config.chunk_rows
+    elif kernel.generates:
+        chunk_rows = GENERATED_CHUNK_ROWS
+    else:
+        chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
+    return source, params, chunk_rows
+
+
+def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
+    """``hpcapp run``: the whole job, collective over ``comm``. Returns the exit code."""
+    from mpi4py import MPI
+
+    started = on_root(comm, time.time)
+    source, params, chunk_rows = on_root(comm, lambda: _plan(config))
+    kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
+    hosts = count_hosts(comm)
+    result = run_engine(comm, kernel, params, source, chunk_rows, config.distribute)
+
+    def write() -> None:
+        from hpcapp import __version__
+
+        attrs = {
+            "hpcapp_version": __version__,
+            "kernel": config.kernel,
+            "params": params_json(params),
+            "input": source.spec,
+            "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
+            "input_dtype": source.dtype if source.path else "none",
+            "chunk_rows": chunk_rows,
+            "n_chunks": result.n_chunks,
+            "n_ranks": comm.Get_size(),
+            "distribute": config.distribute,
+            "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+            "hosts": hosts,
+            "started": iso_utc(started),
+            "command": " ".join(["hpcapp", *sys.argv[1:]]),
+            **(extra_attrs or {}),
+        }
+        assert result.results is not None and result.timing is not None
+        write_output(
+            config.output,
+            result.results,
+            attrs,
+            result.timing,
+            TIMING_COLUMNS,
+            TIMING_COLUMNS.index("write"),
+            started,
+        )
+
+    on_root(comm, write)
+    if comm.Get_rank() == 0:
+        print(summary(config, source, chunk_rows, result, time.time() - started, comm.Get_size()))
+    return 0
+
+
+def summary(
+    config: JobConfig,
+    source: Source,
+    chunk_rows: int,
+    result: EngineResult,
+    wall: float,
+    n_ranks: int,
+) -> str:
+    """Return the short report rank 0 prints at the end of a run."""
+    import numpy as np
+
+    assert result.results is not None and result.timing is not None
+    rows = int(result.timing[:, TIMING_COLUMNS.index("rows")].sum())
+    lines = [
+        f"hpcapp: {config.kernel} on {source.spec}: {rows:,} rows in {result.n_chunks} chunks "
+        f"of {chunk_rows:,} rows, {n_ranks} ranks, {wall:.2f} s",
+    ]
+    results = result.results
+    if {"mean", "std", "min", "max", "count"} <= results.keys():
+        columns = np.atleast_1d(results["mean"]).size
+        lines.append(
+            f"  {'column':>6} {'count':>12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"
+        )
+        for col in range(columns):
+            values = [
+                np.atleast_1d(results[key])[col] for key in ("count", "mean", "std", "min", "max")
+            ]
+            lines.append(
+                f"  {col:>6} {int(values[0]):>12,} "
+                + " ".join(f"{float(v):>12.6g}" for v in values[1:])
+            )
+    else:
+        with np.printoptions(threshold=8, precision=6):
+            for key, value in results.items():
+                lines.append(f"  {key} = {value}")
+    busy = result.timing[:, 0] + result.timing[:, 1]
+    lines.append(
+        f"  busy seconds per rank (read+compute): min {busy.min():.3f} mean {busy.mean():.3f} "
+        f"max {busy.max():.3f}"
+    )
+    lines.append(f"  wrote {config.output}")
+    return "\n".join(lines)
+
+
+def run_generate_command(comm: Any, config: Any) -> int:
+    """``hpcapp generate``: write a synthetic dataset; collective."""
+    from hpcapp.generate import run_generate
+
+    clock = time.time()
+    path = run_generate(comm, config)
+    say(
+        comm,
+        f"hpcapp: wrote {config.target} {config.shape} {config.dtype} "
+        f"({config.dist}, seed {config.seed}) in {time.time() - clock:.2f} s",
+    )
+    return 0 if path else 1
+
+
+def run_demo(comm: Any) -> int:
+    """The no-argument job: statistics of 10**8 generated values, written to hpcapp-result.h5."""
+    from hpcapp.generate import GenerateConfig, run_generate
+
+    def check_demo_output() -> None:
+        out = Path(DEMO_OUTPUT)
+        if out.exists() and not _is_demo_result(out):
+            raise UsageError(
+                f"{DEMO_OUTPUT} exists and was not written by the demo: "
+                "move it away, or run the demo in another directory"
+            )
+
+    on_root(comm, check_demo_output)
+    scratch = on_root(comm, lambda: f".hpcapp-demo-input-{os.getpid()}.h5")
+    say(
+        comm,
+        f"hpcapp demo: generating {DEMO_ROWS:,} x {DEMO_COLS} normal float64 values "
+        f"on {comm.Get_size()} ranks, then computing per-column statistics",
+    )
+    try:
+        run_generate(
+            comm,
+            GenerateConfig(
+                target=f"{scratch}:/demo",
+                rows=DEMO_ROWS,
+                cols=DEMO_COLS,
+                dist="normal",
+                seed=2026,
+            ),
+        )
+        config = JobConfig(
+            kernel="stats",
+            input=f"{scratch}:/demo",
+            output=DEMO_OUTPUT,
+            overwrite=True,
+            params={"bins": 50, "range": DEMO_RANGE},
+        )
+        return run_job(comm, config, extra_attrs={DEMO_ATTR: True})
+    finally:
+        comm.Barrier()
+        if comm.Get_rank() == 0 and os.path.exists(scratch):
+            os.unlink(scratch)
+
+
+def _is_demo_result(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return bool(h5.attrs.get(DEMO_ATTR, False))
+    except OSError:
+        return False
+
+
+def list_kernels() -> str:
+    """Return the text of ``hpcapp kernels``."""
+    from hpcapp.kernels.registry import builtin_kernels
+
+    lines = ["Built-in kernels (use: hpcapp run NAME [INPUT] -o OUT.h5 -p KEY=VALUE ...):"]
+    for kernel in builtin_kernels():
+        lines.append(f"  {kernel.name:<11} {kernel.description}")
+        for name, default in kernel.defaults.items():
+            lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
+    lines.append("User kernels: package.module:function or path/to/file.py:function")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The command line: argparse definitions that turn ``argv`` into a command and its config.
+
+Parsing needs no MPI and no h5py: ``hpcapp --help`` and ``hpcapp kernels`` answer instantly, and
+every rank parses the same ``argv`` to the same result without talking to the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Any, NoReturn
+
+from hpcapp.config import DISTRIBUTE_MODES, load_config_file, make_job_config, parse_params
+from hpcapp.errors import UsageError
+
+# Variables launchers set to the process's rank, read before MPI starts so only rank 0 prints.
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def launcher_rank() -> int:
+    """Return this process's rank as told by the launcher's environment (0 when unknown)."""
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A parsed command line: the command's name and its configuration."""
+
+    name: str
+    config: Any = None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError and prints help on rank 0 only."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if launcher_rank() == 0:
+            super()._print_message(message, file)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Define the commands: run, generate, show, kernels, demo."""
+    parser = _Parser(
+        prog="hpcapp",
+        description="Run a numpy kernel over every chunk of an HDF5 dataset on all MPI ranks. "
+        "With no command, runs a built-in demonstration job.",
+        epilog="Exit codes: 0 success, 1 failure while running, 2 usage or bad input.",
+    )
+    from hpcapp import __version__
+
+    parser.add_argument("--version", action="version", version=f"hpcapp {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a kernel over a dataset, write one result file")
+    run.add_argument("kernel", nargs="?", help="stats, montecarlo, pkg.module:func or file.py:func")
+    run.add_argument("input", nargs="?", help="FILE.h5:/path/to/dataset (none for montecarlo)")
+    run.add_argument("-o", "--output", help="result file to write (HDF5)")
+    run.add_argument("--chunk-rows", type=int, help="rows per chunk (default: ~4 MiB chunks)")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="kernel parameter, repeatable (e.g. -p bins=64 -p range=0,1)",
+    )
+    run.add_argument("--config", help="TOML file with any of these options; the command line wins")
+    run.add_argument(
+        "--overwrite", action="store_const", const=True, help="replace an existing output file"
+    )
+    run.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_MODES,
+        help="read: every rank reads its own chunks (default); "
+        "scatter: rank 0 reads and sends them",
+    )
+
+    gen = commands.add_parser("generate", help="write a synthetic dataset in parallel")
+    gen.add_argument("target", help="FILE.h5:/dataset to create")
+    gen.add_argument("--rows", type=int, required=True, help="number of rows")
+    gen.add_argument("--cols", type=int, help="number of columns (omit for a 1-D dataset)")
+    gen.add_argument("--dtype", default="float64", help="numpy dtype name (default float64)")
+    gen.add_argument("--dist", default="uniform", help="uniform (default) or normal")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--nan-fraction", type=float, default=0.0, help="fraction of NaN values")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+    show = commands.add_parser("show", help="print the results and provenance of an output file")
+    show.add_argument("file", help="an hpcapp result file")
+
+    commands.add_parser("kernels", help="list the built-in kernels and their parameters")
+    commands.add_parser("demo", help="the built-in demonstration job (same as no command)")
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> Command:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into a :class:`Command`; raise UsageError."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command in (None, "demo"):
+        return Command("demo")
+    if args.command == "run":
+        file_values = load_config_file(args.config) if args.config else {}
+        cli_values = {
+            "kernel": args.kernel,
+            "input": args.input,
+            "output": args.output,
+            "chunk_rows": args.chunk_rows,
+            "params": parse_params(args.param),
+            "overwrite": args.overwrite,
+            "distribute": args.distribute,
+        }
+        return Command("run", make_job_config(cli_values, file_values))
+    if args.command == "generate":
+        from hpcapp.generate import GenerateConfig
+
+        config = GenerateConfig(
+            target=args.target,
+            rows=args.rows,
+            cols=args.cols,
+            dtype=args.dtype,
+            dist=args.dist,
+            seed=args.seed,
+            nan_fraction=args.nan_fraction,
+            overwrite=args.overwrite,
+        )
+        return Command("generate", config)
+    if args.command == "show":
+        return Command("show", args.file)
+    return Command(args.command)

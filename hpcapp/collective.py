@@ -1,0 +1,82 @@
+"""Agreement between ranks: shared verdicts, shared errors, and small job-wide facts.
+
+Every helper here is collective: all ranks of ``comm`` must call it, in the same order. An error
+found on any rank is raised on every rank (marked ``collective``), so all ranks leave through
+the same path with the same exit code instead of some of them waiting forever.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from hpcapp.errors import HpcappError
+
+T = TypeVar("T")
+
+
+def _as_error(exc: BaseException) -> HpcappError:
+    """Wrap an unexpected exception so it can be shared, keeping its traceback as text."""
+    if isinstance(exc, HpcappError):
+        return exc
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return HpcappError(f"{type(exc).__name__}: {exc}\n{text}")
+
+
+def _raise_shared(error: HpcappError) -> None:
+    error.collective = True  # type: ignore[attr-defined]
+    raise error
+
+
+def on_root(comm: Any, action: Callable[[], T]) -> T:
+    """Run ``action`` on rank 0 only and give every rank its value, or raise its error on all."""
+    outcome: tuple[bool, Any] = (True, None)
+    if comm.Get_rank() == 0:
+        try:
+            outcome = (True, action())
+        except Exception as exc:
+            outcome = (False, _as_error(exc))
+    ok, value = comm.bcast(outcome, root=0)
+    if not ok:
+        _raise_shared(value)
+    return value
+
+
+def on_all(comm: Any, action: Callable[[], T]) -> T:
+    """Run ``action`` on every rank; if any rank fails, raise the lowest failing rank's error."""
+    error: HpcappError | None = None
+    value: Any = None
+    try:
+        value = action()
+    except Exception as exc:
+        error = _as_error(exc)
+    from mpi4py import MPI
+
+    size = comm.Get_size()
+    first_failed = comm.allreduce(comm.Get_rank() if error is not None else size, op=MPI.MIN)
+    if first_failed < size:
+        _raise_shared(comm.bcast(error, root=first_failed))
+    return value
+
+
+def count_hosts(comm: Any) -> int:
+    """Return the number of distinct hosts (shared-memory nodes) the ranks run on."""
+    from mpi4py import MPI
+
+    node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        leader = 1 if node_comm.Get_rank() == 0 else 0
+    finally:
+        node_comm.Free()
+    return comm.allreduce(leader, op=MPI.SUM)
+
+
+def gather_table(comm: Any, local_row: np.ndarray) -> np.ndarray | None:
+    """Gather one float64 row per rank into a (size, n) table on rank 0 (buffers, no pickle)."""
+    row = np.ascontiguousarray(local_row, dtype=np.float64)
+    table = np.empty((comm.Get_size(), row.size), np.float64) if comm.Get_rank() == 0 else None
+    comm.Gather(row, table, root=0)
+    return table

@@ -1,0 +1,130 @@
+"""Job configuration: the values of ``run``, from the command line and a TOML file.
+
+Command-line options win over the file. Parsing is pure (no MPI, no h5py), so every rank parses
+the same ``argv`` to the same configuration without talking to the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from hpcapp.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DISTRIBUTE_MODES = ("read", "scatter")
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """Everything that defines one ``run``: what to compute, on what, and where to write it."""
+
+    kernel: str
+    output: str
+    input: str | None = None
+    chunk_rows: int | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    overwrite: bool = False
+    distribute: str = "read"
+
+
+# Keys a [run] config file may hold, with the Python types they accept.
+CONFIG_KEYS: dict[str, tuple[type, ...]] = {
+    "kernel": (str,),
+    "input": (str,),
+    "output": (str,),
+    "chunk_rows": (int,),
+    "params": (dict,),
+    "overwrite": (bool,),
+    "distribute": (str,),
+}
+
+
+def parse_value(text: str) -> Any:
+    """Turn a ``-p`` value into a number, a bool, a list of those, or leave it a string."""
+    text = text.strip()
+    if "," in text:
+        return [parse_value(part) for part in text.split(",")]
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings from repeated ``-p`` options."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-p expects KEY=VALUE (e.g. -p bins=64), got {item!r}")
+        params[key] = parse_value(value)
+    return params
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a TOML config file and check its keys and their types."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file {path!r} does not exist or is not a file")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path!r} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path!r}: {exc}") from None
+    for key, value in data.items():
+        if key not in CONFIG_KEYS:
+            known = ", ".join(CONFIG_KEYS)
+            raise UsageError(f"config file {path!r}: unknown key {key!r} (known keys: {known})")
+        types = CONFIG_KEYS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise UsageError(
+                f"config file {path!r}: key {key!r} must be a {types[0].__name__}, got {value!r}"
+            )
+    return data
+
+
+def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConfig:
+    """Merge command-line values (``None`` when not given) over config-file values."""
+    merged: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        if key == "params":
+            continue
+        value = cli.get(key)
+        merged[key] = value if value is not None else file_values.get(key)
+    params = dict(file_values.get("params", {}))
+    params.update(cli.get("params") or {})
+    if not merged["kernel"]:
+        raise UsageError("run needs a KERNEL (e.g. `hpcapp run stats data.h5:/x -o out.h5`)")
+    if not merged["output"]:
+        raise UsageError("run needs an output file: -o OUT.h5")
+    chunk_rows = merged["chunk_rows"]
+    if chunk_rows is not None and chunk_rows <= 0:
+        raise UsageError(f"--chunk-rows must be a positive number of rows, got {chunk_rows}")
+    distribute = merged["distribute"] or "read"
+    if distribute not in DISTRIBUTE_MODES:
+        raise UsageError(f"--distribute must be one of {', '.join(DISTRIBUTE_MODES)}")
+    return JobConfig(
+        kernel=merged["kernel"],
+        output=merged["output"],
+        input=merged["input"],
+        chunk_rows=chunk_rows,
+        params=params,
+        overwrite=bool(merged["overwrite"]),
+        distribute=distribute,
+    )

@@ -1,0 +1,23 @@
+"""The exceptions hpcapp turns into exit codes."""
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class HpcappError(Exception):
+    """An error with a message meant for the user (no traceback) and an exit code."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(HpcappError):
+    """A bad command line, configuration or input: nothing was computed (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class KernelError(HpcappError):
+    """A kernel raised or returned something that cannot be combined (exit code 1)."""
+
+    exit_code = EXIT_FAILURE

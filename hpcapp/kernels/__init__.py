@@ -1,0 +1,1 @@
+"""Kernels: plain numpy functions applied to one chunk, and how their partials combine."""

@@ -1,0 +1,216 @@
+"""The kernel contract: a function per chunk, a combine for partials, an optional finalize.
+
+A kernel is a plain function ``f(chunk, **params) -> dict[str, numpy.ndarray]`` (or, for a kernel
+that generates its own data, ``f(rng, n_rows, **params)``). How partials of two neighbouring
+runs of chunks combine is given by :func:`kernel` or by attributes on the function
+(``f.combine``, ``f.finalize``). Nothing here imports MPI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hpcapp.errors import KernelError, UsageError
+
+COMBINE_OPS = ("sum", "min", "max")
+
+Partial = dict[str, Any]  # str -> numpy.ndarray; Any keeps numpy out of the import path
+
+
+def kernel(
+    combine: str | Mapping[str, str] | Callable[[Partial, Partial], Partial] = "sum",
+    finalize: Callable[..., Partial] | None = None,
+    generates: bool = False,
+    rows_param: str | None = None,
+    validate: Callable[..., Any] | None = None,
+) -> Callable[[Callable[..., Partial]], Callable[..., Partial]]:
+    """Declare how a kernel's partial results combine.
+
+    ``combine`` is ``"sum"``, ``"min"`` or ``"max"`` for every key, a mapping from key to one of
+    those, or a function ``combine(left, right) -> partial`` that must be associative (it is
+    applied in a fixed tree over chunk indices; ``left`` always covers the earlier rows).
+    ``finalize(partial, **params) -> dict`` turns the combined partial into the results, once,
+    on rank 0. ``generates=True`` marks a kernel with no input that is called as
+    ``f(rng, n_rows, **params)``; ``rows_param`` names the parameter giving its total rows.
+    ``validate(**params)`` may raise ValueError to refuse parameters before any work starts.
+    """
+
+    def decorate(func: Callable[..., Partial]) -> Callable[..., Partial]:
+        func.combine = combine  # type: ignore[attr-defined]
+        func.finalize = finalize  # type: ignore[attr-defined]
+        func.generates = generates  # type: ignore[attr-defined]
+        func.rows_param = rows_param  # type: ignore[attr-defined]
+        func.validate = validate  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A kernel function with its combine rule, finalize and declared parameters."""
+
+    name: str
+    func: Callable[..., Partial]
+    combine: str | Mapping[str, str] | Callable[[Partial, Partial], Partial]
+    finalize: Callable[..., Partial] | None
+    defaults: dict[str, Any]
+    required: tuple[str, ...]
+    accepts_any: bool
+    generates: bool
+    rows_param: str | None
+    validate: Callable[..., Any] | None
+    description: str
+
+    def check_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the full parameter set, refusing unknown or missing names."""
+        known = list(self.defaults) + list(self.required)
+        if not self.accepts_any:
+            for name in given:
+                if name not in known:
+                    hint = difflib.get_close_matches(name, known, n=1)
+                    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                    listed = ", ".join(known) if known else "none"
+                    raise UsageError(
+                        f"kernel {self.name!r} has no parameter {name!r}{suggestion} "
+                        f"(its parameters: {listed})"
+                    )
+        missing = [name for name in self.required if name not in given]
+        if missing:
+            raise UsageError(
+                f"kernel {self.name!r} needs parameter(s) {', '.join(missing)}: "
+                f"pass -p {missing[0]}=VALUE"
+            )
+        params = {**self.defaults, **given}
+        if self.validate is not None:
+            try:
+                call_with_params(self.validate, (), params)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"kernel {self.name!r}: {exc}") from None
+        return params
+
+    def apply(self, first: Any, params: Mapping[str, Any], n_rows: int | None = None) -> Any:
+        """Call the kernel on one chunk (or, for a generating kernel, on its rng and size)."""
+        if self.generates:
+            return self.func(first, n_rows, **params)
+        return self.func(first, **params)
+
+    def merge(self, left: Partial, right: Partial) -> Partial:
+        """Combine the partials of two neighbouring runs of chunks (``left`` comes first)."""
+        import numpy as np
+
+        if callable(self.combine):
+            if left.keys() != right.keys():
+                raise KernelError(
+                    f"partials have different keys: {sorted(left)} vs {sorted(right)}"
+                )
+            merged = self.combine(left, right)
+            if not isinstance(merged, Mapping):
+                raise KernelError(f"combine of kernel {self.name!r} returned {type(merged)}")
+            return {key: np.asarray(value) for key, value in merged.items()}
+        check_compatible(left, right)
+        out: Partial = {}
+        for key, value in left.items():
+            op = self.combine if isinstance(self.combine, str) else self.combine.get(key, "sum")
+            ufunc = {"sum": np.add, "min": np.minimum, "max": np.maximum}[op]
+            out[key] = np.asarray(ufunc(value, right[key]))
+        return out
+
+    def finish(self, partial: Partial, params: Mapping[str, Any]) -> Partial:
+        """Turn the combined partial into the results (once, on rank 0)."""
+        import numpy as np
+
+        if self.finalize is None:
+            return partial
+        results = call_with_params(self.finalize, (partial,), params)
+        if not isinstance(results, Mapping):
+            raise KernelError(f"finalize of kernel {self.name!r} returned {type(results)}")
+        return {key: np.asarray(value) for key, value in results.items()}
+
+
+def call_with_params(func: Callable[..., Any], args: tuple, params: Mapping[str, Any]) -> Any:
+    """Call ``func(*args, **params)``, passing only the parameters its signature accepts."""
+    signature = inspect.signature(func)
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    accepted = {k: v for k, v in params.items() if takes_all or k in signature.parameters}
+    return func(*args, **accepted)
+
+
+def as_partial(result: Any, kernel_name: str) -> Partial:
+    """Check that a kernel returned a dict of numeric arrays, and make them arrays."""
+    import numpy as np
+
+    if not isinstance(result, Mapping) or not result:
+        raise KernelError(
+            f"kernel {kernel_name!r} must return a non-empty dict of numpy arrays, "
+            f"got {type(result).__name__}"
+        )
+    partial: Partial = {}
+    for key, value in result.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise KernelError(f"kernel {kernel_name!r} returned a non-identifier key {key!r}")
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise KernelError(
+                f"kernel {kernel_name!r} returned {key!r} with dtype {array.dtype}: "
+                "only bool, integer and float arrays can be combined and stored"
+            )
+        partial[key] = array
+    return partial
+
+
+def check_compatible(left: Partial, right: Partial) -> None:
+    """Raise KernelError unless two partials have the same keys, shapes and dtypes."""
+    if left.keys() != right.keys():
+        raise KernelError(f"partials have different keys: {sorted(left)} vs {sorted(right)}")
+    for key, value in left.items():
+        other = right[key]
+        if value.shape != other.shape or value.dtype != other.dtype:
+            raise KernelError(
+                f"key {key!r} differs between chunks: shape {value.shape} dtype {value.dtype} "
+                f"vs shape {other.shape} dtype {other.dtype}"
+            )
+
+
+def from_function(func: Callable[..., Any], name: str, description: str = "") -> Kernel:
+    """Build a :class:`Kernel` from a function and its ``combine``/``finalize`` attributes."""
+    combine = getattr(func, "combine", "sum")
+    if isinstance(combine, str) and combine not in COMBINE_OPS:
+        raise UsageError(f"kernel {name!r}: combine must be one of {COMBINE_OPS} or a function")
+    if isinstance(combine, Mapping):
+        bad = {k: v for k, v in combine.items() if v not in COMBINE_OPS}
+        if bad:
+            raise UsageError(f"kernel {name!r}: unknown combine ops {bad}; use {COMBINE_OPS}")
+    generates = bool(getattr(func, "generates", False))
+    signature = inspect.signature(func)
+    positional = 2 if generates else 1
+    defaults: dict[str, Any] = {}
+    required: list[str] = []
+    accepts_any = False
+    for index, param in enumerate(signature.parameters.values()):
+        if param.kind is param.VAR_KEYWORD:
+            accepts_any = True
+        elif param.kind is param.VAR_POSITIONAL or index < positional:
+            continue
+        elif param.default is param.empty:
+            required.append(param.name)
+        else:
+            defaults[param.name] = param.default
+    doc = description or (inspect.getdoc(func) or "").split("\n", 1)[0]
+    return Kernel(
+        name=name,
+        func=func,
+        combine=combine,
+        finalize=getattr(func, "finalize", None),
+        defaults=defaults,
+        required=tuple(required),
+        accepts_any=accepts_any,
+        generates=generates,
+        rows_param=getattr(func, "rows_param", None),
+        validate=getattr(func, "validate", None),
+        description=doc,
+    )

@@ -1,0 +1,68 @@
+"""Find kernels by name: built-ins, ``package.module:function`` or ``path/file.py:function``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from hpcapp.errors import UsageError
+from hpcapp.kernels.api import Kernel, from_function
+
+BUILTIN = {
+    "stats": "hpcapp.kernels.stats:stats",
+    "montecarlo": "hpcapp.kernels.montecarlo:montecarlo",
+}
+
+
+def load_kernel(spec: str) -> Kernel:
+    """Import the kernel named by ``spec``; raise UsageError with advice if that fails."""
+    if spec in BUILTIN:
+        module_name, func_name = BUILTIN[spec].split(":")
+        return from_function(getattr(importlib.import_module(module_name), func_name), spec)
+    if ":" not in spec:
+        raise UsageError(
+            f"unknown kernel {spec!r}: use a built-in ({', '.join(BUILTIN)}), "
+            "package.module:function or path/to/file.py:function"
+        )
+    target, _, func_name = spec.rpartition(":")
+    if target.endswith(".py") or "/" in target:
+        module = _load_file(target, spec)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise UsageError(
+                f"cannot import module {target!r} for kernel {spec!r}: {exc}"
+            ) from None
+        except Exception as exc:
+            raise UsageError(f"importing {target!r} for kernel {spec!r} raised {exc!r}") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise UsageError(f"{target!r} has no function {func_name!r} (kernel {spec!r})")
+    return from_function(func, spec)
+
+
+def _load_file(path: str, spec: str) -> object:
+    """Import a kernel file as a module under a private name."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"kernel file {path!r} does not exist (kernel {spec!r})")
+    module_name = f"hpcapp_user_kernel_{abs(hash(str(file.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, file)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"kernel file {path!r} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise UsageError(f"importing kernel file {path!r} raised {exc!r}") from None
+    return module
+
+
+def builtin_kernels() -> list[Kernel]:
+    """Return the built-in kernels, for ``hpcapp kernels``."""
+    return [load_kernel(name) for name in BUILTIN]

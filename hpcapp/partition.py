@@ -1,0 +1,59 @@
+"""Pure functions that cut rows into chunks and chunks into per-rank shares.
+
+Nothing here communicates: any rank can compute any other rank's share. The chunk plan depends
+only on the number of rows and ``chunk_rows``, never on the number of ranks, which is what keeps
+results identical across rank counts.
+"""
+
+from __future__ import annotations
+
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def block(n: int, size: int, rank: int) -> tuple[int, int]:
+    """Return ``(count, start)`` of ``rank``'s share of ``n`` items split over ``size`` parts.
+
+    The remainder goes to the first ranks, so counts differ by at most one and sum to ``n``;
+    ranks beyond ``n`` get an empty share.
+    """
+    if n < 0 or size < 1 or not 0 <= rank < size:
+        raise ValueError(f"invalid block({n}, {size}, {rank})")
+    base, extra = divmod(n, size)
+    count = base + (1 if rank < extra else 0)
+    start = rank * base + min(rank, extra)
+    return count, start
+
+
+def count_chunks(n_rows: int, chunk_rows: int) -> int:
+    """Return the number of chunks of ``chunk_rows`` rows needed to cover ``n_rows`` rows."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return -(-n_rows // chunk_rows)
+
+
+def chunk_bounds(chunk_index: int, n_rows: int, chunk_rows: int) -> tuple[int, int]:
+    """Return the ``(start, stop)`` rows of chunk ``chunk_index``; the last chunk may be short."""
+    start = chunk_index * chunk_rows
+    if not 0 <= start < n_rows:
+        raise IndexError(f"chunk {chunk_index} is outside {n_rows} rows")
+    return start, min(start + chunk_rows, n_rows)
+
+
+def rank_chunks(n_chunks: int, size: int, rank: int) -> range:
+    """Return the contiguous range of chunk indices that ``rank`` computes (static schedule)."""
+    count, start = block(n_chunks, size, rank)
+    return range(start, start + count)
+
+
+def default_chunk_rows(
+    row_bytes: int, storage_chunk_rows: int | None = None, target_bytes: int = DEFAULT_CHUNK_BYTES
+) -> int:
+    """Choose rows per chunk so a chunk holds about ``target_bytes``.
+
+    When the dataset is chunked on disk, round to a multiple of its storage chunk so no HDF5
+    chunk is decompressed by two readers.
+    """
+    rows = max(1, target_bytes // max(1, row_bytes))
+    if storage_chunk_rows:
+        rows = max(storage_chunk_rows, rows // storage_chunk_rows * storage_chunk_rows)
+    return rows

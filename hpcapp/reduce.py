@@ -1,0 +1,134 @@
+"""Combine per-chunk partials in a fixed binary tree over chunk indices.
+
+The tree does not depend on which rank computed which chunk: node ``(level, index)`` covers
+chunks ``[index * 2**level, (index + 1) * 2**level)`` and its value is always
+``combine(left child, right child)``. So the result is bitwise identical for any number of
+ranks and any schedule. Each rank keeps only completed nodes that have no completed sibling yet
+(O(log n_chunks) of them for a contiguous share), and ranks merge their node lists along a
+binomial tree, so rank 0 receives log2(size) messages of O(log n_chunks) partials each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hpcapp.errors import KernelError
+
+Partial = dict[str, np.ndarray]
+Node = tuple[int, int]  # (level, index)
+
+_TAG_META = 7101
+_TAG_DATA = 7102
+
+
+def node_chunks(node: Node) -> range:
+    """Return the chunk indices a tree node covers."""
+    level, index = node
+    return range(index << level, (index + 1) << level)
+
+
+class FragmentTree:
+    """Completed tree nodes of one rank, merged with their siblings as soon as both exist."""
+
+    def __init__(self, combine: Callable[[Partial, Partial], Partial]) -> None:
+        self._combine = combine
+        self.nodes: dict[Node, Partial] = {}
+
+    def add(self, node: Node, partial: Partial) -> None:
+        """Insert a completed node, then merge it upwards while its sibling is complete."""
+        level, index = node
+        while (level, index ^ 1) in self.nodes:
+            sibling = self.nodes.pop((level, index ^ 1))
+            left, right = (sibling, partial) if index & 1 else (partial, sibling)
+            partial = self._merge(left, right, (level, index & ~1), (level, index | 1))
+            level, index = level + 1, index >> 1
+        self.nodes[(level, index)] = partial
+
+    def fold(self) -> Partial | None:
+        """Combine the remaining nodes left to right (on rank 0, once all chunks are in)."""
+        ordered = sorted(self.nodes, key=lambda node: node[1] << node[0])
+        if not ordered:
+            return None
+        result, first = self.nodes[ordered[0]], ordered[0]
+        for node in ordered[1:]:
+            result = self._merge(result, self.nodes[node], first, node)
+        return result
+
+    def _merge(self, left: Partial, right: Partial, left_node: Node, right_node: Node) -> Partial:
+        """Combine two partials, naming the chunks involved if they do not fit together."""
+        try:
+            return self._combine(left, right)
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, KernelError) else f"{type(exc).__name__}: {exc}"
+            raise KernelError(
+                f"cannot combine the partials of chunks {_span(left_node)} and "
+                f"{_span(right_node)}: {detail}"
+            ) from None
+
+
+def _span(node: Node) -> str:
+    chunks = node_chunks(node)
+    return f"{chunks.start}" if len(chunks) == 1 else f"{chunks.start}-{chunks.stop - 1}"
+
+
+def pack(nodes: dict[Node, Partial]) -> tuple[list[Any], np.ndarray]:
+    """Flatten nodes into small metadata and one byte buffer (sent without pickling)."""
+    meta: list[Any] = []
+    pieces: list[np.ndarray] = []
+    for node, partial in nodes.items():
+        fields = []
+        for key, value in partial.items():
+            array = np.ascontiguousarray(value)
+            fields.append((key, array.dtype.str, array.shape))
+            pieces.append(array.reshape(-1).view(np.uint8))
+        meta.append((node, fields))
+    payload = np.concatenate(pieces) if pieces else np.empty(0, np.uint8)
+    return meta, payload
+
+
+def unpack(meta: list[Any], payload: np.ndarray) -> dict[Node, Partial]:
+    """Rebuild the nodes that :func:`pack` flattened."""
+    nodes: dict[Node, Partial] = {}
+    offset = 0
+    for node, fields in meta:
+        partial: Partial = {}
+        for key, dtype_str, shape in fields:
+            dtype = np.dtype(dtype_str)
+            nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+            partial[key] = payload[offset : offset + nbytes].view(dtype).reshape(shape)
+            offset += nbytes
+        nodes[tuple(node)] = partial
+    return nodes
+
+
+def tree_reduce(comm: Any, tree: FragmentTree) -> Partial | None:
+    """Merge every rank's nodes into rank 0 along a binomial tree; return the fold on rank 0.
+
+    Ranks own contiguous, increasing runs of chunks, so rank r only ever merges in the nodes of
+    ranks above it; that keeps every list short. Other ranks return ``None``.
+    """
+    rank, size = comm.Get_rank(), comm.Get_size()
+    step = 1
+    while step < size:
+        if rank % (2 * step) == step:
+            meta, payload = pack(tree.nodes)
+            comm.send((meta, payload.size), dest=rank - step, tag=_TAG_META)
+            comm.Send(payload, dest=rank - step, tag=_TAG_DATA)
+            tree.nodes.clear()
+            break
+        if rank % (2 * step) == 0 and rank + step < size:
+            meta, n_bytes = comm.recv(source=rank + step, tag=_TAG_META)
+            payload = np.empty(n_bytes, np.uint8)
+            comm.Recv(payload, source=rank + step, tag=_TAG_DATA)
+            for node, partial in sorted(unpack(meta, payload).items(), key=_node_start):
+                tree.add(node, partial)
+        step *= 2
+    return tree.fold() if rank == 0 else None
+
+
+def _node_start(item: tuple[Node, Partial]) -> int:
+    (level, index), _ = item
+    return index << level
