@@ -1,22 +1,35 @@
 """Yield each rank's chunks: read its own hyperslabs, receive them from rank 0, or generate them.
 
 Bulk data moves only as raw buffers (h5py ``read_direct`` into a reused array, or ``Send`` /
-``Recv`` of that array); memory per rank is one chunk, whatever the dataset size.
+``Recv`` of that array); memory per rank is one chunk, whatever the dataset size. Every
+iterator checks ``should_stop`` between chunks so a failure elsewhere ends the reading early.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from hpcapp.errors import HpcappError
 from hpcapp.partition import chunk_bounds, rank_chunks
 from hpcapp.source import Source
 
 _TAG_CHUNK = 7201
 
-Chunk = tuple[int, Any]  # (chunk_index, data array or numpy Generator)
+# (chunk_index, item): the item is the data array, a numpy Generator, a ChunkReadError (the
+# read failed: reported, not raised, so rank 0 keeps feeding the others), or None (stopped).
+Chunk = tuple[int, Any]
+ShouldStop = Callable[[], bool]
+
+
+class ChunkReadError(HpcappError):
+    """Reading one chunk failed; the message names the chunk and its rows."""
+
+    def __init__(self, message: str, chunk_index: int) -> None:
+        super().__init__(message)
+        self.chunk_index = chunk_index
 
 
 def _buffer(source: Source, chunk_rows: int) -> np.ndarray:
@@ -24,7 +37,26 @@ def _buffer(source: Source, chunk_rows: int) -> np.ndarray:
     return np.empty((rows, *source.row_shape), dtype=np.dtype(source.dtype))
 
 
-def read_chunks(source: Source, chunk_indices: Iterable[int], chunk_rows: int) -> Iterator[Chunk]:
+def _read(
+    dataset: Any, source: Source, chunk_index: int, chunk_rows: int, buffer: np.ndarray
+) -> np.ndarray:
+    """Read one chunk into the front of ``buffer`` and return that view."""
+    start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
+    view = buffer[: stop - start]
+    try:
+        dataset.read_direct(view, np.s_[start:stop])
+    except Exception as exc:
+        raise ChunkReadError(
+            f"reading chunk {chunk_index} (rows {start}-{stop - 1}) of {source.spec} failed: "
+            f"{type(exc).__name__}: {exc}",
+            chunk_index,
+        ) from exc
+    return view
+
+
+def read_chunks(
+    source: Source, chunk_indices: Iterable[int], chunk_rows: int, should_stop: ShouldStop
+) -> Iterator[Chunk]:
     """Read each chunk straight from the file into one reused buffer (the default)."""
     import h5py
 
@@ -32,59 +64,73 @@ def read_chunks(source: Source, chunk_indices: Iterable[int], chunk_rows: int) -
     with h5py.File(source.path, "r") as h5:
         dataset = h5[source.dataset]
         for chunk_index in chunk_indices:
-            start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
-            view = buffer[: stop - start]
-            dataset.read_direct(view, np.s_[start:stop])
-            yield chunk_index, view
+            if should_stop():
+                return
+            try:
+                yield chunk_index, _read(dataset, source, chunk_index, chunk_rows, buffer)
+            except ChunkReadError as exc:
+                yield chunk_index, exc
 
 
-def scatter_chunks(comm: Any, source: Source, n_chunks: int, chunk_rows: int) -> Iterator[Chunk]:
+def scatter_chunks(
+    comm: Any, source: Source, n_chunks: int, chunk_rows: int, should_stop: ShouldStop
+) -> Iterator[Chunk]:
     """Rank 0 reads every chunk and sends each to the rank that owns it (``--distribute scatter``).
 
     Work goes in rounds: in round k rank 0 sends every rank its k-th chunk, then computes its
-    own, so rank 0 holds one chunk at a time and the other ranks compute while it reads.
+    own, so rank 0 holds one chunk at a time and the other ranks compute while it reads. Every
+    planned message is sent and received even after a stop (then empty), so none is left
+    waiting; a receiver that has stopped yields ``None`` for the rest of its chunks.
     """
+    from mpi4py import MPI
+
     rank, size = comm.Get_rank(), comm.Get_size()
     buffer = _buffer(source, chunk_rows)
     mine = rank_chunks(n_chunks, size, rank)
     if rank != 0:
+        status = MPI.Status()
         for chunk_index in mine:
             start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
             view = buffer[: stop - start]
-            comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=_TAG_CHUNK)
-            yield chunk_index, view
+            comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=_TAG_CHUNK, status=status)
+            empty = status.Get_count(MPI.BYTE) == 0
+            yield chunk_index, (None if empty or should_stop() else view)
         return
     import h5py
 
     shares = [rank_chunks(n_chunks, size, r) for r in range(size)]
+    nothing = np.empty(0, np.uint8)
     with h5py.File(source.path, "r") as h5:
         dataset = h5[source.dataset]
         for round_index in range(max(len(share) for share in shares)):
             for dest in range(1, size):
                 if round_index < len(shares[dest]):
-                    chunk_index = shares[dest][round_index]
-                    start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
-                    view = buffer[: stop - start]
-                    dataset.read_direct(view, np.s_[start:stop])
-                    comm.Send(view.reshape(-1).view(np.uint8), dest=dest, tag=_TAG_CHUNK)
+                    message = nothing
+                    if not should_stop():
+                        chunk_index = shares[dest][round_index]
+                        try:
+                            view = _read(dataset, source, chunk_index, chunk_rows, buffer)
+                            message = view.reshape(-1).view(np.uint8)
+                        except ChunkReadError as exc:
+                            yield chunk_index, exc
+                    comm.Send(message, dest=dest, tag=_TAG_CHUNK)
             if round_index < len(mine):
                 chunk_index = mine[round_index]
-                start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
-                view = buffer[: stop - start]
-                dataset.read_direct(view, np.s_[start:stop])
-                yield chunk_index, view
+                if should_stop():
+                    yield chunk_index, None
+                    continue
+                try:
+                    yield chunk_index, _read(dataset, source, chunk_index, chunk_rows, buffer)
+                except ChunkReadError as exc:
+                    yield chunk_index, exc
 
 
 def generate_chunks(
-    source: Source, chunk_indices: Iterable[int], chunk_rows: int, seed: int
+    chunk_indices: Iterable[int], seed: int, should_stop: ShouldStop
 ) -> Iterator[Chunk]:
     """Give each chunk a generator seeded from (seed, chunk index): independent of rank count."""
     for chunk_index in chunk_indices:
+        if should_stop():
+            return
         sequence = np.random.SeedSequence(seed, spawn_key=(chunk_index,))
         yield chunk_index, np.random.default_rng(sequence)
-
-
-def chunk_rows_of(chunk_index: int, source: Source, chunk_rows: int) -> int:
-    """Return the number of rows in one chunk."""
-    start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
-    return stop - start

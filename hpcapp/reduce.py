@@ -19,6 +19,7 @@ from hpcapp.errors import KernelError
 
 Partial = dict[str, np.ndarray]
 Node = tuple[int, int]  # (level, index)
+Failure = tuple[int, int, str]  # (chunk index, rank, message): ordered to pick one to report
 
 _TAG_META = 7101
 _TAG_DATA = 7102
@@ -81,7 +82,7 @@ def pack(nodes: dict[Node, Partial]) -> tuple[list[Any], np.ndarray]:
     for node, partial in nodes.items():
         fields = []
         for key, value in partial.items():
-            array = np.ascontiguousarray(value)
+            array = np.asarray(value, order="C")
             fields.append((key, array.dtype.str, array.shape))
             pieces.append(array.reshape(-1).view(np.uint8))
         meta.append((node, fields))
@@ -104,29 +105,54 @@ def unpack(meta: list[Any], payload: np.ndarray) -> dict[Node, Partial]:
     return nodes
 
 
-def tree_reduce(comm: Any, tree: FragmentTree) -> Partial | None:
-    """Merge every rank's nodes into rank 0 along a binomial tree; return the fold on rank 0.
+def first_failure(a: Failure | None, b: Failure | None) -> Failure | None:
+    """Return the failure to report: the one at the lowest chunk index, then lowest rank."""
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a, b)
 
-    Ranks own contiguous, increasing runs of chunks, so rank r only ever merges in the nodes of
-    ranks above it; that keeps every list short. Other ranks return ``None``.
+
+def tree_reduce(
+    comm: Any, tree: FragmentTree, failure: Failure | None = None
+) -> tuple[Partial | None, Failure | None]:
+    """Merge every rank's nodes into rank 0 along a binomial tree; collective.
+
+    Returns ``(result, failure)`` on rank 0 and ``(None, None)`` elsewhere. Ranks own
+    contiguous, increasing runs of chunks, so rank r only ever merges in the nodes of ranks
+    above it, which keeps every list short. A failed rank still takes part, sending its failure
+    instead of its nodes, so no rank waits for a partner that will never come.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     step = 1
     while step < size:
         if rank % (2 * step) == step:
-            meta, payload = pack(tree.nodes)
-            comm.send((meta, payload.size), dest=rank - step, tag=_TAG_META)
+            meta, payload = pack(tree.nodes) if failure is None else ([], np.empty(0, np.uint8))
+            comm.send((failure, meta, payload.size), dest=rank - step, tag=_TAG_META)
             comm.Send(payload, dest=rank - step, tag=_TAG_DATA)
             tree.nodes.clear()
-            break
+            return None, None
         if rank % (2 * step) == 0 and rank + step < size:
-            meta, n_bytes = comm.recv(source=rank + step, tag=_TAG_META)
+            child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=_TAG_META)
             payload = np.empty(n_bytes, np.uint8)
             comm.Recv(payload, source=rank + step, tag=_TAG_DATA)
-            for node, partial in sorted(unpack(meta, payload).items(), key=_node_start):
-                tree.add(node, partial)
+            failure = first_failure(failure, child_failure)
+            if failure is None:
+                try:
+                    for node, partial in sorted(unpack(meta, payload).items(), key=_node_start):
+                        tree.add(node, partial)
+                except KernelError as exc:
+                    failure = (_first_chunk(meta), rank, str(exc))
         step *= 2
-    return tree.fold() if rank == 0 else None
+    if failure is None:
+        try:
+            return tree.fold(), None
+        except KernelError as exc:
+            failure = (0, rank, str(exc))
+    return None, failure
+
+
+def _first_chunk(meta: list[Any]) -> int:
+    return min((tuple(node)[1] << next(iter(node)) for node, _ in meta), default=0)
 
 
 def _node_start(item: tuple[Node, Partial]) -> int:

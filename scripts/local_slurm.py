@@ -60,7 +60,7 @@ def _dir(state_dir: StateDir) -> Path:
 
 
 def _which(name: str) -> str | None:
-    """Find a program on PATH or in /usr/sbin and /sbin, which a non-login PATH may lack."""
+    """Find a program on PATH or in /usr/sbin (the daemons), which a user PATH may lack."""
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
 
 
@@ -82,6 +82,8 @@ def _client(args: list[str], d: Path, timeout: float = 15) -> subprocess.Complet
         )
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(args, 124, "", f"{args[0]} timed out")
+    except OSError as exc:  # e.g. not installed yet
+        return subprocess.CompletedProcess(args, 127, "", str(exc))
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -95,7 +97,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 def _logs(d: Path) -> str:
     """Return the tails of all daemon logs, to explain a failed start."""
     files = [*sorted((d / "log").glob("*")), d / "munge" / "munged.log"]
-    return "\n".join(f"--- {f}\n{_tail(f)}" for f in files if f.exists())
+    return "\n".join(f"--- {f}\n{_tail(f)}" for f in files if f.is_file() and f.stat().st_size)
 
 
 def ensure_installed() -> None:
@@ -103,12 +105,10 @@ def ensure_installed() -> None:
     missing = [p for p in (*DAEMONS, *CLIENTS) if _which(p) is None]
     if not missing:
         return
+    names = " ".join(missing)
     if shutil.which("apt-get") is None:
-        raise LocalSlurmError(f"missing {' '.join(missing)} and no apt-get to install them")
-    print(
-        f"local_slurm: installing slurm-wlm and munge (missing: {' '.join(missing)})",
-        file=sys.stderr,
-    )
+        raise LocalSlurmError(f"missing {names} and no apt-get to install them")
+    print(f"local_slurm: installing slurm-wlm and munge (missing: {names})", file=sys.stderr)
     apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "slurm-wlm", "munge"]):
         proc = subprocess.run(cmd, env=apt_env, capture_output=True, text=True, check=False)
@@ -174,10 +174,11 @@ def _alive(pid: int | None, d: Path) -> bool:
     """Tell whether pid is a live daemon of this state dir (not a recycled pid or a zombie)."""
     if not pid:
         return False
-    try:  # a zombie's cmdline is empty; a stranger's does not name our state dir
-        return str(d) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    try:  # a zombie's cmdline is empty; a stranger's does not name a file in our state dir
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
+    return f"{d}{os.sep}" in cmdline
 
 
 def _read_pids(d: Path) -> dict[str, int]:
@@ -210,7 +211,7 @@ def _spawn(name: str, args: list[str], pid_file: Path, d: Path, pids: dict[str, 
                 (d / PIDS_FILE).write_text(json.dumps(pids))
                 return
         time.sleep(0.1)
-    raise LocalSlurmError(f"{name} did not start (exit {rc})\n{_logs(d)}")
+    raise LocalSlurmError(f"{name} did not start (launcher exit code {rc})\n{_logs(d)}")
 
 
 def _node_state(d: Path) -> str:
@@ -226,6 +227,8 @@ def _wait_idle(d: Path) -> None:
         state = _node_state(d)
         if state == "idle":
             return
+        if dead := [n for n, pid in _read_pids(d).items() if not _alive(pid, d)]:
+            raise LocalSlurmError(f"{', '.join(dead)} exited while starting\n{_logs(d)}")
         # ReturnToService=2 revives a node once slurmd registers; a state without '*'
         # (node answers) that is still down/drained needs an explicit resume.
         if state in ("down", "drain", "fail", "inval") and time.monotonic() - last_resume > 3:
@@ -239,6 +242,9 @@ def _wait_idle(d: Path) -> None:
 
 def _launch(d: Path) -> None:
     """Start munged, slurmctld and slurmd from a clean state and wait for an idle node."""
+    if os.geteuid() != 0:
+        raise LocalSlurmError("must run as root (the cluster runs with SlurmUser=root)")
+    d.chmod(0o755)  # munged refuses key and socket dirs that others can write to
     for sub in ("ctld", "spool", "log"):  # old job state would resurrect old jobs
         shutil.rmtree(d / sub, ignore_errors=True)
         (d / sub).mkdir(mode=0o700)
@@ -253,19 +259,10 @@ def _launch(d: Path) -> None:
     conf = _write_config(d)
     pids: dict[str, int] = {}
     try:
-        _spawn(
-            "munged",
-            [
-                f"--socket={munge}/munge.socket",
-                f"--key-file={key}",
-                f"--pid-file={munge}/munged.pid",
-                f"--log-file={munge}/munged.log",
-                f"--seed-file={munge}/munged.seed",
-            ],
-            munge / "munged.pid",
-            d,
-            pids,
-        )
+        m = munge / "munged"
+        opts = [f"--socket={munge}/munge.socket", f"--key-file={key}", f"--pid-file={m}.pid"]
+        opts += [f"--log-file={m}.log", f"--seed-file={m}.seed"]
+        _spawn("munged", opts, munge / "munged.pid", d, pids)
         _spawn("slurmctld", ["-f", str(conf)], d / "slurmctld.pid", d, pids)
         _spawn("slurmd", ["-f", str(conf), "-N", _host()], d / "slurmd.pid", d, pids)
         _wait_idle(d)
@@ -359,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         else:
             variables = env(args.state_dir)
+            if not _healthy(_dir(args.state_dir)):
+                print("local_slurm: note: the cluster is not running", file=sys.stderr)
     except (LocalSlurmError, OSError, subprocess.SubprocessError) as exc:
         print(f"local_slurm: error: {exc}", file=sys.stderr)
         return 1

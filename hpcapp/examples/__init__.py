@@ -1,0 +1,1 @@
+"""Example user kernels, shipped so the README's example runs as written."""

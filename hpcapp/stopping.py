@@ -1,0 +1,94 @@
+"""A stop notice: one rank tells all others to stop taking chunks, without a collective.
+
+Each rank posts one receive for the notice when the job starts and tests it between chunks. A
+rank whose kernel failed sends the notice to every other rank, so the whole job winds down
+within about one chunk's time instead of computing on for hours, and all ranks still meet in
+the reduction, where the error travels to rank 0. Nobody ever waits for a notice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_TAG_STOP = 7301
+
+
+class StopNotice:
+    """Per-job notice that some rank asked the others to stop."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        # A private communicator: the notice can never match another message.
+        self._comm = comm.Dup()
+        self._flag = np.zeros(1, np.int64)
+        self._request = self._comm.Irecv(self._flag, source=MPI.ANY_SOURCE, tag=_TAG_STOP)
+        self._stopped = False
+        self._sent = False
+
+    def requested(self) -> bool:
+        """Return True once any rank (this one included) has asked to stop."""
+        if not self._stopped and self._request.Test():
+            self._stopped = True
+        return self._stopped
+
+    def notify_others(self) -> None:
+        """Ask every other rank to stop after its current chunk (at most once per rank)."""
+        if self._sent:
+            return
+        self._sent = self._stopped = True
+        rank = self._comm.Get_rank()
+        message = np.array([rank], np.int64)
+        requests = [
+            self._comm.Isend(message, dest=other, tag=_TAG_STOP)
+            for other in range(self._comm.Get_size())
+            if other != rank
+        ]
+        for request in requests:
+            # Notices are tiny (eager) messages: this completes without the receivers' help.
+            request.Wait()
+
+    def close(self) -> None:
+        """Withdraw the pending receive and free the communicator.
+
+        Call it only once every rank knows the job succeeded: then no notice was sent, and none
+        can arrive later. After a failure the communicator is left to the end of the process.
+        """
+        if self.requested():
+            return
+        self._request.Cancel()
+        self._request.Wait()
+        self._comm.Free()
+
+
+class Watchdog:
+    """Abort the whole job if a failed job has not wound down within ``grace`` seconds.
+
+    After a failure every rank should reach the reduction at its next chunk boundary; a kernel
+    stuck in an endless chunk would keep the job (and its allocation) alive forever. The failing
+    rank arms this timer; if the collective verdict is not reached in time it prints the
+    failure itself and aborts every rank.
+    """
+
+    def __init__(self, comm: Any, message: str, grace: float) -> None:
+        import threading
+
+        self._comm = comm
+        self._message = message
+        self._timer = threading.Timer(grace, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        import sys
+
+        sys.stderr.write(f"hpcapp: error: {self._message}\n")
+        sys.stderr.write("hpcapp: other ranks did not stop in time; aborting the job\n")
+        sys.stderr.flush()
+        self._comm.Abort(1)
+
+    def cancel(self) -> None:
+        """The job wound down in time: disarm."""
+        self._timer.cancel()

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Run the whole test suite: lint, serial tests, then MPI tests under mpiexec -n 1, 2, 3, 4.
+
+Every step runs in a subprocess with a time limit, so a hung MPI test fails the run instead of
+hanging it. Exit code 0 only if every step passed. Extra arguments go to every pytest call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RANK_COUNTS = (1, 2, 3, 4)
+STEP_TIMEOUT = 900  # seconds; the whole suite takes a few minutes on 2 cores
+
+
+def find_mpiexec() -> str:
+    """Prefer the mpiexec installed beside this Python (the mpich wheel), else PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if not found:
+        sys.exit("run_tests: no mpiexec: install the `mpich` extra or load your MPI module")
+    return found
+
+
+def run(name: str, command: list[str]) -> bool:
+    """Run one step, streaming its output; return True if it passed in time."""
+    print(f"\n=== {name}: {' '.join(command)}", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    started = time.monotonic()
+    try:
+        code = subprocess.run(command, cwd=REPO, env=env, timeout=STEP_TIMEOUT).returncode
+    except subprocess.TimeoutExpired:
+        print(f"=== {name}: TIMED OUT after {STEP_TIMEOUT} s", flush=True)
+        return False
+    print(
+        f"=== {name}: {'passed' if code == 0 else f'FAILED (exit {code})'} "
+        f"in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+    return code == 0
+
+
+def main() -> int:
+    """Run every step, even after a failure, and report them all."""
+    extra = sys.argv[1:]
+    python = sys.executable
+    pytest = [python, "-m", "pytest", "-p", "no:cacheprovider"]
+    steps = [
+        ("lint", [python, "-m", "ruff", "check", "."]),
+        ("format", [python, "-m", "ruff", "format", "--check", "."]),
+        ("serial tests", [*pytest, "-m", "not mpi", *extra]),
+    ]
+    mpiexec = find_mpiexec()
+    for n_ranks in RANK_COUNTS:
+        steps.append(
+            (
+                f"MPI tests, {n_ranks} ranks",
+                [mpiexec, "-n", str(n_ranks), *pytest, "-q", "--with-mpi", "-m", "mpi", *extra],
+            )
+        )
+    results = [(name, run(name, command)) for name, command in steps]
+    print("\n=== summary")
+    for name, passed in results:
+        print(f"  {'ok    ' if passed else 'FAILED'} {name}")
+    return 0 if all(passed for _, passed in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Shared test helpers: run the real CLI under mpiexec, make small HDF5 inputs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# An end-to-end run that takes longer than this has hung: fail the test instead of CI.
+CLI_TIMEOUT = 120
+
+
+def mpiexec() -> str:
+    """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if found is None:
+        pytest.fail("mpiexec not found: install the mpich extra or load an MPI module")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    """Return an environment without the variables of an enclosing MPI launch."""
+    prefixes = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "I_MPI_", "SLURM_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["PYTHONPATH"] = str(REPO)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_cli(
+    args: list[str], n_ranks: int = 1, cwd: Path | None = None, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``mpiexec -n N python -m hpcapp ARGS`` and return it (output captured as text)."""
+    command = [mpiexec(), "-n", str(n_ranks), sys.executable, "-m", "hpcapp", *args]
+    return subprocess.run(
+        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_dataset(path: Path, data: np.ndarray, name: str = "x", **kwargs: object) -> str:
+    """Write ``data`` to ``path`` and return the ``FILE:/DATASET`` spec."""
+    with h5py.File(path, "a") as h5:
+        h5.create_dataset(name, data=data, **kwargs)
+    return f"{path}:/{name}"
+
+
+def read_results(path: Path) -> dict[str, np.ndarray]:
+    """Read every ``/result`` dataset of an output file."""
+    with h5py.File(path, "r") as h5:
+        return {key: dataset[()] for key, dataset in h5["result"].items()}
+
+
+def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: float = 0.0):
+    """Return deterministic test data of the given shape and dtype, with optional NaNs."""
+    rng = np.random.default_rng(seed)
+    shape = (rows,) if cols is None else (rows, cols)
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(0, 200, size=shape).astype(dtype)
+    data = rng.normal(0.5, 0.3, size=shape).astype(dtype)
+    if nan:
+        data[rng.random(shape) < nan] = np.nan
+    return data

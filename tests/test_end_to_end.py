@@ -1,0 +1,281 @@
+"""The real CLI under mpiexec, in a subprocess with a timeout: a hang fails the test, not CI."""
+
+import time
+
+import h5py
+import numpy as np
+import pytest
+from conftest import REPO, read_results, run_cli, sample_data, write_dataset
+
+RANK_COUNTS = (1, 2, 3, 4, 7)
+
+
+def result_bytes(path):
+    return {key: value.tobytes() for key, value in read_results(path).items()}
+
+
+@pytest.mark.parametrize(
+    "dtype,cols,nan",
+    [
+        ("float64", None, 0.03),
+        ("float32", 3, 0.01),
+        ("int32", 2, 0.0),
+    ],
+)
+def test_stats_bitwise_identical_across_rank_counts(tmp_path, dtype, cols, nan):
+    data = sample_data(3001, cols, dtype, nan=nan)
+    spec = write_dataset(tmp_path / "in.h5", data)
+    outputs = {}
+    for n_ranks in RANK_COUNTS:
+        out = tmp_path / f"out{n_ranks}.h5"
+        done = run_cli(
+            [
+                "run",
+                "stats",
+                spec,
+                "-o",
+                str(out),
+                "--chunk-rows",
+                "61",
+                "-p",
+                "bins=12",
+                "-p",
+                "range=0,1",
+            ],
+            n_ranks,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs[n_ranks] = result_bytes(out)
+    for n_ranks in RANK_COUNTS[1:]:
+        assert outputs[n_ranks] == outputs[1], f"{n_ranks} ranks differ from 1 rank"
+    got = read_results(tmp_path / "out3.h5")
+    columns = data.reshape(len(data), -1).astype(np.float64)
+    np.testing.assert_allclose(np.atleast_1d(got["mean"]), np.nanmean(columns, axis=0), rtol=1e-9)
+    np.testing.assert_allclose(np.atleast_1d(got["var"]), np.nanvar(columns, axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(np.atleast_1d(got["min"]), np.nanmin(columns, axis=0))
+    np.testing.assert_array_equal(np.atleast_1d(got["max"]), np.nanmax(columns, axis=0))
+    raw = data.reshape(len(data), -1)
+    hist = [
+        np.histogram(raw[:, c][~np.isnan(columns[:, c])], 12, (0, 1))[0]
+        for c in range(raw.shape[1])
+    ]
+    np.testing.assert_array_equal(got["hist"].reshape(len(hist), -1), np.stack(hist))
+
+
+def test_output_layout_and_provenance(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", sample_data(500, 2, "float64"))
+    out = tmp_path / "out.h5"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "--chunk-rows", "100"], 3)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and done.stdout.count("wrote") == 1
+    with h5py.File(out) as h5:
+        attrs = dict(h5.attrs)
+        for key in (
+            "hpcapp_version",
+            "kernel",
+            "params",
+            "input",
+            "input_shape",
+            "input_dtype",
+            "chunk_rows",
+            "n_chunks",
+            "n_ranks",
+            "mpi_library",
+            "hosts",
+            "started",
+            "finished",
+            "wall_seconds",
+        ):
+            assert key in attrs, key
+        assert attrs["n_ranks"] == 3 and attrs["n_chunks"] == 5 and attrs["hosts"] == 1
+        assert list(attrs["input_shape"]) == [500, 2] and attrs["chunk_rows"] == 100
+        assert attrs["started"].endswith("Z") and attrs["wall_seconds"] > 0
+        timing = h5["timing"]
+        assert timing.shape == (3, 5)
+        assert [c for c in timing.attrs["columns"]] == [
+            "read",
+            "compute",
+            "reduce",
+            "write",
+            "rows",
+        ]
+        assert timing[:, 4].sum() == 500
+    shown = run_cli(["show", str(out)])
+    assert shown.returncode == 0 and "n_ranks" in shown.stdout and "mean" in shown.stdout
+
+
+def test_montecarlo_identical_across_rank_counts(tmp_path):
+    results = []
+    for n_ranks in (1, 3, 4):
+        out = tmp_path / f"mc{n_ranks}.h5"
+        done = run_cli(
+            [
+                "run",
+                "montecarlo",
+                "-o",
+                str(out),
+                "-p",
+                "samples=2000000",
+                "-p",
+                "seed=7",
+                "--chunk-rows",
+                "100000",
+            ],
+            n_ranks,
+        )
+        assert done.returncode == 0, done.stderr
+        results.append(result_bytes(out))
+    assert results[0] == results[1] == results[2]
+    got = read_results(tmp_path / "mc1.h5")
+    assert abs(got["estimate"] - np.pi) < 5 * got["stderr"]
+
+
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_user_kernel(tmp_path, form):
+    data = sample_data(800, 3, "float64", nan=0.05)
+    spec = write_dataset(tmp_path / "in.h5", data)
+    kernel = (
+        f"{REPO}/hpcapp/examples/exceedances.py:exceedances"
+        if form == "file"
+        else "hpcapp.examples.exceedances:exceedances"
+    )
+    out = tmp_path / "out.h5"
+    done = run_cli(
+        ["run", kernel, spec, "-o", str(out), "-p", "threshold=0.8", "--chunk-rows", "50"], 3
+    )
+    assert done.returncode == 0, done.stderr
+    got = read_results(out)
+    above = data > 0.8
+    np.testing.assert_array_equal(got["n_above"], above.sum(axis=0))
+    np.testing.assert_allclose(got["excess"], np.where(above, data - 0.8, 0).sum(axis=0))
+    np.testing.assert_array_equal(got["peak"], np.nanmax(data, axis=0))
+
+
+def test_scatter_distribution_and_more_ranks_than_chunks(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", sample_data(300, 2, "float64"))
+    outputs = []
+    for n_ranks, extra in ((1, []), (4, ["--distribute", "scatter"]), (7, [])):
+        out = tmp_path / f"o{n_ranks}.h5"
+        done = run_cli(
+            ["run", "stats", spec, "-o", str(out), "--chunk-rows", "100", *extra], n_ranks
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(result_bytes(out))
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_generate_identical_across_rank_counts(tmp_path):
+    files = []
+    for n_ranks in (1, 3):
+        path = tmp_path / f"g{n_ranks}.h5"
+        done = run_cli(
+            [
+                "generate",
+                f"{path}:/data/x",
+                "--rows",
+                "150000",
+                "--cols",
+                "2",
+                "--dist",
+                "normal",
+                "--seed",
+                "5",
+                "--nan-fraction",
+                "0.01",
+            ],
+            n_ranks,
+        )
+        assert done.returncode == 0, done.stderr
+        with h5py.File(path) as h5:
+            files.append(h5["data/x"][()])
+    assert files[0].shape == (150000, 2) and files[0].tobytes() == files[1].tobytes()
+    assert abs(np.nanmean(files[0])) < 0.02 and 0.005 < np.isnan(files[0]).mean() < 0.015
+
+
+def test_demo_runs_and_overwrites_only_its_own_result(tmp_path):
+    started = time.monotonic()
+    done = run_cli([], 2, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 60
+    assert "wrote hpcapp-result.h5" in done.stdout
+    with h5py.File(tmp_path / "hpcapp-result.h5") as h5:
+        assert h5.attrs["hpcapp_demo"] and h5["result/count"][0] == 12_500_000
+        assert abs(h5["result/std"][()] - 1).max() < 0.01
+    assert [p.name for p in tmp_path.iterdir()] == ["hpcapp-result.h5"]  # scratch input removed
+    again = run_cli(["demo"], 1, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    (tmp_path / "hpcapp-result.h5").unlink()
+    (tmp_path / "hpcapp-result.h5").write_text("precious")
+    refused = run_cli([], 2, cwd=tmp_path)
+    assert refused.returncode == 2 and "not written by the demo" in refused.stderr
+    assert (tmp_path / "hpcapp-result.h5").read_text() == "precious"
+
+
+FAILING_KERNEL = """
+import numpy as np
+
+def fails_on_chunk_3(chunk):
+    if 300 <= chunk[0] < 400:
+        raise ValueError("bad value in chunk")
+    return {"s": np.asarray(chunk.sum())}
+"""
+
+
+@pytest.mark.parametrize("n_ranks", [1, 3, 4])
+def test_kernel_failure_ends_the_job_quickly_with_rank_and_chunk(tmp_path, n_ranks):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    kernel_file = tmp_path / "failing.py"
+    kernel_file.write_text(FAILING_KERNEL)
+    out = tmp_path / "out.h5"
+    started = time.monotonic()
+    done = run_cli(
+        ["run", f"{kernel_file}:fails_on_chunk_3", spec, "-o", str(out), "--chunk-rows", "100"],
+        n_ranks,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1, done.stderr
+    assert "chunk 3 (rows 300-399)" in done.stderr
+    assert "ValueError: bad value in chunk" in done.stderr and "Traceback" in done.stderr
+    assert done.stderr.count("hpcapp: error") == 1
+    assert not out.exists()
+
+
+def _bad_inputs(tmp):
+    good = write_dataset(tmp / "good.h5", sample_data(10, 2, "float64"))
+    write_dataset(tmp / "good.h5", np.array([b"a", b"b"]), name="strings")
+    write_dataset(tmp / "good.h5", np.zeros((2, 2, 2)), name="cube")
+    write_dataset(tmp / "good.h5", np.zeros((0, 2)), name="empty")
+    with h5py.File(tmp / "good.h5", "a") as h5:
+        h5.create_group("group")
+    (tmp / "text.h5").write_text("not hdf5")
+    (tmp / "exists.h5").write_text("keep me")
+    g = str(tmp / "good.h5")
+    return [
+        (["run", "stats", f"{tmp}/missing.h5:/x", "-o", f"{tmp}/o.h5"], "does not exist"),
+        (["run", "stats", f"{tmp}:/x", "-o", f"{tmp}/o.h5"], "not a file"),
+        (["run", "stats", f"{tmp}/text.h5:/x", "-o", f"{tmp}/o.h5"], "not an HDF5 file"),
+        (["run", "stats", f"{g}:/nope", "-o", f"{tmp}/o.h5"], "no dataset '/nope'"),
+        (["run", "stats", f"{g}:/group", "-o", f"{tmp}/o.h5"], "is a group"),
+        (["run", "stats", f"{g}:/strings", "-o", f"{tmp}/o.h5"], "integer and float"),
+        (["run", "stats", f"{g}:/cube", "-o", f"{tmp}/o.h5"], "3 dimensions"),
+        (["run", "stats", f"{g}:/empty", "-o", f"{tmp}/o.h5"], "is empty"),
+        (["run", "nosuch", good, "-o", f"{tmp}/o.h5"], "unknown kernel"),
+        (["run", "stats", good, "-o", f"{tmp}/o.h5", "-p", "bns=3"], "did you mean 'bins'"),
+        (["run", "stats", good, "-o", f"{tmp}/exists.h5"], "--overwrite"),
+        (["run", "stats", good, "-o", f"{tmp}/nodir/o.h5"], "does not exist"),
+        (["run", "stats", good, "-o", g, "--overwrite"], "is the input file"),
+        (["run", "stats", good, "-o", f"{tmp}/o.h5", "--chunk-rows", "-5"], "--chunk-rows"),
+        (["run", "montecarlo", good, "-o", f"{tmp}/o.h5"], "takes no INPUT"),
+    ]
+
+
+def test_bad_input_exits_2_with_one_message_and_destroys_nothing(tmp_path):
+    for argv, message in _bad_inputs(tmp_path):
+        done = run_cli(argv, 2)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert message in done.stderr, (argv, done.stderr)
+        assert done.stderr.count("hpcapp: error") == 1, (argv, done.stderr)
+        assert "Traceback" not in done.stderr, (argv, done.stderr)
+    assert (tmp_path / "exists.h5").read_text() == "keep me"
+    assert not (tmp_path / "o.h5").exists()

@@ -1,0 +1,63 @@
+"""Partitioning is pure and total: shares cover every item once, for any n and size."""
+
+import itertools
+
+import pytest
+
+from hpcapp.partition import (
+    block,
+    chunk_bounds,
+    count_chunks,
+    default_chunk_rows,
+    rank_chunks,
+)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 7, 64, 100, 1001])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 64, 1000])
+def test_block_covers_every_item_once(n, size):
+    shares = [block(n, size, rank) for rank in range(size)]
+    assert sum(count for count, _ in shares) == n
+    position = 0
+    for count, start in shares:
+        assert start == position
+        position += count
+    counts = [count for count, _ in shares]
+    assert max(counts) - min(counts) <= 1
+    # The remainder goes to the first ranks.
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_more_ranks_than_items_gives_empty_shares():
+    assert [block(3, 5, rank) for rank in range(5)] == [(1, 0), (1, 1), (1, 2), (0, 3), (0, 3)]
+    assert list(rank_chunks(3, 5, 4)) == []
+
+
+def test_block_rejects_nonsense():
+    with pytest.raises(ValueError):
+        block(10, 0, 0)
+    with pytest.raises(ValueError):
+        block(10, 2, 2)
+
+
+@pytest.mark.parametrize("n_rows,chunk_rows", [(1, 1), (10, 3), (10, 10), (10, 100), (1000, 7)])
+def test_chunks_tile_the_rows(n_rows, chunk_rows):
+    n_chunks = count_chunks(n_rows, chunk_rows)
+    bounds = [chunk_bounds(i, n_rows, chunk_rows) for i in range(n_chunks)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n_rows
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    assert all(stop - start <= chunk_rows for start, stop in bounds)
+    with pytest.raises(IndexError):
+        chunk_bounds(n_chunks, n_rows, chunk_rows)
+
+
+def test_count_chunks_rejects_zero_rows_per_chunk():
+    with pytest.raises(ValueError):
+        count_chunks(10, 0)
+
+
+def test_default_chunk_rows_targets_a_few_mib_and_storage_chunks():
+    assert default_chunk_rows(8) == 4 * 1024 * 1024 // 8
+    assert default_chunk_rows(8, storage_chunk_rows=1000) % 1000 == 0
+    assert default_chunk_rows(10**9) == 1
+    assert default_chunk_rows(10**9, storage_chunk_rows=16) == 16
