@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
             _print_once(describe(command.config))
             return 0
+        if command.name == "slurm":
+            from hpcapp.slurm import slurm_command
+
+            return slurm_command(command.config)
     except HpcappError as exc:
         # Parsing is identical on every rank, so every rank exits with this code.
         _print_once(f"hpcapp: error: {exc}", sys.stderr)

@@ -15,6 +15,7 @@ from hpcapp.errors import UsageError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.registry import load_kernel
 from hpcapp.partition import default_chunk_rows
+from hpcapp.slurm import slurm_context
 from hpcapp.source import Source, generated, inspect_input
 from hpcapp.writer import DEMO_ATTR, check_output, iso_utc, params_json, write_output
 
@@ -83,6 +84,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
             "hosts": hosts,
             "started": iso_utc(started),
             "command": " ".join(["hpcapp", *sys.argv[1:]]),
+            **slurm_context(),
             **(extra_attrs or {}),
         }
         assert result.results is not None and result.timing is not None

@@ -48,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Define the commands: run, generate, show, kernels, demo."""
+    """Define the commands: run, generate, show, slurm, kernels, demo."""
     parser = _Parser(
         prog="hpcapp",
         description="Run a numpy kernel over every chunk of an HDF5 dataset on all MPI ranks. "
@@ -97,6 +97,36 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the results and provenance of an output file")
     show.add_argument("file", help="an hpcapp result file")
 
+    slurm = commands.add_parser(
+        "slurm",
+        help="write (or submit) a SLURM batch script for an hpcapp command",
+        description="Everything after `--` is the hpcapp command to run, e.g. "
+        "`hpcapp slurm --nodes 2 --ntasks-per-node 64 -- run stats d.h5:/x -o o.h5`",
+    )
+    slurm.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
+    tasks = slurm.add_mutually_exclusive_group()
+    tasks.add_argument("--ntasks", type=int, help="total MPI ranks")
+    tasks.add_argument("--ntasks-per-node", type=int, help="MPI ranks per node")
+    slurm.add_argument("--cpus-per-task", type=int, default=1, help="cores per rank (default 1)")
+    slurm.add_argument("--time", default="01:00:00", help="wall-time limit HH:MM:SS")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--account", help="SLURM account")
+    slurm.add_argument("--job-name", default="hpcapp", help="job name (default hpcapp)")
+    slurm.add_argument(
+        "--launcher",
+        choices=("srun", "mpiexec"),
+        default="srun",
+        help="srun --mpi=pmi2 (default) or mpiexec inside the allocation",
+    )
+    where = slurm.add_mutually_exclusive_group()
+    where.add_argument("--output-script", help="write the batch script to this file")
+    where.add_argument("--submit", action="store_true", help="submit it with sbatch")
+    slurm.add_argument(
+        "hpcapp_command",
+        nargs=argparse.REMAINDER,
+        help="-- then the hpcapp command (e.g. -- run stats d.h5:/x -o o.h5)",
+    )
+
     commands.add_parser("kernels", help="list the built-in kernels and their parameters")
     commands.add_parser("demo", help="the built-in demonstration job (same as no command)")
     return parser
@@ -135,4 +165,6 @@ def parse(argv: list[str] | None = None) -> Command:
         return Command("generate", config)
     if args.command == "show":
         return Command("show", args.file)
+    if args.command == "slurm":
+        return Command("slurm", args)
     return Command(args.command)
