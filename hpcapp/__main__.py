@@ -11,7 +11,8 @@ import sys
 import traceback
 
 from hpcapp.cli import launcher_rank, parse
-from hpcapp.errors import EXIT_FAILURE, HpcappError
+from hpcapp.errors import EXIT_FAILURE, EXIT_USAGE, HpcappError, InterruptError
+from hpcapp.launch import world_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
+    problem = world_problem(comm.Get_size())
+    if problem:
+        # Every task may be a world of its own here: only the launcher's rank 0 prints.
+        _print_once(f"hpcapp: error: {problem}", sys.stderr)
+        return EXIT_USAGE
     try:
         from hpcapp import app
 
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except HpcappError as exc:
         if getattr(exc, "collective", False):
             if comm.Get_rank() == 0:
-                print(f"hpcapp: error: {exc}", file=sys.stderr, flush=True)
+                kind = "" if isinstance(exc, InterruptError) else "error: "
+                print(f"hpcapp: {kind}{exc}", file=sys.stderr, flush=True)
             return exc.exit_code
         _abort(comm, f"hpcapp: error: {exc}", exc.exit_code)
     except BaseException as exc:

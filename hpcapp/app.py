@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from hpcapp import checkpoint
 from hpcapp.collective import count_hosts, on_all, on_root
 from hpcapp.config import JobConfig
-from hpcapp.engine import TIMING_COLUMNS, EngineResult, run_engine
+from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
+from hpcapp.interrupt import Interrupts
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.registry import load_kernel
-from hpcapp.partition import default_chunk_rows
+from hpcapp.launch import thread_warning
+from hpcapp.partition import count_chunks, default_chunk_rows, subtract
 from hpcapp.slurm import slurm_context
 from hpcapp.source import Source, generated, inspect_input
 from hpcapp.writer import DEMO_ATTR, check_output, iso_utc, params_json, write_output
@@ -31,7 +36,21 @@ def say(comm: Any, text: str, stream: Any = None) -> None:
         print(text, file=stream or sys.stdout, flush=True)
 
 
-def _plan(config: JobConfig) -> tuple[Source, dict[str, Any], int]:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything rank 0 decided before the work starts (small and picklable)."""
+
+    source: Source
+    params: dict[str, Any]
+    chunk_rows: int
+    identity: dict[str, Any]
+    checkpoint_dir: str
+    resume_generation: int | None = None  # None: start fresh
+    resume_parts: tuple[str, ...] = ()
+    finished: bool = False  # --resume, and the output already holds this job's result
+
+
+def _plan(config: JobConfig) -> Plan:
     """Check everything about a run before any work (rank 0): kernel, params, input, output."""
     kernel = load_kernel(config.kernel)
     params = kernel.check_params(config.params)
@@ -46,61 +65,165 @@ def _plan(config: JobConfig) -> tuple[Source, dict[str, Any], int]:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
         source = inspect_input(config.input)
-    check_output(config.output, config.overwrite, source.path)
     if config.chunk_rows is not None:
         chunk_rows = config.chunk_rows
     elif kernel.generates:
         chunk_rows = GENERATED_CHUNK_ROWS
     else:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
-    return source, params, chunk_rows
+    identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows)
+    directory = config.checkpoint or checkpoint.default_path(config.output)
+    plan = Plan(source, params, chunk_rows, identity, directory)
+    if config.resume and _holds_result(config.output, identity):
+        return dataclasses.replace(plan, finished=True)
+    manifest = checkpoint.read_manifest(directory)
+    if manifest is not None and not config.resume:
+        if not config.overwrite:
+            raise UsageError(
+                f"a checkpoint of an unfinished run is in {directory}: add --resume to continue "
+                "it, or --overwrite to discard it and start over"
+            )
+        checkpoint.remove(directory)
+        manifest = None
+    check_output(config.output, config.overwrite, source.path)
+    if manifest is None:
+        return plan
+    checkpoint.check_identity(directory, manifest["job"], identity)
+    generation = int(manifest["generation"])
+    parts = tuple(checkpoint.list_parts(directory, generation))
+    return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
+
+
+def _holds_result(output: str, identity: dict[str, Any]) -> bool:
+    """Return True if ``output`` is the finished result of the job described by ``identity``."""
+    import h5py
+
+    if not Path(output).is_file():
+        return False
+    try:
+        with h5py.File(output, "r", locking=False) as h5:
+            return json.loads(h5.attrs.get("job_identity", "{}")) == identity
+    except (OSError, ValueError):
+        return False
+
+
+def _prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any, int]:
+    """Start a checkpoint, or load one: returns (this rank's nodes, chunks to do, generation).
+
+    On resume every rank loads a share of the saved parts, then all write them again as a new
+    generation, which becomes current only when rank 0 rewrites the manifest: an interruption
+    at any point leaves one complete generation to resume from.
+    """
+    directory = plan.checkpoint_dir
+    if plan.resume_generation is None:
+        on_root(comm, lambda: checkpoint.write_manifest(directory, plan.identity, 0))
+        return {}, None, 0
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = plan.resume_parts[rank::size]
+
+    def load() -> dict:
+        nodes: dict = {}
+        for path in mine:
+            nodes.update(checkpoint.read_part(Path(path)))
+        return nodes
+
+    nodes = on_all(comm, load)
+    all_nodes = [node for rank_nodes in comm.allgather(list(nodes)) for node in rank_nodes]
+    todo = subtract(n_chunks, checkpoint.node_intervals(all_nodes))
+    generation = plan.resume_generation + 1
+    on_all(comm, lambda: checkpoint.write_part(directory, generation, rank, nodes))
+
+    def commit() -> None:
+        checkpoint.write_manifest(directory, plan.identity, generation)
+        checkpoint.remove_generation(directory, generation - 1)
+
+    on_root(comm, commit)
+    return nodes, todo, generation
 
 
 def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
     """``hpcapp run``: the whole job, collective over ``comm``. Returns the exit code."""
     from mpi4py import MPI
 
-    started = on_root(comm, time.time)
-    source, params, chunk_rows = on_root(comm, lambda: _plan(config))
-    kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
-    hosts = count_hosts(comm)
-    result = run_engine(comm, kernel, params, source, chunk_rows, config.distribute)
-
-    def write() -> None:
-        from hpcapp import __version__
-
-        attrs = {
-            "hpcapp_version": __version__,
-            "kernel": config.kernel,
-            "params": params_json(params),
-            "input": source.spec,
-            "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
-            "input_dtype": source.dtype if source.path else "none",
-            "chunk_rows": chunk_rows,
-            "n_chunks": result.n_chunks,
-            "n_ranks": comm.Get_size(),
-            "distribute": config.distribute,
-            "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
-            "hosts": hosts,
-            "started": iso_utc(started),
-            "command": " ".join(["hpcapp", *sys.argv[1:]]),
-            **slurm_context(),
-            **(extra_attrs or {}),
-        }
-        assert result.results is not None and result.timing is not None
-        write_output(
-            config.output,
-            result.results,
-            attrs,
-            result.timing,
-            TIMING_COLUMNS,
-            TIMING_COLUMNS.index("write"),
-            started,
+    with Interrupts() as interrupts:
+        started = on_root(comm, time.time)
+        plan = on_root(comm, lambda: _plan(config))
+        if plan.finished:
+            say(
+                comm,
+                f"hpcapp: {config.output} already holds the result of this job: nothing to resume",
+            )
+            return 0
+        kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
+        hosts, ranks_per_node = count_hosts(comm)
+        warning = thread_warning(ranks_per_node)
+        if warning:
+            say(comm, f"hpcapp: {warning}", sys.stderr)
+        n_chunks = count_chunks(plan.source.n_rows, plan.chunk_rows)
+        nodes, todo, generation = _prepare_checkpoint(comm, plan, n_chunks)
+        if plan.resume_generation is not None:
+            left = sum(stop - start for start, stop in todo)
+            say(
+                comm,
+                f"hpcapp: resuming from {plan.checkpoint_dir}: {n_chunks - left} of "
+                f"{n_chunks} chunks were done",
+            )
+        result = run_engine(
+            comm,
+            kernel,
+            plan.params,
+            plan.source,
+            plan.chunk_rows,
+            config.distribute,
+            todo=todo,
+            preloaded=nodes,
+            interrupts=interrupts,
+            checkpoint=CheckpointPlan(plan.checkpoint_dir, generation, config.checkpoint_every),
         )
 
-    on_root(comm, write)
+        def write() -> None:
+            from hpcapp import __version__
+
+            source = plan.source
+            attrs = {
+                "hpcapp_version": __version__,
+                "kernel": config.kernel,
+                "params": params_json(plan.params),
+                "input": source.spec,
+                "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
+                "input_dtype": source.dtype if source.path else "none",
+                "chunk_rows": plan.chunk_rows,
+                "n_chunks": result.n_chunks,
+                "n_ranks": comm.Get_size(),
+                "distribute": config.distribute,
+                "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+                "hosts": hosts,
+                "started": iso_utc(started),
+                "command": " ".join(["hpcapp", *sys.argv[1:]]),
+                "resumed": plan.resume_generation is not None,
+                "job_identity": json.dumps(plan.identity, sort_keys=True),
+                **slurm_context(),
+                **(extra_attrs or {}),
+            }
+            assert result.results is not None and result.timing is not None
+            write_output(
+                config.output,
+                result.results,
+                attrs,
+                result.timing,
+                TIMING_COLUMNS,
+                TIMING_COLUMNS.index("write"),
+                started,
+            )
+            checkpoint.remove(plan.checkpoint_dir)
+
+        on_root(comm, write)
     if comm.Get_rank() == 0:
-        print(summary(config, source, chunk_rows, result, time.time() - started, comm.Get_size()))
+        print(
+            summary(
+                config, plan.source, plan.chunk_rows, result, time.time() - started, comm.Get_size()
+            )
+        )
     return 0
 
 

@@ -84,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
         "scatter: rank 0 reads and sends them",
     )
 
+    run.add_argument(
+        "--checkpoint", metavar="DIR", help="checkpoint directory (default: OUT.h5.checkpoint)"
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="save progress this often (default 300; 0: only on SIGTERM/SIGUSR1)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_const",
+        const=True,
+        help="continue from the checkpoint if there is one (else start)",
+    )
+
     gen = commands.add_parser("generate", help="write a synthetic dataset in parallel")
     gen.add_argument("target", help="FILE.h5:/dataset to create")
     gen.add_argument("--rows", type=int, required=True, help="number of rows")
@@ -147,6 +163,9 @@ def parse(argv: list[str] | None = None) -> Command:
             "params": parse_params(args.param),
             "overwrite": args.overwrite,
             "distribute": args.distribute,
+            "checkpoint": args.checkpoint,
+            "checkpoint_every": args.checkpoint_every,
+            "resume": args.resume,
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":

@@ -62,16 +62,22 @@ def on_all(comm: Any, action: Callable[[], T]) -> T:
     return value
 
 
-def count_hosts(comm: Any) -> int:
-    """Return the number of distinct hosts (shared-memory nodes) the ranks run on."""
+def count_hosts(comm: Any) -> tuple[int, int]:
+    """Return the number of distinct hosts the ranks run on, and the most ranks on one host."""
     from mpi4py import MPI
 
     node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         leader = 1 if node_comm.Get_rank() == 0 else 0
+        local = node_comm.Get_size()
     finally:
         node_comm.Free()
-    return comm.allreduce(leader, op=MPI.SUM)
+    counts = np.array([leader, local], np.int64)
+    hosts = np.empty(1, np.int64)
+    most = np.empty(1, np.int64)
+    comm.Allreduce(counts[:1], hosts, op=MPI.SUM)
+    comm.Allreduce(counts[1:], most, op=MPI.MAX)
+    return int(hosts[0]), int(most[0])
 
 
 def gather_table(comm: Any, local_row: np.ndarray) -> np.ndarray | None:

@@ -20,6 +20,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DISTRIBUTE_MODES = ("read", "scatter")
+DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
@@ -36,6 +37,9 @@ class JobConfig:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     overwrite: bool = False
     distribute: str = "read"
+    checkpoint: str | None = None  # directory; None: beside the output
+    checkpoint_every: float = DEFAULT_CHECKPOINT_SECONDS
+    resume: bool = False
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -47,6 +51,9 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "params": (dict,),
     "overwrite": (bool,),
     "distribute": (str,),
+    "checkpoint": (str,),
+    "checkpoint_every": (int, float),
+    "resume": (bool,),
 }
 
 
@@ -116,6 +123,12 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
     chunk_rows = merged["chunk_rows"]
     if chunk_rows is not None and chunk_rows <= 0:
         raise UsageError(f"--chunk-rows must be a positive number of rows, got {chunk_rows}")
+    every = merged["checkpoint_every"]
+    every = DEFAULT_CHECKPOINT_SECONDS if every is None else float(every)
+    if every < 0:
+        raise UsageError(
+            f"--checkpoint-every must be >= 0 seconds (0: only on a signal), got {every}"
+        )
     distribute = merged["distribute"] or "read"
     if distribute not in DISTRIBUTE_MODES:
         raise UsageError(f"--distribute must be one of {', '.join(DISTRIBUTE_MODES)}")
@@ -127,4 +140,7 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
         params=params,
         overwrite=bool(merged["overwrite"]),
         distribute=distribute,
+        checkpoint=merged["checkpoint"],
+        checkpoint_every=every,
+        resume=bool(merged["resume"]),
     )

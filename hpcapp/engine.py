@@ -12,17 +12,19 @@ import os
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from hpcapp import reader
+from hpcapp.checkpoint import write_part
 from hpcapp.collective import gather_table
-from hpcapp.errors import HpcappError, KernelError
+from hpcapp.errors import HpcappError, InterruptError, KernelError
+from hpcapp.interrupt import NoInterrupts
 from hpcapp.kernels.api import Kernel, Partial, as_partial
-from hpcapp.partition import chunk_bounds, count_chunks, rank_chunks
+from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
 from hpcapp.reader import ChunkReadError
-from hpcapp.reduce import Failure, FragmentTree, tree_reduce
+from hpcapp.reduce import Failure, FragmentTree, Node, tree_reduce
 from hpcapp.source import Source
 from hpcapp.stopping import StopNotice, Watchdog
 
@@ -41,8 +43,21 @@ class EngineResult:
     timing: np.ndarray | None  # (size, len(TIMING_COLUMNS)); "write" is filled in by the writer
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckpointPlan:
+    """Where and how often each rank saves its completed tree nodes."""
+
+    directory: str
+    generation: int
+    every_seconds: float  # 0: only when interrupted
+
+
 class ChunkError(KernelError):
     """A kernel raised (or returned garbage) on one chunk; the message names rank and chunk."""
+
+
+# Per-rank outcome of the chunk loop, reduced with MAX: the worst one wins.
+OK, INCOMPLETE, FAILED = 0, 1, 2
 
 
 def run_engine(
@@ -52,31 +67,46 @@ def run_engine(
     source: Source,
     chunk_rows: int,
     distribute: str = "read",
+    *,
+    todo: Intervals | None = None,
+    preloaded: Mapping[Node, Partial] | None = None,
+    checkpoint: CheckpointPlan | None = None,
+    interrupts: Any = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
-    A failure on any rank (a kernel raising, a read failing, partials that do not combine) is
-    raised on every rank as the same :class:`KernelError` (marked ``collective``), after the
-    other ranks stopped at their next chunk boundary.
+    ``todo`` lists the chunk runs still to compute and ``preloaded`` this rank's share of the
+    nodes a checkpoint saved (both default to a fresh start). A failure on any rank (a kernel
+    raising, a read failing, partials that do not combine) is raised on every rank as the same
+    :class:`KernelError`; a stop signal as :class:`InterruptError`, after every rank saved its
+    nodes to ``checkpoint``. Both are marked ``collective``.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
+    interrupts = interrupts or NoInterrupts()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
-    mine = rank_chunks(n_chunks, size, rank)
+    todo = [(0, n_chunks)] if todo is None else todo
+    mine = ChunkList(share(todo, size, rank))
     notice = StopNotice(comm)
-    stop = notice.requested
+
+    def should_stop() -> bool:
+        return interrupts.requested() or notice.requested()
+
     if source.path is None:
-        chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), stop)
+        chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), should_stop)
     elif distribute == "scatter":
-        chunks = reader.scatter_chunks(comm, source, n_chunks, chunk_rows, stop)
+        shares = [ChunkList(share(todo, size, r)) for r in range(size)]
+        chunks = reader.scatter_chunks(comm, source, shares, chunk_rows, should_stop)
     else:
-        chunks = reader.read_chunks(source, mine, chunk_rows, stop)
+        chunks = reader.read_chunks(source, mine, chunk_rows, should_stop)
 
     tree = FragmentTree(kernel.merge)
+    for node, partial in (preloaded or {}).items():
+        tree.add(node, partial)
     failure: Failure | None = None
     watchdog: Watchdog | None = None
     seconds = {"read": 0.0, "compute": 0.0}
-    rows_done = 0
-    clock = time.perf_counter()
+    rows_done = chunks_done = 0
+    clock = last_save = time.perf_counter()
     for chunk_index, data in chunks:  # read (or receive, or seed)
         now = time.perf_counter()
         seconds["read"] += now - clock
@@ -90,30 +120,82 @@ def run_engine(
             partial = _compute(kernel, params, chunk_index, data, start, stop_row, rank)  # compute
             tree.add((0, chunk_index), partial)
             rows_done += stop_row - start
+            chunks_done += 1
         except HpcappError as exc:
             message = str(exc) if isinstance(exc, ChunkError) else f"on rank {rank}: {exc}"
             failure = (chunk_index, rank, message)
             notice.notify_others()
             watchdog = Watchdog(comm, message, ABORT_GRACE_SECONDS)
+        if interrupts.requested():
+            notice.notify_others()  # ranks that got no signal stop too
         now = time.perf_counter()
+        if checkpoint and checkpoint.every_seconds and now - last_save > checkpoint.every_seconds:
+            write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes)  # save
+            last_save = now = time.perf_counter()
         seconds["compute"] += now - clock
         clock = now
 
-    results, failure = tree_reduce(comm, tree, failure)  # communicate
-    failure = comm.bcast(failure, root=0)  # communicate: every rank learns the verdict
-    if watchdog is not None:
-        watchdog.cancel()
-    if failure is not None:
-        error = KernelError(failure[2])
-        error.collective = True  # type: ignore[attr-defined]
-        raise error
+    outcome = FAILED if failure else INCOMPLETE if chunks_done < len(mine) else OK
+    outcome = comm.allreduce(outcome, op=_max())  # communicate: every rank learns the outcome
+    if outcome == FAILED:
+        _raise_failure(comm, failure, watchdog)
+    if outcome == INCOMPLETE:
+        _save_and_stop(comm, tree, checkpoint, interrupts)
     notice.close()
+    results, failure = tree_reduce(comm, tree)  # communicate
+    failure = comm.bcast(failure, root=0)  # communicate: a combine may have failed on the way
+    if failure is not None:
+        _shared(KernelError(failure[2]))
     reduce_seconds = time.perf_counter() - clock
     if results is not None:
         results = kernel.finish(results, params)
     local_timing = [seconds["read"], seconds["compute"], reduce_seconds, 0.0, rows_done]
     timing = gather_table(comm, np.array(local_timing))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
+
+
+def _max() -> Any:
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+def _shared(error: HpcappError) -> NoReturn:
+    """Raise an error that every rank raises at this same point."""
+    error.collective = True  # type: ignore[attr-defined]
+    raise error
+
+
+def _raise_failure(comm: Any, failure: Failure | None, watchdog: Watchdog | None) -> NoReturn:
+    """Report one failure on every rank: the one at the lowest (chunk, rank)."""
+    from mpi4py import MPI
+
+    size = comm.Get_size()
+    key = failure[0] * size + failure[1] if failure else np.iinfo(np.int64).max
+    first = comm.allreduce(key, op=MPI.MIN)  # communicate
+    message = comm.bcast(failure[2] if failure else None, root=first % size)  # communicate
+    if watchdog is not None:
+        watchdog.cancel()
+    _shared(KernelError(message))
+
+
+def _save_and_stop(
+    comm: Any, tree: FragmentTree, checkpoint: CheckpointPlan | None, interrupts: Any
+) -> NoReturn:
+    """Every rank saves its nodes, then all stop with the same InterruptError error."""
+    from hpcapp.collective import on_all
+
+    cause = interrupts.received or "another rank's signal"
+    if checkpoint is None:
+        _shared(InterruptError(f"interrupted ({cause}); no checkpoint was kept"))
+    rank = comm.Get_rank()
+    on_all(comm, lambda: write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes))
+    _shared(
+        InterruptError(
+            f"interrupted ({cause}); progress saved in {checkpoint.directory}. "
+            "Run the same command with --resume (on any number of ranks) to continue"
+        )
+    )
 
 
 def _compute(

@@ -21,3 +21,12 @@ class KernelError(HpcappError):
     """A kernel raised or returned something that cannot be combined (exit code 1)."""
 
     exit_code = EXIT_FAILURE
+
+
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again later (with --resume)
+
+
+class InterruptError(HpcappError):
+    """The job was asked to stop (SIGTERM, SIGUSR1, SIGINT); a checkpoint may allow resuming."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -7,6 +7,8 @@ results identical across rank counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -57,3 +59,59 @@ def default_chunk_rows(
     if storage_chunk_rows:
         rows = max(storage_chunk_rows, rows // storage_chunk_rows * storage_chunk_rows)
     return rows
+
+
+Intervals = list[tuple[int, int]]  # sorted, disjoint [start, stop) runs of chunk indices
+
+
+def subtract(n_chunks: int, done: Intervals) -> Intervals:
+    """Return the runs of chunks in ``[0, n_chunks)`` not covered by ``done``."""
+    remaining: Intervals = []
+    position = 0
+    for start, stop in sorted(done):
+        if start > position:
+            remaining.append((position, start))
+        position = max(position, stop)
+    if position < n_chunks:
+        remaining.append((position, n_chunks))
+    return remaining
+
+
+def share(intervals: Intervals, size: int, rank: int) -> list[range]:
+    """Return ``rank``'s contiguous block of the chunks listed in ``intervals``.
+
+    The chunks are taken in order and split like :func:`block`, so each rank's share is a run
+    of consecutive listed chunks (a few ranges when it spans a gap).
+    """
+    total = sum(stop - start for start, stop in intervals)
+    count, first = block(total, size, rank)
+    ranges: list[range] = []
+    offset = 0
+    for start, stop in intervals:
+        length = stop - start
+        lo, hi = max(first - offset, 0), min(first + count - offset, length)
+        if lo < hi:
+            ranges.append(range(start + lo, start + hi))
+        offset += length
+    return ranges
+
+
+class ChunkList:
+    """The chunk indices of a few ranges, indexable without listing them all."""
+
+    def __init__(self, ranges: list[range]) -> None:
+        self.ranges = ranges
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        for chunk_range in self.ranges:
+            yield from chunk_range
+
+    def __getitem__(self, position: int) -> int:
+        for chunk_range in self.ranges:
+            if position < len(chunk_range):
+                return chunk_range[position]
+            position -= len(chunk_range)
+        raise IndexError(position)

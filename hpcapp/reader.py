@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import HpcappError
-from hpcapp.partition import chunk_bounds, rank_chunks
+from hpcapp.partition import ChunkList, chunk_bounds
 from hpcapp.source import Source
 
 _TAG_CHUNK = 7201
@@ -61,7 +61,7 @@ def read_chunks(
     import h5py
 
     buffer = _buffer(source, chunk_rows)
-    with h5py.File(source.path, "r") as h5:
+    with h5py.File(source.path, "r", locking=False) as h5:
         dataset = h5[source.dataset]
         for chunk_index in chunk_indices:
             if should_stop():
@@ -73,7 +73,7 @@ def read_chunks(
 
 
 def scatter_chunks(
-    comm: Any, source: Source, n_chunks: int, chunk_rows: int, should_stop: ShouldStop
+    comm: Any, source: Source, shares: list[ChunkList], chunk_rows: int, should_stop: ShouldStop
 ) -> Iterator[Chunk]:
     """Rank 0 reads every chunk and sends each to the rank that owns it (``--distribute scatter``).
 
@@ -86,7 +86,7 @@ def scatter_chunks(
 
     rank, size = comm.Get_rank(), comm.Get_size()
     buffer = _buffer(source, chunk_rows)
-    mine = rank_chunks(n_chunks, size, rank)
+    mine = shares[rank]
     if rank != 0:
         status = MPI.Status()
         for chunk_index in mine:
@@ -98,9 +98,8 @@ def scatter_chunks(
         return
     import h5py
 
-    shares = [rank_chunks(n_chunks, size, r) for r in range(size)]
     nothing = np.empty(0, np.uint8)
-    with h5py.File(source.path, "r") as h5:
+    with h5py.File(source.path, "r", locking=False) as h5:
         dataset = h5[source.dataset]
         for round_index in range(max(len(share) for share in shares)):
             for dest in range(1, size):

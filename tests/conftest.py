@@ -35,13 +35,26 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def cli_command(args: list[str], n_ranks: int) -> list[str]:
+    """Return the command line ``mpiexec -n N python -m hpcapp ARGS``."""
+    return [mpiexec(), "-n", str(n_ranks), sys.executable, "-m", "hpcapp", *args]
+
+
 def run_cli(
-    args: list[str], n_ranks: int = 1, cwd: Path | None = None, timeout: float = CLI_TIMEOUT
+    args: list[str],
+    n_ranks: int = 1,
+    cwd: Path | None = None,
+    timeout: float = CLI_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``mpiexec -n N python -m hpcapp ARGS`` and return it (output captured as text)."""
-    command = [mpiexec(), "-n", str(n_ranks), sys.executable, "-m", "hpcapp", *args]
     return subprocess.run(
-        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+        cli_command(args, n_ranks),
+        cwd=cwd,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

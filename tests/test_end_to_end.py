@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from conftest import REPO, read_results, run_cli, sample_data, write_dataset
 
+from hpcapp.partition import rank_chunks
+
 RANK_COUNTS = (1, 2, 3, 4, 7)
 
 
@@ -212,33 +214,139 @@ def test_demo_runs_and_overwrites_only_its_own_result(tmp_path):
 
 
 FAILING_KERNEL = """
+import time
 import numpy as np
 
-def fails_on_chunk_3(chunk):
-    if 300 <= chunk[0] < 400:
-        raise ValueError("bad value in chunk")
+def fails_on(chunk, bad=3, stuck=-1):
+    first = int(chunk[0]) // 100  # the chunk index, with 100-row chunks of arange data
+    if first == bad:
+        raise ValueError(f"bad value in chunk {first}")
+    if first == stuck:
+        time.sleep(1000)
     return {"s": np.asarray(chunk.sum())}
 """
 
 
-@pytest.mark.parametrize("n_ranks", [1, 3, 4])
-def test_kernel_failure_ends_the_job_quickly_with_rank_and_chunk(tmp_path, n_ranks):
+@pytest.mark.parametrize("n_ranks,bad", [(2, 3), (3, 9), (4, 3), (4, 9), (3, 0)])
+def test_kernel_failure_ends_the_job_quickly_with_rank_and_chunk(tmp_path, n_ranks, bad):
     spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
     kernel_file = tmp_path / "failing.py"
     kernel_file.write_text(FAILING_KERNEL)
     out = tmp_path / "out.h5"
     started = time.monotonic()
     done = run_cli(
-        ["run", f"{kernel_file}:fails_on_chunk_3", spec, "-o", str(out), "--chunk-rows", "100"],
+        [
+            "run",
+            f"{kernel_file}:fails_on",
+            spec,
+            "-o",
+            str(out),
+            "--chunk-rows",
+            "100",
+            "-p",
+            f"bad={bad}",
+        ],
         n_ranks,
         timeout=60,
     )
     assert time.monotonic() - started < 30
     assert done.returncode == 1, done.stderr
-    assert "chunk 3 (rows 300-399)" in done.stderr
-    assert "ValueError: bad value in chunk" in done.stderr and "Traceback" in done.stderr
+    owner = next(r for r in range(n_ranks) if bad in rank_chunks(10, n_ranks, r))
+    assert f"failed on rank {owner}, chunk {bad} (rows {bad * 100}-{bad * 100 + 99})" in done.stderr
+    assert f"ValueError: bad value in chunk {bad}" in done.stderr and "Traceback" in done.stderr
+    assert 'failing.py", line' in done.stderr  # the kernel's own frame is shown
     assert done.stderr.count("hpcapp: error") == 1
     assert not out.exists()
+
+
+def test_several_ranks_failing_at_once_print_one_message(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    kernel_file = tmp_path / "failing.py"
+    kernel_file.write_text(FAILING_KERNEL.replace("if first == bad:", "if first >= bad:"))
+    done = run_cli(
+        [
+            "run",
+            f"{kernel_file}:fails_on",
+            spec,
+            "-o",
+            str(tmp_path / "o.h5"),
+            "--chunk-rows",
+            "100",
+            "-p",
+            "bad=2",
+        ],
+        4,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("hpcapp: error") == 1 and "bad value in chunk" in done.stderr
+
+
+def test_a_rank_stuck_in_a_chunk_cannot_hang_a_failed_job(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    kernel_file = tmp_path / "failing.py"
+    kernel_file.write_text(FAILING_KERNEL)
+    started = time.monotonic()
+    done = run_cli(
+        [
+            "run",
+            f"{kernel_file}:fails_on",
+            spec,
+            "-o",
+            str(tmp_path / "o.h5"),
+            "--chunk-rows",
+            "100",
+            "-p",
+            "bad=5",
+            "-p",
+            "stuck=0",
+        ],
+        2,
+        timeout=60,
+        env={"HPCAPP_ABORT_GRACE": "2"},
+    )
+    assert time.monotonic() - started < 20
+    assert done.returncode == 1
+    assert "bad value in chunk 5" in done.stderr and "aborting the job" in done.stderr
+
+
+MALFORMED_KERNELS = """
+import numpy as np
+
+def returns_list(chunk):
+    return [chunk.sum()]
+
+def shape_changes(chunk):
+    return {"s": np.zeros(1 + int(chunk[0] >= 500))}
+
+def key_changes(chunk):
+    return {"a" if chunk[0] < 500 else "b": np.float64(1)}
+
+def strings(chunk):
+    return {"s": np.array(["x"])}
+"""
+
+
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("returns_list", "must return a non-empty dict"),
+        ("shape_changes", "cannot combine the partials of chunks"),
+        ("key_changes", "cannot combine the partials of chunks"),
+        ("strings", "only bool, integer and float arrays"),
+    ],
+)
+def test_malformed_kernel_output_is_a_clear_error(tmp_path, name, message):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    kernel_file = tmp_path / "malformed.py"
+    kernel_file.write_text(MALFORMED_KERNELS)
+    done = run_cli(
+        ["run", f"{kernel_file}:{name}", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "100"],
+        3,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert message in done.stderr and done.stderr.count("hpcapp: error") == 1
 
 
 def _bad_inputs(tmp):

@@ -1,0 +1,147 @@
+"""Checkpoints: the completed reduction-tree nodes of every rank, saved so a job can resume.
+
+A checkpoint is a directory (default ``OUT.h5.checkpoint``) with ``manifest.json`` (what job it
+belongs to, and which generation of part files is current) and one HDF5 part file per rank of
+that generation. Each rank writes only its own part, atomically, whenever it likes: no
+communication, no rank-0 bottleneck, and no stall of the others. A part holds tree nodes, each
+a partial over a dyadic run of chunks; parts never overlap, so their union is a valid state even
+though they were written at different moments. Because a node's value is fixed by the tree
+(``combine(left, right)``), resuming on any number of ranks gives the same bits as a run that
+was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcapp.errors import UsageError
+from hpcapp.reduce import Node, Partial
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def default_path(output: str) -> str:
+    """Return the checkpoint directory used when ``--checkpoint`` is not given."""
+    return f"{output}.checkpoint"
+
+
+def job_identity(kernel: str, params_json: str, source: Any, chunk_rows: int) -> dict[str, Any]:
+    """Return what must match for a checkpoint (or a finished output) to belong to a job."""
+    identity: dict[str, Any] = {
+        "kernel": kernel,
+        "params": params_json,
+        "chunk_rows": chunk_rows,
+        "n_rows": source.n_rows,
+        "row_shape": list(source.row_shape),
+        "dtype": source.dtype,
+    }
+    if source.path is not None:
+        identity["input"] = f"{os.path.abspath(source.path)}:{source.dataset}"
+        _, _, size, mtime_ns = source.file_id
+        identity["input_size"] = size
+        identity["input_mtime_ns"] = mtime_ns
+    return identity
+
+
+def part_path(directory: str, generation: int, rank: int) -> Path:
+    """Return the part file of ``rank`` in ``generation``."""
+    return Path(directory) / f"gen{generation:04d}-rank{rank:06d}.h5"
+
+
+def read_manifest(directory: str) -> dict[str, Any] | None:
+    """Return the manifest of a checkpoint directory, or None when there is no checkpoint."""
+    path = Path(directory) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"checkpoint {directory!r} is unreadable ({exc}); remove it") from None
+    if manifest.get("format") != FORMAT:
+        raise UsageError(f"checkpoint {directory!r} has an unknown format; remove it")
+    return manifest
+
+
+def write_manifest(directory: str, identity: dict[str, Any], generation: int) -> None:
+    """Write the manifest atomically: this is the moment a new generation becomes current."""
+    Path(directory).mkdir(exist_ok=True)
+    text = json.dumps({"format": FORMAT, "generation": generation, "job": identity}, indent=1)
+    _replace_with(Path(directory) / MANIFEST, text.encode())
+
+
+def check_identity(directory: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse a checkpoint made for another job, naming what differs."""
+    differ = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+    if differ:
+        details = "; ".join(
+            f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in differ
+        )
+        raise UsageError(
+            f"checkpoint {directory!r} was made for a different job ({details}). "
+            "Run with the original settings, or remove the checkpoint to start over"
+        )
+
+
+def write_part(directory: str, generation: int, rank: int, nodes: dict[Node, Partial]) -> None:
+    """Save one rank's nodes to its part file, atomically (temporary file, then rename)."""
+    import h5py
+
+    final = part_path(directory, generation, rank)
+    temporary = final.with_name(f".{final.name}.tmp")
+    with h5py.File(temporary, "w") as h5:
+        h5.attrs["generation"] = generation
+        h5.attrs["rank"] = rank
+        for (level, index), partial in nodes.items():
+            group = h5.create_group(f"node_{level}_{index}")
+            group.attrs["level"] = level
+            group.attrs["index"] = index
+            for key, value in partial.items():
+                group.create_dataset(key, data=np.asarray(value))
+    os.replace(temporary, final)
+
+
+def read_part(path: Path) -> dict[Node, Partial]:
+    """Load the nodes of one part file."""
+    import h5py
+
+    nodes: dict[Node, Partial] = {}
+    with h5py.File(path, "r", locking=False) as h5:
+        for group in h5.values():
+            node = (int(group.attrs["level"]), int(group.attrs["index"]))
+            nodes[node] = {key: dataset[()] for key, dataset in group.items()}
+    return nodes
+
+
+def list_parts(directory: str, generation: int) -> list[str]:
+    """Return the part files of one generation, sorted."""
+    return sorted(str(p) for p in Path(directory).glob(f"gen{generation:04d}-rank*.h5"))
+
+
+def remove_generation(directory: str, generation: int) -> None:
+    """Delete the part files of a generation that is no longer current."""
+    for path in list_parts(directory, generation):
+        Path(path).unlink(missing_ok=True)
+
+
+def remove(directory: str) -> None:
+    """Delete a checkpoint directory (after the job's result was written)."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def node_intervals(nodes: Iterable[Node]) -> list[tuple[int, int]]:
+    """Return the chunk runs ``[start, stop)`` that nodes cover."""
+    return [(index << level, (index + 1) << level) for level, index in nodes]
+
+
+def _replace_with(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
