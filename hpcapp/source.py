@@ -60,7 +60,7 @@ def inspect_input(spec: str) -> Source:
     if not h5py.is_hdf5(file):
         raise UsageError(f"input file {path!r} is not an HDF5 file")
     try:
-        with h5py.File(file, "r") as h5:
+        with h5py.File(file, "r", locking=False) as h5:
             obj = h5.get(dataset)
             if obj is None:
                 raise UsageError(
