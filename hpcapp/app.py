@@ -196,6 +196,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
                 "n_chunks": result.n_chunks,
                 "n_ranks": comm.Get_size(),
                 "distribute": config.distribute,
+                "schedule": config.schedule,
                 "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
                 "hosts": hosts,
                 "started": iso_utc(started),

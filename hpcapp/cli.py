@@ -12,7 +12,13 @@ import os
 import sys
 from typing import Any, NoReturn
 
-from hpcapp.config import DISTRIBUTE_MODES, load_config_file, make_job_config, parse_params
+from hpcapp.config import (
+    DISTRIBUTE_MODES,
+    SCHEDULES,
+    load_config_file,
+    make_job_config,
+    parse_params,
+)
 from hpcapp.errors import UsageError
 
 # Variables launchers set to the process's rank, read before MPI starts so only rank 0 prints.
@@ -84,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         "scatter: rank 0 reads and sends them",
     )
 
+    run.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="static: fixed contiguous shares (default); dynamic: blocks of chunks on demand, "
+        "for uneven work",
+    )
     run.add_argument(
         "--checkpoint", metavar="DIR", help="checkpoint directory (default: OUT.h5.checkpoint)"
     )
@@ -166,6 +178,7 @@ def parse(argv: list[str] | None = None) -> Command:
             "checkpoint": args.checkpoint,
             "checkpoint_every": args.checkpoint_every,
             "resume": args.resume,
+            "schedule": args.schedule,
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":

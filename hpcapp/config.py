@@ -20,6 +20,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DISTRIBUTE_MODES = ("read", "scatter")
+SCHEDULES = ("static", "dynamic")
 DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 _INT = re.compile(r"[+-]?\d+")
@@ -40,6 +41,7 @@ class JobConfig:
     checkpoint: str | None = None  # directory; None: beside the output
     checkpoint_every: float = DEFAULT_CHECKPOINT_SECONDS
     resume: bool = False
+    schedule: str = "static"
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -54,6 +56,7 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "checkpoint": (str,),
     "checkpoint_every": (int, float),
     "resume": (bool,),
+    "schedule": (str,),
 }
 
 
@@ -132,6 +135,13 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
     distribute = merged["distribute"] or "read"
     if distribute not in DISTRIBUTE_MODES:
         raise UsageError(f"--distribute must be one of {', '.join(DISTRIBUTE_MODES)}")
+    schedule = merged["schedule"] or "static"
+    if schedule not in SCHEDULES:
+        raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}")
+    if schedule == "dynamic" and distribute == "scatter":
+        raise UsageError(
+            "--schedule dynamic needs every rank to read its own chunks: drop --distribute scatter"
+        )
     return JobConfig(
         kernel=merged["kernel"],
         output=merged["output"],
@@ -143,4 +153,5 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
         checkpoint=merged["checkpoint"],
         checkpoint_every=every,
         resume=bool(merged["resume"]),
+        schedule=schedule,
     )

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 import numpy as np
@@ -72,6 +72,7 @@ def run_engine(
     preloaded: Mapping[Node, Partial] | None = None,
     checkpoint: CheckpointPlan | None = None,
     interrupts: Any = None,
+    schedule: str = "static",
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -79,17 +80,23 @@ def run_engine(
     nodes a checkpoint saved (both default to a fresh start). A failure on any rank (a kernel
     raising, a read failing, partials that do not combine) is raised on every rank as the same
     :class:`KernelError`; a stop signal as :class:`InterruptError`, after every rank saved its
-    nodes to ``checkpoint``. Both are marked ``collective``.
+    nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
+    aligned blocks of chunks on demand from an atomic counter instead of a fixed share; the
+    result is the same bits either way.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     todo = [(0, n_chunks)] if todo is None else todo
-    mine = ChunkList(share(todo, size, rank))
     notice = StopNotice(comm)
 
     def should_stop() -> bool:
         return interrupts.requested() or notice.requested()
+
+    if schedule == "dynamic":
+        mine: Any = DynamicShare(comm, ChunkList([range(a, b) for a, b in todo]), should_stop)
+    else:
+        mine = ChunkList(share(todo, size, rank))
 
     if source.path is None:
         chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), should_stop)
@@ -135,7 +142,12 @@ def run_engine(
         seconds["compute"] += now - clock
         clock = now
 
-    outcome = FAILED if failure else INCOMPLETE if chunks_done < len(mine) else OK
+    if isinstance(mine, DynamicShare):
+        incomplete = not mine.exhausted
+        mine.free()  # communicate
+    else:
+        incomplete = chunks_done < len(mine)
+    outcome = FAILED if failure else INCOMPLETE if incomplete else OK
     outcome = comm.allreduce(outcome, op=_max())  # communicate: every rank learns the outcome
     if outcome == FAILED:
         _raise_failure(comm, failure, watchdog)
@@ -152,6 +164,45 @@ def run_engine(
     local_timing = [seconds["read"], seconds["compute"], reduce_seconds, 0.0, rows_done]
     timing = gather_table(comm, np.array(local_timing))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
+
+
+class DynamicShare:
+    """Chunks handed out on demand: each rank takes the next aligned block from a counter.
+
+    The counter lives in an MPI window on rank 0 and is advanced with an atomic
+    ``MPI_Fetch_and_op`` (``mpi4py.util.sync.Counter``), so no rank acts as a master. Blocks are
+    a power of two of chunks, about eight per rank, so most of a block's partials merge
+    locally into one tree node.
+    """
+
+    def __init__(self, comm: Any, todo: ChunkList, should_stop: Any) -> None:
+        from mpi4py.util.sync import Counter
+
+        self._todo = todo
+        self._n_todo = len(todo)
+        self._should_stop = should_stop
+        self.block = dynamic_block(self._n_todo, comm.Get_size())
+        self.exhausted = False
+        self._counter = Counter(typecode="q", comm=comm)  # collective
+
+    def __iter__(self) -> Iterator[int]:
+        while not self._should_stop():
+            first = self._counter.next() * self.block
+            if first >= self._n_todo:
+                self.exhausted = True
+                return
+            for position in range(first, min(first + self.block, self._n_todo)):
+                yield self._todo[position]
+
+    def free(self) -> None:
+        """Release the counter's window (collective)."""
+        self._counter.free()
+
+
+def dynamic_block(n_chunks: int, size: int, blocks_per_rank: int = 8) -> int:
+    """Return the chunks per dynamic block: a power of two giving ~``blocks_per_rank`` each."""
+    target = max(1, n_chunks // (size * blocks_per_rank))
+    return 1 << (target.bit_length() - 1)
 
 
 def _max() -> Any:

@@ -63,26 +63,27 @@ def interrupt_when_running(process, checkpoint_dir, delay, sig=signal.SIGTERM):
 
 
 @pytest.mark.parametrize(
-    "first,second,delay,sig",
+    "first,second,delay,sig,schedule",
     [
-        (3, 2, 0.9, signal.SIGTERM),
-        (2, 4, 1.6, signal.SIGUSR1),
-        (4, 1, 1.2, signal.SIGINT),
+        (3, 2, 1.5, signal.SIGTERM, "static"),
+        (2, 4, 2.0, signal.SIGUSR1, "static"),
+        (4, 1, 1.2, signal.SIGINT, "static"),
+        (3, 2, 1.5, signal.SIGTERM, "dynamic"),
     ],
 )
 def test_interrupted_then_resumed_on_another_rank_count_is_bitwise_identical(
-    tmp_path, job, first, second, delay, sig
+    tmp_path, job, first, second, delay, sig, schedule
 ):
     reference = tmp_path / "reference.h5"
     assert run_cli(job(reference, "-p", "delay=0"), 1).returncode == 0
     out = tmp_path / "out.h5"
-    process = start_cli(job(out, "--checkpoint-every", "0.2"), first)
+    process = start_cli(job(out, "--checkpoint-every", "0.2", "--schedule", schedule), first)
     moment = delay * np.random.default_rng().uniform(0.2, 1.0)  # a random moment of the run
     _, stderr = interrupt_when_running(process, tmp_path / "out.h5.checkpoint", moment, sig)
     assert process.returncode == 75, stderr
     assert "--resume" in stderr and not out.exists()
     assert (tmp_path / "out.h5.checkpoint" / "manifest.json").exists()
-    resumed = run_cli(job(out, "--resume"), second)
+    resumed = run_cli(job(out, "--resume", "--schedule", schedule), second)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout
     assert result_bytes(out) == result_bytes(reference)

@@ -1,0 +1,118 @@
+"""Dynamic scheduling gives the same bits as static, on any rank count, and resumes."""
+
+import numpy as np
+import pytest
+from conftest import read_results, run_cli, sample_data, write_dataset
+
+from hpcapp.engine import dynamic_block
+
+SKEWED_KERNEL = """
+import time
+import numpy as np
+
+def skewed(chunk, unit=0.0):
+    # Cost grows with the position in the data, like late detector runs that are denser.
+    time.sleep(unit * (1 + 9 * float(chunk[0, 0])))
+    return {"s": chunk.sum(axis=0), "n": np.int64(len(chunk))}
+"""
+
+
+def result_bytes(path):
+    return {key: value.tobytes() for key, value in read_results(path).items()}
+
+
+def test_dynamic_blocks_are_powers_of_two_with_several_per_rank():
+    assert dynamic_block(1, 4) == 1
+    assert dynamic_block(1000, 4) == 16
+    for n_chunks in (7, 100, 4097, 10**6):
+        for size in (1, 3, 64):
+            block = dynamic_block(n_chunks, size)
+            assert block & (block - 1) == 0
+            assert block == 1 or n_chunks // block >= 8 * size // 2
+
+
+def test_dynamic_equals_static_on_every_rank_count(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", sample_data(2500, 3, "float32", nan=0.02))
+    common = ["--chunk-rows", "23", "-p", "bins=10", "-p", "range=0,1"]
+    static = tmp_path / "static.h5"
+    assert run_cli(["run", "stats", spec, "-o", str(static), *common], 1).returncode == 0
+    for n_ranks in (1, 2, 3, 4):
+        out = tmp_path / f"dynamic{n_ranks}.h5"
+        done = run_cli(
+            ["run", "stats", spec, "-o", str(out), "--schedule", "dynamic", *common], n_ranks
+        )
+        assert done.returncode == 0, done.stderr
+        assert result_bytes(out) == result_bytes(static), n_ranks
+
+
+def test_skewed_kernel_dynamic_matches_static(tmp_path):
+    data = np.linspace(0, 1, 4000).reshape(-1, 1) * np.ones((1, 2))
+    spec = write_dataset(tmp_path / "in.h5", data)
+    kernel_file = tmp_path / "skewed.py"
+    kernel_file.write_text(SKEWED_KERNEL)
+    outputs = []
+    for schedule in ("static", "dynamic"):
+        out = tmp_path / f"{schedule}.h5"
+        done = run_cli(
+            [
+                "run",
+                f"{kernel_file}:skewed",
+                spec,
+                "-o",
+                str(out),
+                "--chunk-rows",
+                "50",
+                "--schedule",
+                schedule,
+                "-p",
+                "unit=0.001",
+            ],
+            4,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(result_bytes(out))
+    assert outputs[0] == outputs[1]
+    np.testing.assert_allclose(read_results(tmp_path / "dynamic.h5")["s"], data.sum(axis=0))
+
+
+def test_dynamic_with_scatter_is_refused(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(10.0))
+    done = run_cli(
+        [
+            "run",
+            "stats",
+            spec,
+            "-o",
+            str(tmp_path / "o.h5"),
+            "--schedule",
+            "dynamic",
+            "--distribute",
+            "scatter",
+        ],
+        1,
+    )
+    assert done.returncode == 2 and "--distribute scatter" in done.stderr
+
+
+@pytest.mark.parametrize("n_ranks", [2, 3])
+def test_dynamic_failure_is_reported_once(tmp_path, n_ranks):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000.0))
+    kernel_file = tmp_path / "bad.py"
+    kernel_file.write_text("def bad(chunk):\n    raise RuntimeError('no')\n")
+    done = run_cli(
+        [
+            "run",
+            f"{kernel_file}:bad",
+            spec,
+            "-o",
+            str(tmp_path / "o.h5"),
+            "--chunk-rows",
+            "10",
+            "--schedule",
+            "dynamic",
+        ],
+        n_ranks,
+        timeout=60,
+    )
+    assert done.returncode == 1 and done.stderr.count("hpcapp: error") == 1
+    assert "RuntimeError: no" in done.stderr
