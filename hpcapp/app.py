@@ -65,6 +65,11 @@ def _plan(config: JobConfig) -> Plan:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
         source = inspect_input(config.input)
+    if kernel.per_row and config.distribute == "scatter":
+        raise UsageError(
+            f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
+            "own chunks: drop --distribute scatter"
+        )
     if config.chunk_rows is not None:
         chunk_rows = config.chunk_rows
     elif kernel.generates:
@@ -89,6 +94,11 @@ def _plan(config: JobConfig) -> Plan:
     if manifest is None:
         return plan
     checkpoint.check_identity(directory, manifest["job"], identity)
+    if kernel.per_row and not Path(checkpoint.rows_path(directory)).is_file():
+        raise UsageError(
+            f"checkpoint {directory!r} has lost its per-row outputs (rows.h5): "
+            "run with --overwrite instead of --resume to start over"
+        )
     generation = int(manifest["generation"])
     parts = tuple(checkpoint.list_parts(directory, generation))
     return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
@@ -179,6 +189,9 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
             preloaded=nodes,
             interrupts=interrupts,
             checkpoint=CheckpointPlan(plan.checkpoint_dir, generation, config.checkpoint_every),
+            schedule=config.schedule,
+            rows_path=checkpoint.rows_path(plan.checkpoint_dir),
+            compression=config.compression,
         )
 
         def write() -> None:
@@ -215,6 +228,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
                 TIMING_COLUMNS,
                 TIMING_COLUMNS.index("write"),
                 started,
+                base=checkpoint.rows_path(plan.checkpoint_dir) if kernel.per_row else None,
             )
             checkpoint.remove(plan.checkpoint_dir)
 

@@ -51,6 +51,11 @@ def job_identity(kernel: str, params_json: str, source: Any, chunk_rows: int) ->
     return identity
 
 
+def rows_path(directory: str) -> str:
+    """Return the working file where rank 0 writes per-row outputs until the job ends."""
+    return str(Path(directory) / "rows.h5")
+
+
 def part_path(directory: str, generation: int, rank: int) -> Path:
     """Return the part file of ``rank`` in ``generation``."""
     return Path(directory) / f"gen{generation:04d}-rank{rank:06d}.h5"

@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run.add_argument(
+        "--compression",
+        choices=("gzip", "lzf"),
+        help="compress per-row outputs (kernels declared with per_row=...)",
+    )
+    run.add_argument(
         "--schedule",
         choices=SCHEDULES,
         help="static: fixed contiguous shares (default); dynamic: blocks of chunks on demand, "
@@ -179,6 +184,7 @@ def parse(argv: list[str] | None = None) -> Command:
             "checkpoint_every": args.checkpoint_every,
             "resume": args.resume,
             "schedule": args.schedule,
+            "compression": args.compression,
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":

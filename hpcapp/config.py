@@ -42,6 +42,7 @@ class JobConfig:
     checkpoint_every: float = DEFAULT_CHECKPOINT_SECONDS
     resume: bool = False
     schedule: str = "static"
+    compression: str | None = None  # for per-row outputs: gzip or lzf
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -57,6 +58,7 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "checkpoint_every": (int, float),
     "resume": (bool,),
     "schedule": (str,),
+    "compression": (str,),
 }
 
 
@@ -138,6 +140,9 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
     schedule = merged["schedule"] or "static"
     if schedule not in SCHEDULES:
         raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}")
+    compression = merged["compression"]
+    if compression not in (None, "gzip", "lzf"):
+        raise UsageError(f"--compression must be gzip or lzf, got {compression!r}")
     if schedule == "dynamic" and distribute == "scatter":
         raise UsageError(
             "--schedule dynamic needs every rank to read its own chunks: drop --distribute scatter"
@@ -154,4 +159,5 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
         checkpoint_every=every,
         resume=bool(merged["resume"]),
         schedule=schedule,
+        compression=compression,
     )

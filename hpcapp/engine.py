@@ -25,6 +25,7 @@ from hpcapp.kernels.api import Kernel, Partial, as_partial
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
 from hpcapp.reader import ChunkReadError
 from hpcapp.reduce import Failure, FragmentTree, Node, tree_reduce
+from hpcapp.rows import RowSink, RowWriter
 from hpcapp.source import Source
 from hpcapp.stopping import StopNotice, Watchdog
 
@@ -73,6 +74,8 @@ def run_engine(
     checkpoint: CheckpointPlan | None = None,
     interrupts: Any = None,
     schedule: str = "static",
+    rows_path: str | None = None,
+    compression: str | None = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -82,7 +85,8 @@ def run_engine(
     :class:`KernelError`; a stop signal as :class:`InterruptError`, after every rank saved its
     nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
     aligned blocks of chunks on demand from an atomic counter instead of a fixed share; the
-    result is the same bits either way.
+    result is the same bits either way. A kernel with per-row outputs has them written by
+    rank 0 to ``rows_path`` (a working HDF5 file) as they arrive.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -106,6 +110,16 @@ def run_engine(
     else:
         chunks = reader.read_chunks(source, mine, chunk_rows, should_stop)
 
+    sink = None
+    if kernel.per_row:
+        writer = None
+        if rank == 0:
+            assert rows_path is not None, "a per-row kernel needs rows_path"
+            writer = RowWriter(rows_path, source.n_rows, chunk_rows, compression)
+        sink = RowSink(comm, writer, chunk_rows)
+        # Saved nodes must never run ahead of the rows rank 0 has written: save only on a stop.
+        checkpoint = checkpoint and dataclasses.replace(checkpoint, every_seconds=0.0)
+
     tree = FragmentTree(kernel.merge)
     for node, partial in (preloaded or {}).items():
         tree.add(node, partial)
@@ -125,7 +139,10 @@ def run_engine(
             if isinstance(data, ChunkReadError):
                 raise data
             partial = _compute(kernel, params, chunk_index, data, start, stop_row, rank)  # compute
+            rows = {key: partial.pop(key) for key in kernel.per_row}
             tree.add((0, chunk_index), partial)
+            if sink is not None:
+                sink.put(chunk_index, rows)  # rank 0 writes; others send
             rows_done += stop_row - start
             chunks_done += 1
         except HpcappError as exc:
@@ -142,6 +159,8 @@ def run_engine(
         seconds["compute"] += now - clock
         clock = now
 
+    if sink is not None:
+        sink.finish()  # communicate: rank 0 drains every rank's rows
     if isinstance(mine, DynamicShare):
         incomplete = not mine.exhausted
         mine.free()  # communicate
@@ -267,6 +286,14 @@ def _compute(
             f"kernel {kernel.name!r} failed on rank {rank}, chunk {chunk_index} "
             f"(rows {start}-{stop - 1}):\n{detail.rstrip()}"
         ) from exc
+    for key in kernel.per_row:
+        value = partial.get(key)
+        if value is None or value.ndim == 0 or len(value) != stop - start:
+            raise ChunkError(
+                f"kernel {kernel.name!r} on rank {rank}, chunk {chunk_index} (rows {start}-"
+                f"{stop - 1}): per-row output {key!r} must have {stop - start} rows, got "
+                f"{'nothing' if value is None else value.shape}"
+            )
     if isinstance(data, np.ndarray):
         # The read buffer is reused for the next chunk: keep no view of it.
         for key, value in partial.items():

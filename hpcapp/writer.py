@@ -65,15 +65,42 @@ def write_output(
     timing_columns: tuple[str, ...],
     write_column: int,
     started_seconds: float,
+    base: str | None = None,
 ) -> float:
-    """Write results, attributes and timing to ``path`` atomically; return the write seconds."""
+    """Write results, attributes and timing to ``path`` atomically; return the write seconds.
+
+    ``base`` is a working file that already holds per-row outputs: it is completed and becomes
+    the output, instead of a new file.
+    """
+    clock = time.perf_counter()
+    with atomic_path(path) as temporary:
+        if base is not None:
+            os.replace(base, temporary)
+        else:
+            temporary.unlink(missing_ok=True)
+        _write_file(
+            temporary, results, attrs, timing, timing_columns, write_column, clock, started_seconds
+        )
+    return time.perf_counter() - clock
+
+
+def _write_file(
+    temporary: Path,
+    results: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+    timing: np.ndarray,
+    timing_columns: tuple[str, ...],
+    write_column: int,
+    clock: float,
+    started_seconds: float,
+) -> None:
+    """Fill the (possibly existing) temporary file with everything but per-row outputs."""
     import h5py
 
-    clock = time.perf_counter()
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as h5:
+    with h5py.File(temporary, "a") as h5:
         for key, value in attrs.items():
             h5.attrs[key] = value
-        group = h5.create_group("result")
+        group = h5.require_group("result")
         for key, value in results.items():
             group.create_dataset(key, data=np.asarray(value))
         write_seconds = time.perf_counter() - clock
@@ -84,7 +111,6 @@ def write_output(
         dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
         h5.attrs["finished"] = iso_utc(time.time())
         h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
-    return time.perf_counter() - clock
 
 
 def params_json(params: Mapping[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """Dynamic scheduling gives the same bits as static, on any rank count, and resumes."""
 
+import h5py
 import numpy as np
 import pytest
 from conftest import read_results, run_cli, sample_data, write_dataset
@@ -43,6 +44,10 @@ def test_dynamic_equals_static_on_every_rank_count(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert result_bytes(out) == result_bytes(static), n_ranks
+        with h5py.File(out) as h5:
+            assert h5.attrs["schedule"] == "dynamic"
+            if n_ranks > 1:  # blocks of 4 chunks went to more than one rank
+                assert (h5["timing"][:, 4] > 0).sum() > 1
 
 
 def test_skewed_kernel_dynamic_matches_static(tmp_path):

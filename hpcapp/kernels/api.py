@@ -27,6 +27,7 @@ def kernel(
     generates: bool = False,
     rows_param: str | None = None,
     validate: Callable[..., Any] | None = None,
+    per_row: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Partial]], Callable[..., Partial]]:
     """Declare how a kernel's partial results combine.
 
@@ -37,6 +38,8 @@ def kernel(
     on rank 0. ``generates=True`` marks a kernel with no input that is called as
     ``f(rng, n_rows, **params)``; ``rows_param`` names the parameter giving its total rows.
     ``validate(**params)`` may raise ValueError to refuse parameters before any work starts.
+    ``per_row`` names keys holding one row per input row (a "map" output): they are written
+    in input order to ``/result/<key>`` instead of being combined.
     """
 
     def decorate(func: Callable[..., Partial]) -> Callable[..., Partial]:
@@ -45,6 +48,7 @@ def kernel(
         func.generates = generates  # type: ignore[attr-defined]
         func.rows_param = rows_param  # type: ignore[attr-defined]
         func.validate = validate  # type: ignore[attr-defined]
+        func.per_row = tuple(per_row)  # type: ignore[attr-defined]
         return func
 
     return decorate
@@ -65,6 +69,7 @@ class Kernel:
     rows_param: str | None
     validate: Callable[..., Any] | None
     description: str
+    per_row: tuple[str, ...] = ()
 
     def check_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Return the full parameter set, refusing unknown or missing names."""
@@ -213,4 +218,5 @@ def from_function(func: Callable[..., Any], name: str, description: str = "") ->
         rows_param=getattr(func, "rows_param", None),
         validate=getattr(func, "validate", None),
         description=doc,
+        per_row=tuple(getattr(func, "per_row", ())),
     )
