@@ -27,7 +27,13 @@ def main(argv: list[str] | None = None) -> int:
         if command.name == "show":
             from hpcapp.show import describe
 
-            _print_once(describe(command.config))
+            path, png = command.config
+            _print_once(describe(path))
+            if png:
+                from hpcapp.plot import plot_file
+
+                plot_file(path, png)
+                _print_once(f"hpcapp: drew {png}")
             return 0
         if command.name == "slurm":
             from hpcapp.slurm import slurm_command

@@ -192,6 +192,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
             schedule=config.schedule,
             rows_path=checkpoint.rows_path(plan.checkpoint_dir),
             compression=config.compression,
+            progress_every=None if config.quiet else config.progress_every,
         )
 
         def write() -> None:

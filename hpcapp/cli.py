@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="compress per-row outputs (kernels declared with per_row=...)",
     )
     run.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, print progress every 10%% and every SECONDS "
+        "(default 60)",
+    )
+    run.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress display")
+    run.add_argument(
         "--schedule",
         choices=SCHEDULES,
         help="static: fixed contiguous shares (default); dynamic: blocks of chunks on demand, "
@@ -129,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="print the results and provenance of an output file")
     show.add_argument("file", help="an hpcapp result file")
+    show.add_argument("--plot", metavar="FILE.png", help="also draw the results and timing")
 
     slurm = commands.add_parser(
         "slurm",
@@ -185,6 +194,8 @@ def parse(argv: list[str] | None = None) -> Command:
             "resume": args.resume,
             "schedule": args.schedule,
             "compression": args.compression,
+            "quiet": args.quiet,
+            "progress_every": args.progress_every,
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":
@@ -202,7 +213,7 @@ def parse(argv: list[str] | None = None) -> Command:
         )
         return Command("generate", config)
     if args.command == "show":
-        return Command("show", args.file)
+        return Command("show", (args.file, args.plot))
     if args.command == "slurm":
         return Command("slurm", args)
     return Command(args.command)

@@ -22,6 +22,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DISTRIBUTE_MODES = ("read", "scatter")
 SCHEDULES = ("static", "dynamic")
 DEFAULT_CHECKPOINT_SECONDS = 300.0
+DEFAULT_PROGRESS_SECONDS = 60.0
 
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
@@ -43,6 +44,8 @@ class JobConfig:
     resume: bool = False
     schedule: str = "static"
     compression: str | None = None  # for per-row outputs: gzip or lzf
+    quiet: bool = False
+    progress_every: float = DEFAULT_PROGRESS_SECONDS
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -59,6 +62,8 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "resume": (bool,),
     "schedule": (str,),
     "compression": (str,),
+    "quiet": (bool,),
+    "progress_every": (int, float),
 }
 
 
@@ -160,4 +165,8 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
         resume=bool(merged["resume"]),
         schedule=schedule,
         compression=compression,
+        quiet=bool(merged["quiet"]),
+        progress_every=DEFAULT_PROGRESS_SECONDS
+        if merged["progress_every"] is None
+        else float(merged["progress_every"]),
     )

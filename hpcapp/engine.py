@@ -23,6 +23,7 @@ from hpcapp.errors import HpcappError, InterruptError, KernelError
 from hpcapp.interrupt import NoInterrupts
 from hpcapp.kernels.api import Kernel, Partial, as_partial
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
+from hpcapp.progress import Progress
 from hpcapp.reader import ChunkReadError
 from hpcapp.reduce import Failure, FragmentTree, Node, tree_reduce
 from hpcapp.rows import RowSink, RowWriter
@@ -76,6 +77,7 @@ def run_engine(
     schedule: str = "static",
     rows_path: str | None = None,
     compression: str | None = None,
+    progress_every: float | None = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -86,7 +88,8 @@ def run_engine(
     nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
     aligned blocks of chunks on demand from an atomic counter instead of a fixed share; the
     result is the same bits either way. A kernel with per-row outputs has them written by
-    rank 0 to ``rows_path`` (a working HDF5 file) as they arrive.
+    rank 0 to ``rows_path`` (a working HDF5 file) as they arrive. ``progress_every`` (seconds;
+    None: silent) turns on rank 0's live progress display.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -120,6 +123,11 @@ def run_engine(
         # Saved nodes must never run ahead of the rows rank 0 has written: save only on a stop.
         checkpoint = checkpoint and dataclasses.replace(checkpoint, every_seconds=0.0)
 
+    progress = None
+    if progress_every is not None:
+        total = sum(stop - start for start, stop in todo)
+        progress = Progress(comm, total, source.row_bytes, progress_every)
+
     tree = FragmentTree(kernel.merge)
     for node, partial in (preloaded or {}).items():
         tree.add(node, partial)
@@ -145,6 +153,8 @@ def run_engine(
                 sink.put(chunk_index, rows)  # rank 0 writes; others send
             rows_done += stop_row - start
             chunks_done += 1
+            if progress is not None:
+                progress.update(chunks_done, rows_done)
         except HpcappError as exc:
             message = str(exc) if isinstance(exc, ChunkError) else f"on rank {rank}: {exc}"
             failure = (chunk_index, rank, message)
@@ -161,6 +171,8 @@ def run_engine(
 
     if sink is not None:
         sink.finish()  # communicate: rank 0 drains every rank's rows
+    if progress is not None:
+        progress.close()  # communicate: rank 0 waits for every rank's last update
     if isinstance(mine, DynamicShare):
         incomplete = not mine.exhausted
         mine.free()  # communicate

@@ -47,7 +47,7 @@ def thread_warning(ranks_per_node: int, cores: int | None = None) -> str | None:
             "is not set: numpy's BLAS may start one thread per core in every rank. Set "
             "OMP_NUM_THREADS=1 (or SLURM_CPUS_PER_TASK) for MPI jobs"
         )
-    if threads * ranks_per_node > cores:
+    if threads > 1 and threads * ranks_per_node > cores:
         return (
             f"warning: {ranks_per_node} ranks x {name}={threads} threads exceed the node's "
             f"{cores} cores; set {name}={max(1, cores // ranks_per_node)}"
