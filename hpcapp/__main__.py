@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = parse(argv)
         if command.name == "kernels":
-            from hpcapp.app import list_kernels
+            from hpcapp.kernels.registry import list_kernels
 
             _print_once(list_kernels())
             return 0

@@ -353,16 +353,3 @@ def _is_demo_result(path: Path) -> bool:
             return bool(h5.attrs.get(DEMO_ATTR, False))
     except OSError:
         return False
-
-
-def list_kernels() -> str:
-    """Return the text of ``hpcapp kernels``."""
-    from hpcapp.kernels.registry import builtin_kernels
-
-    lines = ["Built-in kernels (use: hpcapp run NAME [INPUT] -o OUT.h5 -p KEY=VALUE ...):"]
-    for kernel in builtin_kernels():
-        lines.append(f"  {kernel.name:<11} {kernel.description}")
-        for name, default in kernel.defaults.items():
-            lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
-    lines.append("User kernels: package.module:function or path/to/file.py:function")
-    return "\n".join(lines)

@@ -66,3 +66,14 @@ def _load_file(path: str, spec: str) -> object:
 def builtin_kernels() -> list[Kernel]:
     """Return the built-in kernels, for ``hpcapp kernels``."""
     return [load_kernel(name) for name in BUILTIN]
+
+
+def list_kernels() -> str:
+    """Return the text of ``hpcapp kernels``."""
+    lines = ["Built-in kernels (use: hpcapp run NAME [INPUT] -o OUT.h5 -p KEY=VALUE ...):"]
+    for kernel in builtin_kernels():
+        lines.append(f"  {kernel.name:<11} {kernel.description}")
+        for name, default in kernel.defaults.items():
+            lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
+    lines.append("User kernels: package.module:function or path/to/file.py:function")
+    return "\n".join(lines)
