@@ -387,3 +387,15 @@ def test_bad_input_exits_2_with_one_message_and_destroys_nothing(tmp_path):
         assert "Traceback" not in done.stderr, (argv, done.stderr)
     assert (tmp_path / "exists.h5").read_text() == "keep me"
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_64_oversubscribed_ranks_give_the_same_bits(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", sample_data(20000, 2, "float64", nan=0.01))
+    args = ["--chunk-rows", "150", "-p", "range=0,1", "-q"]
+    one, many = tmp_path / "one.h5", tmp_path / "many.h5"
+    assert run_cli(["run", "stats", spec, "-o", str(one), *args], 1).returncode == 0
+    done = run_cli(["run", "stats", spec, "-o", str(many), *args], 64, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert result_bytes(many) == result_bytes(one)
+    with h5py.File(many) as h5:
+        assert h5.attrs["n_ranks"] == 64 and h5["timing"].shape == (64, 5)
