@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import read_results, run_cli, sample_data, write_dataset
 
-from hpcapp.engine import dynamic_block
+from hpcapp.schedule import dynamic_block
 
 SKEWED_KERNEL = """
 import time
