@@ -256,8 +256,10 @@ def summary(
 
     assert result.results is not None and result.timing is not None
     rows = int(result.timing[:, TIMING_COLUMNS.index("rows")].sum())
+    resumed = "" if rows == source.n_rows else f" ({rows:,} computed in this run)"
     lines = [
-        f"hpcapp: {config.kernel} on {source.spec}: {rows:,} rows in {result.n_chunks} chunks "
+        f"hpcapp: {config.kernel} on {source.spec}: {source.n_rows:,} rows{resumed} in "
+        f"{result.n_chunks} chunks "
         f"of {chunk_rows:,} rows, {n_ranks} ranks, {wall:.2f} s",
     ]
     results = result.results
