@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         _print_once(f"hpcapp: error: {exc}", sys.stderr)
         return exc.exit_code
 
+    from hpcapp.interrupt import install_early
+
+    install_early()
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD

@@ -12,6 +12,22 @@ from types import FrameType, TracebackType
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
+_early: list[str] = []  # signals that arrived before a job's Interrupts took over
+
+
+def _record_early(signum: int, frame: FrameType | None) -> None:
+    _early.append(signal.Signals(signum).name)
+
+
+def install_early() -> None:
+    """Record stop signals from the very start of the process (start-up and MPI_Init included).
+
+    SLURM may send its warning signal within a second of starting a short job, before the
+    job's own handlers exist; without this the default action would kill the rank.
+    """
+    for signum in SIGNALS:
+        signal.signal(signum, _record_early)
+
 
 class Interrupts:
     """Context manager that turns SIGTERM/SIGUSR1/SIGINT into a flag while it is active."""
@@ -32,6 +48,8 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
+        if _early:
+            self.received = _early[0]
         return self
 
     def __exit__(

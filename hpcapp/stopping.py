@@ -83,10 +83,12 @@ class Watchdog:
 
     def _fire(self) -> None:
         import sys
+        import time
 
         sys.stderr.write(f"hpcapp: error: {self._message}\n")
         sys.stderr.write("hpcapp: other ranks did not stop in time; aborting the job\n")
         sys.stderr.flush()
+        time.sleep(0.5)  # let the launcher forward the message before it kills everyone
         self._comm.Abort(1)
 
     def cancel(self) -> None:

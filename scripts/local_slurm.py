@@ -277,6 +277,11 @@ def _healthy(d: Path) -> bool:
     return all(_alive(pids.get(n), d) for n in DAEMONS) and _node_state(d) in UP_STATES
 
 
+def running(state_dir: StateDir = None) -> bool:
+    """Tell whether a cluster started by this script in state_dir is up (so start() reuses it)."""
+    return _healthy(_dir(state_dir))
+
+
 @contextlib.contextmanager
 def _lock(d: Path) -> Iterator[None]:
     """Serialize start/stop on one state dir (e.g. between pytest-xdist workers)."""

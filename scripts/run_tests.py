@@ -54,7 +54,9 @@ def main() -> int:
     steps = [
         ("lint", [python, "-m", "ruff", "check", "."]),
         ("format", [python, "-m", "ruff", "format", "--check", "."]),
-        ("serial tests", [*pytest, "-m", "not mpi", *extra]),
+        ("serial tests", [*pytest, "-m", "not mpi and not slurm", *extra]),
+        # Starts a private one-node SLURM (installing slurm-wlm and munge if missing: root).
+        ("SLURM tests", [*pytest, "-m", "slurm", *extra]),
     ]
     mpiexec = find_mpiexec()
     for n_ranks in RANK_COUNTS:

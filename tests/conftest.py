@@ -32,6 +32,7 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONPATH"] = str(REPO)
     env.setdefault("OMP_NUM_THREADS", "1")
+    env["HPCAPP_PROGRESS"] = "lines"  # the same progress output however the tests are run
     return env
 
 
