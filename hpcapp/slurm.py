@@ -133,7 +133,9 @@ export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
 case $LAUNCHER in
     # --mpi=pmi2 suits MPICH-based MPIs (MPICH, Intel MPI, MVAPICH); Open MPI 5 needs pmix.
     # Since SLURM 22.05 srun does not pass the job's --cpus-per-task on to its tasks by itself.
-    srun) launch=(srun --mpi=pmi2 --cpus-per-task="$OMP_NUM_THREADS") ;;
+    # --kill-on-bad-exit: a rank that dies (killed, out of memory) ends the step at once,
+    # instead of leaving the others waiting in MPI until the time limit.
+    srun) launch=(srun --mpi=pmi2 --kill-on-bad-exit=1 --cpus-per-task="$OMP_NUM_THREADS") ;;
     mpiexec) launch=(mpiexec -n "$SLURM_NTASKS") ;;
     *) echo "LAUNCHER must be srun or mpiexec, not '$LAUNCHER'" >&2; exit 2 ;;
 esac
