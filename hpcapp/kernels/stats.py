@@ -1,8 +1,11 @@
 """The ``stats`` kernel: per-column count, NaN count, sum, mean, variance, min, max, histogram.
 
 Means and variances travel as (count, mean, M2) and merge with the pairwise update of Chan,
-Golub and LeVeque, so a column with a large offset keeps an accurate variance; each chunk's own
-M2 is a two-pass sum of squared deviations from the chunk mean.
+Golub and LeVeque, so a column with a large offset keeps an accurate variance. A chunk's own
+partial comes from one compiled pass over the chunk (:mod:`hpcapp.kernels._fused`, numba,
+imported on the first such chunk). Small chunks, float16 and non-native byte orders take the
+numpy path below (a two-pass M2 around the chunk mean). Both paths give numpy's histogram
+exactly; which one a chunk takes depends only on its size and dtype, never on the rank count.
 """
 
 from __future__ import annotations
@@ -40,8 +43,61 @@ def check_params(bins: int = 64, range: Any = None) -> tuple[float, float] | Non
     return float(value_range[0]), float(value_range[1])
 
 
+# Chunks of fewer values take the numpy path: they come from small inputs (or a small
+# --chunk-rows), where importing numba and loading its compiled loops (~0.3 s per process, more
+# on a busy node) would cost more than the compiled pass saves.
+FUSED_MIN_VALUES = 1 << 17
+
+
+def _fused_dtype(dtype: np.dtype) -> bool:
+    """Return whether the compiled pass handles ``dtype`` (native-order integers, float32/64)."""
+    return dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64))
+
+
+def _histograms(
+    chunk: np.ndarray, valid: np.ndarray | None, bins: int, value_range: tuple[float, float]
+) -> np.ndarray:
+    """Return numpy.histogram of each column's non-NaN values, as (columns x bins) int64."""
+    hist = np.empty((chunk.shape[1], bins), dtype=np.int64)
+    for col in range(chunk.shape[1]):
+        column = chunk[:, col] if valid is None else chunk[valid[:, col], col]
+        hist[col] = np.histogram(column, bins=bins, range=value_range)[0]
+    return hist
+
+
 def _chunk_stats(chunk: np.ndarray, bins: int, value_range: tuple[float, float] | None) -> Partial:
     """Compute the partial of a 2-D chunk (rows x columns)."""
+    if chunk.size < FUSED_MIN_VALUES or not _fused_dtype(chunk.dtype):
+        return _numpy_chunk_stats(chunk, bins, value_range)
+    from hpcapp.kernels import _fused  # numba: paid by the first chunk, not by `import hpcapp`
+
+    plan = None
+    if value_range is not None:
+        plan = _fused.histogram_plan(chunk.dtype.str, bins, *value_range)
+    fused = _fused.chunk_partial(np.ascontiguousarray(chunk), _sum_dtype(chunk.dtype), bins, plan)
+    partial: Partial = {
+        "count": fused["count"],
+        "nan_count": chunk.shape[0] - fused["count"],
+        "sum": fused["sum"],
+        "mean": fused["mean"],
+        "m2": fused["m2"],
+        "min": fused["min"],
+        "max": fused["max"],
+    }
+    if plan is not None:
+        partial["hist"] = fused["hist"]
+    elif value_range is not None:
+        # A range so narrow for its dtype that rounding could move a value by a bin: numpy
+        # itself decides, value by value.
+        valid = ~np.isnan(chunk) if chunk.dtype.kind == "f" else None
+        partial["hist"] = _histograms(chunk, valid, bins, value_range)
+    return partial
+
+
+def _numpy_chunk_stats(
+    chunk: np.ndarray, bins: int, value_range: tuple[float, float] | None
+) -> Partial:
+    """Compute the partial of a 2-D chunk with numpy calls (small chunks, float16)."""
     n_cols = chunk.shape[1]
     acc = _sum_dtype(chunk.dtype)
     if chunk.dtype.kind == "f":
@@ -76,13 +132,7 @@ def _chunk_stats(chunk: np.ndarray, bins: int, value_range: tuple[float, float] 
         "max": high.astype(chunk.dtype),
     }
     if value_range is not None:
-        hist = np.empty((n_cols, bins), dtype=np.int64)
-        for col in range(n_cols):
-            column = chunk[:, col]
-            if has_nan:
-                column = column[valid[:, col]]
-            hist[col] = np.histogram(column, bins=bins, range=value_range)[0]
-        partial["hist"] = hist
+        partial["hist"] = _histograms(chunk, valid if has_nan else None, bins, value_range)
     return partial
 
 

@@ -1,0 +1,373 @@
+"""Compiled single-pass loops behind the ``stats`` kernel (numba; imported on first use only).
+
+Each value of a chunk is read a few times while it is still in the L1 cache, instead of once per
+numpy call. Sums run in a fixed set of lanes: lane ``i`` of a segment of ``lanes`` values adds
+the values at ``i``, ``i + lanes``, ... (four segments at a time, as ``(a + b) + (c + d)``),
+and the lanes are added in lane order at the end. That order is written in the source, not
+chosen by the compiler (no fastmath), so the bits are the same on every machine, whatever its
+vector width, and whatever the buffer's address.
+
+M2 uses shifted sums: ``d = x - K`` with ``K`` the column's first non-NaN value in the chunk, and
+``M2 = sum(d*d) - sum(d)**2 / n``. As ``(K - mean)**2 <= M2``, the cancellation costs at most a
+factor ``n`` of rounding in the worst case and nothing in the usual one (``1e9 + N(0, 1)`` keeps
+its variance to ~1e-15).
+
+Histogram bins are exactly those of ``numpy.histogram``, which guesses ``floor((x - lo) / (hi -
+lo) * bins)`` and then corrects the guess by one bin down or up by comparing ``x`` with the edges
+``linspace(lo, hi, bins + 1)`` in the edges' dtype. With ``M = max(|lo|, |hi|) / (hi - lo)``,
+``eps = 2**-53`` and ``eps_e`` the unit roundoff of the edges' dtype, the rounding in bins of
+numpy's guess is at most ``bins * (eps_e * (M + 1) + 4 eps)``, that of ours (float32 for float32
+data, float64 otherwise) at most ``bins * (eps_e * (M + 3) + 4 eps)`` and that of the edges at
+most ``bins * ((eps + eps_e) * M + 3 eps)``. :func:`histogram_plan` takes ``tol = bins * (4
+(eps_e + eps) (M + 2) + 16 eps)``, over twice either guess's rounding plus the edges', and
+accepts the range only if ``tol < 1/4``. Then numpy's guess is within one bin of the bin the
+edges define, so that bin is numpy's answer; our guess, if farther than ``tol`` from a whole
+number, falls in it too, and if nearer is corrected like numpy's, against edges recomputed as
+``linspace`` makes them (checked against numpy's own edges). Ranges that fail (narrow for their
+dtype, or far from zero) get ``None``: the caller then uses ``numpy.histogram`` itself.
+
+Numba caches the compiled code next to this file (``__pycache__``) or, where that is read-only,
+in its user cache; set ``NUMBA_CACHE_DIR`` to choose. Each dtype is compiled on its first use
+(2-3 s), then loaded from the cache (about 0.3 s per process with the numba import); cache files
+are written to a temporary name and renamed, so ranks compiling at once are safe.
+``python -m hpcapp.kernels._fused`` compiles every dtype ahead of a job.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+# Values per segment of lanes: the lane arrays (a few KiB each) stay in L1 next to the data.
+LANES = 256
+# Histogram copies, interleaved by row, so runs of equal bins do not stall on one counter.
+HIST_COPIES = 4
+
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+
+@njit(**_JIT)
+def _sum_count4(xs, lanes, s, c, zero):
+    """Add four segments of lanes into ``s`` (non-NaN values) and ``c`` (their count)."""
+    for lane in range(lanes):
+        v0 = xs[lane]
+        v1 = xs[lanes + lane]
+        v2 = xs[2 * lanes + lane]
+        v3 = xs[3 * lanes + lane]
+        t0 = zero + v0 if v0 == v0 else zero
+        t1 = zero + v1 if v1 == v1 else zero
+        t2 = zero + v2 if v2 == v2 else zero
+        t3 = zero + v3 if v3 == v3 else zero
+        s[lane] += (t0 + t1) + (t2 + t3)
+        c[lane] += (np.int64(v0 == v0) + np.int64(v1 == v1)) + (
+            np.int64(v2 == v2) + np.int64(v3 == v3)
+        )
+
+
+@njit(**_JIT)
+def _sum_count1(xs, s, c, zero):
+    """Add one (possibly short) segment into ``s`` and ``c``."""
+    for lane in range(xs.size):
+        v = xs[lane]
+        s[lane] += zero + v if v == v else zero
+        c[lane] += np.int64(v == v)
+
+
+@njit(**_JIT)
+def _lesser(a, b):
+    """Return the smaller of two values, ignoring a NaN (NaN only if both are)."""
+    return a if (a < b) | (b != b) else b
+
+
+@njit(**_JIT)
+def _greater(a, b):
+    """Return the larger of two values, ignoring a NaN (NaN only if both are)."""
+    return a if (a > b) | (b != b) else b
+
+
+@njit(**_JIT)
+def _min_max4(xs, lanes, lmin, lmax):
+    """Fold four segments of lanes into the running minima and maxima (NaN skipped)."""
+    for lane in range(lanes):
+        v0 = xs[lane]
+        v1 = xs[lanes + lane]
+        v2 = xs[2 * lanes + lane]
+        v3 = xs[3 * lanes + lane]
+        low = _lesser(_lesser(v0, v1), _lesser(v2, v3))
+        high = _greater(_greater(v0, v1), _greater(v2, v3))
+        lmin[lane] = low if low < lmin[lane] else lmin[lane]
+        lmax[lane] = high if high > lmax[lane] else lmax[lane]
+
+
+@njit(**_JIT)
+def _min_max1(xs, lmin, lmax):
+    """Fold one (possibly short) segment into the running minima and maxima."""
+    for lane in range(xs.size):
+        v = xs[lane]
+        lmin[lane] = v if v < lmin[lane] else lmin[lane]
+        lmax[lane] = v if v > lmax[lane] else lmax[lane]
+
+
+@njit(**_JIT)
+def _shifted4(xs, lanes, shift, s1, s2):
+    """Add four segments of ``d = x - shift`` and ``d*d`` (non-NaN values) into the lanes."""
+    for lane in range(lanes):
+        k = shift[lane]
+        v0 = xs[lane]
+        v1 = xs[lanes + lane]
+        v2 = xs[2 * lanes + lane]
+        v3 = xs[3 * lanes + lane]
+        d0 = np.float64(v0) - k if v0 == v0 else 0.0
+        d1 = np.float64(v1) - k if v1 == v1 else 0.0
+        d2 = np.float64(v2) - k if v2 == v2 else 0.0
+        d3 = np.float64(v3) - k if v3 == v3 else 0.0
+        s1[lane] += (d0 + d1) + (d2 + d3)
+        s2[lane] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+
+
+@njit(**_JIT)
+def _shifted1(xs, shift, s1, s2):
+    """Add one (possibly short) segment of ``d`` and ``d*d`` into the lanes."""
+    for lane in range(xs.size):
+        v = xs[lane]
+        d = np.float64(v) - shift[lane] if v == v else 0.0
+        s1[lane] += d
+        s2[lane] += d * d
+
+
+@njit(**_JIT)
+def _edge(k, step, lo, edges32):
+    """Return edge ``k`` as ``numpy.linspace(lo, hi, bins + 1)`` in the edges' dtype makes it."""
+    edge = k * step + lo
+    return np.float64(np.float32(edge)) if edges32 else edge
+
+
+@njit(**_JIT)
+def _exact_bin(x, top, lo, scale, step, edges32):
+    """Return numpy's bin of a kept value: the guess, corrected against its bin's edges."""
+    guess = (x - lo) * scale
+    k = np.floor(min(max(guess, 0.0), top))
+    # One step down below the bin's lower edge, one step up at or above the next edge, except
+    # in the last bin, which includes hi.
+    k = k - 1.0 if x < _edge(k, step, lo, edges32) else k
+    k = k + 1.0 if (x >= _edge(k + 1.0, step, lo, edges32)) & (k < top) else k
+    return np.intp(min(max(k, 0.0), top))
+
+
+@njit(**_JIT)
+def _bin_index(xs, ix, offsets, guide, nbins):
+    """Write each value's counter slot (copy, column and bin), or ``-1 - offset`` if unsure."""
+    # float32 data guesses in float32 (twice the values per vector), the rest in float64.
+    zero, lo_cmp, hi_cmp, lo, scale, tol, near_one, top = guide
+    for i in range(xs.size):
+        x = xs[i] + zero
+        # numpy keeps lo <= x <= hi, compared in the edges' dtype; NaN and inf fail here.
+        keep = (x >= lo_cmp) & (x <= hi_cmp)
+        guess = (x - lo) * scale if keep else zero
+        k = np.floor(guess)
+        frac = guess - k
+        # Farther than tol from a whole number, the guess's bin is the edges' bin (see
+        # histogram_plan); nearer, _scatter asks _exact_bin.
+        unsure = keep & (((frac < tol) & (k <= top)) | ((frac > near_one) & (k < top)))
+        k = min(max(k, zero), top)
+        slot = offsets[i] + (np.intp(k) if keep else nbins)
+        ix[i] = -1 - offsets[i] if unsure else slot
+
+
+@njit(**_JIT)
+def _scatter(xs, ix, counters, lo, scale, step, nbins, edges32):
+    """Count each value's slot; settle the unsure ones with :func:`_exact_bin`."""
+    top = np.float64(nbins - 1)
+    for i in range(ix.size):
+        slot = ix[i]
+        if slot < 0:
+            slot = -1 - slot + _exact_bin(np.float64(xs[i]), top, lo, scale, step, edges32)
+        counters[slot] += 1
+
+
+@njit(**_JIT)
+def formula_edges(step, lo, nbins, edges32):
+    """Return the lower edges of all bins as :func:`_bin_index` computes them."""
+    out = np.empty(nbins)
+    for k in range(nbins):
+        out[k] = _edge(np.float64(k), step, lo, edges32)
+    return out
+
+
+@njit(**_JIT)
+def fused_stats(
+    flat, n_cols, lanes, zero, big, small, hist_on, guide, lo, scale, step, nbins, edges32,
+    offsets, count, total, mean, m2, low, high, hist,
+):  # fmt: skip
+    """Fill the per-column outputs of one C-ordered (rows x n_cols) chunk, given flat."""
+    n = flat.size
+    n_rows = n // n_cols
+    s = np.full(lanes, zero)
+    c = np.zeros(lanes, np.int64)
+    s1 = np.zeros(lanes)
+    s2 = np.zeros(lanes)
+    lmin = np.full(lanes, big)
+    lmax = np.full(lanes, small)
+    shift = np.zeros(lanes)
+    for j in range(n_cols):
+        for i in range(n_rows):
+            v = flat[i * n_cols + j]
+            if v == v:
+                shift[j] = np.float64(v)
+                break
+    for lane in range(n_cols, lanes):
+        shift[lane] = shift[lane % n_cols]
+    group = 4 * lanes
+    ix = np.empty(group, np.intp)
+    counters = np.zeros(HIST_COPIES * n_cols * (nbins + 1), np.int64)
+    n_grouped = n - n % group
+    for base in range(0, n_grouped, group):
+        xs = flat[base : base + group]
+        _sum_count4(xs, lanes, s, c, zero)
+        _min_max4(xs, lanes, lmin, lmax)
+        _shifted4(xs, lanes, shift, s1, s2)
+        if hist_on:
+            _bin_index(xs, ix, offsets, guide, nbins)
+            _scatter(xs, ix, counters, lo, scale, step, nbins, edges32)
+    for base in range(n_grouped, n, lanes):
+        xs = flat[base : min(base + lanes, n)]
+        _sum_count1(xs, s, c, zero)
+        _min_max1(xs, lmin, lmax)
+        _shifted1(xs, shift, s1, s2)
+        if hist_on:
+            part = ix[: xs.size]
+            _bin_index(xs, part, offsets, guide, nbins)
+            _scatter(xs, part, counters, lo, scale, step, nbins, edges32)
+    sum1 = np.zeros(n_cols)
+    sum2 = np.zeros(n_cols)
+    for lane in range(lanes):
+        j = lane % n_cols
+        total[j] += s[lane]
+        count[j] += c[lane]
+        sum1[j] += s1[lane]
+        sum2[j] += s2[lane]
+        low[j] = lmin[lane] if lmin[lane] < low[j] else low[j]
+        high[j] = lmax[lane] if lmax[lane] > high[j] else high[j]
+    for j in range(n_cols):
+        if count[j] > 0:
+            mean[j] = np.float64(total[j]) / count[j]
+            q = sum2[j] - sum1[j] * (sum1[j] / count[j])
+            # Rounding may leave a tiny negative for near-constant columns; NaN stays NaN.
+            m2[j] = 0.0 if q < 0.0 else q
+    if hist_on:
+        width = nbins + 1
+        for r in range(HIST_COPIES):
+            for j in range(n_cols):
+                start = (r * n_cols + j) * width
+                for k in range(nbins):
+                    hist[j, k] += counters[start + k]
+
+
+def _sentinels(dtype: np.dtype) -> tuple[Any, Any]:
+    """Return the start values of running minima and maxima for ``dtype``."""
+    if dtype.kind == "f":
+        return dtype.type(np.inf), dtype.type(-np.inf)
+    info = np.iinfo(dtype)
+    return dtype.type(info.max), dtype.type(info.min)
+
+
+@functools.lru_cache(maxsize=64)
+def histogram_plan(dtype_str: str, bins: int, lo: float, hi: float) -> tuple[Any, ...] | None:
+    """Return the compiled loop's histogram constants, or ``None`` to use numpy.histogram."""
+    dtype = np.dtype(dtype_str)
+    # numpy's own edges, in its dtype (float32 for float32 data, float64 otherwise); raises
+    # like numpy.histogram when the bins are too narrow to be distinct.
+    edges = np.histogram_bin_edges(np.empty(0, dtype), bins, (lo, hi))
+    edge_type = edges.dtype
+    if edge_type not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+    with np.errstate(over="ignore"):
+        lo_cmp, hi_cmp = float(edge_type.type(lo)), float(edge_type.type(hi))
+    if not (np.isfinite(lo_cmp) and np.isfinite(hi_cmp)):
+        return None  # the range overflows the dtype: numpy's own path warns or raises
+    width = hi - lo  # numpy's (hi - lo) in float64: linspace's delta and the bins' denominator
+    if not np.isfinite(width):
+        return None
+    unit = 2.0**-53
+    unit_edges = 2.0**-24 if edge_type == np.float32 else unit
+    spread = max(abs(lo), abs(hi)) / width
+    # Over twice the rounding of either guess plus that of the edges, in bins (see the module
+    # note); below 1/4, numpy's guess and ours are within one bin of the edges' answer.
+    tolerance = bins * (4.0 * (unit_edges + unit) * (spread + 2.0) + 16.0 * unit)
+    if tolerance >= 0.25:
+        return None
+    step = width / bins
+    edges32 = edge_type == np.float32
+    if not np.array_equal(formula_edges(step, lo, bins, edges32), edges[:-1].astype(np.float64)):
+        return None
+    scale = bins / width
+    # The guess's own constants, in the dtype it is computed in, rounded to the safe side.
+    work = edge_type.type
+    tol = np.nextafter(work(tolerance), work(1))
+    near_one = np.nextafter(work(1) - tol, work(0))
+    guide = (work(0), work(lo_cmp), work(hi_cmp), work(lo), work(scale), tol, near_one)
+    return (*guide, work(bins - 1)), lo, scale, step, edges32
+
+
+def _offsets(n_cols: int, lanes: int, bins: int) -> np.ndarray:
+    """Return each position's counter offset in a group of four segments: its copy and column."""
+    position = np.arange(4 * lanes)
+    row, col = position // n_cols, position % n_cols
+    return ((row % HIST_COPIES) * n_cols + col) * (bins + 1)
+
+
+_offsets_cached = functools.lru_cache(maxsize=64)(_offsets)
+
+
+def chunk_partial(
+    chunk: np.ndarray, acc: np.dtype, bins: int, plan: tuple[Any, ...] | None
+) -> dict[str, np.ndarray]:
+    """Compute count, sum, mean, m2, min, max (and hist if ``plan``) of a 2-D C-ordered chunk."""
+    n_cols = chunk.shape[1]
+    lanes = n_cols * max(1, LANES // n_cols)
+    big, small = _sentinels(chunk.dtype)
+    count = np.zeros(n_cols, np.int64)
+    total = np.zeros(n_cols, acc)
+    mean = np.zeros(n_cols)
+    m2 = np.zeros(n_cols)
+    low = np.full(n_cols, big)
+    high = np.full(n_cols, small)
+    if plan is None:
+        hist = np.zeros((n_cols, 1), np.int64)
+        # Typed as with a histogram, so that both share one compiled specialization.
+        work = np.float32 if chunk.dtype == np.float32 else np.float64
+        constants: tuple[Any, ...] = ((work(0),) * 8, 0.0, 1.0, 1.0, False)
+        hist_bins = 1
+        offsets = np.zeros(1, np.intp)
+    else:
+        hist = np.zeros((n_cols, bins), np.int64)
+        constants = plan
+        hist_bins = bins
+        offsets = _offsets_cached(n_cols, lanes, bins)
+    guide, lo, scale, step, edges32 = constants
+    fused_stats(
+        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, plan is not None,
+        guide, lo, scale, step, hist_bins, edges32, offsets,
+        count, total, mean, m2, low, high, hist,
+    )  # fmt: skip
+    partial = {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
+    if plan is not None:
+        partial["hist"] = hist
+    return partial
+
+
+def precompile() -> str:
+    """Compile (or load from the cache) the loops for every dtype; return the cache directory."""
+    for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"):
+        dtype = np.dtype(code)
+        acc = np.dtype({"i": np.int64, "u": np.uint64, "f": np.float64}[dtype.kind])
+        chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
+    cache = getattr(fused_stats, "_cache", None)
+    return str(getattr(cache, "_cache_path", "numba's default cache directory"))
+
+
+if __name__ == "__main__":
+    print(f"stats loops compiled and cached in {precompile()}")

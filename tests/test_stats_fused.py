@@ -1,0 +1,267 @@
+"""The compiled ``stats`` pass against numpy on the whole array, on the cases that break binning."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, clean_env, read_results, run_cli, write_dataset
+
+from hpcapp.kernels import _fused
+from hpcapp.kernels import stats as stats_module
+from hpcapp.kernels.stats import _numpy_chunk_stats, finalize_stats, merge_stats, stats
+
+INT_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+ALL_DTYPES = [*INT_DTYPES, "float16", "float32", "float64"]
+
+
+@pytest.fixture(autouse=True)
+def fused_for_every_size(monkeypatch):
+    """Send every chunk, however small, through the compiled pass."""
+    monkeypatch.setattr(stats_module, "FUSED_MIN_VALUES", 0)
+
+
+def chunked(data, chunk_rows, bins=None, value_range=None):
+    """Return the merged partial of ``data`` cut into chunks of ``chunk_rows`` rows."""
+    params = {} if value_range is None else {"bins": bins, "range": list(value_range)}
+    partial = None
+    # Infinities make the moments NaN, with numpy's warnings on the way: expected here.
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, len(data), chunk_rows):
+            part = stats(data[start : start + chunk_rows], **params)
+            partial = part if partial is None else merge_stats(partial, part)
+    return partial
+
+
+def numpy_hist(data, bins, value_range):
+    """Return numpy.histogram of each column's non-NaN values (squeezed for 1-D data)."""
+    columns = data.reshape(len(data), -1)
+    hist = []
+    for col in range(columns.shape[1]):
+        column = columns[:, col]
+        if column.dtype.kind == "f":
+            column = column[~np.isnan(column)]
+        hist.append(np.histogram(column, bins=bins, range=value_range)[0])
+    return hist[0] if data.ndim == 1 else np.stack(hist)
+
+
+def edge_values(dtype, bins, value_range):
+    """Return every bin edge, lo and hi, and their neighbours one ulp down and up, in dtype."""
+    edges = np.histogram_bin_edges(np.empty(0, dtype), bins, value_range)
+    values = np.concatenate([edges, [value_range[0], value_range[1]]]).astype(dtype)
+    with np.errstate(over="ignore"):
+        around = [values, np.nextafter(values, -np.inf), np.nextafter(values, np.inf)]
+    return np.concatenate(around).astype(dtype)
+
+
+FLOAT_RANGES = [
+    ("float64", (0.0, 1.0)),
+    ("float64", (-4.0, 4.0)),
+    ("float64", (0.1, 0.7)),
+    ("float64", (-1e-3, 2e-3)),
+    ("float64", (1e6, 1e6 + 3.0)),
+    ("float64", (-1e300, 1e300)),
+    ("float64", (1e-300, 3e-300)),
+    ("float32", (0.0, 1.0)),
+    ("float32", (0.1, 0.7)),
+    ("float32", (0.100000002, 0.3)),  # float32(lo) < lo: numpy compares in float32
+    ("float32", (-1e30, 1e30)),
+    ("float32", (1e-30, 3e-30)),
+    ("float32", (1e6, 1e6 + 1.0)),  # too narrow for float32: numpy's own path
+    ("float16", (-2.0, 3.0)),
+]
+
+
+@pytest.mark.parametrize(("dtype", "value_range"), FLOAT_RANGES)
+@pytest.mark.parametrize("bins", [1, 7, 64, 1000])
+def test_values_on_and_beside_every_edge_bin_like_numpy(dtype, value_range, bins):
+    try:
+        values = edge_values(dtype, bins, value_range)
+    except ValueError:
+        # numpy refuses this many bins for the dtype's precision: so does stats, loudly.
+        data = np.linspace(*value_range, 200_000).astype(dtype)
+        for chunk_rows in (len(data), 10):
+            with pytest.raises(ValueError, match="bins"):
+                chunked(data, chunk_rows, bins, value_range)
+        return
+    rng = np.random.default_rng(bins)
+    lo, hi = value_range
+    inside = (lo + (hi - lo) * rng.random(3000)).astype(dtype)
+    data = np.concatenate([values, inside, [np.nan, np.inf, -np.inf]]).astype(dtype)
+    data = data[rng.permutation(len(data))]
+    for chunk_rows in (len(data), 1000, 1):
+        got = chunked(data, chunk_rows, bins, value_range)
+        np.testing.assert_array_equal(got["hist"], numpy_hist(data, bins, value_range))
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("value_range", [(-10.5, 20.3), (0.25, 199.75), (-1e12, 1e19)])
+def test_integers_with_ranges_off_the_integers_bin_like_numpy(dtype, value_range):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    data = rng.integers(info.min, info.max, size=(2000, 3), dtype=dtype, endpoint=True)
+    data[:100] = rng.integers(max(info.min, -12), min(info.max, 210), size=(100, 3))
+    for bins in (7, 64):
+        got = chunked(data, 333, bins, value_range)
+        np.testing.assert_array_equal(got["hist"], numpy_hist(data, bins, value_range))
+
+
+def test_int64_near_two_to_the_53_bins_like_numpy():
+    # Integers that float64 cannot all tell apart, in a range narrow for their size.
+    data = (2**53 + np.arange(-300, 300)).astype(np.int64)
+    for value_range in [(2.0**53 - 100, 2.0**53 + 100), (0.0, 2.0**54)]:
+        got = stats(data, bins=7, range=list(value_range))
+        np.testing.assert_array_equal(got["hist"], numpy_hist(data, 7, value_range))
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (1, 4), (255,), (1025, 1), (1030, 3), (300, 8), (9, 300)])
+def test_partial_keys_dtypes_and_exact_values_match_numpy(dtype, shape):
+    rng = np.random.default_rng(11)
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        data = rng.normal(0.5, 0.3, size=shape).astype(dt)
+        data[rng.random(shape) < 0.1] = np.nan
+    else:
+        data = rng.integers(0, min(np.iinfo(dt).max, 200), size=shape).astype(dt)
+    got = stats(data, bins=16, range=[0.0, 1.0])
+    columns = data.reshape(len(data), -1)
+    expected = _numpy_chunk_stats(columns, 16, (0.0, 1.0))
+    if data.ndim == 1:
+        expected = {key: value[0] for key, value in expected.items()}
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        assert np.asarray(got[key]).dtype == value.dtype, key
+        assert np.shape(got[key]) == np.shape(value), key
+    for key in ("count", "nan_count", "min", "max", "hist"):
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    rtol = {"float16": 1e-3, "float32": 1e-6}.get(dtype, 1e-12)
+    for key in ("sum", "mean", "m2"):
+        np.testing.assert_allclose(got[key], expected[key], rtol=rtol, atol=1e-12, err_msg=key)
+
+
+def test_all_nan_columns_and_a_single_row():
+    data = np.full((1, 3), np.nan)
+    data[0, 1] = 2.5
+    got = stats(data, bins=4, range=[0, 4])
+    assert got["count"].tolist() == [0, 1, 0] and got["nan_count"].tolist() == [1, 0, 1]
+    assert got["min"].tolist() == [np.inf, 2.5, np.inf]
+    assert got["max"].tolist() == [-np.inf, 2.5, -np.inf]
+    assert got["sum"].tolist() == [0.0, 2.5, 0.0] and got["mean"].tolist() == [0.0, 2.5, 0.0]
+    assert got["m2"].tolist() == [0.0, 0.0, 0.0]
+    assert got["hist"].tolist() == [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    final = finalize_stats(got, bins=4, range=[0, 4])
+    assert np.isnan(final["mean"][0]) and np.isnan(final["min"][2])
+
+
+def test_infinities_are_counted_and_poison_only_the_moments():
+    data = np.array([1.0, np.inf, 2.0, -np.inf, np.nan, 3.0])
+    got = stats(data, bins=3, range=[0, 3])
+    assert got["count"] == 5 and got["nan_count"] == 1
+    assert got["min"] == -np.inf and got["max"] == np.inf
+    assert np.isnan(got["sum"]) and np.isnan(got["m2"])
+    np.testing.assert_array_equal(got["hist"], numpy_hist(data, 3, (0, 3)))
+
+
+def test_unsigned_sums_wrap_like_numpy():
+    data = np.full((1000, 2), 2**63 + 5, dtype=np.uint64)
+    got = stats(data)
+    assert got["sum"].dtype == np.uint64
+    assert got["sum"].tolist() == data.sum(axis=0, dtype=np.uint64).tolist()
+
+
+@pytest.mark.parametrize("shift", [1e9, -3e7])
+def test_variance_of_a_large_offset_stays_accurate(shift):
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0.0, 1.0, size=(50000, 3))
+    data = shift + noise
+    got = finalize_stats(chunked(data, 7000))
+    np.testing.assert_allclose(got["var"], np.var(data - shift, axis=0), rtol=1e-7)
+
+
+def test_variance_with_an_outlier_first():
+    # The shift is the first value: make it the worst one.
+    rng = np.random.default_rng(3)
+    data = rng.normal(0.0, 1.0, size=100000)
+    data[0] = 1e6
+    got = finalize_stats(stats(data))
+    centred = data - data.mean()
+    np.testing.assert_allclose(got["var"], np.mean(centred * centred), rtol=1e-9)
+
+
+def test_bits_do_not_depend_on_the_buffer_address():
+    data = np.random.default_rng(4).normal(size=(4099, 3))
+    data[::17, 1] = np.nan
+    first = stats(data, bins=32, range=[-3, 3])
+    raw = np.empty(data.nbytes + 64, dtype=np.uint8)
+    for offset in (8, 24, 40):
+        moved = raw[offset : offset + data.nbytes].view(np.float64).reshape(data.shape)
+        moved[...] = data
+        other = stats(moved, bins=32, range=[-3, 3])
+        for key in first:
+            assert first[key].tobytes() == other[key].tobytes(), key
+
+
+def test_histogram_plan_refuses_ranges_too_narrow_for_the_dtype():
+    assert _fused.histogram_plan("<f8", 64, -4.0, 4.0) is not None
+    assert _fused.histogram_plan("<f4", 64, -4.0, 4.0) is not None
+    assert _fused.histogram_plan("<f4", 8, 1e6, 1e6 + 1.0) is None
+    assert _fused.histogram_plan("<i8", 7, 2.0**53 - 100, 2.0**53 + 100) is None
+
+
+def test_cli_help_and_kernels_do_not_import_numba():
+    code = (
+        "import sys, runpy; sys.argv = ['hpcapp', 'kernels'];\n"
+        "try:\n    runpy.run_module('hpcapp', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "import hpcapp.kernels.stats\n"
+        "assert 'numba' not in sys.modules, 'numba imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "chunk_rows"),
+    [((400_000,), "float64", 140_000), ((60_000, 8), "float32", 20_000)],
+)
+def test_compiled_pass_is_bitwise_identical_across_rank_counts(tmp_path, shape, dtype, chunk_rows):
+    rng = np.random.default_rng(9)
+    data = rng.normal(0.0, 1.5, size=shape).astype(dtype)
+    data[rng.random(shape) < 0.01] = np.nan
+    spec = write_dataset(tmp_path / "in.h5", data)
+    args = ["--chunk-rows", str(chunk_rows), "-p", "range=-4,4", "-p", "bins=50"]
+    results = []
+    for n_ranks in (1, 2, 3):
+        out = tmp_path / f"out{n_ranks}.h5"
+        done = run_cli(["run", "stats", spec, "-o", str(out), *args], n_ranks)
+        assert done.returncode == 0, done.stderr
+        results.append(read_results(out))
+    for other in results[1:]:
+        for key, value in results[0].items():
+            assert value.tobytes() == other[key].tobytes(), key
+    np.testing.assert_array_equal(results[0]["hist"], numpy_hist(data, 50, (-4, 4)))
+
+
+def test_precompile_covers_every_dtype():
+    assert _fused.precompile()
+
+
+def test_values_on_edges_are_settled_by_the_exact_path():
+    guide = _fused.histogram_plan("<f4", 64, 0.1, 0.7)[0]
+
+    def slots(values):
+        out = np.empty(len(values), np.intp)
+        _fused._bin_index(values, out, np.zeros(len(values), np.intp), guide, 64)
+        return out
+
+    assert (slots(edge_values("float32", 64, (0.1, 0.7))) < 0).mean() > 0.5
+    mids = np.linspace(0.1, 0.7, 1001, dtype=np.float32)[1:-1] + np.float32(0.3 / 64)
+    assert (slots(mids) >= 0).mean() > 0.99
