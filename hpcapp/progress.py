@@ -139,6 +139,7 @@ class Progress:
         buffer = np.zeros(3, np.int64)
         last_draw = 0.0
         last_line = self._started
+        last_chunks = -1
         next_decile = 1
         while True:
             while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG, status=status):
@@ -150,8 +151,10 @@ class Progress:
             elapsed = now - self._started
             text = render(chunks, self._total_chunks, rows, self._row_bytes, elapsed)
             if self._terminal and (now - last_draw >= 0.25 or finished):
-                self._stream.write(f"\r{text}")
-                self._stream.flush()
+                if chunks != last_chunks or finished:  # redraw only when there is news
+                    self._stream.write(f"\r{text}")
+                    self._stream.flush()
+                    last_chunks = chunks
                 last_draw = now
             elif not self._terminal and self._total_chunks:
                 decile = 10 * chunks // self._total_chunks
