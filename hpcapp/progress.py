@@ -96,6 +96,7 @@ class Progress:
             self._row_bytes = row_bytes
             self._latest = np.zeros((self._size, 3), np.int64)
             self._started = time.perf_counter()
+            self._wake = threading.Event()
             self._thread = threading.Thread(target=self._collect, daemon=True)
             self._thread.start()
 
@@ -125,6 +126,7 @@ class Progress:
             self._request.Wait()
         else:
             self._latest[0] = self._totals
+            self._wake.set()
             assert self._thread is not None
             self._thread.join()
             if self._terminal:
@@ -165,4 +167,5 @@ class Progress:
                     next_decile, last_line = decile + 1, now
             if finished:
                 return
-            time.sleep(0.05)
+            # A few redraws a second at most; close() wakes us at once for the final one.
+            self._wake.wait(0.25)
