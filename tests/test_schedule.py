@@ -1,11 +1,13 @@
 """Dynamic scheduling gives the same bits as static, on any rank count, and resumes."""
 
+import itertools
+
 import h5py
 import numpy as np
 import pytest
 from conftest import read_results, run_cli, sample_data, write_dataset
 
-from hpcapp.schedule import dynamic_block
+from hpcapp.schedule import dynamic_blocks
 
 SKEWED_KERNEL = """
 import time
@@ -22,14 +24,19 @@ def result_bytes(path):
     return {key: value.tobytes() for key, value in read_results(path).items()}
 
 
-def test_dynamic_blocks_are_powers_of_two_with_several_per_rank():
-    assert dynamic_block(1, 4) == 1
-    assert dynamic_block(1000, 4) == 16
+def test_dynamic_blocks_shrink_are_aligned_and_cover_every_chunk():
+    assert dynamic_blocks(1, 4) == [0, 1]
+    assert dynamic_blocks(0, 4) == [0]
     for n_chunks in (7, 100, 4097, 10**6):
         for size in (1, 3, 64):
-            block = dynamic_block(n_chunks, size)
-            assert block & (block - 1) == 0
-            assert block == 1 or n_chunks // block >= 8 * size // 2
+            starts = dynamic_blocks(n_chunks, size)
+            sizes = [b - a for a, b in itertools.pairwise(starts)]
+            assert starts[0] == 0 and starts[-1] == n_chunks and all(s > 0 for s in sizes)
+            assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # guided: never grows
+            for start, length in zip(starts, sizes[:-1], strict=False):
+                assert length & (length - 1) == 0 and start % length == 0  # aligned subtree
+            assert sizes[-2:] == [1, 1] or n_chunks < 2 * size or len(sizes) < 3
+            assert len(sizes) <= 2 * size * (n_chunks.bit_length() + 1)
 
 
 def test_dynamic_equals_static_on_every_rank_count(tmp_path):
@@ -46,7 +53,7 @@ def test_dynamic_equals_static_on_every_rank_count(tmp_path):
         assert result_bytes(out) == result_bytes(static), n_ranks
         with h5py.File(out) as h5:
             assert h5.attrs["schedule"] == "dynamic"
-            if n_ranks > 1:  # blocks of 4 chunks went to more than one rank
+            if n_ranks > 1:  # blocks went to more than one rank
                 assert (h5["timing"][:, 4] > 0).sum() > 1
 
 
