@@ -167,5 +167,9 @@ class Progress:
                     next_decile, last_line = decile + 1, now
             if finished:
                 return
-            # A few redraws a second at most; close() wakes us at once for the final one.
-            self._wake.wait(0.25)
+            if self._wake.is_set():
+                # close() was called: rank 0 is done. Poll for the others' last messages, but
+                # without spinning on a core another rank may still need.
+                time.sleep(0.005)
+            else:
+                self._wake.wait(0.25)  # a few redraws a second at most
