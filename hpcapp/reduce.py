@@ -112,17 +112,17 @@ def first_failure(a: Failure | None, b: Failure | None) -> Failure | None:
     return min(a, b)
 
 
-def tree_reduce(
-    comm: Any, tree: FragmentTree, failure: Failure | None = None
-) -> tuple[Partial | None, Failure | None]:
+def tree_reduce(comm: Any, tree: FragmentTree) -> tuple[Partial | None, Failure | None]:
     """Merge every rank's nodes into rank 0 along a binomial tree; collective.
 
     Returns ``(result, failure)`` on rank 0 and ``(None, None)`` elsewhere. Ranks own
     contiguous, increasing runs of chunks, so rank r only ever merges in the nodes of ranks
-    above it, which keeps every list short. A failed rank still takes part, sending its failure
-    instead of its nodes, so no rank waits for a partner that will never come.
+    above it, which keeps every list short. Partials that do not combine (a kernel's bug) make
+    a failure, which a rank passes up instead of its nodes while still receiving from all its
+    partners, so no rank waits for a message that will never come.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
+    failure: Failure | None = None
     step = 1
     while step < size:
         if rank % (2 * step) == step:
@@ -152,7 +152,7 @@ def tree_reduce(
 
 
 def _first_chunk(meta: list[Any]) -> int:
-    return min((tuple(node)[1] << next(iter(node)) for node, _ in meta), default=0)
+    return min((index << level for (level, index), _ in meta), default=0)
 
 
 def _node_start(item: tuple[Node, Partial]) -> int:

@@ -399,3 +399,27 @@ def test_64_oversubscribed_ranks_give_the_same_bits(tmp_path):
     assert result_bytes(many) == result_bytes(one)
     with h5py.File(many) as h5:
         assert h5.attrs["n_ranks"] == 64 and h5["timing"].shape == (64, 5)
+
+
+def test_partials_that_do_not_combine_across_ranks(tmp_path):
+    # 2 ranks: chunks 0-4 on rank 0 (shape 1), 5-9 on rank 1 (shape 2): they meet in the
+    # reduction between ranks, not inside one rank.
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    kernel_file = tmp_path / "malformed.py"
+    kernel_file.write_text(MALFORMED_KERNELS)
+    done = run_cli(
+        [
+            "run",
+            f"{kernel_file}:shape_changes",
+            spec,
+            "-o",
+            str(tmp_path / "o.h5"),
+            "--chunk-rows",
+            "100",
+        ],
+        2,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot combine the partials of chunks 4 and 5" in done.stderr
+    assert done.stderr.count("hpcapp: error") == 1
