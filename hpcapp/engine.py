@@ -1,8 +1,9 @@
 """The SPMD driver: plan chunks, then read -> compute -> reduce on every rank.
 
-Each rank walks its own chunks (a pure function of rank and size), folds their partials into a
-:class:`~hpcapp.reduce.FragmentTree`, and the trees meet on rank 0. Steps alternate between
-local work and communication, and each line says which one it is.
+Each rank walks its chunks (a pure function of rank and size, or blocks taken on demand with
+``--schedule dynamic``), folds their partials into a :class:`~hpcapp.reduce.FragmentTree`, and
+the trees meet on rank 0. Steps alternate between local work and communication, and each line
+says which one it is.
 """
 
 from __future__ import annotations
