@@ -50,9 +50,8 @@ class Plan:
     finished: bool = False  # --resume, and the output already holds this job's result
 
 
-def _plan(config: JobConfig) -> Plan:
-    """Check everything about a run before any work (rank 0): kernel, params, input, output."""
-    kernel = load_kernel(config.kernel)
+def _plan(config: JobConfig, kernel: Kernel) -> Plan:
+    """Check everything about a run before any work (rank 0): params, input, output."""
     params = kernel.check_params(config.params)
     if kernel.generates:
         if config.input:
@@ -157,14 +156,15 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
 
     with Interrupts() as interrupts:
         started = on_root(comm, time.time)
-        plan = on_root(comm, lambda: _plan(config))
+        # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
+        kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
+        plan = on_root(comm, lambda: _plan(config, kernel))
         if plan.finished:
             say(
                 comm,
                 f"hpcapp: {config.output} already holds the result of this job: nothing to resume",
             )
             return 0
-        kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
         hosts, ranks_per_node = count_hosts(comm)
         warning = thread_warning(ranks_per_node)
         if warning:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -26,7 +26,8 @@ def _as_error(exc: BaseException) -> HpcappError:
     return HpcappError(f"{type(exc).__name__}: {exc}\n{text}")
 
 
-def _raise_shared(error: HpcappError) -> None:
+def raise_shared(error: HpcappError) -> NoReturn:
+    """Raise an error that every rank raises at this same point (marked ``collective``)."""
     error.collective = True  # type: ignore[attr-defined]
     raise error
 
@@ -41,7 +42,7 @@ def on_root(comm: Any, action: Callable[[], T]) -> T:
             outcome = (False, _as_error(exc))
     ok, value = comm.bcast(outcome, root=0)
     if not ok:
-        _raise_shared(value)
+        raise_shared(value)
     return value
 
 
@@ -58,7 +59,7 @@ def on_all(comm: Any, action: Callable[[], T]) -> T:
     size = comm.Get_size()
     first_failed = comm.allreduce(comm.Get_rank() if error is not None else size, op=MPI.MIN)
     if first_failed < size:
-        _raise_shared(comm.bcast(error, root=first_failed))
+        raise_shared(comm.bcast(error, root=first_failed))
     return value
 
 

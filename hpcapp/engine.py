@@ -19,7 +19,7 @@ import numpy as np
 
 from hpcapp import reader
 from hpcapp.checkpoint import write_part
-from hpcapp.collective import gather_table
+from hpcapp.collective import gather_table, raise_shared
 from hpcapp.errors import HpcappError, InterruptError, KernelError
 from hpcapp.interrupt import NoInterrupts
 from hpcapp.kernels.api import Kernel, Partial, as_partial
@@ -181,7 +181,9 @@ def run_engine(
     else:
         incomplete = chunks_done < len(mine)
     outcome = FAILED if failure else INCOMPLETE if incomplete else OK
-    outcome = comm.allreduce(outcome, op=_max())  # communicate: every rank learns the outcome
+    from mpi4py import MPI
+
+    outcome = comm.allreduce(outcome, op=MPI.MAX)  # communicate: every rank learns the outcome
     if outcome == FAILED:
         _raise_failure(comm, failure, watchdog)
     if outcome == INCOMPLETE:
@@ -190,25 +192,13 @@ def run_engine(
     results, failure = tree_reduce(comm, tree)  # communicate
     failure = comm.bcast(failure, root=0)  # communicate: a combine may have failed on the way
     if failure is not None:
-        _shared(KernelError(failure[2]))
+        raise_shared(KernelError(failure[2]))
     reduce_seconds = time.perf_counter() - clock
     if results is not None:
         results = kernel.finish(results, params)
     local_timing = [seconds["read"], seconds["compute"], reduce_seconds, 0.0, rows_done]
     timing = gather_table(comm, np.array(local_timing))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
-
-
-def _max() -> Any:
-    from mpi4py import MPI
-
-    return MPI.MAX
-
-
-def _shared(error: HpcappError) -> NoReturn:
-    """Raise an error that every rank raises at this same point."""
-    error.collective = True  # type: ignore[attr-defined]
-    raise error
 
 
 def _raise_failure(comm: Any, failure: Failure | None, watchdog: Watchdog | None) -> NoReturn:
@@ -221,7 +211,7 @@ def _raise_failure(comm: Any, failure: Failure | None, watchdog: Watchdog | None
     message = comm.bcast(failure[2] if failure else None, root=first % size)  # communicate
     if watchdog is not None:
         watchdog.cancel()
-    _shared(KernelError(message))
+    raise_shared(KernelError(message))
 
 
 def _save_and_stop(
@@ -232,10 +222,10 @@ def _save_and_stop(
 
     cause = interrupts.received or "another rank's signal"
     if checkpoint is None:
-        _shared(InterruptError(f"interrupted ({cause}); no checkpoint was kept"))
+        raise_shared(InterruptError(f"interrupted ({cause}); no checkpoint was kept"))
     rank = comm.Get_rank()
     on_all(comm, lambda: write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes))
-    _shared(
+    raise_shared(
         InterruptError(
             f"interrupted ({cause}); progress saved in {checkpoint.directory}. "
             "Run the same command with --resume (on any number of ranks) to continue"

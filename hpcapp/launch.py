@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def world_problem(world_size: int, env: dict[str, str] | None = None) -> str | None:
+def launcher_world_size(env: Mapping[str, str] | None = None) -> tuple[str, int] | None:
+    """Return ``(variable, ranks)`` as the MPI launcher told this process, if it did."""
+    env = os.environ if env is None else env
+    for name in _SIZE_VARIABLES:
+        value = env.get(name, "")
+        if value.isdigit():
+            return name, int(value)
+    return None
+
+
+def world_problem(world_size: int, env: Mapping[str, str] | None = None) -> str | None:
     """Explain why this world looks mis-launched (e.g. ``srun`` without an MPI plugin)."""
-    env = dict(os.environ) if env is None else env
+    env = os.environ if env is None else env
     step_tasks = env.get("SLURM_STEP_NUM_TASKS", "")
     if step_tasks.isdigit() and int(step_tasks) > 1 and world_size == 1:
         return (
@@ -19,15 +30,15 @@ def world_problem(world_size: int, env: dict[str, str] | None = None) -> str | N
             "that matches your MPI: `srun --mpi=pmi2 ...` (check `srun --mpi=list`), or use "
             "`mpiexec -n N ...` inside the allocation"
         )
-    for name in _SIZE_VARIABLES:
-        value = env.get(name, "")
-        if value.isdigit() and int(value) != world_size:
-            return (
-                f"the launcher says {name}={value} but MPI sees {world_size} rank(s): mpi4py "
-                "is probably using a different MPI library than the launcher. Launch with the "
-                "mpiexec of the MPI that mpi4py uses (`python -m mpi4py --mpi-lib-version` "
-                "names it)"
-            )
+    told = launcher_world_size(env)
+    if told is not None and told[1] != world_size:
+        name, value = told
+        return (
+            f"the launcher says {name}={value} but MPI sees {world_size} rank(s): mpi4py "
+            "is probably using a different MPI library than the launcher. Launch with the "
+            "mpiexec of the MPI that mpi4py uses (`python -m mpi4py --mpi-lib-version` "
+            "names it)"
+        )
     return None
 
 

@@ -54,6 +54,16 @@ def _read(
     return view
 
 
+def _read_or_error(
+    dataset: Any, source: Source, chunk_index: int, chunk_rows: int, buffer: np.ndarray
+) -> np.ndarray | ChunkReadError:
+    """Like :func:`_read`, but hand back the error: the engine reports it, rank 0 feeds on."""
+    try:
+        return _read(dataset, source, chunk_index, chunk_rows, buffer)
+    except ChunkReadError as exc:
+        return exc
+
+
 def read_chunks(
     source: Source, chunk_indices: Iterable[int], chunk_rows: int, should_stop: ShouldStop
 ) -> Iterator[Chunk]:
@@ -66,10 +76,7 @@ def read_chunks(
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            try:
-                yield chunk_index, _read(dataset, source, chunk_index, chunk_rows, buffer)
-            except ChunkReadError as exc:
-                yield chunk_index, exc
+            yield chunk_index, _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
 
 
 def scatter_chunks(
@@ -107,21 +114,19 @@ def scatter_chunks(
                     message = nothing
                     if not should_stop():
                         chunk_index = shares[dest][round_index]
-                        try:
-                            view = _read(dataset, source, chunk_index, chunk_rows, buffer)
-                            message = view.reshape(-1).view(np.uint8)
-                        except ChunkReadError as exc:
-                            yield chunk_index, exc
+                        item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+                        if isinstance(item, ChunkReadError):
+                            yield chunk_index, item  # reported as this chunk's failure
+                        else:
+                            message = item.reshape(-1).view(np.uint8)
                     comm.Send(message, dest=dest, tag=_TAG_CHUNK)
             if round_index < len(mine):
                 chunk_index = mine[round_index]
                 if should_stop():
                     yield chunk_index, None
-                    continue
-                try:
-                    yield chunk_index, _read(dataset, source, chunk_index, chunk_rows, buffer)
-                except ChunkReadError as exc:
-                    yield chunk_index, exc
+                else:
+                    item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+                    yield chunk_index, item
 
 
 def generate_chunks(

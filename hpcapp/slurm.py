@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcapp.errors import EXIT_FAILURE, UsageError
+from hpcapp.launch import launcher_world_size
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping
 
 LAUNCHERS = ("srun", "mpiexec")
 # Commands worth a batch job (show, kernels and slurm answer at once on a login node).
@@ -44,14 +44,6 @@ MAX_REQUEUES = 10
 
 def _int_or_str(value: str) -> int | str:
     return int(value) if value.isdigit() else value
-
-
-def _launcher_world_size(env: Mapping[str, str]) -> int | None:
-    """Return the rank count the MPI launcher told this process, if it did."""
-    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
-        if env.get(name, "").isdigit():
-            return int(env[name])
-    return None
 
 
 def slurm_context() -> dict[str, int | str]:
@@ -78,8 +70,8 @@ def slurm_context() -> dict[str, int | str]:
     # started by srun the step's tasks are the ranks. Under mpiexec the step's tasks are the
     # launcher's proxies (one per node), so only the job's request describes the ranks.
     step_tasks = env.get("SLURM_STEP_NUM_TASKS", "")
-    world = _launcher_world_size(env)
-    if not step_tasks.isdigit() or world is None or int(step_tasks) == world:
+    told = launcher_world_size(env)
+    if not step_tasks.isdigit() or told is None or int(step_tasks) == told[1]:
         per_node = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
     else:
         per_node = env.get("SLURM_NTASKS_PER_NODE")

@@ -72,45 +72,28 @@ def write_output(
     ``base`` is a working file that already holds per-row outputs: it is completed and becomes
     the output, instead of a new file.
     """
+    import h5py
+
     clock = time.perf_counter()
     with atomic_path(path) as temporary:
         if base is not None:
             os.replace(base, temporary)
         else:
             temporary.unlink(missing_ok=True)
-        _write_file(
-            temporary, results, attrs, timing, timing_columns, write_column, clock, started_seconds
-        )
+        with h5py.File(temporary, "a") as h5:
+            for key, value in attrs.items():
+                h5.attrs[key] = value
+            group = h5.require_group("result")
+            for key, value in results.items():
+                group.create_dataset(key, data=np.asarray(value))
+            table = timing.copy()
+            table[0, write_column] = time.perf_counter() - clock
+            dataset = h5.create_dataset("timing", data=table)
+            dataset.attrs["columns"] = list(timing_columns)
+            dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
+            h5.attrs["finished"] = iso_utc(time.time())
+            h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
     return time.perf_counter() - clock
-
-
-def _write_file(
-    temporary: Path,
-    results: Mapping[str, np.ndarray],
-    attrs: Mapping[str, Any],
-    timing: np.ndarray,
-    timing_columns: tuple[str, ...],
-    write_column: int,
-    clock: float,
-    started_seconds: float,
-) -> None:
-    """Fill the (possibly existing) temporary file with everything but per-row outputs."""
-    import h5py
-
-    with h5py.File(temporary, "a") as h5:
-        for key, value in attrs.items():
-            h5.attrs[key] = value
-        group = h5.require_group("result")
-        for key, value in results.items():
-            group.create_dataset(key, data=np.asarray(value))
-        write_seconds = time.perf_counter() - clock
-        table = timing.copy()
-        table[0, write_column] = write_seconds
-        dataset = h5.create_dataset("timing", data=table)
-        dataset.attrs["columns"] = list(timing_columns)
-        dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
-        h5.attrs["finished"] = iso_utc(time.time())
-        h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
 
 
 def params_json(params: Mapping[str, Any]) -> str:

@@ -227,28 +227,20 @@ def fails_on(chunk, bad=3, stuck=-1):
 """
 
 
-@pytest.mark.parametrize("n_ranks,bad", [(2, 3), (3, 9), (4, 3), (4, 9), (3, 0)])
-def test_kernel_failure_ends_the_job_quickly_with_rank_and_chunk(tmp_path, n_ranks, bad):
+def run_failing(tmp_path, n_ranks, *params, kernel_text=FAILING_KERNEL, env=None):
+    """Run ``fails_on`` over 10 chunks of 100 rows (arange data); return the process."""
     spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
     kernel_file = tmp_path / "failing.py"
-    kernel_file.write_text(FAILING_KERNEL)
-    out = tmp_path / "out.h5"
+    kernel_file.write_text(kernel_text)
+    args = ["run", f"{kernel_file}:fails_on", spec, "-o", str(tmp_path / "out.h5")]
+    args += ["--chunk-rows", "100", *(f"-p{param}" for param in params)]
+    return run_cli(args, n_ranks, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("n_ranks,bad", [(2, 3), (3, 9), (4, 3), (4, 9), (3, 0)])
+def test_kernel_failure_ends_the_job_quickly_with_rank_and_chunk(tmp_path, n_ranks, bad):
     started = time.monotonic()
-    done = run_cli(
-        [
-            "run",
-            f"{kernel_file}:fails_on",
-            spec,
-            "-o",
-            str(out),
-            "--chunk-rows",
-            "100",
-            "-p",
-            f"bad={bad}",
-        ],
-        n_ranks,
-        timeout=60,
-    )
+    done = run_failing(tmp_path, n_ranks, f"bad={bad}")
     assert time.monotonic() - started < 30
     assert done.returncode == 1, done.stderr
     owner = next(r for r in range(n_ranks) if bad in rank_chunks(10, n_ranks, r))
@@ -256,55 +248,19 @@ def test_kernel_failure_ends_the_job_quickly_with_rank_and_chunk(tmp_path, n_ran
     assert f"ValueError: bad value in chunk {bad}" in done.stderr and "Traceback" in done.stderr
     assert 'failing.py", line' in done.stderr  # the kernel's own frame is shown
     assert done.stderr.count("hpcapp: error") == 1
-    assert not out.exists()
+    assert not (tmp_path / "out.h5").exists()
 
 
 def test_several_ranks_failing_at_once_print_one_message(tmp_path):
-    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
-    kernel_file = tmp_path / "failing.py"
-    kernel_file.write_text(FAILING_KERNEL.replace("if first == bad:", "if first >= bad:"))
-    done = run_cli(
-        [
-            "run",
-            f"{kernel_file}:fails_on",
-            spec,
-            "-o",
-            str(tmp_path / "o.h5"),
-            "--chunk-rows",
-            "100",
-            "-p",
-            "bad=2",
-        ],
-        4,
-        timeout=60,
-    )
+    every_later_chunk = FAILING_KERNEL.replace("if first == bad:", "if first >= bad:")
+    done = run_failing(tmp_path, 4, "bad=2", kernel_text=every_later_chunk)
     assert done.returncode == 1
     assert done.stderr.count("hpcapp: error") == 1 and "bad value in chunk" in done.stderr
 
 
 def test_a_rank_stuck_in_a_chunk_cannot_hang_a_failed_job(tmp_path):
-    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
-    kernel_file = tmp_path / "failing.py"
-    kernel_file.write_text(FAILING_KERNEL)
     started = time.monotonic()
-    done = run_cli(
-        [
-            "run",
-            f"{kernel_file}:fails_on",
-            spec,
-            "-o",
-            str(tmp_path / "o.h5"),
-            "--chunk-rows",
-            "100",
-            "-p",
-            "bad=5",
-            "-p",
-            "stuck=0",
-        ],
-        2,
-        timeout=60,
-        env={"HPCAPP_ABORT_GRACE": "2"},
-    )
+    done = run_failing(tmp_path, 2, "bad=5", "stuck=0", env={"HPCAPP_ABORT_GRACE": "2"})
     assert time.monotonic() - started < 20
     assert done.returncode == 1
     assert "bad value in chunk 5" in done.stderr and "aborting the job" in done.stderr

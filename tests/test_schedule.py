@@ -53,8 +53,6 @@ def test_dynamic_equals_static_on_every_rank_count(tmp_path):
         assert result_bytes(out) == result_bytes(static), n_ranks
         with h5py.File(out) as h5:
             assert h5.attrs["schedule"] == "dynamic"
-            if n_ranks > 1:  # blocks went to more than one rank
-                assert (h5["timing"][:, 4] > 0).sum() > 1
 
 
 def test_skewed_kernel_dynamic_matches_static(tmp_path):
@@ -84,6 +82,9 @@ def test_skewed_kernel_dynamic_matches_static(tmp_path):
         assert done.returncode == 0, done.stderr
         outputs.append(result_bytes(out))
     assert outputs[0] == outputs[1]
+    with h5py.File(tmp_path / "dynamic.h5") as h5:
+        # Chunks that take milliseconds each: blocks certainly went to more than one rank.
+        assert (h5["timing"][:, 4] > 0).sum() > 1
     np.testing.assert_allclose(read_results(tmp_path / "dynamic.h5")["s"], data.sum(axis=0))
 
 
