@@ -17,6 +17,40 @@ REPO = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT = 120
 
 
+@pytest.fixture(scope="session", autouse=True)
+def world_matches_launcher(request):
+    """Fail the MPI test step unless MPI's world has as many ranks as the launcher started.
+
+    When mpiexec and mpi4py's libmpi disagree, ``mpiexec -n 4`` starts four one-rank worlds:
+    the tests for one rank pass, the others skip, and the step would look green.
+    """
+    if not request.config.getoption("--with-mpi", default=False):
+        return
+    from mpi4py import MPI
+
+    from hpcapp.launch import launcher_world_size
+
+    size = MPI.COMM_WORLD.Get_size()
+    expected = os.environ.get("HPCAPP_EXPECT_RANKS", "")
+    told = launcher_world_size()
+    slurm_tasks = os.environ.get("SLURM_NTASKS", "")
+    claims = []
+    if expected.isdigit():
+        claims.append(("HPCAPP_EXPECT_RANKS", int(expected)))
+    if told is not None:
+        claims.append(told)
+    if slurm_tasks.isdigit() and "SLURM_STEP_NUM_TASKS" in os.environ:
+        claims.append(("SLURM_NTASKS", int(slurm_tasks)))
+    if not claims:
+        pytest.fail("--with-mpi but no launcher variable (PMI_SIZE, OMPI_COMM_WORLD_SIZE, ...)")
+    for name, value in claims:
+        if value != size:
+            pytest.fail(
+                f"{name}={value} but MPI.COMM_WORLD has {size} rank(s): mpiexec and mpi4py "
+                "use different MPI libraries, so no multi-rank test would run"
+            )
+
+
 def mpiexec() -> str:
     """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
     local = Path(sys.executable).parent / "mpiexec"
