@@ -1,0 +1,161 @@
+"""Helpers for users' own test suites: prove a kernel's contract, and its bits on N ranks.
+
+``check_kernel`` runs in one process in about a second (no MPI); ``assert_same_on_ranks`` runs
+the real command line under ``mpiexec -n N`` for several N and compares the result files
+bitwise, as hpcapp's own tests do::
+
+    from hpcapp.testing import assert_same_on_ranks, check_kernel
+
+    def test_my_kernel(tmp_path):
+        check_kernel("kernels/mine.py:mine", dtype="float64", shape=(1000, 3))
+        assert_same_on_ranks(["kernels/mine.py:mine", "data.h5:/x"], tmp_path, ranks=(1, 2, 4))
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hpcapp.kernels.contract import DEFAULT_RTOL, CheckReport, check_contract
+
+MAX_CHECK_ROWS = 100_000
+
+
+def resolve_kernel(kernel: Any) -> Any:
+    """Return a :class:`~hpcapp.kernels.api.Kernel` from a function, a spec or a Kernel."""
+    from hpcapp.kernels.api import Kernel, from_function
+    from hpcapp.kernels.registry import load_kernel
+
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, str):
+        return load_kernel(kernel)
+    if callable(kernel):
+        return from_function(kernel, getattr(kernel, "__qualname__", repr(kernel)))
+    raise TypeError(
+        f"kernel must be a function, a 'module:function' string or a Kernel: {kernel!r}"
+    )
+
+
+def sample_input(
+    dtype: str = "float64", shape: Sequence[int] = (1000,), seed: int = 0, nan: float = 0.0
+) -> Any:
+    """Return generated test rows: normal(0.5, 0.3) floats or integers in [0, 100)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kind = np.dtype(dtype).kind
+    if kind in "iu":
+        return rng.integers(0, 100, size=tuple(shape)).astype(dtype)
+    if kind == "b":
+        return rng.random(tuple(shape)) < 0.5
+    data = rng.normal(0.5, 0.3, size=tuple(shape)).astype(dtype)
+    if nan:
+        data[rng.random(data.shape) < nan] = np.nan
+    return data
+
+
+def read_rows(spec: str, max_rows: int = MAX_CHECK_ROWS) -> Any:
+    """Read the first ``max_rows`` rows of ``FILE.h5:/dataset`` (checked like ``run`` does)."""
+    import h5py
+
+    from hpcapp.source import inspect_input
+
+    source = inspect_input(spec)
+    with h5py.File(source.path, "r", locking=False) as h5:
+        return h5[source.dataset][: min(max_rows, source.n_rows)]
+
+
+def run_check(
+    kernel: Any,
+    input: Any = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    dtype: str = "float64",
+    shape: Sequence[int] = (1000,),
+    nan: float = 0.0,
+    seed: int = 0,
+    trials: int = 20,
+    rtol: float = DEFAULT_RTOL,
+) -> CheckReport:
+    """Check a kernel's contract on ``input`` (an array or a spec) or generated data."""
+    resolved = resolve_kernel(kernel)
+    full_params = resolved.check_params(dict(params or {}))
+    data = None
+    n_rows = None
+    if resolved.generates:
+        given = full_params.get(resolved.rows_param) if resolved.rows_param else None
+        n_rows = min(int(given), MAX_CHECK_ROWS) if given else MAX_CHECK_ROWS
+    elif input is None:
+        data = sample_input(dtype, shape, seed, nan)
+    elif isinstance(input, str):
+        data = read_rows(input)
+    else:
+        data = input
+    return check_contract(
+        resolved, data, full_params, n_rows=n_rows, trials=trials, seed=seed, rtol=rtol
+    )
+
+
+def check_kernel(kernel: Any, input: Any = None, **options: Any) -> CheckReport:
+    """Like :func:`run_check`, but raise AssertionError with the report if a rule fails."""
+    report = run_check(kernel, input, **options)
+    if not report.ok:
+        raise AssertionError(report.text())
+    return report
+
+
+def _mpiexec() -> str:
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if found is None:
+        raise RuntimeError("no mpiexec: install hpcapp[mpich] or load your MPI module")
+    return found
+
+
+def assert_same_on_ranks(
+    run_args: Sequence[str],
+    directory: str | os.PathLike[str],
+    ranks: Sequence[int] = (1, 2, 3, 4),
+    *,
+    timeout: float = 300.0,
+    mpiexec: str | None = None,
+    env: Mapping[str, str] | None = None,
+    on_run: Callable[[int, subprocess.CompletedProcess[str]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``hpcapp run RUN_ARGS -o DIR/ranksN.h5`` under ``mpiexec -n N`` for every N.
+
+    Fails (AssertionError) unless every run exits 0 within ``timeout`` seconds and every
+    ``/result`` dataset has the same bytes on every rank count. Returns the results of the first.
+    """
+    import h5py
+
+    launcher = mpiexec or _mpiexec()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
+    outputs: dict[int, dict[str, Any]] = {}
+    for n_ranks in ranks:
+        out = Path(directory) / f"ranks{n_ranks}.h5"
+        command = [launcher, "-n", str(n_ranks), sys.executable, "-m", "hpcapp", "run"]
+        command += [*run_args, "-o", str(out), "--overwrite", "-q"]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})}
+        )
+        if on_run is not None:
+            on_run(n_ranks, done)
+        assert done.returncode == 0, f"{n_ranks} ranks: exit {done.returncode}\n{done.stderr}"
+        with h5py.File(out, "r") as h5:
+            outputs[n_ranks] = {key: value[()] for key, value in h5["result"].items()}
+    first = ranks[0]
+    for n_ranks in ranks[1:]:
+        for key, value in outputs[first].items():
+            other = outputs[n_ranks].get(key)
+            same = other is not None and other.dtype == value.dtype and other.shape == value.shape
+            assert same and other.tobytes() == value.tobytes(), (
+                f"/result/{key} differs between {first} and {n_ranks} ranks"
+            )
+    return outputs[first]

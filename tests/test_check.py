@@ -1,0 +1,129 @@
+"""``hpcapp check`` / hpcapp.testing: correct kernels pass, broken ones are caught with advice."""
+
+import numpy as np
+import pytest
+
+import hpcapp
+from hpcapp.testing import check_kernel, run_check
+
+
+def mean_by_sum(chunk):
+    """The classic mistake: a per-chunk mean, combined by the default "sum"."""
+    return {"mean": np.mean(chunk, axis=0)}
+
+
+def _average(left, right):
+    return {"mean": (left["mean"] + right["mean"]) / 2}
+
+
+@hpcapp.kernel(combine=_average)
+def mean_of_means(chunk):
+    """Averages the means of two chunks, right only when both have the same rows."""
+    return {"mean": np.mean(chunk, axis=0)}
+
+
+def _last(left, right):
+    return {"first": right["first"]}
+
+
+@hpcapp.kernel(combine=_last)
+def first_value(chunk):
+    """Combines by keeping the right side: not what the whole array gives, nor associative."""
+    return {"first": np.asarray(chunk[0])}
+
+
+def max_by_sum(chunk):
+    """A maximum, combined by sum."""
+    return {"peak": np.max(chunk, axis=0)}
+
+
+def modifies_input(chunk):
+    """Scales its chunk in place: hpcapp reuses the read buffer."""
+    chunk *= 2
+    return {"s": chunk.sum(axis=0)}
+
+
+def global_random(chunk):
+    """Uses numpy's global random state: another answer on every call."""
+    return {"s": chunk.sum(axis=0) + np.random.random()}
+
+
+def changing_keys(chunk):
+    """Returns another key when a chunk holds a large value."""
+    return {"big" if np.max(chunk) > 1.2 else "small": np.float64(chunk.sum())}
+
+
+def changing_dtype(chunk):
+    """Returns int64 for short chunks and float64 for long ones."""
+    total = chunk.sum()
+    return {"s": np.int64(total) if len(chunk) < 100 else np.float64(total)}
+
+
+@hpcapp.kernel(per_row=("z",))
+def zscore_per_row(chunk):
+    """Per-row z-scores against the chunk's own mean: depends on how rows are cut."""
+    return {"z": (chunk - chunk.mean()) / chunk.std(), "n": np.int64(len(chunk))}
+
+
+@hpcapp.kernel(per_row=("y",))
+def short_rows(chunk):
+    """Returns one row too few."""
+    return {"y": chunk[1:], "n": np.int64(len(chunk))}
+
+
+def _noisy_finalize(partial):
+    return {"s": partial["s"] + np.random.random()}
+
+
+@hpcapp.kernel(finalize=_noisy_finalize)
+def noisy_finalize(chunk):
+    """A finalize that draws random numbers."""
+    return {"s": chunk.sum(axis=0)}
+
+
+BROKEN = [
+    (mean_by_sum, "key 'mean'", "a mean does not combine by sum; return the sum and the count"),
+    (mean_of_means, "key 'mean'", "averaging the means of unequal chunks is wrong"),
+    (first_value, "key 'first'", "depends on how the rows are cut"),
+    (max_by_sum, "key 'peak'", "declare combine={'peak': 'max'}"),
+    (modifies_input, "modifies its input chunk", "work on a copy"),
+    (global_random, "differs between two calls on the same chunk", "global random state"),
+    (changing_keys, "do not match", "different keys"),
+    (changing_dtype, "do not match", "dtype"),
+    (zscore_per_row, "per-row key 'z' depends on how the rows are cut", "that row only"),
+    (short_rows, "per-row key 'y' must have", "rows"),
+    (noisy_finalize, "finalize is not deterministic", "key 's'"),
+]
+
+
+@pytest.mark.parametrize("func,what,advice", BROKEN, ids=[b[0].__name__ for b in BROKEN])
+def test_broken_kernels_are_caught_with_advice(func, what, advice):
+    report = run_check(func, shape=(1000, 2))
+    assert not report.ok
+    text = report.text()
+    assert what in text and advice in text, text
+    with pytest.raises(AssertionError, match="FAIL"):
+        check_kernel(func, shape=(1000, 2))
+
+
+@pytest.mark.parametrize(
+    "spec,params",
+    [
+        ("stats", {"range": [0, 1], "bins": 16}),
+        ("stats", {}),
+        ("montecarlo", {"samples": 50_000}),
+        ("hpcapp.examples.exceedances:exceedances", {"threshold": 0.7}),
+        ("hpcapp.examples.row_norms:row_norms", {"scale": 2.0}),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32"])
+def test_shipped_kernels_pass(spec, params, dtype):
+    report = check_kernel(spec, params=params, dtype=dtype, shape=(2000, 3))
+    assert report.ok and report.checks
+
+
+def test_a_mean_message_shows_both_numbers():
+    report = run_check(mean_by_sum, np.arange(10.0), trials=1)
+    (failure,) = report.failures
+    assert failure.startswith("key 'mean': 4.5 on one chunk vs ")
+    assert "on 2 chunks" in failure or "chunks (rows 0-" in failure
