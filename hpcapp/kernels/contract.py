@@ -179,9 +179,10 @@ def _hint(kernel: Kernel, key: str, whole: Any, pieces: list[Any], sizes: list[i
             "this looks like a mean: averaging the means of unequal chunks is wrong; carry the "
             "sum and the count, combine both by sum and divide in finalize"
         )
-    if near(stack.max(axis=0)) and op != "max":
+    # Only a key combined by sum can be a mistaken min or max (a custom combine is the user's).
+    if op == "sum" and near(stack.max(axis=0)):
         return f"this looks like a maximum: declare combine={{{key!r}: 'max'}}"
-    if near(stack.min(axis=0)) and op != "min":
+    if op == "sum" and near(stack.min(axis=0)):
         return f"this looks like a minimum: declare combine={{{key!r}: 'min'}}"
     return (
         "the value depends on how the rows are cut: return quantities that add up across "
