@@ -235,7 +235,10 @@ def time_limit_seconds(text: str) -> int:
     """Return the seconds of a SLURM time limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text.strip())
     if not match:
-        raise UsageError(f"--time {text!r}: use HH:MM:SS, MM, MM:SS or D-HH:MM:SS")
+        raise UsageError(
+            f"--time {text!r}: use a SLURM time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+            "D-HH:MM:SS (e.g. 90 or 1:30:00 for an hour and a half)"
+        )
     days, clock = match.groups()
     parts = [int(part) for part in clock.split(":")]
     if days is None:  # M, M:S, H:M:S
@@ -246,6 +249,15 @@ def time_limit_seconds(text: str) -> int:
     if total <= 0:
         raise UsageError(f"--time {text!r}: the time limit must be positive")
     return total
+
+
+def describe_seconds(total: int) -> str:
+    """Return a time limit in words: ``1 min 30 s``, ``2 d 3 h``, ``12 h``."""
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
+    return " ".join(f"{value} {unit}" for value, unit in parts if value)
 
 
 def signal_lead(time_limit: int) -> int:
@@ -277,6 +289,9 @@ def _sbatch_lines(options: BatchOptions) -> str:
         option = field.name.replace("_", "-")
         if field.name == "cpus_per_task":
             lines.append("# Cores per rank: each rank runs this many numpy (OpenMP/BLAS) threads.")
+        if field.name == "time":
+            limit = describe_seconds(time_limit_seconds(value))
+            lines.append(f"# time limit {value} = {limit}")
         if field.name == "array":
             lines.append("# One array task per line of the task file (1-4%2: at most 2 at a time).")
         lines.append(f"#SBATCH --{option}={_sbatch_value(option, str(value))}")
@@ -372,12 +387,37 @@ def check_batch_command(command: list[str]) -> None:
     parse(command)  # raises UsageError with the same message the batch job would print
 
 
+def check_run_here(command: list[str]) -> None:
+    """Run the checks ``run`` makes before any work (input, kernel, params, output), here.
+
+    They are ``run``'s own checks, called without MPI, on the command as the batch job will run
+    it: the script adds ``--resume``, so an existing checkpoint of this job, or an output that
+    already holds its result, is fine, exactly as it will be in the job. Nothing is written.
+    """
+    if command[0] != "run":
+        return
+    from hpcapp.app import _plan
+    from hpcapp.cli import parse
+    from hpcapp.kernels.registry import load_kernel
+
+    config = dataclasses.replace(parse(command).config, resume=True)
+    try:
+        _plan(config, load_kernel(config.kernel))
+    except UsageError as exc:
+        raise UsageError(
+            f"{exc}\n(checked before writing the batch script, as the job would; if the input "
+            "exists only on the cluster, add --no-check)"
+        ) from None
+
+
 def slurm_command(args: argparse.Namespace) -> int:
     """``hpcapp slurm``: print, write (--output-script) or submit (--submit) a batch script."""
     command = list(args.hpcapp_command)
     if command[:1] == ["--"]:
         command = command[1:]
     check_batch_command(command)
+    if not args.no_check:
+        check_run_here(command)
     one_per_node = args.ntasks is None and args.ntasks_per_node is None
     options = BatchOptions(
         nodes=args.nodes,
@@ -394,6 +434,9 @@ def slurm_command(args: argparse.Namespace) -> int:
     text = render_command_script(options, command, sys.executable, args.launcher)
     if one_per_node:
         print("hpcapp: note: no --ntasks or --ntasks-per-node: one rank per node", file=sys.stderr)
+    if re.fullmatch(r"\d+:\d+", options.time):
+        limit = describe_seconds(time_limit_seconds(options.time))
+        print(f"hpcapp: note: --time {options.time} is MM:SS to SLURM: {limit}", file=sys.stderr)
     if args.output_script:
         path = Path(args.output_script)
         try:
