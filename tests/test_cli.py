@@ -238,6 +238,21 @@ def test_summary_of_one_rank_one_chunk_one_row_is_singular():
     assert not re.search(r"\b1 (rank|chunk|row)s\b", text)
 
 
+def test_show_says_1_rank(tmp_path):
+    import h5py
+    import numpy as np
+
+    out = tmp_path / "o.h5"
+    with h5py.File(out, "w") as h5:
+        h5.attrs["hpcapp_version"] = "0"
+        h5.create_dataset("result/s", data=1.0)
+        h5.create_dataset("timing", data=np.zeros((1, 2))).attrs["columns"] = ["read", "startup"]
+    from hpcapp.show import describe
+
+    text = describe(str(out))
+    assert "timing (1 rank; min / mean / max):" in text and "startup" in text
+
+
 def test_summary_reports_start_up_apart_and_rates_without_it():
     from hpcapp.app import summary
     from hpcapp.config import JobConfig
