@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 _print_once(f"hpcapp: drew {png}")
             return 0
         if command.name == "slurm":
-            from hpcapp.slurm import slurm_command
+            from hpcapp.submit import slurm_command
 
             return slurm_command(command.config)
     except HpcappError as exc:
