@@ -12,7 +12,7 @@ import traceback
 
 from hpcapp.cli import launcher_rank, parse
 from hpcapp.errors import EXIT_FAILURE, EXIT_USAGE, HpcappError, InterruptError
-from hpcapp.launch import world_problem
+from hpcapp.launch import limit_threads, mark_process_start, world_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 _print_once(f"hpcapp: drew {png}")
             return 0
         if command.name == "slurm":
-            from hpcapp.slurm import slurm_command
+            from hpcapp.submit import slurm_command
 
             return slurm_command(command.config)
     except HpcappError as exc:
@@ -89,7 +89,10 @@ def _print_once(text: str, stream: object = None) -> None:
 
 
 def console_main() -> None:
-    """The ``hpcapp`` console script."""
+    """The ``hpcapp`` console script (and ``python -m hpcapp``)."""
+    # Before anything imports numpy: its BLAS reads the thread variables once, when it loads.
+    mark_process_start()
+    limit_threads()
     sys.exit(main())
 
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpcapp import checkpoint
+from hpcapp import checkpoint, launch
+from hpcapp.cli import plural
 from hpcapp.collective import count_hosts, on_all, on_root
 from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
@@ -258,9 +259,9 @@ def summary(
     rows = int(result.timing[:, TIMING_COLUMNS.index("rows")].sum())
     resumed = "" if rows == source.n_rows else f" ({rows:,} computed in this run)"
     lines = [
-        f"hpcapp: {config.kernel} on {source.spec}: {source.n_rows:,} rows{resumed} in "
-        f"{result.n_chunks} chunks "
-        f"of {chunk_rows:,} rows, {n_ranks} ranks, {wall:.2f} s",
+        f"hpcapp: {config.kernel} on {source.spec}: {plural(source.n_rows, 'row')}{resumed} in "
+        f"{plural(result.n_chunks, 'chunk')} of {plural(chunk_rows, 'row')}, "
+        f"{plural(n_ranks, 'rank')}, {wall:.2f} s",
     ]
     results = result.results
     if {"mean", "std", "min", "max", "count"} <= results.keys():
@@ -280,11 +281,23 @@ def summary(
         with np.printoptions(threshold=8, precision=6):
             for key, value in results.items():
                 lines.append(f"  {key} = {value}")
-    busy = result.timing[:, 0] + result.timing[:, 1]
+    timing = result.timing
+    startup = timing[:, TIMING_COLUMNS.index("startup")]
+    busy = timing[:, TIMING_COLUMNS.index("read")] + timing[:, TIMING_COLUMNS.index("compute")]
+    lines.append(
+        f"  start-up seconds per rank (imports, MPI, checks, kernel warm-up): "
+        f"min {startup.min():.3f} mean {startup.mean():.3f} max {startup.max():.3f}"
+    )
     lines.append(
         f"  busy seconds per rank (read+compute): min {busy.min():.3f} mean {busy.mean():.3f} "
         f"max {busy.max():.3f}"
     )
+    if busy.max() > 0:
+        rate = rows / busy.max()  # the slowest rank sets the pace; start-up not included
+        volume = f", {rate * source.row_bytes / 1e9:.3g} GB/s" if source.path else ""
+        lines.append(f"  throughput after start-up: {rate / 1e6:.3g} Mrows/s{volume}")
+    if launch.thread_note:
+        lines.append(f"  {launch.thread_note}")
     lines.append(f"  wrote {config.output}")
     return "\n".join(lines)
 
@@ -320,9 +333,10 @@ def run_demo(comm: Any) -> int:
     say(
         comm,
         f"hpcapp demo: generating {DEMO_ROWS:,} x {DEMO_COLS} normal float64 values "
-        f"on {comm.Get_size()} ranks, then computing per-column statistics",
+        f"on {plural(comm.Get_size(), 'rank')}, then computing per-column statistics",
     )
     try:
+        generating = time.time()
         run_generate(
             comm,
             GenerateConfig(
@@ -333,6 +347,9 @@ def run_demo(comm: Any) -> int:
                 seed=2026,
             ),
         )
+        if launch.process_started is not None:
+            # Making the demo's input is not the stats job's start-up: leave it out.
+            launch.process_started += time.time() - generating
         config = JobConfig(
             kernel="stats",
             input=f"{scratch}:/demo",

@@ -19,10 +19,30 @@ from hpcapp.config import (
     make_job_config,
     parse_params,
 )
-from hpcapp.errors import UsageError
+from hpcapp.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+)
+
+# What each exit code means, for --help (a test checks every EXIT_* constant is here).
+EXIT_MEANINGS = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "failure while running",
+    EXIT_USAGE: "usage or bad input (nothing was computed)",
+    EXIT_INTERRUPTED: "stopped by SIGTERM, SIGUSR1 or SIGINT with progress saved: "
+    "rerun with --resume",
+}
 
 # Variables launchers set to the process's rank, read before MPI starts so only rank 0 prints.
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def plural(count: int, noun: str) -> str:
+    """Return ``1 rank``, ``2 ranks``, ``1,000 rows``: a count and its noun, agreeing."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def launcher_rank() -> int:
@@ -53,20 +73,27 @@ class _Parser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
+def exit_codes_text() -> str:
+    """Return the exit-code paragraph of ``--help``."""
+    return "Exit codes: " + "; ".join(f"{c} {m}" for c, m in EXIT_MEANINGS.items()) + "."
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Define the commands: run, generate, show, slurm, kernels, demo."""
     parser = _Parser(
         prog="hpcapp",
         description="Run a numpy kernel over every chunk of an HDF5 dataset on all MPI ranks. "
         "With no command, runs a built-in demonstration job.",
-        epilog="Exit codes: 0 success, 1 failure while running, 2 usage or bad input.",
+        epilog=exit_codes_text(),
     )
     from hpcapp import __version__
 
     parser.add_argument("--version", action="version", version=f"hpcapp {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    run = commands.add_parser("run", help="run a kernel over a dataset, write one result file")
+    run = commands.add_parser(
+        "run", help="run a kernel over a dataset, write one result file", epilog=exit_codes_text()
+    )
     run.add_argument("kernel", nargs="?", help="stats, montecarlo, pkg.module:func or file.py:func")
     run.add_argument("input", nargs="?", help="FILE.h5:/path/to/dataset (none for montecarlo)")
     run.add_argument("-o", "--output", help="result file to write (HDF5)")
@@ -116,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every",
         type=float,
         metavar="SECONDS",
-        help="save progress this often (default 300; 0: only on SIGTERM/SIGUSR1)",
+        help="save progress this often (default 300; 0: only when stopped by SIGTERM, SIGUSR1 "
+        "or SIGINT)",
     )
     run.add_argument(
         "--resume",
@@ -150,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--ntasks", type=int, help="total MPI ranks")
     tasks.add_argument("--ntasks-per-node", type=int, help="MPI ranks per node")
     slurm.add_argument("--cpus-per-task", type=int, default=1, help="cores per rank (default 1)")
-    slurm.add_argument("--time", default="01:00:00", help="wall-time limit HH:MM:SS")
+    slurm.add_argument(
+        "--time",
+        default="01:00:00",
+        help="wall-time limit in a SLURM format: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+        "D-HH:MM:SS (default 01:00:00; 1:30 is 1 min 30 s)",
+    )
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--account", help="SLURM account")
     slurm.add_argument("--job-name", default="hpcapp", help="job name (default hpcapp)")
@@ -159,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("srun", "mpiexec"),
         default="srun",
         help="srun --mpi=pmi2 (default) or mpiexec inside the allocation",
+    )
+    slurm.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not check the command's input, kernel, parameters and output here first "
+        "(for inputs that exist only on the cluster)",
     )
     where = slurm.add_mutually_exclusive_group()
     where.add_argument("--output-script", help="write the batch script to this file")

@@ -7,6 +7,7 @@ the same ``argv`` to the same configuration without talking to the others.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import re
 import sys
 from pathlib import Path
@@ -75,10 +76,22 @@ def parse_value(text: str) -> Any:
     if _INT.fullmatch(text):
         return int(text)
     if _FLOAT.fullmatch(text):
-        return float(text)
+        return _exponent_int(text) if "e" in text.lower() else float(text)
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     return text
+
+
+# 1e300 as an int is exact but useless: beyond this, an exponent literal stays a float.
+_MAX_INT_EXPONENT = 18
+
+
+def _exponent_int(text: str) -> int | float:
+    """Return ``1e6`` or ``2.5e3`` as the int it denotes exactly; ``1.5e-3`` stays a float."""
+    value = decimal.Decimal(text)
+    if value == value.to_integral_value() and value.adjusted() <= _MAX_INT_EXPONENT:
+        return int(value)
+    return float(text)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -113,6 +126,12 @@ def load_config_file(path: str) -> dict[str, Any]:
             raise UsageError(
                 f"config file {path!r}: key {key!r} must be a {types[0].__name__}, got {value!r}"
             )
+    if "params" in data:
+        # A string in [params] means what it means after -p: range = "0,40" is range=0,40.
+        data["params"] = {
+            key: parse_value(value) if isinstance(value, str) else value
+            for key, value in data["params"].items()
+        }
     return data
 
 

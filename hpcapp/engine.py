@@ -32,7 +32,9 @@ from hpcapp.schedule import DynamicShare
 from hpcapp.source import Source
 from hpcapp.stopping import StopNotice, Watchdog
 
-TIMING_COLUMNS = ("read", "compute", "reduce", "write", "rows")
+# "startup": from the process's start to the first chunk (imports, MPI start, checks, the
+# kernel's warm-up); last, so the older columns keep their places.
+TIMING_COLUMNS = ("read", "compute", "reduce", "write", "rows", "startup")
 # After a failure, how long the other ranks get to finish their current chunk before the
 # failing rank aborts the job (a kernel may be stuck in an endless chunk).
 ABORT_GRACE_SECONDS = float(os.environ.get("HPCAPP_ABORT_GRACE", "30"))
@@ -125,7 +127,16 @@ def run_engine(
         # Saved nodes must never run ahead of the rows rank 0 has written: save only on a stop.
         checkpoint = checkpoint and dataclasses.replace(checkpoint, every_seconds=0.0)
 
-    progress = None
+    failure: Failure | None = None
+    watchdog: Watchdog | None = None
+    startup = _warm_up(kernel, params, source, chunk_rows)
+    if isinstance(startup, str):
+        failure = (-1, rank, startup)  # before any chunk: reported first
+        notice.notify_others()
+        watchdog = Watchdog(comm, startup, ABORT_GRACE_SECONDS)
+        startup = 0.0
+
+    progress = None  # started after the warm-up: its rates are the chunks' own
     if progress_every is not None:
         total = sum(stop - start for start, stop in todo)
         progress = Progress(comm, total, source.row_bytes, progress_every)
@@ -133,8 +144,6 @@ def run_engine(
     tree = FragmentTree(kernel.merge)
     for node, partial in (preloaded or {}).items():
         tree.add(node, partial)
-    failure: Failure | None = None
-    watchdog: Watchdog | None = None
     seconds = {"read": 0.0, "compute": 0.0}
     rows_done = chunks_done = 0
     clock = last_save = time.perf_counter()
@@ -184,11 +193,11 @@ def run_engine(
     from mpi4py import MPI
 
     outcome = comm.allreduce(outcome, op=MPI.MAX)  # communicate: every rank learns the outcome
+    notice.close()  # communicate: no notice left in flight, whatever the outcome
     if outcome == FAILED:
         _raise_failure(comm, failure, watchdog)
     if outcome == INCOMPLETE:
         _save_and_stop(comm, tree, checkpoint, interrupts)
-    notice.close()
     results, failure = tree_reduce(comm, tree)  # communicate
     failure = comm.bcast(failure, root=0)  # communicate: a combine may have failed on the way
     if failure is not None:
@@ -196,9 +205,30 @@ def run_engine(
     reduce_seconds = time.perf_counter() - clock
     if results is not None:
         results = kernel.finish(results, params)
-    local_timing = [seconds["read"], seconds["compute"], reduce_seconds, 0.0, rows_done]
+    local_timing = [seconds["read"], seconds["compute"], reduce_seconds, 0.0, rows_done, startup]
     timing = gather_table(comm, np.array(local_timing))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
+
+
+def _warm_up(
+    kernel: Kernel, params: Mapping[str, Any], source: Source, chunk_rows: int
+) -> float | str:
+    """Run the kernel's ``prepare`` hook; return the start-up seconds, or the failure message.
+
+    Start-up counts from the process's start when ``python -m hpcapp`` recorded it (imports,
+    MPI start, checks), else from here: the engine used as a library times only the hook.
+    """
+    from hpcapp import launch
+
+    began = time.time()
+    if kernel.prepare is not None and source.path is not None:
+        chunk_shape = (min(chunk_rows, source.n_rows), *source.row_shape)
+        try:
+            kernel.prepare(np.dtype(source.dtype), chunk_shape, dict(params))
+        except Exception as exc:
+            return f"kernel {kernel.name!r}: its warm-up (prepare) raised {exc!r}"
+    now = time.time()
+    return now - (launch.process_started or began)
 
 
 def _raise_failure(comm: Any, failure: Failure | None, watchdog: Watchdog | None) -> NoReturn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hpcapp.cli import plural
 from hpcapp.errors import UsageError
 
 
@@ -32,7 +33,7 @@ def describe(path: str) -> str:
         if "timing" in h5:
             timing = h5["timing"][()]
             columns = [_text(c) for c in h5["timing"].attrs["columns"]]
-            lines.append(f"timing ({timing.shape[0]} ranks; min / mean / max):")
+            lines.append(f"timing ({plural(timing.shape[0], 'rank')}; min / mean / max):")
             for index, column in enumerate(columns):
                 values = timing[:, index]
                 lines.append(

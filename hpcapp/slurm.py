@@ -1,8 +1,8 @@
 """SLURM: record the job's context in result files, and write batch scripts for hpcapp commands.
 
-The batch-script text lives here and nowhere else. ``hpcapp slurm`` renders it for one command;
-the scripts in the repository's ``slurm/`` directory are renderings of it too (``EXAMPLES``),
-which a test keeps equal to what this module produces (regenerate them with
+The batch-script text lives here and nowhere else. ``hpcapp slurm`` (:mod:`hpcapp.submit`)
+renders it for one command; the scripts in the repository's ``slurm/`` directory are renderings
+of it too (``EXAMPLES``), which a test keeps equal to what this module produces (regenerate with
 ``python -c "import hpcapp.slurm as s; s.write_examples('slurm')"``). Keeping the text in a
 module rather than in data files means an installed hpcapp renders exactly what the repository
 shows, with no package data to ship.
@@ -17,15 +17,10 @@ import dataclasses
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from hpcapp.errors import EXIT_FAILURE, UsageError
+from hpcapp.errors import UsageError
 from hpcapp.launch import launcher_world_size
-
-if TYPE_CHECKING:
-    import argparse
 
 LAUNCHERS = ("srun", "mpiexec")
 # Commands worth a batch job (show, kernels and slurm answer at once on a login node).
@@ -235,7 +230,10 @@ def time_limit_seconds(text: str) -> int:
     """Return the seconds of a SLURM time limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text.strip())
     if not match:
-        raise UsageError(f"--time {text!r}: use HH:MM:SS, MM, MM:SS or D-HH:MM:SS")
+        raise UsageError(
+            f"--time {text!r}: use a SLURM time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+            "D-HH:MM:SS (e.g. 90 or 1:30:00 for an hour and a half)"
+        )
     days, clock = match.groups()
     parts = [int(part) for part in clock.split(":")]
     if days is None:  # M, M:S, H:M:S
@@ -246,6 +244,15 @@ def time_limit_seconds(text: str) -> int:
     if total <= 0:
         raise UsageError(f"--time {text!r}: the time limit must be positive")
     return total
+
+
+def describe_seconds(total: int) -> str:
+    """Return a time limit in words: ``1 min 30 s``, ``2 d 3 h``, ``12 h``."""
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
+    return " ".join(f"{value} {unit}" for value, unit in parts if value)
 
 
 def signal_lead(time_limit: int) -> int:
@@ -277,6 +284,9 @@ def _sbatch_lines(options: BatchOptions) -> str:
         option = field.name.replace("_", "-")
         if field.name == "cpus_per_task":
             lines.append("# Cores per rank: each rank runs this many numpy (OpenMP/BLAS) threads.")
+        if field.name == "time":
+            limit = describe_seconds(time_limit_seconds(value))
+            lines.append(f"# time limit {value} = {limit}")
         if field.name == "array":
             lines.append("# One array task per line of the task file (1-4%2: at most 2 at a time).")
         lines.append(f"#SBATCH --{option}={_sbatch_value(option, str(value))}")
@@ -350,75 +360,3 @@ def write_examples(directory: str | os.PathLike[str]) -> list[Path]:
         path.chmod(0o755)
         written.append(path)
     return written
-
-
-# ---------------------------------------------------------------------------------------------
-# hpcapp slurm
-
-
-def check_batch_command(command: list[str]) -> None:
-    """Refuse an hpcapp command that would fail in the batch job (parsed as hpcapp would)."""
-    if not command:
-        raise UsageError(
-            "give the hpcapp command after `--`, e.g. "
-            "`hpcapp slurm --ntasks 64 -- run stats data.h5:/x -o out.h5`"
-        )
-    if command[0] not in BATCH_COMMANDS:
-        raise UsageError(
-            f"the command after `--` must be one of {', '.join(BATCH_COMMANDS)}, not {command[0]!r}"
-        )
-    from hpcapp.cli import parse
-
-    parse(command)  # raises UsageError with the same message the batch job would print
-
-
-def slurm_command(args: argparse.Namespace) -> int:
-    """``hpcapp slurm``: print, write (--output-script) or submit (--submit) a batch script."""
-    command = list(args.hpcapp_command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    check_batch_command(command)
-    one_per_node = args.ntasks is None and args.ntasks_per_node is None
-    options = BatchOptions(
-        nodes=args.nodes,
-        ntasks=args.ntasks,
-        ntasks_per_node=1 if one_per_node else args.ntasks_per_node,
-        cpus_per_task=args.cpus_per_task,
-        time=args.time.strip(),
-        job_name=args.job_name,
-        partition=args.partition,
-        account=args.account,
-        # Run where `hpcapp slurm` ran: relative paths in the command mean the same there.
-        chdir=os.getcwd(),
-    )
-    text = render_command_script(options, command, sys.executable, args.launcher)
-    if one_per_node:
-        print("hpcapp: note: no --ntasks or --ntasks-per-node: one rank per node", file=sys.stderr)
-    if args.output_script:
-        path = Path(args.output_script)
-        try:
-            path.write_text(text)
-            path.chmod(0o755)
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc}") from None
-        print(f"hpcapp: wrote {path}; submit it with: sbatch {shlex.quote(str(path))}")
-        return 0
-    if not args.submit:
-        sys.stdout.write(text)
-        return 0
-    # Imported here, not at the top: every rank of every job imports this module.
-    import shutil
-    import subprocess
-
-    sbatch = shutil.which("sbatch")
-    if sbatch is None:
-        raise UsageError(
-            "sbatch not found: run this on a SLURM login node, or write the script with "
-            "--output-script FILE and submit it there"
-        )
-    # sbatch reads the script from stdin and prints "Submitted batch job N".
-    done = subprocess.run([sbatch], input=text, text=True, check=False)
-    if done.returncode != 0:
-        print(f"hpcapp: error: sbatch refused the script (exit {done.returncode})", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0

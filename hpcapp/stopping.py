@@ -51,15 +51,25 @@ class StopNotice:
             request.Wait()
 
     def close(self) -> None:
-        """Withdraw the pending receive and free the communicator.
+        """Collective: receive every notice that was sent, withdraw the receive, free the comm.
 
-        Call it only once every rank knows the job succeeded: then no notice was sent, and none
-        can arrive later. After a failure the communicator is left to the end of the process.
+        Call it on every rank once the chunk loop is over, whatever the outcome. MPI must see
+        each receive completed or cancelled before it finalizes (else UCX warns at exit that
+        a request "was not returned to mpool"), and no notice may still be in flight when the
+        communicator is freed. Every rank learns how many ranks sent notices, so it knows
+        exactly how many it receives.
         """
-        if self.requested():
-            return
-        self._request.Cancel()
-        self._request.Wait()
+        from mpi4py import MPI
+
+        senders = self._comm.allreduce(int(self._sent), op=MPI.SUM)  # communicate
+        expected = senders - int(self._sent)
+        if expected == 0:
+            self._request.Cancel()
+            self._request.Wait()
+        else:
+            self._request.Wait()  # the first notice was sent: this completes
+            for _ in range(expected - 1):
+                self._comm.Recv(self._flag, source=MPI.ANY_SOURCE, tag=_TAG_STOP)
         self._comm.Free()
 
 

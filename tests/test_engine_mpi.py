@@ -10,7 +10,7 @@ import pytest
 from conftest import sample_data
 from mpi4py import MPI
 
-from hpcapp.engine import run_engine
+from hpcapp.engine import TIMING_COLUMNS, run_engine
 from hpcapp.generate import GenerateConfig, run_generate
 from hpcapp.kernels.registry import load_kernel
 from hpcapp.source import inspect_input
@@ -65,7 +65,7 @@ def test_world_matches_numpy_and_a_single_rank(shared_dir, dtype, cols):
             np.atleast_1d(world.results["count"]), (~np.isnan(columns)).sum(axis=0)
         )
         assert as_bytes(world.results) == as_bytes(alone.results)
-        assert world.timing.shape == (comm.size, 5)
+        assert world.timing.shape == (comm.size, len(TIMING_COLUMNS))
         assert world.timing[:, 4].sum() == len(data)
     else:
         assert world.results is None and world.timing is None

@@ -18,3 +18,29 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
     assert "python -m hpcapp" in commands[0] and "mpiexec" in commands[0]
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1] in ci.splitlines()
+
+
+def config_key_table():
+    """Return {key: type} from the README's table of config-file keys."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("| key | TOML type | command line |")
+    rows = {}
+    for line in text[start:].splitlines()[2:]:
+        match = re.fullmatch(r"\s*\| `(\w+)` \| (\w+) \| .* \|", line)
+        if not match:
+            break
+        rows[match.group(1)] = match.group(2)
+    return rows
+
+
+TOML_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table"}
+
+
+def test_readme_config_keys_are_the_accepted_keys():
+    from hpcapp.config import CONFIG_KEYS
+
+    documented = config_key_table()
+    assert list(documented) == list(CONFIG_KEYS)
+    for key, types in CONFIG_KEYS.items():
+        expected = "number" if float in types else TOML_TYPES[types[0]]
+        assert documented[key] == expected, key

@@ -236,6 +236,132 @@ def test_hpcapp_slurm_submit_needs_sbatch(capsys, monkeypatch):
     assert "sbatch not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "text,seconds,words",
+    [
+        ("10", 600, "10 min"),  # MM
+        ("1:30", 90, "1 min 30 s"),  # MM:SS
+        ("90:00", 5400, "1 h 30 min"),
+        ("01:30:00", 5400, "1 h 30 min"),  # HH:MM:SS
+        ("2-0", 2 * 86400, "2 d"),  # D-HH
+        ("1-12", 86400 + 12 * 3600, "1 d 12 h"),
+        ("1-02:03", 86400 + 2 * 3600 + 3 * 60, "1 d 2 h 3 min"),  # D-HH:MM
+        ("1-02:03:04", 86400 + 2 * 3600 + 3 * 60 + 4, "1 d 2 h 3 min 4 s"),  # D-HH:MM:SS
+    ],
+)
+def test_time_limits_read_as_slurm_reads_them_and_shown_in_the_script(
+    capsys, tmp_path, monkeypatch, text, seconds, words
+):
+    assert slurm.time_limit_seconds(text) == seconds
+    assert slurm.describe_seconds(seconds) == words
+    monkeypatch.chdir(tmp_path)
+    assert main(["slurm", "--ntasks", "2", "--time", text, "--", "demo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index(f"#SBATCH --time={text}")
+    assert lines[at - 1] == f"# time limit {text} = {words}"
+
+
+@pytest.mark.parametrize("text", ["", "0", "00:00:00", "1:2:3:4", "one hour", "-5", "1-", "1h"])
+def test_bad_time_limits_exit_2_naming_the_forms(capsys, text):
+    assert main(["slurm", "--ntasks", "2", "--time", text, "--", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpcapp: error: --time")
+    assert "positive" in err or "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS" in err
+
+
+def test_help_documents_the_time_forms(capsys):
+    with pytest.raises(SystemExit):
+        main(["slurm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS" in text
+    assert "1:30 is 1 min 30 s" in text
+
+
+def test_mm_ss_gets_a_note(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["slurm", "--ntasks", "2", "--time", "1:30", "--", "demo"]) == 0
+    assert "--time 1:30 is MM:SS to SLURM: 1 min 30 s" in capsys.readouterr().err
+
+
+@pytest.fixture
+def sensors(tmp_path, monkeypatch):
+    """A directory holding sensors.h5:/raw/temperature, as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    write_dataset(tmp_path / "sensors.h5", sample_data(100, 2, "float64"), "raw/temperature")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "command,message",
+    [
+        (["sensors.h5:/raw/temperatur", "-o", "x.h5"], "has no dataset '/raw/temperatur'"),
+        (["sensors.h5:/raw/temperature", "-o", "x.h5", "-p", "bin=32"], "did you mean 'bins'"),
+        (["sensors.h5:/raw/temperature", "-o", "x.h5", "-p", "range=3,1"], "LO < HI"),
+        (["missing.h5:/raw/temperature", "-o", "x.h5"], "does not exist"),
+        (["notes.txt:/raw/temperature", "-o", "x.h5"], "not an HDF5 file"),
+        (["sensors.h5:/raw/temperature", "-o", "nodir/x.h5"], "'nodir' does not exist"),
+    ],
+)
+def test_hpcapp_slurm_checks_the_run_before_writing_a_script(capsys, sensors, command, message):
+    (sensors / "notes.txt").write_text("not hdf5")
+    script = sensors / "job.sh"
+    argv = ["slurm", "--ntasks", "4", "--output-script", str(script), "--", "run", "stats"]
+    assert main([*argv, *command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpcapp: error:") and message in err and "--no-check" in err
+    assert not script.exists()
+    # With --no-check the script is written: the input may exist only on the cluster.
+    assert main([*argv[:1], "--no-check", *argv[1:], *command]) == 0
+    assert script.exists()
+
+
+def test_hpcapp_slurm_checks_the_kernel_imports(capsys, sensors):
+    (sensors / "k.py").write_text("import no_such_module\n")
+    argv = ["slurm", "--ntasks", "2", "--", "run", "k.py:f", "sensors.h5:/raw/temperature"]
+    assert main([*argv, "-o", "x.h5"]) == 2
+    assert "No module named 'no_such_module'" in capsys.readouterr().err
+    assert main(["slurm", "--ntasks", "2", "--", "run", "stat", "sensors.h5:/x", "-o", "x.h5"]) == 2
+    assert "did you mean 'stats'" in capsys.readouterr().err
+
+
+def test_hpcapp_slurm_checks_as_the_resuming_job_will(capsys, sensors):
+    """The script adds --resume: a checkpoint or result of this very job is fine, as in the job."""
+    spec = "sensors.h5:/raw/temperature"
+    job = ["run", "stats", spec, "-o", "x.h5", "--chunk-rows", "10"]
+    finished = run_cli([*job, "-q"], 1, cwd=sensors)
+    assert finished.returncode == 0, finished.stderr
+    # The output holds this job's result: the job would say "nothing to resume" and exit 0.
+    assert main(["slurm", "--ntasks", "2", "--", *job]) == 0
+    # A different job into the same output would be refused by the job: refused here.
+    assert main(["slurm", "--ntasks", "2", "--", *job[:-1], "20"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
+    import json
+
+    from hpcapp import checkpoint
+    from hpcapp.app import _plan
+    from hpcapp.cli import parse
+    from hpcapp.kernels.registry import load_kernel
+
+    job = ["run", "stats", "sensors.h5:/raw/temperature", "-o", "x.h5"]
+    config = parse(job).config
+    plan = _plan(config, load_kernel("stats"))
+    checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
+    # `run` without --resume refuses to start over a checkpoint ...
+    plain = run_cli(job, 1, cwd=sensors)
+    assert plain.returncode == 2 and "--resume" in plain.stderr
+    # ... but the batch job adds --resume, so the check passes, as the job will.
+    assert main(["slurm", "--ntasks", "2", "--", *job]) == 0
+    # A checkpoint of another job would make the job fail: refused here already.
+    other = json.loads(json.dumps(plan.identity))
+    other["chunk_rows"] = 1
+    checkpoint.write_manifest(plan.checkpoint_dir, other, 0)
+    assert main(["slurm", "--ntasks", "2", "--", *job]) == 2
+    capsys.readouterr()
+
+
 # ---------------------------------------------------------------------------------------------
 # With SLURM: real batch jobs
 

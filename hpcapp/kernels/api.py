@@ -28,6 +28,7 @@ def kernel(
     rows_param: str | None = None,
     validate: Callable[..., Any] | None = None,
     per_row: tuple[str, ...] = (),
+    prepare: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Partial]], Callable[..., Partial]]:
     """Declare how a kernel's partial results combine.
 
@@ -40,6 +41,9 @@ def kernel(
     ``validate(**params)`` may raise ValueError to refuse parameters before any work starts.
     ``per_row`` names keys holding one row per input row (a "map" output): they are written
     in input order to ``/result/<key>`` instead of being combined.
+    ``prepare(dtype, chunk_shape, params)`` (optional) runs once per rank before the first
+    chunk, to pay one-off costs (imports, loading compiled code) that the job's timing then
+    reports as start-up rather than as compute.
     """
 
     def decorate(func: Callable[..., Partial]) -> Callable[..., Partial]:
@@ -49,6 +53,7 @@ def kernel(
         func.rows_param = rows_param  # type: ignore[attr-defined]
         func.validate = validate  # type: ignore[attr-defined]
         func.per_row = tuple(per_row)  # type: ignore[attr-defined]
+        func.prepare = prepare  # type: ignore[attr-defined]
         return func
 
     return decorate
@@ -70,6 +75,7 @@ class Kernel:
     validate: Callable[..., Any] | None
     description: str
     per_row: tuple[str, ...] = ()
+    prepare: Callable[..., Any] | None = None
 
     def check_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Return the full parameter set, refusing unknown or missing names."""
@@ -219,4 +225,5 @@ def from_function(func: Callable[..., Any], name: str, description: str = "") ->
         validate=getattr(func, "validate", None),
         description=doc,
         per_row=tuple(getattr(func, "per_row", ())),
+        prepare=getattr(func, "prepare", None),
     )

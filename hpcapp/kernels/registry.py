@@ -22,8 +22,12 @@ def load_kernel(spec: str) -> Kernel:
         module_name, func_name = BUILTIN[spec].split(":")
         return from_function(getattr(importlib.import_module(module_name), func_name), spec)
     if ":" not in spec:
+        import difflib
+
+        close = difflib.get_close_matches(spec, list(BUILTIN), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(
-            f"unknown kernel {spec!r}: use a built-in ({', '.join(BUILTIN)}), "
+            f"unknown kernel {spec!r}{hint}: use a built-in ({', '.join(BUILTIN)}), "
             "package.module:function or path/to/file.py:function"
         )
     target, _, func_name = spec.rpartition(":")

@@ -1,0 +1,166 @@
+"""Launching hpcapp: module files run directly, BLAS threads per rank, start-up timing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import CLI_TIMEOUT, REPO, clean_env, cli_command, mpiexec, run_cli, write_dataset
+
+from hpcapp import launch
+from hpcapp.cli import plural
+
+# ---------------------------------------------------------------------------------------------
+# Launching: module files, threads
+
+
+def test_a_module_file_run_directly_says_how_to_run_hpcapp(tmp_path):
+    args = ["run", "stats", "d.h5:/x", "-o", str(tmp_path / "o.h5")]
+    done = subprocess.run(
+        [mpiexec(), "-n", "2", sys.executable, str(REPO / "hpcapp" / "cli.py"), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("hpcapp: error") == 1, done.stderr  # rank 0 only
+    assert "cli.py is a module of hpcapp, not a program" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "env,cores,threads",
+    [
+        ({"MPI_LOCALNRANKS": "2"}, 2, "1"),
+        ({"OMPI_COMM_WORLD_LOCAL_SIZE": "4"}, 16, "4"),
+        ({"MPI_LOCALNRANKS": "8"}, 2, "1"),
+        ({"SLURM_STEP_TASKS_PER_NODE": "4(x2),2", "SLURM_NODEID": "2"}, 8, "4"),
+        ({"SLURM_STEP_TASKS_PER_NODE": "4(x2),2", "SLURM_NODEID": "1"}, 8, "2"),
+        ({"MPI_LOCALNRANKS": "1"}, 2, None),  # alone on the node: BLAS may use every core
+        ({}, 2, None),  # no launcher
+        ({"MPI_LOCALNRANKS": "2", "OMP_NUM_THREADS": "2"}, 2, None),  # the user's choice
+        ({"MPI_LOCALNRANKS": "2", "MKL_NUM_THREADS": "1"}, 2, None),
+    ],
+)
+def test_threads_are_limited_only_when_ranks_share_a_node_and_the_user_said_nothing(
+    env, cores, threads
+):
+    env = dict(env)
+    before = dict(env)
+    note = launch.limit_threads(env, cores)
+    if threads is None:
+        assert note is None and env == before
+    else:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            assert env[name] == threads
+        assert note.startswith(f"BLAS threads limited to {threads} per rank (")
+
+
+def test_numpy_is_not_imported_before_the_threads_are_limited():
+    code = (
+        "import sys\n"
+        "import hpcapp.__main__\n"
+        "print(sorted(m for m in ('numpy', 'h5py', 'mpi4py', 'numba') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_two_ranks_without_thread_variables_get_no_warning_and_one_note(tmp_path):
+    import numpy as np
+
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    env = clean_env()
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        cli_command(["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "-q"], 2),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr.lower(), done.stderr
+    cores = os.cpu_count()
+    threads = max(1, cores // 2)
+    assert done.stdout.count("BLAS threads limited") == 1
+    assert f"BLAS threads limited to {threads} per rank (2 ranks on {plural(cores, 'core')}" in (
+        done.stdout
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up is timed apart from compute
+
+SLOW_PREPARE_KERNEL = """
+import time
+import numpy as np
+from hpcapp import kernel
+
+def warm(dtype, chunk_shape, params):
+    if params["fail"]:
+        raise RuntimeError("no compiler here")
+    time.sleep(0.6)  # stands for importing numba and loading compiled code
+
+@kernel(prepare=warm)
+def total(chunk, fail=False):
+    return {"s": np.asarray(chunk.sum())}
+"""
+
+
+def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path):
+    import h5py
+    import numpy as np
+
+    from hpcapp.engine import TIMING_COLUMNS
+
+    spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
+    (tmp_path / "k.py").write_text(SLOW_PREPARE_KERNEL)
+    out = tmp_path / "o.h5"
+    done = run_cli(["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), "-q"], 2)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(out, "r") as h5:
+        timing = h5["timing"][()]
+        assert list(h5["timing"].attrs["columns"]) == list(TIMING_COLUMNS)
+    assert (timing[:, TIMING_COLUMNS.index("startup")] >= 0.6).all()
+    assert (timing[:, TIMING_COLUMNS.index("compute")] < 0.3).all()
+    assert "start-up seconds per rank" in done.stdout
+    failed = run_cli(
+        ["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), "--overwrite", "-pfail=true"], 2
+    )
+    assert failed.returncode == 1
+    assert "warm-up (prepare) raised RuntimeError('no compiler here')" in failed.stderr
+    assert failed.stderr.count("hpcapp: error") == 1
+
+
+@pytest.mark.parametrize(
+    "shape,dtype,loads_numba",
+    [((1 << 20,), "float64", True), ((100, 3), "float64", False), ((1 << 20,), "float16", False)],
+)
+def test_stats_warm_up_loads_the_compiled_loops_only_where_chunks_use_them(
+    shape, dtype, loads_numba
+):
+    code = (
+        "import sys, numpy as np\n"
+        "from hpcapp.kernels.registry import load_kernel\n"
+        "kernel = load_kernel('stats')\n"
+        f"kernel.prepare(np.dtype('{dtype}'), {shape!r}, kernel.check_params({{}}))\n"
+        "print('hpcapp.kernels._fused' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip() == str(loads_numba)
