@@ -138,14 +138,17 @@ def _prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any
     # rank writes that generation again (a run on fewer ranks would not overwrite them all).
     on_root(comm, lambda: checkpoint.remove_strays(directory, keep=plan.resume_generation))
 
-    def load() -> dict:
+    def load() -> tuple[dict, list]:
         nodes: dict = {}
+        found: list = []  # every node read, a node saved twice included
         for path in mine:
-            nodes.update(checkpoint.read_part(Path(path)))
-        return nodes
+            part = checkpoint.read_part(Path(path))
+            found.extend(part)
+            nodes.update(part)
+        return nodes, found
 
-    nodes = on_all(comm, load)
-    all_nodes = [node for rank_nodes in comm.allgather(list(nodes)) for node in rank_nodes]
+    nodes, found = on_all(comm, load)
+    all_nodes = [node for rank_nodes in comm.allgather(found) for node in rank_nodes]
     overlap = find_overlap(all_nodes)
     if overlap is not None:
         raise_shared(
