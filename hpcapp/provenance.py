@@ -7,12 +7,13 @@ What counts:
 
 - the kernel's own module file, and the files of the modules its ``combine``, ``finalize`` and
   ``validate`` come from;
-- every module imported while importing the kernel whose file lies under the kernel's *root*:
-  the kernel file's directory for ``path/file.py:f``, the top-level package's directory for
-  ``pkg.mod:f``. Those are the user's helpers (``from helper import sq``); installed libraries
-  and the standard library are left out because they are versioned by their installer, not
-  edited between two runs of a job, and hashing them would cost every rank a read of hundreds of
-  files. A helper imported lazily, inside the kernel function, is not seen;
+- every module imported while importing the kernel, except installed packages (anything under a
+  ``site-packages`` or ``dist-packages`` directory) and the standard library: that is the user's
+  own code, the helpers beside a kernel file (``from helper import sq``), modules on
+  ``PYTHONPATH`` and editable installs, which is what gets edited between two runs of a job.
+  Installed packages are versioned by their installer, and hashing them would cost every rank
+  a read of hundreds of files. The kernel's own top-level package counts even when installed.
+  A module imported lazily, inside the kernel function, is not seen;
 - hpcapp's version and the files that decide the numbers: the built-in kernels and the kernel
   contract (``kernels/`` except the registry), and ``engine``, ``reduce``, ``partition``,
   ``reader`` and ``rows``. Files that only decide how a job is launched, checkpointed, written
@@ -101,7 +102,8 @@ def disagreement(codes: list[dict[str, Any]]) -> str | None:
     for ranks in groups.values():
         if ranks[0] != 0:
             change = describe_change(codes[0], codes[ranks[0]])
-            details.append(f"{_ranks(ranks)} differ from rank 0: {change}")
+            verb = "differs" if len(ranks) == 1 else "differ"
+            details.append(f"{_ranks(ranks)} {verb} from rank 0: {change}")
     return (
         f"the ranks imported different kernel code ({'; '.join(details)}). This is a launch "
         "mistake: every rank must import the same files (check the working directory, "
@@ -121,23 +123,26 @@ def _kernel_files(spec: str, kernel: Kernel, loaded: list[Any]) -> list[Path]:
     main_file = _file_of(own[0])
     if own[0] is None or main_file is None:
         return []
-    target = spec.rpartition(":")[0]
+    # The kernel's own package counts even when it is installed among the libraries.
     root = main_file.parent
-    if not (target.endswith(".py") or "/" in target):
-        top = sys.modules.get(own[0].__name__.partition(".")[0])
-        top_file = _file_of(top)
-        if top_file is not None and hasattr(top, "__path__"):
-            root = top_file.parent
-    # Libraries are left out, unless the kernel itself lives in one (an installed package).
-    libraries = _library_dirs() - {root, *root.parents}
+    top = sys.modules.get(own[0].__name__.partition(".")[0])
+    top_file = _file_of(top)
+    if top is not own[0] and top_file is not None and hasattr(top, "__path__"):
+        root = top_file.parent
     found = {main_file}
     for module in [*own[1:], *loaded]:
         path = _file_of(module)
-        if path is None or libraries & set(path.parents):
-            continue
-        if module in own or root in path.parents:
+        if path is not None and (root in path.parents or not _is_library(path)):
             found.add(path)
     return sorted(found)
+
+
+def _is_library(path: Path) -> bool:
+    """Return whether ``path`` belongs to an installed package or the standard library."""
+    parents = set(path.parents)
+    if any(p.name in ("site-packages", "dist-packages") for p in parents):
+        return True
+    return bool(parents & _library_dirs())
 
 
 def _functions(kernel: Kernel) -> list[Any]:

@@ -120,6 +120,8 @@ def overlap_message(first: Node, second: Node) -> str:
     """Say which chunks two overlapping nodes would count twice."""
     a, b = node_chunks(first), node_chunks(second)
     both = range(max(a.start, b.start), min(a.stop, b.stop))
+    if first == second:
+        return f"chunks {_span_of(both)} would be counted twice: their partial is there twice"
     return (
         f"chunks {_span_of(both)} would be counted twice: the partial of chunks {_span(first)} "
         f"and that of chunks {_span(second)} both cover them"
