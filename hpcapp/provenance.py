@@ -70,7 +70,13 @@ def code_identity(spec: str, kernel: Kernel, loaded: list[Any]) -> dict[str, Any
     return {"versions": versions, "files": files}
 
 
-def describe_change(saved: dict[str, Any] | None, current: dict[str, Any]) -> str:
+CHANGES = {"gone": "is no longer used", "new": "is new", "edited": "was edited"}
+RANK_DIFFERENCES = {"gone": "only on rank 0", "new": "not on rank 0", "edited": "differs"}
+
+
+def describe_change(
+    saved: dict[str, Any] | None, current: dict[str, Any], words: dict[str, str] = CHANGES
+) -> str:
     """Say what differs between two code identities: versions, then files by name."""
     if not isinstance(saved, dict):
         return "it was made by a version of hpcapp that did not record its code"
@@ -82,11 +88,11 @@ def describe_change(saved: dict[str, Any] | None, current: dict[str, Any]) -> st
     old_files, new_files = saved.get("files", {}), current.get("files", {})
     for name in sorted(set(old_files) | set(new_files)):
         if name not in new_files:
-            changes.append(f"{name} is no longer used")
+            changes.append(f"{name} {words['gone']}")
         elif name not in old_files:
-            changes.append(f"{name} is new")
+            changes.append(f"{name} {words['new']}")
         elif old_files[name] != new_files[name]:
-            changes.append(f"{name} was edited")
+            changes.append(f"{name} {words['edited']}")
     return "; ".join(changes) or "nothing"
 
 
@@ -101,7 +107,7 @@ def disagreement(codes: list[dict[str, Any]]) -> str | None:
     details = []
     for ranks in groups.values():
         if ranks[0] != 0:
-            change = describe_change(codes[0], codes[ranks[0]])
+            change = describe_change(codes[0], codes[ranks[0]], RANK_DIFFERENCES)
             verb = "differs" if len(ranks) == 1 else "differ"
             details.append(f"{_ranks(ranks)} {verb} from rank 0: {change}")
     return (

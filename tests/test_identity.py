@@ -149,7 +149,8 @@ def test_ranks_importing_different_kernel_files_are_refused(tmp_path, data_spec)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("hpcapp: error:") == 1
     assert "the ranks imported different kernel code (ranks 1, 2 differ from rank 0:" in done.stderr
-    assert f"{tmp_path / 'b' / 'kern.py'} is new" in done.stderr
+    assert f"{tmp_path / 'a' / 'kern.py'} only on rank 0" in done.stderr
+    assert f"{tmp_path / 'b' / 'kern.py'} not on rank 0" in done.stderr
     assert not (tmp_path / "o.h5").exists()
 
 
