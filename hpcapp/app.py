@@ -171,9 +171,11 @@ def _prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any
 
 def _agree_on_code(comm: Any, code: dict[str, Any]) -> None:
     """Refuse, on every rank, a launch whose ranks imported different kernel code; collective."""
-    digests = comm.allgather(digest_of(code))
-    if len(set(digests)) > 1:
-        problem = disagreement(comm.allgather(code))
+    from mpi4py import MPI
+
+    digest = digest_of(code)
+    if not comm.allreduce(digest == comm.bcast(digest, root=0), op=MPI.LAND):
+        problem = disagreement(comm.allgather(code))  # only on this error path: whole identities
         raise_shared(UsageError(problem or "the ranks imported different kernel code"))
 
 
