@@ -12,15 +12,16 @@ from typing import Any
 
 from hpcapp import checkpoint, launch
 from hpcapp.cli import plural
-from hpcapp.collective import count_hosts, on_all, on_root
+from hpcapp.collective import count_hosts, on_all, on_root, raise_shared
 from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
 from hpcapp.kernels.api import Kernel
-from hpcapp.kernels.registry import load_kernel
 from hpcapp.launch import thread_warning
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
+from hpcapp.provenance import digest_of, disagreement, load_with_code
+from hpcapp.reduce import find_overlap, overlap_message
 from hpcapp.slurm import slurm_context
 from hpcapp.source import Source, generated, inspect_input
 from hpcapp.writer import DEMO_ATTR, check_output, iso_utc, params_json, write_output
@@ -51,7 +52,7 @@ class Plan:
     finished: bool = False  # --resume, and the output already holds this job's result
 
 
-def _plan(config: JobConfig, kernel: Kernel) -> Plan:
+def _plan(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
     """Check everything about a run before any work (rank 0): params, input, output."""
     params = kernel.check_params(config.params)
     if kernel.generates:
@@ -76,10 +77,11 @@ def _plan(config: JobConfig, kernel: Kernel) -> Plan:
         chunk_rows = GENERATED_CHUNK_ROWS
     else:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
-    identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows)
+    identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(source, params, chunk_rows, identity, directory)
-    if config.resume and _holds_result(config.output, identity):
+    if config.resume and checkpoint.holds_result(config.output, identity):
+        checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)
     manifest = checkpoint.read_manifest(directory)
     if manifest is not None and not config.resume:
@@ -104,41 +106,58 @@ def _plan(config: JobConfig, kernel: Kernel) -> Plan:
     return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
 
 
-def _holds_result(output: str, identity: dict[str, Any]) -> bool:
-    """Return True if ``output`` is the finished result of the job described by ``identity``."""
-    import h5py
-
-    if not Path(output).is_file():
-        return False
-    try:
-        with h5py.File(output, "r", locking=False) as h5:
-            return json.loads(h5.attrs.get("job_identity", "{}")) == identity
-    except (OSError, ValueError):
-        return False
-
-
 def _prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any, int]:
     """Start a checkpoint, or load one: returns (this rank's nodes, chunks to do, generation).
 
     On resume every rank loads a share of the saved parts, then all write them again as a new
     generation, which becomes current only when rank 0 rewrites the manifest: an interruption
-    at any point leaves one complete generation to resume from.
+    at any point leaves one complete generation to resume from. Where a job can die, and why
+    resuming from there counts every chunk once:
+
+    - before the commit (loading, or writing generation g+1): the manifest still names g, whose
+      parts are intact; the next resume deletes the g+1 parts first;
+    - after the commit, before generation g is deleted: g+1 is complete (every rank wrote its
+      part before rank 0 committed); the next resume deletes what is left of g;
+    - while running: each rank replaces only its own g+1 part, atomically, with all its nodes
+      (loaded and computed), and the ranks' nodes never overlap, so any mix of their latest
+      parts is a valid state.
+
+    Overlapping nodes are refused all the same, here and in the reduction tree.
     """
     directory = plan.checkpoint_dir
+
+    def start() -> None:
+        checkpoint.remove_strays(directory, keep=None)
+        checkpoint.write_manifest(directory, plan.identity, 0)
+
     if plan.resume_generation is None:
-        on_root(comm, lambda: checkpoint.write_manifest(directory, plan.identity, 0))
+        on_root(comm, start)
         return {}, None, 0
     rank, size = comm.Get_rank(), comm.Get_size()
     mine = plan.resume_parts[rank::size]
+    # Parts of the next generation left by a run killed before its commit must go before any
+    # rank writes that generation again (a run on fewer ranks would not overwrite them all).
+    on_root(comm, lambda: checkpoint.remove_strays(directory, keep=plan.resume_generation))
 
-    def load() -> dict:
+    def load() -> tuple[dict, list]:
         nodes: dict = {}
+        found: list = []  # every node read, a node saved twice included
         for path in mine:
-            nodes.update(checkpoint.read_part(Path(path)))
-        return nodes
+            part = checkpoint.read_part(Path(path))
+            found.extend(part)
+            nodes.update(part)
+        return nodes, found
 
-    nodes = on_all(comm, load)
-    all_nodes = [node for rank_nodes in comm.allgather(list(nodes)) for node in rank_nodes]
+    nodes, found = on_all(comm, load)
+    all_nodes = [node for rank_nodes in comm.allgather(found) for node in rank_nodes]
+    overlap = find_overlap(all_nodes)
+    if overlap is not None:
+        raise_shared(
+            UsageError(
+                f"checkpoint {directory!r} is inconsistent: {overlap_message(*overlap)}. "
+                "Run with --overwrite instead of --resume to start over"
+            )
+        )
     todo = subtract(n_chunks, checkpoint.node_intervals(all_nodes))
     generation = plan.resume_generation + 1
     on_all(comm, lambda: checkpoint.write_part(directory, generation, rank, nodes))
@@ -151,6 +170,16 @@ def _prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any
     return nodes, todo, generation
 
 
+def _agree_on_code(comm: Any, code: dict[str, Any]) -> None:
+    """Refuse, on every rank, a launch whose ranks imported different kernel code; collective."""
+    from mpi4py import MPI
+
+    digest = digest_of(code)
+    if not comm.allreduce(digest == comm.bcast(digest, root=0), op=MPI.LAND):
+        problem = disagreement(comm.allgather(code))  # only on this error path: whole identities
+        raise_shared(UsageError(problem or "the ranks imported different kernel code"))
+
+
 def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
     """``hpcapp run``: the whole job, collective over ``comm``. Returns the exit code."""
     from mpi4py import MPI
@@ -158,8 +187,9 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
     with Interrupts() as interrupts:
         started = on_root(comm, time.time)
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
-        kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
-        plan = on_root(comm, lambda: _plan(config, kernel))
+        kernel, code = on_all(comm, lambda: load_with_code(config.kernel))
+        _agree_on_code(comm, code)
+        plan = on_root(comm, lambda: _plan(config, kernel, code))
         if plan.finished:
             say(
                 comm,

@@ -33,10 +33,16 @@ def default_path(output: str) -> str:
     return f"{output}.checkpoint"
 
 
-def job_identity(kernel: str, params_json: str, source: Any, chunk_rows: int) -> dict[str, Any]:
-    """Return what must match for a checkpoint (or a finished output) to belong to a job."""
+def job_identity(
+    kernel: str, params_json: str, source: Any, chunk_rows: int, code: dict[str, Any]
+) -> dict[str, Any]:
+    """Return what must match for a checkpoint (or a finished output) to belong to a job.
+
+    ``code`` is the identity of the code that computes the result (see :mod:`hpcapp.provenance`).
+    """
     identity: dict[str, Any] = {
         "kernel": kernel,
+        "code": code,
         "params": params_json,
         "chunk_rows": chunk_rows,
         "n_rows": source.n_rows,
@@ -49,6 +55,39 @@ def job_identity(kernel: str, params_json: str, source: Any, chunk_rows: int) ->
         identity["input_size"] = size
         identity["input_mtime_ns"] = mtime_ns
     return identity
+
+
+def holds_result(output: str, identity: dict[str, Any]) -> bool:
+    """Return True if ``output`` is the finished result of the job described by ``identity``.
+
+    An output of this same job computed by other code is refused: "nothing to resume" would
+    keep a result the current code would not give.
+    """
+    import h5py
+
+    if not Path(output).is_file():
+        return False
+    try:
+        with h5py.File(output, "r", locking=False) as h5:
+            saved = json.loads(h5.attrs.get("job_identity", "{}"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict):
+        return False
+    same_job = {k: v for k, v in saved.items() if k != "code"} == {
+        k: v for k, v in identity.items() if k != "code"
+    }
+    if same_job and saved.get("code") != identity["code"]:
+        why = "it is not the result the current code gives"
+        raise UsageError(code_changed(f"output {output!r}", saved, identity, why))
+    return saved == identity
+
+
+def remove_finished(directory: str, identity: dict[str, Any]) -> None:
+    """Remove the checkpoint of a job whose output was written just before a crash."""
+    manifest = read_manifest(directory)
+    if manifest is not None and manifest.get("job") == identity:
+        remove(directory)
 
 
 def rows_path(directory: str) -> str:
@@ -83,8 +122,12 @@ def write_manifest(directory: str, identity: dict[str, Any], generation: int) ->
 
 
 def check_identity(directory: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse a checkpoint made for another job, naming what differs."""
+    """Refuse a checkpoint made for another job (or by other code), naming what differs."""
     differ = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+    if differ == ["code"]:
+        why = "resuming would mix results of the old and the new code"
+        raise UsageError(code_changed(f"checkpoint {directory!r}", saved, current, why))
+    differ = [key for key in differ if key != "code"]
     if differ:
         details = "; ".join(
             f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in differ
@@ -93,6 +136,17 @@ def check_identity(directory: str, saved: dict[str, Any], current: dict[str, Any
             f"checkpoint {directory!r} was made for a different job ({details}). "
             "Run with the original settings, or remove the checkpoint to start over"
         )
+
+
+def code_changed(what: str, saved: dict[str, Any], current: dict[str, Any], why: str) -> str:
+    """Say that ``what`` came from other code, what changed, why that matters, and what to do."""
+    from hpcapp.provenance import describe_change
+
+    change = describe_change(saved.get("code"), current["code"])
+    return (
+        f"{what} was computed by other code than this run's ({change}): {why}. Run with "
+        "--overwrite instead of --resume to start over with the current code"
+    )
 
 
 def write_part(directory: str, generation: int, rank: int, nodes: dict[Node, Partial]) -> None:
@@ -134,6 +188,23 @@ def remove_generation(directory: str, generation: int) -> None:
     """Delete the part files of a generation that is no longer current."""
     for path in list_parts(directory, generation):
         Path(path).unlink(missing_ok=True)
+
+
+def remove_strays(directory: str, keep: int | None) -> None:
+    """Delete every part file not of generation ``keep`` (None: all), and unfinished writes.
+
+    A job killed between writing a new generation's parts and committing the manifest leaves
+    parts the manifest does not name; a later run on fewer ranks would not overwrite them all,
+    and once it commits that generation they would be loaded beside its own nodes. Older
+    generations are left when a job dies just after a commit. Neither may ever be read.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return
+    kept = None if keep is None else f"gen{keep:04d}-"
+    for path in [*folder.glob("gen*-rank*.h5"), *folder.glob(".gen*-rank*.h5.tmp")]:
+        if kept is None or not path.name.startswith(kept):
+            path.unlink(missing_ok=True)
 
 
 def remove(directory: str) -> None:

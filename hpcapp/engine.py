@@ -195,13 +195,13 @@ def run_engine(
     outcome = comm.allreduce(outcome, op=MPI.MAX)  # communicate: every rank learns the outcome
     notice.close()  # communicate: no notice left in flight, whatever the outcome
     if outcome == FAILED:
-        _raise_failure(comm, failure, watchdog)
+        _raise_failure(comm, failure, watchdog, checkpoint)
     if outcome == INCOMPLETE:
         _save_and_stop(comm, tree, checkpoint, interrupts)
     results, failure = tree_reduce(comm, tree)  # communicate
     failure = comm.bcast(failure, root=0)  # communicate: a combine may have failed on the way
     if failure is not None:
-        raise_shared(KernelError(failure[2]))
+        raise_shared(KernelError(failure[2] + what_is_left(checkpoint)))
     reduce_seconds = time.perf_counter() - clock
     if results is not None:
         results = kernel.finish(results, params)
@@ -231,8 +231,10 @@ def _warm_up(
     return now - (launch.process_started or began)
 
 
-def _raise_failure(comm: Any, failure: Failure | None, watchdog: Watchdog | None) -> NoReturn:
-    """Report one failure on every rank: the one at the lowest (chunk, rank)."""
+def _raise_failure(
+    comm: Any, failure: Failure | None, watchdog: Watchdog | None, checkpoint: CheckpointPlan | None
+) -> NoReturn:
+    """Report one failure on every rank: the one at the lowest (chunk, rank), and what is left."""
     from mpi4py import MPI
 
     size = comm.Get_size()
@@ -241,7 +243,25 @@ def _raise_failure(comm: Any, failure: Failure | None, watchdog: Watchdog | None
     message = comm.bcast(failure[2] if failure else None, root=first % size)  # communicate
     if watchdog is not None:
         watchdog.cancel()
-    raise_shared(KernelError(message))
+    raise_shared(KernelError(message + what_is_left(checkpoint)))
+
+
+def what_is_left(checkpoint: CheckpointPlan | None) -> str:
+    """Say, after a failure, where the work done so far is kept and how to go on from there."""
+    if checkpoint is None:
+        return ""
+    if not checkpoint.every_seconds:
+        return (
+            f"\nThe checkpoint {checkpoint.directory} holds no finished work (this job saves "
+            "only when interrupted): after fixing the problem, run again with --overwrite."
+        )
+    return (
+        f"\nThe checkpoint {checkpoint.directory} keeps the work saved before the failure "
+        f"(saved every {checkpoint.every_seconds:g} s). After fixing the kernel, run again with "
+        "--overwrite to start over: --resume refuses a checkpoint made by other code. If the "
+        "kernel and the input are unchanged (the failure came from the environment: memory, "
+        "disk, a file the kernel reads), run again with --resume to continue from it."
+    )
 
 
 def _save_and_stop(

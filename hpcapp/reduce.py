@@ -10,7 +10,9 @@ binomial tree, so rank 0 receives log2(size) messages of O(log n_chunks) partial
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -32,21 +34,56 @@ def node_chunks(node: Node) -> range:
 
 
 class FragmentTree:
-    """Completed tree nodes of one rank, merged with their siblings as soon as both exist."""
+    """Completed tree nodes of one rank, merged with their siblings as soon as both exist.
+
+    A node that covers a chunk some held node already covers is refused: counting a chunk twice
+    (a checkpoint loaded beside a stale one, a chunk computed twice) would give a wrong result
+    that nothing else could notice.
+    """
 
     def __init__(self, combine: Callable[[Partial, Partial], Partial]) -> None:
         self._combine = combine
         self.nodes: dict[Node, Partial] = {}
+        self._starts: list[int] = []  # first chunk of every held node, sorted (nodes are disjoint)
+        self._at: dict[int, Node] = {}
 
     def add(self, node: Node, partial: Partial) -> None:
         """Insert a completed node, then merge it upwards while its sibling is complete."""
+        held = self._overlapping(node)
+        if held is not None:
+            raise KernelError(overlap_message(held, node))
         level, index = node
         while (level, index ^ 1) in self.nodes:
             sibling = self.nodes.pop((level, index ^ 1))
+            self._forget((level, index ^ 1))
             left, right = (sibling, partial) if index & 1 else (partial, sibling)
             partial = self._merge(left, right, (level, index & ~1), (level, index | 1))
             level, index = level + 1, index >> 1
         self.nodes[(level, index)] = partial
+        start = index << level
+        bisect.insort(self._starts, start)
+        self._at[start] = (level, index)
+
+    def clear(self) -> None:
+        """Drop every held node (after sending them to another rank)."""
+        self.nodes.clear()
+        self._starts.clear()
+        self._at.clear()
+
+    def _overlapping(self, node: Node) -> Node | None:
+        """Return a held node sharing a chunk with ``node``, or None."""
+        chunks = node_chunks(node)
+        # Held nodes are disjoint, so only the last one starting before ``node`` ends can overlap.
+        position = bisect.bisect_left(self._starts, chunks.stop)
+        if position == 0:
+            return None
+        held = self._at[self._starts[position - 1]]
+        return held if node_chunks(held).stop > chunks.start else None
+
+    def _forget(self, node: Node) -> None:
+        start = node[1] << node[0]
+        del self._starts[bisect.bisect_left(self._starts, start)]
+        del self._at[start]
 
     def fold(self) -> Partial | None:
         """Combine the remaining nodes left to right (on rank 0, once all chunks are in)."""
@@ -70,8 +107,32 @@ class FragmentTree:
             ) from None
 
 
+def find_overlap(nodes: Iterable[Node]) -> tuple[Node, Node] | None:
+    """Return two of ``nodes`` that share a chunk, or None if they are disjoint."""
+    ordered = sorted(nodes, key=lambda node: (node[1] << node[0], -node[0]))
+    for before, after in itertools.pairwise(ordered):
+        if node_chunks(before).stop > node_chunks(after).start:
+            return before, after
+    return None
+
+
+def overlap_message(first: Node, second: Node) -> str:
+    """Say which chunks two overlapping nodes would count twice."""
+    a, b = node_chunks(first), node_chunks(second)
+    both = range(max(a.start, b.start), min(a.stop, b.stop))
+    if first == second:
+        return f"chunks {_span_of(both)} would be counted twice: their partial is there twice"
+    return (
+        f"chunks {_span_of(both)} would be counted twice: the partial of chunks {_span(first)} "
+        f"and that of chunks {_span(second)} both cover them"
+    )
+
+
 def _span(node: Node) -> str:
-    chunks = node_chunks(node)
+    return _span_of(node_chunks(node))
+
+
+def _span_of(chunks: range) -> str:
     return f"{chunks.start}" if len(chunks) == 1 else f"{chunks.start}-{chunks.stop - 1}"
 
 
@@ -129,7 +190,7 @@ def tree_reduce(comm: Any, tree: FragmentTree) -> tuple[Partial | None, Failure 
             meta, payload = pack(tree.nodes) if failure is None else ([], np.empty(0, np.uint8))
             comm.send((failure, meta, payload.size), dest=rank - step, tag=_TAG_META)
             comm.Send(payload, dest=rank - step, tag=_TAG_DATA)
-            tree.nodes.clear()
+            tree.clear()
             return None, None
         if rank % (2 * step) == 0 and rank + step < size:
             child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=_TAG_META)

@@ -54,11 +54,11 @@ def check_run_here(command: list[str]) -> None:
         return
     from hpcapp.app import _plan
     from hpcapp.cli import parse
-    from hpcapp.kernels.registry import load_kernel
+    from hpcapp.provenance import load_with_code
 
     config = dataclasses.replace(parse(command).config, resume=True)
     try:
-        _plan(config, load_kernel(config.kernel))
+        _plan(config, *load_with_code(config.kernel))
     except UsageError as exc:
         raise UsageError(
             f"{exc}\n(checked before writing the batch script, as the job would; if the input "

@@ -49,10 +49,17 @@ def load_kernel(spec: str) -> Kernel:
 
 
 def _load_file(path: str, spec: str) -> object:
-    """Import a kernel file as a module under a private name."""
+    """Import a kernel file as a module under a private name.
+
+    The file's directory goes first on ``sys.path``, as ``python file.py`` puts it, so that the
+    kernel imports the modules beside it (``from helper import sq``).
+    """
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"kernel file {path!r} does not exist (kernel {spec!r})")
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     module_name = f"hpcapp_user_kernel_{abs(hash(str(file.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(module_name, file)
     if module_spec is None or module_spec.loader is None:
