@@ -58,10 +58,19 @@ def start_cli(args, n_ranks):
     )
 
 
-def interrupt_when_running(process, checkpoint_dir, delay, sig=signal.SIGTERM):
-    """Wait until the job has started computing, then ``delay`` seconds, then send ``sig``."""
+def interrupt_when_running(process, checkpoint_dir, delay, sig=signal.SIGTERM, before=None):
+    """Wait until the job has started computing, then ``delay`` seconds, then send ``sig``.
+
+    The job has started when it has written its checkpoint manifest: a new one, if ``before``
+    (the ``st_mtime_ns`` of a manifest left by an earlier run, which a resume rewrites) is given.
+    """
+    manifest = checkpoint_dir / "manifest.json"
+
+    def started():
+        return manifest.exists() and (before is None or manifest.stat().st_mtime_ns != before)
+
     deadline = time.monotonic() + 60
-    while not (checkpoint_dir / "manifest.json").exists():
+    while not started():
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
             process.communicate()
@@ -114,10 +123,13 @@ def test_resume_twice_interrupted(tmp_path, job):
     reference = tmp_path / "reference.h5"
     assert run_cli(job(reference, "-p", "delay=0"), 2).returncode == 0
     out = tmp_path / "out.h5"
+    checkpoint_dir = tmp_path / "out.h5.checkpoint"
     for n_ranks in (2, 3):
+        manifest = checkpoint_dir / "manifest.json"
+        before = manifest.stat().st_mtime_ns if manifest.exists() else None
         process = start_cli(job(out, "--resume", "--checkpoint-every", "0.2"), n_ranks)
-        interrupt_when_running(process, tmp_path / "out.h5.checkpoint", 0.7)
-        assert process.returncode == 75
+        _, stderr = interrupt_when_running(process, checkpoint_dir, 0.7, before=before)
+        assert process.returncode == 75, stderr
     final = run_cli(job(out, "--resume"), 4)
     assert final.returncode == 0, final.stderr
     assert result_bytes(out) == result_bytes(reference)
