@@ -286,6 +286,7 @@ def _check_storage(obj: Any, where: str, file: Path, depth: int) -> bool:
     if depth > _MAX_DEPTH:
         raise UsageError(f"{where}: virtual sources nest deeper than {_MAX_DEPTH} levels")
     plugins = _check_filters(obj, where)
+    _check_external_storage(obj, where)
     if not obj.is_virtual:
         return plugins
     for source in obj.virtual_sources():
@@ -307,6 +308,30 @@ def _check_storage(obj: Any, where: str, file: Path, depth: int) -> bool:
         except OSError as exc:
             raise UsageError(f"{where}: cannot read its virtual source {origin}: {exc}") from None
     return plugins
+
+
+def _check_external_storage(obj: Any, where: str) -> None:
+    """Check the raw files of a dataset stored outside HDF5 are there and long enough.
+
+    HDF5 finds them under ``$HDF5_EXTFILE_PREFIX`` if set, else relative to the current
+    directory (not the HDF5 file's), and reads a short file's missing part as zeros.
+    """
+    plist = obj.id.get_create_plist()
+    needed = obj.nbytes
+    prefix = os.environ.get("HDF5_EXTFILE_PREFIX", "")
+    prefix = prefix.replace("${ORIGIN}", str(Path(obj.file.filename).resolve().parent))
+    for index in range(plist.get_external_count()):
+        name, offset, size = plist.get_external(index)
+        raw = Path(prefix) / os.fsdecode(name) if prefix else Path(os.fsdecode(name))
+        take = min(size, needed)
+        needed -= take
+        if not raw.is_file() or raw.stat().st_size < offset + take:
+            state = "not found" if not raw.is_file() else "shorter than the dataset needs"
+            raise UsageError(
+                f"{where} keeps its values in external raw file '{raw}', which is {state} "
+                "(HDF5 looks in $HDF5_EXTFILE_PREFIX, else the current directory: "
+                "HDF5_EXTFILE_PREFIX='${ORIGIN}' means beside the HDF5 file)"
+            )
 
 
 def _check_filters(obj: Any, where: str) -> bool:

@@ -177,6 +177,26 @@ def test_external_links_read_their_target_or_name_the_missing_file(tmp_path):
     refused(f"{tmp_path}/links.h5:/wrong", "links.h5:/wrong", "/nothing", tmp_path=tmp_path)
 
 
+def test_external_raw_storage_is_found_as_hdf5_finds_it_or_refused(tmp_path, monkeypatch):
+    data = np.arange(300.0).reshape(100, 3)
+    data.tofile(tmp_path / "raw.bin")
+    with h5py.File(tmp_path / "e.h5", "w") as h5:
+        h5.create_dataset("x", shape=(100, 3), dtype="f8", external=[("raw.bin", 0, 2400)])
+    spec = f"{tmp_path}/e.h5:/x"
+    # HDF5 resolves raw files from the current directory, not the HDF5 file's.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    refused(spec, "e.h5:/x", "'raw.bin'", "not found", "HDF5_EXTFILE_PREFIX", tmp_path=tmp_path)
+    origin = {"HDF5_EXTFILE_PREFIX": "${ORIGIN}"}
+    assert_matches_numpy(stats(spec, tmp_path / "o.h5", 2, 30, env=origin), data)
+    monkeypatch.chdir(tmp_path)
+    assert inspect_input(spec).n_rows == 100
+    (tmp_path / "raw.bin").write_bytes(data.tobytes()[:1000])  # HDF5 would read zeros
+    with pytest.raises(UsageError, match=r"raw\.bin.*shorter"):
+        inspect_input(spec)
+
+
 # 4. Virtual datasets -------------------------------------------------------------------------
 
 
@@ -232,7 +252,8 @@ def test_locate_searches_like_hdf5(tmp_path, monkeypatch):
 
 SWMR_WRITER = """
 import sys, h5py, numpy as np
-h5 = h5py.File(sys.argv[1], "w", libver="latest")
+# A plain writer keeps the default format, whose superblock cannot say "being written".
+h5 = h5py.File(sys.argv[1], "w", libver=None if sys.argv[2] == "plain" else "latest")
 x = h5.create_dataset("x", shape=(0, 2), maxshape=(None, 2), chunks=(64, 2), dtype="f8")
 if sys.argv[2] == "swmr":
     h5.swmr_mode = True
@@ -293,9 +314,10 @@ def test_swmr_file_being_written_reads_the_rows_present_at_inspection(tmp_path):
     assert writer.process.returncode == 0
 
 
-def test_file_held_open_by_a_writer_without_swmr_is_refused(tmp_path):
+@pytest.mark.parametrize("mode", ["plain", "plain-latest"])  # file lock; superblock flags
+def test_file_held_open_by_a_writer_without_swmr_is_refused(tmp_path, mode):
     path = tmp_path / "busy.h5"
-    with Writer(path, "plain") as writer:
+    with Writer(path, mode) as writer:
         refused(f"{path}:/x", "busy.h5", "open for writing", tmp_path=tmp_path)
     assert writer.process.returncode == 0
 
