@@ -94,16 +94,20 @@ def inspect_input(spec: str) -> Source:
         path, dataset = split_spec(spec)
     file = _check_file(path)
     h5, swmr = _open(file)
-    with h5:
-        if dataset is None:
-            raise UsageError(
-                f"input {path!r} names no dataset: add :/DATASET, e.g. "
-                f"{path}:{_first_dataset(h5)}; {_listing(h5)}"
-            )
-        obj = _follow(h5, path, dataset)
-        where = f"{path}:{dataset}"
-        shape, dtype, chunks = _check_dataset(obj, where)
-        plugins = _check_storage(obj, where, file, 0)
+    where = f"{path}:{dataset}"
+    try:
+        with h5:
+            if dataset is None:
+                example = (_datasets(h5, limit=1) or [("/DATASET",)])[0][0]
+                raise UsageError(
+                    f"input {path!r} names no dataset: add :/DATASET, e.g. "
+                    f"{path}:{example}; {_listing(h5)}"
+                )
+            obj = _follow(h5, path, dataset)
+            shape, dtype, chunks = _check_dataset(obj, where)
+            plugins = _check_storage(obj, where, file, 0)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:  # a damaged file, most likely
+        raise UsageError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
     stat = file.stat()
     return Source(
         n_rows=int(shape[0]),
@@ -390,11 +394,6 @@ def _datasets(h5: Any, limit: int = 1000) -> list[tuple[str, Any, Any]]:
 
     h5.visititems(visit)
     return found
-
-
-def _first_dataset(h5: Any) -> str:
-    found = _datasets(h5, limit=1)
-    return found[0][0] if found else "/DATASET"
 
 
 def _listing(h5: Any) -> str:

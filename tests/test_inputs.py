@@ -160,6 +160,16 @@ def test_a_read_failing_for_a_missing_filter_names_the_filter(tmp_path):
         assert f"filter {PRIVATE_FILTER}" in str(item) and "private.h5:/x" in str(item)
 
 
+def test_a_file_replaced_after_inspection_fails_the_read_not_the_numbers(tmp_path):
+    spec = write_dataset(tmp_path / "in.h5", np.arange(100.0))
+    source = inspect_input(spec)
+    (tmp_path / "in.h5").unlink()
+    write_dataset(tmp_path / "in.h5", np.arange(60.0))
+    items = list(read_chunks(source, [0, 1], 50, lambda: False))
+    assert all(isinstance(item, ChunkReadError) for _, item in items)
+    assert "now has shape (60,)" in str(items[0][1])
+
+
 # 3. External links ---------------------------------------------------------------------------
 
 
