@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import HpcappError
+from hpcapp.io.storage import unavailable_filters
 from hpcapp.partition import ChunkList, chunk_bounds
-from hpcapp.source import Source, open_input, unavailable_filters
+from hpcapp.source import Source, open_input
 
 _TAG_CHUNK = 7201
 

@@ -16,25 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from hpcapp.errors import UsageError
+from hpcapp.io.names import datasets, follow, listing
+from hpcapp.io.storage import check_storage, import_hdf5plugin
 
-# Filters that `pip install hdf5plugin` provides (ids from the HDF Group's registry).
-HDF5PLUGIN_FILTERS = {
-    307: "bzip2",
-    32001: "blosc",
-    32004: "lz4",
-    32008: "bitshuffle",
-    32013: "zfp",
-    32015: "zstd",
-    32017: "sz",
-    32018: "fcidecomp",
-    32024: "sz3",
-    32026: "blosc2",
-    32028: "sperr",
-    32033: "htj2k",
-}
 _NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
-_LISTED = 20  # datasets listed when the asked-for one is missing
-_MAX_DEPTH = 8  # links and virtual sources followed before giving up (a cycle?)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +64,7 @@ def open_input(source: Source) -> Any:
     import h5py
 
     if source.plugins:
-        _import_hdf5plugin()
+        import_hdf5plugin()
     return h5py.File(source.path, "r", locking=False, swmr=source.swmr)
 
 
@@ -98,14 +83,14 @@ def inspect_input(spec: str) -> Source:
     try:
         with h5:
             if dataset is None:
-                example = (_datasets(h5, limit=1) or [("/DATASET",)])[0][0]
+                example = (datasets(h5, limit=1) or [("/DATASET",)])[0][0]
                 raise UsageError(
                     f"input {path!r} names no dataset: add :/DATASET, e.g. "
-                    f"{path}:{example}; {_listing(h5)}"
+                    f"{path}:{example}; {listing(h5)}"
                 )
-            obj = _follow(h5, path, dataset)
+            obj = follow(h5, path, dataset)
             shape, dtype, chunks = _check_dataset(obj, where)
-            plugins = _check_storage(obj, where, file, 0)
+            plugins = check_storage(obj, where, file, 0)
     except (OSError, RuntimeError, KeyError, ValueError) as exc:  # a damaged file, most likely
         raise UsageError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
     stat = file.stat()
@@ -127,7 +112,10 @@ def _check_file(path: str) -> Path:
 
     file = Path(path)
     if not file.exists():
-        raise UsageError(f"input file {path!r} does not exist")
+        near = os.listdir(file.parent) if file.parent.is_dir() else []
+        close = difflib.get_close_matches(file.name, near, n=1)
+        hint = f" (did you mean {str(file.parent / close[0])!r}?)" if close else ""
+        raise UsageError(f"input file {path!r} does not exist{hint}")
     if not file.is_file():
         raise UsageError(f"input {path!r} is not a file (a directory?)")
     if not os.access(file, os.R_OK):
@@ -158,76 +146,29 @@ def _open(file: Path) -> tuple[Any, bool]:
         "(or have the writer use SWMR mode)"
     )
     try:
-        return h5py.File(file, "r", locking="best-effort"), False
+        return h5py.File(file, "r", locking=_locking()), False
     except OSError as exc:
         if "unable to lock" in str(exc):
             raise UsageError(busy) from None
         if "already open for write" not in str(exc):
             raise UsageError(f"cannot read input file '{file}': {exc}") from None
     try:
-        return h5py.File(file, "r", locking="best-effort", swmr=True), True
+        return h5py.File(file, "r", locking=_locking(), swmr=True), True
     except OSError:
         raise UsageError(
             f"{busy}; if nothing writes it, a writer crashed: `h5clear -s` the file"
         ) from None
 
 
-def _follow(h5: Any, path: str, dataset: str) -> Any:
-    """Return the object at ``dataset``, naming the broken link or the missing name if not."""
-    import h5py
+def _locking() -> str | bool:
+    """Return HDF5's best-effort locking (no error where the file system has no locks).
 
-    group = h5
-    parts = [part for part in dataset.split("/") if part]
-    for depth, part in enumerate(parts):
-        here = "/" + "/".join(parts[: depth + 1])
-        link = group.get(part, getlink=True) if isinstance(group, h5py.Group) else None
-        if link is None:
-            names = [name for name, _, _ in _datasets(h5)]
-            close = difflib.get_close_matches(dataset, names, n=3, cutoff=0.6)
-            hint = f"did you mean {' or '.join(repr(n) for n in close)}? " if close else ""
-            raise UsageError(f"{path!r} has no dataset {dataset!r}: {hint}{_listing(h5)}")
-        try:
-            group = group[part]
-        except (KeyError, OSError):
-            raise UsageError(_broken_link(link, group.file.filename, f"{path}:{here}")) from None
-    if not isinstance(group, h5py.Dataset):
-        raise UsageError(f"{path}:{dataset} is a group, not a dataset ({_listing(h5)})")
-    return group
-
-
-def _broken_link(link: Any, parent_file: str, where: str) -> str:
-    import h5py
-
-    if isinstance(link, h5py.ExternalLink):
-        found = locate(link.filename, parent_file, "HDF5_EXT_PREFIX")
-        target = f"{link.filename}:{link.path}"
-        if found is None:
-            return (
-                f"{where} is an external link to {target}, and file {link.filename!r} was not "
-                f"found (looked beside '{parent_file}', in $HDF5_EXT_PREFIX and the current "
-                "directory)"
-            )
-        return f"{where} is an external link to {target}: '{found}' has no readable {link.path}"
-    if isinstance(link, h5py.SoftLink):
-        return f"{where} is a soft link to {link.path}, which does not exist"
-    return f"cannot open {where}"
-
-
-def locate(name: str, parent_file: str, prefix_variable: str) -> Path | None:
-    """Find the file an external link or virtual source names, searching as HDF5 does.
-
-    An absolute name is tried first, then the name (without directories, if absolute) under
-    each directory of ``$prefix_variable`` (``${ORIGIN}`` is the parent file's directory),
-    beside the parent file, and in the current directory.
+    HDF5 before 1.10.7 and 1.12.1 does not have it: there, no lock, as the ranks read.
     """
-    origin = Path(parent_file).resolve().parent
-    given = Path(name)
-    candidates = [given] if given.is_absolute() else []
-    relative = Path(given.name) if given.is_absolute() else given
-    for prefix in filter(None, os.environ.get(prefix_variable, "").split(os.pathsep)):
-        candidates.append(Path(prefix.replace("${ORIGIN}", str(origin))) / relative)
-    candidates += [origin / relative, relative]
-    return next((c for c in candidates if c.is_file()), None)
+    import h5py
+
+    version = h5py.version.hdf5_version_tuple
+    return "best-effort" if version >= (1, 12, 1) or (1, 10, 7) <= version < (1, 11) else False
 
 
 def _check_dataset(obj: Any, where: str) -> tuple[tuple[int, ...], Any, Any]:
@@ -281,128 +222,6 @@ def _dtype_problem(dtype: Any) -> str | None:
     if dtype.kind == "V":
         return "opaque"
     return "object"
-
-
-def _check_storage(obj: Any, where: str, file: Path, depth: int) -> bool:
-    """Check filters and virtual sources can be read; return True if hdf5plugin is needed."""
-    import h5py
-
-    if depth > _MAX_DEPTH:
-        raise UsageError(f"{where}: virtual sources nest deeper than {_MAX_DEPTH} levels")
-    plugins = _check_filters(obj, where)
-    _check_external_storage(obj, where)
-    if not obj.is_virtual:
-        return plugins
-    for source in obj.virtual_sources():
-        name = source.file_name
-        found = file if name == "." else locate(name, str(file), "HDF5_VDS_PREFIX")
-        if found is None:
-            raise UsageError(
-                f"{where} is a virtual dataset whose source file {name!r} was not found "
-                f"(looked beside '{file}', in $HDF5_VDS_PREFIX and the current directory): "
-                "HDF5 would read fill values in its place"
-            )
-        origin = f"{found}:{source.dset_name}"
-        try:
-            with h5py.File(found, "r", locking=False) as h5:
-                target = h5.get(source.dset_name)
-                if not isinstance(target, h5py.Dataset):
-                    raise UsageError(f"{where} is a virtual dataset with no source {origin}")
-                plugins |= _check_storage(target, f"{where} (source {origin})", found, depth + 1)
-        except OSError as exc:
-            raise UsageError(f"{where}: cannot read its virtual source {origin}: {exc}") from None
-    return plugins
-
-
-def _check_external_storage(obj: Any, where: str) -> None:
-    """Check the raw files of a dataset stored outside HDF5 are there and long enough.
-
-    HDF5 finds them under ``$HDF5_EXTFILE_PREFIX`` if set, else relative to the current
-    directory (not the HDF5 file's), and reads a short file's missing part as zeros.
-    """
-    plist = obj.id.get_create_plist()
-    needed = obj.nbytes
-    prefix = os.environ.get("HDF5_EXTFILE_PREFIX", "")
-    prefix = prefix.replace("${ORIGIN}", str(Path(obj.file.filename).resolve().parent))
-    for index in range(plist.get_external_count()):
-        name, offset, size = plist.get_external(index)
-        raw = Path(prefix) / os.fsdecode(name) if prefix else Path(os.fsdecode(name))
-        take = min(size, needed)
-        needed -= take
-        if not raw.is_file() or raw.stat().st_size < offset + take:
-            state = "not found" if not raw.is_file() else "shorter than the dataset needs"
-            raise UsageError(
-                f"{where} keeps its values in external raw file '{raw}', which is {state} "
-                "(HDF5 looks in $HDF5_EXTFILE_PREFIX, else the current directory: "
-                "HDF5_EXTFILE_PREFIX='${ORIGIN}' means beside the HDF5 file)"
-            )
-
-
-def _check_filters(obj: Any, where: str) -> bool:
-    """Raise if a filter of ``obj`` is unavailable; return True if hdf5plugin provides one."""
-    missing = unavailable_filters(obj)
-    if missing and _import_hdf5plugin():
-        missing = unavailable_filters(obj)
-        if not missing:
-            return True
-    if missing:
-        raise UsageError(f"{where} {missing[0]}")
-    return False
-
-
-def unavailable_filters(obj: Any) -> list[str]:
-    """Describe each compression filter of a dataset that this process cannot apply."""
-    from h5py import h5z
-
-    plist = obj.id.get_create_plist()
-    problems = []
-    for index in range(plist.get_nfilters()):
-        code, _, _, stored = plist.get_filter(index)
-        if h5z.filter_avail(code):
-            continue
-        name = HDF5PLUGIN_FILTERS.get(code) or stored.decode(errors="replace")[:40] or "unknown"
-        hint = "`pip install hdf5plugin`, or " if code in HDF5PLUGIN_FILTERS else ""
-        problems.append(
-            f"is compressed with filter {code} ({name}), which is not available: install it "
-            f"with {hint}set HDF5_PLUGIN_PATH to the directory of its HDF5 plugin"
-        )
-    return problems
-
-
-def _import_hdf5plugin() -> bool:
-    """Register hdf5plugin's filters if it is installed (the ``hdf5plugin`` extra)."""
-    try:
-        import hdf5plugin  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
-
-
-def _datasets(h5: Any, limit: int = 1000) -> list[tuple[str, Any, Any]]:
-    """Return (name, shape, dtype) of the first ``limit`` datasets of a file."""
-    import h5py
-
-    found: list[tuple[str, Any, Any]] = []
-
-    def visit(name: str, obj: Any) -> bool | None:
-        if isinstance(obj, h5py.Dataset):
-            try:
-                found.append(("/" + name, obj.shape, obj.dtype))
-            except (TypeError, ValueError):  # a type h5py cannot map: list it anyway
-                found.append(("/" + name, obj.shape, "?"))
-        return True if len(found) >= limit else None
-
-    h5.visititems(visit)
-    return found
-
-
-def _listing(h5: Any) -> str:
-    found = _datasets(h5)
-    if not found:
-        return "the file has no datasets"
-    shown = "; ".join(f"{name} {shape} {dtype}" for name, shape, dtype in found[:_LISTED])
-    more = f"; ... ({len(found) - _LISTED} more)" if len(found) > _LISTED else ""
-    return f"datasets: {shown}{more}"
 
 
 def generated(n_rows: int) -> Source:

@@ -15,9 +15,10 @@ import pytest
 from conftest import REPO, read_results, run_cli, sample_data, write_dataset
 
 from hpcapp.errors import UsageError
+from hpcapp.io.names import locate
 from hpcapp.partition import count_chunks
 from hpcapp.reader import ChunkReadError, read_chunks
-from hpcapp.source import Source, inspect_input, locate
+from hpcapp.source import Source, inspect_input
 
 PRIVATE_FILTER = 65000  # in the range HDF5 leaves unregistered: no plugin provides it
 
@@ -416,6 +417,12 @@ def test_input_without_a_dataset_lists_the_datasets(tmp_path):
     assert "/grid/pressure (4,) int16" in line and "/temperature (10, 3) float32" in line
     line = refused(f"{tmp_path}/d.h5:/temprature", "did you mean '/temperature'", tmp_path=tmp_path)
     assert "/grid/pressure (4,) int16" in line
+
+
+def test_a_misspelt_file_name_gets_a_suggestion(tmp_path):
+    write_dataset(tmp_path / "data.h5", np.zeros(3))
+    with pytest.raises(UsageError, match=r"'.*dta\.h5' does not exist \(did you mean '.*data\.h5'"):
+        inspect_input(f"{tmp_path}/dta.h5:/x")
 
 
 def test_the_listing_stops_after_twenty_datasets(tmp_path):
