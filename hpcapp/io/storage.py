@@ -112,8 +112,8 @@ def unavailable_filters(obj: Any) -> list[str]:
         name = HDF5PLUGIN_FILTERS.get(code) or stored.decode(errors="replace")[:40] or "unknown"
         hint = "`pip install hdf5plugin`, or " if code in HDF5PLUGIN_FILTERS else ""
         problems.append(
-            f"is compressed with filter {code} ({name}), which is not available: install it "
-            f"with {hint}set HDF5_PLUGIN_PATH to the directory of its HDF5 plugin"
+            f"is compressed with filter {code} ({name}), which is not available: {hint}set "
+            "HDF5_PLUGIN_PATH to the directory of its HDF5 plugin"
         )
     return problems
 
