@@ -23,9 +23,9 @@ from hpcapp.source import Source, inspect_input
 PRIVATE_FILTER = 65000  # in the range HDF5 leaves unregistered: no plugin provides it
 
 
-def stats(spec, out, n_ranks=2, chunk_rows=None, env=None):
+def stats(spec, out, n_ranks=2, chunk_rows=None, env=None, extra=()):
     """Run ``stats`` and return its results, failing the test if it did not exit 0."""
-    args = ["run", "stats", spec, "-o", str(out), "-q"]
+    args = ["run", "stats", spec, "-o", str(out), "-q", *extra]
     if chunk_rows is not None:
         args += ["--chunk-rows", str(chunk_rows)]
     done = run_cli(args, n_ranks, env=env)
@@ -116,6 +116,9 @@ def test_hdf5plugin_filters_read_when_installed_and_are_named_when_not(tmp_path)
     for name in ("zstd", "blosc", "lz4"):
         got = stats(f"{tmp_path}/z.h5:/{name}", tmp_path / f"{name}.h5", 2, 150)
         assert bits(got) == bits(plain), name
+    scatter = ("--distribute", "scatter")  # rank 0 reads for all: it loads the plugin too
+    got = stats(f"{tmp_path}/z.h5:/zstd", tmp_path / "scatter.h5", 3, 150, extra=scatter)
+    assert bits(got) == bits(plain)
     refused(
         f"{tmp_path}/z.h5:/zstd",
         "z.h5:/zstd",
