@@ -247,6 +247,22 @@ def test_virtual_source_without_its_dataset_is_refused(tmp_path):
         inspect_input(spec)
 
 
+def test_virtual_source_shorter_than_its_mapping_is_refused(tmp_path):
+    write_dataset(tmp_path / "s.h5", np.arange(10.0), name="d")
+    layout = h5py.VirtualLayout(shape=(20,), dtype="f8")
+    layout[:] = h5py.VirtualSource("s.h5", "d", shape=(20,))  # the writer's idea of its size
+    with h5py.File(tmp_path / "v.h5", "w") as h5:
+        h5.create_virtual_dataset("v", layout)
+    with pytest.raises(UsageError, match=r"v\.h5:/v .*maps 20 values from .*s\.h5:d.*\(10,\)"):
+        inspect_input(f"{tmp_path}/v.h5:/v")
+    layout = h5py.VirtualLayout(shape=(8,), dtype="f8")
+    layout[:] = h5py.VirtualSource("s.h5", "d", shape=(20,))[12:]  # a hyperslab past its end
+    with h5py.File(tmp_path / "v.h5", "w") as h5:
+        h5.create_virtual_dataset("v", layout)
+    with pytest.raises(UsageError, match=r"up to \(20,\) of .*s\.h5:d.*\(10,\)"):
+        inspect_input(f"{tmp_path}/v.h5:/v")
+
+
 def test_locate_searches_like_hdf5(tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -57,10 +57,34 @@ def check_storage(obj: Any, where: str, file: Path, depth: int) -> bool:
                 target = h5.get(source.dset_name)
                 if not isinstance(target, h5py.Dataset):
                     raise UsageError(f"{where} is a virtual dataset with no source {origin}")
+                _check_source_shape(source, target.shape, where, origin)
                 plugins |= check_storage(target, f"{where} (source {origin})", found, depth + 1)
         except OSError as exc:
             raise UsageError(f"{where}: cannot read its virtual source {origin}: {exc}") from None
     return plugins
+
+
+def _check_source_shape(mapping: Any, shape: Any, where: str, origin: str) -> None:
+    """Refuse a mapping that does not fit its source (HDF5 fails on the read)."""
+    import math
+
+    from h5py import h5s
+
+    problem = None
+    try:
+        if mapping.src_space.get_select_type() == h5s.SEL_ALL:  # all of it: sizes must match
+            needed = mapping.vspace.get_select_npoints()
+            if shape is None or needed != math.prod(shape):
+                problem = f"maps {needed} values from {origin}, which has shape {shape}"
+        else:
+            _, last = mapping.src_space.get_select_bounds()
+            if shape is None or len(last) != len(shape) or any(map(int.__ge__, last, shape)):
+                reach = tuple(i + 1 for i in last)
+                problem = f"maps values up to {reach} of {origin}, which has shape {shape}"
+    except (ValueError, RuntimeError):  # an unlimited selection: HDF5 reads what exists
+        return
+    if problem:
+        raise UsageError(f"{where} is a virtual dataset that {problem}")
 
 
 def _check_external_storage(obj: Any, where: str) -> None:
