@@ -88,10 +88,12 @@ def datasets(h5: Any, limit: int = 1000) -> list[tuple[str, Any, Any]]:
     return found
 
 
-def listing(h5: Any) -> str:
-    found = datasets(h5)
+def listing(h5: Any, limit: int = 1000) -> str:
+    """Return ``datasets: NAME SHAPE DTYPE; ...`` for the first few datasets, on one line."""
+    found = datasets(h5, limit)
     if not found:
         return "the file has no datasets"
     shown = "; ".join(f"{name} {shape} {dtype}" for name, shape, dtype in found[:LISTED])
-    more = f"; ... ({len(found) - LISTED} more)" if len(found) > LISTED else ""
+    at_least = "at least " if len(found) == limit else ""
+    more = f"; ... ({at_least}{len(found) - LISTED} more)" if len(found) > LISTED else ""
     return f"datasets: {shown}{more}"

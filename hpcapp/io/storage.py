@@ -34,14 +34,13 @@ MAX_DEPTH = 8  # virtual sources followed before giving up (a cycle?)
 
 def check_storage(obj: Any, where: str, file: Path, depth: int) -> bool:
     """Check filters and virtual sources can be read; return True if hdf5plugin is needed."""
-    import h5py
-
     if depth > MAX_DEPTH:
         raise UsageError(f"{where}: virtual sources nest deeper than {MAX_DEPTH} levels")
     plugins = _check_filters(obj, where)
     _check_external_storage(obj, where)
     if not obj.is_virtual:
         return plugins
+    checked: dict[tuple[Path, str], Any] = {}  # many mappings may share one source
     for source in obj.virtual_sources():
         name = source.file_name
         found = file if name == "." else locate(name, str(file), "HDF5_VDS_PREFIX")
@@ -52,16 +51,28 @@ def check_storage(obj: Any, where: str, file: Path, depth: int) -> bool:
                 "HDF5 would read fill values in its place"
             )
         origin = f"{found}:{source.dset_name}"
-        try:
-            with h5py.File(found, "r", locking=False) as h5:
-                target = h5.get(source.dset_name)
-                if not isinstance(target, h5py.Dataset):
-                    raise UsageError(f"{where} is a virtual dataset with no source {origin}")
-                _check_source_shape(source, target.shape, where, origin)
-                plugins |= check_storage(target, f"{where} (source {origin})", found, depth + 1)
-        except OSError as exc:
-            raise UsageError(f"{where}: cannot read its virtual source {origin}: {exc}") from None
+        key = (found, source.dset_name)
+        if key not in checked:
+            checked[key], needs = _check_source(found, source.dset_name, where, depth)
+            plugins |= needs
+        _check_source_shape(source, checked[key], where, origin)
     return plugins
+
+
+def _check_source(file: Path, name: str, where: str, depth: int) -> tuple[Any, bool]:
+    """Check one source dataset of a virtual dataset; return its shape and plugin need."""
+    import h5py
+
+    origin = f"{file}:{name}"
+    try:
+        with h5py.File(file, "r", locking=False) as h5:
+            target = h5.get(name)
+            if not isinstance(target, h5py.Dataset):
+                raise UsageError(f"{where} is a virtual dataset with no source {origin}")
+            needs = check_storage(target, f"{where} (source {origin})", file, depth + 1)
+            return target.shape, needs
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read its virtual source {origin}: {exc}") from None
 
 
 def _check_source_shape(mapping: Any, shape: Any, where: str, origin: str) -> None:
