@@ -2,11 +2,13 @@
 
 Nothing here communicates: any rank can compute any other rank's share. The chunk plan depends
 only on the number of rows and ``chunk_rows``, never on the number of ranks, which is what keeps
-results identical across rank counts.
+results identical across rank counts. Arguments are turned into Python ints first: a numpy
+int32 from an h5py shape or an MPI buffer would wrap around past 2**31 rows.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
@@ -18,6 +20,7 @@ def block(n: int, size: int, rank: int) -> tuple[int, int]:
     The remainder goes to the first ranks, so counts differ by at most one and sum to ``n``;
     ranks beyond ``n`` get an empty share.
     """
+    n, size, rank = operator.index(n), operator.index(size), operator.index(rank)
     if n < 0 or size < 1 or not 0 <= rank < size:
         raise ValueError(f"invalid block({n}, {size}, {rank})")
     base, extra = divmod(n, size)
@@ -28,6 +31,7 @@ def block(n: int, size: int, rank: int) -> tuple[int, int]:
 
 def count_chunks(n_rows: int, chunk_rows: int) -> int:
     """Return the number of chunks of ``chunk_rows`` rows needed to cover ``n_rows`` rows."""
+    n_rows, chunk_rows = operator.index(n_rows), operator.index(chunk_rows)
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     return -(-n_rows // chunk_rows)
@@ -35,6 +39,8 @@ def count_chunks(n_rows: int, chunk_rows: int) -> int:
 
 def chunk_bounds(chunk_index: int, n_rows: int, chunk_rows: int) -> tuple[int, int]:
     """Return the ``(start, stop)`` rows of chunk ``chunk_index``; the last chunk may be short."""
+    chunk_index, n_rows = operator.index(chunk_index), operator.index(n_rows)
+    chunk_rows = operator.index(chunk_rows)
     start = chunk_index * chunk_rows
     if not 0 <= start < n_rows:
         raise IndexError(f"chunk {chunk_index} is outside {n_rows} rows")
@@ -55,8 +61,9 @@ def default_chunk_rows(
     When the dataset is chunked on disk, round to a multiple of its storage chunk so no HDF5
     chunk is decompressed by two readers.
     """
-    rows = max(1, target_bytes // max(1, row_bytes))
+    rows = max(1, operator.index(target_bytes) // max(1, operator.index(row_bytes)))
     if storage_chunk_rows:
+        storage_chunk_rows = operator.index(storage_chunk_rows)
         rows = max(storage_chunk_rows, rows // storage_chunk_rows * storage_chunk_rows)
     return rows
 
@@ -83,6 +90,7 @@ def share(intervals: Intervals, size: int, rank: int) -> list[range]:
     The chunks are taken in order and split like :func:`block`, so each rank's share is a run
     of consecutive listed chunks (a few ranges when it spans a gap).
     """
+    intervals = [(operator.index(start), operator.index(stop)) for start, stop in intervals]
     total = sum(stop - start for start, stop in intervals)
     count, first = block(total, size, rank)
     ranges: list[range] = []

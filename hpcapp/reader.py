@@ -7,14 +7,16 @@ iterator checks ``should_stop`` between chunks so a failure elsewhere ends the r
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from hpcapp.errors import HpcappError
+from hpcapp.io.storage import unavailable_filters
 from hpcapp.partition import ChunkList, chunk_bounds
-from hpcapp.source import Source
+from hpcapp.source import Source, open_input
 
 _TAG_CHUNK = 7201
 
@@ -44,14 +46,55 @@ def _read(
     start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
     view = buffer[: stop - start]
     try:
+        if isinstance(dataset, Exception):
+            raise dataset
         dataset.read_direct(view, np.s_[start:stop])
     except Exception as exc:
         raise ChunkReadError(
             f"reading chunk {chunk_index} (rows {start}-{stop - 1}) of {source.spec} failed: "
-            f"{type(exc).__name__}: {exc}",
+            f"{_why(dataset, exc)}",
             chunk_index,
         ) from exc
     return view
+
+
+def _why(dataset: Any, exc: Exception) -> str:
+    """Say why a read failed: a missing filter plugin if that is it (another node's setup?)."""
+    if not isinstance(dataset, Exception):
+        try:
+            missing = unavailable_filters(dataset)
+        except Exception:  # the file itself is unreadable: the original error says more
+            missing = []
+        if missing:
+            return f"on this rank the dataset {missing[0]}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def _input_dataset(source: Source) -> Iterator[Any]:
+    """Open the input dataset; yield it, or the exception that each chunk read will report."""
+    try:
+        h5 = open_input(source)
+    except Exception as exc:
+        yield exc
+        return
+    with h5:
+        yield _dataset(h5, source)
+
+
+def _dataset(h5: Any, source: Source) -> Any:
+    try:
+        dataset = h5[source.dataset]
+        shape = dataset.shape
+    except Exception as exc:
+        return exc
+    # A SWMR writer may have appended rows since the inspection: the plan reads n_rows only.
+    if shape is None or shape[0] < source.n_rows or tuple(shape[1:]) != source.row_shape:
+        return ValueError(
+            f"the dataset now has shape {shape}, not ({source.n_rows}, ...) as when the job "
+            "started: was the file replaced?"
+        )
+    return dataset
 
 
 def _read_or_error(
@@ -68,11 +111,8 @@ def read_chunks(
     source: Source, chunk_indices: Iterable[int], chunk_rows: int, should_stop: ShouldStop
 ) -> Iterator[Chunk]:
     """Read each chunk straight from the file into one reused buffer (the default)."""
-    import h5py
-
     buffer = _buffer(source, chunk_rows)
-    with h5py.File(source.path, "r", locking=False) as h5:
-        dataset = h5[source.dataset]
+    with _input_dataset(source) as dataset:
         for chunk_index in chunk_indices:
             if should_stop():
                 return
@@ -103,11 +143,8 @@ def scatter_chunks(
             empty = status.Get_count(MPI.BYTE) == 0
             yield chunk_index, (None if empty or should_stop() else view)
         return
-    import h5py
-
     nothing = np.empty(0, np.uint8)
-    with h5py.File(source.path, "r", locking=False) as h5:
-        dataset = h5[source.dataset]
+    with _input_dataset(source) as dataset:
         for round_index in range(max(len(share) for share in shares)):
             for dest in range(1, size):
                 if round_index < len(shares[dest]):

@@ -1,12 +1,25 @@
-"""Where chunks come from: an HDF5 dataset (checked once, on rank 0) or a seeded generator."""
+"""Where chunks come from: an HDF5 dataset (checked once, on rank 0) or a seeded generator.
+
+:func:`inspect_input` refuses, with one :class:`UsageError` naming the file and dataset, any
+input that would not give the right numbers: a missing file, link target or virtual-dataset
+source (HDF5 would read fill values), a compression filter that is not available, a dtype or
+shape the kernels do not take. What it accepts, every rank reads the same way
+(:func:`open_input`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from pathlib import Path
+from typing import Any
 
 from hpcapp.errors import UsageError
+from hpcapp.io.names import datasets, follow, listing
+from hpcapp.io.storage import check_storage, import_hdf5plugin
+
+_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +33,8 @@ class Source:
     dataset: str | None = None
     storage_chunk_rows: int | None = None
     file_id: tuple[int, int, int, int] | None = None  # (device, inode, size, mtime_ns)
+    swmr: bool = False  # a writer had it open in SWMR mode: read in SWMR mode, n_rows rows only
+    plugins: bool = False  # a filter comes from hdf5plugin: import it before reading
 
     @property
     def spec(self) -> str:
@@ -44,43 +59,40 @@ def split_spec(spec: str) -> tuple[str, str]:
     return path, dataset if dataset.startswith("/") else "/" + dataset
 
 
+def open_input(source: Source) -> Any:
+    """Open the input file of ``source`` read-only, the way :func:`inspect_input` did."""
+    import h5py
+
+    if source.plugins:
+        import_hdf5plugin()
+    return h5py.File(source.path, "r", locking=False, swmr=source.swmr)
+
+
 def inspect_input(spec: str) -> Source:
     """Open the input read-only and check it can be processed; raise UsageError if not."""
-    import h5py
     import numpy as np
 
-    path, dataset = split_spec(spec)
-    file = Path(path)
-    if not file.exists():
-        raise UsageError(f"input file {path!r} does not exist")
-    if not file.is_file():
-        raise UsageError(f"input {path!r} is not a file (a directory?)")
-    if not os.access(file, os.R_OK):
-        raise UsageError(f"input file {path!r} is not readable (check its permissions)")
-    if not h5py.is_hdf5(file):
-        raise UsageError(f"input file {path!r} is not an HDF5 file")
+    bare = spec[:-1] if spec.endswith(":") else spec
+    if ":" not in bare or Path(bare).is_file():  # FILE alone: say which datasets it has
+        path, dataset = bare, None
+    else:
+        path, dataset = split_spec(spec)
+    file = _check_file(path)
+    h5, swmr = _open(file)
+    where = f"{path}:{dataset}"
     try:
-        with h5py.File(file, "r", locking=False) as h5:
-            obj = h5.get(dataset)
-            if obj is None:
+        with h5:
+            if dataset is None:
+                example = (datasets(h5, limit=1) or [("/DATASET",)])[0][0]
                 raise UsageError(
-                    f"{path!r} has no dataset {dataset!r} (datasets: {_list_datasets(h5)})"
+                    f"input {path!r} names no dataset: add :/DATASET, e.g. "
+                    f"{path}:{example}; {listing(h5)}"
                 )
-            if not isinstance(obj, h5py.Dataset):
-                raise UsageError(
-                    f"{path}:{dataset} is a group, not a dataset (datasets: {_list_datasets(h5)})"
-                )
-            shape, dtype, chunks = obj.shape, obj.dtype, obj.chunks
-    except OSError as exc:
-        raise UsageError(f"cannot read input file {path!r}: {exc}") from None
-    if dtype.kind not in "iuf" or dtype.fields is not None:
-        raise UsageError(
-            f"{path}:{dataset} has dtype {dtype}: hpcapp processes integer and float datasets"
-        )
-    if len(shape) not in (1, 2):
-        raise UsageError(f"{path}:{dataset} has {len(shape)} dimensions: hpcapp takes 1-D or 2-D")
-    if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
-        raise UsageError(f"{path}:{dataset} is empty (shape {shape}): nothing to compute")
+            obj = follow(h5, path, dataset)
+            shape, dtype, chunks = _check_dataset(obj, where)
+            plugins = check_storage(obj, where, file, 0)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:  # a damaged file, most likely
+        raise UsageError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
     stat = file.stat()
     return Source(
         n_rows=int(shape[0]),
@@ -90,17 +102,126 @@ def inspect_input(spec: str) -> Source:
         dataset=dataset,
         storage_chunk_rows=int(chunks[0]) if chunks else None,
         file_id=(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns),
+        swmr=swmr,
+        plugins=plugins,
     )
 
 
-def _list_datasets(h5: object) -> str:
+def _check_file(path: str) -> Path:
     import h5py
 
-    names: list[str] = []
-    h5.visititems(  # type: ignore[attr-defined]
-        lambda name, obj: names.append("/" + name) if isinstance(obj, h5py.Dataset) else None
+    file = Path(path)
+    if not file.exists():
+        near = os.listdir(file.parent) if file.parent.is_dir() else []
+        close = difflib.get_close_matches(file.name, near, n=1)
+        hint = f" (did you mean {str(file.parent / close[0])!r}?)" if close else ""
+        raise UsageError(f"input file {path!r} does not exist{hint}")
+    if not file.is_file():
+        raise UsageError(f"input {path!r} is not a file (a directory?)")
+    if not os.access(file, os.R_OK):
+        raise UsageError(f"input file {path!r} is not readable (check its permissions)")
+    if not h5py.is_hdf5(file):
+        with open(file, "rb") as stream:
+            magic = stream.read(4)
+        if magic in _NETCDF3_MAGIC:
+            raise UsageError(
+                f"input file {path!r} is a netCDF-3 file, not HDF5: convert it with "
+                f"`nccopy -k nc4 {path} out.nc` and use out.nc:/VARIABLE"
+            )
+        raise UsageError(f"input file {path!r} is not an HDF5 file")
+    return file
+
+
+def _open(file: Path) -> tuple[Any, bool]:
+    """Open read-only; a file a writer holds in SWMR mode is opened as a SWMR reader.
+
+    Only here does hpcapp take HDF5's file lock (where the file system has locks): a writer
+    that is not in SWMR mode holds it, and its half-written file is refused. The ranks read
+    without locking, which some parallel file systems do not support.
+    """
+    import h5py
+
+    busy = (
+        f"input file '{file}' is open for writing by another program: wait until it is closed "
+        "(or have the writer use SWMR mode)"
     )
-    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "none"
+    try:
+        return h5py.File(file, "r", locking=_locking()), False
+    except OSError as exc:
+        if "unable to lock" in str(exc):
+            raise UsageError(busy) from None
+        if "already open for write" not in str(exc):
+            raise UsageError(f"cannot read input file '{file}': {exc}") from None
+    try:
+        return h5py.File(file, "r", locking=_locking(), swmr=True), True
+    except OSError:
+        raise UsageError(
+            f"{busy}; if nothing writes it, a writer crashed: `h5clear -s` the file"
+        ) from None
+
+
+def _locking() -> str | bool:
+    """Return HDF5's best-effort locking (no error where the file system has no locks).
+
+    HDF5 before 1.10.7 and 1.12.1 does not have it: there, no lock, as the ranks read.
+    """
+    import h5py
+
+    version = h5py.version.hdf5_version_tuple
+    return "best-effort" if version >= (1, 12, 1) or (1, 10, 7) <= version < (1, 11) else False
+
+
+def _check_dataset(obj: Any, where: str) -> tuple[tuple[int, ...], Any, Any]:
+    """Return shape, dtype and chunks of a dataset hpcapp can process; raise if it cannot."""
+    try:
+        dtype = obj.dtype
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where} has an HDF5 type hpcapp cannot read ({exc})") from None
+    problem = _dtype_problem(dtype)
+    if problem:
+        raise UsageError(
+            f"{where} has {problem} values (dtype {dtype}): hpcapp processes integer and "
+            "float datasets (and bool)"
+        )
+    shape = obj.shape
+    if shape is None:
+        raise UsageError(f"{where} has an empty (null) dataspace: it holds no values")
+    if shape == ():
+        raise UsageError(f"{where} is a scalar (shape ()): hpcapp processes 1-D or 2-D datasets")
+    if len(shape) > 2:
+        raise UsageError(f"{where} has {len(shape)} dimensions: hpcapp takes 1-D or 2-D")
+    if shape[0] == 0:
+        raise UsageError(f"{where} is empty: 0 rows (shape {shape}), nothing to compute")
+    if len(shape) == 2 and shape[1] == 0:
+        raise UsageError(f"{where} is empty: 0 columns (shape {shape}), nothing to compute")
+    return shape, dtype, obj.chunks
+
+
+def _dtype_problem(dtype: Any) -> str | None:
+    """Describe why values of ``dtype`` cannot be processed, or return None if they can."""
+    import h5py
+
+    if h5py.check_enum_dtype(dtype) is not None:
+        return f"enum (of {dtype.base})"
+    if dtype.kind in "iufb" and dtype.fields is None and dtype.subdtype is None:
+        return None
+    if dtype.kind == "c":
+        return "complex"
+    if dtype.kind in "SU":
+        return "fixed-length string"
+    if h5py.check_string_dtype(dtype) is not None:
+        return "variable-length string"
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "reference"
+    if h5py.check_vlen_dtype(dtype) is not None:
+        return "variable-length sequence"
+    if dtype.fields is not None:
+        return f"compound (fields {', '.join(list(dtype.fields)[:5])})"
+    if dtype.subdtype is not None:
+        return f"array ({dtype.subdtype[1]} of {dtype.subdtype[0]} per element)"
+    if dtype.kind == "V":
+        return "opaque"
+    return "object"
 
 
 def generated(n_rows: int) -> Source:

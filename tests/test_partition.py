@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 
 from hpcapp.partition import (
@@ -10,6 +11,7 @@ from hpcapp.partition import (
     count_chunks,
     default_chunk_rows,
     rank_chunks,
+    share,
 )
 
 
@@ -61,3 +63,30 @@ def test_default_chunk_rows_targets_a_few_mib_and_storage_chunks():
     assert default_chunk_rows(8, storage_chunk_rows=1000) % 1000 == 0
     assert default_chunk_rows(10**9) == 1
     assert default_chunk_rows(10**9, storage_chunk_rows=16) == 16
+
+
+@pytest.mark.parametrize("n_rows", [2**31 - 1, 2**31, 2**31 + 5, 2**32 + 3, 2**40, 2**40 + 7])
+@pytest.mark.parametrize("chunk_rows", [1, 2**20, 3 * 2**20 + 1])
+def test_plan_arithmetic_past_2_31_rows(n_rows, chunk_rows):
+    n_chunks = count_chunks(n_rows, chunk_rows)
+    assert n_chunks == -(-n_rows // chunk_rows)
+    last = chunk_bounds(n_chunks - 1, n_rows, chunk_rows)
+    assert last[1] == n_rows and 0 < last[1] - last[0] <= chunk_rows
+    assert chunk_bounds(n_chunks - 2, n_rows, chunk_rows)[1] == last[0]
+    # The same from numpy integers (an h5py shape, an MPI buffer): no int32 wrap-around.
+    for kind in (np.int64, np.uint64):
+        assert count_chunks(kind(n_rows), np.int32(chunk_rows)) == n_chunks
+        assert chunk_bounds(kind(n_chunks - 1), kind(n_rows), np.int32(chunk_rows)) == last
+        assert all(type(value) is int for value in last)
+    assert chunk_bounds(np.int32(2**31 - 1), 2**62, np.int32(2**20))[0] == (2**31 - 1) * 2**20
+    for size in (1, 3, 1000):
+        ranges = [r for rank in range(size) for r in share([(0, n_chunks)], np.int32(size), rank)]
+        assert ranges[0].start == 0 and ranges[-1].stop == n_chunks
+        assert all(a.stop == b.start for a, b in itertools.pairwise(ranges))
+    count, start = block(np.int64(n_chunks), 7, np.int32(6))
+    assert start + count == n_chunks and type(start) is int
+
+
+def test_default_chunk_rows_for_wide_rows_and_numpy_sizes():
+    assert default_chunk_rows(np.int64(8), np.int32(2**20)) == 2**20
+    assert type(default_chunk_rows(np.int64(3), np.uint64(7))) is int
