@@ -172,7 +172,9 @@ def _bin_index(xs, ix, offsets, guide, nbins):
         # Within sure of 1/2, the guess is farther than tol from a whole number and its bin is
         # the edges' bin (see histogram_plan); otherwise _scatter asks _exact_bin.
         unsure = abs((guess - k) - half) > sure
-        k = min(k, top)
+        # Bounds guard: whatever the plan, k is a bin of this column (NaN goes to the top).
+        k = k if k <= top else top
+        k = k if k >= 0.0 else 0.0
         offset = offsets[i]
         slot = offset + (np.int32(k) if keep else np.int32(nbins))
         ix[i] = ~offset if unsure else slot
@@ -333,6 +335,8 @@ def histogram_plan(dtype_str: str, bins: int, lo: float, hi: float) -> tuple[Any
     below_one = np.nextafter(work(1) - tol, work(0))
     sure = np.nextafter(min(half - tol, below_one - half), work(0))
     guide = (work(0), work(lo_cmp), work(hi_cmp), work(lo), work(scale), half, sure)
+    if not all(np.isfinite(guide)) or not work(scale) > 0:
+        return None  # the scale overflows the guess's dtype (refused by the parameter check)
     return (*guide, work(bins - 1)), lo, scale, step, edges32
 
 
@@ -372,6 +376,10 @@ def chunk_partial(
         hist_bins = bins
         offsets = _offsets_cached(n_cols, lanes, bins)
     guide, lo, scale, step, edges32 = constants
+    # Bounds guard for the compiled loop: every slot it can form is inside its counters.
+    slots = HIST_COPIES * n_cols * (hist_bins + 1)
+    if plan is not None and (offsets.size < 4 * lanes or int(offsets.max()) + hist_bins >= slots):
+        raise ValueError("histogram plan does not match the chunk's columns and bins")
     fused_stats(
         chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, plan is not None,
         guide, lo, scale, step, hist_bins, edges32, offsets,
@@ -387,8 +395,12 @@ def precompile() -> str:
     """Compile (or load from the cache) the loops for every dtype; return the cache directory."""
     for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"):
         dtype = np.dtype(code)
-        acc = np.dtype({"i": np.int64, "u": np.uint64, "f": np.float64}[dtype.kind])
+        acc = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
         chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
+        if dtype.kind in "iu":
+            from hpcapp.kernels import _fused_exact
+
+            _fused_exact.chunk_moments(np.zeros((8, 1), dtype))
     cache = getattr(fused_stats, "_cache", None)
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
 

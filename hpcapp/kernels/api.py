@@ -71,8 +71,18 @@ class Kernel:
     description: str
     per_row: tuple[str, ...] = ()
 
-    def check_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the full parameter set, refusing unknown or missing names."""
+    def check_params(
+        self,
+        given: Mapping[str, Any],
+        *,
+        dtype: Any = None,
+        row_shape: tuple[int, ...] | None = None,
+    ) -> dict[str, Any]:
+        """Return the full parameter set, refusing unknown or missing names.
+
+        ``dtype`` and ``row_shape`` describe the input; they go to the kernel's validate
+        function when its signature names them, so it can refuse what the data cannot take.
+        """
         known = list(self.defaults) + list(self.required)
         if not self.accepts_any:
             for name in given:
@@ -93,7 +103,10 @@ class Kernel:
         params = {**self.defaults, **given}
         if self.validate is not None:
             try:
-                call_with_params(self.validate, (), params)
+                names = inspect.signature(self.validate).parameters
+                data = {"dtype": dtype, "row_shape": row_shape}
+                extra = {k: v for k, v in data.items() if v is not None and k in names}
+                call_with_params(self.validate, (), {**params, **extra})
             except (ValueError, TypeError) as exc:
                 raise UsageError(f"kernel {self.name!r}: {exc}") from None
         return params
@@ -127,14 +140,55 @@ class Kernel:
 
     def finish(self, partial: Partial, params: Mapping[str, Any]) -> Partial:
         """Turn the combined partial into the results (once, on rank 0)."""
-        import numpy as np
 
         if self.finalize is None:
             return partial
         results = call_with_params(self.finalize, (partial,), params)
         if not isinstance(results, Mapping):
             raise KernelError(f"finalize of kernel {self.name!r} returned {type(results)}")
-        return {key: np.asarray(value) for key, value in results.items()}
+        return {key: _keep_attrs(value) for key, value in results.items()}
+
+
+class ResultArray:
+    """Marker base: see :func:`with_attrs`."""
+
+
+def with_attrs(array: Any, **attrs: Any) -> Any:
+    """Return ``array`` as an ndarray carrying HDF5 attributes for its result dataset.
+
+    A finalize function may return such arrays; the writer stores ``attrs`` on the dataset
+    (e.g. ``rounded``: why the value is not exact). Plain arrays have none.
+    """
+    import numpy as np
+
+    marked = np.asarray(array).view(_attrs_array_type())
+    marked.attrs = dict(attrs)
+    return marked
+
+
+def _attrs_array_type() -> type:
+    """Return the ndarray subclass that carries ``attrs`` (built late: numpy imports late)."""
+    global _ATTRS_ARRAY
+    if _ATTRS_ARRAY is None:
+        import numpy as np
+
+        class AttrsArray(np.ndarray, ResultArray):
+            """An ndarray with HDF5 attributes for its result dataset."""
+
+            attrs: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance
+
+        _ATTRS_ARRAY = AttrsArray
+    return _ATTRS_ARRAY
+
+
+_ATTRS_ARRAY: type | None = None
+
+
+def _keep_attrs(value: Any) -> Any:
+    """Return ``value`` as an array, keeping a :func:`with_attrs` array as it is."""
+    import numpy as np
+
+    return value if isinstance(value, ResultArray) else np.asarray(value)
 
 
 def call_with_params(func: Callable[..., Any], args: tuple, params: Mapping[str, Any]) -> Any:
