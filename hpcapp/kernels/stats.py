@@ -87,12 +87,10 @@ def _add_histogram(partial: Partial, chunk: np.ndarray, spec: Histogram) -> None
 
 def _chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
     """Compute the partial of a 2-D native chunk (rows x columns)."""
-    if chunk.size < FUSED_MIN_VALUES or not _fused_dtype(chunk.dtype):
-        partial = _numpy_chunk_stats(chunk)
-    else:
-        partial = _fused_chunk_stats(chunk, spec)
+    fused = chunk.size >= FUSED_MIN_VALUES and _fused_dtype(chunk.dtype)
+    partial = _fused_chunk_stats(chunk, spec) if fused else _numpy_chunk_stats(chunk)
     if chunk.dtype.kind in "iu":
-        moments = _exact.chunk_moments if chunk.size < FUSED_MIN_VALUES else _fused_moments
+        moments = _fused_moments if fused else _exact.chunk_moments
         partial["s1"], partial["s2"] = moments(chunk)
     if spec is not None:
         _add_histogram(partial, chunk, spec)
