@@ -12,8 +12,10 @@ import contextlib
 import math
 from fractions import Fraction
 
+import h5py
 import numpy as np
 import pytest
+from conftest import read_results, run_cli, write_dataset
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -293,3 +295,71 @@ def test_per_column_ranges_bin_each_column_like_numpy(ranges, route, form):
 def test_bad_histogram_parameters_are_refused_before_any_work(params, row_shape, message):
     with pytest.raises(UsageError, match=message):
         KERNEL.check_params(params, dtype="<f4", row_shape=row_shape)
+
+
+# End to end: the real CLI under mpiexec, on the inputs reported in issues 9 and 14.
+
+
+def test_cli_int64_sum_beyond_int64_gives_the_exact_mean_and_std(tmp_path):
+    spec = write_dataset(tmp_path / "f.h5", np.full(20, 1_700_000_000_000_000_000, np.int64), "t")
+    done = run_cli(["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "3"], 2)
+    assert done.returncode == 0, done.stderr
+    got = read_results(tmp_path / "o.h5")
+    assert got["mean"] == 1.7e18 and got["std"] == 0.0 and got["var"] == 0.0
+    assert got["sum"].dtype == np.float64 and got["sum"] == float(20 * 1_700_000_000_000_000_000)
+    with h5py.File(tmp_path / "o.h5", "r") as h5:
+        assert "int64" in h5["result/sum"].attrs["rounded"]
+        assert "rounded" not in h5["result/mean"].attrs
+
+
+@pytest.mark.parametrize(
+    ("range_arg", "message"),
+    [("0,1e-37", "too narrow for 64 bins in float32"), ("0,inf", "is not finite")],
+)
+def test_cli_bad_ranges_exit_2_with_one_line_before_any_work(tmp_path, range_arg, message):
+    data = np.random.default_rng(0).random(300_000).astype(np.float32)
+    spec = write_dataset(tmp_path / "f.h5", data)
+    out = tmp_path / "o.h5"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "-p", f"range={range_arg}"], 2)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_cli_per_column_ranges_and_their_count(tmp_path):
+    data = np.random.default_rng(1).normal(150, 120, size=(500, 2))
+    spec = write_dataset(tmp_path / "f.h5", data)
+    out = tmp_path / "o.h5"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "-p", "range=0:40,250:350"], 2)
+    assert done.returncode == 0, done.stderr
+    got = read_results(out)
+    assert got["hist_edges"].shape == (2, 65)
+    for j, value_range in enumerate([(0, 40), (250, 350)]):
+        expected, edges = np.histogram(data[:, j], 64, value_range)
+        assert got["hist"][j].tolist() == expected.tolist()
+        assert got["hist_edges"][j].tolist() == edges.tolist()
+        assert got["hist_below"][j] == (data[:, j] < value_range[0]).sum()
+        assert got["hist_above"][j] == (data[:, j] > value_range[1]).sum()
+    done = run_cli(["run", "stats", spec, "-o", str(out), "-p", "range=0:1,2:3,4:5"], 2)
+    assert done.returncode == 2 and "3 LO:HI pairs but the data has 2 columns" in done.stderr
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">i4"])
+def test_cli_big_endian_results_have_one_native_dtype_whatever_the_chunks(tmp_path, dtype):
+    data = (np.random.default_rng(2).normal(size=(400, 3)) * 100).astype(dtype)
+    spec = write_dataset(tmp_path / "f.h5", data)
+    results = []
+    for chunk_rows in ("400", "7"):
+        out = tmp_path / f"o{chunk_rows}.h5"
+        args = ["run", "stats", spec, "-o", str(out), "-p", "range=-200,200", "-p", "bins=8"]
+        done = run_cli([*args, "--chunk-rows", chunk_rows], 2)
+        assert done.returncode == 0, done.stderr
+        results.append(read_results(out))
+    one, many = results
+    assert one.keys() == many.keys()
+    for key, value in one.items():
+        assert value.dtype == many[key].dtype and value.dtype.isnative, key
+    for key in ("count", "nan_count", "min", "max", "hist", "hist_edges"):
+        assert one[key].tolist() == many[key].tolist(), key
+    assert one["min"].tolist() == data.min(axis=0).tolist()

@@ -9,9 +9,13 @@ What is exact, and what is refused:
   fits, else float64 correctly rounded, with the attribute ``rounded`` on the dataset.
 - Float data: sums in float64 (float16/32 values are exact in it), NaN excluded and counted in
   ``nan_count``, +-inf as numpy's nan-aware functions (mean of [inf, 1] is inf, of [inf, -inf]
-  nan; var with an inf is nan). ``mean`` is sum / count; the sum's error is at most about
-  ``n * 2**-53 * sum(|x|)``; var comes from shifted sums merged with the update of Chan, Golub
-  and LeVeque, with an error of a few ``n * 2**-53 * var`` (a 1e9 offset costs nothing).
+  nan; var with an inf is nan). ``mean`` is sum / count, off by at most about
+  ``n * 2**-53 * mean(|x|)``. var comes from shifted sums (compiled path) or deviations from
+  the chunk mean (numpy path), merged with the update of Chan, Golub and LeVeque; with
+  ``eps = 2**-53``, ``A = max|x|`` and ``R = max(x) - min(x)`` its error is below ``8 n**2 eps
+  var + 8 n eps A R + 4 (n eps A)**2`` (plus ``8 n`` subnormal units), the bound
+  tests/test_stats_exact.py checks: the ``A R`` term is the means' rounding in a merge, so
+  ``1e9 + N(0, 1)`` keeps its variance to about 1e-7 relative, not to 1e-16.
 - count, nan_count, min, max and the histogram are exact; ``hist`` equals ``numpy.histogram``
   bin for bin; ``hist_below``/``hist_above`` count the non-NaN values outside the range.
 - Refused before any work (see :mod:`hpcapp.kernels.stats_params`): histogram parameters that
