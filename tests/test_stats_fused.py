@@ -267,3 +267,16 @@ def test_values_on_edges_are_settled_by_the_exact_path():
     assert (slots(edge_values("float32", 64, (0.1, 0.7))) < 0).mean() > 0.5
     mids = np.linspace(0.1, 0.7, 1001, dtype=np.float32)[1:-1] + np.float32(0.3 / 64)
     assert (slots(mids) >= 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("bad_scale", [np.inf, np.nan, -1e30, 1e30])
+def test_a_wrong_plan_cannot_count_outside_the_histogram(bad_scale):
+    # The float32 range 0,1e-37 once made bins / width infinite and the loop wrote out of bounds.
+    guide, lo, scale, step, edges32 = _fused.histogram_plan("<f4", 64, 0.0, 1.0)
+    wrong = (*guide[:4], np.float32(bad_scale), *guide[5:])
+    data = np.random.default_rng(6).random((300_000, 2)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        got = _fused.chunk_partial(
+            data, np.dtype(np.float64), 64, (wrong, lo, scale, step, edges32)
+        )
+    assert got["hist"].shape == (2, 64) and got["hist"].sum() == data.size

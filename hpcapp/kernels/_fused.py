@@ -26,12 +26,10 @@ number, falls in it too, and if nearer is corrected like numpy's, against edges 
 ``linspace`` makes them (checked against numpy's own edges). Ranges that fail (narrow for their
 dtype, or far from zero) get ``None``: the caller then uses ``numpy.histogram`` itself.
 
-Bounds: however wrong a plan, no value can index outside the counters. :func:`_bin_index`
-clamps each bin to ``[0, bins - 1]`` (a NaN guess goes to the last bin) and :func:`_exact_bin`
-clamps its answer likewise; :func:`chunk_partial` checks, before the loop, that every offset
-plus ``bins`` lies inside the counters. :func:`histogram_plan` returns ``None`` when a constant
-of the guess is not finite in its dtype (float32 ``bins / width`` can overflow); the kernel's
-parameter check refuses such ranges anyway. The clamps cost nothing measurable (README).
+Bounds: however wrong a plan, no count lands outside the counters: bins are clamped to ``[0,
+bins - 1]`` (a NaN guess to the last) and :func:`chunk_partial` checks the offsets first; a plan
+whose constants overflow their dtype (float32 ``bins / width``) is ``None`` (also refused by the
+kernel's parameter check). The clamps cost nothing measurable.
 
 Numba caches the compiled code next to this file (``__pycache__``) or, where that is read-only,
 in its user cache; set ``NUMBA_CACHE_DIR`` to choose. Each dtype is compiled on its first use
