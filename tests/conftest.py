@@ -89,5 +89,5 @@ def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: flo
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", max_examples=60, deadline=None)
-settings.register_profile("long", max_examples=2000, deadline=None)
+settings.register_profile("long", max_examples=1000, deadline=None)
 settings.load_profile("ci")

@@ -181,7 +181,9 @@ def _bin_index(xs, ix, offsets, guide, nbins):
         k = k if k <= top else top
         k = k if k >= 0.0 else 0.0
         offset = offsets[i]
-        slot = offset + (np.int32(k) if keep else np.int32(nbins))
+        # Dropped values: below lo in slot nbins, above hi (or NaN) in slot nbins + 1.
+        dropped = np.int32(nbins) if x < lo_cmp else np.int32(nbins + 1)
+        slot = offset + (np.int32(k) if keep else dropped)
         ix[i] = ~offset if unsure else slot
 
 
@@ -227,7 +229,7 @@ def formula_edges(step, lo, nbins, edges32):
 @njit(**_JIT)
 def fused_stats(
     flat, n_cols, lanes, zero, big, small, hist_on, guide, lo, scale, step, nbins, edges32,
-    offsets, count, total, mean, m2, low, high, hist,
+    offsets, count, total, mean, m2, low, high, hist, outside,
 ):  # fmt: skip
     """Fill the per-column outputs of one C-ordered (rows x n_cols) chunk, given flat."""
     n = flat.size
@@ -249,7 +251,7 @@ def fused_stats(
         shift[lane] = shift[lane % n_cols]
     group = 4 * lanes
     ix = np.empty(group, np.int32)
-    counters = np.zeros(HIST_COPIES * n_cols * (nbins + 1), np.int64)
+    counters = np.zeros(HIST_COPIES * n_cols * (nbins + 2), np.int64)
     n_grouped = n - n % group
     for base in range(0, n_grouped, group):
         xs = flat[base : base + group]
@@ -285,12 +287,14 @@ def fused_stats(
             # Rounding may leave a tiny negative for near-constant columns; NaN stays NaN.
             m2[j] = 0.0 if q < 0.0 else q
     if hist_on:
-        width = nbins + 1
+        width = nbins + 2
         for r in range(HIST_COPIES):
             for j in range(n_cols):
                 start = (r * n_cols + j) * width
                 for k in range(nbins):
                     hist[j, k] += counters[start + k]
+                outside[j, 0] += counters[start + nbins]
+                outside[j, 1] += counters[start + nbins + 1]
 
 
 def _sentinels(dtype: np.dtype) -> tuple[Any, Any]:
@@ -349,7 +353,7 @@ def _offsets(n_cols: int, lanes: int, bins: int) -> np.ndarray:
     """Return each position's counter offset in a group of four segments: its copy and column."""
     position = np.arange(4 * lanes)
     row, col = position // n_cols, position % n_cols
-    return (((row % HIST_COPIES) * n_cols + col) * (bins + 1)).astype(np.int32)
+    return (((row % HIST_COPIES) * n_cols + col) * (bins + 2)).astype(np.int32)
 
 
 _offsets_cached = functools.lru_cache(maxsize=64)(_offsets)
@@ -368,6 +372,7 @@ def chunk_partial(
     m2 = np.zeros(n_cols)
     low = np.full(n_cols, big)
     high = np.full(n_cols, small)
+    outside = np.zeros((n_cols, 2), np.int64)
     if plan is None:
         hist = np.zeros((n_cols, 1), np.int64)
         # Typed as with a histogram, so that both share one compiled specialization.
@@ -382,17 +387,21 @@ def chunk_partial(
         offsets = _offsets_cached(n_cols, lanes, bins)
     guide, lo, scale, step, edges32 = constants
     # Bounds guard for the compiled loop: every slot it can form is inside its counters.
-    slots = HIST_COPIES * n_cols * (hist_bins + 1)
-    if plan is not None and (offsets.size < 4 * lanes or int(offsets.max()) + hist_bins >= slots):
+    slots = HIST_COPIES * n_cols * (hist_bins + 2)
+    if plan is not None and (
+        offsets.size < 4 * lanes or int(offsets.max()) + hist_bins + 1 >= slots
+    ):
         raise ValueError("histogram plan does not match the chunk's columns and bins")
     fused_stats(
         chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, plan is not None,
         guide, lo, scale, step, hist_bins, edges32, offsets,
-        count, total, mean, m2, low, high, hist,
+        count, total, mean, m2, low, high, hist, outside,
     )  # fmt: skip
     partial = {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
     if plan is not None:
         partial["hist"] = hist
+        partial["hist_below"] = outside[:, 0].copy()
+        partial["hist_above"] = outside[:, 1] - (chunk.shape[0] - count)  # less the NaNs
     return partial
 
 

@@ -27,31 +27,44 @@ def _normalize(limbs):
             limbs[j, k + 1] += carry
 
 
+@njit(inline="always", **_JIT)
+def _add_value(x, j, pieces, unsigned, s1, s2):
+    """Add one value's pieces and the products of its pieces into column ``j``'s limbs."""
+    if pieces == 1:
+        s1[j, 0] += x
+        s2[j, 0] += x * x
+    elif pieces == 2:
+        a0, a1 = x & _MASK, x >> 16
+        s1[j, 0] += a0
+        s1[j, 1] += a1
+        s2[j, 0] += a0 * a0
+        s2[j, 1] += 2 * a0 * a1
+        s2[j, 2] += a1 * a1
+    else:
+        a0, a1, a2 = x & _MASK, (x >> 16) & _MASK, (x >> 32) & _MASK
+        a3 = (x >> 48) & _MASK if unsigned else x >> 48
+        s1[j, 0] += a0
+        s1[j, 1] += a1
+        s1[j, 2] += a2
+        s1[j, 3] += a3
+        s2[j, 0] += a0 * a0
+        s2[j, 1] += 2 * a0 * a1
+        s2[j, 2] += 2 * a0 * a2 + a1 * a1
+        s2[j, 3] += 2 * (a0 * a3 + a1 * a2)
+        s2[j, 4] += 2 * a1 * a3 + a2 * a2
+        s2[j, 5] += 2 * a2 * a3
+        s2[j, 6] += a3 * a3
+
+
 @njit(**_JIT)
 def _moments(flat, n_cols, pieces, unsigned, s1, s2):
     """Add the pieces of each value and their pairwise products into the limbs ``s1``, ``s2``."""
     n_rows = flat.size // n_cols
-    a = np.zeros(4, np.int64)
     for start in range(0, n_rows, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, n_rows)
         for i in range(start, stop):
             for j in range(n_cols):
-                x = np.int64(flat[i * n_cols + j])
-                if pieces == 1:
-                    a[0] = x
-                elif pieces == 2:
-                    a[0] = x & _MASK
-                    a[1] = x >> 16
-                else:
-                    a[0] = x & _MASK
-                    a[1] = (x >> 16) & _MASK
-                    a[2] = (x >> 32) & _MASK
-                    a[3] = (x >> 48) & _MASK if unsigned else x >> 48
-                for p in range(pieces):
-                    s1[j, p] += a[p]
-                    s2[j, 2 * p] += a[p] * a[p]
-                    for q in range(p + 1, pieces):
-                        s2[j, p + q] += 2 * a[p] * a[q]
+                _add_value(np.int64(flat[i * n_cols + j]), j, pieces, unsigned, s1, s2)
         _normalize(s1)
         _normalize(s2)
 

@@ -84,9 +84,9 @@ def _histograms(chunk: np.ndarray, bins: int, ranges: list[tuple[float, float]])
 def _add_histogram(partial: Partial, chunk: np.ndarray, spec: Histogram) -> None:
     """Put hist, hist_below and hist_above of ``chunk`` into ``partial``."""
     ranges = spec.column_ranges(chunk.shape[1])
-    if "hist" not in partial:
+    if "hist" not in partial:  # the compiled loop counts all three when it bins
         partial["hist"] = _histograms(chunk, spec.bins, ranges)
-    partial["hist_below"], partial["hist_above"] = _outside(chunk, ranges)
+        partial["hist_below"], partial["hist_above"] = _outside(chunk, ranges)
 
 
 def _chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
@@ -127,7 +127,8 @@ def _fused_chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
     if chunk.dtype.kind == "f":
         partial.update(sum=fused["sum"], mean=fused["mean"], m2=fused["m2"])
     if plan is not None:
-        partial["hist"] = fused["hist"]
+        for key in ("hist", "hist_below", "hist_above"):
+            partial[key] = fused[key]
     return partial
 
 

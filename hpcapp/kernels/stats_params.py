@@ -25,7 +25,7 @@ import numpy as np
 # beyond this the histogram alone (4 counter copies x 8 bytes x bins per column in each chunk,
 # bins x 8 bytes per column in every merge message) costs more than the data it describes.
 MAX_BINS = 1 << 24
-# The compiled loop's counter slots are int32: 4 copies x columns x (bins + 1) must stay below.
+# The compiled loop's counter slots are int32: 4 copies x columns x (bins + 2) must stay below.
 MAX_SLOTS = 1 << 31
 HIST_COPIES = 4
 
@@ -139,10 +139,10 @@ def check_params(
                 f"range has {len(pairs)} LO:HI pairs but the data has {n_cols} columns: "
                 "give one pair for all columns or one per column"
             )
-        if HIST_COPIES * n_cols * (bins + 1) >= MAX_SLOTS:
+        if HIST_COPIES * n_cols * (bins + 2) >= MAX_SLOTS:
             raise ValueError(
                 f"a histogram of {n_cols} columns x {bins} bins is too large: "
-                f"columns x (bins + 1) must stay below {MAX_SLOTS // HIST_COPIES}"
+                f"columns x (bins + 2) must stay below {MAX_SLOTS // HIST_COPIES}"
             )
     if dtype is not None:
         data = np.dtype(dtype)
