@@ -16,7 +16,6 @@ sums cannot overflow before the carries are propagated. Nothing here is rounded.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
@@ -79,23 +78,26 @@ def chunk_moments(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s1, s2
 
 
-def to_int(limbs: np.ndarray) -> int:
-    """Return the Python integer held by one row of limbs."""
-    return sum(int(value) << (LIMB_BITS * k) for k, value in enumerate(limbs))
+def _midpoint(a: float, b: float) -> tuple[int, int]:
+    """Return (a + b) / 2 exactly, as an integer numerator and a power-of-two denominator."""
+    pa, qa = a.as_integer_ratio()
+    pb, qb = b.as_integer_ratio()
+    return pa * qb + pb * qa, 2 * qa * qb
 
 
-def sqrt_rounded(value: Fraction) -> float:
-    """Return the float64 nearest to sqrt(value) for a non-negative rational ``value``."""
-    if value == 0:
+def sqrt_rounded(num: int, den: int) -> float:
+    """Return the float64 nearest to sqrt(num / den), for integers num >= 0 and den > 0."""
+    if num == 0:
         return 0.0
-    y = math.sqrt(float(value))
+    y = math.sqrt(num / den)  # int / int is correctly rounded; its sqrt is within an ulp or so
     for _ in range(8):
-        # y is right when value lies between the squares of the midpoints to its neighbours.
-        below = (Fraction(y) + Fraction(math.nextafter(y, 0.0))) / 2
-        above = (Fraction(y) + Fraction(math.nextafter(y, math.inf))) / 2
-        if value < below * below:
+        # y is right when num / den lies between the squares of the midpoints to its
+        # neighbours: compared exactly, in integers.
+        low, low_den = _midpoint(y, math.nextafter(y, 0.0))
+        high, high_den = _midpoint(y, math.nextafter(y, math.inf))
+        if num * low_den * low_den < low * low * den:
             y = math.nextafter(y, 0.0)
-        elif value > above * above:
+        elif num * high_den * high_den > high * high * den:
             y = math.nextafter(y, math.inf)
         else:
             break
@@ -108,20 +110,24 @@ def finalize_moments(
     """Return sum (exact integers, as objects), mean, var, std: each correctly rounded."""
     shape = count.shape
     counts = count.reshape(-1)
-    rows1, rows2 = s1.reshape(-1, LIMBS), s2.reshape(-1, LIMBS)
+    # Python ints from the limbs, all columns at once: limb k weighs 2**(16 k).
+    weights = [1 << (LIMB_BITS * k) for k in range(LIMBS)]
+    rows1 = s1.reshape(-1, LIMBS).astype(object) @ weights
+    rows2 = s2.reshape(-1, LIMBS).astype(object) @ weights
     total = np.empty(counts.size, object)
     mean = np.full(counts.size, np.nan)
     var = np.full(counts.size, np.nan)
     std = np.full(counts.size, np.nan)
     for col, n in enumerate(counts.tolist()):
-        sum1, sum2 = to_int(rows1[col]), to_int(rows2[col])
+        sum1, sum2 = int(rows1[col]), int(rows2[col])
         total[col] = sum1
         if n == 0:
             continue
-        exact_var = Fraction(n * sum2 - sum1 * sum1, n * n)
-        mean[col] = float(Fraction(sum1, n))
-        var[col] = float(exact_var)
-        std[col] = sqrt_rounded(exact_var)
+        # int / int is correctly rounded in Python, so these are the exact values rounded once.
+        spread = n * sum2 - sum1 * sum1
+        mean[col] = sum1 / n
+        var[col] = spread / (n * n)
+        std[col] = sqrt_rounded(spread, n * n)
     return total.reshape(shape), mean.reshape(shape), var.reshape(shape), std.reshape(shape)
 
 

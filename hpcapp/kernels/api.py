@@ -37,7 +37,9 @@ def kernel(
     ``finalize(partial, **params) -> dict`` turns the combined partial into the results, once,
     on rank 0. ``generates=True`` marks a kernel with no input that is called as
     ``f(rng, n_rows, **params)``; ``rows_param`` names the parameter giving its total rows.
-    ``validate(**params)`` may raise ValueError to refuse parameters before any work starts.
+    ``validate(**params)`` may raise ValueError to refuse parameters before any work starts;
+    if its signature names ``dtype`` or ``row_shape`` it also gets the input's (numpy dtype
+    string, shape of one row), to refuse what the data cannot take.
     ``per_row`` names keys holding one row per input row (a "map" output): they are written
     in input order to ``/result/<key>`` instead of being combined.
     """

@@ -5,7 +5,7 @@ What is exact, and what is refused:
 - Integer and bool data (bool counts as 0/1, read as uint8): ``sum``, and the sum of squares,
   are exact multi-word integers (:mod:`hpcapp.kernels._exact`) in every chunk and every merge,
   so they never wrap; ``mean``, ``var`` (ddof=0) and ``std`` are the exact values correctly
-  rounded to float64 (Python fractions at finalize). ``sum`` is int64 when every column's sum
+  rounded to float64 (Python integers at finalize). ``sum`` is int64 when every column's sum
   fits, else float64 correctly rounded, with the attribute ``rounded`` on the dataset.
 - Float data: sums in float64 (float16/32 values are exact in it), NaN excluded and counted in
   ``nan_count``, +-inf as numpy's nan-aware functions (mean of [inf, 1] is inf, of [inf, -inf]
