@@ -66,6 +66,8 @@ def _plan(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
         source = inspect_input(config.input)
+        # Again with the input's dtype and shape: a kernel may refuse what the data cannot take.
+        params = kernel.check_params(config.params, dtype=source.dtype, row_shape=source.row_shape)
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "

@@ -85,7 +85,10 @@ def write_output(
                 h5.attrs[key] = value
             group = h5.require_group("result")
             for key, value in results.items():
-                group.create_dataset(key, data=np.asarray(value))
+                dataset = group.create_dataset(key, data=np.asarray(value))
+                # A kernel's note on one result (e.g. why it is rounded): see api.with_attrs.
+                for name, note in getattr(value, "attrs", {}).items():
+                    dataset.attrs[name] = note
             table = timing.copy()
             table[0, write_column] = time.perf_counter() - clock
             dataset = h5.create_dataset("timing", data=table)

@@ -116,3 +116,12 @@ def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: flo
     if nan:
         data[rng.random(shape) < nan] = np.nan
     return data
+
+
+# Property-based tests (hypothesis): few examples by default so CI stays fast; run many more with
+# `pytest --hypothesis-profile=long`.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=60, deadline=None)
+settings.register_profile("long", max_examples=1000, deadline=None)
+settings.load_profile("ci")

@@ -152,9 +152,9 @@ def test_params_are_checked_with_a_suggestion():
     kern = load_kernel("stats")
     with pytest.raises(UsageError, match="did you mean 'bins'"):
         kern.check_params({"bin": 3})
-    with pytest.raises(UsageError, match="range must be LO,HI"):
+    with pytest.raises(UsageError, match="needs LO < HI"):
         kern.check_params({"range": [1, 0]})
-    with pytest.raises(UsageError, match="bins must be a positive integer"):
+    with pytest.raises(UsageError, match="bins must be an integer from 1"):
         kern.check_params({"bins": 0})
 
     @kernel()
@@ -195,3 +195,25 @@ def test_kernels_never_import_mpi():
     for name in ("hpcapp.kernels.api", "hpcapp.kernels.stats", "hpcapp.kernels.montecarlo"):
         text = Path(importlib.util.find_spec(name).origin).read_text(encoding="utf-8")
         assert "mpi4py" not in text, name
+
+
+def test_validate_gets_the_input_dtype_and_row_shape_when_it_asks():
+    seen = {}
+
+    def wants(scale=1, *, dtype=None, row_shape=None):
+        seen.update(scale=scale, dtype=dtype, row_shape=row_shape)
+
+    @kernel(validate=wants)
+    def scaled(chunk, scale=1):
+        return {"s": chunk.sum() * scale}
+
+    kern = from_function(scaled, "scaled")
+    kern.check_params({"scale": 2}, dtype="<f4", row_shape=(3,))
+    assert seen == {"scale": 2, "dtype": "<f4", "row_shape": (3,)}
+
+    def plain(scale=1):
+        seen.update(plain=scale)
+
+    scaled.validate = plain
+    from_function(scaled, "scaled").check_params({"scale": 5}, dtype="<f4", row_shape=(3,))
+    assert seen["plain"] == 5

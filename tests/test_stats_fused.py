@@ -9,7 +9,7 @@ from conftest import REPO, clean_env, read_results, run_cli, write_dataset
 
 from hpcapp.kernels import _fused
 from hpcapp.kernels import stats as stats_module
-from hpcapp.kernels.stats import _numpy_chunk_stats, finalize_stats, merge_stats, stats
+from hpcapp.kernels.stats import finalize_stats, merge_stats, stats
 
 INT_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 ALL_DTYPES = [*INT_DTYPES, "float16", "float32", "float64"]
@@ -116,7 +116,7 @@ def test_int64_near_two_to_the_53_bins_like_numpy():
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (1, 4), (255,), (1025, 1), (1030, 3), (300, 8), (9, 300)])
-def test_partial_keys_dtypes_and_exact_values_match_numpy(dtype, shape):
+def test_partial_keys_dtypes_and_exact_values_match_numpy(dtype, shape, monkeypatch):
     rng = np.random.default_rng(11)
     dt = np.dtype(dtype)
     if dt.kind == "f":
@@ -125,18 +125,19 @@ def test_partial_keys_dtypes_and_exact_values_match_numpy(dtype, shape):
     else:
         data = rng.integers(0, min(np.iinfo(dt).max, 200), size=shape).astype(dt)
     got = stats(data, bins=16, range=[0.0, 1.0])
-    columns = data.reshape(len(data), -1)
-    expected = _numpy_chunk_stats(columns, 16, (0.0, 1.0))
-    if data.ndim == 1:
-        expected = {key: value[0] for key, value in expected.items()}
-    assert list(got) == list(expected)
+    monkeypatch.setattr(stats_module, "FUSED_MIN_VALUES", data.size + 1)
+    expected = stats(data, bins=16, range=[0.0, 1.0])
+    assert sorted(got) == sorted(expected)
     for key, value in expected.items():
         assert np.asarray(got[key]).dtype == value.dtype, key
         assert np.shape(got[key]) == np.shape(value), key
-    for key in ("count", "nan_count", "min", "max", "hist"):
+    exact = ["count", "nan_count", "min", "max", "hist", "hist_below", "hist_above"]
+    if dt.kind != "f":
+        exact += ["s1", "s2"]  # exact integers in their unique normal form: bitwise equal
+    for key in exact:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     rtol = {"float16": 1e-3, "float32": 1e-6}.get(dtype, 1e-12)
-    for key in ("sum", "mean", "m2"):
+    for key in ("sum", "mean", "m2") if dt.kind == "f" else ():
         np.testing.assert_allclose(got[key], expected[key], rtol=rtol, atol=1e-12, err_msg=key)
 
 
@@ -163,11 +164,12 @@ def test_infinities_are_counted_and_poison_only_the_moments():
     np.testing.assert_array_equal(got["hist"], numpy_hist(data, 3, (0, 3)))
 
 
-def test_unsigned_sums_wrap_like_numpy():
+def test_unsigned_sums_are_exact_and_do_not_wrap():
     data = np.full((1000, 2), 2**63 + 5, dtype=np.uint64)
-    got = stats(data)
-    assert got["sum"].dtype == np.uint64
-    assert got["sum"].tolist() == data.sum(axis=0, dtype=np.uint64).tolist()
+    got = finalize_stats(stats(data))
+    assert got["sum"].dtype == np.float64 and "rounded" in got["sum"].attrs
+    assert got["sum"].tolist() == [float(1000 * (2**63 + 5))] * 2
+    assert got["mean"].tolist() == [float(2**63 + 5)] * 2 and got["var"].tolist() == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("shift", [1e9, -3e7])
@@ -265,3 +267,16 @@ def test_values_on_edges_are_settled_by_the_exact_path():
     assert (slots(edge_values("float32", 64, (0.1, 0.7))) < 0).mean() > 0.5
     mids = np.linspace(0.1, 0.7, 1001, dtype=np.float32)[1:-1] + np.float32(0.3 / 64)
     assert (slots(mids) >= 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("bad_scale", [np.inf, np.nan, -1e30, 1e30])
+def test_a_wrong_plan_cannot_count_outside_the_histogram(bad_scale):
+    # The float32 range 0,1e-37 once made bins / width infinite and the loop wrote out of bounds.
+    guide, lo, scale, step, edges32 = _fused.histogram_plan("<f4", 64, 0.0, 1.0)
+    wrong = (*guide[:4], np.float32(bad_scale), *guide[5:])
+    data = np.random.default_rng(6).random((300_000, 2)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        got = _fused.chunk_partial(
+            data, np.dtype(np.float64), 64, (wrong, lo, scale, step, edges32)
+        )
+    assert got["hist"].shape == (2, 64) and got["hist"].sum() == data.size

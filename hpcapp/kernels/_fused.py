@@ -26,6 +26,11 @@ number, falls in it too, and if nearer is corrected like numpy's, against edges 
 ``linspace`` makes them (checked against numpy's own edges). Ranges that fail (narrow for their
 dtype, or far from zero) get ``None``: the caller then uses ``numpy.histogram`` itself.
 
+Bounds: however wrong a plan, no count lands outside the counters: bins are clamped to ``[0,
+bins - 1]`` (a NaN guess to the last) and :func:`chunk_partial` checks the offsets first; a plan
+whose constants overflow their dtype (float32 ``bins / width``) is ``None`` (also refused by the
+kernel's parameter check). The clamps cost nothing measurable.
+
 Numba caches the compiled code next to this file (``__pycache__``) or, where that is read-only,
 in its user cache; set ``NUMBA_CACHE_DIR`` to choose. Each dtype is compiled on its first use
 (2-3 s), then loaded from the cache (about 0.3 s per process with the numba import); cache files
@@ -172,9 +177,13 @@ def _bin_index(xs, ix, offsets, guide, nbins):
         # Within sure of 1/2, the guess is farther than tol from a whole number and its bin is
         # the edges' bin (see histogram_plan); otherwise _scatter asks _exact_bin.
         unsure = abs((guess - k) - half) > sure
-        k = min(k, top)
+        # Bounds guard: whatever the plan, k is a bin of this column (NaN goes to the top).
+        k = k if k <= top else top
+        k = k if k >= 0.0 else 0.0
         offset = offsets[i]
-        slot = offset + (np.int32(k) if keep else np.int32(nbins))
+        # Dropped values: below lo in slot nbins, above hi (or NaN) in slot nbins + 1.
+        dropped = np.int32(nbins) if x < lo_cmp else np.int32(nbins + 1)
+        slot = offset + (np.int32(k) if keep else dropped)
         ix[i] = ~offset if unsure else slot
 
 
@@ -220,7 +229,7 @@ def formula_edges(step, lo, nbins, edges32):
 @njit(**_JIT)
 def fused_stats(
     flat, n_cols, lanes, zero, big, small, hist_on, guide, lo, scale, step, nbins, edges32,
-    offsets, count, total, mean, m2, low, high, hist,
+    offsets, count, total, mean, m2, low, high, hist, outside,
 ):  # fmt: skip
     """Fill the per-column outputs of one C-ordered (rows x n_cols) chunk, given flat."""
     n = flat.size
@@ -242,7 +251,7 @@ def fused_stats(
         shift[lane] = shift[lane % n_cols]
     group = 4 * lanes
     ix = np.empty(group, np.int32)
-    counters = np.zeros(HIST_COPIES * n_cols * (nbins + 1), np.int64)
+    counters = np.zeros(HIST_COPIES * n_cols * (nbins + 2), np.int64)
     n_grouped = n - n % group
     for base in range(0, n_grouped, group):
         xs = flat[base : base + group]
@@ -278,12 +287,14 @@ def fused_stats(
             # Rounding may leave a tiny negative for near-constant columns; NaN stays NaN.
             m2[j] = 0.0 if q < 0.0 else q
     if hist_on:
-        width = nbins + 1
+        width = nbins + 2
         for r in range(HIST_COPIES):
             for j in range(n_cols):
                 start = (r * n_cols + j) * width
                 for k in range(nbins):
                     hist[j, k] += counters[start + k]
+                outside[j, 0] += counters[start + nbins]
+                outside[j, 1] += counters[start + nbins + 1]
 
 
 def _sentinels(dtype: np.dtype) -> tuple[Any, Any]:
@@ -333,6 +344,8 @@ def histogram_plan(dtype_str: str, bins: int, lo: float, hi: float) -> tuple[Any
     below_one = np.nextafter(work(1) - tol, work(0))
     sure = np.nextafter(min(half - tol, below_one - half), work(0))
     guide = (work(0), work(lo_cmp), work(hi_cmp), work(lo), work(scale), half, sure)
+    if not all(np.isfinite(guide)) or not work(scale) > 0:
+        return None  # the scale overflows the guess's dtype (refused by the parameter check)
     return (*guide, work(bins - 1)), lo, scale, step, edges32
 
 
@@ -340,7 +353,7 @@ def _offsets(n_cols: int, lanes: int, bins: int) -> np.ndarray:
     """Return each position's counter offset in a group of four segments: its copy and column."""
     position = np.arange(4 * lanes)
     row, col = position // n_cols, position % n_cols
-    return (((row % HIST_COPIES) * n_cols + col) * (bins + 1)).astype(np.int32)
+    return (((row % HIST_COPIES) * n_cols + col) * (bins + 2)).astype(np.int32)
 
 
 _offsets_cached = functools.lru_cache(maxsize=64)(_offsets)
@@ -359,6 +372,7 @@ def chunk_partial(
     m2 = np.zeros(n_cols)
     low = np.full(n_cols, big)
     high = np.full(n_cols, small)
+    outside = np.zeros((n_cols, 2), np.int64)
     if plan is None:
         hist = np.zeros((n_cols, 1), np.int64)
         # Typed as with a histogram, so that both share one compiled specialization.
@@ -372,14 +386,22 @@ def chunk_partial(
         hist_bins = bins
         offsets = _offsets_cached(n_cols, lanes, bins)
     guide, lo, scale, step, edges32 = constants
+    # Bounds guard for the compiled loop: every slot it can form is inside its counters.
+    slots = HIST_COPIES * n_cols * (hist_bins + 2)
+    if plan is not None and (
+        offsets.size < 4 * lanes or int(offsets.max()) + hist_bins + 1 >= slots
+    ):
+        raise ValueError("histogram plan does not match the chunk's columns and bins")
     fused_stats(
         chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, plan is not None,
         guide, lo, scale, step, hist_bins, edges32, offsets,
-        count, total, mean, m2, low, high, hist,
+        count, total, mean, m2, low, high, hist, outside,
     )  # fmt: skip
     partial = {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
     if plan is not None:
         partial["hist"] = hist
+        partial["hist_below"] = outside[:, 0].copy()
+        partial["hist_above"] = outside[:, 1] - (chunk.shape[0] - count)  # less the NaNs
     return partial
 
 
@@ -387,8 +409,12 @@ def precompile() -> str:
     """Compile (or load from the cache) the loops for every dtype; return the cache directory."""
     for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"):
         dtype = np.dtype(code)
-        acc = np.dtype({"i": np.int64, "u": np.uint64, "f": np.float64}[dtype.kind])
+        acc = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
         chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
+        if dtype.kind in "iu":
+            from hpcapp.kernels import _fused_exact
+
+            _fused_exact.chunk_moments(np.zeros((8, 1), dtype))
     cache = getattr(fused_stats, "_cache", None)
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
 

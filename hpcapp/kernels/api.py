@@ -38,7 +38,9 @@ def kernel(
     ``finalize(partial, **params) -> dict`` turns the combined partial into the results, once,
     on rank 0. ``generates=True`` marks a kernel with no input that is called as
     ``f(rng, n_rows, **params)``; ``rows_param`` names the parameter giving its total rows.
-    ``validate(**params)`` may raise ValueError to refuse parameters before any work starts.
+    ``validate(**params)`` may raise ValueError to refuse parameters before any work starts;
+    if its signature names ``dtype`` or ``row_shape`` it also gets the input's (numpy dtype
+    string, shape of one row), to refuse what the data cannot take.
     ``per_row`` names keys holding one row per input row (a "map" output): they are written
     in input order to ``/result/<key>`` instead of being combined.
     ``prepare(dtype, chunk_shape, params)`` (optional) runs once per rank before the first
@@ -77,8 +79,18 @@ class Kernel:
     per_row: tuple[str, ...] = ()
     prepare: Callable[..., Any] | None = None
 
-    def check_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the full parameter set, refusing unknown or missing names."""
+    def check_params(
+        self,
+        given: Mapping[str, Any],
+        *,
+        dtype: Any = None,
+        row_shape: tuple[int, ...] | None = None,
+    ) -> dict[str, Any]:
+        """Return the full parameter set, refusing unknown or missing names.
+
+        ``dtype`` and ``row_shape`` describe the input; they go to the kernel's validate
+        function when its signature names them, so it can refuse what the data cannot take.
+        """
         known = list(self.defaults) + list(self.required)
         if not self.accepts_any:
             for name in given:
@@ -99,7 +111,10 @@ class Kernel:
         params = {**self.defaults, **given}
         if self.validate is not None:
             try:
-                call_with_params(self.validate, (), params)
+                names = inspect.signature(self.validate).parameters
+                data = {"dtype": dtype, "row_shape": row_shape}
+                extra = {k: v for k, v in data.items() if v is not None and k in names}
+                call_with_params(self.validate, (), {**params, **extra})
             except (ValueError, TypeError) as exc:
                 raise UsageError(f"kernel {self.name!r}: {exc}") from None
         return params
@@ -133,14 +148,55 @@ class Kernel:
 
     def finish(self, partial: Partial, params: Mapping[str, Any]) -> Partial:
         """Turn the combined partial into the results (once, on rank 0)."""
-        import numpy as np
 
         if self.finalize is None:
             return partial
         results = call_with_params(self.finalize, (partial,), params)
         if not isinstance(results, Mapping):
             raise KernelError(f"finalize of kernel {self.name!r} returned {type(results)}")
-        return {key: np.asarray(value) for key, value in results.items()}
+        return {key: _keep_attrs(value) for key, value in results.items()}
+
+
+class ResultArray:
+    """Marker base: see :func:`with_attrs`."""
+
+
+def with_attrs(array: Any, **attrs: Any) -> Any:
+    """Return ``array`` as an ndarray carrying HDF5 attributes for its result dataset.
+
+    A finalize function may return such arrays; the writer stores ``attrs`` on the dataset
+    (e.g. ``rounded``: why the value is not exact). Plain arrays have none.
+    """
+    import numpy as np
+
+    marked = np.asarray(array).view(_attrs_array_type())
+    marked.attrs = dict(attrs)
+    return marked
+
+
+def _attrs_array_type() -> type:
+    """Return the ndarray subclass that carries ``attrs`` (built late: numpy imports late)."""
+    global _ATTRS_ARRAY
+    if _ATTRS_ARRAY is None:
+        import numpy as np
+
+        class AttrsArray(np.ndarray, ResultArray):
+            """An ndarray with HDF5 attributes for its result dataset."""
+
+            attrs: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance
+
+        _ATTRS_ARRAY = AttrsArray
+    return _ATTRS_ARRAY
+
+
+_ATTRS_ARRAY: type | None = None
+
+
+def _keep_attrs(value: Any) -> Any:
+    """Return ``value`` as an array, keeping a :func:`with_attrs` array as it is."""
+    import numpy as np
+
+    return value if isinstance(value, ResultArray) else np.asarray(value)
 
 
 def call_with_params(func: Callable[..., Any], args: tuple, params: Mapping[str, Any]) -> Any:

@@ -1,11 +1,31 @@
 """The ``stats`` kernel: per-column count, NaN count, sum, mean, variance, min, max, histogram.
 
-Means and variances travel as (count, mean, M2) and merge with the pairwise update of Chan,
-Golub and LeVeque, so a column with a large offset keeps an accurate variance. A chunk's own
-partial comes from one compiled pass over the chunk (:mod:`hpcapp.kernels._fused`, numba,
-imported on the first such chunk). Small chunks, float16 and non-native byte orders take the
-numpy path below (a two-pass M2 around the chunk mean). Both paths give numpy's histogram
-exactly; which one a chunk takes depends only on its size and dtype, never on the rank count.
+What is exact, and what is refused:
+
+- Integer and bool data (bool counts as 0/1, read as uint8): ``sum``, and the sum of squares,
+  are exact multi-word integers (:mod:`hpcapp.kernels._exact`) in every chunk and every merge,
+  so they never wrap; ``mean``, ``var`` (ddof=0) and ``std`` are the exact values correctly
+  rounded to float64 (Python integers at finalize). ``sum`` is int64 when every column's sum
+  fits, else float64 correctly rounded, with the attribute ``rounded`` on the dataset.
+- Float data: sums in float64 (float16/32 values are exact in it), NaN excluded and counted in
+  ``nan_count``, +-inf as numpy's nan-aware functions (mean of [inf, 1] is inf, of [inf, -inf]
+  nan; var with an inf is nan). ``mean`` is sum / count, off by at most about
+  ``n * 2**-53 * mean(|x|)``. var comes from shifted sums (compiled path) or deviations from
+  the chunk mean (numpy path), merged with the update of Chan, Golub and LeVeque; with
+  ``eps = 2**-53``, ``A = max|x|`` and ``R = max(x) - min(x)`` its error is below ``8 n**2 eps
+  var + 8 n eps A R + 4 (n eps A)**2`` (plus ``8 n`` subnormal units), the bound
+  tests/test_stats_exact.py checks: the ``A R`` term is the means' rounding in a merge, so
+  ``1e9 + N(0, 1)`` keeps its variance to about 1e-7 relative, not to 1e-16.
+- count, nan_count, min, max and the histogram are exact; ``hist`` equals ``numpy.histogram``
+  bin for bin; ``hist_below``/``hist_above`` count the non-NaN values outside the range.
+- Refused before any work (see :mod:`hpcapp.kernels.stats_params`): histogram parameters that
+  numpy would refuse or that do not fit the data's float type.
+
+Results are native-endian and their dtypes depend only on the input dtype, never on the number
+of chunks: a non-native input is swapped to native order before anything else. A chunk's partial
+comes from one compiled pass (:mod:`hpcapp.kernels._fused`, numba, imported on the first chunk of
+``FUSED_MIN_VALUES`` values or more); small chunks and float16 take the numpy path below. Both
+give the same exact parts bitwise; which one a chunk takes depends only on its size and dtype.
 """
 
 from __future__ import annotations
@@ -14,180 +34,209 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp.kernels.api import Partial, kernel
-
-
-def _sum_dtype(dtype: np.dtype) -> np.dtype:
-    """Return the accumulator for sums: exact 64-bit integers for integers, float64 otherwise."""
-    if dtype.kind == "i":
-        return np.dtype(np.int64)
-    if dtype.kind == "u":
-        return np.dtype(np.uint64)
-    return np.dtype(np.float64)
-
-
-def check_params(bins: int = 64, range: Any = None) -> tuple[float, float] | None:
-    """Validate the histogram parameters; return the range, or ``None`` for no histogram."""
-    value_range = range
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}")
-    if value_range is None:
-        return None
-    if (
-        not isinstance(value_range, (list, tuple))
-        or len(value_range) != 2
-        or not all(isinstance(v, (int, float)) for v in value_range)
-        or not float(value_range[0]) < float(value_range[1])
-    ):
-        raise ValueError(f"range must be LO,HI with LO < HI, got {value_range!r}")
-    return float(value_range[0]), float(value_range[1])
-
+from hpcapp.kernels import _exact
+from hpcapp.kernels.api import Partial, kernel, with_attrs
+from hpcapp.kernels.stats_params import Histogram, check_params, edge_dtype
 
 # Chunks of fewer values take the numpy path: they come from small inputs (or a small
 # --chunk-rows), where importing numba and loading its compiled loops (~0.3 s per process, more
 # on a busy node) would cost more than the compiled pass saves.
 FUSED_MIN_VALUES = 1 << 17
 
+ROUNDED_NOTE = "the exact integer sum does not fit int64: stored as float64, correctly rounded"
+
+
+def native(chunk: np.ndarray) -> np.ndarray:
+    """Return ``chunk`` in native byte order, bool as uint8 0/1."""
+    if chunk.dtype.kind == "b":
+        return chunk.view(np.uint8)
+    if not chunk.dtype.isnative:
+        return chunk.astype(chunk.dtype.newbyteorder("="))
+    return chunk
+
 
 def _fused_dtype(dtype: np.dtype) -> bool:
-    """Return whether the compiled pass handles ``dtype`` (native-order integers, float32/64)."""
+    """Return whether the compiled pass handles ``dtype`` (native integers, float32/64)."""
     return dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64))
 
 
-def _histograms(
-    chunk: np.ndarray, valid: np.ndarray | None, bins: int, value_range: tuple[float, float]
-) -> np.ndarray:
+def _outside(chunk: np.ndarray, ranges: list[tuple[float, float]]) -> tuple[np.ndarray, ...]:
+    """Count per column the values below LO and above HI, compared as numpy.histogram does."""
+    work = edge_dtype(chunk.dtype)
+    lo = np.array([r[0] for r in ranges], work)
+    hi = np.array([r[1] for r in ranges], work)
+    below = (chunk < lo).sum(axis=0, dtype=np.int64)
+    above = (chunk > hi).sum(axis=0, dtype=np.int64)
+    return below, above
+
+
+def _histograms(chunk: np.ndarray, bins: int, ranges: list[tuple[float, float]]) -> np.ndarray:
     """Return numpy.histogram of each column's non-NaN values, as (columns x bins) int64."""
     hist = np.empty((chunk.shape[1], bins), dtype=np.int64)
-    for col in range(chunk.shape[1]):
-        column = chunk[:, col] if valid is None else chunk[valid[:, col], col]
+    for col, value_range in enumerate(ranges):
+        column = chunk[:, col]
+        if chunk.dtype.kind == "f":
+            column = column[~np.isnan(column)]
         hist[col] = np.histogram(column, bins=bins, range=value_range)[0]
     return hist
 
 
-def _chunk_stats(chunk: np.ndarray, bins: int, value_range: tuple[float, float] | None) -> Partial:
-    """Compute the partial of a 2-D chunk (rows x columns)."""
-    if chunk.size < FUSED_MIN_VALUES or not _fused_dtype(chunk.dtype):
-        return _numpy_chunk_stats(chunk, bins, value_range)
+def _add_histogram(partial: Partial, chunk: np.ndarray, spec: Histogram) -> None:
+    """Put hist, hist_below and hist_above of ``chunk`` into ``partial``."""
+    ranges = spec.column_ranges(chunk.shape[1])
+    if "hist" not in partial:  # the compiled loop counts all three when it bins
+        partial["hist"] = _histograms(chunk, spec.bins, ranges)
+        partial["hist_below"], partial["hist_above"] = _outside(chunk, ranges)
+
+
+def _chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
+    """Compute the partial of a 2-D native chunk (rows x columns)."""
+    fused = chunk.size >= FUSED_MIN_VALUES and _fused_dtype(chunk.dtype)
+    partial = _fused_chunk_stats(chunk, spec) if fused else _numpy_chunk_stats(chunk)
+    if chunk.dtype.kind in "iu":
+        moments = _fused_moments if fused else _exact.chunk_moments
+        partial["s1"], partial["s2"] = moments(chunk)
+    if spec is not None:
+        _add_histogram(partial, chunk, spec)
+    return partial
+
+
+def _fused_moments(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the exact integer moments from the compiled loop."""
+    from hpcapp.kernels import _fused_exact
+
+    return _fused_exact.chunk_moments(chunk)
+
+
+def _fused_chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
+    """Compute the partial of a large chunk in one compiled pass."""
     from hpcapp.kernels import _fused  # numba: paid by the first chunk, not by `import hpcapp`
 
     plan = None
-    if value_range is not None:
-        plan = _fused.histogram_plan(chunk.dtype.str, bins, *value_range)
-    fused = _fused.chunk_partial(np.ascontiguousarray(chunk), _sum_dtype(chunk.dtype), bins, plan)
+    if spec is not None and spec.shared:
+        plan = _fused.histogram_plan(chunk.dtype.str, spec.bins, *spec.ranges[0])
+    acc = np.dtype(np.float64) if chunk.dtype.kind == "f" else np.dtype(np.int64)
+    bins = spec.bins if spec is not None else 1
+    fused = _fused.chunk_partial(np.ascontiguousarray(chunk), acc, bins, plan)
     partial: Partial = {
         "count": fused["count"],
         "nan_count": chunk.shape[0] - fused["count"],
-        "sum": fused["sum"],
-        "mean": fused["mean"],
-        "m2": fused["m2"],
         "min": fused["min"],
         "max": fused["max"],
     }
+    if chunk.dtype.kind == "f":
+        partial.update(sum=fused["sum"], mean=fused["mean"], m2=fused["m2"])
     if plan is not None:
-        partial["hist"] = fused["hist"]
-    elif value_range is not None:
-        # A range so narrow for its dtype that rounding could move a value by a bin: numpy
-        # itself decides, value by value.
-        valid = ~np.isnan(chunk) if chunk.dtype.kind == "f" else None
-        partial["hist"] = _histograms(chunk, valid, bins, value_range)
+        for key in ("hist", "hist_below", "hist_above"):
+            partial[key] = fused[key]
     return partial
 
 
-def _numpy_chunk_stats(
-    chunk: np.ndarray, bins: int, value_range: tuple[float, float] | None
-) -> Partial:
+def _numpy_chunk_stats(chunk: np.ndarray) -> Partial:
     """Compute the partial of a 2-D chunk with numpy calls (small chunks, float16)."""
     n_cols = chunk.shape[1]
-    acc = _sum_dtype(chunk.dtype)
-    if chunk.dtype.kind == "f":
-        valid = ~np.isnan(chunk)
-        count = valid.sum(axis=0, dtype=np.int64)
-        nan_count = chunk.shape[0] - count
-        has_nan = bool(nan_count.any())
-    else:
-        valid = None
-        count = np.full(n_cols, chunk.shape[0], dtype=np.int64)
-        nan_count = np.zeros(n_cols, dtype=np.int64)
-        has_nan = False
+    if chunk.dtype.kind != "f":
+        return {
+            "count": np.full(n_cols, chunk.shape[0], dtype=np.int64),
+            "nan_count": np.zeros(n_cols, dtype=np.int64),
+            "min": chunk.min(axis=0, initial=np.iinfo(chunk.dtype).max),
+            "max": chunk.max(axis=0, initial=np.iinfo(chunk.dtype).min),
+        }
+    valid = ~np.isnan(chunk)
+    count = valid.sum(axis=0, dtype=np.int64)
+    has_nan = bool((count < chunk.shape[0]).any())
     values = np.where(valid, chunk, 0) if has_nan else chunk
-    total = values.sum(axis=0, dtype=acc)
-    safe_count = np.maximum(count, 1)
-    mean = total.astype(np.float64) / safe_count
-    deviation = values - mean if not has_nan else np.where(valid, values - mean, 0.0)
+    with np.errstate(invalid="ignore"):  # inf - inf: that sum, and the variance, are NaN
+        total = values.sum(axis=0, dtype=np.float64)
+        mean = total / np.maximum(count, 1)
+        deviation = values - mean if not has_nan else np.where(valid, values - mean, 0.0)
     m2 = np.einsum("ij,ij->j", deviation, deviation, dtype=np.float64)
-    if chunk.dtype.kind == "f":
-        big = np.array(np.inf, dtype=chunk.dtype)
-        low = np.where(count > 0, np.fmin.reduce(chunk, axis=0), big)
-        high = np.where(count > 0, np.fmax.reduce(chunk, axis=0), -big)
-    else:
-        low, high = chunk.min(axis=0), chunk.max(axis=0)
-    partial: Partial = {
+    big = np.array(np.inf, dtype=chunk.dtype)
+    return {
         "count": count,
-        "nan_count": nan_count.astype(np.int64),
+        "nan_count": chunk.shape[0] - count,
         "sum": total,
         "mean": np.where(count > 0, mean, 0.0),
         "m2": m2,
-        "min": low.astype(chunk.dtype),
-        "max": high.astype(chunk.dtype),
+        "min": np.fmin.reduce(chunk, axis=0, initial=big).astype(chunk.dtype),
+        "max": np.fmax.reduce(chunk, axis=0, initial=-big).astype(chunk.dtype),
     }
-    if value_range is not None:
-        partial["hist"] = _histograms(chunk, valid if has_nan else None, bins, value_range)
-    return partial
 
 
 def merge_stats(left: Partial, right: Partial) -> Partial:
-    """Combine two partials: Chan's update for mean and M2, sums, minima, maxima, counts."""
+    """Combine two partials: exact limbs or Chan's update, sums, minima, maxima, counts."""
     count = left["count"] + right["count"]
-    safe = np.maximum(count, 1)
-    delta = right["mean"] - left["mean"]
-    weight = right["count"] / safe
     merged = {
         "count": count,
         "nan_count": left["nan_count"] + right["nan_count"],
-        "sum": left["sum"] + right["sum"],
-        "mean": np.where(count > 0, left["mean"] + delta * weight, 0.0),
-        "m2": left["m2"] + right["m2"] + delta * delta * (left["count"] * weight),
         "min": np.minimum(left["min"], right["min"]),
         "max": np.maximum(left["max"], right["max"]),
     }
-    if "hist" in left:
-        merged["hist"] = left["hist"] + right["hist"]
+    if "s1" in left:
+        merged["s1"] = _exact.add(left["s1"], right["s1"])
+        merged["s2"] = _exact.add(left["s2"], right["s2"])
+    else:
+        safe = np.maximum(count, 1)
+        with np.errstate(invalid="ignore"):  # inf - inf between means: the m2 is NaN already
+            delta = right["mean"] - left["mean"]
+            weight = right["count"] / safe
+            merged["sum"] = left["sum"] + right["sum"]
+            merged["mean"] = np.where(count > 0, left["mean"] + delta * weight, 0.0)
+            merged["m2"] = left["m2"] + right["m2"] + delta * delta * (left["count"] * weight)
+    for key in ("hist", "hist_below", "hist_above"):
+        if key in left:
+            merged[key] = left[key] + right[key]
     return merged
 
 
 def finalize_stats(partial: Partial, bins: int = 64, range: Any = None) -> Partial:
-    """Turn (count, mean, M2, ...) into mean, var (ddof=0), std; NaN where a column is empty."""
+    """Turn the merged partial into count, sum, mean, var (ddof=0), std, min, max, hist."""
     count = partial["count"]
     empty = count == 0
-    var = partial["m2"] / np.maximum(count, 1)
-    results: Partial = {
-        "count": count,
-        "nan_count": partial["nan_count"],
-        "sum": partial["sum"],
-        "mean": np.where(empty, np.nan, partial["mean"]),
-        "var": np.where(empty, np.nan, var),
-        "std": np.where(empty, np.nan, np.sqrt(var)),
-    }
+    results: Partial = {"count": count, "nan_count": partial["nan_count"]}
+    if "s1" in partial:
+        total, mean, var, std = _exact.finalize_moments(count, partial["s1"], partial["s2"])
+        total, rounded = _exact.sum_result(total)
+        results.update(
+            sum=with_attrs(total, rounded=ROUNDED_NOTE) if rounded else total,
+            mean=mean,
+            var=var,
+            std=std,
+        )
+    else:
+        safe = np.maximum(count, 1)
+        var = partial["m2"] / safe
+        results.update(
+            sum=partial["sum"],
+            mean=np.where(empty, np.nan, partial["sum"] / safe),
+            var=np.where(empty, np.nan, var),
+            std=np.where(empty, np.nan, np.sqrt(var)),
+        )
     for key in ("min", "max"):
         value = partial[key]
         results[key] = np.where(empty, np.nan, value) if value.dtype.kind == "f" else value
     if "hist" in partial:
+        spec = check_params(bins, range)
+        assert spec is not None
         dtype = partial["min"].dtype
-        lo, hi = float(range[0]), float(range[1])
         results["hist"] = partial["hist"]
-        results["hist_edges"] = np.histogram_bin_edges(np.empty(0, dtype), bins, (lo, hi))
+        results["hist_below"] = partial["hist_below"]
+        results["hist_above"] = partial["hist_above"]
+        edges = [np.histogram_bin_edges(np.empty(0, dtype), bins, r) for r in spec.ranges]
+        results["hist_edges"] = edges[0] if spec.shared else np.stack(edges)
     return results
 
 
 @kernel(combine=merge_stats, finalize=finalize_stats, validate=check_params)
 def stats(chunk: np.ndarray, bins: int = 64, range: Any = None) -> Partial:
     """Per-column count, nan_count, sum, mean, var, std, min, max; hist if -p range=LO,HI."""
-    value_range = check_params(bins, range)
+    chunk = native(chunk)
+    two_d = chunk.reshape(-1, 1) if chunk.ndim == 1 else chunk
+    spec = check_params(bins, range, dtype=chunk.dtype, row_shape=two_d.shape[1:])
+    partial = _chunk_stats(two_d, spec)
     if chunk.ndim == 1:
-        partial = _chunk_stats(chunk.reshape(-1, 1), bins, value_range)
         return {key: value[0] for key, value in partial.items()}
-    return _chunk_stats(chunk, bins, value_range)
+    return partial
 
 
 from hpcapp.kernels.warmup import prepare_stats  # noqa: E402  (no cycle: it imports late)
