@@ -10,7 +10,16 @@ from pathlib import Path
 from hpcapp.kernels.api import kernel
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "kernel"]
+__all__ = ["__version__", "kernel", "run"]
+
+
+def __getattr__(name: str) -> object:
+    """Import ``hpcapp.run`` on first use: ``import hpcapp`` stays free of MPI and h5py."""
+    if name == "run":
+        from hpcapp.library import run
+
+        return run
+    raise AttributeError(f"module 'hpcapp' has no attribute {name!r}")
 
 
 def _refuse_module_file_as_program() -> None:

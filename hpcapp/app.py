@@ -12,24 +12,23 @@ from typing import Any
 
 from hpcapp import checkpoint, launch
 from hpcapp.cli import plural
-from hpcapp.collective import count_hosts, on_all, on_root, raise_shared
+from hpcapp.collective import count_hosts, on_all, on_root
 from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
 from hpcapp.kernels.api import Kernel
 from hpcapp.launch import thread_warning
-from hpcapp.partition import count_chunks, default_chunk_rows, subtract
-from hpcapp.provenance import digest_of, disagreement, load_with_code
-from hpcapp.reduce import find_overlap, overlap_message
+from hpcapp.partition import count_chunks
+from hpcapp.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
+from hpcapp.provenance import load_with_code
 from hpcapp.slurm import slurm_context
-from hpcapp.source import Source, generated, inspect_input
-from hpcapp.writer import DEMO_ATTR, check_output, iso_utc, params_json, write_output
+from hpcapp.source import Source
+from hpcapp.writer import DEMO_ATTR, iso_utc, params_json, write_output
 
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
 DEMO_RANGE = [-5.0, 5.0]
-GENERATED_CHUNK_ROWS = 1 << 20
 
 
 def say(comm: Any, text: str, stream: Any = None) -> None:
@@ -38,172 +37,44 @@ def say(comm: Any, text: str, stream: Any = None) -> None:
         print(text, file=stream or sys.stdout, flush=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """Everything rank 0 decided before the work starts (small and picklable)."""
+@dataclasses.dataclass
+class Outcome:
+    """What :func:`execute` hands back: rank 0 has the results, the others ``None``."""
 
-    source: Source
-    params: dict[str, Any]
-    chunk_rows: int
-    identity: dict[str, Any]
-    checkpoint_dir: str
-    resume_generation: int | None = None  # None: start fresh
-    resume_parts: tuple[str, ...] = ()
-    finished: bool = False  # --resume, and the output already holds this job's result
+    plan: Plan
+    results: dict[str, Any] | None
+    engine: EngineResult | None  # None when --resume found the job already finished
+    started: float
+    finished_already: bool = False
 
 
-def _plan(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
-    """Check everything about a run before any work (rank 0): params, input, output."""
-    params = kernel.check_params(config.params)
-    if kernel.generates:
-        if config.input:
-            raise UsageError(f"kernel {config.kernel!r} generates its data: it takes no INPUT")
-        n_rows = params.get(kernel.rows_param) if kernel.rows_param else None
-        if not isinstance(n_rows, int) or isinstance(n_rows, bool):
-            raise UsageError(f"kernel {config.kernel!r}: -p {kernel.rows_param} must be an integer")
-        source = generated(n_rows)
-    else:
-        if not config.input:
-            raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
-        source = inspect_input(config.input)
-        # Again with the input's dtype and shape: a kernel may refuse what the data cannot take.
-        params = kernel.check_params(config.params, dtype=source.dtype, row_shape=source.row_shape)
-    if kernel.per_row and config.distribute == "scatter":
-        raise UsageError(
-            f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
-            "own chunks: drop --distribute scatter"
-        )
-    if config.chunk_rows is not None:
-        chunk_rows = config.chunk_rows
-    elif kernel.generates:
-        chunk_rows = GENERATED_CHUNK_ROWS
-    else:
-        chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
-    identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
-    directory = config.checkpoint or checkpoint.default_path(config.output)
-    plan = Plan(source, params, chunk_rows, identity, directory)
-    if config.resume and checkpoint.holds_result(config.output, identity):
-        checkpoint.remove_finished(directory, identity)
-        return dataclasses.replace(plan, finished=True)
-    manifest = checkpoint.read_manifest(directory)
-    if manifest is not None and not config.resume:
-        if not config.overwrite:
-            raise UsageError(
-                f"a checkpoint of an unfinished run is in {directory}: add --resume to continue "
-                "it, or --overwrite to discard it and start over"
-            )
-        checkpoint.remove(directory)
-        manifest = None
-    check_output(config.output, config.overwrite, source.path)
-    if manifest is None:
-        return plan
-    checkpoint.check_identity(directory, manifest["job"], identity)
-    if kernel.per_row and not Path(checkpoint.rows_path(directory)).is_file():
-        raise UsageError(
-            f"checkpoint {directory!r} has lost its per-row outputs (rows.h5): "
-            "run with --overwrite instead of --resume to start over"
-        )
-    generation = int(manifest["generation"])
-    parts = tuple(checkpoint.list_parts(directory, generation))
-    return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
+def execute(
+    comm: Any,
+    config: JobConfig,
+    extra_attrs: dict[str, Any] | None = None,
+    kernel_and_code: tuple[Kernel, dict[str, Any]] | None = None,
+) -> Outcome:
+    """Run a whole job, collective over ``comm``: plan, compute, and write unless no output.
 
-
-def _prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any, int]:
-    """Start a checkpoint, or load one: returns (this rank's nodes, chunks to do, generation).
-
-    On resume every rank loads a share of the saved parts, then all write them again as a new
-    generation, which becomes current only when rank 0 rewrites the manifest: an interruption
-    at any point leaves one complete generation to resume from. Where a job can die, and why
-    resuming from there counts every chunk once:
-
-    - before the commit (loading, or writing generation g+1): the manifest still names g, whose
-      parts are intact; the next resume deletes the g+1 parts first;
-    - after the commit, before generation g is deleted: g+1 is complete (every rank wrote its
-      part before rank 0 committed); the next resume deletes what is left of g;
-    - while running: each rank replaces only its own g+1 part, atomically, with all its nodes
-      (loaded and computed), and the ranks' nodes never overlap, so any mix of their latest
-      parts is a valid state.
-
-    Overlapping nodes are refused all the same, here and in the reduction tree.
+    Errors are raised on every rank alike (``collective``). ``kernel_and_code`` gives a kernel
+    already loaded (``hpcapp.run`` with a function); by default every rank imports
+    ``config.kernel``.
     """
-    directory = plan.checkpoint_dir
-
-    def start() -> None:
-        checkpoint.remove_strays(directory, keep=None)
-        checkpoint.write_manifest(directory, plan.identity, 0)
-
-    if plan.resume_generation is None:
-        on_root(comm, start)
-        return {}, None, 0
-    rank, size = comm.Get_rank(), comm.Get_size()
-    mine = plan.resume_parts[rank::size]
-    # Parts of the next generation left by a run killed before its commit must go before any
-    # rank writes that generation again (a run on fewer ranks would not overwrite them all).
-    on_root(comm, lambda: checkpoint.remove_strays(directory, keep=plan.resume_generation))
-
-    def load() -> tuple[dict, list]:
-        nodes: dict = {}
-        found: list = []  # every node read, a node saved twice included
-        for path in mine:
-            part = checkpoint.read_part(Path(path))
-            found.extend(part)
-            nodes.update(part)
-        return nodes, found
-
-    nodes, found = on_all(comm, load)
-    all_nodes = [node for rank_nodes in comm.allgather(found) for node in rank_nodes]
-    overlap = find_overlap(all_nodes)
-    if overlap is not None:
-        raise_shared(
-            UsageError(
-                f"checkpoint {directory!r} is inconsistent: {overlap_message(*overlap)}. "
-                "Run with --overwrite instead of --resume to start over"
-            )
-        )
-    todo = subtract(n_chunks, checkpoint.node_intervals(all_nodes))
-    generation = plan.resume_generation + 1
-    on_all(comm, lambda: checkpoint.write_part(directory, generation, rank, nodes))
-
-    def commit() -> None:
-        checkpoint.write_manifest(directory, plan.identity, generation)
-        checkpoint.remove_generation(directory, generation - 1)
-
-    on_root(comm, commit)
-    return nodes, todo, generation
-
-
-def _agree_on_code(comm: Any, code: dict[str, Any]) -> None:
-    """Refuse, on every rank, a launch whose ranks imported different kernel code; collective."""
-    from mpi4py import MPI
-
-    digest = digest_of(code)
-    if not comm.allreduce(digest == comm.bcast(digest, root=0), op=MPI.LAND):
-        problem = disagreement(comm.allgather(code))  # only on this error path: whole identities
-        raise_shared(UsageError(problem or "the ranks imported different kernel code"))
-
-
-def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
-    """``hpcapp run``: the whole job, collective over ``comm``. Returns the exit code."""
-    from mpi4py import MPI
-
     with Interrupts() as interrupts:
         started = on_root(comm, time.time)
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
-        kernel, code = on_all(comm, lambda: load_with_code(config.kernel))
-        _agree_on_code(comm, code)
-        plan = on_root(comm, lambda: _plan(config, kernel, code))
+        kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
+        agree_on_code(comm, code)
+        plan = on_root(comm, lambda: plan_job(config, kernel, code))
         if plan.finished:
-            say(
-                comm,
-                f"hpcapp: {config.output} already holds the result of this job: nothing to resume",
-            )
-            return 0
+            results = on_root(comm, lambda: read_results(config.output))
+            return Outcome(plan, results, None, started, finished_already=True)
         hosts, ranks_per_node = count_hosts(comm)
         warning = thread_warning(ranks_per_node)
         if warning:
             say(comm, f"hpcapp: {warning}", sys.stderr)
         n_chunks = count_chunks(plan.source.n_rows, plan.chunk_rows)
-        nodes, todo, generation = _prepare_checkpoint(comm, plan, n_chunks)
+        nodes, todo, generation = prepare_checkpoint(comm, plan, n_chunks)
         if plan.resume_generation is not None:
             left = sum(stop - start for start, stop in todo)
             say(
@@ -211,6 +82,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
                 f"hpcapp: resuming from {plan.checkpoint_dir}: {n_chunks - left} of "
                 f"{n_chunks} chunks were done",
             )
+        directory = plan.checkpoint_dir
         result = run_engine(
             comm,
             kernel,
@@ -221,58 +93,93 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
             todo=todo,
             preloaded=nodes,
             interrupts=interrupts,
-            checkpoint=CheckpointPlan(plan.checkpoint_dir, generation, config.checkpoint_every),
+            checkpoint=directory and CheckpointPlan(directory, generation, config.checkpoint_every),
             schedule=config.schedule,
-            rows_path=checkpoint.rows_path(plan.checkpoint_dir),
+            rows_path=directory and checkpoint.rows_path(directory),
             compression=config.compression,
             progress_every=None if config.quiet else config.progress_every,
         )
+        if config.output is not None:
+            attrs = _provenance(comm, config, plan, result, hosts, started, extra_attrs)
 
-        def write() -> None:
-            from hpcapp import __version__
+            def write() -> None:
+                assert result.results is not None and result.timing is not None
+                assert directory is not None
+                write_output(
+                    config.output,
+                    result.results,
+                    attrs,
+                    result.timing,
+                    TIMING_COLUMNS,
+                    TIMING_COLUMNS.index("write"),
+                    started,
+                    base=checkpoint.rows_path(directory) if kernel.per_row else None,
+                )
+                checkpoint.remove(directory)
 
-            source = plan.source
-            attrs = {
-                "hpcapp_version": __version__,
-                "kernel": config.kernel,
-                "params": params_json(plan.params),
-                "input": source.spec,
-                "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
-                "input_dtype": source.dtype if source.path else "none",
-                "chunk_rows": plan.chunk_rows,
-                "n_chunks": result.n_chunks,
-                "n_ranks": comm.Get_size(),
-                "distribute": config.distribute,
-                "schedule": config.schedule,
-                "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
-                "hosts": hosts,
-                "started": iso_utc(started),
-                "command": " ".join(["hpcapp", *sys.argv[1:]]),
-                "resumed": plan.resume_generation is not None,
-                "job_identity": json.dumps(plan.identity, sort_keys=True),
-                **slurm_context(),
-                **(extra_attrs or {}),
-            }
-            assert result.results is not None and result.timing is not None
-            write_output(
-                config.output,
-                result.results,
-                attrs,
-                result.timing,
-                TIMING_COLUMNS,
-                TIMING_COLUMNS.index("write"),
-                started,
-                base=checkpoint.rows_path(plan.checkpoint_dir) if kernel.per_row else None,
-            )
-            checkpoint.remove(plan.checkpoint_dir)
+            on_root(comm, write)
+    return Outcome(plan, result.results, result, started)
 
-        on_root(comm, write)
-    if comm.Get_rank() == 0:
-        print(
-            summary(
-                config, plan.source, plan.chunk_rows, result, time.time() - started, comm.Get_size()
-            )
+
+def _provenance(
+    comm: Any,
+    config: JobConfig,
+    plan: Plan,
+    result: EngineResult,
+    hosts: int,
+    started: float,
+    extra_attrs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Return the root attributes of the output file: what ran, on what, how, where."""
+    from mpi4py import MPI
+
+    from hpcapp import __version__
+
+    source = plan.source
+    return {
+        "hpcapp_version": __version__,
+        "kernel": config.kernel,
+        "params": params_json(plan.params),
+        "input": source.spec,
+        "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
+        "input_dtype": source.dtype if source.path else "none",
+        "chunk_rows": plan.chunk_rows,
+        "n_chunks": result.n_chunks,
+        "n_ranks": comm.Get_size(),
+        "distribute": config.distribute,
+        "schedule": config.schedule,
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "hosts": hosts,
+        "started": iso_utc(started),
+        "command": " ".join(["hpcapp", *sys.argv[1:]]),
+        "resumed": plan.resume_generation is not None,
+        "job_identity": json.dumps(plan.identity, sort_keys=True),
+        **slurm_context(),
+        **(extra_attrs or {}),
+    }
+
+
+def read_results(path: str) -> dict[str, Any]:
+    """Read every ``/result`` dataset of a finished output file."""
+    import h5py
+
+    with h5py.File(path, "r", locking=False) as h5:
+        return {key: value[()] for key, value in h5["result"].items()}
+
+
+def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
+    """``hpcapp run``: the whole job, collective over ``comm``; rank 0 prints the summary."""
+    outcome = execute(comm, config, extra_attrs)
+    if outcome.finished_already:
+        say(
+            comm, f"hpcapp: {config.output} already holds the result of this job: nothing to resume"
         )
+        return 0
+    if comm.Get_rank() == 0:
+        assert outcome.engine is not None
+        wall = time.time() - outcome.started
+        plan = outcome.plan
+        print(summary(config, plan.source, plan.chunk_rows, outcome.engine, wall, comm.Get_size()))
     return 0
 
 

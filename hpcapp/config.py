@@ -34,7 +34,7 @@ class JobConfig:
     """Everything that defines one ``run``: what to compute, on what, and where to write it."""
 
     kernel: str
-    output: str
+    output: str | None  # None: hpcapp.run returns the results and writes nothing
     input: str | None = None
     chunk_rows: int | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -135,7 +135,9 @@ def load_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConfig:
+def make_job_config(
+    cli: dict[str, Any], file_values: dict[str, Any], output_required: bool = True
+) -> JobConfig:
     """Merge command-line values (``None`` when not given) over config-file values."""
     merged: dict[str, Any] = {}
     for key in CONFIG_KEYS:
@@ -147,7 +149,7 @@ def make_job_config(cli: dict[str, Any], file_values: dict[str, Any]) -> JobConf
     params.update(cli.get("params") or {})
     if not merged["kernel"]:
         raise UsageError("run needs a KERNEL (e.g. `hpcapp run stats data.h5:/x -o out.h5`)")
-    if not merged["output"]:
+    if not merged["output"] and output_required:
         raise UsageError("run needs an output file: -o OUT.h5")
     chunk_rows = merged["chunk_rows"]
     if chunk_rows is not None and chunk_rows <= 0:

@@ -46,6 +46,10 @@ class Interrupts:
         return self.received is not None
 
     def __enter__(self) -> Interrupts:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals (hpcapp.run from a thread)
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         if _early:

@@ -65,7 +65,14 @@ def open_input(source: Source) -> Any:
 
     if source.plugins:
         import_hdf5plugin()
-    return h5py.File(source.path, "r", locking=False, swmr=source.swmr)
+    try:
+        return h5py.File(source.path, "r", locking=False, swmr=source.swmr)
+    except OSError as exc:
+        # The file is already open in this process (hpcapp.run given an h5py.Dataset), with
+        # locking: HDF5 opens it again only with the same locking flags.
+        if "locking flag" not in str(exc):
+            raise
+        return h5py.File(source.path, "r", locking=_locking(), swmr=source.swmr)
 
 
 def inspect_input(spec: str) -> Source:

@@ -52,13 +52,13 @@ def check_run_here(command: list[str]) -> None:
     """
     if command[0] != "run":
         return
-    from hpcapp.app import _plan
     from hpcapp.cli import parse
+    from hpcapp.plan import plan_job
     from hpcapp.provenance import load_with_code
 
     config = dataclasses.replace(parse(command).config, resume=True)
     try:
-        _plan(config, *load_with_code(config.kernel))
+        plan_job(config, *load_with_code(config.kernel))
     except UsageError as exc:
         raise UsageError(
             f"{exc}\n(checked before writing the batch script, as the job would; if the input "

@@ -341,13 +341,13 @@ def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
     import json
 
     from hpcapp import checkpoint
-    from hpcapp.app import _plan
     from hpcapp.cli import parse
-    from hpcapp.kernels.registry import load_kernel
+    from hpcapp.plan import plan_job
+    from hpcapp.provenance import load_with_code
 
     job = ["run", "stats", "sensors.h5:/raw/temperature", "-o", "x.h5"]
     config = parse(job).config
-    plan = _plan(config, load_kernel("stats"))
+    plan = plan_job(config, *load_with_code("stats"))
     checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
     # `run` without --resume refuses to start over a checkpoint ...
     plain = run_cli(job, 1, cwd=sensors)

@@ -1,0 +1,107 @@
+"""``hpcapp.run``: a whole job from Python, on any communicator; the CLI is a layer over it.
+
+    import hpcapp
+    results = hpcapp.run("stats", "data.h5:/temperature", params={"bins": 32, "range": [0, 40]})
+
+Collective: every rank of ``comm`` calls it with the same arguments. Rank 0 gets the results
+(``root=None``: every rank does). A failure on any rank raises the same exception on every rank
+(:class:`hpcapp.errors.UsageError` for bad input, before any work; ``KernelError`` for a kernel
+that fails); nothing aborts the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hpcapp.errors import UsageError
+
+
+def run(
+    kernel: str | Callable[..., Any],
+    input: Any = None,
+    *,
+    comm: Any = None,
+    params: Mapping[str, Any] | None = None,
+    output: str | None = None,
+    chunk_rows: int | None = None,
+    schedule: str = "static",
+    distribute: str = "read",
+    checkpoint: str | None = None,
+    checkpoint_every: float | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    compression: str | None = None,
+    quiet: bool = True,
+    progress_every: float | None = None,
+    root: int | None = 0,
+) -> dict[str, Any] | None:
+    """Run ``kernel`` over ``input`` on every rank of ``comm``; return the results on ``root``.
+
+    ``kernel`` is a built-in name (``"stats"``), ``"package.module:function"``,
+    ``"path/file.py:function"`` or a function (decorated with :func:`hpcapp.kernel` or not).
+    ``input`` is ``"FILE.h5:/dataset"`` or an ``h5py.Dataset`` (its file must be readable by
+    every rank; flush it first if you wrote it); ``None`` for a generating kernel. ``comm``
+    defaults to ``MPI.COMM_WORLD`` (a 1-rank world in a plain ``python`` or Jupyter process) and
+    may be any sub-communicator. ``output=None`` writes nothing (and keeps no checkpoint); with
+    an output, the file is the one ``hpcapp run`` writes, and ``checkpoint``/``resume`` work as
+    its options do. The other options are those of ``hpcapp run``.
+    """
+    from mpi4py import MPI
+
+    from hpcapp import app
+    from hpcapp.config import make_job_config
+
+    comm = MPI.COMM_WORLD if comm is None else comm
+    spec, loaded = _kernel(kernel)
+    values = {
+        "kernel": spec,
+        "input": _input_spec(input),
+        "output": output,
+        "chunk_rows": chunk_rows,
+        "params": dict(params or {}),
+        "overwrite": overwrite,
+        "distribute": distribute,
+        "checkpoint": checkpoint,
+        "checkpoint_every": checkpoint_every,
+        "resume": resume,
+        "schedule": schedule,
+        "compression": compression,
+        "quiet": quiet,
+        "progress_every": progress_every,
+    }
+    config = make_job_config(values, {}, output_required=False)
+    outcome = app.execute(comm, config, kernel_and_code=loaded)
+    results = outcome.results if comm.Get_rank() == 0 else None
+    if root is None:
+        return comm.bcast(results, root=0)
+    if root == 0:
+        return results
+    if comm.Get_rank() == 0:
+        comm.send(results, dest=root, tag=7501)
+    return comm.recv(source=0, tag=7501) if comm.Get_rank() == root else None
+
+
+def _kernel(kernel: Any) -> tuple[str, Any]:
+    """Return the kernel's name for provenance, and (Kernel, code identity) for a function."""
+    if isinstance(kernel, str):
+        return kernel, None
+    if not callable(kernel):
+        raise UsageError(f"kernel must be a name, 'module:function' or a function: {kernel!r}")
+    from hpcapp.kernels.api import from_function
+    from hpcapp.provenance import code_identity
+
+    name = f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', '?')}"
+    loaded = from_function(kernel, name)
+    return name, (loaded, code_identity(name, loaded, []))
+
+
+def _input_spec(input: Any) -> str | None:
+    """Return ``FILE.h5:/dataset`` for a spec or an ``h5py.Dataset``."""
+    if input is None or isinstance(input, str):
+        return input
+    file = getattr(input, "file", None)
+    name = getattr(input, "name", None)
+    if file is None or name is None:
+        raise UsageError(f"input must be 'FILE.h5:/dataset' or an h5py.Dataset, not {input!r}")
+    return f"{file.filename}:{name}"

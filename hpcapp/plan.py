@@ -1,0 +1,181 @@
+"""Plan a job before any work: check params, input, output and checkpoint on rank 0.
+
+Everything here runs before the first chunk. ``plan_job`` is rank 0's check (pure: no MPI, so
+``hpcapp slurm`` runs it before writing a batch script); ``prepare_checkpoint`` and
+``agree_on_code`` are the collective steps that follow it on every rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from hpcapp import checkpoint
+from hpcapp.collective import on_all, on_root, raise_shared
+from hpcapp.config import JobConfig
+from hpcapp.errors import UsageError
+from hpcapp.kernels.api import Kernel
+from hpcapp.partition import default_chunk_rows, subtract
+from hpcapp.provenance import digest_of, disagreement
+from hpcapp.reduce import find_overlap, overlap_message
+from hpcapp.source import Source, generated, inspect_input
+from hpcapp.writer import check_output, params_json
+
+GENERATED_CHUNK_ROWS = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything rank 0 decided before the work starts (small and picklable)."""
+
+    source: Source
+    params: dict[str, Any]
+    chunk_rows: int
+    identity: dict[str, Any]
+    checkpoint_dir: str | None  # None: no output file, so no checkpoint (hpcapp.run only)
+    resume_generation: int | None = None  # None: start fresh
+    resume_parts: tuple[str, ...] = ()
+    finished: bool = False  # --resume, and the output already holds this job's result
+
+
+def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
+    """Check everything about a run before any work (rank 0): params, input, output."""
+    params = kernel.check_params(config.params)
+    if kernel.generates:
+        if config.input:
+            raise UsageError(f"kernel {config.kernel!r} generates its data: it takes no INPUT")
+        n_rows = params.get(kernel.rows_param) if kernel.rows_param else None
+        if not isinstance(n_rows, int) or isinstance(n_rows, bool):
+            raise UsageError(f"kernel {config.kernel!r}: -p {kernel.rows_param} must be an integer")
+        source = generated(n_rows)
+    else:
+        if not config.input:
+            raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
+        source = inspect_input(config.input)
+        # Again with the input's dtype and shape: a kernel may refuse what the data cannot take.
+        params = kernel.check_params(config.params, dtype=source.dtype, row_shape=source.row_shape)
+    if kernel.per_row and config.distribute == "scatter":
+        raise UsageError(
+            f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
+            "own chunks: drop --distribute scatter"
+        )
+    if config.chunk_rows is not None:
+        chunk_rows = config.chunk_rows
+    elif kernel.generates:
+        chunk_rows = GENERATED_CHUNK_ROWS
+    else:
+        chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
+    identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
+    if config.output is None:
+        # hpcapp.run(output=None): results are returned, nothing is written or resumed.
+        if kernel.per_row:
+            raise UsageError(
+                f"kernel {config.kernel!r} has per-row outputs, which are written to the output "
+                "file: give an output"
+            )
+        if config.resume or config.checkpoint:
+            raise UsageError("resume and checkpoint need an output file: give an output")
+        return Plan(source, params, chunk_rows, identity, None)
+    directory = config.checkpoint or checkpoint.default_path(config.output)
+    plan = Plan(source, params, chunk_rows, identity, directory)
+    if config.resume and checkpoint.holds_result(config.output, identity):
+        checkpoint.remove_finished(directory, identity)
+        return dataclasses.replace(plan, finished=True)
+    manifest = checkpoint.read_manifest(directory)
+    if manifest is not None and not config.resume:
+        if not config.overwrite:
+            raise UsageError(
+                f"a checkpoint of an unfinished run is in {directory}: add --resume to continue "
+                "it, or --overwrite to discard it and start over"
+            )
+        checkpoint.remove(directory)
+        manifest = None
+    check_output(config.output, config.overwrite, source.path)
+    if manifest is None:
+        return plan
+    checkpoint.check_identity(directory, manifest["job"], identity)
+    if kernel.per_row and not Path(checkpoint.rows_path(directory)).is_file():
+        raise UsageError(
+            f"checkpoint {directory!r} has lost its per-row outputs (rows.h5): "
+            "run with --overwrite instead of --resume to start over"
+        )
+    generation = int(manifest["generation"])
+    parts = tuple(checkpoint.list_parts(directory, generation))
+    return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
+
+
+def prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any, int]:
+    """Start a checkpoint, or load one: returns (this rank's nodes, chunks to do, generation).
+
+    On resume every rank loads a share of the saved parts, then all write them again as a new
+    generation, which becomes current only when rank 0 rewrites the manifest: an interruption
+    at any point leaves one complete generation to resume from. Where a job can die, and why
+    resuming from there counts every chunk once:
+
+    - before the commit (loading, or writing generation g+1): the manifest still names g, whose
+      parts are intact; the next resume deletes the g+1 parts first;
+    - after the commit, before generation g is deleted: g+1 is complete (every rank wrote its
+      part before rank 0 committed); the next resume deletes what is left of g;
+    - while running: each rank replaces only its own g+1 part, atomically, with all its nodes
+      (loaded and computed), and the ranks' nodes never overlap, so any mix of their latest
+      parts is a valid state.
+
+    Overlapping nodes are refused all the same, here and in the reduction tree.
+    """
+    directory = plan.checkpoint_dir
+    if directory is None:
+        return {}, None, 0
+
+    def start() -> None:
+        checkpoint.remove_strays(directory, keep=None)
+        checkpoint.write_manifest(directory, plan.identity, 0)
+
+    if plan.resume_generation is None:
+        on_root(comm, start)
+        return {}, None, 0
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = plan.resume_parts[rank::size]
+    # Parts of the next generation left by a run killed before its commit must go before any
+    # rank writes that generation again (a run on fewer ranks would not overwrite them all).
+    on_root(comm, lambda: checkpoint.remove_strays(directory, keep=plan.resume_generation))
+
+    def load() -> tuple[dict, list]:
+        nodes: dict = {}
+        found: list = []  # every node read, a node saved twice included
+        for path in mine:
+            part = checkpoint.read_part(Path(path))
+            found.extend(part)
+            nodes.update(part)
+        return nodes, found
+
+    nodes, found = on_all(comm, load)
+    all_nodes = [node for rank_nodes in comm.allgather(found) for node in rank_nodes]
+    overlap = find_overlap(all_nodes)
+    if overlap is not None:
+        raise_shared(
+            UsageError(
+                f"checkpoint {directory!r} is inconsistent: {overlap_message(*overlap)}. "
+                "Run with --overwrite instead of --resume to start over"
+            )
+        )
+    todo = subtract(n_chunks, checkpoint.node_intervals(all_nodes))
+    generation = plan.resume_generation + 1
+    on_all(comm, lambda: checkpoint.write_part(directory, generation, rank, nodes))
+
+    def commit() -> None:
+        checkpoint.write_manifest(directory, plan.identity, generation)
+        checkpoint.remove_generation(directory, generation - 1)
+
+    on_root(comm, commit)
+    return nodes, todo, generation
+
+
+def agree_on_code(comm: Any, code: dict[str, Any]) -> None:
+    """Refuse, on every rank, a launch whose ranks imported different kernel code; collective."""
+    from mpi4py import MPI
+
+    digest = digest_of(code)
+    if not comm.allreduce(digest == comm.bcast(digest, root=0), op=MPI.LAND):
+        problem = disagreement(comm.allgather(code))  # only on this error path: whole identities
+        raise_shared(UsageError(problem or "the ranks imported different kernel code"))
