@@ -127,10 +127,13 @@ class BlockServer:
             status = MPI.Status()
             last_request = time.perf_counter()
             while open_ranks:
-                pending = self._comm.Irecv(request, source=MPI.ANY_SOURCE, tag=_TAG_ASK)
-                while not pending.Test(status):
+                # Iprobe, then Recv from the rank found: a posted Irecv(ANY_SOURCE) polled with
+                # Test from this thread was seen to miss requests for good over MPICH's network
+                # path (MPIR_CVAR_NOLOCAL=1, 3+ ranks) while the main thread held the GIL.
+                while not self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_ASK, status=status):
                     idle = time.perf_counter() - last_request > IDLE_SECONDS
                     time.sleep(IDLE_POLL_SECONDS if idle else POLL_SECONDS)
+                self._comm.Recv(request, source=status.Get_source(), tag=_TAG_ASK, status=status)
                 last_request = time.perf_counter()
                 if request[0] == _LEAVE:
                     open_ranks -= 1

@@ -150,7 +150,9 @@ def busy_rank0(chunk):
     rank0 = os.environ.get("PMI_RANK") == "0"
     if rank0 and not STARTED:
         STARTED.append(1)
-        time.sleep(2.0)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:  # pure Python: holds the GIL, as many kernels do
+            sum(range(1000))
         MARK.touch()
         return {"while_busy": np.int64(0)}
     time.sleep(0.02)
@@ -158,14 +160,17 @@ def busy_rank0(chunk):
 """
 
 
-def test_ranks_get_work_while_rank_0_is_inside_a_long_chunk(tmp_path):
+@pytest.mark.parametrize("env", [{}, {"MPIR_CVAR_NOLOCAL": "1"}], ids=["shm", "network"])
+def test_ranks_get_work_while_rank_0_is_inside_a_long_chunk(tmp_path, env):
     # Before the block server, an MPI_Fetch_and_op counter on rank 0 answered only when rank 0
     # entered MPI: the other ranks stalled after their first block (0 chunks seen here).
     spec = write_dataset(tmp_path / "in.h5", np.arange(120.0))
     kernel_file = tmp_path / "busy.py"
     kernel_file.write_text(BUSY_RANK0_KERNEL)
     args = ["run", f"{kernel_file}:busy_rank0", spec, "-o", str(tmp_path / "o.h5")]
-    done = run_cli([*args, "--chunk-rows", "1", "--schedule", "dynamic", "-q"], 3, timeout=60)
+    done = run_cli(
+        [*args, "--chunk-rows", "1", "--schedule", "dynamic", "-q"], 3, timeout=60, env=env
+    )
     assert done.returncode == 0, done.stderr
     while_busy = int(read_results(tmp_path / "o.h5")["while_busy"])
     assert while_busy >= 60, f"only {while_busy} of 119 chunks ran while rank 0 was busy"
