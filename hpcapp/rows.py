@@ -152,6 +152,7 @@ class RowSink:
 
         on_root(comm, create_file)  # communicate
         self._comm = comm
+        self._is_root = comm.Get_rank() == 0
         self._path = path
         self._n_rows = n_rows
         self._chunk_rows = chunk_rows
@@ -186,7 +187,7 @@ class RowSink:
             return  # no rank has a chunk: nothing to write
         self._origin, self._layout = min(proposals, key=lambda p: p[0])
         plan: tuple[str, Any] = (NONE, None)
-        if self._comm.Get_rank() == 0:
+        if self._is_root:
             try:
                 plan = create_datasets(
                     self._path,
@@ -203,17 +204,21 @@ class RowSink:
         self._mode, detail = self._comm.bcast(plan, root=0)  # communicate
         if self._mode == FAILED:
             self._error = detail
-        elif self._mode == DIRECT:
-            self._offsets = detail
-            self._fd = os.open(self._path, os.O_WRONLY)
-        elif self._comm.Get_rank() == 0:
-            self._writer = RowWriter(self._path)
+            return
+        try:  # a rank that cannot open the file fails at its next put; the protocol goes on
+            if self._mode == DIRECT:
+                self._offsets = detail
+                self._fd = os.open(self._path, os.O_WRONLY)
+            elif self._is_root:
+                self._writer = RowWriter(self._path)
+        except Exception as exc:
+            self._error = f"opening the per-row outputs in {self._path} failed: {exc}"
 
     def put(self, chunk_index: int, arrays: Partial) -> None:
         """Write (or send to rank 0) the rows of one chunk; KernelError if they do not fit."""
         if not self._agreed:
             self.agree((chunk_index, layout_of(arrays)))
-        if self._mode == FAILED:
+        if self._error:
             raise KernelError(self._error)
         arrays = self._checked(chunk_index, arrays)
         start = chunk_index * self._chunk_rows
@@ -277,8 +282,8 @@ class RowSink:
         payload = np.empty(n_bytes, np.uint8)
         self._comm.Recv(payload, source=source, tag=_TAG_DATA)
         for arrays in unpack(meta, payload).values():
-            assert self._writer is not None
-            self._writer.write(start, arrays)
+            if self._writer is not None:  # else rank 0 failed to open the file: the job fails
+                self._writer.write(start, arrays)
         return 0
 
     def finish(self) -> None:
@@ -296,7 +301,7 @@ class RowSink:
             self._fd = None
         if self._mode != THROUGH_ROOT:
             return
-        if self._writer is None:
+        if not self._is_root:
             for request, _ in self._pending:
                 request.Wait()
             self._pending.clear()
@@ -308,4 +313,5 @@ class RowSink:
         while self._done < self._comm.Get_size() - 1:
             self._comm.Probe(source=MPI.ANY_SOURCE, tag=_TAG_META, status=status)
             self._done += self._receive(status.Get_source())
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()

@@ -324,3 +324,37 @@ def test_row_sink_on_any_communicator_writes_every_rank_s_rows(tmp_path_factory)
         import shutil
 
         shutil.rmtree(directory)
+
+
+@pytest.mark.mpi(min_size=1)
+def test_row_sink_that_cannot_make_its_datasets_fails_every_rank_with_rows_and_hangs_none():
+    import shutil
+    import tempfile
+
+    from mpi4py import MPI
+
+    from hpcapp.errors import KernelError
+    from hpcapp.rows import RowSink
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    directory = comm.bcast(tempfile.mkdtemp(prefix="hpcapp-rows-") if rank == 0 else None)
+    path = f"{directory}/rows.h5"
+    if rank == 0:  # a working file left by another job: same name, another dtype
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("result/v", shape=(1000, 2), dtype=np.int16)
+    comm.Barrier()
+    sink = RowSink(comm, path, 1000, 400, None)
+    raised = []
+    for chunk_index in range(rank, 3, size):
+        try:
+            sink.put(chunk_index, {"v": np.zeros((400 if chunk_index < 2 else 200, 2))})
+        except KernelError as exc:
+            raised.append(str(exc))
+            break
+    sink.finish()
+    comm.Barrier()
+    assert len(raised) == (1 if rank < 3 else 0)
+    assert all("holds int16 rows of shape (2,), but chunk 0 gave float64" in m for m in raised)
+    if rank == 0:
+        shutil.rmtree(directory)
