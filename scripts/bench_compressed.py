@@ -7,8 +7,9 @@ three ways: contiguous, chunked gzip + shuffle, and (if ``hdf5plugin`` is instal
 Blosc-zstd + shuffle; HDF5 chunks of ``--hdf5-chunk-rows`` rows. Each file is read once first,
 so all runs read from the page cache. Then, alternating, ``--repeat`` times each:
 
-- h5py, one process: ``read_direct`` of the whole dataset in slabs of whole HDF5 chunks
-  (about 4 MiB; the I/O a single-process script does, with no computing at all);
+- h5py, one process: ``read_direct`` of the whole dataset in slabs of whole HDF5 chunks (about
+  4 MiB; the I/O a single-process script does, with no computing at all; Blosc on one thread,
+  as in each rank);
 - ``hpcapp run stats`` at each rank count (default chunk rows: whole HDF5 chunks; the compiled
   loops are built first with ``python -m hpcapp.kernels._fused``).
 
@@ -45,7 +46,7 @@ def mpiexec() -> str:
 
 def environment() -> dict[str, str]:
     """Return the environment of the runs: this tree, one thread, HDF5 finding the plugins."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BLOSC_NTHREADS": "1"}
     try:
         import hdf5plugin
 
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="scratch directory (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=Path("bench-compressed.json"))
     options = parser.parse_args()
+    os.environ["BLOSC_NTHREADS"] = "1"  # one thread per process, for h5py as for each rank
     ranks_list = [int(r) for r in options.ranks.split(",")]
     rows = options.values // COLS
     n_bytes = rows * COLS * 8
