@@ -27,7 +27,7 @@ from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, s
 from hpcapp.progress import Progress
 from hpcapp.reader import ChunkReadError
 from hpcapp.reduce import Failure, FragmentTree, Node, tree_reduce
-from hpcapp.rows import RowSink, RowWriter
+from hpcapp.rows import RowSink
 from hpcapp.schedule import DynamicShare
 from hpcapp.source import Source
 from hpcapp.stopping import StopNotice, Watchdog
@@ -92,8 +92,8 @@ def run_engine(
     nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
     aligned blocks of chunks on demand from an atomic counter instead of a fixed share; the
     result is the same bits either way. A kernel with per-row outputs has them written by
-    rank 0 to ``rows_path`` (a working HDF5 file) as they arrive. ``progress_every`` (seconds;
-    None: silent) turns on rank 0's live progress display.
+    every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.rows`).
+    ``progress_every`` (seconds; None: silent) turns on rank 0's live progress display.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -119,12 +119,9 @@ def run_engine(
 
     sink = None
     if kernel.per_row:
-        writer = None
-        if rank == 0:
-            assert rows_path is not None, "a per-row kernel needs rows_path"
-            writer = RowWriter(rows_path, source.n_rows, chunk_rows, compression)
-        sink = RowSink(comm, writer, chunk_rows)
-        # Saved nodes must never run ahead of the rows rank 0 has written: save only on a stop.
+        assert rows_path is not None, "a per-row kernel needs rows_path"
+        sink = RowSink(comm, rows_path, source.n_rows, chunk_rows, compression)  # communicate
+        # Saved nodes must never run ahead of the rows written: save only on a stop.
         checkpoint = checkpoint and dataclasses.replace(checkpoint, every_seconds=0.0)
 
     failure: Failure | None = None
@@ -161,7 +158,7 @@ def run_engine(
             rows = {key: partial.pop(key) for key in kernel.per_row}
             tree.add((0, chunk_index), partial)
             if sink is not None:
-                sink.put(chunk_index, rows)  # rank 0 writes; others send
+                sink.put(chunk_index, rows)  # write (the first one agrees on the layout)
             rows_done += stop_row - start
             chunks_done += 1
             if progress is not None:
@@ -181,7 +178,7 @@ def run_engine(
         clock = now
 
     if sink is not None:
-        sink.finish()  # communicate: rank 0 drains every rank's rows
+        sink.finish()  # communicate: rows made durable (or drained by rank 0)
     if progress is not None:
         progress.close()  # communicate: rank 0 waits for every rank's last update
     if isinstance(mine, DynamicShare):
