@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
                 plot_file(path, png)
                 _print_once(f"hpcapp: drew {png}")
             return 0
+        if command.name == "check":
+            from hpcapp.testing import run_check
+
+            kernel, data, options = command.config
+            report = run_check(kernel, data, **options)
+            _print_once(report.text())
+            return 0 if report.ok else 1
         if command.name == "slurm":
             from hpcapp.submit import slurm_command
 

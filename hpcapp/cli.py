@@ -208,6 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="-- then the hpcapp command (e.g. -- run stats d.h5:/x -o o.h5)",
     )
 
+    check = commands.add_parser(
+        "check",
+        help="prove a kernel's contract in one process before a big run (exit 0 if it holds)",
+        description="Runs KERNEL serially on INPUT (its first 100,000 rows) or on generated "
+        "data, cut into chunks in many random ways, and checks that the results do not depend "
+        "on the cut or on the shape of the combining tree, that finalize is deterministic, "
+        "that per-row outputs have one row per input row and that the kernel leaves its chunk "
+        "unchanged. Exit 0 when every rule holds, 1 otherwise.",
+    )
+    check.add_argument("kernel", help="stats, pkg.module:func or file.py:func")
+    check.add_argument("input", nargs="?", help="FILE.h5:/dataset (default: generated data)")
+    check.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    check.add_argument("--dtype", default="float64", help="generated data's dtype (float64)")
+    check.add_argument("--shape", default="1000,3", help="generated data's shape (1000,3)")
+    check.add_argument("--nan-fraction", type=float, default=0.0, help="NaNs in generated data")
+    check.add_argument("--trials", type=int, default=20, help="random cuts to try (20)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the data and the cuts")
+    check.add_argument(
+        "--rtol", type=float, default=1e-8, help="relative tolerance for float results (1e-8)"
+    )
+
     commands.add_parser("kernels", help="list the built-in kernels and their parameters")
     commands.add_parser("demo", help="the built-in demonstration job (same as no command)")
     return parser
@@ -255,4 +276,19 @@ def parse(argv: list[str] | None = None) -> Command:
         return Command("show", (args.file, args.plot))
     if args.command == "slurm":
         return Command("slurm", args)
+    if args.command == "check":
+        try:
+            shape = tuple(int(n) for n in args.shape.split(","))
+        except ValueError:
+            raise UsageError(f"--shape must be N or N,M,..., got {args.shape!r}") from None
+        options = {
+            "params": parse_params(args.param),
+            "dtype": args.dtype,
+            "shape": shape,
+            "nan": args.nan_fraction,
+            "trials": args.trials,
+            "seed": args.seed,
+            "rtol": args.rtol,
+        }
+        return Command("check", (args.kernel, args.input, options))
     return Command(args.command)

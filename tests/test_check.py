@@ -127,3 +127,29 @@ def test_a_mean_message_shows_both_numbers():
     (failure,) = report.failures
     assert failure.startswith("key 'mean': 4.5 on one chunk vs ")
     assert "on 2 chunks" in failure or "chunks (rows 0-" in failure
+
+
+def test_hpcapp_check_command_exit_codes(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import clean_env, write_dataset
+
+    kernel = tmp_path / "k.py"
+    kernel.write_text(
+        "import numpy as np\n"
+        "def mean(chunk):\n    return {'mean': chunk.mean(axis=0)}\n"
+        "def total(chunk):\n    return {'s': chunk.sum(axis=0)}\n"
+    )
+    spec = write_dataset(tmp_path / "in.h5", np.random.default_rng(0).random((500, 2)))
+
+    def check(*args):
+        command = [sys.executable, "-m", "hpcapp", "check", *args]
+        return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    bad = check(f"{kernel}:mean", spec)
+    assert bad.returncode == 1 and "a mean does not combine by sum" in bad.stdout
+    good = check(f"{kernel}:total", "--dtype", "int32", "--shape", "300,4")
+    assert good.returncode == 0 and "all rules hold" in good.stdout
+    refused = check("stats", "--shape", "3,x")
+    assert refused.returncode == 2 and "--shape" in refused.stderr
