@@ -44,3 +44,33 @@ def test_readme_config_keys_are_the_accepted_keys():
     for key, types in CONFIG_KEYS.items():
         expected = "number" if float in types else TOML_TYPES[types[0]]
         assert documented[key] == expected, key
+
+
+def tagged_examples():
+    """Return (launch, code) of every README python block whose first line is '# example: ...'."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n# example: (.*?)\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 2, "the 'Use from Python' examples are gone"
+    return blocks
+
+
+def test_use_from_python_examples_run_as_written(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import clean_env, mpiexec
+
+    for index, (launch, code) in enumerate(tagged_examples()):
+        script = tmp_path / f"example{index}.py"
+        script.write_text(code)
+        if launch == "python":
+            command = [sys.executable, str(script)]
+        else:
+            match = re.fullmatch(r"mpiexec -n (\d+)", launch)
+            assert match, f"unknown launch {launch!r}"
+            command = [mpiexec(), "-n", match.group(1), sys.executable, str(script)]
+        done = subprocess.run(
+            command, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, f"README example {index} ({launch}):\n{done.stderr}"
+        assert done.stdout.strip(), f"README example {index} printed nothing"
