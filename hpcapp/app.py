@@ -53,6 +53,7 @@ def execute(
     config: JobConfig,
     extra_attrs: dict[str, Any] | None = None,
     kernel_and_code: tuple[Kernel, dict[str, Any]] | None = None,
+    warn_threads: bool = True,
 ) -> Outcome:
     """Run a whole job, collective over ``comm``: plan, compute, and write unless no output.
 
@@ -70,7 +71,7 @@ def execute(
             results = on_root(comm, lambda: read_results(config.output))
             return Outcome(plan, results, None, started, finished_already=True)
         hosts, ranks_per_node = count_hosts(comm)
-        warning = thread_warning(ranks_per_node)
+        warning = thread_warning(ranks_per_node) if warn_threads else None
         if warning:
             say(comm, f"hpcapp: {warning}", sys.stderr)
         n_chunks = count_chunks(plan.source.n_rows, plan.chunk_rows)

@@ -71,7 +71,8 @@ def run(
         "progress_every": progress_every,
     }
     config = make_job_config(values, {}, output_required=False)
-    outcome = app.execute(comm, config, kernel_and_code=loaded)
+    # A program of the user's sets its own threads; warn only when asked to talk.
+    outcome = app.execute(comm, config, kernel_and_code=loaded, warn_threads=not quiet)
     results = outcome.results if comm.Get_rank() == 0 else None
     if root is None:
         return comm.bcast(results, root=0)

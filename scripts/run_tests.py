@@ -60,8 +60,8 @@ def main() -> int:
     python = sys.executable
     pytest = [python, "-m", "pytest", "-p", "no:cacheprovider"]
     steps = [
-        ("lint", [python, "-m", "ruff", "check", "."]),
-        ("format", [python, "-m", "ruff", "format", "--check", "."]),
+        ("lint", [python, "-m", "ruff", "check", "."], {}),
+        ("format", [python, "-m", "ruff", "format", "--check", "."], {}),
         ("serial tests", [*pytest, "-m", "not mpi and not slurm", *extra], {}),
         # Starts a private one-node SLURM (installing slurm-wlm and munge if missing: root).
         ("SLURM tests", [*pytest, "-m", "slurm", *extra], {}),
