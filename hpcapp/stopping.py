@@ -19,18 +19,19 @@ class StopNotice:
     """Per-job notice that some rank asked the others to stop."""
 
     def __init__(self, comm: Any) -> None:
-        from mpi4py import MPI
-
         # A private communicator: the notice can never match another message.
         self._comm = comm.Dup()
         self._flag = np.zeros(1, np.int64)
-        self._request = self._comm.Irecv(self._flag, source=MPI.ANY_SOURCE, tag=_TAG_STOP)
         self._stopped = False
         self._sent = False
 
     def requested(self) -> bool:
         """Return True once any rank (this one included) has asked to stop."""
-        if not self._stopped and self._request.Test():
+        from mpi4py import MPI
+
+        # A probe, not a posted Irecv(ANY_SOURCE): over MPICH's network path (3+ ranks) such a
+        # receive was seen to miss its message for good. The notice is received in close().
+        if not self._stopped and self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_STOP):
             self._stopped = True
         return self._stopped
 
@@ -51,25 +52,18 @@ class StopNotice:
             request.Wait()
 
     def close(self) -> None:
-        """Collective: receive every notice that was sent, withdraw the receive, free the comm.
+        """Collective: receive every notice that was sent, then free the communicator.
 
-        Call it on every rank once the chunk loop is over, whatever the outcome. MPI must see
-        each receive completed or cancelled before it finalizes (else UCX warns at exit that
-        a request "was not returned to mpool"), and no notice may still be in flight when the
-        communicator is freed. Every rank learns how many ranks sent notices, so it knows
-        exactly how many it receives.
+        Call it on every rank once the chunk loop is over, whatever the outcome: no notice may
+        still be in flight when the communicator is freed (else UCX warns at exit that a
+        request "was not returned to mpool"). Every rank learns which ranks sent notices and
+        receives one from each, by its source.
         """
-        from mpi4py import MPI
-
-        senders = self._comm.allreduce(int(self._sent), op=MPI.SUM)  # communicate
-        expected = senders - int(self._sent)
-        if expected == 0:
-            self._request.Cancel()
-            self._request.Wait()
-        else:
-            self._request.Wait()  # the first notice was sent: this completes
-            for _ in range(expected - 1):
-                self._comm.Recv(self._flag, source=MPI.ANY_SOURCE, tag=_TAG_STOP)
+        senders = self._comm.allgather(self._sent)  # communicate
+        rank = self._comm.Get_rank()
+        for source, sent in enumerate(senders):
+            if sent and source != rank:
+                self._comm.Recv(self._flag, source=source, tag=_TAG_STOP)
         self._comm.Free()
 
 

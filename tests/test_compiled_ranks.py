@@ -82,8 +82,9 @@ def slow(chunk):
 """
 
 
+@pytest.mark.parametrize("env", [{}, NETWORK_PATH], ids=["shm", "network"])
 @pytest.mark.parametrize("schedule", ["static", "dynamic"])
-def test_a_failure_on_chunk_0_stops_every_rank_at_once(tmp_path, schedule):
+def test_a_failure_on_chunk_0_stops_every_rank_at_once(tmp_path, schedule, env):
     # 400 chunks of 0.2 s on 4 ranks: 20 s of work per rank if the stop notice did nothing.
     spec = write_dataset(tmp_path / "in.h5", np.arange(400, dtype=np.float64))
     kernel_file = tmp_path / "slow.py"
@@ -91,7 +92,7 @@ def test_a_failure_on_chunk_0_stops_every_rank_at_once(tmp_path, schedule):
     args = ["run", f"{kernel_file}:slow", spec, "-o", str(tmp_path / "out.h5")]
     args += ["--chunk-rows", "1", "--schedule", schedule, "-q"]
     started = time.monotonic()
-    done = run_cli(args, 4, timeout=60)
+    done = run_cli(args, 4, timeout=60, env=env)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     assert "failed on rank 0, chunk 0" in done.stderr and "chunk 0 is bad" in done.stderr
