@@ -16,7 +16,11 @@ from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
+from hpcapp.io.dims import identity as dims_identity
+from hpcapp.io.dims import plan_dims, refuse_netcdf3
+from hpcapp.io.output import make_layout
 from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.nd import bind_over
 from hpcapp.kernels.registry import load_kernel
 from hpcapp.launch import thread_warning
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
@@ -28,6 +32,7 @@ DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
 DEMO_RANGE = [-5.0, 5.0]
 GENERATED_CHUNK_ROWS = 1 << 20
+SUMMARY_CELLS = 20  # results with more cells (N-D) print the first few
 
 
 def say(comm: Any, text: str, stream: Any = None) -> None:
@@ -63,7 +68,9 @@ def _plan(config: JobConfig, kernel: Kernel) -> Plan:
     else:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
+        refuse_netcdf3(config.input)
         source = inspect_input(config.input)
+    source, params, kernel = plan_dims(config, kernel, source, params)  # N-D: names, --over
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
@@ -76,6 +83,7 @@ def _plan(config: JobConfig, kernel: Kernel) -> Plan:
     else:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows)
+    identity.update(dims_identity(source))
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(source, params, chunk_rows, identity, directory)
     if config.resume and _holds_result(config.output, identity):
@@ -159,6 +167,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel: Kernel = on_all(comm, lambda: load_kernel(config.kernel))
         plan = on_root(comm, lambda: _plan(config, kernel))
+        kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
         if plan.finished:
             say(
                 comm,
@@ -230,6 +239,7 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
                 TIMING_COLUMNS.index("write"),
                 started,
                 base=checkpoint.rows_path(plan.checkpoint_dir) if kernel.per_row else None,
+                layout=make_layout(plan.source, plan.params, kernel),
             )
             checkpoint.remove(plan.checkpoint_dir)
 
@@ -264,18 +274,19 @@ def summary(
     ]
     results = result.results
     if {"mean", "std", "min", "max", "count"} <= results.keys():
-        columns = np.atleast_1d(results["mean"]).size
+        columns = np.size(results["mean"])
+        shown = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
         lines.append(
             f"  {'column':>6} {'count':>12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"
         )
-        for col in range(columns):
-            values = [
-                np.atleast_1d(results[key])[col] for key in ("count", "mean", "std", "min", "max")
-            ]
+        for col in range(shown):
+            values = [np.ravel(results[key])[col] for key in ("count", "mean", "std", "min", "max")]
             lines.append(
                 f"  {col:>6} {int(values[0]):>12,} "
                 + " ".join(f"{float(v):>12.6g}" for v in values[1:])
             )
+        if shown < columns:
+            lines.append(f"  ... {columns:,} cells of shape {np.shape(results['mean'])}")
     else:
         with np.printoptions(threshold=8, precision=6):
             for key, value in results.items():

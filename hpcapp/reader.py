@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import HpcappError
+from hpcapp.io.cf import make_decoder
 from hpcapp.partition import ChunkList, chunk_bounds
 from hpcapp.source import Source
 
@@ -71,12 +72,14 @@ def read_chunks(
     import h5py
 
     buffer = _buffer(source, chunk_rows)
+    decode = make_decoder(source, chunk_rows)  # CF masking and unpacking, if any
     with h5py.File(source.path, "r", locking=False) as h5:
         dataset = h5[source.dataset]
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            yield chunk_index, _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+            item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+            yield chunk_index, decode(item)
 
 
 def scatter_chunks(
@@ -93,6 +96,7 @@ def scatter_chunks(
 
     rank, size = comm.Get_rank(), comm.Get_size()
     buffer = _buffer(source, chunk_rows)
+    decode = make_decoder(source, chunk_rows)  # each rank decodes its own chunks
     mine = shares[rank]
     if rank != 0:
         status = MPI.Status()
@@ -101,7 +105,7 @@ def scatter_chunks(
             view = buffer[: stop - start]
             comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=_TAG_CHUNK, status=status)
             empty = status.Get_count(MPI.BYTE) == 0
-            yield chunk_index, (None if empty or should_stop() else view)
+            yield chunk_index, (None if empty or should_stop() else decode(view))
         return
     import h5py
 
@@ -126,7 +130,7 @@ def scatter_chunks(
                     yield chunk_index, None
                 else:
                     item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
-                    yield chunk_index, item
+                    yield chunk_index, decode(item)
 
 
 def generate_chunks(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 from hpcapp.errors import UsageError
 
@@ -20,6 +21,12 @@ class Source:
     dataset: str | None = None
     storage_chunk_rows: int | None = None
     file_id: tuple[int, int, int, int] | None = None  # (device, inode, size, mtime_ns)
+    # N-D inputs, filled in by hpcapp.io.dims.describe: one name per dimension, the input
+    # dataset holding each dimension's coordinate values (or None), and the CF decoding
+    # (an hpcapp.io.cf.CFDecoding, or None: the kernel sees the values as stored).
+    dims: tuple[str, ...] = ()
+    coords: tuple[str | None, ...] = ()
+    cf: Any = None
 
     @property
     def spec(self) -> str:
@@ -77,9 +84,11 @@ def inspect_input(spec: str) -> Source:
         raise UsageError(
             f"{path}:{dataset} has dtype {dtype}: hpcapp processes integer and float datasets"
         )
-    if len(shape) not in (1, 2):
-        raise UsageError(f"{path}:{dataset} has {len(shape)} dimensions: hpcapp takes 1-D or 2-D")
-    if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
+    if len(shape) == 0:
+        raise UsageError(
+            f"{path}:{dataset} is a scalar: hpcapp takes datasets of 1 or more dimensions"
+        )
+    if 0 in shape:
         raise UsageError(f"{path}:{dataset} is empty (shape {shape}): nothing to compute")
     stat = file.stat()
     return Source(

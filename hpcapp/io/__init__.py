@@ -1,0 +1,1 @@
+"""Scientific-data input and output: dimension names and coordinates, CF decoding, netCDF layout."""
