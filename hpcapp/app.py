@@ -18,6 +18,7 @@ from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
 from hpcapp.io.dims import identity as dims_identity
 from hpcapp.io.dims import plan_dims, refuse_netcdf3
+from hpcapp.io.memory import check_memory
 from hpcapp.io.output import make_layout
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.nd import bind_over
@@ -84,6 +85,8 @@ def _plan(config: JobConfig, kernel: Kernel) -> Plan:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows)
     identity.update(dims_identity(source))
+    n_chunks = count_chunks(source.n_rows, chunk_rows)
+    check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks)
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(source, params, chunk_rows, identity, directory)
     if config.resume and _holds_result(config.output, identity):

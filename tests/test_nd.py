@@ -157,3 +157,22 @@ def test_dims_names_a_plain_hdf5_input_and_may_not_contradict_the_file(tmp_path)
     named = write_netcdf(tmp_path / "named.nc", data)
     done = run_cli(["run", "stats", named, "-o", f"{tmp_path}/o.nc", "--dims", "a,b,c"], 1)
     assert done.returncode == 2 and "names its dimension 0 'time'" in done.stderr
+
+
+def test_memory_per_rank_refuses_with_the_numbers(tmp_path):
+    from hpcapp.io.memory import parse_size
+
+    assert parse_size("4GiB") == 4 << 30 and parse_size("512M") == 512 << 20
+    assert parse_size("1.5 kb") == 1536 and parse_size("100") == 100
+    with pytest.raises(UsageError, match="size like"):
+        parse_size("lots")
+    spec = write_netcdf(tmp_path / "in.nc", cube(shape=(8, 30, 40)))
+    argv = ["run", "stats", spec, "-o", f"{tmp_path}/o.nc", "--chunk-rows", "2", "-q"]
+    argv += ["-p", "bins=64", "-p", "range=0,1", "--memory-per-rank", "200MiB"]
+    done = run_cli(argv, 1)
+    assert done.returncode == 2
+    # 1200 cells x (5 float64 moments + 2 float32 extremes + 64 int64 bins) = 0.6 MiB a partial.
+    assert "7 partials of 0.6 MiB each (4 chunks)" in done.stderr, done.stderr
+    assert "more than --memory-per-rank 200MiB" in done.stderr
+    done = run_cli([*argv[:-1], "1GiB"], 1)
+    assert done.returncode == 0, done.stderr
