@@ -176,3 +176,41 @@ def test_memory_per_rank_refuses_with_the_numbers(tmp_path):
     assert "more than --memory-per-rank 200MiB" in done.stderr
     done = run_cli([*argv[:-1], "1GiB"], 1)
     assert done.returncode == 0, done.stderr
+
+
+SLOW_OVER_KERNEL = """
+import time
+import numpy as np
+
+def slow(chunk, over=(0,), delay=0.03):
+    time.sleep(delay)
+    return {"s": np.nansum(chunk.astype(np.float64), axis=over)}
+"""
+
+
+def test_interrupted_nd_job_resumes_bitwise_and_only_with_the_same_over(tmp_path):
+    import signal
+
+    from test_resume import interrupt_when_running, start_cli
+
+    data = cube(shape=(120, 3, 4))
+    spec = write_netcdf(tmp_path / "in.nc", data)
+    (tmp_path / "slow.py").write_text(SLOW_OVER_KERNEL)
+
+    def args(out, *extra):
+        kernel = f"{tmp_path}/slow.py:slow"
+        return ["run", kernel, spec, "-o", str(out), "--chunk-rows", "2", "-q", *extra]
+
+    reference = tmp_path / "reference.nc"
+    assert run_cli(args(reference, "--over", "time,lat", "-p", "delay=0"), 1).returncode == 0
+    out = tmp_path / "out.nc"
+    process = start_cli(args(out, "--over", "time,lat", "--checkpoint-every", "0.2"), 2)
+    interrupt_when_running(process, tmp_path / "out.nc.checkpoint", 0.6, signal.SIGTERM)
+    assert process.returncode == 75
+    other = run_cli(args(out, "--over", "time", "--resume"), 2)
+    assert other.returncode == 2 and "different job" in other.stderr
+    done = run_cli(args(out, "--over", "time,lat", "--resume"), 3)
+    assert done.returncode == 0 and "resuming" in done.stdout, done.stderr
+    ours, theirs = read_results(out), read_results(reference)
+    assert ours["s"].tobytes() == theirs["s"].tobytes()
+    np.testing.assert_allclose(ours["s"], np.nansum(data.astype(np.float64), (0, 1)))
