@@ -67,7 +67,7 @@ def write_field(path: Path, steps: int, lat: int, lon: int, gzip: bool) -> None:
             coord[:] = np.arange(size, dtype=np.float64)
         options = {"zlib": True, "complevel": 1} if gzip else {}
         var = ds.createVariable(
-            "t", "f4", ("time", "lat", "lon"), chunksizes=(16, lat, lon), **options
+            "t", "f4", ("time", "lat", "lon"), chunksizes=(min(16, steps), lat, lon), **options
         )
         var.units = "K"
         for start in range(0, steps, 64):
