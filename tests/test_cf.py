@@ -50,6 +50,9 @@ def test_decoding_choices():
     assert decoding_of({"_FillValue": 0}, np.dtype("i4")).dtype == "<f8"  # masked ints: float
     assert decoding_of({"_FillValue": 0}, np.dtype("u1")).dtype == "<f4"
     assert decoding_of({"scale_factor": 0.5}, np.dtype("i2")).dtype == "<f8"
+    scaled = decoding_of({"scale_factor": np.float32(0.5)}, np.dtype("i2"))  # no masks needed
+    stored = np.array([[-2, 0, 3]], np.int16)
+    np.testing.assert_array_equal(Decoder(scaled, 1, (3,))(stored), [[-1.0, 0.0, 1.5]])
     raw = decoding_of(PACKED_ATTRS, np.dtype("i2"), raw=True)
     assert not raw.changes_values and raw.units is None  # stored integers are not in kelvin
 

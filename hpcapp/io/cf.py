@@ -117,8 +117,11 @@ class Decoder:
     def __init__(self, decoding: CFDecoding, chunk_rows: int, row_shape: tuple[int, ...]) -> None:
         self.decoding = decoding
         self._buffer = np.empty((chunk_rows, *row_shape), dtype=np.dtype(decoding.dtype))
-        self._mask = np.empty((chunk_rows, *row_shape), dtype=bool)
-        self._scratch = np.empty((chunk_rows, *row_shape), dtype=bool)
+        limits = (decoding.valid_min, decoding.valid_max)
+        self._masks = bool(decoding.missing) or any(v is not None for v in limits)
+        mask_shape = (chunk_rows, *row_shape) if self._masks else (0,)
+        self._mask = np.empty(mask_shape, dtype=bool)
+        self._scratch = np.empty(mask_shape, dtype=bool)
 
     def __call__(self, stored: np.ndarray) -> np.ndarray:
         """Return the decoded values of ``stored`` (a view of the reused buffer)."""
@@ -140,8 +143,8 @@ class Decoder:
                 np.multiply(out, np.asarray(d.scale_factor, out.dtype), out=out)
             if d.add_offset is not None:
                 np.add(out, np.asarray(d.add_offset, out.dtype), out=out)
-        if out.dtype.kind == "f":
-            out[mask] = np.nan
+        if self._masks and out.dtype.kind == "f":
+            np.copyto(out, np.nan, where=mask)
         return out
 
 
