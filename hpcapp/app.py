@@ -17,7 +17,9 @@ from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
+from hpcapp.io.output import make_layout
 from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.nd import bind_over
 from hpcapp.launch import thread_warning
 from hpcapp.partition import count_chunks
 from hpcapp.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
@@ -29,6 +31,7 @@ from hpcapp.writer import DEMO_ATTR, iso_utc, params_json, write_output
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
 DEMO_RANGE = [-5.0, 5.0]
+SUMMARY_CELLS = 20  # results with more cells (N-D) print the first few
 
 
 def say(comm: Any, text: str, stream: Any = None) -> None:
@@ -67,6 +70,7 @@ def execute(
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
         agree_on_code(comm, code)
         plan = on_root(comm, lambda: plan_job(config, kernel, code))
+        kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
         if plan.finished:
             results = on_root(comm, lambda: read_results(config.output))
             return Outcome(plan, results, None, started, finished_already=True)
@@ -115,6 +119,7 @@ def execute(
                     TIMING_COLUMNS.index("write"),
                     started,
                     base=checkpoint.rows_path(directory) if kernel.per_row else None,
+                    layout=make_layout(plan.source, plan.params, kernel),
                 )
                 checkpoint.remove(directory)
 
@@ -205,18 +210,19 @@ def summary(
     ]
     results = result.results
     if {"mean", "std", "min", "max", "count"} <= results.keys():
-        columns = np.atleast_1d(results["mean"]).size
+        columns = np.size(results["mean"])
+        shown = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
         lines.append(
             f"  {'column':>6} {'count':>12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"
         )
-        for col in range(columns):
-            values = [
-                np.atleast_1d(results[key])[col] for key in ("count", "mean", "std", "min", "max")
-            ]
+        for col in range(shown):
+            values = [np.ravel(results[key])[col] for key in ("count", "mean", "std", "min", "max")]
             lines.append(
                 f"  {col:>6} {int(values[0]):>12,} "
                 + " ".join(f"{float(v):>12.6g}" for v in values[1:])
             )
+        if shown < columns:
+            lines.append(f"  ... {columns:,} cells of shape {np.shape(results['mean'])}")
     else:
         with np.printoptions(threshold=8, precision=6):
             for key, value in results.items():

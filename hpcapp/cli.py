@@ -152,6 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="continue from the checkpoint if there is one (else start)",
     )
+    run.add_argument(
+        "--over",
+        metavar="DIMS",
+        help="dimensions to reduce over, by name or axis number (e.g. time or lat,lon; "
+        "default: the first dimension)",
+    )
+    run.add_argument(
+        "--dims",
+        metavar="NAMES",
+        help="names of the input's dimensions when the file does not name them (e.g. time,lat,lon)",
+    )
+    run.add_argument(
+        "--raw",
+        action="store_const",
+        const=True,
+        help="no CF decoding: keep _FillValue/missing_value cells and packed integers as stored",
+    )
+    run.add_argument(
+        "--memory-per-rank",
+        metavar="SIZE",
+        help="refuse a job whose per-rank memory estimate exceeds SIZE (e.g. 4GiB)",
+    )
 
     gen = commands.add_parser("generate", help="write a synthetic dataset in parallel")
     gen.add_argument("target", help="FILE.h5:/dataset to create")
@@ -256,6 +278,10 @@ def parse(argv: list[str] | None = None) -> Command:
             "compression": args.compression,
             "quiet": args.quiet,
             "progress_every": args.progress_every,
+            "over": args.over,
+            "dims": args.dims,
+            "raw": args.raw,
+            "memory_per_rank": args.memory_per_rank,
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":

@@ -47,6 +47,11 @@ class JobConfig:
     compression: str | None = None  # for per-row outputs: gzip or lzf
     quiet: bool = False
     progress_every: float = DEFAULT_PROGRESS_SECONDS
+    # N-D inputs (hpcapp/io): dimensions to reduce over, names for unnamed dimensions, CF off.
+    over: str | None = None  # "time" or "lat,lon" or "0,2"; None: the first dimension
+    dims: str | None = None  # "time,lat,lon" for inputs without dimension scales
+    raw: bool = False  # skip CF masking and unpacking
+    memory_per_rank: str | None = None  # "4GiB": refuse a job whose partials need more
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -65,6 +70,10 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "compression": (str,),
     "quiet": (bool,),
     "progress_every": (int, float),
+    "over": (str,),
+    "dims": (str,),
+    "raw": (bool,),
+    "memory_per_rank": (str,),
 }
 
 
@@ -190,4 +199,8 @@ def make_job_config(
         progress_every=DEFAULT_PROGRESS_SECONDS
         if merged["progress_every"] is None
         else float(merged["progress_every"]),
+        over=merged["over"],
+        dims=merged["dims"],
+        raw=bool(merged["raw"]),
+        memory_per_rank=merged["memory_per_rank"],
     )

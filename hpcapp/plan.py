@@ -15,8 +15,11 @@ from hpcapp import checkpoint
 from hpcapp.collective import on_all, on_root, raise_shared
 from hpcapp.config import JobConfig
 from hpcapp.errors import UsageError
+from hpcapp.io.dims import identity as dims_identity
+from hpcapp.io.dims import plan_dims, refuse_netcdf3
+from hpcapp.io.memory import check_memory
 from hpcapp.kernels.api import Kernel
-from hpcapp.partition import default_chunk_rows, subtract
+from hpcapp.partition import count_chunks, default_chunk_rows, subtract
 from hpcapp.provenance import digest_of, disagreement
 from hpcapp.reduce import find_overlap, overlap_message
 from hpcapp.source import Source, generated, inspect_input
@@ -52,9 +55,15 @@ def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
     else:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
+        refuse_netcdf3(config.input)
         source = inspect_input(config.input)
-        # Again with the input's dtype and shape: a kernel may refuse what the data cannot take.
-        params = kernel.check_params(config.params, dtype=source.dtype, row_shape=source.row_shape)
+    source, params, kernel = plan_dims(config, kernel, source, params)  # N-D: names, --over
+    if source.path is not None:
+        # Again with the dtype the kernel will see (after CF decoding) and the row shape: a
+        # kernel may refuse what the data cannot take.
+        dtype = source.cf.dtype if source.cf is not None else source.dtype
+        checked = kernel.check_params(config.params, dtype=dtype, row_shape=source.row_shape)
+        params = {**checked, **({"over": params["over"]} if "over" in params else {})}
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
@@ -67,6 +76,9 @@ def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
     else:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
+    identity.update(dims_identity(source))
+    n_chunks = count_chunks(source.n_rows, chunk_rows)
+    check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks)
     if config.output is None:
         # hpcapp.run(output=None): results are returned, nothing is written or resumed.
         if kernel.per_row:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import HpcappError
+from hpcapp.io.cf import make_decoder
 from hpcapp.io.storage import unavailable_filters
 from hpcapp.partition import ChunkList, chunk_bounds
 from hpcapp.source import Source, open_input
@@ -112,11 +113,13 @@ def read_chunks(
 ) -> Iterator[Chunk]:
     """Read each chunk straight from the file into one reused buffer (the default)."""
     buffer = _buffer(source, chunk_rows)
+    decode = make_decoder(source, chunk_rows)  # CF masking and unpacking, if any
     with _input_dataset(source) as dataset:
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            yield chunk_index, _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+            item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+            yield chunk_index, decode(item)
 
 
 def scatter_chunks(
@@ -133,6 +136,7 @@ def scatter_chunks(
 
     rank, size = comm.Get_rank(), comm.Get_size()
     buffer = _buffer(source, chunk_rows)
+    decode = make_decoder(source, chunk_rows)  # each rank decodes its own chunks
     mine = shares[rank]
     if rank != 0:
         status = MPI.Status()
@@ -141,7 +145,7 @@ def scatter_chunks(
             view = buffer[: stop - start]
             comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=_TAG_CHUNK, status=status)
             empty = status.Get_count(MPI.BYTE) == 0
-            yield chunk_index, (None if empty or should_stop() else view)
+            yield chunk_index, (None if empty or should_stop() else decode(view))
         return
     nothing = np.empty(0, np.uint8)
     with _input_dataset(source) as dataset:
@@ -163,7 +167,7 @@ def scatter_chunks(
                     yield chunk_index, None
                 else:
                     item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
-                    yield chunk_index, item
+                    yield chunk_index, decode(item)
 
 
 def generate_chunks(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hpcapp.cli import plural
 from hpcapp.errors import UsageError
+from hpcapp.io.dims import NETCDF_DIM_ONLY
 
 
 def describe(path: str) -> str:
@@ -27,6 +28,8 @@ def describe(path: str) -> str:
         lines.append("results:")
         with np.printoptions(threshold=20, precision=6, linewidth=100):
             for key, dataset in h5["result"].items():
+                if _text(dataset.attrs.get("NAME", "")).startswith(NETCDF_DIM_ONLY):
+                    continue  # a netCDF dimension with no values (see hpcapp.io.output)
                 value = dataset[()]
                 shown = str(value).replace("\n", "\n" + " " * 18)
                 lines.append(f"  {key:<15} {shown}")

@@ -35,6 +35,12 @@ class Source:
     file_id: tuple[int, int, int, int] | None = None  # (device, inode, size, mtime_ns)
     swmr: bool = False  # a writer had it open in SWMR mode: read in SWMR mode, n_rows rows only
     plugins: bool = False  # a filter comes from hdf5plugin: import it before reading
+    # N-D inputs, filled in by hpcapp.io.dims.describe: one name per dimension, the input
+    # dataset holding each dimension's coordinate values (or None), and the CF decoding
+    # (an hpcapp.io.cf.CFDecoding, or None: the kernel sees the values as stored).
+    dims: tuple[str, ...] = ()
+    coords: tuple[str | None, ...] = ()
+    cf: Any = None
 
     @property
     def spec(self) -> str:
@@ -194,12 +200,12 @@ def _check_dataset(obj: Any, where: str) -> tuple[tuple[int, ...], Any, Any]:
     if shape is None:
         raise UsageError(f"{where} has an empty (null) dataspace: it holds no values")
     if shape == ():
-        raise UsageError(f"{where} is a scalar (shape ()): hpcapp processes 1-D or 2-D datasets")
-    if len(shape) > 2:
-        raise UsageError(f"{where} has {len(shape)} dimensions: hpcapp takes 1-D or 2-D")
+        raise UsageError(
+            f"{where} is a scalar (shape ()): hpcapp processes datasets of 1 or more dimensions"
+        )
     if shape[0] == 0:
         raise UsageError(f"{where} is empty: 0 rows (shape {shape}), nothing to compute")
-    if len(shape) == 2 and shape[1] == 0:
+    if 0 in shape[1:]:
         raise UsageError(f"{where} is empty: 0 columns (shape {shape}), nothing to compute")
     return shape, dtype, obj.chunks
 

@@ -66,11 +66,13 @@ def write_output(
     write_column: int,
     started_seconds: float,
     base: str | None = None,
+    layout: Any = None,
 ) -> float:
     """Write results, attributes and timing to ``path`` atomically; return the write seconds.
 
     ``base`` is a working file that already holds per-row outputs: it is completed and becomes
-    the output, instead of a new file.
+    the output, instead of a new file. ``layout(file)``, if given, then completes the file
+    (named dimensions and CF attributes: :func:`hpcapp.io.output.make_layout`).
     """
     import h5py
 
@@ -94,6 +96,8 @@ def write_output(
             dataset = h5.create_dataset("timing", data=table)
             dataset.attrs["columns"] = list(timing_columns)
             dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
+            if layout is not None:
+                layout(h5)
             h5.attrs["finished"] = iso_utc(time.time())
             h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
     return time.perf_counter() - clock

@@ -323,7 +323,7 @@ def test_malformed_kernel_output_is_a_clear_error(tmp_path, name, message):
 def _bad_inputs(tmp):
     good = write_dataset(tmp / "good.h5", sample_data(10, 2, "float64"))
     write_dataset(tmp / "good.h5", np.array([b"a", b"b"]), name="strings")
-    write_dataset(tmp / "good.h5", np.zeros((2, 2, 2)), name="cube")
+    write_dataset(tmp / "good.h5", np.float64(1.0), name="scalar")  # N-D is fine
     write_dataset(tmp / "good.h5", np.zeros((0, 2)), name="empty")
     with h5py.File(tmp / "good.h5", "a") as h5:
         h5.create_group("group")
@@ -337,7 +337,7 @@ def _bad_inputs(tmp):
         (["run", "stats", f"{g}:/nope", "-o", f"{tmp}/o.h5"], "no dataset '/nope'"),
         (["run", "stats", f"{g}:/group", "-o", f"{tmp}/o.h5"], "is a group"),
         (["run", "stats", f"{g}:/strings", "-o", f"{tmp}/o.h5"], "integer and float"),
-        (["run", "stats", f"{g}:/cube", "-o", f"{tmp}/o.h5"], "3 dimensions"),
+        (["run", "stats", f"{g}:/scalar", "-o", f"{tmp}/o.h5"], "is a scalar"),
         (["run", "stats", f"{g}:/empty", "-o", f"{tmp}/o.h5"], "is empty"),
         (["run", "nosuch", good, "-o", f"{tmp}/o.h5"], "unknown kernel"),
         (["run", "stats", good, "-o", f"{tmp}/o.h5", "-p", "bns=3"], "did you mean 'bins'"),

@@ -102,7 +102,7 @@ def bad_datasets(h5):
     h5["no_rows"] = np.zeros((0,))
     h5["no_rows_2d"] = np.zeros((0, 3))
     h5["no_columns"] = np.zeros((5, 0))
-    h5["cube"] = np.zeros((2, 2, 2))
+    h5["empty_cells"] = np.zeros((2, 3, 0))
     h5["complex"] = np.ones(4, np.complex128)
     h5["fixed_string"] = np.array([b"ab", b"cd"])
     h5.create_dataset("vlen_string", data=["a", "bc"], dtype=h5py.string_dtype())
@@ -118,7 +118,7 @@ def bad_datasets(h5):
         "no_rows": "0 rows",
         "no_rows_2d": "0 rows",
         "no_columns": "0 columns",
-        "cube": "3 dimensions",
+        "empty_cells": "0 columns",
         "complex": "complex",
         "fixed_string": "fixed-length string",
         "vlen_string": "variable-length string",

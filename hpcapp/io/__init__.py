@@ -1,1 +1,1 @@
-"""Reading HDF5 inputs: finding the dataset and checking HDF5 can read its values."""
+"""Reading inputs and writing outputs: finding datasets, filters, dimensions, CF, netCDF."""

@@ -11,7 +11,7 @@ from hpcapp.errors import UsageError
 from hpcapp.kernels.api import Kernel, from_function
 
 BUILTIN = {
-    "stats": "hpcapp.kernels.stats:stats",
+    "stats": "hpcapp.kernels.nd:stats",  # the column kernel stats, over any dimensions
     "montecarlo": "hpcapp.kernels.montecarlo:montecarlo",
 }
 
@@ -85,6 +85,9 @@ def list_kernels() -> str:
     for kernel in builtin_kernels():
         lines.append(f"  {kernel.name:<11} {kernel.description}")
         for name, default in kernel.defaults.items():
+            if name == "over":
+                lines.append(f"  {'':<11}   --over DIMS   (default: the first dimension)")
+                continue
             lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
     lines.append("User kernels: package.module:function or path/to/file.py:function")
     return "\n".join(lines)

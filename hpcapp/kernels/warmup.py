@@ -19,9 +19,10 @@ def prepare_stats(dtype: Any, chunk_shape: tuple[int, ...], params: Mapping[str,
     """
     import numpy as np
 
-    from hpcapp.kernels import stats
+    from hpcapp.kernels import nd, stats
 
     rows, columns = chunk_shape[0], int(np.prod(chunk_shape[1:], dtype=np.int64))
     threshold = int(getattr(stats, "FUSED_MIN_VALUES", 1 << 17))
     rows = max(1, min(rows, -(-threshold // max(columns, 1))))
-    stats.stats(np.zeros((rows, *chunk_shape[1:]), dtype=dtype), **params)
+    # The N-D stats (the built-in "stats"): it lays the chunk out for --over, then runs stats.
+    nd.stats(np.zeros((rows, *chunk_shape[1:]), dtype=dtype), **params)

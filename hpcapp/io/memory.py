@@ -1,0 +1,101 @@
+"""How much memory a rank needs, and ``--memory-per-rank``: refuse a job that cannot fit.
+
+Per-cell results make partials large (a 1440 x 721 grid is 1 M cells; five moments and a
+64-bin histogram per cell are ~570 MB per partial). A rank holds, at its peak:
+
+- the read buffer, the CF-decoded buffer and its masks, and the kernel's temporaries for one
+  chunk (counted as three float64 copies of the chunk's values);
+- its tree nodes: at most one per level of the chunk tree, ``ceil(log2(n_chunks)) + 1``;
+- while combining: the two partials and their result, and (rank 0, receiving) one packed copy.
+
+The estimate is a formula over those counts, with the partial's size measured by running the
+kernel on one row of zeros; ``scripts/bench_nd.py --memory`` compares it with measured peaks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from hpcapp.errors import UsageError
+
+# Interpreter, numpy, h5py, mpi4py and numba loaded: measured ~150 MB on x86_64 Linux.
+BASE_BYTES = 200 << 20
+# Partials alive besides the tree's nodes: left, right and result of a combine, one packed copy.
+EXTRA_PARTIALS = 4
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Turn ``4GiB``, ``512M``, ``2.5G`` or a number of bytes into bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise UsageError(f"--memory-per-rank must be a size like 4GiB or 512MiB, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def partial_bytes(kernel: Any, source: Any, params: dict[str, Any], chunk_rows: int) -> int:
+    """Return the bytes of one chunk's partial (kernel run on one row of zeros)."""
+    import numpy as np
+
+    dtype = source.cf.dtype if getattr(source, "cf", None) is not None else source.dtype
+    sample = np.zeros((1, *source.row_shape), dtype=np.dtype(dtype))
+    out = kernel.apply(sample, params, n_rows=1)
+    total = 0
+    for key, value in out.items():
+        size = np.asarray(value).nbytes
+        total += size * chunk_rows if key in kernel.per_row else size
+    return total
+
+
+def estimate(
+    kernel: Any, source: Any, params: dict[str, Any], chunk_rows: int, n_chunks: int
+) -> dict[str, int]:
+    """Return the parts of a rank's peak memory estimate, in bytes (and their ``total``)."""
+    import numpy as np
+
+    rows = min(chunk_rows, source.n_rows)
+    values = rows * math.prod(source.row_shape)
+    chunk = rows * source.row_bytes
+    cf = getattr(source, "cf", None)
+    if cf is not None and cf.changes_values:
+        chunk += values * (np.dtype(cf.dtype).itemsize + 2)  # decoded values and two masks
+    chunk += 3 * 8 * values  # the kernel's temporaries
+    partial = partial_bytes(kernel, source, params, rows)
+    held = math.ceil(math.log2(max(n_chunks, 1))) + 1 + EXTRA_PARTIALS
+    parts = {"base": BASE_BYTES, "chunk": chunk, "partial": partial, "partials": held * partial}
+    parts["total"] = parts["base"] + parts["chunk"] + parts["partials"]
+    return parts
+
+
+def check_memory(
+    limit_text: str | None,
+    kernel: Any,
+    source: Any,
+    params: dict[str, Any],
+    chunk_rows: int,
+    n_chunks: int,
+) -> None:
+    """Raise UsageError if ``--memory-per-rank`` is given and the estimate exceeds it."""
+    if not limit_text or source.path is None:
+        return
+    limit = parse_size(limit_text)
+    parts = estimate(kernel, source, params, chunk_rows, n_chunks)
+    if parts["total"] <= limit:
+        return
+    mib = {key: value / (1 << 20) for key, value in parts.items()}
+    held = parts["partials"] // max(parts["partial"], 1)
+    largest = max(("partials", "chunk", "base"), key=lambda key: mib[key])
+    hint = {
+        "partials": "use fewer result cells (reduce over more dimensions), fewer histogram "
+        "bins, or more memory per rank",
+        "chunk": "use a smaller --chunk-rows",
+        "base": "give each rank more memory",
+    }[largest]
+    raise UsageError(
+        f"this job needs about {mib['total']:,.0f} MiB per rank, more than --memory-per-rank "
+        f"{limit_text} ({limit / (1 << 20):,.0f} MiB): {held} partials of {mib['partial']:,.1f} "
+        f"MiB each ({n_chunks} chunks), chunk buffers {mib['chunk']:,.0f} MiB, base "
+        f"{mib['base']:,.0f} MiB; {hint}"
+    )

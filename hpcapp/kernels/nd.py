@@ -1,0 +1,131 @@
+"""N-D reductions: the 2-D column kernel ``stats`` over any dimensions of an N-D chunk.
+
+A chunk is ``(rows, *rest)``; ``over`` is the tuple of axes to reduce (0 is the record axis the
+chunks cut). The chunk is laid out as a 2-D ``(reduced values, kept cells)`` array and handed to
+:func:`hpcapp.kernels.stats.stats`, used as a black box that returns per-column partials:
+
+- ``0 in over``: a column per kept cell; partials of every chunk combine in the tree as before
+  and finish as arrays shaped like the kept dimensions (``--over time`` on (time, lat, lon):
+  (lat, lon); histograms (lat, lon, bin); every axis: scalars).
+- ``0 not in over``: a column per (record, kept cell); each chunk finishes its own records, which
+  become per-row outputs written in input order (``--over lat,lon``: a time series).
+
+Partials are kept shaped like the kept cells (``count`` has exactly that shape) and flattened to
+columns only around the calls into ``stats``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hpcapp.kernels import stats as column_stats
+from hpcapp.kernels.api import Kernel, Partial, kernel
+
+DEFAULT_OVER = (0,)
+
+
+def check_over(over: Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Return ``over`` as sorted, distinct, non-negative axes of an ``ndim``-D chunk."""
+    axes = tuple(sorted({int(a) % ndim if -ndim <= int(a) < ndim else -1 for a in over}))
+    if not axes or axes[0] < 0 or len(axes) != len(tuple(over)):
+        raise ValueError(f"over must name distinct axes of a {ndim}-D chunk, got {tuple(over)}")
+    return axes
+
+
+def as_columns(chunk: np.ndarray, over: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Lay ``chunk`` out as (reduced values, kept cells); return it and the kept cells' shape."""
+    axes = check_over(over, chunk.ndim)
+    kept = [a for a in range(chunk.ndim) if a not in axes]
+    kept_shape = tuple(chunk.shape[a] for a in kept)
+    order = [*axes, *kept]
+    moved = chunk if order == sorted(order) else chunk.transpose(order)
+    return moved.reshape(math.prod(moved.shape[: len(axes)]), math.prod(kept_shape)), kept_shape
+
+
+def _to_cells(values: Partial, n_cells: int, cells: tuple[int, ...]) -> Partial:
+    """Reshape every array whose first axis runs over the columns to lead with ``cells``."""
+    out: Partial = {}
+    for key, value in values.items():
+        value = np.asarray(value)
+        per_column = value.ndim >= 1 and value.shape[0] == n_cells
+        if key == "hist_edges" and value.ndim == 1:
+            per_column = False  # the shared edges, however many columns there are
+        out[key] = value.reshape((*cells, *value.shape[1:])) if per_column else value
+    return out
+
+
+def _to_columns(values: Partial, cells: tuple[int, ...]) -> Partial:
+    """Undo :func:`_to_cells`: lead with one axis of columns (shape taken from ``count``)."""
+    n = len(cells)
+    return {
+        key: value
+        if key == "hist_edges" and value.ndim == 1
+        else value.reshape(math.prod(cells), *value.shape[n:])
+        for key, value in values.items()
+    }
+
+
+def merge(left: Partial, right: Partial) -> Partial:
+    """Combine two partials shaped like the kept cells with the column kernel's combine."""
+    cells = np.shape(left["count"])
+    merged = column_stats.merge_stats(_to_columns(left, cells), _to_columns(right, cells))
+    return _to_cells(merged, math.prod(cells), cells)
+
+
+def finalize(partial: Partial, bins: int = 64, range: Any = None, over: Any = None) -> Partial:
+    """Finish the combined partial: mean, var, std, ... shaped like the kept cells."""
+    cells = np.shape(partial["count"])
+    results = column_stats.finalize_stats(_to_columns(partial, cells), bins=bins, range=range)
+    return _to_cells(results, math.prod(cells), cells)
+
+
+def check_params(bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER) -> None:
+    """Validate the histogram parameters (``over`` is checked against the chunk's dimensions)."""
+    column_stats.check_params(bins, range)
+
+
+def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[int]) -> Partial:
+    """Finish each record of the chunk on its own: results lead with (rows, *kept other axes)."""
+    columns, kept_shape = as_columns(chunk, over)
+    partial = column_stats.stats(columns, bins=bins, range=value_range)
+    results = column_stats.finalize_stats(partial, bins=bins, range=value_range)
+    return _to_cells(results, columns.shape[1], kept_shape)
+
+
+@kernel(combine=merge, finalize=finalize, validate=check_params)
+def stats(
+    chunk: np.ndarray, bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER
+) -> Partial:
+    """Count, nan_count, sum, mean, var, std, min, max (hist if -p range=LO,HI) over --over."""
+    axes = check_over(over, chunk.ndim)
+    if 0 not in axes:
+        return _per_record(chunk, bins, range, axes)
+    if chunk.ndim == 2 and axes == (0,):
+        return column_stats.stats(chunk, bins=bins, range=range)  # the 2-D case as it always was
+    columns, kept_shape = as_columns(chunk, axes)
+    partial = column_stats.stats(columns, bins=bins, range=range)
+    return _to_cells(partial, columns.shape[1], kept_shape)
+
+
+def bind_over(kern: Kernel, params: dict[str, Any]) -> Kernel:
+    """Return the kernel to run for these params: built-in stats over records gets per-row keys.
+
+    With ``0 not in over`` every result belongs to one record: they become per-row outputs
+    (written in input order by rank 0), and only the histogram edges, the same in every chunk,
+    are combined (their minimum is themselves).
+    """
+    if kern.func is not stats or 0 in tuple(params.get("over", DEFAULT_OVER)):
+        return kern
+    probe = _per_record(np.zeros((1, 1)), params["bins"], params["range"], (1,))
+    per_row = tuple(key for key in probe if key != "hist_edges")
+    return dataclasses.replace(kern, per_row=per_row, combine={"hist_edges": "min"}, finalize=None)
+
+
+from hpcapp.kernels.warmup import prepare_stats  # noqa: E402  (no cycle: it imports late)
+
+stats.prepare = prepare_stats  # type: ignore[attr-defined]

@@ -1,0 +1,100 @@
+"""CF decoding of inputs: fill and missing values, valid range, packing, --raw."""
+
+import h5py
+import numpy as np
+import pytest
+from conftest import read_results, run_cli
+from ncdata import check_against, reference, write_netcdf
+
+from hpcapp.io.cf import Decoder, decoding_of
+
+SCALE, OFFSET, FILL, MISSING = np.float32(0.01), np.float32(280.0), -32767, -32000
+PACKED_ATTRS = {
+    "scale_factor": SCALE,
+    "add_offset": OFFSET,
+    "missing_value": np.int16(MISSING),
+    "valid_range": np.array([-3000, 3000], np.int16),
+    "units": "K",
+}
+
+
+def packed_field(shape=(30, 3, 4), seed=5):
+    """int16 stored values with fill, missing and out-of-range cells, and their decoded values."""
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(-3100, 3100, size=shape).astype(np.int16)
+    stored[rng.random(shape) < 0.05] = FILL
+    stored[rng.random(shape) < 0.03] = MISSING
+    stored[:, 2, 3] = FILL  # a cell with no values
+    values = stored.astype(np.float32) * SCALE + OFFSET
+    bad = (stored == FILL) | (stored == MISSING) | (stored < -3000) | (stored > 3000)
+    values[bad] = np.nan
+    return stored, values
+
+
+def test_decoder_masks_and_unpacks_like_the_cf_rules():
+    stored, values = packed_field()
+    decoding = decoding_of({**PACKED_ATTRS, "_FillValue": np.int16(FILL)}, stored.dtype)
+    assert decoding.dtype == "<f4" and decoding.units == "K"
+    assert set(decoding.missing) == {FILL, MISSING}
+    decoded = Decoder(decoding, 8, stored.shape[1:])(stored[:7])
+    np.testing.assert_array_equal(decoded, values[:7])  # NaN where missing, bit for bit
+    assert decoded.dtype == np.float32
+
+
+def test_decoding_choices():
+    floats = decoding_of({"_FillValue": np.float32(-999.0)}, np.dtype("f4"))
+    data = np.array([[1.5, -999.0, np.nan]], np.float32)
+    out = Decoder(floats, 1, (3,))(data)
+    assert out[0, 0] == 1.5 and np.isnan(out[0, 1:]).all() and out.dtype == np.float32
+    assert not decoding_of({"units": "m"}, np.dtype("i4")).changes_values
+    assert decoding_of({"_FillValue": 0}, np.dtype("i4")).dtype == "<f8"  # masked ints: float
+    assert decoding_of({"_FillValue": 0}, np.dtype("u1")).dtype == "<f4"
+    assert decoding_of({"scale_factor": 0.5}, np.dtype("i2")).dtype == "<f8"
+    scaled = decoding_of({"scale_factor": np.float32(0.5)}, np.dtype("i2"))  # no masks needed
+    stored = np.array([[-2, 0, 3]], np.int16)
+    np.testing.assert_array_equal(Decoder(scaled, 1, (3,))(stored), [[-1.0, 0.0, 1.5]])
+    raw = decoding_of(PACKED_ATTRS, np.dtype("i2"), raw=True)
+    assert not raw.changes_values and raw.units is None  # stored integers are not in kelvin
+
+
+def test_decoded_values_are_xarrays(tmp_path):
+    """With one fill value and no valid range (what xarray reads), the values are xarray's."""
+    import xarray as xr
+
+    stored, _ = packed_field()
+    attrs = {"scale_factor": SCALE, "add_offset": OFFSET}
+    spec = write_netcdf(tmp_path / "in.nc", stored, attrs=attrs, fill_value=np.int16(FILL))
+    with h5py.File(tmp_path / "in.nc") as h5:
+        decoding = decoding_of(dict(h5["tas"].attrs), h5["tas"].dtype)
+    ours = Decoder(decoding, len(stored), stored.shape[1:])(stored)
+    with xr.open_dataset(spec.rpartition(":")[0], engine="h5netcdf") as ds:
+        theirs = ds["tas"].values
+    assert theirs.dtype == ours.dtype
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("distribute", ["read", "scatter"])
+def test_packed_input_statistics_are_numpys_on_the_decoded_values(tmp_path, distribute):
+    stored, values = packed_field()
+    spec = write_netcdf(tmp_path / "in.nc", stored, attrs=PACKED_ATTRS, fill_value=np.int16(FILL))
+    out = tmp_path / "out.nc"
+    argv = ["run", "stats", spec, "-o", str(out), "--chunk-rows", "7", "-q"]
+    argv += ["--distribute", distribute, "-p", "bins=6", "-p", "range=250,310"]
+    done = run_cli(argv, 2)
+    assert done.returncode == 0, done.stderr
+    results = read_results(out)
+    check_against(results, reference(values, (0,), 6, (250.0, 310.0)))
+    assert results["nan_count"][2, 3] == len(stored) and np.isnan(results["mean"][2, 3])
+
+
+def test_raw_keeps_the_stored_values(tmp_path):
+    stored, _ = packed_field()
+    spec = write_netcdf(tmp_path / "in.nc", stored, attrs=PACKED_ATTRS, fill_value=np.int16(FILL))
+    out = tmp_path / "out.nc"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "--raw", "--over", "time", "-q"], 2)
+    assert done.returncode == 0, done.stderr
+    results = read_results(out)
+    np.testing.assert_array_equal(results["min"], stored.min(axis=0))
+    np.testing.assert_array_equal(results["count"], np.full(stored.shape[1:], len(stored)))
+    with h5py.File(out) as h5:
+        assert "units" not in h5["result/mean"].attrs
