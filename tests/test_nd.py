@@ -171,8 +171,12 @@ def test_memory_per_rank_refuses_with_the_numbers(tmp_path):
     argv += ["-p", "bins=64", "-p", "range=0,1", "--memory-per-rank", "200MiB"]
     done = run_cli(argv, 1)
     assert done.returncode == 2
-    # 1200 cells x (5 float64 moments + 2 float32 extremes + 64 int64 bins) = 0.6 MiB a partial.
-    assert "7 partials of 0.6 MiB each (4 chunks)" in done.stderr, done.stderr
+    # 1200 cells x (float64 moments, float32 extremes, 64 int64 bins, below/above counts).
+    from hpcapp.kernels.nd import stats
+
+    one = stats(np.zeros((1, 30, 40), np.float32), bins=64, range=[0, 1], over=(0,))
+    mib = sum(np.asarray(value).nbytes for value in one.values()) / 2**20
+    assert f"7 partials of {mib:.1f} MiB each (4 chunks)" in done.stderr, done.stderr
     assert "more than --memory-per-rank 200MiB" in done.stderr
     done = run_cli([*argv[:-1], "1GiB"], 1)
     assert done.returncode == 0, done.stderr

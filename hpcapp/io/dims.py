@@ -21,7 +21,10 @@ NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 def refuse_netcdf3(spec: str) -> None:
     """Raise UsageError with the conversion command if the input is a netCDF-3 file."""
-    path, _ = split_spec(spec)
+    try:
+        path, _ = split_spec(spec)
+    except UsageError:
+        return  # no :/dataset: inspect_input lists the file's datasets
     try:
         with open(path, "rb") as file:
             magic = file.read(4)
@@ -65,13 +68,12 @@ def _parse_names(text: str | None, ndim: int) -> list[str] | None:
 
 def describe(source: Source, dims_option: str | None, raw: bool) -> Source:
     """Return ``source`` with its dimension names, coordinates and CF decoding filled in."""
-    import h5py
-
     from hpcapp.io.cf import decoding_of
+    from hpcapp.source import open_input
 
     ndim = 1 + len(source.row_shape)
     given = _parse_names(dims_option, ndim)
-    with h5py.File(source.path, "r", locking=False) as h5:
+    with open_input(source) as h5:  # as inspect_input opened it (SWMR, plugins, locking)
         dataset = h5[source.dataset]
         found = [_scale_name(dataset.dims[i]) for i in range(ndim)]
         shape = dataset.shape

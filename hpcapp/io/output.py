@@ -48,6 +48,7 @@ class Layout:
     """What the output needs to know about the input's dimensions (built on rank 0)."""
 
     input_path: str | None
+    input_swmr: bool  # the input is being written in SWMR mode: open it as a SWMR reader
     dims: tuple[str, ...]
     shape: tuple[int, ...]
     coords: tuple[str | None, ...]
@@ -71,6 +72,7 @@ def make_layout(source: Any, params: dict[str, Any], kern: Any) -> Callable[[Any
     cf = getattr(source, "cf", None)
     layout = Layout(
         input_path=source.path,
+        input_swmr=bool(getattr(source, "swmr", False)),
         dims=tuple(source.dims),
         shape=(source.n_rows, *source.row_shape) if source.path else (),
         coords=tuple(source.coords) or (None,) * len(source.dims),
@@ -161,7 +163,7 @@ def _make_scale(group: Any, name: str, length: int, layout: Layout, edges: Any) 
         axis = layout.dims.index(name)
         coord = layout.coords[axis] if axis < len(layout.coords) else None
         if coord is not None and layout.shape[axis] == length:
-            with h5py.File(layout.input_path, "r", locking=False) as source:
+            with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
                 original = source[coord]
                 scale = group.create_dataset(name, data=original[()])
                 for attr, value in original.attrs.items():
