@@ -98,3 +98,13 @@ def test_output_file_is_written_like_the_cli_writes_it(data_file):
             assert h5.attrs["n_ranks"] == comm.size
             for key, value in results.items():
                 assert h5["result"][key][()].tobytes() == value.tobytes()
+
+
+@pytest.mark.mpi(min_size=1)
+def test_over_reduces_named_dimensions(data_file):
+    path, data = data_file
+    comm = MPI.COMM_WORLD
+    every = hpcapp.run("stats", f"{path}:/x", over="dim_0,dim_1", dims="dim_0,dim_1", root=None)
+    assert int(every["count"]) == data.size
+    np.testing.assert_allclose(every["mean"], data.mean(), rtol=1e-13)
+    assert comm.allreduce(1) == comm.size
