@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -161,11 +162,9 @@ def memory(args: argparse.Namespace) -> None:
         done = subprocess.run(argv, env=ENV, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(done.stderr)
-        peaks = [
-            int(line.split("maxrss_kib=")[1]) / 1024
-            for line in done.stderr.splitlines()
-            if line.startswith("BENCH_RSS")
-        ]
+        # Ranks write to one pipe: their lines may run together, so match, do not split.
+        found = re.findall(r"BENCH_RSS rank=(\d+) maxrss_kib=(\d+)", done.stderr)
+        peaks = [int(kib) / 1024 for _, kib in sorted(found, key=lambda f: int(f[0]))]
         print(
             "BENCH "
             + json.dumps(

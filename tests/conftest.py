@@ -106,6 +106,16 @@ def read_results(path: Path) -> dict[str, np.ndarray]:
         return {key: dataset[()] for key, dataset in h5["result"].items()}
 
 
+def result_variables(path: Path) -> set[str]:
+    """Return the names of the ``/result`` variables, leaving out dimension scales."""
+    with h5py.File(path, "r") as h5:
+        return {
+            key
+            for key, dataset in h5["result"].items()
+            if dataset.attrs.get("CLASS") != b"DIMENSION_SCALE"
+        }
+
+
 def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: float = 0.0):
     """Return deterministic test data of the given shape and dtype, with optional NaNs."""
     rng = np.random.default_rng(seed)

@@ -51,17 +51,25 @@ def test_filtered_datasets_equal_an_uncompressed_copy_bit_for_bit(tmp_path, chun
 def write_with_hdf5plugin(path, data):
     """Write ``data`` compressed with Zstd, Blosc and LZ4 in a process that has hdf5plugin."""
     np.save(path.with_suffix(".npy"), data)
-    script = textwrap.dedent(
-        f"""
-        import h5py, hdf5plugin, numpy as np
-        data = np.load({str(path.with_suffix(".npy"))!r})
-        with h5py.File({str(path)!r}, "w") as h5:
-            h5.create_dataset("zstd", data=data, chunks=(100,), **hdf5plugin.Zstd())
-            h5.create_dataset("blosc", data=data, chunks=(100,), **hdf5plugin.Blosc())
-            h5.create_dataset("lz4", data=data, chunks=(100,), **hdf5plugin.LZ4())
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    for name, filter_call in (("zstd", "Zstd"), ("blosc", "Blosc"), ("lz4", "LZ4")):
+        script = textwrap.dedent(
+            f"""
+            import h5py, hdf5plugin, numpy as np
+            data = np.load({str(path.with_suffix(".npy"))!r})
+            with h5py.File({str(path)!r}, "a") as h5:
+                h5.create_dataset({name!r}, data=data, chunks=(100,), **hdf5plugin.{filter_call}())
+            """
+        )
+        # One process per filter, and a second try: once in CI, hdf5plugin 7.1's Blosc writer
+        # failed in its set_local callback under HDF5 2.0 ("can't find object for ID"), a
+        # fault of the writer used to make this input, never reproduced since.
+        for _attempt in (1, 2):
+            done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+            if done.returncode == 0:
+                break
+            with h5py.File(path, "a") as h5:
+                h5.pop(name, None)
+        assert done.returncode == 0, done.stderr.decode()
 
 
 def hide_hdf5plugin(tmp_path):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.kernels import stats as column_stats
-from hpcapp.kernels.api import Kernel, Partial, kernel
+from hpcapp.kernels.api import Kernel, Partial, kernel, with_attrs
 
 DEFAULT_OVER = (0,)
 
@@ -51,11 +51,13 @@ def _to_cells(values: Partial, n_cells: int, cells: tuple[int, ...]) -> Partial:
     """Reshape every array whose first axis runs over the columns to lead with ``cells``."""
     out: Partial = {}
     for key, value in values.items():
+        notes = getattr(value, "attrs", None)  # e.g. why a sum is rounded (api.with_attrs)
         value = np.asarray(value)
         per_column = value.ndim >= 1 and value.shape[0] == n_cells
         if key == "hist_edges" and value.ndim == 1:
             per_column = False  # the shared edges, however many columns there are
-        out[key] = value.reshape((*cells, *value.shape[1:])) if per_column else value
+        shaped = value.reshape((*cells, *value.shape[1:])) if per_column else value
+        out[key] = with_attrs(shaped, **notes) if notes else shaped
     return out
 
 
@@ -84,9 +86,24 @@ def finalize(partial: Partial, bins: int = 64, range: Any = None, over: Any = No
     return _to_cells(results, math.prod(cells), cells)
 
 
-def check_params(bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER) -> None:
-    """Validate the histogram parameters (``over`` is checked against the chunk's dimensions)."""
-    column_stats.check_params(bins, range)
+def check_params(
+    bins: int = 64,
+    range: Any = None,
+    over: Any = DEFAULT_OVER,
+    *,
+    dtype: Any = None,
+    row_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Validate the histogram parameters against the data's dtype and the kept cells.
+
+    ``over`` itself is checked against the chunk's dimensions by :func:`check_over`. The
+    column kernel sees one column per kept cell, so per-column ranges count kept cells.
+    """
+    kept = None
+    if row_shape is not None:
+        axes = set(over) if over is not None else set(DEFAULT_OVER)
+        kept = tuple(n for axis, n in enumerate(row_shape, start=1) if axis not in axes)
+    column_stats.check_params(bins, range, dtype=dtype, row_shape=kept)
 
 
 def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[int]) -> Partial:
