@@ -90,7 +90,7 @@ def run_engine(
     raising, a read failing, partials that do not combine) is raised on every rank as the same
     :class:`KernelError`; a stop signal as :class:`InterruptError`, after every rank saved its
     nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
-    aligned blocks of chunks on demand from an atomic counter instead of a fixed share; the
+    aligned blocks of chunks on demand from rank 0's block server instead of a fixed share; the
     result is the same bits either way. A kernel with per-row outputs has them written by
     every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.rows`).
     ``progress_every`` (seconds; None: silent) turns on rank 0's live progress display.
