@@ -217,7 +217,9 @@ def test_rows_resume_on_another_rank_count(tmp_path, first, second, schedule, co
     spec, kernel, reference = many_job(tmp_path)
     out = tmp_path / "out.h5"
     args = ["run", kernel, spec, "-o", str(out), "--chunk-rows", "20", "--schedule", schedule]
-    args += ["-p", "delay=0.02", "-q"]
+    # 101 chunks of 0.05 s: over 1 s of work per rank at 4 ranks, so the signal 0.3 s after
+    # the first rows lands mid-run (with 0.02 s chunks a 4-rank run could finish first).
+    args += ["-p", "delay=0.05", "-q"]
     process = subprocess.Popen(
         cli_command([*args, *compression], first),
         env=clean_env(),
@@ -228,7 +230,7 @@ def test_rows_resume_on_another_rank_count(tmp_path, first, second, schedule, co
     while not (tmp_path / "out.h5.checkpoint" / "rows.h5").exists():
         assert process.poll() is None
         time.sleep(0.01)
-    time.sleep(0.6)
+    time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 75, stderr
