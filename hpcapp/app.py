@@ -17,6 +17,7 @@ from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
+from hpcapp.io.files import inspect_many, is_many
 from hpcapp.io.output import make_layout
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.nd import bind_over
@@ -69,7 +70,10 @@ def execute(
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
         agree_on_code(comm, code)
-        plan = on_root(comm, lambda: plan_job(config, kernel, code))
+        source = None
+        if is_many(config.input) and not kernel.generates:
+            source = inspect_many(comm, config.input)  # every rank inspects some of the files
+        plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
         if plan.finished:
             results = on_root(comm, lambda: read_results(config.output))
@@ -147,6 +151,7 @@ def _provenance(
         "kernel": config.kernel,
         "params": params_json(plan.params),
         "input": source.spec,
+        **({"input_file_count": len(source.members)} if source.members else {}),
         "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
         "input_dtype": source.dtype if source.path else "none",
         "chunk_rows": plan.chunk_rows,
@@ -203,8 +208,10 @@ def summary(
     assert result.results is not None and result.timing is not None
     rows = int(result.timing[:, TIMING_COLUMNS.index("rows")].sum())
     resumed = "" if rows == source.n_rows else f" ({rows:,} computed in this run)"
+    files = f" of {plural(len(source.members), 'file')}" if source.members else ""
     lines = [
-        f"hpcapp: {config.kernel} on {source.spec}: {plural(source.n_rows, 'row')}{resumed} in "
+        f"hpcapp: {config.kernel} on {source.spec}: {plural(source.n_rows, 'row')}{files}"
+        f"{resumed} in "
         f"{plural(result.n_chunks, 'chunk')} of {plural(chunk_rows, 'row')}, "
         f"{plural(n_ranks, 'rank')}, {wall:.2f} s",
     ]

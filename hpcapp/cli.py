@@ -95,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a kernel over a dataset, write one result file", epilog=exit_codes_text()
     )
     run.add_argument("kernel", nargs="?", help="stats, montecarlo, pkg.module:func or file.py:func")
-    run.add_argument("input", nargs="?", help="FILE.h5:/path/to/dataset (none for montecarlo)")
+    run.add_argument(
+        "input",
+        nargs="?",
+        help="FILE.h5:/path/to/dataset; many files as one: 'runs/*.h5:/t' (quoted glob, sorted "
+        "by name) or @files.txt:/t (one path per line); none for montecarlo",
+    )
     run.add_argument("-o", "--output", help="result file to write (HDF5)")
     run.add_argument("--chunk-rows", type=int, help="rows per chunk (default: ~4 MiB chunks)")
     run.add_argument(

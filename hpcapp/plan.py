@@ -17,6 +17,8 @@ from hpcapp.config import JobConfig
 from hpcapp.errors import UsageError
 from hpcapp.io.dims import identity as dims_identity
 from hpcapp.io.dims import plan_dims, refuse_netcdf3
+from hpcapp.io.files import identity as files_identity
+from hpcapp.io.files import inspect_many, is_many
 from hpcapp.io.memory import check_memory
 from hpcapp.kernels.api import Kernel
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
@@ -42,8 +44,14 @@ class Plan:
     finished: bool = False  # --resume, and the output already holds this job's result
 
 
-def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
-    """Check everything about a run before any work (rank 0): params, input, output."""
+def plan_job(
+    config: JobConfig, kernel: Kernel, code: dict[str, Any], source: Source | None = None
+) -> Plan:
+    """Check everything about a run before any work (rank 0): params, input, output.
+
+    ``source`` is the input already inspected (many files, by every rank: see
+    :func:`hpcapp.io.files.inspect_many`); by default rank 0 inspects it here.
+    """
     params = kernel.check_params(config.params)
     if kernel.generates:
         if config.input:
@@ -55,8 +63,11 @@ def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
     else:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
-        refuse_netcdf3(config.input)
-        source = inspect_input(config.input)
+        if source is None and is_many(config.input):
+            source = inspect_many(None, config.input)
+        elif source is None:
+            refuse_netcdf3(config.input)
+            source = inspect_input(config.input)
     source, params, kernel = plan_dims(config, kernel, source, params)  # N-D: names, --over
     if source.path is not None:
         # Again with the dtype the kernel will see (after CF decoding) and the row shape: a
@@ -77,6 +88,7 @@ def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     identity.update(dims_identity(source))
+    identity.update(files_identity(source))
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks)
     if config.output is None:
@@ -103,7 +115,8 @@ def plan_job(config: JobConfig, kernel: Kernel, code: dict[str, Any]) -> Plan:
             )
         checkpoint.remove(directory)
         manifest = None
-    check_output(config.output, config.overwrite, source.path)
+    for input_path in [m.path for m in source.members] or [source.path]:
+        check_output(config.output, config.overwrite, input_path)
     if manifest is None:
         return plan
     checkpoint.check_identity(directory, manifest["job"], identity)

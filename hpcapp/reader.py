@@ -74,6 +74,12 @@ def _why(dataset: Any, exc: Exception) -> str:
 @contextlib.contextmanager
 def _input_dataset(source: Source) -> Iterator[Any]:
     """Open the input dataset; yield it, or the exception that each chunk read will report."""
+    if source.members:  # many files as one dataset: opened one at a time as rows need them
+        from hpcapp.io.files import FileSeries
+
+        with FileSeries(source) as series:
+            yield series
+        return
     try:
         h5 = open_input(source)
     except Exception as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,16 @@ from hpcapp.io.names import datasets, follow, listing
 from hpcapp.io.storage import check_storage, import_hdf5plugin
 
 _NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One file of a many-file input: its rows of the dataset, and what it was when inspected."""
+
+    path: str
+    n_rows: int
+    file_id: tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
+    swmr: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +52,16 @@ class Source:
     dims: tuple[str, ...] = ()
     coords: tuple[str | None, ...] = ()
     cf: Any = None
+    # Many files as one dataset (hpcapp.io.files): the files in order, and the glob or @list
+    # that named them. ``path`` is then the first file, whose attributes describe them all.
+    members: tuple[Member, ...] = ()
+    pattern: str | None = None
 
     @property
     def spec(self) -> str:
-        """Return ``FILE:DATASET`` as recorded in provenance, or ``none``."""
+        """Return ``FILE:DATASET`` (or ``PATTERN:DATASET``) for provenance, or ``none``."""
+        if self.pattern is not None:
+            return f"{self.pattern}:{self.dataset}"
         return f"{self.path}:{self.dataset}" if self.path else "none"
 
     @property
@@ -83,16 +100,33 @@ def open_input(source: Source) -> Any:
 
 def inspect_input(spec: str) -> Source:
     """Open the input read-only and check it can be processed; raise UsageError if not."""
-    import numpy as np
-
     bare = spec[:-1] if spec.endswith(":") else spec
     if ":" not in bare or Path(bare).is_file():  # FILE alone: say which datasets it has
         path, dataset = bare, None
     else:
         path, dataset = split_spec(spec)
+    return inspect_dataset(path, dataset)
+
+
+def inspect_dataset(
+    path: str,
+    dataset: str | None,
+    *,
+    allow_no_rows: bool = False,
+    describe: Callable[[Any], Any] | None = None,
+) -> Source:
+    """Check ``dataset`` of the file at ``path`` like :func:`inspect_input`; return its Source.
+
+    ``allow_no_rows`` accepts a dataset of 0 rows (one file of many may hold no records);
+    ``describe(dataset)``, if given, runs while the file is open and its value is returned
+    as ``(source, value)`` instead.
+    """
+    import numpy as np
+
     file = _check_file(path)
     h5, swmr = _open(file)
     where = f"{path}:{dataset}"
+    described = None
     try:
         with h5:
             if dataset is None:
@@ -102,12 +136,14 @@ def inspect_input(spec: str) -> Source:
                     f"{path}:{example}; {listing(h5)}"
                 )
             obj = follow(h5, path, dataset)
-            shape, dtype, chunks = _check_dataset(obj, where)
+            shape, dtype, chunks = _check_dataset(obj, where, allow_no_rows)
             plugins = check_storage(obj, where, file, 0)
+            if describe is not None:
+                described = describe(obj)
     except (OSError, RuntimeError, KeyError, ValueError) as exc:  # a damaged file, most likely
         raise UsageError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
     stat = file.stat()
-    return Source(
+    source = Source(
         n_rows=int(shape[0]),
         row_shape=tuple(int(n) for n in shape[1:]),
         dtype=np.dtype(dtype).str,
@@ -118,6 +154,7 @@ def inspect_input(spec: str) -> Source:
         swmr=swmr,
         plugins=plugins,
     )
+    return (source, described) if describe is not None else source  # type: ignore[return-value]
 
 
 def _check_file(path: str) -> Path:
@@ -184,7 +221,9 @@ def _locking() -> str | bool:
     return "best-effort" if version >= (1, 12, 1) or (1, 10, 7) <= version < (1, 11) else False
 
 
-def _check_dataset(obj: Any, where: str) -> tuple[tuple[int, ...], Any, Any]:
+def _check_dataset(
+    obj: Any, where: str, allow_no_rows: bool = False
+) -> tuple[tuple[int, ...], Any, Any]:
     """Return shape, dtype and chunks of a dataset hpcapp can process; raise if it cannot."""
     try:
         dtype = obj.dtype
@@ -203,7 +242,7 @@ def _check_dataset(obj: Any, where: str) -> tuple[tuple[int, ...], Any, Any]:
         raise UsageError(
             f"{where} is a scalar (shape ()): hpcapp processes datasets of 1 or more dimensions"
         )
-    if shape[0] == 0:
+    if shape[0] == 0 and not allow_no_rows:
         raise UsageError(f"{where} is empty: 0 rows (shape {shape}), nothing to compute")
     if 0 in shape[1:]:
         raise UsageError(f"{where} is empty: 0 columns (shape {shape}), nothing to compute")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.io.dims import NETCDF_DIM_ONLY
+from hpcapp.io.files import FileSeries, write_file_table
 
 CONVENTIONS = "CF-1.8"
 # Stats results that keep the input's units, and the CF cell method each one is.
@@ -56,6 +57,7 @@ class Layout:
     per_row: tuple[str, ...]
     is_stats: bool
     units: str | None
+    many: Any = None  # the Source of a many-file input: its record coordinate spans the files
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -80,8 +82,15 @@ def make_layout(source: Any, params: dict[str, Any], kern: Any) -> Callable[[Any
         per_row=tuple(kern.per_row),
         is_stats=kern.func is nd.stats,
         units=cf.units if cf is not None else None,
+        many=source if getattr(source, "members", ()) else None,
     )
-    return lambda h5: apply_layout(h5, layout)
+
+    def lay_out(h5: Any) -> None:
+        apply_layout(h5, layout)
+        if layout.many is not None:
+            write_file_table(h5, layout.many)
+
+    return lay_out
 
 
 def _axis_names(key: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[str, int]]:
@@ -165,7 +174,10 @@ def _make_scale(group: Any, name: str, length: int, layout: Layout, edges: Any) 
         if coord is not None and layout.shape[axis] == length:
             with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
                 original = source[coord]
-                scale = group.create_dataset(name, data=original[()])
+                values = original[()]
+                if axis == 0 and layout.many is not None:
+                    values = _record_coordinate(layout.many, coord, values.dtype)
+                scale = group.create_dataset(name, data=values)
                 for attr, value in original.attrs.items():
                     if attr not in _STRUCTURE_ATTRS and not attr.startswith("_Netcdf4"):
                         scale.attrs[attr] = value
@@ -196,3 +208,11 @@ def _describe(key: str, var: Any, layout: Layout) -> None:
         var.attrs["cell_methods"] = " ".join(f"{n}:" for n in reduced) + f" {_CELL_METHODS[key]}"
     if key in _LONG_NAMES:
         var.attrs["long_name"] = _LONG_NAMES[key]
+
+
+def _record_coordinate(source: Any, coord: str, dtype: Any) -> np.ndarray:
+    """Read the record dimension's coordinate of every file of a many-file input, in order."""
+    values = np.empty(source.n_rows, dtype=dtype)
+    with FileSeries(source) as series:
+        series.read_rows(coord, values, 0, source.n_rows)
+    return values
