@@ -1,0 +1,255 @@
+"""Many files as one dataset: a glob or an @list, checked file by file, read as one."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+from conftest import read_results, run_cli, write_dataset
+
+from hpcapp.config import make_job_config
+from hpcapp.errors import UsageError
+from hpcapp.io.files import expand, inspect_many, is_many
+from hpcapp.kernels.registry import load_kernel
+from hpcapp.plan import plan_job
+
+LENGTHS = [7, 0, 13, 5, 30, 1, 16, 16, 2, 0, 9, 21, 4, 11, 3, 8, 17, 6, 1, 12, 5, 14, 10, 2]
+
+
+def write_files(folder, lengths=LENGTHS, cols=3, seed=0, dtype="float64"):
+    """Write one file per length into ``folder``; return the files and the concatenated data."""
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    parts, paths = [], []
+    for index, n in enumerate(lengths):
+        part = rng.normal(10.0, 3.0, size=(n, cols)).astype(dtype)
+        part[rng.random(part.shape) < 0.05] = np.nan
+        path = folder / f"run-{index:03d}.h5"
+        write_dataset(path, part)
+        parts.append(part)
+        paths.append(path)
+    return paths, np.concatenate(parts)
+
+
+def run_ok(args, n_ranks=1, env=None):
+    done = run_cli([*args, "-q"], n_ranks, env=env)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def result_bytes(path):
+    return {key: value.tobytes() for key, value in read_results(path).items()}
+
+
+def test_a_glob_is_the_concatenation_bitwise_and_records_its_files(tmp_path):
+    paths, data = write_files(tmp_path / "runs")
+    single = write_dataset(tmp_path / "all.h5", data)
+    chunking = ["--chunk-rows", "16", "-p", "range=0,20", "-p", "bins=8"]
+    run_ok(
+        ["run", "stats", f"{tmp_path}/runs/run-*.h5:/x", "-o", str(tmp_path / "many.h5"), *chunking]
+    )
+    run_ok(["run", "stats", single, "-o", str(tmp_path / "one.h5"), *chunking])
+    # Chunks of 16 rows span files (and skip the empty ones): the same chunks, the same bits.
+    assert result_bytes(tmp_path / "many.h5") == result_bytes(tmp_path / "one.h5")
+    got = read_results(tmp_path / "many.h5")
+    np.testing.assert_array_equal(got["count"], np.sum(~np.isnan(data), axis=0))
+    np.testing.assert_allclose(got["mean"], np.nanmean(data, axis=0), rtol=1e-13)
+    np.testing.assert_array_equal(got["min"], np.nanmin(data, axis=0))
+    for col in range(data.shape[1]):
+        column = data[:, col][~np.isnan(data[:, col])]
+        np.testing.assert_array_equal(got["hist"][col], np.histogram(column, 8, (0, 20))[0])
+    with h5py.File(tmp_path / "many.h5", "r") as h5:
+        table = h5["input_files"]
+        assert [p.decode() for p in table["path"][()]] == [str(p) for p in paths]
+        np.testing.assert_array_equal(table["n_rows"][()], LENGTHS)
+        np.testing.assert_array_equal(table["size"][()], [os.stat(p).st_size for p in paths])
+        np.testing.assert_array_equal(
+            table["mtime_ns"][()], [os.stat(p).st_mtime_ns for p in paths]
+        )
+        assert h5.attrs["input_file_count"] == len(paths)
+        assert h5.attrs["input"] == f"{tmp_path}/runs/run-*.h5:/x"
+        identity = json.loads(h5.attrs["job_identity"])
+        assert identity["input_files"]["count"] == len(paths)
+
+
+def test_a_file_list_keeps_its_order_in_per_row_outputs(tmp_path):
+    paths, _ = write_files(tmp_path / "runs", lengths=[5, 0, 8, 3, 12])
+    order = [paths[3], paths[0], paths[4], paths[1], paths[2]]
+    listing = tmp_path / "files.txt"
+    listing.write_text("# newest first\n" + "\n".join(str(p) for p in order) + "\n\n")
+    with_order = np.concatenate([h5py.File(p, "r")["x"][()] for p in order])
+    out = tmp_path / "rows.h5"
+    run_ok(["run", "stats", f"@{listing}:/x", "-o", str(out), "--over", "1", "--chunk-rows", "4"])
+    got = read_results(out)
+    np.testing.assert_allclose(got["mean"], np.nanmean(with_order, axis=1), rtol=1e-13)
+    np.testing.assert_array_equal(got["max"], np.nanmax(with_order, axis=1))
+
+
+def test_netcdf_files_concatenate_their_time_coordinate(tmp_path):
+    xarray = pytest.importorskip("xarray")
+    from ncdata import write_netcdf
+
+    rng = np.random.default_rng(3)
+    parts, first = [], 0
+    for index, n in enumerate([4, 6, 3]):
+        part = rng.normal(280.0, 5.0, size=(n, 3, 4)).astype("f4")
+        path = tmp_path / f"day{index}.nc"
+        write_netcdf(path, part)
+        with h5py.File(path, "a") as h5:
+            h5["time"][...] = np.arange(first, first + n) * 6.0
+        parts.append(part)
+        first += n
+    data = np.concatenate(parts).astype(np.float64)
+    out = tmp_path / "series.h5"
+    run_ok(["run", "stats", f"{tmp_path}/day*.nc:/tas", "-o", str(out), "--over", "lat,lon"])
+    with xarray.open_dataset(out, engine="h5netcdf", group="result") as ds:
+        assert ds["mean"].dims == ("time",)
+        np.testing.assert_array_equal(ds["time"].values, np.arange(13) * 6.0)
+        np.testing.assert_allclose(ds["mean"].values, data.mean(axis=(1, 2)), rtol=1e-12)
+    out = tmp_path / "field.h5"
+    run_ok(["run", "stats", f"{tmp_path}/day*.nc:/tas", "-o", str(out), "--over", "time"])
+    with xarray.open_dataset(out, engine="h5netcdf", group="result") as ds:
+        assert ds["mean"].dims == ("lat", "lon")
+        np.testing.assert_allclose(ds["mean"].values, data.mean(axis=0), rtol=1e-12)
+        np.testing.assert_array_equal(ds["lat"].values, np.linspace(-90, 90, 3))
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", ["mismatch", "unreadable"])
+def test_bad_inputs_name_the_first_bad_file(tmp_path, n_ranks, kind):
+    write_files(tmp_path / "runs", lengths=[4, 5, 0, 6, 7, 3])
+    # The 5th and the 6th of 6 files are bad; with 4 ranks two ranks each find one.
+    for index, shape in ((4, (7, 4)), (5, (3, 2))):
+        with h5py.File(tmp_path / "runs" / f"run-{index:03d}.h5", "a") as h5:
+            del h5["x"]
+            h5["x" if kind == "mismatch" else "y"] = np.zeros(shape)
+    done = run_cli(
+        ["run", "stats", f"{tmp_path}/runs/*.h5:/x", "-o", str(tmp_path / "o.h5")], n_ranks
+    )
+    assert done.returncode == 2, done.stderr
+    message = done.stderr.strip().splitlines()
+    assert len(message) == 1, done.stderr
+    assert "file 5 of 6" in message[0] and "run-004.h5" in message[0], message
+    if kind == "mismatch":
+        assert "(4,)" in message[0] and "(3,)" in message[0], message
+    assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: f"{d}/nothing-*.h5:/x", "matches no file"),
+        (lambda d: f"@{d}/missing.txt:/x", "cannot read the file list"),
+        (lambda d: f"@{d}/empty.txt:/x", "names no file"),
+        (lambda d: f"@{d}/twice.txt:/x", "twice"),
+        (lambda d: f"@{d}/gone.txt:/x", "file 2 of 3"),
+        (lambda d: f"{d}/runs/run-00[12].h5:/x", "each of its 2 files holds 0 rows"),
+        (lambda d: f"{d}/runs/*.h5:/y", "file 1 of 4"),
+    ],
+)
+def test_refusals(tmp_path, make, expected):
+    paths, _ = write_files(tmp_path / "runs", lengths=[3, 0, 0, 5])
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    (tmp_path / "twice.txt").write_text(f"{paths[0]}\n{paths[3]}\n{paths[0]}\n")
+    (tmp_path / "gone.txt").write_text(f"{paths[0]}\n{tmp_path}/runs/run-999.h5\n{paths[3]}\n")
+    spec = make(tmp_path)
+    assert is_many(spec)
+    done = run_cli(["run", "stats", spec, "-o", str(tmp_path / "o.h5")], 2)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_files_must_agree_on_cf_decoding_and_coordinates(tmp_path):
+    from ncdata import write_netcdf
+
+    stored = np.arange(24, dtype="i2").reshape(2, 3, 4)
+    packing = {"scale_factor": 0.5, "add_offset": 100.0}
+    write_netcdf(tmp_path / "a.nc", stored, attrs=packing)
+    write_netcdf(tmp_path / "b.nc", stored, attrs={**packing, "scale_factor": 0.25})
+    write_netcdf(tmp_path / "c.nc", stored, attrs=packing)
+    with h5py.File(tmp_path / "c.nc", "a") as h5:
+        h5["lon"][0] = -1.0
+    for second, expected in (("b", "scale_factor"), ("c", "coordinate 'lon'")):
+        (tmp_path / "list.txt").write_text(f"{tmp_path}/a.nc\n{tmp_path}/{second}.nc\n")
+        with pytest.raises(UsageError, match=expected):
+            inspect_many(None, f"@{tmp_path}/list.txt:/tas")
+
+
+def test_expand_sorts_a_glob_and_keeps_a_list_in_order(tmp_path, monkeypatch):
+    paths, _ = write_files(tmp_path / "runs", lengths=[1, 2, 3])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "l.txt").write_text("runs/run-002.h5\n  runs/run-000.h5  \n")
+    assert expand("runs/run-*.h5:/x") == ([str(p) for p in paths], "/x")
+    assert expand("@l.txt:x") == ([str(paths[2]), str(paths[0])], "/x")
+    assert not is_many(f"{paths[0]}:/x")
+
+
+def test_resume_refuses_a_changed_file_list(tmp_path):
+    write_files(tmp_path / "runs", lengths=[3, 4, 5])
+    kernel, code = load_kernel("stats"), {"kernel": "stats"}
+    config = make_job_config(
+        {
+            "kernel": "stats",
+            "input": f"{tmp_path}/runs/*.h5:/x",
+            "output": str(tmp_path / "o.h5"),
+            "resume": True,
+        },
+        {},
+    )
+    plan = plan_job(config, kernel, code)
+    from hpcapp import checkpoint
+
+    checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
+    assert plan_job(config, kernel, code).resume_generation == 0  # unchanged: resumes
+    write_dataset(tmp_path / "runs" / "run-003.h5", np.ones((2, 3)))  # a fourth file arrives
+    with pytest.raises(UsageError, match="input_files"):
+        plan_job(config, kernel, code)
+    os.remove(tmp_path / "runs" / "run-003.h5")
+    os.utime(tmp_path / "runs" / "run-001.h5", ns=(1, 1))  # a file rewritten
+    with pytest.raises(UsageError, match="input_files"):
+        plan_job(config, kernel, code)
+
+
+def test_identical_bits_on_any_rank_count_and_schedule(tmp_path):
+    _, data = write_files(tmp_path / "runs", lengths=[50, 0, 130, 70, 300, 10, 240] * 3, cols=4)
+    spec = f"{tmp_path}/runs/*.h5:/x"
+    base = ["run", "stats", spec, "--chunk-rows", "64", "-p", "range=0,20"]
+    run_ok([*base, "-o", str(tmp_path / "ref.h5")])
+    reference = result_bytes(tmp_path / "ref.h5")
+    for n_ranks, schedule, env in [
+        (2, "static", None),
+        (3, "dynamic", None),
+        (4, "static", None),
+        (3, "static", {"MPIR_CVAR_NOLOCAL": "1"}),
+    ]:
+        out = tmp_path / f"{n_ranks}{schedule}.h5"
+        run_ok([*base, "-o", str(out), "--schedule", schedule], n_ranks, env=env)
+        assert result_bytes(out) == reference, (n_ranks, schedule, env)
+    got = read_results(tmp_path / "ref.h5")
+    np.testing.assert_allclose(got["mean"], np.nanmean(data, axis=0), rtol=1e-13)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_inspection_is_shared_and_reports_the_first_bad_file(tmp_path_factory):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    folder = tmp_path_factory.mktemp("files") if comm.rank == 0 else None
+    folder = comm.bcast(folder, root=0)
+    if comm.rank == 0:
+        write_files(folder / "runs", lengths=list(range(1, 4 * comm.size + 1)))
+        with h5py.File(folder / "runs" / f"run-{4 * comm.size - 1:03d}.h5", "a") as h5:
+            h5["x"].attrs["scale_factor"] = 2.0  # the last file, inspected by the last rank
+    comm.Barrier()
+    with pytest.raises(UsageError, match=f"file {4 * comm.size} of {4 * comm.size}") as caught:
+        inspect_many(comm, f"{folder}/runs/*.h5:/x")
+    assert getattr(caught.value, "collective", False)
+    os.remove(folder / "runs" / f"run-{4 * comm.size - 1:03d}.h5") if comm.rank == 0 else None
+    comm.Barrier()
+    source = inspect_many(comm, f"{folder}/runs/*.h5:/x")
+    if comm.rank == 0:
+        assert source.n_rows == sum(range(1, 4 * comm.size))
+        assert len(source.members) == 4 * comm.size - 1
+    else:
+        assert source is None
