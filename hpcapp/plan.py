@@ -17,8 +17,8 @@ from hpcapp.config import JobConfig
 from hpcapp.errors import UsageError
 from hpcapp.io.dims import identity as dims_identity
 from hpcapp.io.dims import plan_dims, refuse_netcdf3
+from hpcapp.io.files import files_chunk_rows, inspect_many, is_many
 from hpcapp.io.files import identity as files_identity
-from hpcapp.io.files import inspect_many, is_many
 from hpcapp.io.memory import check_memory
 from hpcapp.kernels.api import Kernel
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
@@ -86,6 +86,8 @@ def plan_job(
         chunk_rows = GENERATED_CHUNK_ROWS
     else:
         chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
+        if source.members:
+            chunk_rows = min(chunk_rows, files_chunk_rows(source))
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     identity.update(dims_identity(source))
     identity.update(files_identity(source))

@@ -21,6 +21,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from hpcapp.partition import block
 from hpcapp.source import Member, Source, inspect_dataset, split_spec
 
 GLOB_CHARS = "*?["
+FILES_PER_CHUNK = 32  # on average, at most, in a default chunk (see files_chunk_rows)
 
 
 def is_many(spec: str | None) -> bool:
@@ -201,6 +203,16 @@ def _difference(described: str, signature: str) -> str:
 def _dim_name(entry: Any) -> str:
     name = entry[0] if isinstance(entry, list) else entry
     return repr(name) if name else "no name"
+
+
+def files_chunk_rows(source: Source) -> int:
+    """Return the most rows a default chunk of a many-file input takes: ~FILES_PER_CHUNK files.
+
+    Opening a file costs about as much as reading a megabyte, so a chunk of many tiny files is
+    mostly opening them: capping the files per chunk keeps chunks many enough to share out.
+    """
+    mean_rows = source.n_rows / max(1, len(source.members))
+    return max(1, math.ceil(mean_rows * FILES_PER_CHUNK))
 
 
 def identity(source: Source) -> dict[str, Any]:
