@@ -78,32 +78,72 @@ def _read_list(list_path: str) -> list[str]:
     return paths
 
 
-def _describe_member(dataset: Any) -> str:
-    """Return what must agree between files: CF decoding and the other axes' coordinates."""
-    from hpcapp.io.cf import decoding_of
-
-    cf = dataclasses.asdict(decoding_of(dict(dataset.attrs), dataset.dtype, raw=False))
-    axes: list[Any] = []
-    for axis in range(len(dataset.shape)):
-        scales = dataset.dims[axis]
-        if not len(scales):
-            axes.append(None)
-            continue
-        scale = scales[0]
-        name = scale.name.rsplit("/", 1)[-1]
-        if axis == 0 or scale.shape != (dataset.shape[axis],):
-            axes.append(name)  # the record axis: its values differ from file to file
-        else:
-            values = np.ascontiguousarray(scale[()])
-            digest = hashlib.sha256(values.tobytes() + values.dtype.str.encode()).hexdigest()
-            axes.append([name, digest[:16]])
-    return json.dumps({"cf": cf, "dims": axes}, sort_keys=True, default=str)
+# The attributes of a variable that change what its values mean (hpcapp.io.cf reads them).
+_MEANING_ATTRS = (
+    "scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min", "valid_max",
+    "valid_range", "units",
+)  # fmt: skip
 
 
-def _inspect_member(path: str, dataset: str) -> tuple:
+def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
+    """Return (axis, dataset path) of the coordinates of the non-record axes, in the first file.
+
+    Read once, on rank 0: following dimension scales costs more than reading the values.
+    """
+    from hpcapp.io.dims import _scale_name
+    from hpcapp.source import open_input
+
+    found: list[tuple[int, str]] = []
+    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    try:
+        with open_input(probe) as h5:
+            variable = h5[dataset]
+            for axis in range(1, variable.ndim):
+                _, coord = _scale_name(variable.dims[axis])
+                if coord is not None and h5[coord].shape == (variable.shape[axis],):
+                    found.append((axis, coord))
+    except Exception:  # an unreadable first file: its own inspection says why
+        return []
+    return found
+
+
+def _describer(coords: list[tuple[int, str]]) -> Any:
+    """Return what describes one file for the agreement check: CF meaning and coordinates."""
+
+    def describe(variable: Any) -> str:
+        from hpcapp.io.cf import decoding_of
+
+        names = [name for name in variable.attrs if name in _MEANING_ATTRS]
+        attrs = {name: variable.attrs[name] for name in names}
+        cf = dataclasses.asdict(decoding_of(attrs, variable.dtype, raw=False))
+        values = {coord: _digest(variable, coord, axis) for axis, coord in coords}
+        return json.dumps({"cf": cf, "coords": values}, sort_keys=True, default=str)
+
+    return describe
+
+
+def _digest(variable: Any, coord: str, axis: int) -> str | None:
+    """Return a digest of coordinate ``coord``'s values, or None if the file has no such one.
+
+    Read through h5py's low-level API: the high-level objects cost more than the read.
+    """
+    import h5py
+
+    try:
+        found = h5py.h5d.open(h5py.h5i.get_file_id(variable.id), coord.encode())
+    except (KeyError, ValueError, OSError):
+        return None
+    if found.shape != (variable.shape[axis],):
+        return None
+    data = np.empty(found.shape, dtype=found.dtype)
+    found.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
+    return hashlib.sha256(data.tobytes() + data.dtype.str.encode()).hexdigest()
+
+
+def _inspect_member(path: str, dataset: str, coords: list[tuple[int, str]]) -> tuple:
     """Inspect one file; return a small picklable description of it."""
     source, described = inspect_dataset(  # type: ignore[misc]
-        path, dataset, allow_no_rows=True, describe=_describe_member
+        path, dataset, allow_no_rows=True, describe=_describer(coords)
     )
     member = Member(source.path, source.n_rows, source.file_id, source.swmr)
     storage = source.storage_chunk_rows
@@ -119,13 +159,18 @@ def inspect_many(comm: Any, spec: str) -> Source | None:
     from hpcapp.collective import on_root, raise_shared
 
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    paths, dataset = on_root(comm, lambda: expand(spec)) if comm is not None else expand(spec)
+
+    def listing() -> tuple[list[str], str, list[tuple[int, str]]]:
+        paths, dataset = expand(spec)
+        return paths, dataset, coordinates_of(paths[0], dataset)
+
+    paths, dataset, coords = on_root(comm, listing) if comm is not None else listing()
     count, first = block(len(paths), size, rank)
     found: list[tuple] = []
     failure: tuple[int, str] | None = None
     for index in range(first, first + count):
         try:
-            found.append(_inspect_member(paths[index], dataset))
+            found.append(_inspect_member(paths[index], dataset, coords))
         except UsageError as exc:
             failure = (index, str(exc))
             break
@@ -163,7 +208,7 @@ def _assemble(spec: str, dataset: str, total: int, gathered: list) -> Source:
                 f"({first.path}) has {row_shape} and {np.dtype(dtype)}"
             )
         elif described != signature:
-            problem = f"{_difference(described, signature)} from the first file ({first.path})"
+            problem = _difference(described, signature, first.path)
         if problem:
             raise UsageError(f"file {index} of {total} ({member.path}:{dataset}) has {problem}")
     n_rows = sum(member.n_rows for member, *_ in results)
@@ -186,23 +231,21 @@ def _assemble(spec: str, dataset: str, total: int, gathered: list) -> Source:
     )
 
 
-def _difference(described: str, signature: str) -> str:
+def _difference(described: str, signature: str, first_path: str) -> str:
     """Say how a file's description differs from the first file's."""
     mine, first = json.loads(described), json.loads(signature)
     if mine["cf"] != first["cf"]:
         changed = sorted(k for k in first["cf"] if mine["cf"].get(k) != first["cf"][k])
-        return f"other CF attributes ({', '.join(changed)}: {[mine['cf'][k] for k in changed]})"
-    for axis, (a, b) in enumerate(zip(mine["dims"], first["dims"], strict=True)):
-        if a != b:
-            if isinstance(a, list) and isinstance(b, list) and a[0] == b[0]:
-                return f"other values of the coordinate {a[0]!r} (dimension {axis})"
-            return f"another dimension {axis} ({_dim_name(a)} instead of {_dim_name(b)})"
-    return "another description"
-
-
-def _dim_name(entry: Any) -> str:
-    name = entry[0] if isinstance(entry, list) else entry
-    return repr(name) if name else "no name"
+        values = [mine["cf"][k] for k in changed]
+        named = ", ".join(changed)
+        return f"other CF attributes ({named}: {values}) than the first file ({first_path})"
+    for coord, digest in first["coords"].items():
+        if mine["coords"].get(coord) != digest:
+            name = coord.lstrip("/")
+            if mine["coords"].get(coord) is None:
+                return f"no coordinate {name!r} of the length the first file ({first_path}) has"
+            return f"other values of the coordinate {name!r} than the first file ({first_path})"
+    return f"another description than the first file ({first_path})"
 
 
 def files_chunk_rows(source: Source) -> int:
