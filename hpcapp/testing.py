@@ -63,9 +63,18 @@ def sample_input(
 def read_rows(spec: str, max_rows: int = MAX_CHECK_ROWS) -> Any:
     """Read the first ``max_rows`` rows of ``FILE.h5:/dataset`` (checked like ``run`` does)."""
     import h5py
+    import numpy as np
 
+    from hpcapp.io.files import FileSeries, inspect_many, is_many
     from hpcapp.source import inspect_input
 
+    if is_many(spec):  # the first rows of the concatenated files
+        source = inspect_many(None, spec)
+        assert source is not None
+        rows = np.empty((min(max_rows, source.n_rows), *source.row_shape), source.dtype)
+        with FileSeries(source) as series:
+            series.read_direct(rows, np.s_[0 : len(rows)])
+        return rows
     source = inspect_input(spec)
     with h5py.File(source.path, "r", locking=False) as h5:
         return h5[source.dataset][: min(max_rows, source.n_rows)]

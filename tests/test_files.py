@@ -253,3 +253,17 @@ def test_inspection_is_shared_and_reports_the_first_bad_file(tmp_path_factory):
         assert len(source.members) == 4 * comm.size - 1
     else:
         assert source is None
+
+
+def test_check_and_the_library_take_many_files(tmp_path):
+    import hpcapp
+    from hpcapp.testing import read_rows
+
+    _, data = write_files(tmp_path / "runs", lengths=[3, 0, 4, 6])
+    spec = f"{tmp_path}/runs/*.h5:/x"
+    np.testing.assert_array_equal(read_rows(spec, max_rows=5), data[:5])
+    np.testing.assert_array_equal(read_rows(spec), data)
+    results = hpcapp.run("stats", spec)
+    np.testing.assert_allclose(results["mean"], np.nanmean(data, axis=0), rtol=1e-13)
+    done = run_cli(["check", "stats", spec])
+    assert done.returncode == 0, done.stderr
