@@ -267,3 +267,33 @@ def test_check_and_the_library_take_many_files(tmp_path):
     np.testing.assert_allclose(results["mean"], np.nanmean(data, axis=0), rtol=1e-13)
     done = run_cli(["check", "stats", spec])
     assert done.returncode == 0, done.stderr
+
+
+def test_a_file_replaced_after_inspection_is_named_when_read(tmp_path):
+    from hpcapp.io.files import FileSeries
+
+    paths, data = write_files(tmp_path / "runs", lengths=[4, 6, 5])
+    source = inspect_many(None, f"{tmp_path}/runs/*.h5:/x")
+    buffer = np.empty((15, 3))
+    with FileSeries(source) as series:
+        series.read_direct(buffer, np.s_[0:15])
+        np.testing.assert_array_equal(buffer, data)
+        series.read_rows("/x", buffer[:7], 3, 10)  # across the first two files
+        np.testing.assert_array_equal(buffer[:7], data[3:10])
+    with h5py.File(paths[1], "w") as h5:
+        h5["x"] = np.zeros((2, 3))
+    with FileSeries(source) as series, pytest.raises(OSError, match=r"run-001\.h5.*replaced"):
+        series.read_direct(buffer, np.s_[0:15])
+
+
+def test_big_endian_integer_files_read_as_stored(tmp_path):
+    rng = np.random.default_rng(5)
+    parts = [rng.integers(-(2**31), 2**31 - 1, size=(n, 2)).astype(">i4") for n in (3, 5, 0, 4)]
+    for index, part in enumerate(parts):
+        write_dataset(tmp_path / f"be-{index}.h5", part)
+    out = tmp_path / "be.h5"
+    run_ok(["run", "stats", f"{tmp_path}/be-*.h5:/x", "-o", str(out), "--chunk-rows", "5"])
+    data = np.concatenate(parts).astype(np.int64)
+    got = read_results(out)
+    np.testing.assert_array_equal(got["sum"], data.sum(axis=0))
+    np.testing.assert_array_equal(got["min"], data.min(axis=0))
