@@ -222,9 +222,11 @@ def test_identical_bits_on_any_rank_count_and_schedule(tmp_path):
         (3, "dynamic", None),
         (4, "static", None),
         (3, "static", {"MPIR_CVAR_NOLOCAL": "1"}),
+        (3, "scatter", None),
     ]:
         out = tmp_path / f"{n_ranks}{schedule}.h5"
-        run_ok([*base, "-o", str(out), "--schedule", schedule], n_ranks, env=env)
+        how = ["--distribute", "scatter"] if schedule == "scatter" else ["--schedule", schedule]
+        run_ok([*base, "-o", str(out), *how], n_ranks, env=env)
         assert result_bytes(out) == reference, (n_ranks, schedule, env)
     got = read_results(tmp_path / "ref.h5")
     np.testing.assert_allclose(got["mean"], np.nanmean(data, axis=0), rtol=1e-13)
