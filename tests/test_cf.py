@@ -98,3 +98,32 @@ def test_raw_keeps_the_stored_values(tmp_path):
     np.testing.assert_array_equal(results["count"], np.full(stored.shape[1:], len(stored)))
     with h5py.File(out) as h5:
         assert "units" not in h5["result/mean"].attrs
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_unsigned_bytes_stored_signed_decode_as_xarray_does(tmp_path, packed):
+    """netCDF's ``_Unsigned = "true"``: int8 bits read as uint8, fill value included."""
+    import xarray as xr
+
+    rng = np.random.default_rng(9)
+    values = rng.integers(0, 256, size=(12, 2, 3)).astype(np.uint8)
+    values[rng.random(values.shape) < 0.1] = 255  # the fill value, stored as int8 -1
+    stored = values.view(np.int8)
+    attrs = {"_Unsigned": "true", **({"scale_factor": np.float32(0.5)} if packed else {})}
+    spec = write_netcdf(tmp_path / "in.nc", stored, attrs=attrs, fill_value=np.int8(-1))
+    with xr.open_dataset(spec.rpartition(":")[0], engine="h5netcdf") as ds:
+        theirs = ds["tas"].values
+    with h5py.File(tmp_path / "in.nc") as h5:
+        decoding = decoding_of(dict(h5["tas"].attrs), h5["tas"].dtype)
+    ours = Decoder(decoding, len(stored), stored.shape[1:])(stored)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.nanmax(ours) / (0.5 if packed else 1) > 127  # unsigned: not the signed reading
+    out = tmp_path / "out.nc"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "--chunk-rows", "5", "-q"], 2)
+    assert done.returncode == 0, done.stderr
+    results = read_results(out)
+    np.testing.assert_allclose(
+        results["mean"], np.nanmean(theirs.astype(float), axis=0), rtol=1e-12
+    )
+    np.testing.assert_array_equal(results["nan_count"], np.isnan(theirs).sum(axis=0))

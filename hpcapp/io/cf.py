@@ -34,12 +34,14 @@ class CFDecoding:
     scale_factor: float | None = None
     add_offset: float | None = None
     units: str | None = None  # of the decoded values
+    unsigned: bool = False  # ``_Unsigned = "true"``: signed stored integers are unsigned values
 
     @property
     def changes_values(self) -> bool:
         """Return whether decoding does anything (else the kernel gets the read buffer)."""
         return bool(
-            self.missing
+            self.unsigned
+            or self.missing
             or self.valid_min is not None
             or self.valid_max is not None
             or self.scale_factor is not None
@@ -78,17 +80,30 @@ def decoding_of(attrs: Mapping[str, Any], stored: np.dtype, raw: bool = False) -
     if raw:
         # Stored packed integers are not in ``units``: say nothing rather than something wrong.
         return CFDecoding(stored.str, stored.str, units=None if packed else units)
+    # netCDF-3's unsigned bytes (and shorts, ints) stored as signed, as xarray reads them: the
+    # same bits as unsigned, fill and valid values included.
+    unsigned = stored.kind == "i" and (_text(attrs.get("_Unsigned")) or "").lower() == "true"
+    signed = np.dtype(f"i{stored.itemsize}")
+    if unsigned:
+        stored = np.dtype(f"u{stored.itemsize}")
+
+    def values_of(name: str) -> list[Any]:
+        value = np.asarray(attrs[name])
+        if unsigned and value.dtype.kind == "i":
+            value = value.astype(signed).view(stored)
+        return _values(value)
+
     missing: list[float] = []
     for name in ("_FillValue", "missing_value"):
         if name in attrs:
-            missing += [v for v in _values(attrs[name]) if v not in missing]
+            missing += [v for v in values_of(name) if v not in missing]
     low = high = None
     if "valid_range" in attrs:
-        low, high = _values(attrs["valid_range"])[:2]
+        low, high = values_of("valid_range")[:2]
     if "valid_min" in attrs:
-        low = _values(attrs["valid_min"])[0]
+        low = values_of("valid_min")[0]
     if "valid_max" in attrs:
-        high = _values(attrs["valid_max"])[0]
+        high = values_of("valid_max")[0]
     if packed:
         dtype = np.result_type(*(np.asarray(a).dtype for a in (scale, offset) if a is not None))
         if dtype.kind != "f":
@@ -108,6 +123,7 @@ def decoding_of(attrs: Mapping[str, Any], stored: np.dtype, raw: bool = False) -
         scale_factor=None if scale is None else _values(scale)[0],
         add_offset=None if offset is None else _values(offset)[0],
         units=units,
+        unsigned=unsigned,
     )
 
 
@@ -126,6 +142,8 @@ class Decoder:
     def __call__(self, stored: np.ndarray) -> np.ndarray:
         """Return the decoded values of ``stored`` (a view of the reused buffer)."""
         d = self.decoding
+        if d.unsigned:
+            stored = stored.view(stored.dtype.str.replace("i", "u"))
         n = len(stored)
         out, mask, scratch = self._buffer[:n], self._mask[:n], self._scratch[:n]
         mask[...] = False
