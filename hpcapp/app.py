@@ -17,8 +17,10 @@ from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
+from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
 from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
 from hpcapp.launch import thread_warning
 from hpcapp.partition import count_chunks
@@ -71,6 +73,9 @@ def execute(
         agree_on_code(comm, code)
         plan = on_root(comm, lambda: plan_job(config, kernel, code))
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
+        described = kernel  # the output describes the kernel's own results
+        if plan.grouping is not None:
+            kernel = group_kernel(kernel)  # per group of records: results lead with a group axis
         if plan.finished:
             results = on_root(comm, lambda: read_results(config.output))
             return Outcome(plan, results, None, started, finished_already=True)
@@ -96,6 +101,7 @@ def execute(
             plan.chunk_rows,
             config.distribute,
             todo=todo,
+            grouping=plan.grouping,
             preloaded=nodes,
             interrupts=interrupts,
             checkpoint=directory and CheckpointPlan(directory, generation, config.checkpoint_every),
@@ -104,6 +110,8 @@ def execute(
             compression=config.compression,
             progress_every=None if config.quiet else config.progress_every,
         )
+        if plan.grouping is not None and result.results is not None:
+            result.results = with_group_coordinates(result.results, plan.grouping)
         if config.output is not None:
             attrs = _provenance(comm, config, plan, result, hosts, started, extra_attrs)
 
@@ -119,7 +127,7 @@ def execute(
                     TIMING_COLUMNS.index("write"),
                     started,
                     base=checkpoint.rows_path(directory) if kernel.per_row else None,
-                    layout=make_layout(plan.source, plan.params, kernel),
+                    layout=make_layout(plan.source, plan.params, described, plan.grouping),
                 )
                 checkpoint.remove(directory)
 
@@ -160,6 +168,7 @@ def _provenance(
         "command": " ".join(["hpcapp", *sys.argv[1:]]),
         "resumed": plan.resume_generation is not None,
         "job_identity": json.dumps(plan.identity, sort_keys=True),
+        **({"grouping": plan.grouping.option} if plan.grouping is not None else {}),
         **slurm_context(),
         **(extra_attrs or {}),
     }
