@@ -186,6 +186,15 @@ def _find(h5: Any, data_path: str, name: str, by: str) -> str:
     for path in candidates:
         if isinstance(h5.get(path), h5py.Dataset):
             return path
+    stem, dot, suffix = name.rpartition(".")
+    if (
+        dot
+        and stem
+        and any(isinstance(h5.get(p[: -len(suffix) - 1]), h5py.Dataset) for p in candidates)
+    ):
+        raise UsageError(
+            f"--group-by {by}: unknown component {suffix!r}: use one of {', '.join(COMPONENTS)}"
+        )
     raise UsageError(f"--group-by {by}: the input file has no dataset {' or '.join(candidates)}")
 
 
