@@ -57,6 +57,7 @@ def test_group_by_integer_labels_matches_numpy(tmp_path):
     data = sample_data(200, 2, "float32", seed=5, nan=0.02)
     labels = rng.choice(np.array([9, -4, 3, 0, -1], np.int8), size=200)  # unsorted, interleaved
     labels[50:60] = 77  # one label only in the middle
+    labels[-7:] = -100  # the lowest label only at the end
     path = tmp_path / "in.h5"
     spec = write_dataset(path, data)
     write_dataset(path, labels, "labels")
@@ -261,9 +262,9 @@ def inputs(tmp_path):
         ({"group_every": 2, "distribute": "scatter"}, "scatter"),
     ],
 )
-def test_refusals(inputs, options, message):
+def test_refusals(inputs, tmp_path, options, message):
     with pytest.raises(UsageError, match=message) as caught:
-        hpcapp.run("stats", f"{inputs}:/x", **options)
+        hpcapp.run("stats", f"{inputs}:/x", output=str(tmp_path / "out.h5"), **options)
     assert "\n" not in str(caught.value)
 
 
