@@ -61,9 +61,50 @@ def test_group_by_integer_labels_matches_numpy(tmp_path):
     path = tmp_path / "in.h5"
     spec = write_dataset(path, data)
     write_dataset(path, labels, "labels")
-    results = hpcapp.run("stats", spec, chunk_rows=13, group_by="labels")
+    params = {"bins": 7, "range": [0, 1]}
+    results = hpcapp.run("stats", spec, chunk_rows=13, group_by="labels", params=params)
     check_groups(results, data, labels)
+    for i, label in enumerate(np.unique(labels)):
+        for col in range(2):
+            values = data[labels == label, col]
+            expected = np.histogram(values[~np.isnan(values)], bins=7, range=(0, 1))[0]
+            np.testing.assert_array_equal(results["hist"][i, col], expected)
+    np.testing.assert_array_equal(
+        results["hist_edges"], np.histogram_bin_edges(np.empty(0, np.float32), 7, (0, 1))
+    )
     assert results["mean"].dtype == np.float64 and results["min"].dtype == np.float32
+
+
+FIRST_KERNEL = """
+import numpy as np
+
+def first_row(chunk):
+    return {"first": chunk[0], "n": np.int64(len(chunk))}
+
+def keep_left(left, right):
+    return {"first": left["first"], "n": left["n"] + right["n"]}
+
+first_row.combine = keep_left
+"""
+
+
+def test_a_user_combine_sees_each_groups_partials_in_record_order(tmp_path):
+    kernel_file = tmp_path / "first.py"
+    kernel_file.write_text(FIRST_KERNEL)
+    data = np.arange(300.0).reshape(100, 3)
+    labels = np.random.default_rng(2).integers(0, 6, 100).astype(np.int64)
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    write_dataset(path, labels, "g")
+    out = tmp_path / "out.h5"
+    args = ["run", f"{kernel_file}:first_row", spec, "-o", str(out), "--chunk-rows", "9", "-q"]
+    done = run_cli([*args, "--group-by", "g"], 3)
+    assert done.returncode == 0, done.stderr
+    results = read_results(out)
+    groups = np.unique(labels)
+    np.testing.assert_array_equal(results["group"], groups)
+    np.testing.assert_array_equal(results["first"], [data[labels == g][0] for g in groups])
+    np.testing.assert_array_equal(results["n"], [np.sum(labels == g) for g in groups])
 
 
 @pytest.mark.parametrize("dtype", ["int64", "uint16"])

@@ -54,8 +54,71 @@ def _stack(labels: list[int], parts: list[Partial], name: str) -> Partial:
     return out
 
 
+def _merge_grouped(kern: Kernel, left: Partial, right: Partial, elementwise: bool) -> Partial:
+    """Merge two grouped partials: union of labels, shared labels merged left-first.
+
+    Groups on one side only are copied with one fancy-index per key (no per-group Python
+    work: consecutive groups of a time series are mostly disjoint between neighbours). Shared
+    groups go through the kernel's merge: in blocks of groups for an element-wise merge (small
+    enough to stay in cache), else one group at a time.
+    """
+    left_labels, right_labels = left[GROUP_KEY], right[GROUP_KEY]
+    labels = np.union1d(left_labels, right_labels)
+    left_pos = np.searchsorted(labels, left_labels)
+    right_pos = np.searchsorted(labels, right_labels)
+    shared, left_shared, right_shared = np.intersect1d(
+        left_labels, right_labels, assume_unique=True, return_indices=True
+    )
+    left_only = np.setdiff1d(np.arange(len(left_labels)), left_shared, assume_unique=True)
+    right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
+    keys = [key for key in left if key != GROUP_KEY]
+    merged: dict[str, list[Any]] = {key: [] for key in keys}
+    step = _block(left, keys) if elementwise else 1
+    for first in range(0, len(shared), step):
+        pick_left = left_shared[first : first + step]
+        pick_right = right_shared[first : first + step]
+        if elementwise:
+            block = kern.merge(
+                {key: left[key][pick_left] for key in keys},
+                {key: right[key][pick_right] for key in keys},
+            )
+        else:
+            block = kern.merge(_slice(left, pick_left[0]), _slice(right, pick_right[0]))
+            block = {key: np.asarray(value)[np.newaxis] for key, value in block.items()}
+        for key in keys:
+            merged[key].append(np.asarray(block[key]))
+    out: Partial = {GROUP_KEY: labels.astype(np.int64)}
+    at_shared = np.searchsorted(labels, shared)
+    for key in keys:
+        parts = merged[key]
+        shapes = {left[key].shape[1:], right[key].shape[1:], *(p.shape[1:] for p in parts)}
+        if len(shapes) != 1:
+            raise KernelError(
+                f"kernel {kern.name!r}: groups' partials of {key!r} have different shapes "
+                f"{sorted(shapes)}: grouping needs a partial shaped independently of the rows"
+            )
+        dtype = np.result_type(left[key], right[key], *parts)
+        array = np.empty((len(labels), *left[key].shape[1:]), dtype)
+        array[left_pos[left_only]] = left[key][left_only]
+        array[right_pos[right_only]] = right[key][right_only]
+        if parts:
+            array[at_shared] = np.concatenate(parts)
+        out[key] = array
+    return out
+
+
+def _block(partial: Partial, keys: list[str]) -> int:
+    """Return how many groups to merge per call: about 1 MiB of partial each time."""
+    per_group = sum(partial[key][:1].nbytes for key in keys) or 1
+    return max(1, (1 << 20) // per_group)
+
+
 def group_kernel(kern: Kernel) -> Kernel:
     """Return ``kern`` applied per group of records (see the module docstring)."""
+
+    # Element-wise combines (sum/min/max, or a combine marked ``elementwise``) merge blocks of
+    # shared groups in one call: the same operations on each element, so the same bits.
+    elementwise = not callable(kern.combine) or bool(getattr(kern.combine, "elementwise", False))
 
     def func(item: Labelled, **params: Any) -> Partial:
         data, labels = item
@@ -73,20 +136,7 @@ def group_kernel(kern: Kernel) -> Kernel:
         return _stack(present.tolist(), parts, kern.name)
 
     def combine(left: Partial, right: Partial) -> Partial:
-        left_labels, right_labels = left[GROUP_KEY].tolist(), right[GROUP_KEY].tolist()
-        right_at = {label: i for i, label in enumerate(right_labels)}
-        left_at = {label: i for i, label in enumerate(left_labels)}
-        labels = sorted(set(left_labels) | set(right_labels))
-        parts = []
-        for label in labels:
-            if label in left_at and label in right_at:
-                merged = kern.merge(_slice(left, left_at[label]), _slice(right, right_at[label]))
-                parts.append(merged)
-            elif label in left_at:
-                parts.append(_slice(left, left_at[label]))
-            else:
-                parts.append(_slice(right, right_at[label]))
-        return _stack(labels, parts, kern.name)
+        return _merge_grouped(kern, left, right, elementwise)
 
     def finalize(partial: Partial, **params: Any) -> Partial:
         labels = partial[GROUP_KEY]
