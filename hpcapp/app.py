@@ -218,6 +218,13 @@ def summary(
         f"{plural(n_ranks, 'rank')}, {wall:.2f} s",
     ]
     results = result.results
+    if "group" in results and (config.group_by or config.group_every):
+        labels = [str(label) for label in np.ravel(results["group"])]
+        shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+        option = f"--group-by {config.group_by}" if config.group_by else "--group-every"
+        lines.append(
+            f"  {plural(len(labels), 'group')} ({option}): {shown}; cells below in group order"
+        )
     if {"mean", "std", "min", "max", "count"} <= results.keys():
         columns = np.size(results["mean"])
         shown = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
