@@ -221,7 +221,11 @@ def summary(
     if "group" in results and (config.group_by or config.group_every):
         labels = [str(label) for label in np.ravel(results["group"])]
         shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
-        option = f"--group-by {config.group_by}" if config.group_by else "--group-every"
+        option = (
+            f"--group-by {config.group_by}"
+            if config.group_by
+            else f"--group-every {config.group_every}"
+        )
         lines.append(
             f"  {plural(len(labels), 'group')} ({option}): {shown}; cells below in group order"
         )
