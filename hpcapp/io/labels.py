@@ -182,20 +182,23 @@ def _find(h5: Any, data_path: str, name: str, by: str) -> str:
         candidates = [name]
     else:
         parent = data_path.rsplit("/", 1)[0] or "/"
-        candidates = [f"{parent.rstrip('/')}/{name}", f"/{name}"]
+        candidates = list(dict.fromkeys([f"{parent.rstrip('/')}/{name}", f"/{name}"]))
+
+    def is_dataset(path: str) -> bool:
+        try:
+            return isinstance(h5.get(path), h5py.Dataset)
+        except (KeyError, TypeError, ValueError):  # a path through a dataset
+            return False
+
     for path in candidates:
-        if isinstance(h5.get(path), h5py.Dataset):
+        if is_dataset(path):
             return path
-    stem, dot, suffix = name.rpartition(".")
-    if (
-        dot
-        and stem
-        and any(isinstance(h5.get(p[: -len(suffix) - 1]), h5py.Dataset) for p in candidates)
-    ):
+    _, dot, suffix = name.rpartition(".")
+    if dot and any(is_dataset(p[: -len(suffix) - 1]) for p in candidates):
         raise UsageError(
             f"--group-by {by}: unknown component {suffix!r}: use one of {', '.join(COMPONENTS)}"
         )
-    raise UsageError(f"--group-by {by}: the input file has no dataset {' or '.join(candidates)}")
+    raise UsageError(f"--group-by {by}: {h5.filename} has no dataset {' or '.join(candidates)}")
 
 
 def _text(value: Any) -> str | None:
