@@ -323,6 +323,18 @@ def test_refusals_from_the_command_line_exit_2_with_one_line(inputs, tmp_path):
         assert len(lines) == 1 and message in lines[0], done.stderr
 
 
+def test_memory_per_rank_counts_the_groups(tmp_path):
+    path = tmp_path / "in.nc"
+    spec = write_time_series(path, "noleap", 24, 400, grid=(30, 60))
+    options = {"over": "time", "chunk_rows": 20, "memory_per_rank": "300MiB"}
+    assert hpcapp.run("stats", spec, **options)["mean"].shape == (30, 60)
+    with pytest.raises(UsageError, match="fewer groups") as caught:
+        hpcapp.run("stats", spec, group_by="time.dayofyear", **options)
+    assert "\n" not in str(caught.value)
+    months = hpcapp.run("stats", spec, group_by="time.month", **options)
+    assert months["mean"].shape == (12, 30, 60)
+
+
 def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):
     from hpcapp.cli import parse
 
