@@ -18,8 +18,10 @@ from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engi
 from hpcapp.errors import UsageError
 from hpcapp.interrupt import Interrupts
 from hpcapp.io.files import inspect_many, is_many
+from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
 from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
 from hpcapp.launch import thread_warning
 from hpcapp.partition import count_chunks
@@ -72,9 +74,13 @@ def execute(
         agree_on_code(comm, code)
         source = None
         if is_many(config.input) and not kernel.generates:
-            source = inspect_many(comm, config.input)  # every rank inspects some of the files
+            # Every rank inspects some of the files (and their --group-by labels).
+            source = inspect_many(comm, config.input, config.group_by)
         plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
+        described = kernel  # the output describes the kernel's own results
+        if plan.grouping is not None:
+            kernel = group_kernel(kernel)  # per group of records: results lead with a group axis
         if plan.finished:
             results = on_root(comm, lambda: read_results(config.output))
             return Outcome(plan, results, None, started, finished_already=True)
@@ -100,6 +106,7 @@ def execute(
             plan.chunk_rows,
             config.distribute,
             todo=todo,
+            grouping=plan.grouping,
             preloaded=nodes,
             interrupts=interrupts,
             checkpoint=directory and CheckpointPlan(directory, generation, config.checkpoint_every),
@@ -108,6 +115,8 @@ def execute(
             compression=config.compression,
             progress_every=None if config.quiet else config.progress_every,
         )
+        if plan.grouping is not None and result.results is not None:
+            result.results = with_group_coordinates(result.results, plan.grouping)
         if config.output is not None:
             attrs = _provenance(comm, config, plan, result, hosts, started, extra_attrs)
 
@@ -123,7 +132,7 @@ def execute(
                     TIMING_COLUMNS.index("write"),
                     started,
                     base=checkpoint.rows_path(directory) if kernel.per_row else None,
-                    layout=make_layout(plan.source, plan.params, kernel),
+                    layout=make_layout(plan.source, plan.params, described, plan.grouping),
                 )
                 checkpoint.remove(directory)
 
@@ -165,6 +174,7 @@ def _provenance(
         "command": " ".join(["hpcapp", *sys.argv[1:]]),
         "resumed": plan.resume_generation is not None,
         "job_identity": json.dumps(plan.identity, sort_keys=True),
+        **({"grouping": plan.grouping.option} if plan.grouping is not None else {}),
         **slurm_context(),
         **(extra_attrs or {}),
     }
@@ -216,6 +226,17 @@ def summary(
         f"{plural(n_ranks, 'rank')}, {wall:.2f} s",
     ]
     results = result.results
+    if "group" in results and (config.group_by or config.group_every):
+        labels = [str(label) for label in np.ravel(results["group"])]
+        shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+        option = (
+            f"--group-by {config.group_by}"
+            if config.group_by
+            else f"--group-every {config.group_every}"
+        )
+        lines.append(
+            f"  {plural(len(labels), 'group')} ({option}): {shown}; cells below in group order"
+        )
     if {"mean", "std", "min", "max", "count"} <= results.keys():
         columns = np.size(results["mean"])
         shown = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells

@@ -180,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a job whose per-rank memory estimate exceeds SIZE (e.g. 4GiB)",
     )
 
+    grouping = run.add_mutually_exclusive_group()
+    grouping.add_argument(
+        "--group-every",
+        type=int,
+        metavar="K",
+        help="reduce each block of K consecutive records on its own (e.g. 24 hourly -> daily)",
+    )
+    grouping.add_argument(
+        "--group-by",
+        metavar="NAME",
+        help="reduce per label: NAME is a 1-D integer dataset with one label per record, or "
+        "NAME.year, NAME.month, NAME.season, NAME.dayofyear of a CF time coordinate",
+    )
+
     gen = commands.add_parser("generate", help="write a synthetic dataset in parallel")
     gen.add_argument("target", help="FILE.h5:/dataset to create")
     gen.add_argument("--rows", type=int, required=True, help="number of rows")
@@ -287,6 +301,8 @@ def parse(argv: list[str] | None = None) -> Command:
             "dims": args.dims,
             "raw": args.raw,
             "memory_per_rank": args.memory_per_rank,
+            "group_every": args.group_every,
+            "group_by": args.group_by,
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":

@@ -52,6 +52,9 @@ class JobConfig:
     dims: str | None = None  # "time,lat,lon" for inputs without dimension scales
     raw: bool = False  # skip CF masking and unpacking
     memory_per_rank: str | None = None  # "4GiB": refuse a job whose partials need more
+    # Grouped reductions along the records (hpcapp/io/labels.py): one or the other.
+    group_every: int | None = None  # K: records r // K form a group
+    group_by: str | None = None  # NAME (integer labels) or NAME.month, .year, .season, ...
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -74,6 +77,8 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "dims": (str,),
     "raw": (bool,),
     "memory_per_rank": (str,),
+    "group_every": (int,),
+    "group_by": (str,),
 }
 
 
@@ -182,6 +187,15 @@ def make_job_config(
         raise UsageError(
             "--schedule dynamic needs every rank to read its own chunks: drop --distribute scatter"
         )
+    group_every, group_by = merged["group_every"], merged["group_by"]
+    if group_every is not None and group_by is not None:
+        raise UsageError("--group-every and --group-by exclude each other: give one")
+    if group_every is not None and (
+        isinstance(group_every, bool) or not isinstance(group_every, int) or group_every < 1
+    ):
+        raise UsageError(f"--group-every must be a positive number of records, got {group_every}")
+    if group_by is not None and not str(group_by).strip():
+        raise UsageError("--group-by needs a dataset name, e.g. --group-by time.month")
     return JobConfig(
         kernel=merged["kernel"],
         output=merged["output"],
@@ -203,4 +217,6 @@ def make_job_config(
         dims=merged["dims"],
         raw=bool(merged["raw"]),
         memory_per_rank=merged["memory_per_rank"],
+        group_every=group_every,
+        group_by=group_by,
     )

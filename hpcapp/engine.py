@@ -23,6 +23,7 @@ from hpcapp.collective import gather_table, raise_shared
 from hpcapp.errors import HpcappError, InterruptError, KernelError
 from hpcapp.interrupt import NoInterrupts
 from hpcapp.kernels.api import Kernel, Partial, as_partial
+from hpcapp.kernels.grouped import Labelled
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
 from hpcapp.progress import Progress
 from hpcapp.reader import ChunkReadError
@@ -75,6 +76,7 @@ def run_engine(
     distribute: str = "read",
     *,
     todo: Intervals | None = None,
+    grouping: Any = None,
     preloaded: Mapping[Node, Partial] | None = None,
     checkpoint: CheckpointPlan | None = None,
     interrupts: Any = None,
@@ -94,6 +96,8 @@ def run_engine(
     result is the same bits either way. A kernel with per-row outputs has them written by
     every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.rows`).
     ``progress_every`` (seconds; None: silent) turns on rank 0's live progress display.
+    ``grouping`` (an :class:`hpcapp.io.labels.Grouping`) hands the kernel each chunk with its
+    records' group labels (a kernel wrapped by :func:`hpcapp.kernels.grouped.group_kernel`).
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -115,7 +119,7 @@ def run_engine(
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
         chunks = reader.scatter_chunks(comm, source, shares, chunk_rows, should_stop)
     else:
-        chunks = reader.read_chunks(source, mine, chunk_rows, should_stop)
+        chunks = reader.read_chunks(source, mine, chunk_rows, should_stop, grouping)
 
     sink = None
     if kernel.per_row:
@@ -306,10 +310,11 @@ def _compute(
                 f"{stop - 1}): per-row output {key!r} must have {stop - start} rows, got "
                 f"{'nothing' if value is None else value.shape}"
             )
-    if isinstance(data, np.ndarray):
+    buffer = data.data if isinstance(data, Labelled) else data  # grouped: data and labels
+    if isinstance(buffer, np.ndarray):
         # The read buffer is reused for the next chunk: keep no view of it.
         for key, value in partial.items():
-            if np.may_share_memory(value, data):
+            if np.may_share_memory(value, buffer):
                 partial[key] = value.copy()
     return partial
 

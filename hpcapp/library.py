@@ -29,6 +29,8 @@ def run(
     dims: str | None = None,
     raw: bool = False,
     memory_per_rank: str | None = None,
+    group_every: int | None = None,
+    group_by: str | None = None,
     schedule: str = "static",
     distribute: str = "read",
     checkpoint: str | None = None,
@@ -49,7 +51,9 @@ def run(
     defaults to ``MPI.COMM_WORLD`` (a 1-rank world in a plain ``python`` or Jupyter process) and
     may be any sub-communicator. ``output=None`` writes nothing (and keeps no checkpoint); with
     an output, the file is the one ``hpcapp run`` writes, and ``checkpoint``/``resume`` work as
-    its options do. The other options are those of ``hpcapp run``.
+    its options do. ``group_every``/``group_by`` are ``--group-every``/``--group-by``: results
+    then lead with a group axis and ``"group"`` holds the labels. The other options are those
+    of ``hpcapp run``.
     """
     from mpi4py import MPI
 
@@ -67,6 +71,8 @@ def run(
         "dims": dims,
         "raw": raw,
         "memory_per_rank": memory_per_rank,
+        "group_every": group_every,
+        "group_by": group_by,
         "params": dict(params or {}),
         "overwrite": overwrite,
         "distribute": distribute,

@@ -19,6 +19,7 @@ from hpcapp.io.dims import identity as dims_identity
 from hpcapp.io.dims import plan_dims, refuse_netcdf3
 from hpcapp.io.files import files_chunk_rows, inspect_many, is_many
 from hpcapp.io.files import identity as files_identity
+from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory
 from hpcapp.kernels.api import Kernel
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
@@ -42,6 +43,7 @@ class Plan:
     resume_generation: int | None = None  # None: start fresh
     resume_parts: tuple[str, ...] = ()
     finished: bool = False  # --resume, and the output already holds this job's result
+    grouping: Any = None  # an hpcapp.io.labels.Grouping: --group-every / --group-by
 
 
 def plan_job(
@@ -64,7 +66,7 @@ def plan_job(
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
         if source is None and is_many(config.input):
-            source = inspect_many(None, config.input)
+            source = inspect_many(None, config.input, config.group_by)
         elif source is None:
             refuse_netcdf3(config.input)
             source = inspect_input(config.input)
@@ -75,6 +77,7 @@ def plan_job(
         dtype = source.cf.dtype if source.cf is not None else source.dtype
         checked = kernel.check_params(config.params, dtype=dtype, row_shape=source.row_shape)
         params = {**checked, **({"over": params["over"]} if "over" in params else {})}
+    grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
@@ -91,8 +94,10 @@ def plan_job(
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     identity.update(dims_identity(source))
     identity.update(files_identity(source))
+    if grouping is not None:
+        identity["grouping"] = grouping.identity()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
-    check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks)
+    check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks, grouping)
     if config.output is None:
         # hpcapp.run(output=None): results are returned, nothing is written or resumed.
         if kernel.per_row:
@@ -102,9 +107,9 @@ def plan_job(
             )
         if config.resume or config.checkpoint:
             raise UsageError("resume and checkpoint need an output file: give an output")
-        return Plan(source, params, chunk_rows, identity, None)
+        return Plan(source, params, chunk_rows, identity, None, grouping=grouping)
     directory = config.checkpoint or checkpoint.default_path(config.output)
-    plan = Plan(source, params, chunk_rows, identity, directory)
+    plan = Plan(source, params, chunk_rows, identity, directory, grouping=grouping)
     if config.resume and checkpoint.holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)

@@ -115,17 +115,45 @@ def _read_or_error(
 
 
 def read_chunks(
-    source: Source, chunk_indices: Iterable[int], chunk_rows: int, should_stop: ShouldStop
+    source: Source,
+    chunk_indices: Iterable[int],
+    chunk_rows: int,
+    should_stop: ShouldStop,
+    grouping: Any = None,
 ) -> Iterator[Chunk]:
-    """Read each chunk straight from the file into one reused buffer (the default)."""
+    """Read each chunk straight from the file into one reused buffer (the default).
+
+    With a ``grouping`` (:class:`hpcapp.io.labels.Grouping`) each item is the data with its
+    records' group labels, read by this rank for its own chunks only.
+    """
     buffer = _buffer(source, chunk_rows)
     decode = make_decoder(source, chunk_rows)  # CF masking and unpacking, if any
     with _input_dataset(source) as dataset:
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
-            yield chunk_index, decode(item)
+            item = decode(_read_or_error(dataset, source, chunk_index, chunk_rows, buffer))
+            if grouping is not None and isinstance(item, np.ndarray):
+                item = _labelled(dataset, source, grouping, chunk_index, chunk_rows, item)
+            yield chunk_index, item
+
+
+def _labelled(
+    dataset: Any, source: Source, grouping: Any, chunk_index: int, chunk_rows: int, data: Any
+) -> Any:
+    """Return ``Labelled(data, labels)`` for one chunk, or the ChunkReadError of its labels."""
+    from hpcapp.io.labels import labels_for_rows
+    from hpcapp.kernels.grouped import Labelled
+
+    start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
+    try:
+        return Labelled(data, labels_for_rows(grouping, source, dataset, start, stop))
+    except Exception as exc:
+        return ChunkReadError(
+            f"reading the group labels ({grouping.option}) of chunk {chunk_index} (rows "
+            f"{start}-{stop - 1}) of {source.spec} failed: {type(exc).__name__}: {exc}",
+            chunk_index,
+        )
 
 
 def scatter_chunks(

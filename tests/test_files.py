@@ -299,3 +299,68 @@ def test_big_endian_integer_files_read_as_stored(tmp_path):
     got = read_results(out)
     np.testing.assert_array_equal(got["sum"], data.sum(axis=0))
     np.testing.assert_array_equal(got["min"], data.min(axis=0))
+
+
+def write_days(path, days, values, units="days since 2001-01-01", calendar="noleap", time=True):
+    """Write tas(time, lat, lon) with a CF time coordinate holding ``days``."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, n in zip(("time", "lat", "lon"), values.shape, strict=True):
+            ds.createDimension(name, n)
+        if time:
+            coord = ds.createVariable("time", "f8", ("time",))
+            coord.units, coord.calendar = units, calendar
+            coord[:] = days
+        for name, n in zip(("lat", "lon"), values.shape[1:], strict=True):
+            ds.createVariable(name, "f8", (name,))[:] = np.arange(n) * 10.0
+        ds.createVariable("tas", "f8", ("time", "lat", "lon"))[:] = values
+
+
+def test_grouping_by_month_over_yearly_files_is_xarrays_groupby(tmp_path):
+    xarray = pytest.importorskip("xarray")
+    days = np.arange(365 * 3 + 20, dtype=np.float64)
+    values = np.random.default_rng(8).normal(280.0, 5.0, size=(len(days), 2, 3))
+    write_days(tmp_path / "all.nc", days, values)
+    (tmp_path / "years").mkdir()
+    for year, start in enumerate(range(0, len(days), 365)):
+        part = slice(start, start + 365)
+        write_days(tmp_path / "years" / f"tas_{2001 + year}.nc", days[part], values[part])
+    base = ["--over", "time", "--group-by", "time.month", "--chunk-rows", "50"]
+    many, one = tmp_path / "many.h5", tmp_path / "one.h5"
+    run_ok(["run", "stats", f"{tmp_path}/years/tas_*.nc:/tas", "-o", str(many), *base], 3)
+    run_ok(["run", "stats", f"{tmp_path}/all.nc:/tas", "-o", str(one), *base])
+    assert result_bytes(many) == result_bytes(one)  # the same chunks, the same bits
+    coder = xarray.coders.CFDatetimeCoder(use_cftime=True)
+    with xarray.open_dataset(tmp_path / "all.nc", decode_times=coder) as ds:
+        expected = ds["tas"].groupby("time.month").mean("time").load()
+    with xarray.open_dataset(many, engine="h5netcdf", group="result") as ds:
+        np.testing.assert_array_equal(ds["group"].values, expected["month"].values)
+        np.testing.assert_allclose(ds["mean"].values, expected.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ({"units": "days since 2002-01-01"}, "another /time"),
+        ({"time": False}, "units None"),
+    ],
+)
+def test_grouping_over_files_needs_the_same_labels_in_each(tmp_path, bad, expected):
+    values = np.zeros((10, 2, 3))
+    for index in range(4):
+        options = bad if index == 2 else {}
+        write_days(tmp_path / f"f{index}.nc", np.arange(10) + 10.0 * index, values, **options)
+    argv = [
+        "run",
+        "stats",
+        f"{tmp_path}/f*.nc:/tas",
+        "--over",
+        "time",
+        "-o",
+        str(tmp_path / "o.h5"),
+    ]
+    done = run_cli([*argv, "--group-by", "time.month"], 2)
+    assert done.returncode == 2, done.stderr
+    assert "file 3 of 4" in done.stderr and expected in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -107,7 +107,37 @@ def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
     return found
 
 
-def _describer(coords: list[tuple[int, str]]) -> Any:
+def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
+    """Return the dataset ``--group-by`` names in the first file, or None (reported later)."""
+    if not group_by:
+        return None
+    from hpcapp.io.labels import _find, parse_group_by
+    from hpcapp.source import open_input
+
+    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    try:
+        with open_input(probe) as h5:
+            return _find(h5, dataset, parse_group_by(group_by)[0], group_by)
+    except Exception:  # plan_grouping says what is wrong with the first file
+        return None
+
+
+def _labels_of(variable: Any, labels: str) -> list[Any] | None:
+    """Describe a file's label dataset: one value per record?, dtype, time units and calendar."""
+    import h5py
+
+    try:
+        found = h5py.Dataset(h5py.h5d.open(h5py.h5i.get_file_id(variable.id), labels.encode()))
+    except (KeyError, ValueError, OSError):
+        return None
+    from hpcapp.io.cf import _text
+
+    attrs = {name: _text(found.attrs.get(name)) for name in ("units", "calendar")}
+    per_record = found.shape == (variable.shape[0],)
+    return [per_record, found.dtype.kind, attrs["units"], attrs["calendar"]]
+
+
+def _describer(coords: list[tuple[int, str]], labels: str | None = None) -> Any:
     """Return what describes one file for the agreement check: CF meaning and coordinates."""
 
     def describe(variable: Any) -> str:
@@ -117,7 +147,10 @@ def _describer(coords: list[tuple[int, str]]) -> Any:
         attrs = {name: variable.attrs[name] for name in names}
         cf = dataclasses.asdict(decoding_of(attrs, variable.dtype, raw=False))
         values = {coord: _digest(variable, coord, axis) for axis, coord in coords}
-        return json.dumps({"cf": cf, "coords": values}, sort_keys=True, default=str)
+        described: dict[str, Any] = {"cf": cf, "coords": values}
+        if labels is not None:
+            described["labels"] = [labels, _labels_of(variable, labels)]
+        return json.dumps(described, sort_keys=True, default=str)
 
     return describe
 
@@ -140,37 +173,42 @@ def _digest(variable: Any, coord: str, axis: int) -> str | None:
     return hashlib.sha256(data.tobytes() + data.dtype.str.encode()).hexdigest()
 
 
-def _inspect_member(path: str, dataset: str, coords: list[tuple[int, str]]) -> tuple:
+def _inspect_member(
+    path: str, dataset: str, coords: list[tuple[int, str]], labels: str | None
+) -> tuple:
     """Inspect one file; return a small picklable description of it."""
     source, described = inspect_dataset(  # type: ignore[misc]
-        path, dataset, allow_no_rows=True, describe=_describer(coords)
+        path, dataset, allow_no_rows=True, describe=_describer(coords, labels)
     )
     member = Member(source.path, source.n_rows, source.file_id, source.swmr)
     storage = source.storage_chunk_rows
     return member, source.row_shape, source.dtype, storage, source.plugins, described
 
 
-def inspect_many(comm: Any, spec: str) -> Source | None:
+def inspect_many(comm: Any, spec: str, group_by: str | None = None) -> Source | None:
     """Inspect every file that ``spec`` names, spread over the ranks; collective (or comm None).
 
     Returns the Source on rank 0 (``None`` elsewhere); raises the same UsageError on every rank
     for an empty match, an unreadable file or a file that does not agree with the first.
+    ``group_by`` (``--group-by``) names a label dataset every file must have alike, with one
+    value per record (and the same time units and calendar).
     """
     from hpcapp.collective import on_root, raise_shared
 
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
 
-    def listing() -> tuple[list[str], str, list[tuple[int, str]]]:
+    def listing() -> tuple[list[str], str, list[tuple[int, str]], str | None]:
         paths, dataset = expand(spec)
-        return paths, dataset, coordinates_of(paths[0], dataset)
+        labels = label_path(paths[0], dataset, group_by)
+        return paths, dataset, coordinates_of(paths[0], dataset), labels
 
-    paths, dataset, coords = on_root(comm, listing) if comm is not None else listing()
+    paths, dataset, coords, labels = on_root(comm, listing) if comm is not None else listing()
     count, first = block(len(paths), size, rank)
     found: list[tuple] = []
     failure: tuple[int, str] | None = None
     for index in range(first, first + count):
         try:
-            found.append(_inspect_member(paths[index], dataset, coords))
+            found.append(_inspect_member(paths[index], dataset, coords, labels))
         except UsageError as exc:
             failure = (index, str(exc))
             break
@@ -245,6 +283,19 @@ def _difference(described: str, signature: str, first_path: str) -> str:
             if mine["coords"].get(coord) is None:
                 return f"no coordinate {name!r} of the length the first file ({first_path}) has"
             return f"other values of the coordinate {name!r} than the first file ({first_path})"
+    if mine.get("labels") != first.get("labels"):
+        name, found = mine["labels"]
+        if found is None:
+            return f"no dataset {name} (--group-by), which the first file ({first_path}) has"
+        if not found[0]:
+            return f"not one {name} label per record (--group-by), as the first file has"
+        kind, units, calendar = found[1:]
+        first_kind, first_units, first_calendar = first["labels"][1][1:]
+        return (
+            f"another {name} (--group-by) than the first file ({first_path}): dtype kind "
+            f"{kind!r}, units {units!r}, calendar {calendar!r} instead of {first_kind!r}, "
+            f"{first_units!r}, {first_calendar!r} (one time encoding for all files)"
+        )
     return f"another description than the first file ({first_path})"
 
 

@@ -50,9 +50,20 @@ def partial_bytes(kernel: Any, source: Any, params: dict[str, Any], chunk_rows: 
 
 
 def estimate(
-    kernel: Any, source: Any, params: dict[str, Any], chunk_rows: int, n_chunks: int
+    kernel: Any,
+    source: Any,
+    params: dict[str, Any],
+    chunk_rows: int,
+    n_chunks: int,
+    grouping: Any = None,
 ) -> dict[str, int]:
-    """Return the parts of a rank's peak memory estimate, in bytes (and their ``total``)."""
+    """Return the parts of a rank's peak memory estimate, in bytes (and their ``total``).
+
+    Grouped (``grouping``), a partial holds one partial per group present in it: a tree node
+    at level ``l`` covers at most ``2**l * chunk_rows`` records, and no node more groups than
+    ``grouping.max_groups`` (12 months, 4 seasons, 366 days of year; for integer labels and
+    years only the record count and the label dtype's range bound it).
+    """
     import numpy as np
 
     rows = min(chunk_rows, source.n_rows)
@@ -63,8 +74,16 @@ def estimate(
         chunk += values * (np.dtype(cf.dtype).itemsize + 2)  # decoded values and two masks
     chunk += 3 * 8 * values  # the kernel's temporaries
     partial = partial_bytes(kernel, source, params, rows)
-    held = math.ceil(math.log2(max(n_chunks, 1))) + 1 + EXTRA_PARTIALS
-    parts = {"base": BASE_BYTES, "chunk": chunk, "partial": partial, "partials": held * partial}
+    levels = math.ceil(math.log2(max(n_chunks, 1))) + 1
+    held = levels + EXTRA_PARTIALS
+    partials = held * partial
+    if grouping is not None:
+        most = grouping.max_groups(source.n_rows)
+        groups = [min(most, rows << level, source.n_rows) for level in range(levels)]
+        # One node per level, and the combines' partials at the size of the largest.
+        partials = partial * (sum(groups) + EXTRA_PARTIALS * groups[-1])
+        partial *= groups[-1]
+    parts = {"base": BASE_BYTES, "chunk": chunk, "partial": partial, "partials": partials}
     parts["total"] = parts["base"] + parts["chunk"] + parts["partials"]
     return parts
 
@@ -76,20 +95,21 @@ def check_memory(
     params: dict[str, Any],
     chunk_rows: int,
     n_chunks: int,
+    grouping: Any = None,
 ) -> None:
     """Raise UsageError if ``--memory-per-rank`` is given and the estimate exceeds it."""
     if not limit_text or source.path is None:
         return
     limit = parse_size(limit_text)
-    parts = estimate(kernel, source, params, chunk_rows, n_chunks)
+    parts = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)
     if parts["total"] <= limit:
         return
     mib = {key: value / (1 << 20) for key, value in parts.items()}
-    held = parts["partials"] // max(parts["partial"], 1)
+    held = -(-parts["partials"] // max(parts["partial"], 1))
     largest = max(("partials", "chunk", "base"), key=lambda key: mib[key])
     hint = {
         "partials": "use fewer result cells (reduce over more dimensions), fewer histogram "
-        "bins, or more memory per rank",
+        "bins, " + ("fewer groups, " if grouping is not None else "") + "or more memory per rank",
         "chunk": "use a smaller --chunk-rows",
         "base": "give each rank more memory",
     }[largest]

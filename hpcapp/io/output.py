@@ -39,7 +39,11 @@ _LONG_NAMES = {
     "nan_count": "number of NaN or missing (_FillValue, missing_value, out of valid range) values",
     "hist": "histogram counts",
     "hist_edges": "histogram bin edges",
+    "group_first_record": "index of the group's first record",
 }
+# Grouped results: the dimension and coordinate of the groups, and results with no group axis.
+GROUP_DIM = "group"
+_UNGROUPED = ("hist_edges",)
 # Attributes of an input coordinate that describe HDF5 structure, not the coordinate.
 _STRUCTURE_ATTRS = ("CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS")
 
@@ -58,17 +62,28 @@ class Layout:
     is_stats: bool
     units: str | None
     many: Any = None  # the Source of a many-file input: its record coordinate spans the files
+    group: str | None = None  # grouped: what a group is (the coordinate's long_name)
+    n_groups: int = 0  # grouped: the length of /result/group (read from the file)
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
         kept = [a for a in range(len(self.dims)) if a not in self.over]
         if key in self.per_row and 0 not in kept:
             kept = [0, *kept]
-        return [(self.dims[a], self.shape[a]) for a in kept]
+        names = [(self.dims[a], self.shape[a]) for a in kept]
+        if self.n_groups and key not in _UNGROUPED:
+            names.insert(0, (GROUP_DIM, self.n_groups))
+        return names
 
 
-def make_layout(source: Any, params: dict[str, Any], kern: Any) -> Callable[[Any], None]:
-    """Return the hook that lays out ``/result`` (called by the writer with that group)."""
+def make_layout(
+    source: Any, params: dict[str, Any], kern: Any, grouping: Any = None
+) -> Callable[[Any], None]:
+    """Return the hook that lays out ``/result`` (called by the writer with that group).
+
+    Grouped (``grouping``, an :class:`hpcapp.io.labels.Grouping`), ``/result/group`` becomes
+    the coordinate of a leading ``group`` dimension of every result.
+    """
     from hpcapp.kernels import nd
 
     cf = getattr(source, "cf", None)
@@ -83,6 +98,7 @@ def make_layout(source: Any, params: dict[str, Any], kern: Any) -> Callable[[Any
         is_stats=kern.func is nd.stats,
         units=cf.units if cf is not None else None,
         many=source if getattr(source, "members", ()) else None,
+        group=grouping.describe() if grouping is not None else None,
     )
 
     def lay_out(h5: Any) -> None:
@@ -122,6 +138,11 @@ def apply_layout(h5: Any, layout: Layout) -> None:
     group = h5.require_group("result")
     group.attrs["Conventions"] = CONVENTIONS
     variables = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+    if layout.group is not None and GROUP_DIM in variables:
+        labels = variables.pop(GROUP_DIM)
+        labels.make_scale(GROUP_DIM)
+        labels.attrs["long_name"] = layout.group
+        layout = dataclasses.replace(layout, n_groups=labels.shape[0])
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}
     lengths: dict[str, int] = {}
     for names in axes.values():
@@ -168,6 +189,8 @@ def _make_scale(group: Any, name: str, length: int, layout: Layout, edges: Any) 
     """Create the scale ``name``: the input's coordinate, bin centres, or a placeholder."""
     import h5py
 
+    if name == GROUP_DIM and layout.n_groups == length:
+        return group[GROUP_DIM]  # the labels, made a scale by apply_layout
     if name in layout.dims and layout.input_path is not None:
         axis = layout.dims.index(name)
         coord = layout.coords[axis] if axis < len(layout.coords) else None
@@ -205,7 +228,10 @@ def _describe(key: str, var: Any, layout: Layout) -> None:
         var.attrs["units"] = layout.units
     reduced = [layout.dims[a] for a in layout.over if a < len(layout.dims)]
     if key in _CELL_METHODS and reduced:
-        var.attrs["cell_methods"] = " ".join(f"{n}:" for n in reduced) + f" {_CELL_METHODS[key]}"
+        method = " ".join(f"{n}:" for n in reduced) + f" {_CELL_METHODS[key]}"
+        if layout.group is not None:
+            method += f" (separately for each group: {layout.group})"
+        var.attrs["cell_methods"] = method
     if key in _LONG_NAMES:
         var.attrs["long_name"] = _LONG_NAMES[key]
 

@@ -79,6 +79,10 @@ def merge(left: Partial, right: Partial) -> Partial:
     return _to_cells(merged, math.prod(cells), cells)
 
 
+# Each cell merges on its own: grouped runs merge all their groups in one call (grouped.py).
+merge.elementwise = True  # type: ignore[attr-defined]
+
+
 def finalize(partial: Partial, bins: int = 64, range: Any = None, over: Any = None) -> Partial:
     """Finish the combined partial: mean, var, std, ... shaped like the kept cells."""
     cells = np.shape(partial["count"])

@@ -1,0 +1,373 @@
+"""Grouped reductions: --group-every and --group-by against numpy and xarray's groupby."""
+
+import json
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+from conftest import read_results, run_cli, sample_data, write_dataset
+from test_resume import interrupt_when_running, result_bytes, start_cli
+
+import hpcapp
+from hpcapp.errors import UsageError
+
+STATS = ("count", "nan_count", "sum", "mean", "var", "min", "max")
+
+
+def group_reference(data, labels):
+    """numpy's statistics of each label's records, labels sorted."""
+    groups = np.unique(labels)
+    wide = data.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return groups, {
+            "count": np.stack([np.sum(~np.isnan(wide[labels == g]), axis=0) for g in groups]),
+            "mean": np.stack([np.nanmean(wide[labels == g], axis=0) for g in groups]),
+            "var": np.stack([np.nanvar(wide[labels == g], axis=0) for g in groups]),
+            "min": np.stack([np.nanmin(data[labels == g], axis=0) for g in groups]),
+            "max": np.stack([np.nanmax(data[labels == g], axis=0) for g in groups]),
+        }
+
+
+def check_groups(results, data, labels):
+    groups, expected = group_reference(data, labels)
+    np.testing.assert_array_equal(results["group"], groups)
+    for key in ("count", "min", "max"):
+        np.testing.assert_array_equal(results[key], expected[key], err_msg=key)
+    np.testing.assert_allclose(results["mean"], expected["mean"], rtol=1e-12, err_msg="mean")
+    np.testing.assert_allclose(results["var"], expected["var"], rtol=1e-10, err_msg="var")
+
+
+@pytest.mark.parametrize(
+    "every,chunk_rows",
+    [(7, 3), (7, 20), (1, 5), (10, 10), (40, 7)],
+    ids=["K>chunk", "K<chunk", "K=1", "K=chunk", "K>>chunk"],
+)
+def test_group_every_matches_numpy(tmp_path, every, chunk_rows):
+    data = sample_data(103, 3, "float64", seed=every, nan=0.05)  # 103: K never divides it
+    spec = write_dataset(tmp_path / "in.h5", data)
+    results = hpcapp.run("stats", spec, chunk_rows=chunk_rows, group_every=every)
+    check_groups(results, data, np.arange(len(data)) // every)
+    np.testing.assert_array_equal(results["group_first_record"], results["group"] * every)
+
+
+def test_group_by_integer_labels_matches_numpy(tmp_path):
+    rng = np.random.default_rng(5)
+    data = sample_data(200, 2, "float32", seed=5, nan=0.02)
+    labels = rng.choice(np.array([9, -4, 3, 0, -1], np.int8), size=200)  # unsorted, interleaved
+    labels[50:60] = 77  # one label only in the middle
+    labels[-7:] = -100  # the lowest label only at the end
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    write_dataset(path, labels, "labels")
+    params = {"bins": 7, "range": [0, 1]}
+    results = hpcapp.run("stats", spec, chunk_rows=13, group_by="labels", params=params)
+    check_groups(results, data, labels)
+    for i, label in enumerate(np.unique(labels)):
+        for col in range(2):
+            values = data[labels == label, col]
+            expected = np.histogram(values[~np.isnan(values)], bins=7, range=(0, 1))[0]
+            np.testing.assert_array_equal(results["hist"][i, col], expected)
+    np.testing.assert_array_equal(
+        results["hist_edges"], np.histogram_bin_edges(np.empty(0, np.float32), 7, (0, 1))
+    )
+    assert results["mean"].dtype == np.float64 and results["min"].dtype == np.float32
+
+
+FIRST_KERNEL = """
+import numpy as np
+
+def first_row(chunk):
+    return {"first": chunk[0], "n": np.int64(len(chunk))}
+
+def keep_left(left, right):
+    return {"first": left["first"], "n": left["n"] + right["n"]}
+
+first_row.combine = keep_left
+"""
+
+
+def test_a_user_combine_sees_each_groups_partials_in_record_order(tmp_path):
+    kernel_file = tmp_path / "first.py"
+    kernel_file.write_text(FIRST_KERNEL)
+    data = np.arange(300.0).reshape(100, 3)
+    labels = np.random.default_rng(2).integers(0, 6, 100).astype(np.int64)
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    write_dataset(path, labels, "g")
+    out = tmp_path / "out.h5"
+    args = ["run", f"{kernel_file}:first_row", spec, "-o", str(out), "--chunk-rows", "9", "-q"]
+    done = run_cli([*args, "--group-by", "g"], 3)
+    assert done.returncode == 0, done.stderr
+    results = read_results(out)
+    groups = np.unique(labels)
+    np.testing.assert_array_equal(results["group"], groups)
+    np.testing.assert_array_equal(results["first"], [data[labels == g][0] for g in groups])
+    np.testing.assert_array_equal(results["n"], [np.sum(labels == g) for g in groups])
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint16"])
+def test_integer_data_is_bitwise_an_ungrouped_run_over_each_group(tmp_path, dtype):
+    rng = np.random.default_rng(8)
+    data = rng.integers(0, 60000, size=(150, 3)).astype(dtype)
+    labels = rng.integers(-2, 3, size=150).astype(np.uint8 if dtype == "uint16" else np.int32)
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    write_dataset(path, labels, "g")
+    grouped = hpcapp.run("stats", spec, chunk_rows=11, group_by="/g")
+    for i, label in enumerate(np.unique(labels)):
+        alone = write_dataset(tmp_path / f"g{i}.h5", data[labels == label])
+        expected = hpcapp.run("stats", alone, chunk_rows=11)
+        for key, value in expected.items():
+            got = grouped[key][i]
+            assert got.dtype == value.dtype and got.tobytes() == value.tobytes(), (label, key)
+
+
+# ---------------------------------------------------------------- CF time coordinates
+
+
+def write_time_series(path, calendar, step_hours, n_records, grid=(2, 3), seed=0):
+    """Write tas(time, lat, lon) with a CF time coordinate; return the spec and the data."""
+    import netCDF4
+
+    data = np.random.default_rng(seed).normal(280.0, 5.0, size=(n_records, *grid))
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, n in zip(("time", "lat", "lon"), (n_records, *grid), strict=True):
+            ds.createDimension(name, n)
+        time = ds.createVariable("time", "f8", ("time",))
+        time.units = "hours since 1999-11-30 06:00:00"
+        time.calendar = calendar
+        time[:] = np.arange(n_records) * step_hours
+        for name, n in zip(("lat", "lon"), grid, strict=True):
+            ds.createVariable(name, "f8", (name,))[:] = np.arange(n) * 10.0
+        var = ds.createVariable("tas", "f8", ("time", "lat", "lon"))
+        var.units = "K"
+        var[:] = data
+    return f"{path}:/tas"
+
+
+def xarray_groupby(path, component, dims):
+    import xarray as xr
+
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    with xr.open_dataset(path, decode_times=coder) as ds:
+        return ds["tas"].groupby(f"time.{component}").mean(dims).load()
+
+
+@pytest.mark.parametrize(
+    "calendar,step,n",
+    [("standard", 1, 24 * 366 * 2 + 100), ("noleap", 24, 365 * 4 + 40), ("360_day", 24, 400)],
+)
+@pytest.mark.parametrize("component", ["month", "season", "year", "dayofyear"])
+def test_cf_time_components_match_xarray_groupby(tmp_path, calendar, step, n, component):
+    import xarray as xr
+
+    path = tmp_path / "in.nc"
+    spec = write_time_series(path, calendar, step, n)
+    out = tmp_path / "out.h5"
+    hpcapp.run(
+        "stats", spec, output=str(out), chunk_rows=97, over="time", group_by=f"time.{component}"
+    )
+    expected = xarray_groupby(path, component, "time")
+    with xr.open_dataset(out, engine="h5netcdf", group="result") as ds:
+        assert ds["mean"].dims == ("group", "lat", "lon")
+        got_labels = ds["group"].values
+        np.testing.assert_array_equal(got_labels, expected[component].values)
+        np.testing.assert_allclose(ds["mean"].values, expected.values, rtol=1e-12)
+        assert ds["group"].attrs["long_name"].replace(" ", "") == f"{component}oftime"
+        assert "separately for each group" in ds["mean"].attrs["cell_methods"]
+
+
+def test_group_over_every_dimension_gives_one_value_per_group(tmp_path):
+    path = tmp_path / "in.nc"
+    spec = write_time_series(path, "noleap", 24, 800)
+    out = tmp_path / "out.h5"
+    args = ["run", "stats", spec, "-o", str(out), "--over", "time,lat,lon", "-q"]
+    done = run_cli([*args, "--group-by", "time.month", "--chunk-rows", "50"], 2)
+    assert done.returncode == 0, done.stderr
+    results = read_results(out)
+    expected = xarray_groupby(path, "month", ("time", "lat", "lon"))
+    assert results["mean"].shape == (12,)
+    np.testing.assert_array_equal(results["group"], np.arange(1, 13))
+    np.testing.assert_allclose(results["mean"], expected.values, rtol=1e-12)
+    with h5py.File(out) as h5:
+        assert h5.attrs["grouping"] == "--group-by time.month"
+        assert json.loads(h5.attrs["job_identity"])["grouping"]["component"] == "month"
+
+
+# ---------------------------------------------------------------- ranks, schedules, resume
+
+
+def test_bitwise_identical_on_any_rank_count_and_schedule(tmp_path):
+    data = sample_data(3000, 2, "float64", seed=3, nan=0.01)
+    labels = np.random.default_rng(3).integers(0, 5, 3000).astype(np.int16)
+    labels[:400] = 9  # a group that only the first rank(s) see
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    write_dataset(path, labels, "g")
+    reference = None
+    for schedule in ("static", "dynamic"):
+        for n_ranks in (1, 2, 3, 4):
+            out = tmp_path / f"{schedule}{n_ranks}.h5"
+            args = ["run", "stats", spec, "-o", str(out), "--chunk-rows", "61", "-q"]
+            args += ["--group-by", "g", "--schedule", schedule, "-p", "bins=8", "-p", "range=0,1"]
+            done = run_cli(args, n_ranks)
+            assert done.returncode == 0, done.stderr
+            got = result_bytes(out)
+            reference = reference or got
+            assert got == reference, f"{n_ranks} ranks, {schedule} differ"
+    check_groups(read_results(tmp_path / "static1.h5"), data, labels)
+
+
+SLOW_KERNEL = """
+import time
+import numpy as np
+
+def slow(chunk, delay=0.04):
+    time.sleep(delay)
+    return {"s": chunk.sum(axis=0), "m": np.fmax.reduce(chunk, axis=0), "n": np.int64(len(chunk))}
+slow.combine = {"s": "sum", "m": "max", "n": "sum"}
+"""
+
+
+def test_interrupted_grouped_job_resumes_bitwise(tmp_path):
+    data = sample_data(6000, 3, "float64", seed=4)
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    labels = (np.arange(6000) // 700) % 5  # runs of 700 records, labels coming back
+    write_dataset(path, labels, "g")
+    kernel_file = tmp_path / "slow.py"
+    kernel_file.write_text(SLOW_KERNEL)
+
+    def args(out, *extra):
+        return ["run", f"{kernel_file}:slow", spec, "-o", str(out), "--chunk-rows", "50",
+                "--group-by", "g", *extra]  # fmt: skip
+
+    reference = tmp_path / "reference.h5"
+    assert run_cli(args(reference, "-p", "delay=0"), 1).returncode == 0
+    out = tmp_path / "out.h5"
+    process = start_cli(args(out, "--checkpoint-every", "0.2"), 3)
+    _, stderr = interrupt_when_running(process, tmp_path / "out.h5.checkpoint", 0.6)
+    assert process.returncode == 75, stderr
+    other = run_cli(args(out, "--resume", "--group-every", "3"), 2)
+    assert other.returncode == 2, other.stderr  # both options
+    changed = ["run", f"{kernel_file}:slow", spec, "-o", str(out), "--chunk-rows", "50"]
+    refused = run_cli([*changed, "--group-every", "12", "--resume"], 2)
+    assert refused.returncode == 2 and "grouping" in refused.stderr, refused.stderr
+    resumed = run_cli(args(out, "--resume"), 2)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr
+    assert result_bytes(out) == result_bytes(reference)
+    expected = np.stack([data[labels == g].sum(axis=0) for g in range(5)])
+    np.testing.assert_allclose(read_results(out)["s"], expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A float input with assorted label datasets beside it; returns its path."""
+    path = tmp_path / "in.h5"
+    write_dataset(path, np.zeros((20, 2)))
+    with h5py.File(path, "a") as h5:
+        h5["floats"] = np.zeros(20)
+        h5["short"] = np.zeros(19, np.int32)
+        h5["flat"] = np.zeros((20, 1), np.int32)
+        h5["names"] = np.array([b"a"] * 20)
+        time = h5.create_dataset("time", data=np.arange(20.0))
+        time.attrs["units"] = "hours since 2000-01-01"
+        bad = h5.create_dataset("badtime", data=np.arange(20.0))
+        bad.attrs["units"] = "hours since yesterday"
+        cal = h5.create_dataset("caltime", data=np.arange(20.0))
+        cal.attrs["units"] = "days since 2000-01-01"
+        cal.attrs["calendar"] = "martian"
+    return path
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"group_by": "nope"}, "no dataset /nope"),
+        ({"group_by": "floats"}, "/floats has dtype float64"),
+        ({"group_by": "short"}, "/short has 19 values"),
+        ({"group_by": "flat"}, "not 1-D"),
+        ({"group_by": "names"}, "/names has dtype"),
+        ({"group_by": "time"}, "time.month"),
+        ({"group_by": "floats.month"}, "/floats is not a CF time coordinate"),
+        ({"group_by": "time.week"}, "unknown component .week."),
+        ({"group_by": "badtime.month"}, "cannot decode"),
+        ({"group_by": "caltime.year"}, "calendar 'martian'"),
+        ({"group_every": 0}, "positive"),
+        ({"group_every": 2, "group_by": "time.month"}, "exclude each other"),
+        ({"group_every": 2, "over": "dim_1"}, "per-row outputs"),
+        ({"group_every": 2, "distribute": "scatter"}, "scatter"),
+    ],
+)
+def test_refusals(inputs, tmp_path, options, message):
+    with pytest.raises(UsageError, match=message) as caught:
+        hpcapp.run("stats", f"{inputs}:/x", output=str(tmp_path / "out.h5"), **options)
+    assert "\n" not in str(caught.value)
+
+
+def test_refusals_from_the_command_line_exit_2_with_one_line(inputs, tmp_path):
+    out = str(tmp_path / "o.h5")
+    for extra, message in [
+        (["stats", f"{inputs}:/x", "--group-by", "short"], "one label per record"),
+        (["stats", f"{inputs}:/x", "--group-every", "2", "--group-by", "g"], "not allowed with"),
+        (["montecarlo", "-p", "samples=1000", "--group-every", "2"], "generates its data"),
+    ]:
+        done = run_cli(["run", *extra, "-o", out], 1)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_memory_per_rank_counts_the_groups(tmp_path):
+    path = tmp_path / "in.nc"
+    spec = write_time_series(path, "noleap", 24, 400, grid=(30, 60))
+    options = {"over": "time", "chunk_rows": 20, "memory_per_rank": "300MiB"}
+    assert hpcapp.run("stats", spec, **options)["mean"].shape == (30, 60)
+    with pytest.raises(UsageError, match="fewer groups") as caught:
+        hpcapp.run("stats", spec, group_by="time.dayofyear", **options)
+    assert "\n" not in str(caught.value)
+    months = hpcapp.run("stats", spec, group_by="time.month", **options)
+    assert months["mean"].shape == (12, 30, 60)
+
+
+def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):
+    from hpcapp.cli import parse
+
+    config = tmp_path / "job.toml"
+    config.write_text('group_by = "time.season"\n')
+    args = ["run", "stats", "in.h5:/x", "-o", "o.h5", "--config", str(config)]
+    assert parse(args).config.group_by == "time.season"
+    with pytest.raises(UsageError, match="exclude each other"):
+        parse([*args, "--group-every", "3"])
+    config.write_text("group_every = 0\n")
+    with pytest.raises(UsageError, match="positive"):
+        parse(args)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_grouped_run_on_the_world_equals_one_rank():
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    import tempfile
+    from pathlib import Path
+
+    folder = comm.bcast(tempfile.mkdtemp(prefix="hpcapp-groups-") if comm.rank == 0 else None)
+    path = Path(folder) / "in.h5"
+    data = sample_data(997, 3, "float64", seed=9, nan=0.01)
+    labels = (np.arange(997) // 5) % 7 - 3
+    if comm.rank == 0:
+        write_dataset(path, data)
+        write_dataset(path, labels, "g")
+    comm.Barrier()
+    everywhere = hpcapp.run("stats", f"{path}:/x", chunk_rows=23, group_by="g", root=None)
+    alone = hpcapp.run("stats", f"{path}:/x", chunk_rows=23, group_by="g", comm=MPI.COMM_SELF)
+    for key, value in alone.items():
+        assert everywhere[key].tobytes() == value.tobytes(), key
+    check_groups(everywhere, data, labels)
+    comm.Barrier()
