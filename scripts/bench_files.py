@@ -11,7 +11,8 @@ next to the same job on one file holding the same rows: the difference is what t
 ``speed`` writes DIR/day/f-NNNN.nc (netCDF-4, dims time/lat/lon with a CF time coordinate,
 16 steps of 90 x 180 float32 each, ~1 MiB a file, ~1 GiB in all), then times the mean over time
 per cell: hpcapp ``stats --over time`` (which also computes std, min, max, counts) under
-``mpiexec -n R``; xarray ``open_mfdataset(...).mean("time")`` with dask's threaded scheduler;
+``mpiexec -n R``; xarray ``open_mfdataset(..., parallel=True)`` with its fastest combine options
+and ``.mean("time")`` on dask's threaded scheduler (``--workers`` threads, opening included);
 and NCO's ``ncra`` reading the file list on stdin, if it is installed (Debian: apt install nco).
 Every contender is a fresh process timed from outside; the best of ``--repeat`` runs is kept and
 each mean is compared with hpcapp's.
@@ -36,7 +37,8 @@ XARRAY = """
 import sys
 import numpy as np, xarray as xr, dask
 pattern, workers, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-ds = xr.open_mfdataset(pattern, engine="h5netcdf", combine="nested", concat_dim="time",
+dask.config.set(scheduler="threads", num_workers=workers)  # opening the files too (parallel)
+ds = xr.open_mfdataset(pattern, engine="h5netcdf", combine="nested", concat_dim="time", parallel=True,
                        data_vars="minimal", coords="minimal", compat="override")
 mean = ds["t"].mean("time", dtype=np.float64)
 np.save(out, mean.compute(scheduler="threads", num_workers=workers).values)
