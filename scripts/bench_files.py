@@ -38,8 +38,8 @@ import sys
 import numpy as np, xarray as xr, dask
 pattern, workers, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 dask.config.set(scheduler="threads", num_workers=workers)  # opening the files too (parallel)
-ds = xr.open_mfdataset(pattern, engine="h5netcdf", combine="nested", concat_dim="time", parallel=True,
-                       data_vars="minimal", coords="minimal", compat="override")
+ds = xr.open_mfdataset(pattern, engine="h5netcdf", combine="nested", concat_dim="time",
+                       parallel=True, data_vars="minimal", coords="minimal", compat="override")
 mean = ds["t"].mean("time", dtype=np.float64)
 np.save(out, mean.compute(scheduler="threads", num_workers=workers).values)
 """
