@@ -11,8 +11,8 @@ next to the same job on one file holding the same rows: the difference is what t
 ``speed`` writes DIR/day/f-NNNN.nc (netCDF-4, dims time/lat/lon with a CF time coordinate,
 16 steps of 90 x 180 float32 each, ~1 MiB a file, ~1 GiB in all), then times the mean over time
 per cell: hpcapp ``stats --over time`` (which also computes std, min, max, counts) under
-``mpiexec -n R``; xarray ``open_mfdataset(..., parallel=True)`` with its fastest combine options
-and ``.mean("time")`` on dask's threaded scheduler (``--workers`` threads, opening included);
+``mpiexec -n R``; xarray ``open_mfdataset`` (``parallel`` False and True) with its fastest
+combine options and ``.mean("time")`` on dask's threaded scheduler (``--workers`` threads);
 and NCO's ``ncra`` reading the file list on stdin, if it is installed (Debian: apt install nco).
 Every contender is a fresh process timed from outside; the best of ``--repeat`` runs is kept and
 each mean is compared with hpcapp's.
@@ -36,10 +36,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
 XARRAY = """
 import sys
 import numpy as np, xarray as xr, dask
-pattern, workers, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+pattern, workers, out, parallel = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 dask.config.set(scheduler="threads", num_workers=workers)  # opening the files too (parallel)
 ds = xr.open_mfdataset(pattern, engine="h5netcdf", combine="nested", concat_dim="time",
-                       parallel=True, data_vars="minimal", coords="minimal", compat="override")
+                       parallel=parallel, data_vars="minimal", coords="minimal", compat="override")
 mean = ds["t"].mean("time", dtype=np.float64)
 np.save(out, mean.compute(scheduler="threads", num_workers=workers).values)
 """
@@ -141,12 +141,13 @@ def speed(args: argparse.Namespace) -> None:
         same = "bitwise = 1 rank" if np.array_equal(mean, reference) else "DIFFERS"
         rows.append((f"hpcapp, {ranks} rank(s)", seconds, same))
         print(rows[-1], flush=True)
-    out = Path(args.dir) / "xarray.npy"
-    argv = [sys.executable, "-c", XARRAY, f"{folder}/f-*.nc", str(args.workers), str(out)]
-    seconds = min(timed(argv) for _ in range(args.repeat))
-    rows.append((f"xarray open_mfdataset + dask ({args.workers} threads)", seconds,
-                 _compare(np.load(out), reference)))  # fmt: skip
-    print(rows[-1], flush=True)
+    for parallel in (False, True):
+        out = Path(args.dir) / "xarray.npy"
+        argv = [sys.executable, "-c", XARRAY, f"{folder}/f-*.nc", str(args.workers), str(out)]
+        seconds = min(timed([*argv, str(int(parallel))]) for _ in range(args.repeat))
+        name = f"xarray open_mfdataset(parallel={parallel}) + dask ({args.workers} threads)"
+        rows.append((name, seconds, _compare(np.load(out), reference)))
+        print(rows[-1], flush=True)
     if shutil.which("ncra"):
         listing = "\n".join(str(p) for p in sorted(folder.glob("f-*.nc")))
         out = Path(args.dir) / "ncra.nc"
