@@ -364,3 +364,23 @@ def test_grouping_over_files_needs_the_same_labels_in_each(tmp_path, bad, expect
     assert done.returncode == 2, done.stderr
     assert "file 3 of 4" in done.stderr and expected in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_file_named_like_a_pattern_is_one_file(tmp_path):
+    data = np.arange(12.0).reshape(4, 3)
+    spec = write_dataset(tmp_path / "run[1].h5", data)
+    write_dataset(tmp_path / "run1.h5", -data)  # what the pattern run[1].h5 would match
+    assert not is_many(spec)
+    out = tmp_path / "o.h5"
+    run_ok(["run", "stats", spec, "-o", str(out)])
+    np.testing.assert_array_equal(read_results(out)["mean"], data.mean(axis=0))
+
+
+def test_files_must_agree_on_unsigned(tmp_path):
+    from ncdata import write_netcdf
+
+    stored = np.arange(24, dtype="i1").reshape(2, 3, 4)
+    write_netcdf(tmp_path / "a.nc", stored, attrs={"_Unsigned": "true"})
+    write_netcdf(tmp_path / "b.nc", stored)
+    with pytest.raises(UsageError, match=r"CF attributes \(.*unsigned"):
+        inspect_many(None, f"{tmp_path}/[ab].nc:/tas")

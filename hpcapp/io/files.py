@@ -41,6 +41,8 @@ def is_many(spec: str | None) -> bool:
     if not spec or ":" not in spec:
         return False
     path = spec.rpartition(":")[0]
+    if os.path.isfile(path):  # a file whose name has [ or *: itself, not a pattern
+        return False
     return path.startswith("@") or any(char in path for char in GLOB_CHARS)
 
 
@@ -81,7 +83,7 @@ def _read_list(list_path: str) -> list[str]:
 # The attributes of a variable that change what its values mean (hpcapp.io.cf reads them).
 _MEANING_ATTRS = (
     "scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min", "valid_max",
-    "valid_range", "units",
+    "valid_range", "units", "_Unsigned",
 )  # fmt: skip
 
 
