@@ -17,10 +17,11 @@ from hpcapp.config import JobConfig
 from hpcapp.errors import UsageError
 from hpcapp.io.dims import identity as dims_identity
 from hpcapp.io.dims import plan_dims, refuse_netcdf3
-from hpcapp.io.files import files_chunk_rows, inspect_many, is_many
-from hpcapp.io.files import identity as files_identity
+from hpcapp.io.files import inspect_many, is_many
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory
+from hpcapp.io.series import files_chunk_rows
+from hpcapp.io.series import identity as files_identity
 from hpcapp.kernels.api import Kernel
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
 from hpcapp.provenance import digest_of, disagreement

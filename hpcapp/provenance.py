@@ -16,7 +16,8 @@ What counts:
   A module imported lazily, inside the kernel function, is not seen;
 - hpcapp's version and the files that decide the numbers: the built-in kernels and the kernel
   contract (``kernels/`` except the registry), and ``engine``, ``reduce``, ``partition``,
-  ``reader`` and ``rows``. Files that only decide how a job is launched, checkpointed, written
+  ``reader``, ``rows`` and, under ``io/``, the group labels, CF decoding and many-file reads.
+  Files that only decide how a job is launched, checkpointed, written
   or reported (cli, config, app, writer, slurm...) do not count;
 - numpy's version, and numba's when the kernel is compiled (its files mention numba, or it
   imported numba).
@@ -40,7 +41,16 @@ from hpcapp.kernels.registry import BUILTIN, load_kernel
 
 HPCAPP_DIR = Path(__file__).resolve().parent
 # hpcapp's files whose change can change the numbers of a result (see the module docstring).
-HPCAPP_NUMERIC = ("engine.py", "reduce.py", "partition.py", "reader.py", "rows.py", "io/labels.py")
+HPCAPP_NUMERIC = (
+    "engine.py",
+    "reduce.py",
+    "partition.py",
+    "reader.py",
+    "rows.py",
+    "io/labels.py",
+    "io/cf.py",
+    "io/series.py",
+)
 NOT_NUMERIC = ("registry.py",)
 
 

@@ -75,7 +75,7 @@ def _why(dataset: Any, exc: Exception) -> str:
 def _input_dataset(source: Source) -> Iterator[Any]:
     """Open the input dataset; yield it, or the exception that each chunk read will report."""
     if source.members:  # many files as one dataset: opened one at a time as rows need them
-        from hpcapp.io.files import FileSeries
+        from hpcapp.io.series import FileSeries
 
         with FileSeries(source) as series:
             yield series

@@ -65,7 +65,8 @@ def read_rows(spec: str, max_rows: int = MAX_CHECK_ROWS) -> Any:
     import h5py
     import numpy as np
 
-    from hpcapp.io.files import FileSeries, inspect_many, is_many
+    from hpcapp.io.files import inspect_many, is_many
+    from hpcapp.io.series import FileSeries
     from hpcapp.source import inspect_input
 
     if is_many(spec):  # the first rows of the concatenated files

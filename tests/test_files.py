@@ -272,7 +272,7 @@ def test_check_and_the_library_take_many_files(tmp_path):
 
 
 def test_a_file_replaced_after_inspection_is_named_when_read(tmp_path):
-    from hpcapp.io.files import FileSeries
+    from hpcapp.io.series import FileSeries
 
     paths, data = write_files(tmp_path / "runs", lengths=[4, 6, 5])
     source = inspect_many(None, f"{tmp_path}/runs/*.h5:/x")

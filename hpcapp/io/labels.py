@@ -219,7 +219,7 @@ def read_labels(source: Any, dataset: Any, grouping: Grouping, start: int, stop:
     ``dataset`` is the input dataset (h5py), or the :class:`hpcapp.io.files.FileSeries` of a
     many-file input, which reads the label dataset of each file the records span.
     """
-    from hpcapp.io.files import FileSeries
+    from hpcapp.io.series import FileSeries
 
     assert grouping.dataset is not None
     if isinstance(dataset, FileSeries):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.io.dims import NETCDF_DIM_ONLY
-from hpcapp.io.files import FileSeries, write_file_table
+from hpcapp.io.series import FileSeries, write_file_table
 
 CONVENTIONS = "CF-1.8"
 # Stats results that keep the input's units, and the CF cell method each one is.
