@@ -93,6 +93,19 @@ def run_cli(
     )
 
 
+def run_python(code: str, timeout: float = 60) -> str:
+    """Run ``python -c code`` in the tests' clean environment; return its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout
+
+
 def write_dataset(path: Path, data: np.ndarray, name: str = "x", **kwargs: object) -> str:
     """Write ``data`` to ``path`` and return the ``FILE:/DATASET`` spec."""
     with h5py.File(path, "a") as h5:

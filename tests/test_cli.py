@@ -1,11 +1,9 @@
 """Command-line parsing and config files: pure, no MPI."""
 
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import clean_env
+from conftest import run_python
 
 from hpcapp import errors
 from hpcapp.cli import EXIT_MEANINGS, exit_codes_text, parse, plural
@@ -123,15 +121,8 @@ def test_help_and_kernels_do_not_import_mpi_or_h5py():
         "        pass\n"
         "print(sorted(m for m in ('mpi4py', 'h5py') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
+    out = run_python(code)
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------------------------

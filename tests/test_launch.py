@@ -5,7 +5,16 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CLI_TIMEOUT, REPO, clean_env, cli_command, mpiexec, run_cli, write_dataset
+from conftest import (
+    CLI_TIMEOUT,
+    REPO,
+    clean_env,
+    cli_command,
+    mpiexec,
+    run_cli,
+    run_python,
+    write_dataset,
+)
 
 from hpcapp import launch
 from hpcapp.cli import plural
@@ -62,15 +71,8 @@ def test_numpy_is_not_imported_before_the_threads_are_limited():
         "import hpcapp.__main__\n"
         "print(sorted(m for m in ('numpy', 'h5py', 'mpi4py', 'numba') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
+    out = run_python(code)
+    assert out.strip() == "[]"
 
 
 def test_two_ranks_without_thread_variables_get_no_warning_and_one_note(tmp_path):
@@ -155,12 +157,5 @@ def test_stats_warm_up_loads_the_compiled_loops_only_where_chunks_use_them(
         f"kernel.prepare(np.dtype('{dtype}'), {shape!r}, kernel.check_params({{}}))\n"
         "print('hpcapp.kernels._fused' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=True,
-    )
-    assert out.stdout.strip() == str(loads_numba)
+    out = run_python(code, timeout=120)
+    assert out.strip() == str(loads_numba)

@@ -1,13 +1,12 @@
 """Per-row ("map") outputs: input order, any rank count and schedule, bounded rank-0 memory."""
 
-import signal
-import subprocess
 import time
 
 import h5py
 import numpy as np
 import pytest
-from conftest import clean_env, cli_command, read_results, run_cli, sample_data, write_dataset
+from conftest import read_results, run_cli, sample_data, write_dataset
+from test_resume import interrupt_when_running, start_cli
 
 KERNEL = "hpcapp.examples.row_norms:row_norms"
 
@@ -102,19 +101,10 @@ def test_map_output_resumes_after_an_interrupt(tmp_path):
     reference = tmp_path / "ref.h5"
     assert run_cli([*args, "-o", str(reference), "-p", "delay=0"], 1).returncode == 0
     out = tmp_path / "out.h5"
-    process = subprocess.Popen(
-        cli_command([*args, "-o", str(out)], 3),
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_cli([*args, "-o", str(out)], 3)
+    _, stderr = interrupt_when_running(
+        process, tmp_path / "out.h5.checkpoint", 0.8, ready="rows.h5"
     )
-    while not (tmp_path / "out.h5.checkpoint" / "rows.h5").exists():
-        assert process.poll() is None
-        time.sleep(0.01)
-    time.sleep(0.8)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 75, stderr
     resumed = run_cli([*args, "-o", str(out), "--resume"], 2)
     assert resumed.returncode == 0, resumed.stderr
@@ -220,19 +210,10 @@ def test_rows_resume_on_another_rank_count(tmp_path, first, second, schedule, co
     # 101 chunks of 0.05 s: over 1 s of work per rank at 4 ranks, so the signal 0.3 s after
     # the first rows lands mid-run (with 0.02 s chunks a 4-rank run could finish first).
     args += ["-p", "delay=0.05", "-q"]
-    process = subprocess.Popen(
-        cli_command([*args, *compression], first),
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_cli([*args, *compression], first)
+    _, stderr = interrupt_when_running(
+        process, tmp_path / "out.h5.checkpoint", 0.3, ready="rows.h5"
     )
-    while not (tmp_path / "out.h5.checkpoint" / "rows.h5").exists():
-        assert process.poll() is None
-        time.sleep(0.01)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 75, stderr
     again = compression if first != 4 else ["--compression", "gzip"]
     resumed = run_cli([*args, *again, "--resume"], second)

@@ -58,13 +58,16 @@ def start_cli(args, n_ranks):
     )
 
 
-def interrupt_when_running(process, checkpoint_dir, delay, sig=signal.SIGTERM, before=None):
+def interrupt_when_running(
+    process, checkpoint_dir, delay, sig=signal.SIGTERM, before=None, ready="manifest.json"
+):
     """Wait until the job has started computing, then ``delay`` seconds, then send ``sig``.
 
-    The job has started when it has written its checkpoint manifest: a new one, if ``before``
-    (the ``st_mtime_ns`` of a manifest left by an earlier run, which a resume rewrites) is given.
+    The job has started when it has written the checkpoint file ``ready`` (its manifest, or
+    ``rows.h5`` for per-row outputs): a new one, if ``before`` (the ``st_mtime_ns`` of one
+    left by an earlier run, which a resume rewrites) is given.
     """
-    manifest = checkpoint_dir / "manifest.json"
+    manifest = checkpoint_dir / ready
 
     def started():
         return manifest.exists() and (before is None or manifest.stat().st_mtime_ns != before)

@@ -53,13 +53,14 @@ def _values(value: Any) -> list[Any]:
     return [v.item() for v in np.asarray(value).ravel()]
 
 
-def _text(value: Any) -> str | None:
+def attr_text(value: Any) -> str | None:
+    """Return an HDF5 attribute's value as text (bytes decoded, first element of an array)."""
     if value is None:
         return None
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray):
-        return _text(value.ravel()[0]) if value.size else None
+        return attr_text(value.ravel()[0]) if value.size else None
     return str(value)
 
 
@@ -73,7 +74,7 @@ def float_dtype_for(stored: np.dtype) -> np.dtype:
 def decoding_of(attrs: Mapping[str, Any], stored: np.dtype, raw: bool = False) -> CFDecoding:
     """Read the CF attributes of a variable; ``raw`` keeps the values as stored."""
     stored = np.dtype(stored)
-    units = _text(attrs.get("units"))
+    units = attr_text(attrs.get("units"))
     scale = attrs.get("scale_factor")
     offset = attrs.get("add_offset")
     packed = scale is not None or offset is not None
@@ -82,7 +83,7 @@ def decoding_of(attrs: Mapping[str, Any], stored: np.dtype, raw: bool = False) -
         return CFDecoding(stored.str, stored.str, units=None if packed else units)
     # netCDF-3's unsigned bytes (and shorts, ints) stored as signed, as xarray reads them: the
     # same bits as unsigned, fill and valid values included.
-    unsigned = stored.kind == "i" and (_text(attrs.get("_Unsigned")) or "").lower() == "true"
+    unsigned = stored.kind == "i" and (attr_text(attrs.get("_Unsigned")) or "").lower() == "true"
     signed = np.dtype(f"i{stored.itemsize}")
     if unsigned:
         stored = np.dtype(f"u{stored.itemsize}")

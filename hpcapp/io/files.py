@@ -129,9 +129,9 @@ def _labels_of(variable: Any, labels: str) -> list[Any] | None:
         found = h5py.Dataset(h5py.h5d.open(h5py.h5i.get_file_id(variable.id), labels.encode()))
     except (KeyError, ValueError, OSError):
         return None
-    from hpcapp.io.cf import _text
+    from hpcapp.io.cf import attr_text
 
-    attrs = {name: _text(found.attrs.get(name)) for name in ("units", "calendar")}
+    attrs = {name: attr_text(found.attrs.get(name)) for name in ("units", "calendar")}
     per_record = found.shape == (variable.shape[0],)
     return [per_record, found.dtype.kind, attrs["units"], attrs["calendar"]]
 

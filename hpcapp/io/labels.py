@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
+from hpcapp.io.cf import attr_text
 
 COMPONENTS = ("year", "month", "season", "dayofyear")
 SEASONS = ("DJF", "JJA", "MAM", "SON")  # sorted: the codes are these indices
@@ -137,8 +138,8 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
                 f"{records} records: it needs one label per record"
             )
         dtype = dataset.dtype
-        units = _text(dataset.attrs.get("units"))
-        calendar = _text(dataset.attrs.get("calendar"))
+        units = attr_text(dataset.attrs.get("units"))
+        calendar = attr_text(dataset.attrs.get("calendar"))
         first = dataset[0] if component is not None and dtype.kind in "iuf" else None
     is_time = units is not None and " since " in units
     if component is None:
@@ -201,16 +202,6 @@ def _find(h5: Any, data_path: str, name: str, by: str) -> str:
             f"--group-by {by}: unknown component {suffix!r}: use one of {', '.join(COMPONENTS)}"
         )
     raise UsageError(f"--group-by {by}: {h5.filename} has no dataset {' or '.join(candidates)}")
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return _text(value.ravel()[0]) if value.size else None
-    return str(value)
 
 
 def read_labels(source: Any, dataset: Any, grouping: Grouping, start: int, stop: int) -> np.ndarray:
