@@ -280,3 +280,71 @@ def test_a_wrong_plan_cannot_count_outside_the_histogram(bad_scale):
             data, np.dtype(np.float64), 64, (wrong, lo, scale, step, edges32)
         )
     assert got["hist"].shape == (2, 64) and got["hist"].sum() == data.size
+
+
+def lane_loop(chunk):
+    """Run the lane loop (``fused_stats``) itself on ``chunk``, as chunk_partial did before the
+    wide loop existed: the reference the wide loop must match bit for bit."""
+    n_cols = chunk.shape[1]
+    lanes = n_cols * max(1, _fused.LANES // n_cols)
+    acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
+    big, small = _fused._sentinels(chunk.dtype)
+    out = {
+        "count": np.zeros(n_cols, np.int64),
+        "sum": np.zeros(n_cols, acc),
+        "mean": np.zeros(n_cols),
+        "m2": np.zeros(n_cols),
+        "min": np.full(n_cols, big),
+        "max": np.full(n_cols, small),
+    }
+    work = np.float32 if chunk.dtype == np.float32 else np.float64
+    _fused.fused_stats(
+        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, False, (work(0),) * 8,
+        0.0, 1.0, 1.0, 1, False, np.zeros(1, np.int32), *out.values(),
+        np.zeros((n_cols, 1), np.int64), np.zeros((n_cols, 2), np.int64),
+    )  # fmt: skip
+    return out
+
+
+def awkward(rng, shape, dtype):
+    """Return values with NaN, infinities, signed zeros and an all-NaN column (floats)."""
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+    data = (rng.standard_normal(shape) * 10).astype(dtype)
+    pick = rng.random(shape)
+    data[pick < 0.1] = np.nan
+    data[pick > 0.97] = np.inf
+    data[(pick > 0.95) & (pick < 0.96)] = -np.inf
+    data[(pick > 0.5) & (pick < 0.55)] = 0.0
+    data[(pick > 0.55) & (pick < 0.6)] = -0.0
+    data[:, 0] = np.nan
+    return data
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "int64", "uint16", "uint64"])
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 13])
+@pytest.mark.parametrize("cols", [_fused.LANES // 2 + 1, 300, 1025])
+def test_wide_loop_gives_the_lane_loops_bits(dtype, rows, cols):
+    chunk = awkward(np.random.default_rng(rows * cols), (rows, cols), dtype)
+    acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
+    got = _fused.chunk_partial(chunk, acc, 1, None)
+    want = lane_loop(chunk)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype, key
+        assert got[key].tobytes() == value.tobytes(), key
+
+
+def test_narrow_chunks_do_not_take_the_wide_loop(monkeypatch):
+    from hpcapp.kernels import _fused_wide
+
+    def refuse(*args):
+        raise AssertionError("the wide loop ran on a narrow chunk")
+
+    monkeypatch.setattr(_fused_wide, "fused_wide", refuse)
+    chunk = awkward(np.random.default_rng(3), (9, _fused.LANES // 2), "float64")
+    got = _fused.chunk_partial(chunk, np.dtype(np.float64), 1, None)
+    assert got["count"].tobytes() == lane_loop(chunk)["count"].tobytes()
+    with pytest.raises(AssertionError, match="wide loop"):
+        _fused.chunk_partial(awkward(np.random.default_rng(3), (9, 200), "float64"),
+                             np.dtype(np.float64), 1, None)  # fmt: skip

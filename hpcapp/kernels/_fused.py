@@ -373,6 +373,12 @@ def chunk_partial(
     low = np.full(n_cols, big)
     high = np.full(n_cols, small)
     outside = np.zeros((n_cols, 2), np.int64)
+    if plan is None and lanes == n_cols:
+        # A lane per column: the row-wise loop does the same sums in one vectorized pass.
+        from hpcapp.kernels._fused_wide import fused_wide
+
+        fused_wide(chunk, acc.type(0), big, small, count, total, mean, m2, low, high)
+        return {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
     if plan is None:
         hist = np.zeros((n_cols, 1), np.int64)
         # Typed as with a histogram, so that both share one compiled specialization.
@@ -411,6 +417,7 @@ def precompile() -> str:
         dtype = np.dtype(code)
         acc = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
         chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
+        chunk_partial(np.zeros((8, LANES), dtype), acc, 1, None)  # the wide loop
         if dtype.kind in "iu":
             from hpcapp.kernels import _fused_exact
 
