@@ -5,7 +5,8 @@ numpy call. Sums run in a fixed set of lanes: lane ``i`` of a segment of ``lanes
 the values at ``i``, ``i + lanes``, ... (four segments at a time, as ``(a + b) + (c + d)``),
 and the lanes are added in lane order at the end. That order is written in the source, not
 chosen by the compiler (no fastmath), so the bits are the same on every machine, whatever its
-vector width, and whatever the buffer's address.
+vector width, and whatever the buffer's address. Without a histogram, the same arithmetic runs
+in one vectorized pass over the lanes (:mod:`hpcapp.kernels._fused_lanes`, same bits).
 
 M2 uses shifted sums: ``d = x - K`` with ``K`` the column's first non-NaN value in the chunk, and
 ``M2 = sum(d*d) - sum(d)**2 / n``. As ``(K - mean)**2 <= M2``, the cancellation costs at most a
@@ -35,7 +36,8 @@ Numba caches the compiled code next to this file (``__pycache__``) or, where tha
 in its user cache; set ``NUMBA_CACHE_DIR`` to choose. Each dtype is compiled on its first use
 (2-3 s), then loaded from the cache (about 0.3 s per process with the numba import); cache files
 are written to a temporary name and renamed, so ranks compiling at once are safe.
-``python -m hpcapp.kernels._fused`` compiles every dtype ahead of a job.
+``python -m hpcapp.kernels._fused`` compiles every dtype ahead of a job, and writes hpcapp's
+bytecode.
 """
 
 from __future__ import annotations
@@ -372,42 +374,30 @@ def chunk_partial(
     m2 = np.zeros(n_cols)
     low = np.full(n_cols, big)
     high = np.full(n_cols, small)
-    outside = np.zeros((n_cols, 2), np.int64)
-    if plan is None and lanes == n_cols:
-        # A lane per column: the row-wise loop does the same sums in one vectorized pass.
-        from hpcapp.kernels._fused_wide import fused_wide
-
-        fused_wide(chunk, acc.type(0), big, small, count, total, mean, m2, low, high)
-        return {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
     if plan is None:
-        hist = np.zeros((n_cols, 1), np.int64)
-        # Typed as with a histogram, so that both share one compiled specialization.
-        work = np.float32 if chunk.dtype == np.float32 else np.float64
-        constants: tuple[Any, ...] = ((work(0),) * 8, 0.0, 1.0, 1.0, False)
-        hist_bins = 1
-        offsets = np.zeros(1, np.int32)
-    else:
-        hist = np.zeros((n_cols, bins), np.int64)
-        constants = plan
-        hist_bins = bins
-        offsets = _offsets_cached(n_cols, lanes, bins)
-    guide, lo, scale, step, edges32 = constants
+        # No histogram: the same sums in one vectorized pass over the lanes.
+        from hpcapp.kernels._fused_lanes import fused_lanes
+
+        zero = acc.type(0)
+        fused_lanes(chunk, lanes, zero, big, small, count, total, mean, m2, low, high)
+        return {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
+    hist = np.zeros((n_cols, bins), np.int64)
+    outside = np.zeros((n_cols, 2), np.int64)
+    offsets = _offsets_cached(n_cols, lanes, bins)
+    guide, lo, scale, step, edges32 = plan
     # Bounds guard for the compiled loop: every slot it can form is inside its counters.
-    slots = HIST_COPIES * n_cols * (hist_bins + 2)
-    if plan is not None and (
-        offsets.size < 4 * lanes or int(offsets.max()) + hist_bins + 1 >= slots
-    ):
+    slots = HIST_COPIES * n_cols * (bins + 2)
+    if offsets.size < 4 * lanes or int(offsets.max()) + bins + 1 >= slots:
         raise ValueError("histogram plan does not match the chunk's columns and bins")
     fused_stats(
-        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, plan is not None,
-        guide, lo, scale, step, hist_bins, edges32, offsets,
+        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, True,
+        guide, lo, scale, step, bins, edges32, offsets,
         count, total, mean, m2, low, high, hist, outside,
     )  # fmt: skip
     partial = {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
-    if plan is not None:
-        partial["hist"] = hist
-        partial["hist_below"] = outside[:, 0].copy()
-        partial["hist_above"] = outside[:, 1] - (chunk.shape[0] - count)  # less the NaNs
+    partial["hist"] = hist
+    partial["hist_below"] = outside[:, 0].copy()
+    partial["hist_above"] = outside[:, 1] - (chunk.shape[0] - count)  # less the NaNs
     return partial
 
 
@@ -417,7 +407,7 @@ def precompile() -> str:
         dtype = np.dtype(code)
         acc = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
         chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
-        chunk_partial(np.zeros((8, LANES), dtype), acc, 1, None)  # the wide loop
+        chunk_partial(np.zeros((8, 1), dtype), acc, 1, None)  # no histogram: the lane pass
         if dtype.kind in "iu":
             from hpcapp.kernels import _fused_exact
 
@@ -426,5 +416,19 @@ def precompile() -> str:
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
 
 
+def compile_bytecode() -> bool:
+    """Write the bytecode of every hpcapp module; return False if some could not be written.
+
+    Python writes it on first import anyway, but not under ``PYTHONDONTWRITEBYTECODE=1`` or in
+    a read-only tree: then every rank compiles hpcapp's modules from source (~0.1 s a rank).
+    """
+    import compileall
+    from pathlib import Path
+
+    return bool(compileall.compile_dir(Path(__file__).resolve().parent.parent, quiet=1))
+
+
 if __name__ == "__main__":
     print(f"stats loops compiled and cached in {precompile()}")
+    if not compile_bytecode():
+        print("some hpcapp bytecode could not be written (read-only install?)")
