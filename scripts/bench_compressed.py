@@ -7,15 +7,17 @@ three ways: contiguous, chunked gzip + shuffle, and (if ``hdf5plugin`` is instal
 Blosc-zstd + shuffle; HDF5 chunks of ``--hdf5-chunk-rows`` rows. Each file is read once first,
 so all runs read from the page cache. Then, alternating, ``--repeat`` times each:
 
-- h5py, one process: ``read_direct`` of the whole dataset in slabs of whole HDF5 chunks (about
-  4 MiB; the I/O a single-process script does, with no computing at all; Blosc on one thread,
-  as in each rank);
+- h5py, one fresh process: ``read_direct`` of the whole dataset in slabs of whole HDF5 chunks
+  (about 4 MiB; the I/O a single-process script does, with no computing at all; Blosc on one
+  thread, as in each rank);
 - ``hpcapp run stats`` at each rank count (default chunk rows: whole HDF5 chunks; the compiled
-  loops are built first with ``python -m hpcapp.kernels._fused``).
+  loops and bytecode are built first with ``python -m hpcapp.kernels._fused``).
 
-Speeds are MB/s of uncompressed input: for h5py its read time; for hpcapp the whole job's wall
-time (start-up included) and its own clock (slowest rank's read + compute + reduce from the
-output's timing table). The ratio is hpcapp at the highest rank count over h5py.
+Speeds are MB/s of uncompressed input, three ways: *wall*, each process timed from outside
+(start-up included, h5py's import too); *own clock*, h5py's read loop against hpcapp's slowest
+rank's read + compute + reduce (from the output's timing table); *read*, h5py's read loop
+against hpcapp's slowest rank's read phase alone (decompression scaling with ranks). Ratios
+are hpcapp at the highest rank count over h5py.
 Temporary files are deleted at the end.
 """
 
@@ -32,7 +34,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 COLS = 8
@@ -88,26 +89,41 @@ def make_copies(source: Path, directory: Path, chunk_rows: int) -> dict[str, Pat
     return files
 
 
-def h5py_read(path: Path) -> float:
-    """Read the whole dataset in one process, in slabs of whole HDF5 chunks; return seconds."""
+H5PY_READ = """
+import sys, time
+import h5py, numpy as np
+start = time.perf_counter()
+with h5py.File(sys.argv[1], "r") as h5:
+    x = h5["x"]
+    step = x.chunks[0] if x.chunks else 1 << 16
+    step *= max(1, (4 << 20) // (step * x.dtype.itemsize * x.shape[1]))
+    buffer = np.empty((step, x.shape[1]), x.dtype)
+    for first in range(0, x.shape[0], step):
+        n = min(step, x.shape[0] - first)
+        x.read_direct(buffer[:n], np.s_[first : first + n])
+print(time.perf_counter() - start)
+"""
+
+
+def h5py_read(path: Path) -> tuple[float, float]:
+    """Read the whole dataset in one fresh process, in slabs of whole HDF5 chunks.
+
+    Return its wall seconds (start-up included) and its read loop's seconds.
+    """
     start = time.perf_counter()
-    with h5py.File(path, "r") as h5:
-        x = h5["x"]
-        step = x.chunks[0] if x.chunks else 1 << 16
-        step *= max(1, (4 << 20) // (step * x.dtype.itemsize * COLS))
-        buffer = np.empty((step, COLS), x.dtype)
-        for first in range(0, x.shape[0], step):
-            n = min(step, x.shape[0] - first)
-            x.read_direct(buffer[:n], np.s_[first : first + n])
-    return time.perf_counter() - start
+    done = subprocess.run(
+        [sys.executable, "-c", H5PY_READ, str(path)], env=environment(), capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - start, float(done.stdout)
 
 
-def inner_seconds(out: Path) -> float:
-    """Return the job's own clock: the slowest rank's read + compute + reduce."""
+def rank_seconds(out: Path, phases: tuple[str, ...]) -> float:
+    """Return the slowest rank's seconds in ``phases``, from the job's timing table."""
     with h5py.File(out, "r") as h5:
         table = h5["timing"][()]
         columns = list(h5["timing"].attrs["columns"])
-    keep = [columns.index(name) for name in ("read", "compute", "reduce")]
+    keep = [columns.index(name) for name in phases]
     return float(table[:, keep].sum(axis=1).max())
 
 
@@ -118,6 +134,7 @@ def main() -> None:
     parser.add_argument("--hdf5-chunk-rows", type=int, default=1 << 15)
     parser.add_argument("--ranks", default="1,2")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--schedule", default="static", choices=("static", "dynamic"))
     parser.add_argument("--dir", type=Path, help="scratch directory (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=Path("bench-compressed.json"))
     options = parser.parse_args()
@@ -137,14 +154,19 @@ def main() -> None:
         files = make_copies(source, scratch, options.hdf5_chunk_rows)
         for name, path in files.items():
             h5py_read(path)  # into the page cache
-            samples: dict[str, list[float]] = {"h5py": []}
+            samples: dict[str, list[float]] = {"h5py wall": [], "h5py": []}
             for _ in range(options.repeat):
-                samples["h5py"].append(h5py_read(path))
+                wall, read = h5py_read(path)
+                samples["h5py wall"].append(wall)
+                samples["h5py"].append(read)
                 for ranks in ranks_list:
                     out = scratch / "out.h5"
                     args = ["run", "stats", f"{path}:/x", "-o", str(out), "-q", "--overwrite"]
+                    args += ["--schedule", options.schedule]
                     samples.setdefault(f"wall@{ranks}", []).append(run(ranks, args))
-                    samples.setdefault(f"inner@{ranks}", []).append(inner_seconds(out))
+                    inner = rank_seconds(out, ("read", "compute", "reduce"))
+                    samples.setdefault(f"inner@{ranks}", []).append(inner)
+                    samples.setdefault(f"read@{ranks}", []).append(rank_seconds(out, ("read",)))
                     out.unlink()
             medians = {key: statistics.median(values) for key, values in samples.items()}
             mbps = {key: n_bytes / seconds / 1e6 for key, seconds in medians.items()}
@@ -156,7 +178,8 @@ def main() -> None:
                     "seconds": medians,
                     "mb_per_s": mbps,
                     "ratio_inner": mbps[f"inner@{top}"] / mbps["h5py"],
-                    "ratio_wall": mbps[f"wall@{top}"] / mbps["h5py"],
+                    "ratio_wall": mbps[f"wall@{top}"] / mbps["h5py wall"],
+                    "ratio_read": mbps[f"read@{top}"] / mbps["h5py"],
                     "samples": samples,
                 }
             )
@@ -166,18 +189,21 @@ def main() -> None:
         scratch.rmdir()
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"{n_bytes / 2**30:.2f} GiB float64 x {COLS}, page cache; load at the end: {load}")
-    header = " | ".join(f"hpcapp@{r} MB/s (own clock / wall)" for r in ranks_list)
+    print(f"schedule {options.schedule}; MB/s as own clock / wall / read phase")
+    header = " | ".join(f"hpcapp@{r}" for r in ranks_list)
     top = max(ranks_list)
-    print(f"| storage | file MB | h5py 1 process MB/s | {header} | ratio @{top} / h5py |")
+    print(f"| storage | file MB | h5py 1 process | {header} | ratio @{top} / h5py |")
     print("| --- " * (4 + len(ranks_list)) + "|")
     for row in results:
         mbps = row["mb_per_s"]
         cells = " | ".join(
-            f"{mbps[f'inner@{r}']:.0f} / {mbps[f'wall@{r}']:.0f}" for r in ranks_list
+            f"{mbps[f'inner@{r}']:.0f} / {mbps[f'wall@{r}']:.0f} / {mbps[f'read@{r}']:.0f}"
+            for r in ranks_list
         )
         print(
-            f"| {row['storage']} | {row['file_mb']:.0f} | {mbps['h5py']:.0f} | {cells} | "
-            f"{row['ratio_inner']:.2f}x / {row['ratio_wall']:.2f}x |"
+            f"| {row['storage']} | {row['file_mb']:.0f} | {mbps['h5py']:.0f} / "
+            f"{mbps['h5py wall']:.0f} / {mbps['h5py']:.0f} | {cells} | "
+            f"{row['ratio_inner']:.2f}x / {row['ratio_wall']:.2f}x / {row['ratio_read']:.2f}x |"
         )
     options.json.write_text(json.dumps({"bytes": n_bytes, "results": results}, indent=1))
 
