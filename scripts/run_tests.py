@@ -60,6 +60,9 @@ def main() -> int:
     python = sys.executable
     pytest = [python, "-m", "pytest", "-p", "no:cacheprovider"]
     steps = [
+        # hpcapp's bytecode once: under PYTHONDONTWRITEBYTECODE=1 every test's subprocess (and
+        # every rank) would otherwise compile hpcapp's modules from source again.
+        ("bytecode", [python, "-m", "compileall", "-q", "hpcapp"], {}),
         ("lint", [python, "-m", "ruff", "check", "."], {}),
         ("format", [python, "-m", "ruff", "format", "--check", "."], {}),
         ("serial tests", [*pytest, "-m", "not mpi and not slurm", *extra], {}),
