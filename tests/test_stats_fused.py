@@ -191,15 +191,17 @@ def test_variance_with_an_outlier_first():
     np.testing.assert_allclose(got["var"], np.mean(centred * centred), rtol=1e-9)
 
 
-def test_bits_do_not_depend_on_the_buffer_address():
-    data = np.random.default_rng(4).normal(size=(4099, 3))
+@pytest.mark.parametrize("params", [{"bins": 32, "range": [-3, 3]}, {}])
+@pytest.mark.parametrize("shape", [(4099, 3), (13, 1001)])
+def test_bits_do_not_depend_on_the_buffer_address(params, shape):
+    data = np.random.default_rng(4).normal(size=shape)
     data[::17, 1] = np.nan
-    first = stats(data, bins=32, range=[-3, 3])
+    first = stats(data, **params)
     raw = np.empty(data.nbytes + 64, dtype=np.uint8)
     for offset in (8, 24, 40):
         moved = raw[offset : offset + data.nbytes].view(np.float64).reshape(data.shape)
         moved[...] = data
-        other = stats(moved, bins=32, range=[-3, 3])
+        other = stats(moved, **params)
         for key in first:
             assert first[key].tobytes() == other[key].tobytes(), key
 
