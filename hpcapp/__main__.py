@@ -104,7 +104,10 @@ def console_main() -> None:
     code = main()
     # With numba loaded, the interpreter's last garbage collections take ~0.2 s per rank (as
     # long as a small job); frozen objects are skipped. atexit, flushing and MPI's finalize
-    # still run, and the job's files are closed by now.
+    # still run, and the job's files are closed by now. Collect first: garbage cycles can hold
+    # h5py objects (an error's traceback), which must go while h5py is whole; frozen, they were
+    # seen to crash the interpreter at exit (SIGSEGV after a clean exit-2 refusal).
+    gc.collect()
     gc.freeze()
     sys.exit(code)
 
