@@ -301,30 +301,6 @@ def test_a_wrong_plan_cannot_count_outside_the_histogram(bad_scale):
     assert got["hist"].shape == (2, 64) and got["hist"].sum() == data.size
 
 
-def lane_loop(chunk):
-    """Run the three-pass loop (``fused_stats``) on ``chunk`` without a histogram, as
-    chunk_partial did before the one-pass lane loop: its bits are the reference."""
-    n_cols = chunk.shape[1]
-    lanes = n_cols * max(1, _fused.LANES // n_cols)
-    acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
-    big, small = _fused._sentinels(chunk.dtype)
-    out = {
-        "count": np.zeros(n_cols, np.int64),
-        "sum": np.zeros(n_cols, acc),
-        "mean": np.zeros(n_cols),
-        "m2": np.zeros(n_cols),
-        "min": np.full(n_cols, big),
-        "max": np.full(n_cols, small),
-    }
-    work = np.float32 if chunk.dtype == np.float32 else np.float64
-    _fused.fused_stats(
-        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, False, (work(0),) * 8,
-        0.0, 1.0, 1.0, 1, False, np.zeros(1, np.int32), *out.values(),
-        np.zeros((n_cols, 1), np.int64), np.zeros((n_cols, 2), np.int64),
-    )  # fmt: skip
-    return out
-
-
 def awkward(rng, shape, dtype):
     """Return values with NaN, infinities, signed zeros and an all-NaN column (floats)."""
     if np.dtype(dtype).kind in "iu":
@@ -349,7 +325,7 @@ def test_lane_pass_gives_the_three_pass_loops_bits(dtype, rows, cols):
     chunk = awkward(np.random.default_rng(rows * cols), (rows, cols), dtype)
     acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
     got = _fused.chunk_partial(chunk, acc, 1, None)
-    want = lane_loop(chunk)
+    want = _fused.three_pass_partial(chunk)
     for key, value in want.items():
         assert got[key].dtype == value.dtype, key
         assert got[key].tobytes() == value.tobytes(), key

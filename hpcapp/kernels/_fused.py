@@ -401,6 +401,33 @@ def chunk_partial(
     return partial
 
 
+def three_pass_partial(chunk: np.ndarray) -> dict[str, np.ndarray]:
+    """Run ``fused_stats`` without a histogram: the moments of a chunk by the three-pass loop.
+
+    ``chunk_partial`` took this path before the one-pass lanes of ``_fused_lanes``; it stays as
+    their reference, bit for bit (the tests and ``scripts/bench_stats_pass.py`` compare them).
+    """
+    n_cols = chunk.shape[1]
+    lanes = n_cols * max(1, LANES // n_cols)
+    acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
+    big, small = _sentinels(chunk.dtype)
+    out = {
+        "count": np.zeros(n_cols, np.int64),
+        "sum": np.zeros(n_cols, acc),
+        "mean": np.zeros(n_cols),
+        "m2": np.zeros(n_cols),
+        "min": np.full(n_cols, big),
+        "max": np.full(n_cols, small),
+    }
+    work = np.float32 if chunk.dtype == np.float32 else np.float64
+    fused_stats(
+        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, False, (work(0),) * 8,
+        0.0, 1.0, 1.0, 1, False, np.zeros(1, np.int32), *out.values(),
+        np.zeros((n_cols, 1), np.int64), np.zeros((n_cols, 2), np.int64),
+    )  # fmt: skip
+    return out
+
+
 def precompile() -> str:
     """Compile (or load from the cache) the loops for every dtype; return the cache directory."""
     for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"):

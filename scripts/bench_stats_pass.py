@@ -1,0 +1,61 @@
+"""The compiled ``stats`` loop without a histogram: one-pass lanes against the three-pass loop.
+
+    python scripts/bench_stats_pass.py --repeat 10
+
+Times, in this process on one core, ns per value of ``_fused.chunk_partial`` with no histogram
+(the one-pass :mod:`hpcapp.kernels._fused_lanes`) and of ``_fused.fused_stats`` run without a
+histogram (the three-pass loop it replaced, still the reference of the tests), on chunks shaped
+like the jobs they serve, and checks that both give the same bits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from hpcapp.kernels import _fused
+
+ACC = np.dtype(np.float64)  # the accumulator of float data
+SHAPES = (
+    ((64, 64_800), np.float32),  # --over time on a 180 x 360 grid: one column per cell
+    ((65_536, 8), np.float64),
+    ((4_000, 1_000), np.float64),
+    ((100_000, 3), np.float64),
+)
+
+
+def ns_per_value(run, chunk: np.ndarray, repeat: int) -> float:
+    """Return the best of ``repeat`` timings of ``run(chunk)``, in ns per value."""
+    run(chunk)  # compile or load first
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run(chunk)
+        best = min(best, time.perf_counter() - start)
+    return best / chunk.size * 1e9
+
+
+def main() -> None:
+    """Time both loops on every shape and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    options = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print("| chunk | dtype | three-pass ns/value | one-pass lanes ns/value | same bits |")
+    print("| --- | --- | --- | --- | --- |")
+    for shape, dtype in SHAPES:
+        chunk = (280 + 10 * rng.standard_normal(shape)).astype(dtype)
+        lanes = _fused.chunk_partial(chunk, ACC, 1, None)
+        reference = _fused.three_pass_partial(chunk)
+        same = all(lanes[k].tobytes() == v.tobytes() for k, v in reference.items())
+        old = ns_per_value(_fused.three_pass_partial, chunk, options.repeat)
+        new = ns_per_value(lambda c: _fused.chunk_partial(c, ACC, 1, None), chunk, options.repeat)
+        print(
+            f"| {shape[0]} x {shape[1]} | {np.dtype(dtype).name} | {old:.2f} | {new:.2f} | {same} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
