@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="no CF decoding: keep _FillValue/missing_value cells and packed integers as stored",
     )
     run.add_argument(
+        "--mask-valid-range",
+        action="store_const",
+        const=True,
+        help="also mask values outside valid_min/valid_max/valid_range (netCDF-C's rule; "
+        "xarray, and hpcapp by default, do not)",
+    )
+    run.add_argument(
+        "--sort-files",
+        action="store_const",
+        const=True,
+        help="many files: take them in the order of their first time value, not by name",
+    )
+    run.add_argument(
         "--memory-per-rank",
         metavar="SIZE",
         help="refuse a job whose per-rank memory estimate exceeds SIZE (e.g. 4GiB)",
@@ -300,6 +313,8 @@ def parse(argv: list[str] | None = None) -> Command:
             "over": args.over,
             "dims": args.dims,
             "raw": args.raw,
+            "mask_valid_range": args.mask_valid_range,
+            "sort_files": args.sort_files,
             "memory_per_rank": args.memory_per_rank,
             "group_every": args.group_every,
             "group_by": args.group_by,

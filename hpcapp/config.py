@@ -51,10 +51,13 @@ class JobConfig:
     over: str | None = None  # "time" or "lat,lon" or "0,2"; None: the first dimension
     dims: str | None = None  # "time,lat,lon" for inputs without dimension scales
     raw: bool = False  # skip CF masking and unpacking
+    mask_valid_range: bool = False  # also mask values outside valid_min/valid_max/valid_range
     memory_per_rank: str | None = None  # "4GiB": refuse a job whose partials need more
     # Grouped reductions along the records (hpcapp/io/labels.py): one or the other.
     group_every: int | None = None  # K: records r // K form a group
     group_by: str | None = None  # NAME (integer labels) or NAME.month, .year, .season, ...
+    # Many files (hpcapp/io/files.py): order them by their first time instead of by name.
+    sort_files: bool = False
 
 
 # Keys a [run] config file may hold, with the Python types they accept.
@@ -76,9 +79,11 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "over": (str,),
     "dims": (str,),
     "raw": (bool,),
+    "mask_valid_range": (bool,),
     "memory_per_rank": (str,),
     "group_every": (int,),
     "group_by": (str,),
+    "sort_files": (bool,),
 }
 
 
@@ -194,6 +199,8 @@ def make_job_config(
         isinstance(group_every, bool) or not isinstance(group_every, int) or group_every < 1
     ):
         raise UsageError(f"--group-every must be a positive number of records, got {group_every}")
+    if merged["raw"] and merged["mask_valid_range"]:
+        raise UsageError("--raw and --mask-valid-range exclude each other: --raw decodes nothing")
     if group_by is not None and not str(group_by).strip():
         raise UsageError("--group-by needs a dataset name, e.g. --group-by time.month")
     return JobConfig(
@@ -216,7 +223,9 @@ def make_job_config(
         over=merged["over"],
         dims=merged["dims"],
         raw=bool(merged["raw"]),
+        mask_valid_range=bool(merged["mask_valid_range"]),
         memory_per_rank=merged["memory_per_rank"],
         group_every=group_every,
         group_by=group_by,
+        sort_files=bool(merged["sort_files"]),
     )
