@@ -163,6 +163,7 @@ def _provenance(
         **({"input_file_count": len(source.members)} if source.members else {}),
         "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
         "input_dtype": source.dtype if source.path else "none",
+        **({"cf_decoding": source.cf.policy} if source.cf is not None else {}),
         "chunk_rows": plan.chunk_rows,
         "n_chunks": result.n_chunks,
         "n_ranks": comm.Get_size(),

@@ -18,24 +18,29 @@ PACKED_ATTRS = {
 }
 
 
-def packed_field(shape=(30, 3, 4), seed=5):
-    """int16 stored values with fill, missing and out-of-range cells, and their decoded values."""
+def packed_field(shape=(30, 3, 4), seed=5, mask_valid_range=True):
+    """int16 stored values with fill, missing and out-of-range cells, and their decoded values.
+
+    Out-of-range cells are missing only with ``mask_valid_range`` (xarray keeps them)."""
     rng = np.random.default_rng(seed)
     stored = rng.integers(-3100, 3100, size=shape).astype(np.int16)
     stored[rng.random(shape) < 0.05] = FILL
     stored[rng.random(shape) < 0.03] = MISSING
     stored[:, 2, 3] = FILL  # a cell with no values
     values = stored.astype(np.float32) * SCALE + OFFSET
-    bad = (stored == FILL) | (stored == MISSING) | (stored < -3000) | (stored > 3000)
+    bad = (stored == FILL) | (stored == MISSING)
+    if mask_valid_range:
+        bad |= (stored < -3000) | (stored > 3000)
     values[bad] = np.nan
     return stored, values
 
 
 def test_decoder_masks_and_unpacks_like_the_cf_rules():
     stored, values = packed_field()
-    decoding = decoding_of({**PACKED_ATTRS, "_FillValue": np.int16(FILL)}, stored.dtype)
+    attrs = {**PACKED_ATTRS, "_FillValue": np.int16(FILL)}
+    decoding = decoding_of(attrs, stored.dtype, mask_valid_range=True)
     assert decoding.dtype == "<f4" and decoding.units == "K"
-    assert set(decoding.missing) == {FILL, MISSING}
+    assert {value for value, _ in decoding.missing} == {FILL, MISSING}
     decoded = Decoder(decoding, 8, stored.shape[1:])(stored[:7])
     np.testing.assert_array_equal(decoded, values[:7])  # NaN where missing, bit for bit
     assert decoded.dtype == np.float32
@@ -73,13 +78,18 @@ def test_decoded_values_are_xarrays(tmp_path):
     np.testing.assert_array_equal(ours, theirs)
 
 
-@pytest.mark.parametrize("distribute", ["read", "scatter"])
-def test_packed_input_statistics_are_numpys_on_the_decoded_values(tmp_path, distribute):
-    stored, values = packed_field()
+@pytest.mark.parametrize(
+    ("distribute", "mask_valid_range"), [("read", False), ("scatter", False), ("read", True)]
+)
+def test_packed_input_statistics_are_numpys_on_the_decoded_values(
+    tmp_path, distribute, mask_valid_range
+):
+    stored, values = packed_field(mask_valid_range=mask_valid_range)
     spec = write_netcdf(tmp_path / "in.nc", stored, attrs=PACKED_ATTRS, fill_value=np.int16(FILL))
     out = tmp_path / "out.nc"
     argv = ["run", "stats", spec, "-o", str(out), "--chunk-rows", "7", "-q"]
     argv += ["--distribute", distribute, "-p", "bins=6", "-p", "range=250,310"]
+    argv += ["--mask-valid-range"] if mask_valid_range else []
     done = run_cli(argv, 2)
     assert done.returncode == 0, done.stderr
     results = read_results(out)

@@ -1,10 +1,26 @@
-"""CF decoding of input values, as xarray does by default: mask missing cells, unpack integers.
+"""CF decoding of input values, as xarray decodes by default: mask fill values, unpack integers.
 
-Cells equal to ``_FillValue`` or a ``missing_value``, and cells outside ``valid_min`` /
-``valid_max`` / ``valid_range`` (all compared with the values as stored), become NaN; packed
-values become ``stored * scale_factor + add_offset`` in the dtype of those attributes. Kernels
-then see missing cells as NaN, which ``stats`` already leaves out of every statistic and counts
-in ``nan_count`` (NaN stored in the file and CF-missing cells are both counted there).
+The rules are xarray's (``xarray.coding.variables``: ``CFMaskCoder`` then ``CFScaleOffsetCoder``),
+so the values a kernel sees equal ``xr.open_dataset(path)[name].values`` value for value and in
+the same float dtype:
+
+- the stored values are first cast to the decoded dtype: for packed data the dtype xarray derives
+  from ``scale_factor``/``add_offset`` (float64 for 32-bit integers or when ``add_offset`` is
+  alone or differs in type from ``scale_factor``; else their float type); unpacked integers with a
+  fill value become float32 (8 and 16 bits) or float64; floats keep their dtype;
+- a cell is missing where that cast value equals a ``_FillValue`` or ``missing_value``, compared
+  as numpy compares the cast value with the attribute in the attribute's own type. So a fill
+  value the stored type cannot hold (``missing_value = 1e20`` or ``-999.5`` on int16, ``NaN``
+  on integers, a double ``1e20`` on float32 data) masks nothing, as in xarray and netCDF-C;
+- then ``value * scale_factor + add_offset``, in place in the decoded dtype.
+
+Where hpcapp deliberately differs (the README lists these, with the reasons): text or non-finite
+packing attributes and text fill values are refused (xarray fails or ignores them);
+``missing_value`` follows ``_Unsigned`` as ``_FillValue`` does (netCDF-C's reading; xarray
+converts only ``_FillValue``); integer ``scale_factor``/``add_offset`` decode to float64 (xarray
+would keep integers). ``valid_min``/``valid_max``/``valid_range`` are ignored by default, as by
+xarray; ``--mask-valid-range`` also masks values outside them, compared with the stored values as
+netCDF-C does. ``--raw`` decodes nothing.
 
 Every rank decodes its own chunks right after reading them, into a second reused buffer, so
 memory stays one raw chunk plus one decoded chunk.
@@ -13,44 +29,51 @@ memory stays one raw chunk plus one decoded chunk.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-_MASK_ATTRS = ("_FillValue", "missing_value", "valid_min", "valid_max", "valid_range")
+from hpcapp.errors import UsageError
+
+_FILL_ATTRS = ("_FillValue", "missing_value")
 _PACK_ATTRS = ("scale_factor", "add_offset")
+# What a decoding follows, recorded in the job identity (so in every output and checkpoint).
+POLICY_XARRAY = "xarray-default"
+POLICY_VALID_RANGE = "xarray-default+valid-range"
+POLICY_RAW = "raw"
 
 
 @dataclasses.dataclass(frozen=True)
 class CFDecoding:
     """How to turn stored values into the values a kernel sees (small and picklable)."""
 
-    stored_dtype: str
+    stored_dtype: str  # after _Unsigned: the integers the stored bits mean
     dtype: str  # of the decoded values
-    missing: tuple[float, ...] = ()  # stored values meaning "no data"
-    valid_min: float | None = None
+    # (value, numpy dtype of the attribute): compared with the values cast to ``dtype``.
+    missing: tuple[tuple[Any, str], ...] = ()
+    valid_min: float | None = None  # --mask-valid-range: compared with the stored values
     valid_max: float | None = None
     scale_factor: float | None = None
     add_offset: float | None = None
     units: str | None = None  # of the decoded values
     unsigned: bool = False  # ``_Unsigned = "true"``: signed stored integers are unsigned values
+    signed: bool = False  # ``_Unsigned = "false"`` on unsigned integers: signed values
+    policy: str = POLICY_XARRAY
 
     @property
     def changes_values(self) -> bool:
         """Return whether decoding does anything (else the kernel gets the read buffer)."""
         return bool(
             self.unsigned
+            or self.signed
             or self.missing
             or self.valid_min is not None
             or self.valid_max is not None
             or self.scale_factor is not None
             or self.add_offset is not None
         )
-
-
-def _values(value: Any) -> list[Any]:
-    return [v.item() for v in np.asarray(value).ravel()]
 
 
 def attr_text(value: Any) -> str | None:
@@ -65,67 +88,146 @@ def attr_text(value: Any) -> str | None:
 
 
 def float_dtype_for(stored: np.dtype) -> np.dtype:
-    """Return the float dtype masked values of ``stored`` become (xarray's choice)."""
+    """Return the float dtype masked values of ``stored`` become (xarray's ``maybe_promote``)."""
     if stored.kind == "f":
         return stored
     return np.dtype(np.float32) if stored.itemsize <= 2 else np.dtype(np.float64)
 
 
-def decoding_of(attrs: Mapping[str, Any], stored: np.dtype, raw: bool = False) -> CFDecoding:
-    """Read the CF attributes of a variable; ``raw`` keeps the values as stored."""
+def packed_dtype(stored: np.dtype, scale: np.dtype | None, offset: np.dtype | None) -> np.dtype:
+    """Return the dtype packed ``stored`` values decode to (xarray's ``_choose_float_dtype``)."""
+    scale, offset = (None if t is None else t.newbyteorder("=") for t in (scale, offset))
+    if scale is not None and scale == offset and scale in (np.float32, np.float64):
+        if stored.kind in "iu" and stored.itemsize == 4:
+            return np.dtype(np.float64)  # float32 cannot hold every 32-bit integer
+        return scale
+    if offset is not None or scale is None or scale.kind != "f":
+        # An offset alone (or of another type) may be large: float64. Integer packing
+        # attributes: float64 too, where xarray would keep integers (and could overflow).
+        return np.dtype(np.float64)
+    return scale
+
+
+def _numeric(
+    attrs: Mapping[str, Any], name: str, where: str, single: bool, finite: bool = False
+) -> np.ndarray:
+    """Return a CF attribute as a numeric array; refuse text, booleans and (``single``) lists."""
+    value = np.asarray(attrs[name])
+    if value.dtype.kind not in "iuf" or value.size == 0:
+        shown = attr_text(value) if value.dtype.kind in "SUO" else repr(value.tolist())
+        raise UsageError(
+            f"{where}: attribute {name} = {shown!r} is not a number ({value.dtype}): CF needs "
+            "a numeric attribute; fix the file (e.g. `ncatted`) or pass --raw"
+        )
+    value = value.ravel()
+    if single and value.size != 1:
+        raise UsageError(f"{where}: attribute {name} has {value.size} values; CF needs one")
+    if finite and not np.isfinite(value).all():
+        raise UsageError(
+            f"{where}: attribute {name} = {value[0]} is not finite: every value would be NaN"
+        )
+    return value
+
+
+def decoding_of(
+    attrs: Mapping[str, Any],
+    stored: np.dtype,
+    raw: bool = False,
+    *,
+    where: str = "input",
+    mask_valid_range: bool = False,
+) -> CFDecoding:
+    """Read the CF attributes of a variable; ``raw`` keeps the values as stored.
+
+    ``where`` (``FILE:/variable``) names the variable in refusals of malformed attributes.
+    """
     stored = np.dtype(stored)
     units = attr_text(attrs.get("units"))
-    scale = attrs.get("scale_factor")
-    offset = attrs.get("add_offset")
-    packed = scale is not None or offset is not None
+    packed = any(name in attrs for name in _PACK_ATTRS)
     if raw:
         # Stored packed integers are not in ``units``: say nothing rather than something wrong.
-        return CFDecoding(stored.str, stored.str, units=None if packed else units)
-    # netCDF-3's unsigned bytes (and shorts, ints) stored as signed, as xarray reads them: the
-    # same bits as unsigned, fill and valid values included.
-    unsigned = stored.kind == "i" and (attr_text(attrs.get("_Unsigned")) or "").lower() == "true"
-    signed = np.dtype(f"i{stored.itemsize}")
+        return CFDecoding(
+            stored.str, stored.str, units=None if packed else units, policy=POLICY_RAW
+        )
+    pack = {n: _numeric(attrs, n, where, True, finite=True) for n in _PACK_ATTRS if n in attrs}
+    flag = (attr_text(attrs.get("_Unsigned")) or "").strip().lower()
+    unsigned = stored.kind == "i" and flag == "true"
+    signed = stored.kind == "u" and flag == "false"
     if unsigned:
         stored = np.dtype(f"u{stored.itemsize}")
+    elif signed:
+        stored = np.dtype(f"i{stored.itemsize}")
 
-    def values_of(name: str) -> list[Any]:
-        value = np.asarray(attrs[name])
-        if unsigned and value.dtype.kind == "i":
-            value = value.astype(signed).view(stored)
-        return _values(value)
+    def as_stored(value: np.ndarray) -> np.ndarray:
+        """Read an integer attribute of a variable with ``_Unsigned`` as the values it means."""
+        if not (unsigned or signed) or value.dtype.kind not in "iu":
+            return value
+        bits = np.dtype(f"{'i' if unsigned else 'u'}{stored.itemsize}")  # the stored type
+        if np.array_equal(value.astype(stored), value):
+            return value  # already the value meant
+        if np.array_equal(value.astype(bits), value):
+            return value.astype(bits).view(stored)  # the same bits, read as meant
+        return value  # fits neither: masks nothing (never cast into the type)
 
-    missing: list[float] = []
-    for name in ("_FillValue", "missing_value"):
-        if name in attrs:
-            missing += [v for v in values_of(name) if v not in missing]
-    low = high = None
-    if "valid_range" in attrs:
-        low, high = values_of("valid_range")[:2]
-    if "valid_min" in attrs:
-        low = values_of("valid_min")[0]
-    if "valid_max" in attrs:
-        high = values_of("valid_max")[0]
+    missing: list[tuple[Any, str]] = []
+    for name in _FILL_ATTRS:
+        if name not in attrs:
+            continue
+        for value in as_stored(_numeric(attrs, name, where, False)):
+            if np.isnan(value):
+                continue  # xarray drops a NaN fill: NaN cells are missing anyway
+            item = (value.item(), value.dtype.str)
+            if item not in missing:
+                missing.append(item)
     if packed:
-        dtype = np.result_type(*(np.asarray(a).dtype for a in (scale, offset) if a is not None))
-        if dtype.kind != "f":
-            dtype = float_dtype_for(stored)
-    elif missing or low is not None or high is not None:
+        types = [pack[name].dtype if name in pack else None for name in _PACK_ATTRS]
+        dtype = packed_dtype(stored, types[0], types[1])
+    elif missing:
         dtype = float_dtype_for(stored)
     else:
         dtype = stored
-    if stored.kind == "f":
-        missing = [v for v in missing if not np.isnan(v)]  # NaN is missing anyway
+    low = high = None
+    if mask_valid_range:
+        low, high = _valid_limits(attrs, where, as_stored)
+        if (low is not None or high is not None) and not packed and not missing:
+            dtype = float_dtype_for(stored)
+    scale, offset = (float(pack[n][0]) if n in pack else None for n in _PACK_ATTRS)
     return CFDecoding(
         stored_dtype=stored.str,
         dtype=np.dtype(dtype).str,
         missing=tuple(missing),
         valid_min=low,
         valid_max=high,
-        scale_factor=None if scale is None else _values(scale)[0],
-        add_offset=None if offset is None else _values(offset)[0],
+        scale_factor=scale,
+        add_offset=offset,
         units=units,
         unsigned=unsigned,
+        signed=signed,
+        policy=POLICY_VALID_RANGE if mask_valid_range else POLICY_XARRAY,
     )
+
+
+def _valid_limits(attrs: Mapping[str, Any], where: str, as_stored: Any) -> tuple[Any, Any]:
+    """Return (valid_min, valid_max) from ``valid_range`` or ``valid_min``/``valid_max``."""
+    low = high = None
+    if "valid_range" in attrs:
+        pair = as_stored(_numeric(attrs, "valid_range", where, False))
+        if pair.size != 2:
+            raise UsageError(f"{where}: attribute valid_range has {pair.size} values, not 2")
+        low, high = pair[0].item(), pair[1].item()
+    if "valid_min" in attrs:
+        low = as_stored(_numeric(attrs, "valid_min", where, True))[0].item()
+    if "valid_max" in attrs:
+        high = as_stored(_numeric(attrs, "valid_max", where, True))[0].item()
+    for value in (low, high):
+        if value is not None and math.isnan(value):
+            raise UsageError(f"{where}: a valid_min/valid_max/valid_range value is NaN")
+    if low is not None and high is not None and low > high:
+        raise UsageError(
+            f"{where}: valid range [{low}, {high}] is empty (min > max): --mask-valid-range "
+            "would mask every value"
+        )
+    return low, high
 
 
 class Decoder:
@@ -139,23 +241,26 @@ class Decoder:
         mask_shape = (chunk_rows, *row_shape) if self._masks else (0,)
         self._mask = np.empty(mask_shape, dtype=bool)
         self._scratch = np.empty(mask_shape, dtype=bool)
+        # Each fill value as a numpy scalar of its attribute's type: numpy then compares it
+        # with the cast values in the promoted type, exactly as xarray's ``data == fv``.
+        self._fills = [np.dtype(kind).type(value) for value, kind in decoding.missing]
 
     def __call__(self, stored: np.ndarray) -> np.ndarray:
         """Return the decoded values of ``stored`` (a view of the reused buffer)."""
         d = self.decoding
-        if d.unsigned:
-            stored = stored.view(stored.dtype.str.replace("i", "u"))
+        if d.unsigned or d.signed:
+            stored = stored.view(np.dtype(d.stored_dtype))
         n = len(stored)
         out, mask, scratch = self._buffer[:n], self._mask[:n], self._scratch[:n]
-        mask[...] = False
-        for value in d.missing:
-            np.equal(stored, np.asarray(value).astype(stored.dtype), out=scratch)
-            mask |= scratch
-        if d.valid_min is not None:
-            mask |= np.less(stored, d.valid_min, out=scratch)
-        if d.valid_max is not None:
-            mask |= np.greater(stored, d.valid_max, out=scratch)
         np.copyto(out, stored, casting="unsafe")
+        if self._masks:
+            mask[...] = False
+            for fill in self._fills:
+                mask |= np.equal(out, fill, out=scratch)
+            if d.valid_min is not None:
+                mask |= np.less(stored, d.valid_min, out=scratch)
+            if d.valid_max is not None:
+                mask |= np.greater(stored, d.valid_max, out=scratch)
         # In place and in this order, as xarray's decoding: the same roundings, the same numbers.
         with np.errstate(over="ignore", invalid="ignore"):
             if d.scale_factor is not None:

@@ -66,7 +66,9 @@ def _parse_names(text: str | None, ndim: int) -> list[str] | None:
     return names
 
 
-def describe(source: Source, dims_option: str | None, raw: bool) -> Source:
+def describe(
+    source: Source, dims_option: str | None, raw: bool, mask_valid_range: bool = False
+) -> Source:
     """Return ``source`` with its dimension names, coordinates and CF decoding filled in."""
     from hpcapp.io.cf import decoding_of
     from hpcapp.source import open_input
@@ -85,7 +87,11 @@ def describe(source: Source, dims_option: str | None, raw: bool) -> Source:
                 and h5[coord].dtype.kind in "iuf"
             )
             coords.append(coord if ok else None)
-        decoding = decoding_of(dict(dataset.attrs), dataset.dtype, raw)
+        attrs = dict(dataset.attrs)
+        where = f"{source.path}:{source.dataset}"
+        decoding = decoding_of(
+            attrs, dataset.dtype, raw, where=where, mask_valid_range=mask_valid_range
+        )
     names = []
     for i, (name, _) in enumerate(found):
         if name and given and given[i] != name:
@@ -135,7 +141,7 @@ def plan_dims(config: Any, kernel: Any, source: Source, params: dict[str, Any]) 
                 f"kernel {config.kernel!r} generates its data: --over and --dims apply to an INPUT"
             )
         return source, params, kernel
-    source = describe(source, config.dims, config.raw)
+    source = describe(source, config.dims, config.raw, config.mask_valid_range)
     over = parse_over(config.over, source.dims) if config.over else (0,)
     if "over" in kernel.defaults or "over" in kernel.required:
         params = {**params, "over": over}

@@ -144,7 +144,8 @@ def _describer(coords: list[tuple[int, str]], labels: str | None = None) -> Any:
 
         names = [name for name in variable.attrs if name in _MEANING_ATTRS]
         attrs = {name: variable.attrs[name] for name in names}
-        cf = dataclasses.asdict(decoding_of(attrs, variable.dtype, raw=False))
+        where = f"{variable.file.filename}:{variable.name}"
+        cf = dataclasses.asdict(decoding_of(attrs, variable.dtype, where=where))
         values = {coord: _digest(variable, coord, axis) for axis, coord in coords}
         described: dict[str, Any] = {"cf": cf, "coords": values}
         if labels is not None:
