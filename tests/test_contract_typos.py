@@ -329,7 +329,7 @@ def test_run_takes_a_bare_kernel_and_refuses_a_hook_that_is_not_a_function(tmp_p
 # --- stats: bins without range; generating kernels: seed ------------------------------------
 
 
-@pytest.mark.parametrize("given", [{"bins": 4096}, {"bins": 64}, {"bins": 8, "over": (0,)}])
+@pytest.mark.parametrize("given", [{"bins": 4096}, {"bins": 64}, {"bins": 8, "over": (1,)}])
 def test_bins_given_without_range_is_refused(given):
     kern = load_kernel("stats")
     message = "kernel 'stats': bins needs range: -p range=LO,HI (a histogram needs a fixed range)"
