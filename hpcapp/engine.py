@@ -23,6 +23,7 @@ from hpcapp.collective import gather_table, raise_shared
 from hpcapp.errors import HpcappError, InterruptError, KernelError
 from hpcapp.interrupt import NoInterrupts
 from hpcapp.kernels.api import Kernel, Partial, as_partial
+from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
 from hpcapp.progress import Progress
@@ -294,21 +295,25 @@ def _compute(
     rank: int,
 ) -> Partial:
     """Apply the kernel to one chunk, turning any failure into a message naming the chunk."""
+    where = f"kernel {kernel.name!r} on rank {rank}, chunk {chunk_index} (rows {start}-{stop - 1})"
     try:
         partial = as_partial(kernel.apply(data, params, n_rows=stop - start), kernel.name)
+    except DeclarationError as exc:  # a grouped kernel's declared keys: a sentence says it all
+        raise ChunkError(f"{where}: {exc}") from exc
     except Exception as exc:
         detail = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc)))
         raise ChunkError(
             f"kernel {kernel.name!r} failed on rank {rank}, chunk {chunk_index} "
             f"(rows {start}-{stop - 1}):\n{detail.rstrip()}"
         ) from exc
+    problem = key_problem(kernel, partial)  # every chunk: a few set look-ups
+    if problem:
+        raise ChunkError(f"{where}: {problem}")
     for key in kernel.per_row:
-        value = partial.get(key)
-        if value is None or value.ndim == 0 or len(value) != stop - start:
+        value = partial[key]
+        if value.ndim == 0 or len(value) != stop - start:
             raise ChunkError(
-                f"kernel {kernel.name!r} on rank {rank}, chunk {chunk_index} (rows {start}-"
-                f"{stop - 1}): per-row output {key!r} must have {stop - start} rows, got "
-                f"{'nothing' if value is None else value.shape}"
+                f"{where}: per-row output {key!r} must have {stop - start} rows, got {value.shape}"
             )
     buffer = data.data if isinstance(data, Labelled) else data  # grouped: data and labels
     if isinstance(buffer, np.ndarray):

@@ -186,7 +186,7 @@ HPCAPP_ARGS=({{command}})"""
 _INTRO_JOB = """\
 # hpcapp batch job: one hpcapp command on every allocated MPI rank, safe at the time limit.
 #
-#   sbatch slurm/job.sbatch run stats data.h5:/temperature -o summary.h5 -p bins=64
+#   sbatch slurm/job.sbatch run stats data.h5:/temperature -o summary.h5 -p range=250,320
 #   sbatch --nodes=4 --ntasks-per-node=64 --time=12:00:00 slurm/job.sbatch run ...
 #
 # Options given to sbatch override the #SBATCH lines below. Edit the set-up section once for

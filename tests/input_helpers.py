@@ -27,10 +27,10 @@ def bits(results):
     return {key: np.asarray(value).tobytes() for key, value in results.items()}
 
 
-def refused(spec, *fragments, n_ranks=1, env=None, tmp_path=None):
+def refused(spec, *fragments, n_ranks=1, env=None, tmp_path=None, extra=()):
     """Run ``stats`` on a bad input: exit 2, one error line holding every fragment."""
     out = tmp_path / "refused.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out)], n_ranks, env=env)
+    done = run_cli(["run", "stats", spec, "-o", str(out), *extra], n_ranks, env=env)
     assert done.returncode == 2, (spec, done.stdout, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("hpcapp: error: "), (spec, done.stderr)

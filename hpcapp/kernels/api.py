@@ -11,51 +11,76 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
 from typing import Any
 
 from hpcapp.errors import KernelError, UsageError
-
-COMBINE_OPS = ("sum", "min", "max")
+from hpcapp.kernels.declare import declaration
 
 Partial = dict[str, Any]  # str -> numpy.ndarray; Any keeps numpy out of the import path
 
 
 def kernel(
-    combine: str | Mapping[str, str] | Callable[[Partial, Partial], Partial] = "sum",
+    func_or_combine: Any = None,
+    /,
+    *,
+    combine: str | Mapping[str, str] | Callable[[Partial, Partial], Partial] | None = None,
     finalize: Callable[..., Partial] | None = None,
     generates: bool = False,
     rows_param: str | None = None,
     validate: Callable[..., Any] | None = None,
-    per_row: tuple[str, ...] = (),
+    per_row: str | Sequence[str] = (),
     prepare: Callable[..., Any] | None = None,
-) -> Callable[[Callable[..., Partial]], Callable[..., Partial]]:
+) -> Any:
     """Declare how a kernel's partial results combine.
 
     ``combine`` is ``"sum"``, ``"min"`` or ``"max"`` for every key, a mapping from key to one of
-    those, or a function ``combine(left, right) -> partial`` that must be associative (it is
+    those (keys left out are summed; a key the kernel does not return is an error at its first
+    chunk), or a function ``combine(left, right) -> partial`` that must be associative (it is
     applied in a fixed tree over chunk indices; ``left`` always covers the earlier rows).
+    A string or mapping may come first (``@hpcapp.kernel("max")``); a combine *function* must be
+    named (``combine=f``): a function given first is the kernel itself, so a bare
+    ``@hpcapp.kernel`` declares the defaults (combine every key by sum).
     ``finalize(partial, **params) -> dict`` turns the combined partial into the results, once,
     on rank 0. ``generates=True`` marks a kernel with no input that is called as
     ``f(rng, n_rows, **params)``; ``rows_param`` names the parameter giving its total rows.
     ``validate(**params)`` may raise ValueError to refuse parameters before any work starts;
     if its signature names ``dtype`` or ``row_shape`` it also gets the input's (numpy dtype
-    string, shape of one row), to refuse what the data cannot take.
-    ``per_row`` names keys holding one row per input row (a "map" output): they are written
-    in input order to ``/result/<key>`` instead of being combined.
+    string, shape of one row), to refuse what the data cannot take, and if it names
+    ``given_params`` the set of parameter names the user gave (the others are defaults).
+    ``per_row`` names keys (one name or a sequence of names) holding one row per input row (a
+    "map" output): they are written in input order to ``/result/<key>`` instead of being
+    combined.
     ``prepare(dtype, chunk_shape, params)`` (optional) runs once per rank before the first
     chunk, to pay one-off costs (imports, loading compiled code) that the job's timing then
     reports as start-up rather than as compute.
+    Declarations of the wrong type or value raise TypeError or ValueError when decorating.
     """
+    options = {
+        "finalize": finalize,
+        "generates": generates,
+        "rows_param": rows_param,
+        "validate": validate,
+        "per_row": per_row,
+        "prepare": prepare,
+    }
+    if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
+        return kernel(combine=combine, **options)(func_or_combine)
+    if func_or_combine is not None and combine is not None:
+        raise TypeError("hpcapp.kernel got the combine twice: positionally and as combine=")
+    chosen = combine if combine is not None else func_or_combine
 
     def decorate(func: Callable[..., Partial]) -> Callable[..., Partial]:
-        func.combine = combine  # type: ignore[attr-defined]
-        func.finalize = finalize  # type: ignore[attr-defined]
-        func.generates = generates  # type: ignore[attr-defined]
-        func.rows_param = rows_param  # type: ignore[attr-defined]
-        func.validate = validate  # type: ignore[attr-defined]
-        func.per_row = tuple(per_row)  # type: ignore[attr-defined]
-        func.prepare = prepare  # type: ignore[attr-defined]
+        if not callable(func):
+            raise TypeError(f"hpcapp.kernel decorates a function, got {type(func).__name__}")
+        name = getattr(func, "__name__", repr(func))
+        try:
+            declared = declaration(chosen if chosen is not None else "sum", **options)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"@hpcapp.kernel on {name!r}: {exc}") from None
+        for key, value in declared.items():
+            setattr(func, key, value)
         return func
 
     return decorate
@@ -89,7 +114,9 @@ class Kernel:
         """Return the full parameter set, refusing unknown or missing names.
 
         ``dtype`` and ``row_shape`` describe the input; they go to the kernel's validate
-        function when its signature names them, so it can refuse what the data cannot take.
+        function when its signature names them, so it can refuse what the data cannot take;
+        so does ``given_params``, the names in ``given`` (a default may be fine where the same
+        value given on purpose means a mistake).
         """
         known = list(self.defaults) + list(self.required)
         if not self.accepts_any:
@@ -109,10 +136,18 @@ class Kernel:
                 f"pass -p {missing[0]}=VALUE"
             )
         params = {**self.defaults, **given}
+        seed = params.get("seed", 0)
+        if self.generates and (
+            not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0
+        ):
+            # The chunks' generators are seeded from it: 1.5 or true would be taken as 1.
+            raise UsageError(
+                f"kernel {self.name!r}: -p seed must be a non-negative integer, got {seed!r}"
+            )
         if self.validate is not None:
             try:
                 names = inspect.signature(self.validate).parameters
-                data = {"dtype": dtype, "row_shape": row_shape}
+                data = {"dtype": dtype, "row_shape": row_shape, "given_params": frozenset(given)}
                 extra = {k: v for k, v in data.items() if v is not None and k in names}
                 call_with_params(self.validate, (), {**params, **extra})
             except (ValueError, TypeError) as exc:
@@ -245,14 +280,14 @@ def check_compatible(left: Partial, right: Partial) -> None:
 
 def from_function(func: Callable[..., Any], name: str, description: str = "") -> Kernel:
     """Build a :class:`Kernel` from a function and its ``combine``/``finalize`` attributes."""
-    combine = getattr(func, "combine", "sum")
-    if isinstance(combine, str) and combine not in COMBINE_OPS:
-        raise UsageError(f"kernel {name!r}: combine must be one of {COMBINE_OPS} or a function")
-    if isinstance(combine, Mapping):
-        bad = {k: v for k, v in combine.items() if v not in COMBINE_OPS}
-        if bad:
-            raise UsageError(f"kernel {name!r}: unknown combine ops {bad}; use {COMBINE_OPS}")
-    generates = bool(getattr(func, "generates", False))
+    try:
+        declared = declaration(
+            getattr(func, "combine", "sum"),
+            **{key: getattr(func, key) for key in _ATTRIBUTES if hasattr(func, key)},
+        )
+    except (TypeError, ValueError) as exc:  # declared with attributes (f.combine = ...)
+        raise UsageError(f"kernel {name!r}: {exc}") from None
+    generates = declared["generates"]
     signature = inspect.signature(func)
     positional = 2 if generates else 1
     defaults: dict[str, Any] = {}
@@ -267,19 +302,24 @@ def from_function(func: Callable[..., Any], name: str, description: str = "") ->
             required.append(param.name)
         else:
             defaults[param.name] = param.default
+    rows_param = declared["rows_param"]
+    if rows_param is not None and not accepts_any and rows_param not in (*defaults, *required):
+        hint = difflib.get_close_matches(rows_param, [*defaults, *required], n=1)
+        raise UsageError(
+            f"kernel {name!r}: rows_param {rows_param!r} is not one of its parameters"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+        )
     doc = description or (inspect.getdoc(func) or "").split("\n", 1)[0]
     return Kernel(
         name=name,
         func=func,
-        combine=combine,
-        finalize=getattr(func, "finalize", None),
         defaults=defaults,
         required=tuple(required),
         accepts_any=accepts_any,
-        generates=generates,
-        rows_param=getattr(func, "rows_param", None),
-        validate=getattr(func, "validate", None),
         description=doc,
-        per_row=tuple(getattr(func, "per_row", ())),
-        prepare=getattr(func, "prepare", None),
+        **declared,
     )
+
+
+# The declaration attributes a function may carry (set by @hpcapp.kernel or by hand).
+_ATTRIBUTES = ("finalize", "generates", "rows_param", "validate", "per_row", "prepare")

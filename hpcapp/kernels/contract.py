@@ -22,6 +22,7 @@ import numpy as np
 
 from hpcapp.errors import HpcappError
 from hpcapp.kernels.api import Kernel, Partial, as_partial, check_compatible
+from hpcapp.kernels.declare import key_problem
 
 DEFAULT_RTOL = 1e-8
 
@@ -108,12 +109,17 @@ class _Checker:
         except Exception as exc:
             self.fail(f"the kernel raised on {where}: {type(exc).__name__}: {exc}")
             return None
+        problem = key_problem(self.kernel, partial)
+        if problem:
+            self.fail(problem)  # a declaration: the same on every chunk
+            return None
         rows = {}
         for key in self.kernel.per_row:
-            value = partial.pop(key, None)
-            if value is None or value.ndim == 0 or len(value) != n_rows:
-                got = "nothing" if value is None else f"shape {value.shape}"
-                self.fail(f"per-row key {key!r} must have {n_rows} rows on {where}, got {got}")
+            value = partial.pop(key)
+            if value.ndim == 0 or len(value) != n_rows:
+                self.fail(
+                    f"per-row key {key!r} must have {n_rows} rows on {where}, got {value.shape}"
+                )
                 return None
             rows[key] = value
         if not partial:

@@ -20,6 +20,7 @@ import numpy as np
 
 from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel, Partial, as_partial, with_attrs
+from hpcapp.kernels.declare import DeclarationError, key_problem
 
 GROUP_KEY = "__group__"  # the labels present in a grouped partial
 RESULT_KEY = "group"  # the labels in the finished results
@@ -127,6 +128,9 @@ def group_kernel(kern: Kernel) -> Kernel:
         for label in present:
             rows = data if len(present) == 1 else data[labels == label]
             part = as_partial(kern.apply(rows, params, n_rows=len(rows)), kern.name)
+            problem = key_problem(kern, part)
+            if problem:
+                raise DeclarationError(problem)
             if GROUP_KEY in part or RESULT_KEY in part:
                 raise KernelError(
                     f"kernel {kern.name!r} returns a key {RESULT_KEY!r} or {GROUP_KEY!r}, "

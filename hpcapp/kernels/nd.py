@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,7 @@ def check_params(
     *,
     dtype: Any = None,
     row_shape: tuple[int, ...] | None = None,
+    given_params: Collection[str] = (),
 ) -> None:
     """Validate the histogram parameters against the data's dtype and the kept cells.
 
@@ -107,7 +108,7 @@ def check_params(
     if row_shape is not None:
         axes = set(over) if over is not None else set(DEFAULT_OVER)
         kept = tuple(n for axis, n in enumerate(row_shape, start=1) if axis not in axes)
-    column_stats.check_params(bins, range, dtype=dtype, row_shape=kept)
+    column_stats.check_params(bins, range, dtype=dtype, row_shape=kept, given_params=given_params)
 
 
 def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[int]) -> Partial:
@@ -144,7 +145,9 @@ def bind_over(kern: Kernel, params: dict[str, Any]) -> Kernel:
         return kern
     probe = _per_record(np.zeros((1, 1)), params["bins"], params["range"], (1,))
     per_row = tuple(key for key in probe if key != "hist_edges")
-    return dataclasses.replace(kern, per_row=per_row, combine={"hist_edges": "min"}, finalize=None)
+    # Without a range there are no edges, and nothing left to combine.
+    combine = {"hist_edges": "min"} if "hist_edges" in probe else "sum"
+    return dataclasses.replace(kern, per_row=per_row, combine=combine, finalize=None)
 
 
 from hpcapp.kernels.warmup import prepare_stats  # noqa: E402  (no cycle: it imports late)

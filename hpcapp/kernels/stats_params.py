@@ -3,13 +3,14 @@
 ``range`` is one ``LO,HI`` pair for every column or one pair per column: ``-p range=0,1``,
 ``-p range=0:40`` or ``-p range=0:40,250:350`` on the command line, ``range = [0, 1]`` or
 ``range = [[0, 40], [250, 350]]`` in TOML. Refused (ValueError, which the caller turns into a
-usage error before any chunk is read): ``bins`` not an integer in ``[1, MAX_BINS]``; a bound
-that is not a finite number; ``LO >= HI``; a number of pairs other than 1 or the number of
-columns; a range whose width or ``bins / width`` is not a finite normal number in the data's
-float type (float16 for float16 data, float32 for float32, float64 otherwise: numpy computes the
-bins in that type, and an infinite scale sent the compiled loop's bins anywhere); a range
-``numpy.histogram`` itself refuses for the data type (bins narrower than its float spacing); and
-a histogram too large for the compiled loop's 32-bit counter slots.
+usage error before any chunk is read): ``bins`` given without ``range`` (no histogram would be
+made); ``bins`` not an integer in ``[1, MAX_BINS]``; a bound that is not a finite number;
+``LO >= HI``; a number of pairs other than 1 or the number of columns; a range whose width or
+``bins / width`` is not a finite normal number in the data's float type (float16 for float16
+data, float32 for float32, float64 otherwise: numpy computes the bins in that type, and an
+infinite scale sent the compiled loop's bins anywhere); a range ``numpy.histogram`` itself
+refuses for the data type (bins narrower than its float spacing); and a histogram too large for
+the compiled loop's 32-bit counter slots.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ MAX_BINS = 1 << 24
 # The compiled loop's counter slots are int32: 4 copies x columns x (bins + 2) must stay below.
 MAX_SLOTS = 1 << 31
 HIST_COPIES = 4
+NEEDS_RANGE = "bins needs range: -p range=LO,HI (a histogram needs a fixed range)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,11 +128,18 @@ def check_params(
     *,
     dtype: Any = None,
     row_shape: tuple[int, ...] | None = None,
+    given_params: Collection[str] = (),
 ) -> Histogram | None:
-    """Validate the histogram parameters; return them, or ``None`` for no histogram."""
+    """Validate the histogram parameters; return them, or ``None`` for no histogram.
+
+    ``given_params`` names the parameters the user gave: ``bins`` given without ``range`` is
+    refused, since it would silently make no histogram (the default ``bins`` is fine alone).
+    """
     if not isinstance(bins, int) or isinstance(bins, bool) or not 1 <= bins <= MAX_BINS:
         raise ValueError(f"bins must be an integer from 1 to {MAX_BINS} (2**24), got {bins!r}")
     if range is None:
+        if "bins" in given_params:
+            raise ValueError(NEEDS_RANGE)
         return None
     pairs = parse_ranges(range)
     if row_shape is not None:
