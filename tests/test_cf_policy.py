@@ -118,11 +118,7 @@ def expected_from_xarray(path: Path, stored: np.ndarray, attrs: dict) -> np.ndar
     return expected
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=cf_variables())
 def test_decoded_values_equal_xarrays_for_any_attribute_set(tmp_path, case):
     stored, attrs, fill = case
