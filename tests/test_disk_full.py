@@ -118,8 +118,13 @@ def job(tmp_path):
 
 
 def fill(*folders):
-    """The environment that makes the kernels fill ``folders`` (DIR or DIR:LEAVE_BYTES)."""
-    return {"HPCAPP_TEST_FILL": ",".join(f if ":" in f else f"{f}:0" for f in map(str, folders))}
+    """The environment that makes the kernels fill ``folders`` (DIR or DIR:LEAVE_BYTES).
+
+    By default a page is left free: HDF5 then starts writing before it meets the full disk,
+    which without hpcapp's reservation ends in a segmentation fault (h5py 3.16, HDF5 2.0).
+    """
+    entries = (f if ":" in f else f"{f}:4096" for f in map(str, folders))
+    return {"HPCAPP_TEST_FILL": ",".join(entries)}
 
 
 def empty(folder):
