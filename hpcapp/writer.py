@@ -204,7 +204,7 @@ def added_bytes(
         for value in results.values()
         if np.asarray(value).nbytes >= _DRY_RUN_BYTES
     )
-    return large + len(image.getvalue()) * 3 // 2 + n_objects * space.PER_OBJECT
+    return large + len(image.getvalue()) * 3 // 2 + (64 << 10) + n_objects * (2 << 10)
 
 
 def params_json(params: Mapping[str, Any]) -> str:
