@@ -73,9 +73,13 @@ def reason(exc: OSError) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def is_space(exc: BaseException) -> bool:
-    """Return True for a write that failed for lack of room (not an I/O or permission error)."""
-    return isinstance(exc, OSError) and exc.errno in SPACE_ERRNOS
+def fix_for(exc: OSError, folder: Path) -> str:
+    """Return what the user should do about a failed write to ``folder``."""
+    if exc.errno in SPACE_ERRNOS:
+        return "free space"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {folder} writable"
+    return "fix that"
 
 
 def reserve(path: str | Path, n_bytes: int) -> None:
@@ -142,9 +146,9 @@ def estimate(kernel: Any, source: Any, params: dict[str, Any], grouping: Any = N
     results give the output's size per group, its per-row keys the bytes of a row. A user
     kernel is not called before the job (it may count its calls, or be slow): its results
     count as nothing here; per-row outputs are checked after its first chunk, and everything
-    else when it is written. Groups count as many as there can be when that is a small bound
-    (months, seasons, days of year, ``--group-every``), else as one: never a refusal of a job
-    that would fit.
+    else when it is written. Groups count as many as there can be when that bound is close
+    (months, seasons, days of year, ``--group-every``), else as one: where it cannot know, the
+    estimate errs towards running the job, and the writer's reservation is the last check.
     """
     import numpy as np
 

@@ -70,7 +70,7 @@ class OutputError(Exception):
             f"{space.reason(self.cause)} writing {self.path} (needs ~{space.megabytes(self.needed)}"
             f", {space.megabytes(space.free_bytes(folder))} free)"
         )
-        fix = "free space" if space.is_space(self.cause) else f"make {folder} writable"
+        fix = space.fix_for(self.cause, folder)
         if not self.rows_kept:
             return f"{what}; its per-row outputs were lost: {fix} and run again with --overwrite"
         if not_kept:
@@ -121,9 +121,10 @@ def write_output(
             moved = True
             space.reserve(temporary, needed)
         else:
-            needed += os.path.getsize(base)  # a checkpoint on another file system: copied
+            copied = os.path.getsize(base)  # a checkpoint on another file system: copy its rows
+            needed += copied
             shutil.copyfile(base, temporary)
-            space.reserve(temporary, needed - os.path.getsize(base))
+            space.reserve(temporary, needed - copied)
         touched = True
         table = timing.copy()
         table[0, write_column] += time.perf_counter() - clock
