@@ -8,12 +8,14 @@ would, and counts its calls in files, so a test can see that --resume computed n
 import errno
 import os
 import re
+import signal
 import subprocess
+import time
 
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, write_dataset
+from conftest import clean_env, cli_command, read_results, run_cli, write_dataset
 from ncdata import write_netcdf
 
 import hpcapp
@@ -21,6 +23,8 @@ from hpcapp import checkpoint, space
 
 KERNELS = """
 import os
+import time
+
 import numpy as np
 
 
@@ -49,9 +53,10 @@ def _count(calls):
         file.write("1\\n")
 
 
-def reduced(chunk, calls="", cells=0):
+def reduced(chunk, calls="", cells=0, delay=0.0):
     _count(calls)
     _fill()
+    time.sleep(delay)
     values = np.asarray(chunk, np.float64)
     return {"s": values.sum(axis=0), "big": np.full(int(cells), values.sum())}
 
@@ -249,6 +254,30 @@ def test_a_full_checkpoint_disk_too_is_said_in_the_same_line(tmp_path, tmpfs, jo
     )
     assert "run again with --resume" in line
     assert left_in(disk) == [] and left_in(kept) == ["manifest.json"]
+
+
+def test_an_interrupted_job_says_when_its_progress_could_not_be_saved(tmp_path, tmpfs, job):
+    kept = tmpfs("kept", "2m") / "ck"
+    args = job("reduced", tmp_path / "out.h5", "--checkpoint", str(kept), "-p", "delay=0.2")
+    process = subprocess.Popen(
+        cli_command(args, 2),
+        env={**clean_env(), **fill(kept.parent)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not list(kept.parent.glob("filler-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first chunk has filled the disk
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 75, stderr
+    assert stderr == (
+        f"hpcapp: interrupted (SIGTERM); progress could not be saved in {kept} (no space left "
+        "on device on rank 0); what it kept before is intact: run the same command with "
+        "--resume to continue from there\n"
+    )
+    assert left_in(kept) == ["manifest.json"]
 
 
 def test_a_full_checkpoint_disk_does_not_stop_a_job_whose_output_fits(tmp_path, tmpfs, job):
