@@ -110,10 +110,11 @@ def write_output(
     clock = time.perf_counter()
     final = Path(path)
     temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    needed = added_bytes(results, attrs, timing, timing_columns, base, layout)
+    needed = 0
     moved = False  # ``base`` was renamed to ``temporary``: put it back if the write fails
     touched = False  # HDF5 began changing ``temporary``
     try:
+        needed = added_bytes(results, attrs, timing, timing_columns, base, layout)
         if base is None:
             space.new_h5(temporary, needed)
         elif space.same_device(base, final.parent):
