@@ -15,7 +15,7 @@ from hpcapp.cli import plural
 from hpcapp.collective import count_hosts, on_all, on_root
 from hpcapp.config import JobConfig
 from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
-from hpcapp.errors import UsageError
+from hpcapp.errors import UsageError, WriteError
 from hpcapp.interrupt import Interrupts
 from hpcapp.io.files import inspect_many, is_many
 from hpcapp.io.labels import with_group_coordinates
@@ -29,7 +29,7 @@ from hpcapp.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
 from hpcapp.provenance import load_with_code
 from hpcapp.slurm import slurm_context
 from hpcapp.source import Source
-from hpcapp.writer import DEMO_ATTR, iso_utc, params_json, write_output
+from hpcapp.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
@@ -98,6 +98,7 @@ def execute(
                 f"{n_chunks} chunks were done",
             )
         directory = plan.checkpoint_dir
+        kept = checkpoint.ResultKeeper(directory, plan.identity, generation, n_chunks)
         result = run_engine(
             comm,
             kernel,
@@ -114,6 +115,8 @@ def execute(
             rows_path=directory and checkpoint.rows_path(directory),
             compression=config.compression,
             progress_every=None if config.quiet else config.progress_every,
+            # Nothing to keep when nothing was computed: the checkpoint holds it all already.
+            keep=kept if directory and config.output and todo != [] else None,
         )
         if plan.grouping is not None and result.results is not None:
             result.results = with_group_coordinates(result.results, plan.grouping)
@@ -122,18 +125,21 @@ def execute(
 
             def write() -> None:
                 assert result.results is not None and result.timing is not None
-                assert directory is not None
-                write_output(
-                    config.output,
-                    result.results,
-                    attrs,
-                    result.timing,
-                    TIMING_COLUMNS,
-                    TIMING_COLUMNS.index("write"),
-                    started,
-                    base=checkpoint.rows_path(directory) if kernel.per_row else None,
-                    layout=make_layout(plan.source, plan.params, described, plan.grouping),
-                )
+                assert directory is not None and config.output is not None
+                try:
+                    write_output(
+                        config.output,
+                        result.results,
+                        attrs,
+                        result.timing,
+                        TIMING_COLUMNS,
+                        TIMING_COLUMNS.index("write"),
+                        started,
+                        base=checkpoint.rows_path(directory) if kernel.per_row else None,
+                        layout=make_layout(plan.source, plan.params, described, plan.grouping),
+                    )
+                except OutputError as exc:
+                    raise WriteError(exc.describe(directory, kept.failure)) from None
                 checkpoint.remove(directory)
 
             on_root(comm, write)

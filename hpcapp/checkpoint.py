@@ -12,6 +12,7 @@ was never interrupted.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcapp import space
 from hpcapp.errors import UsageError
 from hpcapp.reduce import Node, Partial
 
@@ -150,21 +152,94 @@ def code_changed(what: str, saved: dict[str, Any], current: dict[str, Any], why:
 
 
 def write_part(directory: str, generation: int, rank: int, nodes: dict[Node, Partial]) -> None:
-    """Save one rank's nodes to its part file, atomically (temporary file, then rename)."""
+    """Save one rank's nodes to its part file, atomically (temporary file, then rename).
+
+    The file's room is reserved first (see :mod:`hpcapp.space`): a disk that is full raises
+    OSError before HDF5 writes, and the previous part stays as it was.
+    """
     import h5py
 
     final = part_path(directory, generation, rank)
     temporary = final.with_name(f".{final.name}.tmp")
-    with h5py.File(temporary, "w") as h5:
-        h5.attrs["generation"] = generation
-        h5.attrs["rank"] = rank
-        for (level, index), partial in nodes.items():
-            group = h5.create_group(f"node_{level}_{index}")
-            group.attrs["level"] = level
-            group.attrs["index"] = index
-            for key, value in partial.items():
-                group.create_dataset(key, data=np.asarray(value))
-    os.replace(temporary, final)
+    try:
+        space.new_h5(temporary, part_bytes(nodes))
+        with h5py.File(temporary, "a") as h5:
+            h5.attrs["generation"] = generation
+            h5.attrs["rank"] = rank
+            for (level, index), partial in nodes.items():
+                group = h5.create_group(f"node_{level}_{index}")
+                group.attrs["level"] = level
+                group.attrs["index"] = index
+                for key, value in partial.items():
+                    group.create_dataset(key, data=np.asarray(value))
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def link_part(source: str, directory: str, generation: int, rank: int) -> bool:
+    """Make part file ``source`` the part of ``rank`` in ``generation`` by a hard link.
+
+    Returns False where the file system has no hard links (the caller writes the part).
+    """
+    target = part_path(directory, generation, rank)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            return False
+        raise
+    return True
+
+
+def part_bytes(nodes: dict[Node, Partial]) -> int:
+    """Return the bytes a part file of ``nodes`` may take (its arrays, headers, groups)."""
+    arrays = [value for partial in nodes.values() for value in partial.values()]
+    return space.arrays_bytes(arrays) + space.PER_OBJECT * (len(nodes) + 4)
+
+
+def keep_result(
+    directory: str, identity: dict[str, Any], generation: int, n_chunks: int, partial: Partial
+) -> None:
+    """Keep a job's combined partial as the one node of the next generation (rank 0).
+
+    Called before the output is written: a job whose output cannot be written resumes from
+    here and computes no chunk. The node is the tree's root over ``[0, 2**level)``, which
+    covers every chunk; nothing ever combines with it. The commit is the one of
+    :func:`hpcapp.plan.prepare_checkpoint`: until the manifest names the new generation the
+    old one is current, and a resume removes whichever parts the manifest does not name.
+    """
+    level = max(n_chunks - 1, 0).bit_length()
+    write_part(directory, generation + 1, 0, {(level, 0): partial})
+    write_manifest(directory, identity, generation + 1)
+    remove_generation(directory, generation)
+
+
+class ResultKeeper:
+    """Keeps the combined partial in the checkpoint (rank 0, before the output is written).
+
+    The engine calls it; a failure (the checkpoint's disk is full too) is remembered in
+    ``failure`` for the message, never raised: the output may still be written.
+    """
+
+    def __init__(
+        self, directory: str | None, identity: dict[str, Any], generation: int, n_chunks: int
+    ) -> None:
+        self.directory = directory
+        self.identity = identity
+        self.generation = generation
+        self.n_chunks = n_chunks
+        self.failure = ""  # why the partial could not be kept, and the bytes it needed
+
+    def __call__(self, partial: Partial) -> None:
+        assert self.directory is not None
+        try:
+            keep_result(self.directory, self.identity, self.generation, self.n_chunks, partial)
+        except Exception as exc:  # the engine's contract: never raise here
+            needed = part_bytes({(0, 0): partial})
+            why = space.reason(exc) if isinstance(exc, OSError) else repr(exc)
+            self.failure = f"{why}, needs ~{space.megabytes(needed)}"
 
 
 def read_part(path: Path) -> dict[Node, Partial]:
@@ -219,5 +294,8 @@ def node_intervals(nodes: Iterable[Node]) -> list[tuple[int, int]]:
 
 def _replace_with(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

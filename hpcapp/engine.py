@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import numpy as np
 
-from hpcapp import reader
+from hpcapp import reader, space
 from hpcapp.checkpoint import write_part
 from hpcapp.collective import gather_table, raise_shared
-from hpcapp.errors import HpcappError, InterruptError, KernelError
+from hpcapp.errors import HpcappError, InterruptError, KernelError, WriteError
 from hpcapp.interrupt import NoInterrupts
 from hpcapp.kernels.api import Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
@@ -85,6 +86,7 @@ def run_engine(
     rows_path: str | None = None,
     compression: str | None = None,
     progress_every: float | None = None,
+    keep: Callable[[Partial], None] | None = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -99,6 +101,8 @@ def run_engine(
     ``progress_every`` (seconds; None: silent) turns on rank 0's live progress display.
     ``grouping`` (an :class:`hpcapp.io.labels.Grouping`) hands the kernel each chunk with its
     records' group labels (a kernel wrapped by :func:`hpcapp.kernels.grouped.group_kernel`).
+    ``keep`` is called on rank 0 with the combined partial before it is finished (to keep it in
+    the checkpoint); it must not raise.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -148,6 +152,7 @@ def run_engine(
         tree.add(node, partial)
     seconds = {"read": 0.0, "compute": 0.0}
     rows_done = chunks_done = 0
+    save_failed = False
     clock = last_save = time.perf_counter()
     for chunk_index, data in chunks:  # read (or receive, or seed)
         now = time.perf_counter()
@@ -162,6 +167,8 @@ def run_engine(
             partial = _compute(kernel, params, chunk_index, data, start, stop_row, rank)  # compute
             rows = {key: partial.pop(key) for key in kernel.per_row}
             tree.add((0, chunk_index), partial)
+            if sink is not None and chunks_done == 0 and not compression:
+                _check_rows_space(rows_path, source.n_rows, rows)  # sizes known only now
             if sink is not None:
                 sink.put(chunk_index, rows)  # write (the first one agrees on the layout)
             rows_done += stop_row - start
@@ -169,7 +176,8 @@ def run_engine(
             if progress is not None:
                 progress.update(chunks_done, rows_done)
         except HpcappError as exc:
-            message = str(exc) if isinstance(exc, ChunkError) else f"on rank {rank}: {exc}"
+            own = isinstance(exc, ChunkError | WriteError)  # they say where they happened
+            message = str(exc) if own else f"on rank {rank}: {exc}"
             failure = (chunk_index, rank, message)
             notice.notify_others()
             watchdog = Watchdog(comm, message, ABORT_GRACE_SECONDS)
@@ -177,7 +185,18 @@ def run_engine(
             notice.notify_others()  # ranks that got no signal stop too
         now = time.perf_counter()
         if checkpoint and checkpoint.every_seconds and now - last_save > checkpoint.every_seconds:
-            write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes)  # save
+            try:
+                write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes)  # save
+            except OSError as exc:
+                # The previous save stays; the result does not depend on saves: go on.
+                if rank == 0 and not save_failed:
+                    print(
+                        f"hpcapp: warning: could not save progress in {checkpoint.directory} "
+                        f"({space.reason(exc)}); the job goes on",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                save_failed = True
             last_save = now = time.perf_counter()
         seconds["compute"] += now - clock
         clock = now
@@ -205,9 +224,20 @@ def run_engine(
     if failure is not None:
         raise_shared(KernelError(failure[2] + what_is_left(checkpoint)))
     reduce_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    if results is not None and keep is not None:
+        keep(results)
+    keep_seconds = time.perf_counter() - clock  # counted as writing: the writer adds its own
     if results is not None:
         results = kernel.finish(results, params)
-    local_timing = [seconds["read"], seconds["compute"], reduce_seconds, 0.0, rows_done, startup]
+    local_timing = [
+        seconds["read"],
+        seconds["compute"],
+        reduce_seconds,
+        keep_seconds,
+        rows_done,
+        startup,
+    ]
     timing = gather_table(comm, np.array(local_timing))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
 
@@ -276,13 +306,33 @@ def _save_and_stop(
     if checkpoint is None:
         raise_shared(InterruptError(f"interrupted ({cause}); no checkpoint was kept"))
     rank = comm.Get_rank()
-    on_all(comm, lambda: write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes))
+
+    def save() -> None:
+        try:
+            write_part(checkpoint.directory, checkpoint.generation, rank, tree.nodes)
+        except OSError as exc:
+            raise InterruptError(
+                f"interrupted ({cause}); progress could not be saved in {checkpoint.directory} "
+                f"({space.reason(exc)} on rank {rank}); what it kept before is intact: run "
+                "the same command with --resume to continue from there"
+            ) from None
+
+    on_all(comm, save)
     raise_shared(
         InterruptError(
             f"interrupted ({cause}); progress saved in {checkpoint.directory}. "
             "Run the same command with --resume (on any number of ranks) to continue"
         )
     )
+
+
+def _check_rows_space(rows_path: str | None, n_rows: int, rows: Partial) -> None:
+    """Raise WriteError if the per-row outputs (known from a first chunk) cannot fit."""
+    if rows_path is None:
+        return
+    problem = space.rows_check(os.path.dirname(rows_path), n_rows, rows)
+    if problem is not None:
+        raise WriteError(problem)
 
 
 def _compute(

@@ -23,6 +23,15 @@ class KernelError(HpcappError):
     exit_code = EXIT_FAILURE
 
 
+class WriteError(HpcappError):
+    """Writing the output or the checkpoint failed (disk full, quota, I/O error): exit code 1.
+
+    The work is done: the message says where its result is kept and how to write it.
+    """
+
+    exit_code = EXIT_FAILURE
+
+
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again later (with --resume)
 
 

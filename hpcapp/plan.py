@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from hpcapp import checkpoint
+from hpcapp import checkpoint, space
 from hpcapp.collective import on_all, on_root, raise_shared
 from hpcapp.config import JobConfig
 from hpcapp.errors import UsageError
@@ -125,14 +125,19 @@ def plan_job(
         manifest = None
     for input_path in [m.path for m in source.members] or [source.path]:
         check_output(config.output, config.overwrite, input_path)
+    if manifest is not None:
+        checkpoint.check_identity(directory, manifest["job"], identity)
+        if kernel.per_row and not Path(checkpoint.rows_path(directory)).is_file():
+            raise UsageError(
+                f"checkpoint {directory!r} has lost its per-row outputs (rows.h5): "
+                "run with --overwrite instead of --resume to start over"
+            )
+    needs = space.estimate(kernel, source, params, grouping)
+    if config.compression:
+        needs = dataclasses.replace(needs, rows=0)  # their compressed size is not known
+    space.check_space(config.output, directory, needs, resuming=manifest is not None)
     if manifest is None:
         return plan
-    checkpoint.check_identity(directory, manifest["job"], identity)
-    if kernel.per_row and not Path(checkpoint.rows_path(directory)).is_file():
-        raise UsageError(
-            f"checkpoint {directory!r} has lost its per-row outputs (rows.h5): "
-            "run with --overwrite instead of --resume to start over"
-        )
     generation = int(manifest["generation"])
     parts = tuple(checkpoint.list_parts(directory, generation))
     return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
@@ -161,8 +166,13 @@ def prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any,
         return {}, None, 0
 
     def start() -> None:
-        checkpoint.remove_strays(directory, keep=None)
-        checkpoint.write_manifest(directory, plan.identity, 0)
+        try:
+            checkpoint.remove_strays(directory, keep=None)
+            checkpoint.write_manifest(directory, plan.identity, 0)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot start the checkpoint {directory}: {space.reason(exc)}"
+            ) from None
 
     if plan.resume_generation is None:
         on_root(comm, start)
@@ -194,14 +204,38 @@ def prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any,
         )
     todo = subtract(n_chunks, checkpoint.node_intervals(all_nodes))
     generation = plan.resume_generation + 1
-    on_all(comm, lambda: checkpoint.write_part(directory, generation, rank, nodes))
+
+    def rewrite() -> None:
+        # A rank with one part takes it over as it is (a hard link): a resume on the disk that
+        # was too full to write the output needs no room. Several parts are merged into one;
+        # a rank with no node has nothing to save.
+        try:
+            if len(mine) == 1 and checkpoint.link_part(mine[0], directory, generation, rank):
+                return
+            if nodes:
+                checkpoint.write_part(directory, generation, rank, nodes)
+        except OSError as exc:
+            raise UsageError(not_rewritten(directory, exc)) from None
+
+    on_all(comm, rewrite)
 
     def commit() -> None:
-        checkpoint.write_manifest(directory, plan.identity, generation)
+        try:
+            checkpoint.write_manifest(directory, plan.identity, generation)
+        except OSError as exc:
+            raise UsageError(not_rewritten(directory, exc)) from None
         checkpoint.remove_generation(directory, generation - 1)
 
     on_root(comm, commit)
     return nodes, todo, generation
+
+
+def not_rewritten(directory: str, exc: OSError) -> str:
+    """Say that a resume could not rewrite its checkpoint, which is left as it was."""
+    return (
+        f"cannot rewrite the checkpoint {directory} to resume ({space.reason(exc)}); it is left "
+        "as it was: fix that and run again with --resume"
+    )
 
 
 def agree_on_code(comm: Any, code: dict[str, Any]) -> None:

@@ -6,16 +6,20 @@ output only when complete, so a killed job leaves the previous file (or none), n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hpcapp import space
+
+# Results this large are left unwritten in the dry run that measures a file (added_bytes).
+_DRY_RUN_BYTES = 1 << 16
 # Marks a file written by the no-argument demo, which may replace only its own earlier result.
 DEMO_ATTR = "hpcapp_demo"
 
@@ -40,21 +44,44 @@ def check_output(path: str, overwrite: bool, input_path: str | None = None) -> N
         raise UsageError(f"output {path!r} already exists: pass --overwrite to replace it")
 
 
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place if the block succeeds."""
-    final = Path(path)
-    temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield temporary
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def iso_utc(seconds: float) -> str:
     """Format a POSIX time as ISO 8601 UTC with a Z suffix."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class OutputError(Exception):
+    """The output could not be written: the OSError, the bytes it needed, and whether the
+    per-row outputs are still in the checkpoint (``rows_kept``)."""
+
+    def __init__(self, cause: OSError, path: str, needed: int, rows_kept: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.path = path
+        self.needed = needed
+        self.rows_kept = rows_kept
+
+    def describe(self, checkpoint: str, not_kept: str = "") -> str:
+        """Say in one line what failed, where the result is kept, and what to do.
+
+        ``not_kept`` says why the result could not be kept in ``checkpoint`` (or is empty).
+        """
+        folder = space.existing(os.path.dirname(os.path.abspath(self.path)))
+        what = (
+            f"{space.reason(self.cause)} writing {self.path} (needs ~{space.megabytes(self.needed)}"
+            f", {space.megabytes(space.free_bytes(folder))} free)"
+        )
+        fix = space.fix_for(self.cause, folder)
+        if not self.rows_kept:
+            return f"{what}; its per-row outputs were lost: {fix} and run again with --overwrite"
+        if not_kept:
+            return (
+                f"{what}, and the result could not be kept in {checkpoint} either ({not_kept}): "
+                f"{fix} and run again with --resume (it continues from what {checkpoint} holds)"
+            )
+        return (
+            f"{what}; the result is kept in {checkpoint}: {fix} and rerun with --resume "
+            "(no chunk is computed again)"
+        )
 
 
 def write_output(
@@ -71,36 +98,115 @@ def write_output(
     """Write results, attributes and timing to ``path`` atomically; return the write seconds.
 
     ``base`` is a working file that already holds per-row outputs: it is completed and becomes
-    the output, instead of a new file. ``layout(file)``, if given, then completes the file
-    (named dimensions and CF attributes: :func:`hpcapp.io.output.make_layout`).
+    the output, instead of a new file (renamed, or copied from another file system).
+    ``layout(file)``, if given, then completes the file (named dimensions and CF attributes:
+    :func:`hpcapp.io.output.make_layout`). The room the file needs is reserved before HDF5
+    writes anything (see :mod:`hpcapp.space`); a write that fails raises :class:`OutputError`
+    with no file left at ``path`` or beside it, and ``base`` kept whenever HDF5 did not start
+    changing it.
     """
     import h5py
 
     clock = time.perf_counter()
-    with atomic_path(path) as temporary:
-        if base is not None:
+    final = Path(path)
+    temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    needed = 0
+    moved = False  # ``base`` was renamed to ``temporary``: put it back if the write fails
+    touched = False  # HDF5 began changing ``temporary``
+    try:
+        needed = added_bytes(results, attrs, timing, timing_columns, base, layout)
+        if base is None:
+            space.new_h5(temporary, needed)
+        elif space.same_device(base, final.parent):
             os.replace(base, temporary)
+            moved = True
+            space.reserve(temporary, needed)
         else:
-            temporary.unlink(missing_ok=True)
+            copied = os.path.getsize(base)  # a checkpoint on another file system: copy its rows
+            needed += copied
+            shutil.copyfile(base, temporary)
+            space.reserve(temporary, needed - copied)
+        touched = True
+        table = timing.copy()
+        table[0, write_column] += time.perf_counter() - clock
         with h5py.File(temporary, "a") as h5:
-            for key, value in attrs.items():
-                h5.attrs[key] = value
-            group = h5.require_group("result")
-            for key, value in results.items():
-                dataset = group.create_dataset(key, data=np.asarray(value))
-                # A kernel's note on one result (e.g. why it is rounded): see api.with_attrs.
-                for name, note in getattr(value, "attrs", {}).items():
-                    dataset.attrs[name] = note
-            table = timing.copy()
-            table[0, write_column] = time.perf_counter() - clock
-            dataset = h5.create_dataset("timing", data=table)
-            dataset.attrs["columns"] = list(timing_columns)
-            dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
-            if layout is not None:
-                layout(h5)
-            h5.attrs["finished"] = iso_utc(time.time())
-            h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
+            _fill(h5, results, attrs, table, timing_columns, layout, started_seconds)
+        os.replace(temporary, final)
+    except OSError as exc:
+        if moved and not touched:
+            os.replace(temporary, base)  # type: ignore[arg-type]
+        raise OutputError(exc, path, needed, rows_kept=not (moved and touched)) from exc
+    finally:
+        temporary.unlink(missing_ok=True)
     return time.perf_counter() - clock
+
+
+def _fill(
+    h5: Any,
+    results: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+    timing: np.ndarray,
+    timing_columns: tuple[str, ...],
+    layout: Any,
+    started_seconds: float,
+    values: bool = True,
+) -> None:
+    """Add attributes, results, timing and layout to an open file (``values=False``: leave
+    large arrays unwritten, for :func:`added_bytes`)."""
+    for key, value in attrs.items():
+        h5.attrs[key] = value
+    group = h5.require_group("result")
+    for key, value in results.items():
+        array = np.asarray(value)
+        if values or array.nbytes < _DRY_RUN_BYTES:
+            dataset = group.create_dataset(key, data=array)
+        else:
+            dataset = group.create_dataset(key, shape=array.shape, dtype=array.dtype)
+        # A kernel's note on one result (e.g. why it is rounded): see api.with_attrs.
+        for name, note in getattr(value, "attrs", {}).items():
+            dataset.attrs[name] = note
+    dataset = h5.create_dataset("timing", data=timing)
+    dataset.attrs["columns"] = list(timing_columns)
+    dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
+    if layout is not None:
+        layout(h5)
+    h5.attrs["finished"] = iso_utc(time.time())
+    h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
+
+
+def added_bytes(
+    results: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+    timing: np.ndarray,
+    timing_columns: tuple[str, ...],
+    base: str | None,
+    layout: Any,
+) -> int:
+    """Return the bytes to reserve for what the writer adds to a file.
+
+    A dry run in memory measures everything but the large arrays' values (whose bytes are
+    added as they are); per-row datasets of ``base`` are stand-ins of their shape, so the
+    layout sees the file it will complete. A margin covers HDF5 placing things differently in
+    a file that already holds data.
+    """
+    import io
+
+    import h5py
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as h5:
+        if base is not None:
+            with h5py.File(base, "r", locking=False) as rows:
+                for key, dataset in rows.get("result", {}).items():
+                    h5.create_dataset(f"result/{key}", shape=dataset.shape, dtype=dataset.dtype)
+        _fill(h5, results, attrs, timing, timing_columns, layout, 0.0, values=False)
+        n_objects = len(h5["result"]) + len(h5.attrs) + 4
+    large = sum(
+        np.asarray(value).nbytes
+        for value in results.values()
+        if np.asarray(value).nbytes >= _DRY_RUN_BYTES
+    )
+    return large + len(image.getvalue()) * 3 // 2 + (64 << 10) + n_objects * (2 << 10)
 
 
 def params_json(params: Mapping[str, Any]) -> str:
