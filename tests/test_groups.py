@@ -434,3 +434,12 @@ def test_every_file_of_many_is_checked_for_the_labels_dimension(tmp_path, n_rank
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert "file 2 of 2" in line and "f1.nc:/time lies along dimension 'time'" in line, line
+
+
+def test_the_lowest_int64_label_is_reserved_for_no_group(tmp_path):
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, np.zeros((4, 2)))
+    write_dataset(path, np.array([0, 1, np.iinfo(np.int64).min, 1], np.int64), "g")
+    with pytest.raises(Exception, match="is reserved") as caught:
+        hpcapp.run("stats", spec, group_by="g")
+    assert "\n" not in str(caught.value)

@@ -215,6 +215,26 @@ def test_files_with_other_units_are_written_in_the_first_files(tmp_path, n_ranks
     check_time_axis(out, [a, b], EPOCH)
 
 
+@pytest.mark.parametrize(
+    "hours,expected,dtype",
+    [([48, 72], [0, 1, 2, 3], np.int32), ([36, 48], [0, 1, 1.5, 2], np.float64)],
+    ids=["whole", "not-whole"],
+)
+def test_an_integer_time_axis_stays_integer_where_the_values_are_whole(
+    tmp_path, hours, expected, dtype
+):
+    (tmp_path / "d").mkdir()
+    a, b = tmp_path / "d" / "a.nc", tmp_path / "d" / "b.nc"
+    write_times(a, [0, 1], [[1.0], [2]], dtype="i4")
+    write_times(b, hours, [[3.0], [4]], dtype="i4", units="hours since 1850-01-01")
+    out = tmp_path / "series.h5"
+    hpcapp.run("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
+    with h5py.File(out) as h5:
+        assert h5["result/time"].dtype == dtype
+        np.testing.assert_array_equal(h5["result/time"][()], expected)
+    check_time_axis(out, [a, b], EPOCH)
+
+
 @pytest.mark.parametrize("n_ranks", [1, 2])
 def test_yearly_files_with_their_own_epoch_group_and_line_up_as_in_xarray(tmp_path, n_ranks):
     (tmp_path / "y").mkdir()
@@ -407,3 +427,65 @@ def test_a_finished_time_grouping_resumes_as_finished(tmp_path):
     again = hpcapp.run("stats", spec, resume=True, **options)  # the job identity matches
     for key, value in first.items():
         np.testing.assert_array_equal(again[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "dtype,attrs",
+    [
+        ("i2", {"scale_factor": np.float32(0.1)}),  # unpacked in float32
+        ("i4", {"scale_factor": np.float32(0.1), "add_offset": np.float32(0.3)}),  # float64
+        ("i2", {"scale_factor": np.float32(0.1), "add_offset": np.float64(0.3)}),  # float64
+        ("i2", {"scale_factor": np.float64(0.1)}),
+        ("f4", {"scale_factor": np.float32(0.1), "missing_value": np.float32(-1)}),
+        ("i4", {"missing_value": np.float64(7.0)}),
+        ("i4", {"missing_value": np.float64(7.5)}),  # masks nothing: compared as a float
+        ("i2", {"scale_factor": np.float32(0.1), "_FillValue": np.int16(3)}),
+    ],
+)
+def test_time_numbers_are_xarrays_bit_for_bit(tmp_path, dtype, attrs):
+    path = tmp_path / "in.nc"
+    raw = np.array([-1, 3, 7, 1234, 30001])
+    fill = attrs.pop("_FillValue", None)
+    write_times(path, raw, np.zeros((5, 1)), dtype=dtype, attrs=attrs, fill=fill)
+    expected = opened(path, decode_times=False)["time"].values.astype(np.float64)
+    with h5py.File(path) as h5:
+        stored = h5["time"]
+        found = {k: stored.attrs[k] for k in times.TIME_ATTRS if k in stored.attrs}
+        encoding = times.encoding_of(found, stored.dtype)
+        got = encoding.numbers(stored[()])
+    np.testing.assert_array_equal(got, expected)  # NaN where masked, the same roundings
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+@pytest.mark.parametrize("with_time", [True, False], ids=["time-coordinate", "no-coordinate"])
+def test_a_time_label_beside_the_records_is_decoded_per_file(tmp_path, n_ranks, with_time):
+    import netCDF4
+
+    (tmp_path / "d").mkdir()
+    rng = np.random.default_rng(3)
+    paths = []
+    for index, (epoch, unit, first) in enumerate([("1850-01-01", "days", 0),
+                                                 ("1850-02-01", "hours", 24 * 20)]):  # fmt: skip
+        path = tmp_path / "d" / f"f{index}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", 4)
+            ds.createDimension("lat", 2)
+            if with_time:  # a CF time coordinate of its own, also decoded per file
+                time = ds.createVariable("time", "f8", ("time",))
+                time.units = "days since 1900-01-01"
+                time[:] = np.arange(4) + 4 * index
+            stamp = ds.createVariable("stamp", "f8", ("time",))
+            stamp.units, stamp.calendar = f"{unit} since {epoch}", "noleap"
+            stamp[:] = first + np.arange(4) * (10 if unit == "days" else 240)
+            ds.createVariable("v", "f8", ("time", "lat"))[:] = rng.normal(size=(4, 2))
+        paths.append(path)
+    out = tmp_path / "months.h5"
+    run_ok(["run", "stats", f"{tmp_path}/d/f*.nc:/v", "-o", str(out), "--over", "time",
+            "--group-by", "stamp.month"], n_ranks)  # fmt: skip
+    import xarray as xr
+
+    combined = xr.combine_nested([opened(p) for p in paths], concat_dim="time")
+    expected = combined["v"].groupby(combined["stamp"].dt.month).mean("time")
+    got = read_results(out)
+    np.testing.assert_array_equal(got["group"], expected["month"].values)  # 1, 2, 3
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)

@@ -112,8 +112,8 @@ class TimeEncoding:
         valid = ~np.isnan(numbers)
         out = np.full(numbers.shape, np.nan)
         if valid.any():
-            moved = in_calendar(dates[valid], target)
-            out[valid] = cftime.date2num(moved, target.units, target.calendar)
+            # Dates of another calendar are the same days here (can_share): cftime counts them.
+            out[valid] = cftime.date2num(dates[valid], target.units, target.calendar)
         return out
 
 
@@ -230,36 +230,11 @@ def can_share(one: TimeEncoding, other: TimeEncoding, spans: tuple[Span, Span]) 
         return True
     if names != {"standard", "proleptic_gregorian"}:
         return False
-    return all(s.earliest is None or _fields(s.earliest)[:3] >= _GREGORIAN_START for s in spans)
-
-
-def in_calendar(dates: Any, target: TimeEncoding) -> Any:
-    """Return cftime dates (an array or one date) as the same days of ``target``'s calendar."""
-    import cftime
-
-    def move(date: Any) -> Any:
-        if date is None or getattr(date, "calendar", None) == _cftime_name(target):
-            return date
-        return cftime.datetime(*_fields(date), calendar=target.calendar)
-
-    if isinstance(dates, np.ndarray):
-        return np.array([move(d) for d in dates.ravel()], dtype=object).reshape(dates.shape)
-    return move(dates)
-
-
-def _cftime_name(encoding: TimeEncoding) -> str:
-    return encoding.shared_name
-
-
-def _fields(date: Any) -> tuple[int, ...]:
-    return (
-        date.year, date.month, date.day, date.hour, date.minute, date.second, date.microsecond
-    )  # fmt: skip
-
-
-def text(date: Any) -> str:
-    """Return a date as users read it (``1850-01-03 00:00:00``)."""
-    return "a missing time" if date is None else str(date)
+    return all(
+        s.earliest is None
+        or (s.earliest.year, s.earliest.month, s.earliest.day) >= _GREGORIAN_START
+        for s in spans
+    )
 
 
 def attrs_for_output(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -291,19 +266,23 @@ def file_order(
                 f"the first file ({first_path}) {reference.calendar!r}: their dates cannot share "
                 f"one time axis{' (they agree from 1582-10-15 on only)' if gregorian else ''}"
             )
-    dated = [i for i, (_, _, span) in enumerate(files) if span is not None and span.first]
+    dated = [
+        i for i, (_, _, span) in enumerate(files) if span is not None and span.first is not None
+    ]
 
     def first_date(i: int) -> Any:
-        return in_calendar(files[i][2].first, reference)  # type: ignore[union-attr]
+        return files[i][2].first  # type: ignore[union-attr]
 
-    order = sorted(dated, key=first_date) if sort else list(range(total))
-    undated = [i for i in range(total) if i not in set(dated)]
-    taken = order + undated if sort else order
-    clash = _overlap(files, [i for i in taken if i in set(dated)], reference)
+    has_dates = set(dated)
+    if sort:
+        taken = sorted(dated, key=first_date) + [i for i in range(total) if i not in has_dates]
+    else:
+        taken = list(range(total))
+    clash = _overlap(files, [i for i in taken if i in has_dates])
     if clash is not None:
         before, after = clash
         position = {i: p + 1 for p, i in enumerate(taken)}
-        if not sort and _overlap(files, sorted(dated, key=first_date), reference) is None:
+        if not sort and _overlap(files, sorted(dated, key=first_date)) is None:
             hint = (
                 ": the files' order is not their time order; add --sort-files to take them in "
                 "the order of their first time"
@@ -312,17 +291,20 @@ def file_order(
             hint = " (a duplicate or overlapping file?)"
         raise UsageError(
             f"file {position[after]} of {total} ({files[after][0]}:{name}) starts at "
-            f"{text(files[after][2].first)}, not after {text(files[before][2].last)}, the last "
+            f"{files[after][2].first}, not after {files[before][2].last}, the last "
             f"time of file {position[before]} ({files[before][0]}): times must increase across "
             f"the files{hint}"
         )
     return taken
 
 
-def _overlap(files: list[tuple], order: list[int], reference: TimeEncoding) -> tuple | None:
-    """Return the first two files of ``order`` whose times do not increase, or None."""
+def _overlap(files: list[tuple], order: list[int]) -> tuple | None:
+    """Return the first two files of ``order`` whose times do not increase, or None.
+
+    cftime compares dates of the standard and proleptic_gregorian calendars (which can_share
+    allows together) as the instants they are.
+    """
     for before, after in itertools.pairwise(order):
-        last = in_calendar(files[before][2].last, reference)
-        if last >= in_calendar(files[after][2].first, reference):
+        if files[before][2].last >= files[after][2].first:
             return before, after
     return None
