@@ -489,3 +489,39 @@ def test_sort_files_needs_a_time_coordinate(tmp_path):
     with pytest.raises(UsageError, match=r"--sort-files: .* no CF time coordinate"):
         inspect_many(None, f"{tmp_path}/runs/*.h5:/x", sort_files=True)
     assert inspect_many(None, f"{tmp_path}/runs/*.h5:/x").n_rows == 7  # no time: no check
+
+
+@pytest.mark.mpi(min_size=2)
+def test_times_inspected_by_every_rank_are_checked_and_sorted_on_rank_0(tmp_path_factory):
+    import shutil
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    n = 2 * comm.size
+    folder = comm.bcast(tmp_path_factory.mktemp("times") if comm.rank == 0 else None, root=0)
+    if comm.rank == 0:
+        for index in range(n):  # names against their time; each file its own epoch
+            path = folder / f"f{n - 1 - index:02d}.nc"
+            write_days(
+                path, np.arange(3.0), np.ones((3, 2, 3)), units=f"days since {2001 + index}-01-01"
+            )
+        shutil.copy(folder / "f00.nc", folder / "f99.nc")  # inspected by the last rank
+    comm.Barrier()
+    spec = f"{folder}/f*.nc:/tas"
+    with pytest.raises(UsageError, match=f"file {n + 1} of {n + 1} .*f99.nc") as caught:
+        inspect_many(comm, spec, sort_files=True)
+    assert getattr(caught.value, "collective", False)
+    comm.Barrier()
+    if comm.rank == 0:
+        os.remove(folder / "f99.nc")
+    comm.Barrier()
+    source = inspect_many(comm, spec, sort_files=True)
+    if comm.rank == 0:
+        names = [os.path.basename(m.path) for m in source.members]
+        assert names == [f"f{n - 1 - index:02d}.nc" for index in range(n)]
+        units = [dict(m.times)["/time"].units for m in source.members]
+        assert units == [f"days since {2001 + index}-01-01" for index in range(n)]
+    else:
+        assert source is None
+    comm.Barrier()
