@@ -342,8 +342,8 @@ def test_grouping_by_month_over_yearly_files_is_xarrays_groupby(tmp_path):
 @pytest.mark.parametrize(
     ("bad", "expected"),
     [
-        ({"units": "days since 2002-01-01"}, "another /time"),
-        ({"time": False}, "units None"),
+        ({"time": False}, "units None"),  # the netCDF dimension without its variable
+        ({"calendar": "360_day"}, "calendar '360_day'"),
     ],
 )
 def test_grouping_over_files_needs_the_same_labels_in_each(tmp_path, bad, expected):
@@ -384,3 +384,144 @@ def test_files_must_agree_on_unsigned(tmp_path):
     write_netcdf(tmp_path / "b.nc", stored)
     with pytest.raises(UsageError, match=r"CF attributes \(.*unsigned"):
         inspect_many(None, f"{tmp_path}/[ab].nc:/tas")
+
+
+# ---------------------------------------------------------------- times across files
+
+
+def xarray_by_time(paths):
+    """Return xarray's files combined in the order of their times (``combine_by_coords``)."""
+    import warnings
+
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.combine_by_coords([xr.open_dataset(p).load() for p in paths])
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_a_copy_of_a_file_under_another_name_is_refused(tmp_path, n_ranks):
+    import shutil
+
+    write_days(tmp_path / "tas_a.nc", np.arange(10.0), np.ones((10, 2, 3)))
+    shutil.copy(tmp_path / "tas_a.nc", tmp_path / "tas_copy.nc")
+    out = tmp_path / "o.h5"
+    for sort in ([], ["--sort-files"]):
+        done = run_cli(["run", "stats", f"{tmp_path}/tas_*.nc:/tas", "-o", str(out), *sort],
+                       n_ranks)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert "file 2 of 2" in line and "tas_copy.nc" in line and "tas_a.nc" in line, line
+        assert "starts at 2001-01-01 00:00:00, not after 2001-01-10 00:00:00" in line, line
+        assert "duplicate or overlapping" in line, line
+        assert not out.exists()
+
+
+def test_files_that_touch_overlap(tmp_path):
+    write_days(tmp_path / "f0.nc", np.arange(5.0), np.ones((5, 2, 3)))
+    write_days(tmp_path / "f1.nc", np.arange(4.0, 9.0), np.ones((5, 2, 3)))  # day 4 twice
+    with pytest.raises(UsageError, match=r"file 2 of 2 .*f1.nc.* starts at 2001-01-05"):
+        inspect_many(None, f"{tmp_path}/f*.nc:/tas")
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_files_named_against_their_time_need_sort_files(tmp_path, n_ranks):
+    rng = np.random.default_rng(6)
+    starts = {"a": 10, "b": 20, "c": 0}  # c's times come first
+    paths = []
+    for name, first in starts.items():
+        path = tmp_path / f"tas_{name}.nc"
+        write_days(path, np.arange(first, first + 10.0), rng.normal(size=(10, 2, 3)))
+        paths.append(path)
+    spec = f"{tmp_path}/tas_*.nc:/tas"
+    out = tmp_path / "o.h5"
+    args = ["run", "stats", spec, "-o", str(out), "--over", "time", "--group-every", "5"]
+    done = run_cli(args, n_ranks)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "file 3 of 3" in line and "tas_c.nc" in line and "tas_b.nc" in line, line
+    assert "add --sort-files" in line, line
+    run_ok([*args, "--sort-files"], n_ranks)
+    expected = xarray_by_time(paths)["tas"]
+    got = read_results(out)
+    blocks = expected.values.reshape(6, 5, 2, 3).mean(axis=1)
+    np.testing.assert_allclose(got["mean"], blocks, rtol=1e-12)
+    with h5py.File(out, "r") as h5:
+        order = [os.path.basename(p.decode()) for p in h5["input_files/path"][()]]
+        assert order == ["tas_c.nc", "tas_a.nc", "tas_b.nc"]
+    series = tmp_path / "series.h5"
+    run_ok(["run", "stats", spec, "-o", str(series), "--over", "lat,lon", "--sort-files"],
+           n_ranks)  # fmt: skip
+    with h5py.File(series, "r") as h5:
+        np.testing.assert_array_equal(h5["result/time"][()], np.arange(30.0))
+        np.testing.assert_allclose(h5["result/mean"][()], expected.mean(("lat", "lon")).values)
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_files_with_no_records_are_left_out_of_the_time_checks(tmp_path, n_ranks):
+    rng = np.random.default_rng(7)
+    days = {"f0": [], "f1": np.arange(0, 40.0), "f2": [], "f3": np.arange(40, 80.0)}
+    paths = []
+    for name, values in days.items():
+        path = tmp_path / f"{name}.nc"
+        write_days(path, np.asarray(values), rng.normal(size=(len(values), 2, 3)))
+        paths.append(path)
+    out = tmp_path / "months.h5"
+    spec = f"{tmp_path}/f*.nc:/tas"  # the first file has no records: it used to crash grouping
+    run_ok(["run", "stats", spec, "-o", str(out), "--over", "time", "--group-by", "time.month"],
+           n_ranks)  # fmt: skip
+    import warnings
+
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opened = [xr.open_dataset(paths[i]).load() for i in (1, 3)]
+        expected = xr.concat(opened, "time")["tas"].groupby("time.month").mean("time")
+    got = read_results(out)
+    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
+
+
+def test_sort_files_needs_a_time_coordinate(tmp_path):
+    write_files(tmp_path / "runs", lengths=[3, 4])
+    with pytest.raises(UsageError, match=r"--sort-files: .* no CF time coordinate"):
+        inspect_many(None, f"{tmp_path}/runs/*.h5:/x", sort_files=True)
+    assert inspect_many(None, f"{tmp_path}/runs/*.h5:/x").n_rows == 7  # no time: no check
+
+
+@pytest.mark.mpi(min_size=2)
+def test_times_inspected_by_every_rank_are_checked_and_sorted_on_rank_0(tmp_path_factory):
+    import shutil
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    n = 2 * comm.size
+    folder = comm.bcast(tmp_path_factory.mktemp("times") if comm.rank == 0 else None, root=0)
+    if comm.rank == 0:
+        for index in range(n):  # names against their time; each file its own epoch
+            path = folder / f"f{n - 1 - index:02d}.nc"
+            write_days(
+                path, np.arange(3.0), np.ones((3, 2, 3)), units=f"days since {2001 + index}-01-01"
+            )
+        shutil.copy(folder / "f00.nc", folder / "f99.nc")  # inspected by the last rank
+    comm.Barrier()
+    spec = f"{folder}/f*.nc:/tas"
+    with pytest.raises(UsageError, match=f"file {n + 1} of {n + 1} .*f99.nc") as caught:
+        inspect_many(comm, spec, sort_files=True)
+    assert getattr(caught.value, "collective", False)
+    comm.Barrier()
+    if comm.rank == 0:
+        os.remove(folder / "f99.nc")
+    comm.Barrier()
+    source = inspect_many(comm, spec, sort_files=True)
+    if comm.rank == 0:
+        names = [os.path.basename(m.path) for m in source.members]
+        assert names == [f"f{n - 1 - index:02d}.nc" for index in range(n)]
+        units = [dict(m.times)["/time"].units for m in source.members]
+        assert units == [f"days since {2001 + index}-01-01" for index in range(n)]
+    else:
+        assert source is None
+    comm.Barrier()

@@ -371,3 +371,75 @@ def test_grouped_run_on_the_world_equals_one_rank():
         assert everywhere[key].tobytes() == value.tobytes(), key
     check_groups(everywhere, data, labels)
     comm.Barrier()
+
+
+# ---------------------------------------------------------------- labels along the records
+
+
+def write_transposed(path, n=12):
+    """Write v(lat, time, lon) (records along lat), a CF time(time) and integer g(time)."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, size in (("lat", n), ("time", n), ("lon", 1)):
+            ds.createDimension(name, size)
+        time = ds.createVariable("time", "f8", ("time",))
+        time.units = "days since 1850-01-01"
+        time[:] = np.arange(n) * 30.0
+        ds.createVariable("g", "i4", ("time",))[:] = np.arange(n) % 3
+        ds.createVariable("v", "f8", ("lat", "time", "lon"))[:] = np.ones((n, n, 1))
+    with h5py.File(path, "a") as h5:
+        h5["plain"] = np.arange(n) % 2  # plain HDF5: no dimension scale, only its length tells
+    return f"{path}:/v"
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+@pytest.mark.parametrize("by", ["time.month", "g"])
+def test_labels_along_another_dimension_than_the_records_are_refused(tmp_path, n_ranks, by):
+    spec = write_transposed(tmp_path / "in.nc")
+    out = tmp_path / "o.h5"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "--over", "lat,time",
+                    "--group-by", by], n_ranks)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    name = by.split(".")[0]
+    assert f"in.nc:/{name} lies along dimension 'time'" in line, line
+    assert "records of v run along its first dimension 'lat'" in line, line
+    assert not out.exists()
+
+
+def test_plain_hdf5_labels_are_checked_by_their_length_only(tmp_path):
+    spec = write_transposed(tmp_path / "in.nc")
+    results = hpcapp.run("stats", spec, over="lat,time", group_by="plain")
+    np.testing.assert_array_equal(results["group"], [0, 1])
+    np.testing.assert_array_equal(results["count"], [[72], [72]])
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_every_file_of_many_is_checked_for_the_labels_dimension(tmp_path, n_ranks):
+    import netCDF4
+
+    (tmp_path / "d").mkdir()
+    for index in range(2):
+        with netCDF4.Dataset(tmp_path / "d" / f"f{index}.nc", "w") as ds:
+            ds.createDimension("time", 3)
+            ds.createDimension("lat", 3)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = f"days since {1850 + index}-01-01"
+            time[:] = [0.0, 40, 80]
+            dims = ("time", "lat") if index == 0 else ("lat", "time")  # the 2nd is transposed
+            ds.createVariable("v", "f8", dims)[:] = np.ones((3, 3))
+    args = ["run", "stats", f"{tmp_path}/d/*.nc:/v", "-o", str(tmp_path / "o.h5")]
+    done = run_cli([*args, "--over", "time,lat", "--group-by", "time.month"], n_ranks)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "file 2 of 2" in line and "f1.nc:/time lies along dimension 'time'" in line, line
+
+
+def test_the_lowest_int64_label_is_reserved_for_no_group(tmp_path):
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, np.zeros((4, 2)))
+    write_dataset(path, np.array([0, 1, np.iinfo(np.int64).min, 1], np.int64), "g")
+    with pytest.raises(Exception, match="is reserved") as caught:
+        hpcapp.run("stats", spec, group_by="g")
+    assert "\n" not in str(caught.value)

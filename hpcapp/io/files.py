@@ -7,11 +7,15 @@ are relative to the current directory, as for the tools that read file lists on 
 The files are inspected by every rank, each a contiguous block of the list and one file open
 at a time; rank 0 gathers the small descriptions and checks they agree (trailing shape, dtype,
 CF decoding, the coordinates of the other dimensions). The first bad file in list order is
-reported, whatever rank found it. Chunks cut the concatenated rows as they cut one dataset,
-so a chunk may span several files: the chunk plan stays a function of the total rows only
-(identical on any rank count, whatever the files' lengths), and thousands of small files do not
-become thousands of tiny chunks. :class:`hpcapp.io.series.FileSeries` reads such a chunk file by
-file, keeping one file open per rank.
+reported, whatever rank found it. Where the record dimension has a CF time coordinate, each file
+decodes its own (units, calendar, packing, fill: :mod:`hpcapp.io.times`), the calendars must
+agree, and the times must increase across the files in the order taken (``--sort-files``: the
+order of their first times): a duplicate or overlapping file is refused. Chunks cut the
+concatenated rows as they cut one dataset, so a chunk may span several files: the chunk plan
+stays a function of the total rows only (identical on any rank count, whatever the files'
+lengths), and thousands of small files do not become thousands of tiny chunks.
+:class:`hpcapp.io.series.FileSeries` reads such a chunk file by file, keeping one file open per
+rank.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
+from hpcapp.io import times
+from hpcapp.io.series import FileMember
 from hpcapp.partition import block
-from hpcapp.source import Member, Source, inspect_dataset, split_spec
+from hpcapp.source import Source, inspect_dataset, split_spec
 
 GLOB_CHARS = "*?["
 
@@ -121,19 +127,66 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
         return None
 
 
-def _labels_of(variable: Any, labels: str) -> list[Any] | None:
-    """Describe a file's label dataset: one value per record?, dtype, time units and calendar."""
+def record_time(path: str, dataset: str) -> str | None:
+    """Return the path of the record dimension's CF time coordinate in the first file, or None."""
+    from hpcapp.io.cf import attr_text
+    from hpcapp.io.dims import _scale_name
+    from hpcapp.source import open_input
+
+    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    try:
+        with open_input(probe) as h5:
+            variable = h5[dataset]
+            _, coord = _scale_name(variable.dims[0])
+            if coord is None or h5[coord].shape != (variable.shape[0],):
+                return None
+            return coord if times.is_time_units(attr_text(h5[coord].attrs.get("units"))) else None
+    except Exception:  # an unreadable first file: its own inspection says why
+        return None
+
+
+def _open_beside(variable: Any, path: str) -> Any:
+    """Return the dataset at ``path`` in ``variable``'s file (h5py), or None."""
     import h5py
 
     try:
-        found = h5py.Dataset(h5py.h5d.open(h5py.h5i.get_file_id(variable.id), labels.encode()))
+        return h5py.Dataset(h5py.h5d.open(h5py.h5i.get_file_id(variable.id), path.encode()))
     except (KeyError, ValueError, OSError):
         return None
+
+
+def _labels_of(variable: Any, labels: str) -> list[Any] | None:
+    """Describe a file's label dataset: one value per record?, and what its values are."""
     from hpcapp.io.cf import attr_text
 
-    attrs = {name: attr_text(found.attrs.get(name)) for name in ("units", "calendar")}
+    found = _open_beside(variable, labels)
+    if found is None:
+        return None
     per_record = found.shape == (variable.shape[0],)
-    return [per_record, found.dtype.kind, attrs["units"], attrs["calendar"]]
+    units = attr_text(found.attrs.get("units"))
+    if times.is_time_units(units):  # each file decodes its own: only that it is one matters
+        return [per_record, "", "a CF time coordinate"]
+    return [per_record, found.dtype.kind, f"dtype kind {found.dtype.kind!r}, units {units!r}"]
+
+
+def _time_of(variable: Any, path: str, role: str) -> tuple[Any, times.Span]:
+    """Return how this file encodes the times in ``path``, and the dates they span."""
+    where = f"{variable.file.filename}:{path}"
+    found = _open_beside(variable, path)
+    if found is None or found.shape != (variable.shape[0],):
+        shape = None if found is None else found.shape
+        raise UsageError(
+            f"{where} ({role}) is missing or not one value per record (shape {shape}), though "
+            "the first file has it: every file needs its times, to be read in order"
+        )
+    attrs = {name: found.attrs[name] for name in times.TIME_ATTRS if name in found.attrs}
+    try:
+        encoding = times.encoding_of(attrs, found.dtype)
+        if encoding is None:
+            raise ValueError(f"units {attrs.get('units')!r} are not CF time units")
+        return encoding, times.span_of(encoding, found[()])
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise UsageError(f"{where} ({role}): {exc}") from None
 
 
 def _describer(coords: list[tuple[int, str]], labels: str | None = None) -> Any:
@@ -173,42 +226,78 @@ def _digest(variable: Any, coord: str, axis: int) -> str | None:
     return hashlib.sha256(data.tobytes() + data.dtype.str.encode()).hexdigest()
 
 
-def _inspect_member(
-    path: str, dataset: str, coords: list[tuple[int, str]], labels: str | None
-) -> tuple:
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """What rank 0 finds in the first file and every rank needs to inspect the others."""
+
+    paths: list[str]
+    dataset: str
+    coords: list[tuple[int, str]]
+    labels: str | None  # the --group-by dataset
+    record: str | None  # the record dimension's CF time coordinate
+    group_by: str | None = None
+
+
+def _inspect_member(listing: Listing, path: str) -> tuple:
     """Inspect one file; return a small picklable description of it."""
-    source, described = inspect_dataset(  # type: ignore[misc]
-        path, dataset, allow_no_rows=True, describe=_describer(coords, labels)
+    from hpcapp.io.cf import attr_text
+    from hpcapp.io.labels import check_along
+
+    describe_cf = _describer(listing.coords, listing.labels)
+
+    def describe(variable: Any) -> tuple[str, tuple, times.Span | None]:
+        described = describe_cf(variable)
+        found, span = [], None
+        if listing.record is not None:
+            encoding, span = _time_of(variable, listing.record, "the record coordinate")
+            found.append((listing.record, encoding))
+        labels = listing.labels
+        label = None if labels is None else _open_beside(variable, labels)
+        if label is not None and label.shape == (variable.shape[0],):
+            by = str(listing.group_by)
+            check_along(variable, label, by, f"{variable.file.filename}:{labels}")
+            units = attr_text(label.attrs.get("units"))
+            if labels != listing.record and times.is_time_units(units):
+                found.append((labels, _time_of(variable, str(labels), f"--group-by {by}")[0]))
+        return described, tuple(found), span
+
+    source, (described, encodings, span) = inspect_dataset(  # type: ignore[misc]
+        path, listing.dataset, allow_no_rows=True, describe=describe
     )
-    member = Member(source.path, source.n_rows, source.file_id, source.swmr)
+    member = FileMember(source.path, source.n_rows, source.file_id, source.swmr, encodings)
     storage = source.storage_chunk_rows
-    return member, source.row_shape, source.dtype, storage, source.plugins, described
+    return member, source.row_shape, source.dtype, storage, source.plugins, described, span
 
 
-def inspect_many(comm: Any, spec: str, group_by: str | None = None) -> Source | None:
+def inspect_many(
+    comm: Any, spec: str, group_by: str | None = None, sort_files: bool = False
+) -> Source | None:
     """Inspect every file that ``spec`` names, spread over the ranks; collective (or comm None).
 
     Returns the Source on rank 0 (``None`` elsewhere); raises the same UsageError on every rank
     for an empty match, an unreadable file or a file that does not agree with the first.
     ``group_by`` (``--group-by``) names a label dataset every file must have alike, with one
-    value per record (and the same time units and calendar).
+    value per record (times may be encoded differently in each file). ``sort_files``
+    (``--sort-files``) takes the files in the order of their first time instead.
     """
     from hpcapp.collective import on_root, raise_shared
 
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
 
-    def listing() -> tuple[list[str], str, list[tuple[int, str]], str | None]:
+    def make_listing() -> Listing:
         paths, dataset = expand(spec)
         labels = label_path(paths[0], dataset, group_by)
-        return paths, dataset, coordinates_of(paths[0], dataset), labels
+        coords, record = coordinates_of(paths[0], dataset), record_time(paths[0], dataset)
+        return Listing(paths, dataset, coords, labels, record, group_by)
 
-    paths, dataset, coords, labels = on_root(comm, listing) if comm is not None else listing()
+    listing = on_root(comm, make_listing) if comm is not None else make_listing()
+    paths, dataset = listing.paths, listing.dataset
     count, first = block(len(paths), size, rank)
     found: list[tuple] = []
     failure: tuple[int, str] | None = None
     for index in range(first, first + count):
         try:
-            found.append(_inspect_member(paths[index], dataset, coords, labels))
+            found.append(_inspect_member(listing, paths[index]))
         except UsageError as exc:
             failure = (index, str(exc))
             break
@@ -216,12 +305,16 @@ def inspect_many(comm: Any, spec: str, group_by: str | None = None) -> Source | 
             failure = (index, f"cannot read {paths[index]}:{dataset}: {type(exc).__name__}: {exc}")
             break
     gathered = comm.gather((found, failure), root=0) if comm is not None else [(found, failure)]
+
+    def assemble() -> Source:
+        return _assemble(spec, listing, gathered, sort_files)
+
     if comm is None:
-        return _assemble(spec, dataset, len(paths), gathered)
+        return assemble()
     outcome = None
     if rank == 0:
         try:
-            outcome = _assemble(spec, dataset, len(paths), gathered)
+            outcome = assemble()
         except UsageError as exc:
             outcome = exc
     error = comm.bcast(outcome if isinstance(outcome, UsageError) else None, root=0)
@@ -230,15 +323,16 @@ def inspect_many(comm: Any, spec: str, group_by: str | None = None) -> Source | 
     return outcome  # type: ignore[return-value]
 
 
-def _assemble(spec: str, dataset: str, total: int, gathered: list) -> Source:
-    """Check the ``total`` files agree and make one Source of them (rank 0)."""
+def _assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> Source:
+    """Check the files agree and make one Source of them (rank 0)."""
+    dataset, total = listing.dataset, len(listing.paths)
     failures = [failure for _, failure in gathered if failure is not None]
     results = [item for found, _ in gathered for item in found]
     if failures:
         index, message = min(failures)
         raise UsageError(f"file {index + 1} of {total} of the input {spec!r}: {message}")
-    first, row_shape, dtype, _, _, signature = results[0]
-    for index, (member, shape, kind, _, _, described) in enumerate(results[1:], start=2):
+    first, row_shape, dtype, _, _, signature, _ = results[0]
+    for index, (member, shape, kind, _, _, described, _) in enumerate(results[1:], start=2):
         problem = None
         if shape != row_shape or kind != dtype:
             problem = (
@@ -252,6 +346,15 @@ def _assemble(spec: str, dataset: str, total: int, gathered: list) -> Source:
     n_rows = sum(member.n_rows for member, *_ in results)
     if n_rows == 0:
         raise UsageError(f"input {spec!r}: each of its {total} files holds 0 rows of {dataset}")
+    if listing.record is not None:
+        dated = [(m.path, dict(m.times)[listing.record], span) for m, *_, span in results]
+        results = [results[i] for i in times.file_order(dated, listing.record, sort_files)]
+    elif sort_files:
+        raise UsageError(
+            f"--sort-files: {first.path}:{dataset} has no CF time coordinate along its record "
+            "dimension to sort the files by"
+        )
+    first = results[0][0]
     storage = {item[3] for item in results if item[0].n_rows}
     pattern = spec.rpartition(":")[0]
     return Source(
@@ -289,11 +392,8 @@ def _difference(described: str, signature: str, first_path: str) -> str:
             return f"no dataset {name} (--group-by), which the first file ({first_path}) has"
         if not found[0]:
             return f"not one {name} label per record (--group-by), as the first file has"
-        kind, units, calendar = found[1:]
-        first_kind, first_units, first_calendar = first["labels"][1][1:]
         return (
-            f"another {name} (--group-by) than the first file ({first_path}): dtype kind "
-            f"{kind!r}, units {units!r}, calendar {calendar!r} instead of {first_kind!r}, "
-            f"{first_units!r}, {first_calendar!r} (one time encoding for all files)"
+            f"another {name} (--group-by) than the first file ({first_path}): {found[2]} "
+            f"instead of {first['labels'][1][2]}"
         )
     return f"another description than the first file ({first_path})"

@@ -3,14 +3,18 @@
 :func:`plan_grouping` checks the option on rank 0 before any work and returns a small picklable
 :class:`Grouping`; every rank then turns the rows of each chunk it computes into int64 group
 codes with :func:`labels_for_rows` (one label per record: small, and never gathered on one
-rank). Label values are read raw (no CF masking); a CF time coordinate is decoded by ``cftime``
-from its own ``units`` and ``calendar``. Season codes 0-3 stand for DJF, JJA, MAM, SON, sorted
-as xarray sorts ``time.season``.
+rank). Integer labels are read raw (no CF masking); a CF time coordinate is decoded as xarray
+decodes it (:mod:`hpcapp.io.times`: fill values, packing, ``units``, ``calendar``), file by file
+for a many-file input, and a masked time is :data:`NO_GROUP`: its record is in no group, as
+xarray's ``groupby("time.month")`` leaves out NaT. The labels must lie along the records: where
+both have netCDF dimensions (HDF5 dimension scales), the label's dimension must be the data's
+first one. Season codes 0-3 stand for DJF, JJA, MAM, SON, sorted as xarray sorts ``time.season``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -18,22 +22,13 @@ import numpy as np
 
 from hpcapp.errors import UsageError
 from hpcapp.io.cf import attr_text
+from hpcapp.io.times import TimeEncoding, encoding_of, is_time_units
+from hpcapp.kernels.grouped import NO_GROUP
 
 COMPONENTS = ("year", "month", "season", "dayofyear")
 SEASONS = ("DJF", "JJA", "MAM", "SON")  # sorted: the codes are these indices
 # Month (1-12) -> season code.
 _SEASON_OF_MONTH = np.array([-1, 0, 0, 2, 2, 2, 1, 1, 1, 3, 3, 3, 0], np.int64)
-CALENDARS = (
-    "standard",
-    "gregorian",
-    "proleptic_gregorian",
-    "julian",
-    "noleap",
-    "365_day",
-    "all_leap",
-    "366_day",
-    "360_day",
-)
 # Most groups a partial can hold, per time component (year: unknown in advance).
 _COMPONENT_GROUPS = {"month": 12, "season": 4, "dayofyear": 366}
 
@@ -45,8 +40,8 @@ class Grouping:
     every: int | None = None  # --group-every K
     dataset: str | None = None  # --group-by: the label dataset's path in the input file
     component: str | None = None  # year, month, season, dayofyear of a CF time coordinate
-    units: str | None = None
-    calendar: str | None = None
+    # The time encoding of the (first) file; each file of a many-file input has its own.
+    time: TimeEncoding | None = None
     label_dtype: str | None = None
 
     @property
@@ -69,8 +64,9 @@ class Grouping:
         return f"label in {self.dataset}"
 
     def identity(self) -> dict[str, Any]:
-        """Return what a checkpoint or finished output must match."""
-        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        """Return what a checkpoint or finished output must match (as JSON reads it back)."""
+        found = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        return json.loads(json.dumps(found))  # lists, not tuples: as a manifest reads back
 
     def max_groups(self, n_rows: int) -> int:
         """Return an upper bound on the number of groups (for the memory estimate).
@@ -137,11 +133,13 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
                 f"--group-by {by}: {where} has {dataset.shape[0]} values, but the input has "
                 f"{records} records: it needs one label per record"
             )
+        check_along(h5[source.dataset], dataset, by, where)
         dtype = dataset.dtype
         units = attr_text(dataset.attrs.get("units"))
-        calendar = attr_text(dataset.attrs.get("calendar"))
-        first = dataset[0] if component is not None and dtype.kind in "iuf" else None
-    is_time = units is not None and " since " in units
+        attrs = {key: dataset.attrs[key] for key in dataset.attrs if not key.isupper()}
+        # One file: decode its first time now. Many: inspect_many decoded each file's range.
+        first = dataset[:1] if not source.members and dtype.kind in "iuf" else None
+    is_time = is_time_units(units)
     if component is None:
         if is_time:
             raise UsageError(
@@ -159,22 +157,41 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
             f"--group-by {by}: {where} is not a CF time coordinate (it needs numeric values "
             f"and a units attribute like 'hours since 1979-01-01', got {units!r})"
         )
-    calendar = (calendar or "standard").lower()
-    if calendar not in CALENDARS:
-        raise UsageError(
-            f"--group-by {by}: {where} has calendar {calendar!r}; known: {', '.join(CALENDARS)}"
-        )
-    grouping = Grouping(
-        dataset=path, component=component, units=units, calendar=calendar, label_dtype=dtype.str
-    )
     try:
-        decode(grouping, np.asarray([first]))
+        time = encoding_of(attrs, dtype)
+        if first is not None and time is not None:
+            time.dates(first)
     except Exception as exc:
+        raise UsageError(f"--group-by {by}: cannot decode {where}: {exc}") from None
+    return Grouping(dataset=path, component=component, time=time, label_dtype=dtype.str)
+
+
+def dimension_of(dataset: Any) -> str | None:
+    """Return the path of the netCDF dimension (HDF5 scale) along a dataset's first axis."""
+    import h5py
+
+    try:
+        if h5py.h5ds.is_scale(dataset.id):
+            return str(dataset.name)
+        scales = dataset.dims[0]
+        return str(scales[0].name) if len(scales) else None
+    except (KeyError, ValueError, RuntimeError, OSError):  # a dangling reference: no dimension
+        return None
+
+
+def check_along(variable: Any, labels: Any, by: str, where: str) -> None:
+    """Refuse labels that lie along another netCDF dimension than the records of ``variable``.
+
+    Without dimension scales on both (plain HDF5) only the length tells, which the caller checks.
+    """
+    along, record = dimension_of(labels), dimension_of(variable)
+    if along is not None and record is not None and along != record:
+        name = variable.name.rsplit("/", 1)[-1]
         raise UsageError(
-            f"--group-by {by}: cannot decode {where} (units {units!r}, calendar {calendar!r}): "
-            f"{exc}"
-        ) from None
-    return grouping
+            f"--group-by {by}: {where} lies along dimension {along.rsplit('/', 1)[-1]!r}, but "
+            f"the records of {name} run along its first dimension {record.rsplit('/', 1)[-1]!r}"
+            ": labels must lie along the record dimension"
+        )
 
 
 def _find(h5: Any, data_path: str, name: str, by: str) -> str:
@@ -225,30 +242,54 @@ def read_labels(source: Any, dataset: Any, grouping: Grouping, start: int, stop:
 def labels_for_rows(
     grouping: Grouping, source: Any, dataset: Any, start: int, stop: int
 ) -> np.ndarray:
-    """Return the int64 group code of each record ``[start, stop)``."""
+    """Return the int64 group code of each record ``[start, stop)`` (NO_GROUP: in none)."""
     if grouping.every is not None:
         return np.arange(start, stop, dtype=np.int64) // grouping.every
-    raw = read_labels(source, dataset, grouping, start, stop)
     if grouping.component is not None:
-        return decode(grouping, raw)
+        return _time_codes(grouping, dataset, start, stop)
+    raw = read_labels(source, dataset, grouping, start, stop)
     if raw.dtype == np.uint64 and raw.size and raw.max() > np.iinfo(np.int64).max:
         raise ValueError(f"labels in {grouping.dataset} exceed the int64 range")
-    return raw.astype(np.int64)
+    codes = raw.astype(np.int64)
+    if raw.dtype == np.int64 and np.any(codes == NO_GROUP):
+        raise ValueError(f"label {NO_GROUP} in {grouping.dataset} is reserved (no group)")
+    return codes
 
 
-def decode(grouping: Grouping, values: np.ndarray) -> np.ndarray:
-    """Turn CF time values into the int64 codes of ``grouping.component``."""
-    import cftime
+def _time_codes(grouping: Grouping, dataset: Any, start: int, stop: int) -> np.ndarray:
+    """Decode the times of records ``[start, stop)`` (each file its own way) into codes."""
+    from hpcapp.io.series import FileSeries
 
-    times = cftime.num2date(
-        np.asarray(values), grouping.units, grouping.calendar, only_use_cftime_datetimes=True
+    assert grouping.dataset is not None and grouping.component is not None
+    if isinstance(dataset, Exception):  # the input could not be opened: say why
+        raise dataset
+    if not isinstance(dataset, FileSeries):
+        assert grouping.time is not None
+        raw = dataset.file[grouping.dataset][start:stop]
+        return component_codes(grouping.component, grouping.time.dates(raw))
+    codes = np.empty(stop - start, np.int64)
+    for index, first, end in dataset.spans(start, stop):
+        encoding = dataset.time_encoding(index, grouping.dataset) or grouping.time
+        assert encoding is not None
+        raw = np.empty(end - first, np.dtype(encoding.dtype))
+        dataset.read_rows(grouping.dataset, raw, first, end)
+        codes[first - start : end - start] = component_codes(
+            grouping.component, encoding.dates(raw)
+        )
+    return codes
+
+
+def component_codes(component: str, dates: np.ndarray) -> np.ndarray:
+    """Return the int64 codes of ``component`` of cftime dates (NO_GROUP where None)."""
+    attribute = "month" if component == "season" else component
+    attribute = "dayofyr" if attribute == "dayofyear" else attribute
+    codes = np.fromiter(
+        (NO_GROUP if t is None else getattr(t, attribute) for t in dates), np.int64, len(dates)
     )
-    times = np.atleast_1d(times)
-    if grouping.component == "season":
-        months = np.fromiter((t.month for t in times), np.int64, len(times))
-        return _SEASON_OF_MONTH[months]
-    attribute = "dayofyr" if grouping.component == "dayofyear" else grouping.component
-    return np.fromiter((getattr(t, attribute) for t in times), np.int64, len(times))
+    if component == "season":
+        known = codes != NO_GROUP
+        codes[known] = _SEASON_OF_MONTH[codes[known]]
+    return codes
 
 
 def with_group_coordinates(results: dict[str, Any], grouping: Grouping) -> dict[str, Any]:

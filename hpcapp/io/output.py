@@ -9,7 +9,9 @@ and the netCDF4 library then open ``group="result"`` with the input's dimension 
 Which axes a result has is decided by shape: its leading axes are named after the kept
 dimensions (per-row outputs: the record dimension first) when their lengths match, a histogram's
 next axis is ``bin`` (centres, with CF bounds ``bin_bounds``), and any other axis gets a name of
-its own (``KEY_dimJ``).
+its own (``KEY_dimJ``). A kept record dimension with a CF time coordinate gets its times decoded
+(each file of a many-file input its own way: :mod:`hpcapp.io.times`) and written in one unit,
+the first file's units and calendar: unpacked, masked times NaN with ``_FillValue``.
 """
 
 from __future__ import annotations
@@ -198,12 +200,20 @@ def _make_scale(group: Any, name: str, length: int, layout: Layout, edges: Any) 
             with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
                 original = source[coord]
                 values = original[()]
-                if axis == 0 and layout.many is not None:
+                attrs = {
+                    attr: value
+                    for attr, value in original.attrs.items()
+                    if attr not in _STRUCTURE_ATTRS and not attr.startswith("_Netcdf4")
+                }
+                encoding = _time_encoding(attrs, values.dtype) if axis == 0 else None
+                if encoding is not None:
+                    values, attrs = _record_times(layout, coord, encoding, values, attrs)
+                elif axis == 0 and layout.many is not None:
                     values = _record_coordinate(layout.many, coord, values.dtype)
-                scale = group.create_dataset(name, data=values)
-                for attr, value in original.attrs.items():
-                    if attr not in _STRUCTURE_ATTRS and not attr.startswith("_Netcdf4"):
-                        scale.attrs[attr] = value
+                fill = attrs.get("_FillValue") if encoding is not None else None
+                scale = group.create_dataset(name, data=values, fillvalue=fill)
+                for attr, value in attrs.items():
+                    scale.attrs[attr] = value
             scale.make_scale(name)
             return scale
     if name == "bin" and edges is not None and edges.ndim == 1 and edges.shape[0] == length + 1:
@@ -242,3 +252,47 @@ def _record_coordinate(source: Any, coord: str, dtype: Any) -> np.ndarray:
     with FileSeries(source) as series:
         series.read_rows(coord, values, 0, source.n_rows)
     return values
+
+
+def _time_encoding(attrs: dict[str, Any], dtype: Any) -> Any:
+    """Return the TimeEncoding of a record coordinate, or None (no CF time, or undecodable)."""
+    from hpcapp.io.times import encoding_of
+
+    try:
+        return encoding_of(attrs, dtype)
+    except ValueError:  # not decodable: written as stored (grouping refused it already)
+        return None
+
+
+def _record_times(
+    layout: Layout, coord: str, first: Any, stored: np.ndarray, attrs: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Return the record coordinate's times in the first file's units and calendar, and attrs.
+
+    The stored dtype is kept where it holds every value exactly (and nothing is masked or
+    packed); else float64, masked times NaN with ``_FillValue = NaN``.
+    """
+    from hpcapp.io.times import attrs_for_output
+
+    source = layout.many
+    if source is None:
+        numbers = first.numbers(stored)
+    else:
+        numbers = np.empty(source.n_rows)
+        with FileSeries(source) as series:
+            for index, start, stop in series.spans(0, source.n_rows):
+                encoding = series.time_encoding(index, coord) or first
+                raw = np.empty(stop - start, np.dtype(encoding.dtype))
+                series.read_rows(coord, raw, start, stop)
+                numbers[start:stop] = encoding.numbers_in(raw, first)
+    attrs = attrs_for_output(attrs)
+    masked = bool(np.isnan(numbers).any())
+    kept = np.dtype(first.dtype)
+    if masked:
+        attrs["_FillValue"] = np.float64(np.nan)
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):  # a value the dtype cannot hold
+            fits = np.array_equal(numbers.astype(kept).astype(np.float64), numbers)
+        if fits and not first.packed:
+            return numbers.astype(kept), attrs
+    return numbers, attrs

@@ -10,9 +10,11 @@ the files are found and checked.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,14 @@ import numpy as np
 from hpcapp.source import Member, Source
 
 FILES_PER_CHUNK = 32  # on average, at most, in a default chunk (see files_chunk_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileMember(Member):
+    """One file of a many-file input, with how it encodes its CF times (its own way each)."""
+
+    # (dataset path, hpcapp.io.times.TimeEncoding) of the record coordinate and the labels.
+    times: tuple[tuple[str, Any], ...] = ()
 
 
 def files_chunk_rows(source: Source) -> int:
@@ -104,6 +114,19 @@ class FileSeries:
     def read_direct(self, dest: np.ndarray, selection: slice) -> None:
         """Read rows ``selection.start:selection.stop`` of the input dataset into ``dest``."""
         self.read_rows(self.source.dataset, dest, selection.start, selection.stop)
+
+    def spans(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+        """Yield (file index, first row, end row) of the files rows ``[start, stop)`` span."""
+        index = bisect.bisect_right(self.starts, start) - 1
+        while index < len(self.source.members) and self.starts[index] < stop:
+            first, end = max(start, self.starts[index]), min(stop, self.starts[index + 1])
+            if end > first:
+                yield index, first, end
+            index += 1
+
+    def time_encoding(self, index: int, name: str) -> Any:
+        """Return how file ``index`` encodes the times in ``name`` (a TimeEncoding), or None."""
+        return dict(getattr(self.source.members[index], "times", ())).get(name)
 
     def read_rows(self, name: str | None, dest: np.ndarray, start: int, stop: int) -> None:
         """Read rows ``[start, stop)`` of dataset ``name`` (one value per record) into ``dest``."""

@@ -1,7 +1,8 @@
 """Grouped reductions: any reduction kernel applied per group of records, combined per group.
 
-A chunk arrives as ``Labelled(data, labels)`` (one int64 label per record). The kernel runs on
-each label's records of the chunk (selected in record order), and the *grouped partial* is still
+A chunk arrives as ``Labelled(data, labels)`` (one int64 label per record; :data:`NO_GROUP` for a
+record in no group, such as one whose time is missing). The kernel runs on each label's records
+of the chunk (selected in record order), and the *grouped partial* is still
 a plain ``dict[str, ndarray]``: ``__group__`` holds the sorted labels present, and every kernel
 key holds that key's per-group partials stacked on a new leading axis. So the reduction tree,
 MPI packing and checkpoints carry it unchanged. Merging takes the union of labels and merges a
@@ -22,6 +23,8 @@ from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel, Partial, as_partial, with_attrs
 from hpcapp.kernels.declare import DeclarationError, key_problem
 
+# The label of a record in no group (a masked time): left out, as xarray's groupby leaves NaT.
+NO_GROUP = int(np.iinfo(np.int64).min)
 GROUP_KEY = "__group__"  # the labels present in a grouped partial
 RESULT_KEY = "group"  # the labels in the finished results
 # Results that do not depend on the group (the histogram's shared edges): kept once.
@@ -114,6 +117,17 @@ def _block(partial: Partial, keys: list[str]) -> int:
     return max(1, (1 << 20) // per_group)
 
 
+def _no_groups(kern: Kernel, row: Any, params: dict[str, Any]) -> Partial:
+    """Return a grouped partial of no group, with the keys, shapes and dtypes of ``kern``'s.
+
+    The kernel runs on one row (of a chunk whose records are in no group) only to learn them:
+    partials merge only with the same keys.
+    """
+    part = as_partial(kern.apply(row, params, n_rows=len(row)), kern.name)
+    empty = {key: np.asarray(value)[np.newaxis][:0] for key, value in part.items()}
+    return {GROUP_KEY: np.empty(0, np.int64), **empty}
+
+
 def group_kernel(kern: Kernel) -> Kernel:
     """Return ``kern`` applied per group of records (see the module docstring)."""
 
@@ -123,6 +137,11 @@ def group_kernel(kern: Kernel) -> Kernel:
 
     def func(item: Labelled, **params: Any) -> Partial:
         data, labels = item
+        grouped = labels != NO_GROUP
+        if not grouped.all():
+            if not grouped.any():
+                return _no_groups(kern, data[:1], params)
+            data, labels = data[grouped], labels[grouped]
         present = np.unique(labels)
         parts = []
         for label in present:
@@ -144,6 +163,10 @@ def group_kernel(kern: Kernel) -> Kernel:
 
     def finalize(partial: Partial, **params: Any) -> Partial:
         labels = partial[GROUP_KEY]
+        if not len(labels):
+            raise KernelError(
+                "no record is in any group: every record's label is missing (a masked time)"
+            )
         finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
         results: Partial = {RESULT_KEY: np.asarray(labels, np.int64)}
         for key in finished[0]:

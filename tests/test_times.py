@@ -1,0 +1,491 @@
+"""CF time coordinates decoded as xarray decodes them: masked, packed, per file, on one axis."""
+
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+from conftest import read_results, run_cli
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import hpcapp
+from hpcapp.io import times
+
+EPOCH = "days since 1850-01-01"
+
+
+def write_times(path, raw, values, units=EPOCH, calendar=None, dtype="f8", attrs=None, fill=None):
+    """Write v(time, lat) and a time coordinate holding ``raw`` as stored (no CF encoding)."""
+    import netCDF4
+
+    values = np.asarray(values, np.float64)
+    values = values.reshape(len(raw), -1) if values.size else values.reshape(len(raw), 2)
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", len(raw))
+        ds.createDimension("lat", values.shape[1])
+        time = ds.createVariable("time", dtype, ("time",), fill_value=fill)
+        time.set_auto_maskandscale(False)
+        time.units = units
+        if calendar is not None:
+            time.calendar = calendar
+        for key, value in (attrs or {}).items():
+            time.setncattr(key, value)
+        time[:] = np.asarray(raw).astype(dtype)
+        ds.createVariable("lat", "f8", ("lat",))[:] = np.arange(values.shape[1]) * 10.0
+        ds.createVariable("v", "f8", ("time", "lat"))[:] = values
+    return f"{path}:/v"
+
+
+def opened(path, **options):
+    """Open a file with xarray's default decoding (its warnings are not ours)."""
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_dataset(path, **options).load()
+
+
+def xarray_series(paths):
+    """Return xarray's decoded unmasked records of the files in order, and which are masked.
+
+    xarray masks and unpacks each file's times, and its own decoder turns the unmasked ones
+    into dates: decoded whole, a file of a non-standard calendar with a masked time fails or
+    gets the reference date for it (cftime's masked arrays: pydata/xarray#7827, #6757).
+    """
+    import xarray as xr
+
+    kept, masks = [], []
+    for path in paths:
+        numbers = opened(path, decode_times=False)
+        time = numbers["time"]
+        masked = np.isnan(time.values)
+        masks.append(masked)
+        if not masked.all():
+            units, calendar = time.attrs["units"], time.attrs.get("calendar")
+            dates = xr.coding.times.decode_cf_datetime(time.values[~masked], units, calendar)
+            kept.append(numbers.isel(time=~masked).assign_coords(time=dates))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        combined = xr.combine_nested(kept, concat_dim="time") if kept else None
+    return combined, np.concatenate(masks)
+
+
+def xarray_months(paths):
+    combined, _ = xarray_series(paths)
+    return combined["v"].groupby("time.month").mean("time")
+
+
+def seconds_apart(got, expected):
+    """Return how far apart two arrays of decoded dates are, in seconds."""
+    if np.asarray(got).dtype.kind == "M":
+        return np.abs((got - expected) / np.timedelta64(1, "s")).astype(np.float64)
+    return np.array([abs((g - e).total_seconds()) for g, e in zip(got, expected, strict=True)])
+
+
+def check_time_axis(out, paths, first_units):
+    """Check hpcapp's /result/time against xarray's decoded times of the same files."""
+    expected, masked = xarray_series(paths)
+    written = opened(out, engine="h5netcdf", group="result", decode_times=False)["time"]
+    assert written.attrs["units"] == first_units
+    assert "scale_factor" not in written.attrs and "add_offset" not in written.attrs
+    numbers = written.values
+    np.testing.assert_array_equal(np.isnan(numbers), masked)
+    if masked.any():
+        assert numbers.dtype == np.float64 and np.isnan(written.encoding["_FillValue"])
+    import xarray as xr
+
+    calendar = written.attrs.get("calendar", "standard")
+    decoded = xr.coding.times.decode_cf_datetime(numbers[~masked], first_units, calendar)
+    apart = seconds_apart(decoded, expected["time"].values)
+    assert apart.max(initial=0.0) < 1e-3, (decoded, expected["time"].values)
+
+
+def run_ok(args, n_ranks):
+    done = run_cli([*args, "-q"], n_ranks)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def refused_with(args, n_ranks, *fragments):
+    done = run_cli(args, n_ranks)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# ---------------------------------------------------------------- one file
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+@pytest.mark.parametrize(
+    "fill,dtype,attrs",
+    [
+        (-9999.0, "f8", {}),  # _FillValue
+        (None, "i4", {"missing_value": np.int32(-9999)}),
+        (np.int16(-9999), "i2", {"scale_factor": np.float32(0.5)}),  # masked before unpacking
+    ],
+    ids=["fill", "missing_value", "packed-fill"],
+)
+def test_a_masked_time_is_in_no_group_as_in_xarray(tmp_path, n_ranks, fill, dtype, attrs):
+    scale = attrs.get("scale_factor", 1.0)
+    days = np.array([0.0, 10.0, -1, -1, 40.0, 41.0])
+    raw = np.where(days < 0, -9999, days / scale)
+    path = tmp_path / "in.nc"
+    spec = write_times(path, raw, [[1.0], [2], [100], [200], [4], [6]], dtype=dtype, attrs=attrs,
+                       fill=fill)  # fmt: skip
+    out = tmp_path / "out.h5"
+    # Chunks of 2 records: the middle chunk holds only masked times (a chunk in no group).
+    args = ["run", "stats", spec, "-o", str(out), "--over", "time", "--chunk-rows", "2"]
+    run_ok([*args, "--group-by", "time.month"], n_ranks)
+    got = read_results(out)
+    expected = xarray_months([path])
+    direct = opened(path)["v"].groupby("time.month").mean("time")  # NaT: in no group
+    np.testing.assert_array_equal(direct["month"].values, expected["month"].values)
+    np.testing.assert_allclose(direct.values, expected.values, rtol=1e-15)
+    np.testing.assert_array_equal(got["group"], [1, 2])
+    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)  # [[1.5], [5]]
+    np.testing.assert_array_equal(got["count"], [[2], [2]])  # the masked records nowhere
+
+
+def test_every_time_masked_is_an_error_not_an_empty_result(tmp_path):
+    spec = write_times(tmp_path / "in.nc", [-1.0, -1.0], [[1.0], [2.0]], fill=-1.0)
+    args = ["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--over", "time"]
+    done = run_cli([*args, "--group-by", "time.month"], 1)
+    assert done.returncode == 1, done.stderr
+    assert "no record is in any group" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "scale_dtype,offset", [(np.float64, None), (np.float32, None), (np.float32, 2.0)]
+)
+def test_packed_time_is_unpacked_as_in_xarray(tmp_path, scale_dtype, offset):
+    attrs = {"scale_factor": scale_dtype(0.5)}
+    if offset is not None:
+        attrs["add_offset"] = scale_dtype(offset)
+    raw = np.array([0, 40, 80, 100])  # days 0, 20, 40, 50 (+ offset)
+    path = tmp_path / "in.nc"
+    spec = write_times(path, raw, [[1.0], [2], [3], [4]], dtype="i4", attrs=attrs)
+    grouped = hpcapp.run("stats", spec, over="time", group_by="time.month")
+    expected = xarray_months([path])
+    np.testing.assert_array_equal(grouped["group"], expected["month"].values)
+    np.testing.assert_allclose(grouped["mean"], expected.values, rtol=1e-12)
+    if offset is None:
+        np.testing.assert_array_equal(grouped["group"], [1, 2])  # the issue's [1, 2, 3, 4]
+    out = tmp_path / "series.h5"
+    hpcapp.run("stats", spec, output=str(out), over="lat")
+    check_time_axis(out, [path], EPOCH)
+    with h5py.File(out) as h5:
+        assert h5["result/time"].dtype == np.float64  # unpacked: the numbers are not the stored
+
+
+def test_a_plain_time_axis_keeps_its_numbers_and_dtype(tmp_path):
+    path = tmp_path / "in.nc"
+    raw = np.array([3, 5, 8], np.int32)
+    spec = write_times(path, raw, [[1.0], [2], [3]], units="hours since 2000-01-01 06:00:00",
+                       calendar="noleap", dtype="i4")  # fmt: skip
+    out = tmp_path / "series.h5"
+    hpcapp.run("stats", spec, output=str(out), over="lat")
+    with h5py.File(out) as h5:
+        assert h5["result/time"].dtype == np.int32
+        np.testing.assert_array_equal(h5["result/time"][()], raw)
+        assert h5["result/time"].attrs["calendar"].decode() == "noleap"
+    check_time_axis(out, [path], "hours since 2000-01-01 06:00:00")
+
+
+# ---------------------------------------------------------------- many files, one axis
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_files_with_other_units_are_written_in_the_first_files(tmp_path, n_ranks):
+    (tmp_path / "d").mkdir()
+    a = tmp_path / "d" / "a.nc"
+    b = tmp_path / "d" / "b.nc"
+    write_times(a, [0, 1], [[1.0, 2], [3, 4]])
+    write_times(b, [48, 72], [[5.0, 6], [7, 8]], units="hours since 1850-01-01")
+    out = tmp_path / "series.h5"
+    run_ok(["run", "stats", f"{tmp_path}/d/*.nc:/v", "-o", str(out), "--over", "lat"], n_ranks)
+    with h5py.File(out) as h5:
+        np.testing.assert_array_equal(h5["result/time"][()], [0.0, 1.0, 2.0, 3.0])  # not 48, 72
+    check_time_axis(out, [a, b], EPOCH)
+
+
+@pytest.mark.parametrize(
+    "hours,expected,dtype",
+    [([48, 72], [0, 1, 2, 3], np.int32), ([36, 48], [0, 1, 1.5, 2], np.float64)],
+    ids=["whole", "not-whole"],
+)
+def test_an_integer_time_axis_stays_integer_where_the_values_are_whole(
+    tmp_path, hours, expected, dtype
+):
+    (tmp_path / "d").mkdir()
+    a, b = tmp_path / "d" / "a.nc", tmp_path / "d" / "b.nc"
+    write_times(a, [0, 1], [[1.0], [2]], dtype="i4")
+    write_times(b, hours, [[3.0], [4]], dtype="i4", units="hours since 1850-01-01")
+    out = tmp_path / "series.h5"
+    hpcapp.run("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
+    with h5py.File(out) as h5:
+        assert h5["result/time"].dtype == dtype
+        np.testing.assert_array_equal(h5["result/time"][()], expected)
+    check_time_axis(out, [a, b], EPOCH)
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_yearly_files_with_their_own_epoch_group_and_line_up_as_in_xarray(tmp_path, n_ranks):
+    (tmp_path / "y").mkdir()
+    rng = np.random.default_rng(4)
+    paths = []
+    for year in (2001, 2002, 2003):
+        path = tmp_path / "y" / f"tas_{year}.nc"
+        days = np.arange(0, 365, 5.0)  # the same numbers in every file, another year each
+        write_times(path, days, rng.normal(size=(len(days), 2)), calendar="noleap",
+                    units=f"days since {year}-01-01")  # fmt: skip
+        paths.append(path)
+    spec = f"{tmp_path}/y/tas_*.nc:/v"
+    out = tmp_path / "series.h5"
+    run_ok(["run", "stats", spec, "-o", str(out), "--over", "lat"], n_ranks)
+    check_time_axis(out, paths, "days since 2001-01-01")
+    with h5py.File(out) as h5:
+        assert len(np.unique(h5["result/time"][()])) == 3 * 73  # were 73 unique of 219
+    months = tmp_path / "months.h5"
+    args = ["--over", "time", "--group-by", "time.month", "--chunk-rows", "50"]
+    run_ok(["run", "stats", spec, "-o", str(months), *args], n_ranks)
+    expected = xarray_months(paths)
+    got = read_results(months)
+    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+def test_masked_and_packed_times_across_files(tmp_path, n_ranks):
+    (tmp_path / "m").mkdir()
+    a, b = tmp_path / "m" / "a.nc", tmp_path / "m" / "b.nc"
+    write_times(a, [0, -1], [[1.0, 2], [3, 4]], fill=-1.0)
+    write_times(b, [48, 72, 0], [[5.0, 6], [7, 8], [9, 9]], units="hours since 1850-01-01",
+                dtype="i4", attrs={"scale_factor": 0.5, "missing_value": np.int32(0)})  # fmt: skip
+    spec = f"{tmp_path}/m/*.nc:/v"
+    out = tmp_path / "series.h5"
+    run_ok(["run", "stats", spec, "-o", str(out), "--over", "lat"], n_ranks)
+    with h5py.File(out) as h5:
+        np.testing.assert_array_equal(h5["result/time"][()], [0.0, np.nan, 1.0, 1.5, np.nan])
+    check_time_axis(out, [a, b], EPOCH)
+    months = tmp_path / "months.h5"
+    run_ok(["run", "stats", spec, "-o", str(months), "--over", "time", "--group-by",
+            "time.month"], n_ranks)  # fmt: skip
+    expected = xarray_months([a, b])
+    got = read_results(months)
+    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "calendars,days,accepted",
+    [
+        (("noleap", "365_day"), (0, 1), True),
+        (("gregorian", "standard"), (0, 1), True),
+        (("standard", "proleptic_gregorian"), (0, 1), True),  # both from 1582-10-15 on
+        (("noleap", "360_day"), (0, 1), False),
+        (("standard", "proleptic_gregorian"), (-100000, -99999), False),  # before 1582
+    ],
+)
+def test_calendars_must_share_one_axis(tmp_path, calendars, days, accepted):
+    paths = []
+    for index, calendar in enumerate(calendars):
+        path = tmp_path / f"f{index}.nc"
+        write_times(path, np.array(days) + 2 * index, [[1.0], [2]], calendar=calendar)
+        paths.append(path)
+    spec = f"{tmp_path}/f*.nc:/v"
+    args = ["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--over", "lat"]
+    if not accepted:
+        refused_with(args, 2, f"calendar {calendars[1]!r}", "f1.nc", "f0.nc", "one time axis")
+        return
+    run_ok(args, 2)
+    check_time_axis(tmp_path / "o.h5", paths, EPOCH)
+
+
+def test_a_later_files_undecodable_time_is_refused_naming_it(tmp_path):
+    write_times(tmp_path / "f0.nc", [0, 1], [[1.0], [2]])
+    write_times(tmp_path / "f1.nc", [2, 3], [[1.0], [2]], calendar="martian")
+    args = ["run", "stats", f"{tmp_path}/f*.nc:/v", "-o", str(tmp_path / "o.h5")]
+    refused_with(args, 2, "file 2 of 2", "f1.nc:/time", "calendar 'martian'")
+
+
+# ---------------------------------------------------------------- any encoding, per file
+
+FAMILIES = [
+    ("standard", "gregorian", "proleptic_gregorian"),
+    ("noleap", "365_day"),
+    ("360_day",),
+    ("all_leap", "366_day"),
+    ("julian",),
+]
+UNITS = [
+    EPOCH,
+    "hours since 1849-12-01 06:00:00",
+    "minutes since 1850-01-01",
+    "days since 1849-06-01",
+]
+
+
+@st.composite
+def encoded_files(draw):
+    """Files of one increasing series of times, each encoded its own way."""
+    import cftime
+
+    family = draw(st.sampled_from(FAMILIES))
+    lengths = draw(st.lists(st.integers(0, 4), min_size=1, max_size=3))
+    total = sum(lengths)
+    assume(total > 0)
+    steps = draw(st.lists(st.sampled_from([0.25, 1.0, 7.0, 20.0, 45.0]), min_size=total,
+                          max_size=total))  # fmt: skip
+    days = np.cumsum(steps)
+    files, at = [], 0
+    for n in lengths:
+        calendar = draw(st.sampled_from(family))
+        units = draw(st.sampled_from(UNITS))
+        values = np.empty(0)
+        if n:  # cftime takes no empty arrays
+            dates = cftime.num2date(days[at : at + n], EPOCH, calendar)
+            values = np.asarray(cftime.date2num(dates, units, calendar), np.float64)
+        dtype = draw(st.sampled_from(["f8", "f4", "i4", "i2"]))
+        attrs = {}
+        packing = draw(st.sampled_from(["none", "scale", "scale+offset", "offset"]))
+        float_type = draw(st.sampled_from([np.float32, np.float64]))
+        scale = float_type(draw(st.sampled_from([0.5, 0.25, 2.0]))) if "scale" in packing else None
+        offset = float_type(16.0) if "offset" in packing else None
+        raw = (values - (offset or 0.0)) / (scale or 1.0)
+        if not np.array_equal(raw.astype(dtype).astype(np.float64), raw):
+            dtype = "f8"  # not held exactly: stored as float64
+        if scale is not None:
+            attrs["scale_factor"] = scale
+        if offset is not None:
+            attrs["add_offset"] = offset
+        fill = draw(st.sampled_from(["none", "_FillValue", "missing_value"]))
+        masked = draw(st.lists(st.booleans(), min_size=n, max_size=n)) if fill != "none" else []
+        raw = raw.astype(dtype)
+        if fill != "none":
+            raw[np.array(masked, bool)] = -999
+        if fill == "missing_value":
+            attrs["missing_value"] = np.array(-999, dtype)
+        files.append((n, units, calendar, dtype, attrs, -999 if fill == "_FillValue" else None,
+                      raw))  # fmt: skip
+        at += n
+    return files
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(files=encoded_files())
+def test_any_per_file_encoding_gives_xarrays_time_axis_and_months(tmp_path_factory, files):
+    folder = tmp_path_factory.mktemp("series")
+    rng = np.random.default_rng(len(files))
+    paths = []
+    for index, (n, units, calendar, dtype, attrs, fill, raw) in enumerate(files):
+        path = folder / f"f{index}.nc"
+        write_times(path, raw, rng.normal(size=(n, 2)), units=units, calendar=calendar,
+                    dtype=dtype, attrs=attrs, fill=fill)  # fmt: skip
+        paths.append(path)
+    _, masked = xarray_series(paths)
+    assume(not masked.all())
+    spec = f"{folder}/f*.nc:/v"
+    out = folder / "series.h5"
+    hpcapp.run("stats", spec, output=str(out), over="lat")
+    check_time_axis(out, paths, files[0][1])
+    grouped = hpcapp.run("stats", spec, over="time", group_by="time.month")
+    expected = xarray_months(paths)
+    np.testing.assert_array_equal(grouped["group"], expected["month"].values)
+    np.testing.assert_allclose(grouped["mean"], expected.values, rtol=1e-12)
+
+
+def test_time_encoding_reads_the_attributes_as_xarray_does():
+    packed = times.encoding_of(
+        {"units": EPOCH, "scale_factor": np.float32(0.5), "_FillValue": np.int16(-1)}, "i2"
+    )
+    assert packed.float_dtype == "<f4" and packed.calendar == "standard"
+    np.testing.assert_array_equal(packed.numbers(np.array([-1, 3], "i2")), [np.nan, 1.5])
+    int32 = times.encoding_of(
+        {"units": EPOCH, "scale_factor": np.float32(0.5), "add_offset": np.float32(1)}, "i4"
+    )
+    assert int32.float_dtype == "<f8"  # int32 needs float64, as xarray unpacks it
+    assert times.encoding_of({"units": "days"}, "f8") is None
+    with pytest.raises(ValueError, match="calendar 'martian'"):
+        times.encoding_of({"units": EPOCH, "calendar": "martian"}, "f8")
+    with pytest.raises(ValueError, match="cannot decode units"):
+        times.encoding_of({"units": "days since yesterday"}, "f8")
+
+
+def test_a_finished_time_grouping_resumes_as_finished(tmp_path):
+    attrs = {"scale_factor": np.float32(0.5), "missing_value": np.int32(-1)}
+    spec = write_times(tmp_path / "in.nc", [0, -1, 80], [[1.0], [2], [3]], dtype="i4", attrs=attrs)
+    out = str(tmp_path / "o.h5")
+    options = {"output": out, "over": "time", "group_by": "time.month"}
+    first = hpcapp.run("stats", spec, **options)
+    again = hpcapp.run("stats", spec, resume=True, **options)  # the job identity matches
+    for key, value in first.items():
+        np.testing.assert_array_equal(again[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "dtype,attrs",
+    [
+        ("i2", {"scale_factor": np.float32(0.1)}),  # unpacked in float32
+        ("i4", {"scale_factor": np.float32(0.1), "add_offset": np.float32(0.3)}),  # float64
+        ("i2", {"scale_factor": np.float32(0.1), "add_offset": np.float64(0.3)}),  # float64
+        ("i2", {"scale_factor": np.float64(0.1)}),
+        ("f4", {"scale_factor": np.float32(0.1), "missing_value": np.float32(-1)}),
+        ("i4", {"missing_value": np.float64(7.0)}),
+        ("i4", {"missing_value": np.float64(7.5)}),  # masks nothing: compared as a float
+        ("i2", {"scale_factor": np.float32(0.1), "_FillValue": np.int16(3)}),
+    ],
+)
+def test_time_numbers_are_xarrays_bit_for_bit(tmp_path, dtype, attrs):
+    path = tmp_path / "in.nc"
+    raw = np.array([-1, 3, 7, 1234, 30001])
+    fill = attrs.pop("_FillValue", None)
+    write_times(path, raw, np.zeros((5, 1)), dtype=dtype, attrs=attrs, fill=fill)
+    expected = opened(path, decode_times=False)["time"].values.astype(np.float64)
+    with h5py.File(path) as h5:
+        stored = h5["time"]
+        found = {k: stored.attrs[k] for k in times.TIME_ATTRS if k in stored.attrs}
+        encoding = times.encoding_of(found, stored.dtype)
+        got = encoding.numbers(stored[()])
+    np.testing.assert_array_equal(got, expected)  # NaN where masked, the same roundings
+
+
+@pytest.mark.parametrize("n_ranks", [1, 2])
+@pytest.mark.parametrize("with_time", [True, False], ids=["time-coordinate", "no-coordinate"])
+def test_a_time_label_beside_the_records_is_decoded_per_file(tmp_path, n_ranks, with_time):
+    import netCDF4
+
+    (tmp_path / "d").mkdir()
+    rng = np.random.default_rng(3)
+    paths = []
+    for index, (epoch, unit, first) in enumerate([("1850-01-01", "days", 0),
+                                                 ("1850-02-01", "hours", 24 * 20)]):  # fmt: skip
+        path = tmp_path / "d" / f"f{index}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", 4)
+            ds.createDimension("lat", 2)
+            if with_time:  # a CF time coordinate of its own, also decoded per file
+                time = ds.createVariable("time", "f8", ("time",))
+                time.units = "days since 1900-01-01"
+                time[:] = np.arange(4) + 4 * index
+            stamp = ds.createVariable("stamp", "f8", ("time",))
+            stamp.units, stamp.calendar = f"{unit} since {epoch}", "noleap"
+            stamp[:] = first + np.arange(4) * (10 if unit == "days" else 240)
+            ds.createVariable("v", "f8", ("time", "lat"))[:] = rng.normal(size=(4, 2))
+        paths.append(path)
+    out = tmp_path / "months.h5"
+    run_ok(["run", "stats", f"{tmp_path}/d/f*.nc:/v", "-o", str(out), "--over", "time",
+            "--group-by", "stamp.month"], n_ranks)  # fmt: skip
+    import xarray as xr
+
+    combined = xr.combine_nested([opened(p) for p in paths], concat_dim="time")
+    expected = combined["v"].groupby(combined["stamp"].dt.month).mean("time")
+    got = read_results(out)
+    np.testing.assert_array_equal(got["group"], expected["month"].values)  # 1, 2, 3
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
