@@ -75,7 +75,9 @@ def execute(
         source = None
         if is_many(config.input) and not kernel.generates:
             # Every rank inspects some of the files (and their --group-by labels).
-            source = inspect_many(comm, config.input, config.group_by, config.sort_files)
+            source = inspect_many(
+                comm, config.input, config.group_by, config.sort_files, config.mask_valid_range
+            )
         plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
         described = kernel  # the output describes the kernel's own results

@@ -67,7 +67,9 @@ def plan_job(
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
         if source is None and is_many(config.input):
-            source = inspect_many(None, config.input, config.group_by, config.sort_files)
+            source = inspect_many(
+                None, config.input, config.group_by, config.sort_files, config.mask_valid_range
+            )
         elif source is None:
             refuse_netcdf3(config.input)
             source = inspect_input(config.input)

@@ -259,3 +259,20 @@ def test_unsigned_missing_value_follows_unsigned_as_netcdf_c_reads_it(tmp_path):
         theirs = ds["v"][:]
     np.testing.assert_array_equal(np.ma.getmaskarray(theirs)[:, 0], [False, True, False])
     np.testing.assert_array_equal(ours[:, 0], [1, np.nan, 200])
+
+
+def test_many_files_agree_on_valid_ranges_only_when_they_are_masked(tmp_path):
+    """valid_range changes the values only with --mask-valid-range: only then must files agree."""
+    for name, high in (("a", 10), ("b", 20)):
+        stored = np.arange(4, dtype="i2").reshape(4, 1) * 5
+        write_variable(tmp_path / f"{name}.nc", stored, {"valid_range": np.array([0, high], "i2")})
+    spec = f"{tmp_path}/*.nc:/v"
+    out = tmp_path / "out.h5"
+    done = run_cli(["run", "stats", spec, "-o", str(out), "-q"], 2)
+    assert done.returncode == 0, done.stderr
+    assert read_results(out)["count"][0] == 8
+    done = run_cli(
+        ["run", "stats", spec, "-o", str(out), "-q", "--overwrite", "--mask-valid-range"], 2
+    )
+    assert done.returncode == 2, done.stderr
+    assert "b.nc" in done.stderr and "valid_max" in done.stderr, done.stderr

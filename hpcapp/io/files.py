@@ -189,7 +189,9 @@ def _time_of(variable: Any, path: str, role: str) -> tuple[Any, times.Span]:
         raise UsageError(f"{where} ({role}): {exc}") from None
 
 
-def _describer(coords: list[tuple[int, str]], labels: str | None = None) -> Any:
+def _describer(
+    coords: list[tuple[int, str]], labels: str | None = None, mask_valid_range: bool = False
+) -> Any:
     """Return what describes one file for the agreement check: CF meaning and coordinates."""
 
     def describe(variable: Any) -> str:
@@ -198,7 +200,10 @@ def _describer(coords: list[tuple[int, str]], labels: str | None = None) -> Any:
         names = [name for name in variable.attrs if name in _MEANING_ATTRS]
         attrs = {name: variable.attrs[name] for name in names}
         where = f"{variable.file.filename}:{variable.name}"
-        cf = dataclasses.asdict(decoding_of(attrs, variable.dtype, where=where))
+        decoding = decoding_of(
+            attrs, variable.dtype, where=where, mask_valid_range=mask_valid_range
+        )
+        cf = dataclasses.asdict(decoding)
         values = {coord: _digest(variable, coord, axis) for axis, coord in coords}
         described: dict[str, Any] = {"cf": cf, "coords": values}
         if labels is not None:
@@ -236,6 +241,7 @@ class Listing:
     labels: str | None  # the --group-by dataset
     record: str | None  # the record dimension's CF time coordinate
     group_by: str | None = None
+    mask_valid_range: bool = False  # valid_* then change the values: files must agree on them
 
 
 def _inspect_member(listing: Listing, path: str) -> tuple:
@@ -243,7 +249,7 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
     from hpcapp.io.cf import attr_text
     from hpcapp.io.labels import check_along
 
-    describe_cf = _describer(listing.coords, listing.labels)
+    describe_cf = _describer(listing.coords, listing.labels, listing.mask_valid_range)
 
     def describe(variable: Any) -> tuple[str, tuple, times.Span | None]:
         described = describe_cf(variable)
@@ -270,7 +276,11 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
 
 
 def inspect_many(
-    comm: Any, spec: str, group_by: str | None = None, sort_files: bool = False
+    comm: Any,
+    spec: str,
+    group_by: str | None = None,
+    sort_files: bool = False,
+    mask_valid_range: bool = False,
 ) -> Source | None:
     """Inspect every file that ``spec`` names, spread over the ranks; collective (or comm None).
 
@@ -279,6 +289,7 @@ def inspect_many(
     ``group_by`` (``--group-by``) names a label dataset every file must have alike, with one
     value per record (times may be encoded differently in each file). ``sort_files``
     (``--sort-files``) takes the files in the order of their first time instead.
+    ``mask_valid_range`` (``--mask-valid-range``): the files must agree on valid_* too.
     """
     from hpcapp.collective import on_root, raise_shared
 
@@ -288,7 +299,7 @@ def inspect_many(
         paths, dataset = expand(spec)
         labels = label_path(paths[0], dataset, group_by)
         coords, record = coordinates_of(paths[0], dataset), record_time(paths[0], dataset)
-        return Listing(paths, dataset, coords, labels, record, group_by)
+        return Listing(paths, dataset, coords, labels, record, group_by, mask_valid_range)
 
     listing = on_root(comm, make_listing) if comm is not None else make_listing()
     paths, dataset = listing.paths, listing.dataset

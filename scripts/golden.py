@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Golden outputs: run ~10 representative jobs and print a digest of every ``/result`` dataset.
+
+    python scripts/golden.py DIR > before.json      # on the old code
+    python scripts/golden.py DIR > after.json       # on the new code
+    python scripts/golden.py DIR --compare before.json
+
+For a restructuring that must not change one bit: 2-D stats with a histogram, N-D ``--over``
+forms, packed CF input, many files, ``--group-by`` and ``--group-every``, per-row outputs,
+montecarlo, a user kernel, and a resumed job (interrupted after its first chunks). Every job
+runs under ``mpiexec -n 2`` with a fixed ``--chunk-rows``; inputs are written into DIR with fixed
+seeds. The digest is SHA-256 of each dataset's bytes, dtype and shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HPCAPP_PROGRESS": "lines"}
+USER_KERNEL = REPO / "hpcapp" / "examples" / "exceedances.py"
+
+
+def mpiexec() -> str:
+    """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if not found:
+        sys.exit("golden: no mpiexec")
+    return found
+
+
+def write_inputs(directory: Path) -> dict[str, str]:
+    """Write the inputs (fixed seeds) and return their specs."""
+    import h5py
+    import netCDF4
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2026)
+    specs: dict[str, str] = {}
+    with h5py.File(directory / "table.h5", "w") as h5:
+        h5["x"] = rng.normal(size=(20_000, 4))
+    specs["table"] = f"{directory / 'table.h5'}:/x"
+    days = 3 * 365
+    with netCDF4.Dataset(directory / "field.nc", "w") as ds:
+        for name, size in (("time", days), ("lat", 6), ("lon", 8)):
+            ds.createDimension(name, size)
+        time_var = ds.createVariable("time", "f8", ("time",))
+        time_var.units, time_var.calendar = "days since 2000-01-01", "standard"
+        time_var[:] = np.arange(days)
+        lat = ds.createVariable("lat", "f8", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.linspace(-75, 75, 6)
+        var = ds.createVariable("tas", "i2", ("time", "lat", "lon"), fill_value=np.int16(-32767))
+        var.set_auto_maskandscale(False)
+        var.scale_factor, var.add_offset, var.units = np.float32(0.01), np.float32(280.0), "K"
+        stored = rng.integers(-2000, 2000, size=(days, 6, 8)).astype(np.int16)
+        stored[rng.random(stored.shape) < 0.02] = -32767
+        var[:] = stored
+    specs["field"] = f"{directory / 'field.nc'}:/tas"
+    parts = directory / "parts"
+    parts.mkdir(exist_ok=True)
+    for year in range(3):
+        with netCDF4.Dataset(parts / f"tas_{2000 + year}.nc", "w") as ds:
+            ds.createDimension("time", 365)
+            ds.createDimension("x", 5)
+            time_var = ds.createVariable("time", "f8", ("time",))
+            time_var.units, time_var.calendar = "days since 2000-01-01", "noleap"
+            time_var[:] = np.arange(365) + 365 * year
+            var = ds.createVariable("tas", "f4", ("time", "x"))
+            var[:] = rng.normal(280, 5, size=(365, 5)).astype(np.float32)
+    specs["parts"] = f"{parts}/tas_*.nc:/tas"
+    return specs
+
+
+def jobs(specs: dict[str, str]) -> dict[str, list[str]]:
+    """Return the representative jobs: name -> ``hpcapp run`` arguments (output added later)."""
+    kernel = f"{USER_KERNEL}:exceedances"
+    return {
+        "stats-2d-hist": ["stats", specs["table"], "-p", "range=-4,4", "-p", "bins=32"],
+        "stats-2d-cols": ["stats", specs["table"], "-p", "range=-4:4,-3:3,-2:2,-1:1"],
+        "nd-over-time": ["stats", specs["field"], "--over", "time", "-p", "range=250,310"],
+        "nd-over-latlon": ["stats", specs["field"], "--over", "lat,lon"],
+        "nd-over-all": ["stats", specs["field"], "--over", "time,lat,lon"],
+        "nd-raw": ["stats", specs["field"], "--over", "time", "--raw"],
+        "group-month": ["stats", specs["field"], "--over", "time", "--group-by", "time.month"],
+        "group-every": ["stats", specs["table"], "--group-every", "1000"],
+        "many-files": ["stats", specs["parts"], "--over", "time", "--group-by", "time.season"],
+        "many-files-rows": ["stats", specs["parts"], "--over", "x"],
+        "montecarlo": ["montecarlo", "-p", "samples=2000000", "-p", "seed=7"],
+        "user-kernel": [kernel, specs["table"], "-p", "threshold=1.5"],
+        "row-norms": ["hpcapp.examples.row_norms:row_norms", specs["table"]],
+    }
+
+
+def run(args: list[str], out: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run one job on 2 ranks with fixed chunks."""
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "hpcapp", "run", *args]
+    command += ["-o", str(out), "--chunk-rows", "97", "-q", "--overwrite", *extra]
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def resumed(args: list[str], out: Path) -> None:
+    """Interrupt a job once its checkpoint has nodes, then resume it to the end."""
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "hpcapp", "run", *args]
+    command += ["-o", str(out), "--chunk-rows", "7", "-q", "--overwrite"]
+    command += ["--checkpoint-every", "0"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=600)
+    done = run(args, out, ("--resume",))
+    if done.returncode != 0:
+        sys.exit(f"golden: resumed job failed: {done.stderr}")
+
+
+def digest(path: Path) -> dict[str, str]:
+    """Return SHA-256 of every dataset under /result, with its dtype and shape."""
+    import h5py
+
+    found: dict[str, str] = {}
+    with h5py.File(path, "r") as h5:
+
+        def visit(name: str, item: object) -> None:
+            if isinstance(item, h5py.Dataset):
+                data = item[()]
+                if data.dtype.kind == "O":  # strings
+                    data = np.array([str(v) for v in np.ravel(data)])
+                text = f"{data.dtype.str}{data.shape}".encode()
+                raw = np.ascontiguousarray(data).tobytes()
+                found[name] = hashlib.sha256(text + raw).hexdigest()
+
+        h5["result"].visititems(visit)
+    return found
+
+
+def main() -> int:
+    """Record or compare the golden digests."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path, help="scratch directory for inputs and outputs")
+    parser.add_argument("--compare", type=Path, help="a JSON file of digests to compare with")
+    options = parser.parse_args()
+    specs = write_inputs(options.directory)
+    digests: dict[str, dict[str, str]] = {}
+    for name, args in jobs(specs).items():
+        out = options.directory / f"{name}.h5"
+        done = run(args, out)
+        if done.returncode != 0:
+            sys.exit(f"golden: job {name} failed ({done.returncode}): {done.stderr}")
+        digests[name] = digest(out)
+        print(f"golden: {name}: {len(digests[name])} datasets", file=sys.stderr)
+    out = options.directory / "resumed.h5"
+    resumed(jobs(specs)["nd-over-time"], out)
+    digests["resumed-nd-over-time"] = digest(out)
+    if options.compare is None:
+        print(json.dumps(digests, indent=1, sort_keys=True))
+        return 0
+    before = json.loads(options.compare.read_text())
+    differ = [
+        f"{job}:{key}"
+        for job in sorted(set(before) | set(digests))
+        for key in sorted(set(before.get(job, {})) | set(digests.get(job, {})))
+        if before.get(job, {}).get(key) != digests.get(job, {}).get(key)
+    ]
+    print("golden: identical" if not differ else "golden: DIFFER: " + ", ".join(differ))
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
