@@ -38,7 +38,8 @@ _CELL_METHODS = {
 }
 _LONG_NAMES = {
     "count": "number of values used (not NaN, not missing)",
-    "nan_count": "number of NaN or missing (_FillValue, missing_value; out of valid range with --mask-valid-range) values",
+    "nan_count": "number of NaN or missing (_FillValue, missing_value; out of valid range with "
+    "--mask-valid-range) values",
     "hist": "histogram counts",
     "hist_edges": "histogram bin edges",
     "group_first_record": "index of the group's first record",
