@@ -11,9 +11,9 @@ import gc
 import sys
 import traceback
 
-from hpcapp.cli import launcher_rank, parse
+from hpcapp.cli.parser import parse
 from hpcapp.errors import EXIT_FAILURE, EXIT_USAGE, HpcappError, InterruptError
-from hpcapp.launch import limit_threads, mark_process_start, world_problem
+from hpcapp.parallel.launch import launcher_rank, limit_threads, mark_process_start, world_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
             _print_once(list_kernels())
             return 0
         if command.name == "show":
-            from hpcapp.show import describe
+            from hpcapp.cli.show import describe
 
             path, png = command.config
             _print_once(describe(path))
             if png:
-                from hpcapp.plot import plot_file
+                from hpcapp.cli.plot import plot_file
 
                 plot_file(path, png)
                 _print_once(f"hpcapp: drew {png}")
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_once(report.text())
             return 0 if report.ok else 1
         if command.name == "slurm":
-            from hpcapp.submit import slurm_command
+            from hpcapp.cli.submit import slurm_command
 
             return slurm_command(command.config)
     except HpcappError as exc:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_once(f"hpcapp: error: {exc}", sys.stderr)
         return exc.exit_code
 
-    from hpcapp.interrupt import install_early
+    from hpcapp.parallel.interrupt import install_early
 
     install_early()
     from mpi4py import MPI
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_once(f"hpcapp: error: {problem}", sys.stderr)
         return EXIT_USAGE
     try:
-        from hpcapp import app
+        from hpcapp.jobs import app
 
         if command.name == "run":
             return app.run_job(comm, command.config)

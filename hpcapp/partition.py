@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator
+from typing import Any
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+Partial = dict[str, Any]  # key -> numpy array: what a kernel returns for a run of chunks
+# A node of the fixed reduction tree (hpcapp.parallel.reduce): (level, index) covers chunks
+# [index * 2**level, (index + 1) * 2**level).
+Node = tuple[int, int]
+
+
+def node_chunks(node: Node) -> range:
+    """Return the chunk indices a tree node covers."""
+    level, index = node
+    return range(index << level, (index + 1) << level)
 
 
 def block(n: int, size: int, rank: int) -> tuple[int, int]:

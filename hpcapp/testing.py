@@ -65,9 +65,10 @@ def read_rows(spec: str, max_rows: int = MAX_CHECK_ROWS) -> Any:
     import h5py
     import numpy as np
 
-    from hpcapp.io.files import inspect_many, is_many
+    from hpcapp.io.files import is_many
     from hpcapp.io.series import FileSeries
-    from hpcapp.source import inspect_input
+    from hpcapp.io.source import inspect_input
+    from hpcapp.jobs.inspect import inspect_many
 
     if is_many(spec):  # the first rows of the concatenated files
         source = inspect_many(None, spec)

@@ -8,7 +8,7 @@ its whole wait). Two ways of handing out blocks, side by side in one run:
 
 - ``rma``: the ``MPI_Fetch_and_op`` counter of ``mpi4py.util.sync.Counter`` (hpcapp up to
   0.1.0), which completes only when rank 0 enters MPI;
-- ``server``: hpcapp's :class:`~hpcapp.schedule.BlockServer` thread on rank 0.
+- ``server``: hpcapp's :class:`~hpcapp.parallel.schedule.BlockServer` thread on rank 0.
 
 Then the cost of the server thread to a busy rank 0: the time of a CPU-bound numpy loop with and
 without the thread running (others idle), best of ``--repeat``, and the thread's own CPU time.
@@ -24,7 +24,7 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.util.sync import Counter
 
-from hpcapp.schedule import BlockServer, ask_for_block
+from hpcapp.parallel.schedule import BlockServer, ask_for_block
 
 
 def busy(seconds: float, spin: bool) -> None:

@@ -139,10 +139,10 @@ def memory(args: argparse.Namespace) -> None:
     """Measure each rank's peak RSS for a per-cell result, next to the estimate."""
     from hpcapp.io.dims import describe
     from hpcapp.io.memory import estimate
+    from hpcapp.io.source import inspect_input
     from hpcapp.kernels.nd import bind_over
     from hpcapp.kernels.registry import load_kernel
     from hpcapp.partition import count_chunks
-    from hpcapp.source import inspect_input
 
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ import numpy as np
 from mpi4py import MPI
 
 from hpcapp.kernels.stats import merge_stats
+from hpcapp.parallel.reduce import FragmentTree, pack, tree_reduce
 from hpcapp.partition import rank_chunks
-from hpcapp.reduce import FragmentTree, pack, tree_reduce
 
 
 def partial(cols: int, bins: int, seed: int) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ def world_matches_launcher(request):
         return
     from mpi4py import MPI
 
-    from hpcapp.launch import launcher_world_size
+    from hpcapp.parallel.launch import launcher_world_size
 
     size = MPI.COMM_WORLD.Get_size()
     expected = os.environ.get("HPCAPP_EXPECT_RANKS", "")

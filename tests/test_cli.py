@@ -6,10 +6,11 @@ import pytest
 from conftest import run_python
 
 from hpcapp import errors
-from hpcapp.cli import EXIT_MEANINGS, exit_codes_text, parse, plural
-from hpcapp.config import parse_value
+from hpcapp.cli.parser import EXIT_MEANINGS, exit_codes_text, parse
 from hpcapp.errors import UsageError
+from hpcapp.jobs.config import parse_value
 from hpcapp.kernels.registry import load_kernel
+from hpcapp.text import plural
 
 
 @pytest.mark.parametrize(
@@ -207,7 +208,7 @@ def test_plural(count, text):
 def _engine_result(n_ranks, n_chunks, rows):
     import numpy as np
 
-    from hpcapp.engine import TIMING_COLUMNS, EngineResult
+    from hpcapp.parallel.engine import TIMING_COLUMNS, EngineResult
 
     timing = np.zeros((n_ranks, len(TIMING_COLUMNS)))
     timing[:, TIMING_COLUMNS.index("rows")] = rows / n_ranks
@@ -217,9 +218,9 @@ def _engine_result(n_ranks, n_chunks, rows):
 
 
 def test_summary_of_one_rank_one_chunk_one_row_is_singular():
-    from hpcapp.app import summary
-    from hpcapp.config import JobConfig
-    from hpcapp.source import Source
+    from hpcapp.io.source import Source
+    from hpcapp.jobs.app import summary
+    from hpcapp.jobs.config import JobConfig
 
     source = Source(n_rows=1, row_shape=(), dtype="<f8", path="d.h5", dataset="/x")
     config = JobConfig(kernel="k.py:f", output="o.h5", input="d.h5:/x")
@@ -237,16 +238,16 @@ def test_show_says_1_rank(tmp_path):
         h5.attrs["hpcapp_version"] = "0"
         h5.create_dataset("result/s", data=1.0)
         h5.create_dataset("timing", data=np.zeros((1, 2))).attrs["columns"] = ["read", "startup"]
-    from hpcapp.show import describe
+    from hpcapp.cli.show import describe
 
     text = describe(str(out))
     assert "timing (1 rank; min / mean / max):" in text and "startup" in text
 
 
 def test_summary_reports_start_up_apart_and_rates_without_it():
-    from hpcapp.app import summary
-    from hpcapp.config import JobConfig
-    from hpcapp.source import Source
+    from hpcapp.io.source import Source
+    from hpcapp.jobs.app import summary
+    from hpcapp.jobs.config import JobConfig
 
     source = Source(n_rows=1_000_000, row_shape=(), dtype="<f8", path="d.h5", dataset="/x")
     config = JobConfig(kernel="stats", output="o.h5", input="d.h5:/x")

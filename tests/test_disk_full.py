@@ -19,7 +19,7 @@ from conftest import clean_env, cli_command, read_results, run_cli, write_datase
 from ncdata import write_netcdf
 
 import hpcapp
-from hpcapp import checkpoint, space
+from hpcapp.io import checkpoint, space
 
 KERNELS = """
 import os

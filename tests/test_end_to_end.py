@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import REPO, read_results, run_cli, sample_data, write_dataset
 
-from hpcapp.engine import TIMING_COLUMNS
+from hpcapp.parallel.engine import TIMING_COLUMNS
 from hpcapp.partition import rank_chunks
 
 RANK_COUNTS = (1, 2, 3, 4, 7)

@@ -10,10 +10,10 @@ import pytest
 from conftest import sample_data
 from mpi4py import MPI
 
-from hpcapp.engine import TIMING_COLUMNS, run_engine
-from hpcapp.generate import GenerateConfig, run_generate
+from hpcapp.io.source import inspect_input
+from hpcapp.jobs.generate import GenerateConfig, run_generate
 from hpcapp.kernels.registry import load_kernel
-from hpcapp.source import inspect_input
+from hpcapp.parallel.engine import TIMING_COLUMNS, run_engine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,7 +120,7 @@ def test_generate_is_independent_of_rank_count(shared_dir):
 @pytest.mark.mpi(min_size=1)
 def test_montecarlo_is_independent_of_rank_count():
     comm = MPI.COMM_WORLD
-    from hpcapp.source import generated
+    from hpcapp.io.source import generated
 
     kernel = load_kernel("montecarlo")
     params = kernel.check_params({"samples": 300_001, "seed": 3})

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import read_results, run_cli, write_dataset
 
-from hpcapp.config import make_job_config
 from hpcapp.errors import UsageError
-from hpcapp.io.files import expand, inspect_many, is_many
+from hpcapp.io.files import expand, is_many
+from hpcapp.jobs.config import make_job_config
+from hpcapp.jobs.inspect import inspect_many
+from hpcapp.jobs.plan import plan_job
 from hpcapp.kernels.registry import load_kernel
-from hpcapp.plan import plan_job
 
 LENGTHS = [7, 0, 13, 5, 30, 1, 16, 16, 2, 0, 9, 21, 4, 11, 3, 8, 17, 6, 1, 12, 5, 14, 10, 2]
 
@@ -198,7 +199,7 @@ def test_resume_refuses_a_changed_file_list(tmp_path):
         {},
     )
     plan = plan_job(config, kernel, code)
-    from hpcapp import checkpoint
+    from hpcapp.io import checkpoint
 
     checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
     assert plan_job(config, kernel, code).resume_generation == 0  # unchanged: resumes

@@ -336,7 +336,7 @@ def test_memory_per_rank_counts_the_groups(tmp_path):
 
 
 def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):
-    from hpcapp.cli import parse
+    from hpcapp.cli.parser import parse
 
     config = tmp_path / "job.toml"
     config.write_text('group_by = "time.season"\n')

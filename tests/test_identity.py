@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import clean_env, mpiexec, read_results, result_variables, run_cli, write_dataset
 
-from hpcapp.provenance import describe_change, disagreement, load_with_code
+from hpcapp.jobs.provenance import describe_change, disagreement, load_with_code
 
 BUGGY_KERNEL = """
 import numpy as np
@@ -164,9 +164,9 @@ def test_code_identity_hashes_the_kernel_and_its_own_helpers_only(tmp_path):
     _, code = load_with_code(f"{tmp_path / 'plain.py'}:f")
     names = set(code["files"])
     assert {str(tmp_path / "plain.py"), str(tmp_path / "near.py")} <= names
-    assert "hpcapp/engine.py" in names and "hpcapp/reduce.py" in names
+    assert "hpcapp/parallel/engine.py" in names and "hpcapp/parallel/reduce.py" in names
     assert not any("json" in name or "tomllib" in name for name in names)
-    assert "hpcapp/cli.py" not in names and "hpcapp/kernels/registry.py" not in names
+    assert "hpcapp/cli/parser.py" not in names and "hpcapp/kernels/registry.py" not in names
     assert code["versions"]["numpy"] == np.__version__ and "numba" not in code["versions"]
     _, compiled = load_with_code(f"{tmp_path / 'jit.py'}:f")
     assert compiled["versions"]["numba"]

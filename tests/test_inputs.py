@@ -17,8 +17,8 @@ from input_helpers import assert_matches_numpy, bits, refused, stats
 
 from hpcapp.errors import UsageError
 from hpcapp.io.names import locate
-from hpcapp.reader import ChunkReadError, read_chunks
-from hpcapp.source import Source, inspect_input
+from hpcapp.io.reader import ChunkReadError, read_chunks
+from hpcapp.io.source import Source, inspect_input
 
 PRIVATE_FILTER = 65000  # in the range HDF5 leaves unregistered: no plugin provides it
 

@@ -14,9 +14,9 @@ from conftest import write_dataset
 from input_helpers import assert_matches_numpy, refused, stats
 
 from hpcapp.errors import UsageError
+from hpcapp.io.reader import read_chunks
+from hpcapp.io.source import inspect_input
 from hpcapp.partition import count_chunks
-from hpcapp.reader import read_chunks
-from hpcapp.source import inspect_input
 
 # 5. Files being written (SWMR) ---------------------------------------------------------------
 

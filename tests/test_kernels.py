@@ -10,8 +10,8 @@ from conftest import REPO, sample_data
 from hpcapp.errors import KernelError, UsageError
 from hpcapp.kernels.api import as_partial, from_function, kernel
 from hpcapp.kernels.registry import load_kernel
+from hpcapp.parallel.reduce import FragmentTree
 from hpcapp.partition import chunk_bounds, count_chunks
-from hpcapp.reduce import FragmentTree
 
 
 def run_serial(kern, data, chunk_rows, params=None, order=None):

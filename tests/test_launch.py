@@ -16,8 +16,8 @@ from conftest import (
     write_dataset,
 )
 
-from hpcapp import launch
-from hpcapp.cli import plural
+from hpcapp.parallel import launch
+from hpcapp.text import plural
 
 # ---------------------------------------------------------------------------------------------
 # Launching: module files, threads
@@ -26,7 +26,7 @@ from hpcapp.cli import plural
 def test_a_module_file_run_directly_says_how_to_run_hpcapp(tmp_path):
     args = ["run", "stats", "d.h5:/x", "-o", str(tmp_path / "o.h5")]
     done = subprocess.run(
-        [mpiexec(), "-n", "2", sys.executable, str(REPO / "hpcapp" / "cli.py"), *args],
+        [mpiexec(), "-n", "2", sys.executable, str(REPO / "hpcapp" / "cli" / "parser.py"), *args],
         capture_output=True,
         text=True,
         env=clean_env(),
@@ -34,7 +34,7 @@ def test_a_module_file_run_directly_says_how_to_run_hpcapp(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.count("hpcapp: error") == 1, done.stderr  # rank 0 only
-    assert "cli.py is a module of hpcapp, not a program" in done.stderr
+    assert "parser.py is a module of hpcapp, not a program" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path):
     import h5py
     import numpy as np
 
-    from hpcapp.engine import TIMING_COLUMNS
+    from hpcapp.parallel.engine import TIMING_COLUMNS
 
     spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
     (tmp_path / "k.py").write_text(SLOW_PREPARE_KERNEL)

@@ -287,7 +287,7 @@ def test_row_sink_on_any_communicator_writes_every_rank_s_rows(tmp_path_factory)
 
     from mpi4py import MPI
 
-    from hpcapp.rows import DIRECT, RowSink
+    from hpcapp.parallel.rows import DIRECT, RowSink
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -317,7 +317,7 @@ def test_row_sink_that_cannot_make_its_datasets_fails_every_rank_with_rows_and_h
     from mpi4py import MPI
 
     from hpcapp.errors import KernelError
-    from hpcapp.rows import RowSink
+    from hpcapp.parallel.rows import RowSink
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

@@ -3,7 +3,7 @@
 import numpy as np
 from conftest import run_cli, write_dataset
 
-from hpcapp.progress import format_seconds, render
+from hpcapp.parallel.progress import format_seconds, render
 
 SLOW = "import time\n\ndef slow(chunk):\n    time.sleep(0.01)\n    return {'s': chunk.sum()}\n"
 

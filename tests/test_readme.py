@@ -37,7 +37,7 @@ TOML_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", d
 
 
 def test_readme_config_keys_are_the_accepted_keys():
-    from hpcapp.config import CONFIG_KEYS
+    from hpcapp.jobs.config import CONFIG_KEYS
 
     documented = config_key_table()
     assert list(documented) == list(CONFIG_KEYS)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hpcapp.reduce import FragmentTree, node_chunks, pack, unpack
+from hpcapp.parallel.reduce import FragmentTree, node_chunks, pack, unpack
 
 
 def concat(left, right):

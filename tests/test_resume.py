@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import clean_env, cli_command, read_results, run_cli, sample_data, write_dataset
 
-from hpcapp import checkpoint
 from hpcapp.errors import KernelError
-from hpcapp.reduce import FragmentTree, find_overlap, tree_reduce
+from hpcapp.io import checkpoint
+from hpcapp.parallel.reduce import FragmentTree, find_overlap, tree_reduce
 
 # Interrupt moments are random but reproducible: the seed is in every test id and failure
 # message; HPCAPP_RESUME_SEED=<seed> replays a failing run's moments.

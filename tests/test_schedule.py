@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import read_results, run_cli, sample_data, write_dataset
 
-from hpcapp.schedule import dynamic_blocks
+from hpcapp.parallel.schedule import dynamic_blocks
 
 SKEWED_KERNEL = """
 import time

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from hpcapp.schedule import BlockServer, ask_for_block
+from hpcapp.parallel.schedule import BlockServer, ask_for_block
 
 pytestmark = pytest.mark.timeout(60)
 

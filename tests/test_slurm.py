@@ -20,9 +20,10 @@ import h5py
 import pytest
 from conftest import REPO, clean_env, read_results, run_cli, sample_data, write_dataset
 
-from hpcapp import slurm
 from hpcapp.__main__ import main
+from hpcapp.cli import slurm
 from hpcapp.errors import UsageError
+from hpcapp.parallel import launch
 
 JOB_SCRIPT = REPO / "slurm" / "job.sbatch"
 SWEEP_SCRIPT = REPO / "slurm" / "sweep.sbatch"
@@ -59,8 +60,8 @@ def test_committed_scripts_are_the_renderings():
     for name, text in expected.items():
         committed = (REPO / "slurm" / name).read_text()
         assert committed == text, (
-            f"slurm/{name} differs from what hpcapp/slurm.py renders; regenerate with "
-            "python -c \"import hpcapp.slurm as s; s.write_examples('slurm')\""
+            f"slurm/{name} differs from what hpcapp/cli/slurm.py renders; regenerate with "
+            "python -c \"import hpcapp.cli.slurm as s; s.write_examples('slurm')\""
         )
         assert os.access(REPO / "slurm" / name, os.X_OK)
     assert {p.name for p in (REPO / "slurm").glob("*.sbatch")} == set(expected)
@@ -121,7 +122,7 @@ def test_slurm_context_outside_slurm(monkeypatch):
     for name in list(os.environ):
         if name.startswith("SLURM_"):
             monkeypatch.delenv(name)
-    assert slurm.slurm_context() == {}
+    assert launch.slurm_context() == {}
 
 
 @pytest.mark.parametrize(
@@ -154,7 +155,7 @@ def test_slurm_context_in_an_array_job(monkeypatch, launcher_env, tasks_per_node
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert slurm.slurm_context() == {
+    assert launch.slurm_context() == {
         "slurm_job_id": 1234,
         "slurm_array_job_id": 1230,
         "slurm_array_task_id": 4,
@@ -172,7 +173,7 @@ def test_first_run_of_a_job_has_restart_count_zero(monkeypatch):
         if name.startswith("SLURM_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("SLURM_JOB_ID", "7")
-    assert slurm.slurm_context() == {"slurm_job_id": 7, "slurm_restart_count": 0}
+    assert launch.slurm_context() == {"slurm_job_id": 7, "slurm_restart_count": 0}
 
 
 @pytest.mark.parametrize(
@@ -340,10 +341,10 @@ def test_hpcapp_slurm_checks_as_the_resuming_job_will(capsys, sensors):
 def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
     import json
 
-    from hpcapp import checkpoint
-    from hpcapp.cli import parse
-    from hpcapp.plan import plan_job
-    from hpcapp.provenance import load_with_code
+    from hpcapp.cli.parser import parse
+    from hpcapp.io import checkpoint
+    from hpcapp.jobs.plan import plan_job
+    from hpcapp.jobs.provenance import load_with_code
 
     job = ["run", "stats", "sensors.h5:/raw/temperature", "-o", "x.h5"]
     config = parse(job).config

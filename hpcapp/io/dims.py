@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from hpcapp.errors import UsageError
-from hpcapp.source import Source, split_spec
+from hpcapp.io.source import Source, split_spec
 
 # netCDF-4 marks a dimension with no coordinate variable by a scale with this NAME.
 NETCDF_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable."
@@ -71,7 +71,7 @@ def describe(
 ) -> Source:
     """Return ``source`` with its dimension names, coordinates and CF decoding filled in."""
     from hpcapp.io.cf import decoding_of
-    from hpcapp.source import open_input
+    from hpcapp.io.source import open_input
 
     ndim = 1 + len(source.row_shape)
     given = _parse_names(dims_option, ndim)

@@ -33,8 +33,7 @@ import numpy as np
 from hpcapp.errors import UsageError
 from hpcapp.io import times
 from hpcapp.io.series import FileMember
-from hpcapp.partition import block
-from hpcapp.source import Source, inspect_dataset, split_spec
+from hpcapp.io.source import Source, inspect_dataset, split_spec
 
 GLOB_CHARS = "*?["
 
@@ -96,7 +95,7 @@ def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
     Read once, on rank 0: following dimension scales costs more than reading the values.
     """
     from hpcapp.io.dims import _scale_name
-    from hpcapp.source import open_input
+    from hpcapp.io.source import open_input
 
     found: list[tuple[int, str]] = []
     probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
@@ -117,7 +116,7 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
     if not group_by:
         return None
     from hpcapp.io.labels import _find, parse_group_by
-    from hpcapp.source import open_input
+    from hpcapp.io.source import open_input
 
     probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
@@ -131,7 +130,7 @@ def record_time(path: str, dataset: str) -> str | None:
     """Return the path of the record dimension's CF time coordinate in the first file, or None."""
     from hpcapp.io.cf import attr_text
     from hpcapp.io.dims import _scale_name
-    from hpcapp.source import open_input
+    from hpcapp.io.source import open_input
 
     probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
@@ -275,66 +274,35 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
     return member, source.row_shape, source.dtype, storage, source.plugins, described, span
 
 
-def inspect_many(
-    comm: Any,
-    spec: str,
-    group_by: str | None = None,
-    sort_files: bool = False,
-    mask_valid_range: bool = False,
-) -> Source | None:
-    """Inspect every file that ``spec`` names, spread over the ranks; collective (or comm None).
+def make_listing(spec: str, group_by: str | None = None, mask_valid_range: bool = False) -> Listing:
+    """Expand ``spec`` and read what every file is compared with from the first (rank 0)."""
+    paths, dataset = expand(spec)
+    labels = label_path(paths[0], dataset, group_by)
+    coords, record = coordinates_of(paths[0], dataset), record_time(paths[0], dataset)
+    return Listing(paths, dataset, coords, labels, record, group_by, mask_valid_range)
 
-    Returns the Source on rank 0 (``None`` elsewhere); raises the same UsageError on every rank
-    for an empty match, an unreadable file or a file that does not agree with the first.
-    ``group_by`` (``--group-by``) names a label dataset every file must have alike, with one
-    value per record (times may be encoded differently in each file). ``sort_files``
-    (``--sort-files``) takes the files in the order of their first time instead.
-    ``mask_valid_range`` (``--mask-valid-range``): the files must agree on valid_* too.
+
+def inspect_share(listing: Listing, first: int, count: int) -> tuple[list[tuple], Any]:
+    """Inspect files ``first .. first + count - 1``; stop at the first bad one.
+
+    Returns the descriptions and ``(index, message)`` of the bad file, or None.
     """
-    from hpcapp.collective import on_root, raise_shared
-
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-
-    def make_listing() -> Listing:
-        paths, dataset = expand(spec)
-        labels = label_path(paths[0], dataset, group_by)
-        coords, record = coordinates_of(paths[0], dataset), record_time(paths[0], dataset)
-        return Listing(paths, dataset, coords, labels, record, group_by, mask_valid_range)
-
-    listing = on_root(comm, make_listing) if comm is not None else make_listing()
-    paths, dataset = listing.paths, listing.dataset
-    count, first = block(len(paths), size, rank)
     found: list[tuple] = []
-    failure: tuple[int, str] | None = None
     for index in range(first, first + count):
+        path = listing.paths[index]
         try:
-            found.append(_inspect_member(listing, paths[index]))
+            found.append(_inspect_member(listing, path))
         except UsageError as exc:
-            failure = (index, str(exc))
-            break
+            return found, (index, str(exc))
         except Exception as exc:  # a damaged file: report it, keep ranks in step
-            failure = (index, f"cannot read {paths[index]}:{dataset}: {type(exc).__name__}: {exc}")
-            break
-    gathered = comm.gather((found, failure), root=0) if comm is not None else [(found, failure)]
-
-    def assemble() -> Source:
-        return _assemble(spec, listing, gathered, sort_files)
-
-    if comm is None:
-        return assemble()
-    outcome = None
-    if rank == 0:
-        try:
-            outcome = assemble()
-        except UsageError as exc:
-            outcome = exc
-    error = comm.bcast(outcome if isinstance(outcome, UsageError) else None, root=0)
-    if error is not None:
-        raise_shared(error)
-    return outcome  # type: ignore[return-value]
+            return found, (
+                index,
+                f"cannot read {path}:{listing.dataset}: {type(exc).__name__}: {exc}",
+            )
+    return found, None
 
 
-def _assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> Source:
+def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> Source:
     """Check the files agree and make one Source of them (rank 0)."""
     dataset, total = listing.dataset, len(listing.paths)
     failures = [failure for _, failure in gathered if failure is not None]

@@ -115,7 +115,7 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise UsageError(f"--group-every must be a positive number of records, got {every}")
         return Grouping(every=every)
-    from hpcapp.source import open_input
+    from hpcapp.io.source import open_input
 
     name, component = parse_group_by(str(by))
     if not name or name.endswith("."):

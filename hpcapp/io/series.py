@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp.source import Member, Source
+from hpcapp.io.source import Member, Source
 
 FILES_PER_CHUNK = 32  # on average, at most, in a default chunk (see files_chunk_rows)
 

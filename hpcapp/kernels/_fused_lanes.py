@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hpcapp.kernels._fused import _JIT
+# The same options as _fused's, written here: numba's cache watches only the defining file, so
+# options imported from another module would not invalidate it when edited (and importing
+# _fused here closed an import cycle).
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
 @njit(**_JIT)

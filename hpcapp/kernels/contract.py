@@ -226,7 +226,7 @@ def check_contract(
         """Return chunk ``index`` (rows start..stop): a copy of the rows, or its generator."""
         if data is not None:
             return np.array(data[start:stop], copy=True)
-        # Seeded as the engine seeds a generating kernel's chunks (hpcapp.reader).
+        # Seeded as the engine seeds a generating kernel's chunks (hpcapp.io.reader).
         seed_sequence = np.random.SeedSequence(int(params.get("seed", 0)), spawn_key=(index,))
         return np.random.default_rng(seed_sequence)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,7 +119,13 @@ def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[i
     return _to_cells(results, columns.shape[1], kept_shape)
 
 
-@kernel(combine=merge, finalize=finalize, validate=check_params)
+def prepare_stats(dtype: Any, chunk_shape: tuple[int, ...], params: Mapping[str, Any]) -> None:
+    """Run the N-D ``stats`` once on zeros shaped like the job's chunks (see warm_rows)."""
+    zeros = np.zeros((column_stats.warm_rows(chunk_shape), *chunk_shape[1:]), dtype=dtype)
+    stats(zeros, **params)
+
+
+@kernel(combine=merge, finalize=finalize, validate=check_params, prepare=prepare_stats)
 def stats(
     chunk: np.ndarray, bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER
 ) -> Partial:
@@ -148,8 +154,3 @@ def bind_over(kern: Kernel, params: dict[str, Any]) -> Kernel:
     # Without a range there are no edges, and nothing left to combine.
     combine = {"hist_edges": "min"} if "hist_edges" in probe else "sum"
     return dataclasses.replace(kern, per_row=per_row, combine=combine, finalize=None)
-
-
-from hpcapp.kernels.warmup import prepare_stats  # noqa: E402  (no cycle: it imports late)
-
-stats.prepare = prepare_stats  # type: ignore[attr-defined]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpcapp.cli import plural
 from hpcapp.errors import UsageError
 from hpcapp.io.dims import NETCDF_DIM_ONLY
+from hpcapp.text import plural
 
 
 def describe(path: str) -> str:

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp.collective import on_all, on_root
 from hpcapp.errors import UsageError
+from hpcapp.io.source import split_spec
+from hpcapp.io.writer import check_output
+from hpcapp.parallel.collective import on_all, on_root
 from hpcapp.partition import rank_chunks
-from hpcapp.source import split_spec
-from hpcapp.writer import check_output
 
 BLOCK_ROWS = 1 << 16
 DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")

@@ -1,14 +1,12 @@
-"""SLURM: record the job's context in result files, and write batch scripts for hpcapp commands.
+"""SLURM batch scripts for hpcapp commands (the job's context is in hpcapp.parallel.launch).
 
-The batch-script text lives here and nowhere else. ``hpcapp slurm`` (:mod:`hpcapp.submit`)
+The batch-script text lives here and nowhere else. ``hpcapp slurm`` (:mod:`hpcapp.cli.submit`)
 renders it for one command; the scripts in the repository's ``slurm/`` directory are renderings
 of it too (``EXAMPLES``), which a test keeps equal to what this module produces (regenerate with
-``python -c "import hpcapp.slurm as s; s.write_examples('slurm')"``). Keeping the text in a
+``python -c "import hpcapp.cli.slurm as s; s.write_examples('slurm')"``). Keeping the text in a
 module rather than in data files means an installed hpcapp renders exactly what the repository
 shows, with no package data to ship.
 
-``slurm_context`` runs in every job (app.py puts it in the provenance), so this module imports
-only the standard library.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import shlex
 from pathlib import Path
 
 from hpcapp.errors import UsageError
-from hpcapp.launch import launcher_world_size
 
 LAUNCHERS = ("srun", "mpiexec")
 # Commands worth a batch job (show, kernels and slurm answer at once on a login node).
@@ -31,48 +28,6 @@ SIGNAL_LEAD = 120
 # A job that stops at its time limit requeues itself at most this often (each attempt continues
 # from the last checkpoint; the cap only stops a job that can make no progress from looping).
 MAX_REQUEUES = 10
-
-
-# ---------------------------------------------------------------------------------------------
-# Provenance
-
-
-def _int_or_str(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
-
-
-def slurm_context() -> dict[str, int | str]:
-    """Return provenance attributes (``slurm_*``) describing the SLURM job, or {} outside one."""
-    env = os.environ
-    if "SLURM_JOB_ID" not in env:
-        return {}
-    names = {
-        "slurm_job_id": "SLURM_JOB_ID",
-        "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
-        "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
-        "slurm_job_name": "SLURM_JOB_NAME",
-        "slurm_cluster": "SLURM_CLUSTER_NAME",
-        "slurm_partition": "SLURM_JOB_PARTITION",
-        "slurm_nodelist": "SLURM_JOB_NODELIST",
-        "slurm_cpus_per_task": "SLURM_CPUS_PER_TASK",
-    }
-    context: dict[str, int | str] = {
-        attr: _int_or_str(env[var]) for attr, var in names.items() if env.get(var)
-    }
-    # Unset on a job's first run; SLURM sets it to 1, 2, ... when the job is requeued.
-    context["slurm_restart_count"] = _int_or_str(env.get("SLURM_RESTART_COUNT", "0"))
-    # Tasks per node, as SLURM writes it (e.g. "4" or "2(x3),1"): always a string. Inside a step
-    # started by srun the step's tasks are the ranks. Under mpiexec the step's tasks are the
-    # launcher's proxies (one per node), so only the job's request describes the ranks.
-    step_tasks = env.get("SLURM_STEP_NUM_TASKS", "")
-    told = launcher_world_size(env)
-    if not step_tasks.isdigit() or told is None or int(step_tasks) == told[1]:
-        per_node = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
-    else:
-        per_node = env.get("SLURM_NTASKS_PER_NODE")
-    if per_node:
-        context["slurm_tasks_per_node"] = per_node
-    return context
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +145,7 @@ _INTRO_JOB = """\
 #   sbatch --nodes=4 --ntasks-per-node=64 --time=12:00:00 slurm/job.sbatch run ...
 #
 # Options given to sbatch override the #SBATCH lines below. Edit the set-up section once for
-# your site. Documentation: slurm/README.md. (This file is rendered by hpcapp/slurm.py.)"""
+# your site. Documentation: slurm/README.md. (This file is rendered by hpcapp/cli/slurm.py.)"""
 
 _INTRO_SWEEP = """\
 # hpcapp parameter sweep: a job array in which array task N runs line N of a task file (one
@@ -202,7 +157,7 @@ _INTRO_SWEEP = """\
 #   done > pi.tasks
 #   sbatch --array=1-4 slurm/sweep.sbatch pi.tasks
 #
-# Documentation: slurm/README.md. (This file is rendered by hpcapp/slurm.py.)"""
+# Documentation: slurm/README.md. (This file is rendered by hpcapp/cli/slurm.py.)"""
 
 _INTRO_COMMAND = """\
 # hpcapp batch job written by `hpcapp slurm`: submit it with `sbatch THIS_FILE`.

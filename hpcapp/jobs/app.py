@@ -10,26 +10,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpcapp import checkpoint, launch
-from hpcapp.cli import plural
-from hpcapp.collective import count_hosts, on_all, on_root
-from hpcapp.config import JobConfig
-from hpcapp.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.errors import UsageError, WriteError
-from hpcapp.interrupt import Interrupts
-from hpcapp.io.files import inspect_many, is_many
+from hpcapp.io import checkpoint
+from hpcapp.io.files import is_many
 from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
+from hpcapp.io.source import Source
+from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
+from hpcapp.jobs.config import JobConfig
+from hpcapp.jobs.inspect import inspect_many
+from hpcapp.jobs.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
+from hpcapp.jobs.provenance import load_with_code
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
-from hpcapp.launch import thread_warning
+from hpcapp.parallel import launch
+from hpcapp.parallel.collective import count_hosts, on_all, on_root
+from hpcapp.parallel.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
+from hpcapp.parallel.interrupt import Interrupts
+from hpcapp.parallel.launch import slurm_context, thread_warning
 from hpcapp.partition import count_chunks
-from hpcapp.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
-from hpcapp.provenance import load_with_code
-from hpcapp.slurm import slurm_context
-from hpcapp.source import Source
-from hpcapp.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
+from hpcapp.text import plural
 
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
@@ -287,7 +288,7 @@ def summary(
 
 def run_generate_command(comm: Any, config: Any) -> int:
     """``hpcapp generate``: write a synthetic dataset; collective."""
-    from hpcapp.generate import run_generate
+    from hpcapp.jobs.generate import run_generate
 
     clock = time.time()
     path = run_generate(comm, config)
@@ -301,7 +302,7 @@ def run_generate_command(comm: Any, config: Any) -> int:
 
 def run_demo(comm: Any) -> int:
     """The no-argument job: statistics of 10**8 generated values, written to hpcapp-result.h5."""
-    from hpcapp.generate import GenerateConfig, run_generate
+    from hpcapp.jobs.generate import GenerateConfig, run_generate
 
     def check_demo_output() -> None:
         out = Path(DEMO_OUTPUT)

@@ -1,9 +1,9 @@
 """The SPMD driver: plan chunks, then read -> compute -> reduce on every rank.
 
 Each rank walks its chunks (a pure function of rank and size, or blocks taken on demand with
-``--schedule dynamic``), folds their partials into a :class:`~hpcapp.reduce.FragmentTree`, and
-the trees meet on rank 0. Steps alternate between local work and communication, and each line
-says which one it is.
+``--schedule dynamic``), folds their partials into a
+:class:`~hpcapp.parallel.reduce.FragmentTree`, and the trees meet on rank 0. Steps alternate
+between local work and communication, and each line says which one it is.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from hpcapp import reader, space
-from hpcapp.checkpoint import write_part
-from hpcapp.collective import gather_table, raise_shared
 from hpcapp.errors import HpcappError, InterruptError, KernelError, WriteError
-from hpcapp.interrupt import NoInterrupts
+from hpcapp.io import reader, space
+from hpcapp.io.checkpoint import write_part
+from hpcapp.io.reader import ChunkReadError
+from hpcapp.io.source import Source
 from hpcapp.kernels.api import Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled
+from hpcapp.parallel.collective import gather_table, raise_shared
+from hpcapp.parallel.interrupt import NoInterrupts
+from hpcapp.parallel.progress import Progress
+from hpcapp.parallel.reduce import Failure, FragmentTree, Node, tree_reduce
+from hpcapp.parallel.rows import RowSink
+from hpcapp.parallel.schedule import DynamicShare
+from hpcapp.parallel.stopping import StopNotice, Watchdog
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
-from hpcapp.progress import Progress
-from hpcapp.reader import ChunkReadError
-from hpcapp.reduce import Failure, FragmentTree, Node, tree_reduce
-from hpcapp.rows import RowSink
-from hpcapp.schedule import DynamicShare
-from hpcapp.source import Source
-from hpcapp.stopping import StopNotice, Watchdog
 
 # "startup": from the process's start to the first chunk (imports, MPI start, checks, the
 # kernel's warm-up); last, so the older columns keep their places.
@@ -97,7 +97,7 @@ def run_engine(
     nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
     aligned blocks of chunks on demand from rank 0's block server instead of a fixed share; the
     result is the same bits either way. A kernel with per-row outputs has them written by
-    every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.rows`).
+    every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.parallel.rows`).
     ``progress_every`` (seconds; None: silent) turns on rank 0's live progress display.
     ``grouping`` (an :class:`hpcapp.io.labels.Grouping`) hands the kernel each chunk with its
     records' group labels (a kernel wrapped by :func:`hpcapp.kernels.grouped.group_kernel`).
@@ -250,7 +250,7 @@ def _warm_up(
     Start-up counts from the process's start when ``python -m hpcapp`` recorded it (imports,
     MPI start, checks), else from here: the engine used as a library times only the hook.
     """
-    from hpcapp import launch
+    from hpcapp.parallel import launch
 
     began = time.time()
     if kernel.prepare is not None and source.path is not None:
@@ -300,7 +300,7 @@ def _save_and_stop(
     comm: Any, tree: FragmentTree, checkpoint: CheckpointPlan | None, interrupts: Any
 ) -> NoReturn:
     """Every rank saves its nodes, then all stop with the same InterruptError error."""
-    from hpcapp.collective import on_all
+    from hpcapp.parallel.collective import on_all
 
     cause = interrupts.received or "another rank's signal"
     if checkpoint is None:

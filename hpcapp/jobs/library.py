@@ -59,8 +59,8 @@ def run(
     """
     from mpi4py import MPI
 
-    from hpcapp import app
-    from hpcapp.config import make_job_config
+    from hpcapp.jobs import app
+    from hpcapp.jobs.config import make_job_config
 
     comm = MPI.COMM_WORLD if comm is None else comm
     spec, loaded = _kernel(kernel)
@@ -107,8 +107,8 @@ def _kernel(kernel: Any) -> tuple[str, Any]:
         return kernel, None
     if not callable(kernel):
         raise UsageError(f"kernel must be a name, 'module:function' or a function: {kernel!r}")
+    from hpcapp.jobs.provenance import code_identity
     from hpcapp.kernels.api import from_function
-    from hpcapp.provenance import code_identity
 
     name = f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', '?')}"
     loaded = from_function(kernel, name)

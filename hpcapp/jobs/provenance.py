@@ -15,8 +15,9 @@ What counts:
   a read of hundreds of files. The kernel's own top-level package counts even when installed.
   A module imported lazily, inside the kernel function, is not seen;
 - hpcapp's version and the files that decide the numbers: the built-in kernels and the kernel
-  contract (``kernels/`` except the registry), and ``engine``, ``reduce``, ``partition``,
-  ``reader``, ``rows`` and, under ``io/``, the group labels, CF decoding and many-file reads.
+  contract (``kernels/`` except the registry), ``parallel/engine``, ``parallel/reduce``,
+  ``parallel/rows``, ``partition``, and, under ``io/``, the reader, the group labels and CF
+  times, CF decoding and many-file reads.
   Files that only decide how a job is launched, checkpointed, written
   or reported (cli, config, app, writer, slurm...) do not count;
 - numpy's version, and numba's when the kernel is compiled (its files mention numba, or it
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import sys
 import sysconfig
@@ -39,15 +41,16 @@ from hpcapp.errors import UsageError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.registry import BUILTIN, load_kernel
 
-HPCAPP_DIR = Path(__file__).resolve().parent
+HPCAPP_DIR = Path(__file__).resolve().parent.parent
 # hpcapp's files whose change can change the numbers of a result (see the module docstring).
 HPCAPP_NUMERIC = (
-    "engine.py",
-    "reduce.py",
+    "parallel/engine.py",
+    "parallel/reduce.py",
     "partition.py",
-    "reader.py",
-    "rows.py",
+    "io/reader.py",
+    "parallel/rows.py",
     "io/labels.py",
+    "io/times.py",
     "io/cf.py",
     "io/series.py",
 )
@@ -206,3 +209,55 @@ def _version(package: str) -> str | None:
 
 def _ranks(ranks: list[int]) -> str:
     return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+
+
+def holds_result(output: str, identity: dict[str, Any]) -> bool:
+    """Return True if ``output`` is the finished result of the job described by ``identity``.
+
+    An output of this same job computed by other code is refused: "nothing to resume" would
+    keep a result the current code would not give.
+    """
+    import h5py
+
+    if not Path(output).is_file():
+        return False
+    try:
+        with h5py.File(output, "r", locking=False) as h5:
+            saved = json.loads(h5.attrs.get("job_identity", "{}"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict):
+        return False
+    same_job = {k: v for k, v in saved.items() if k != "code"} == {
+        k: v for k, v in identity.items() if k != "code"
+    }
+    if same_job and saved.get("code") != identity["code"]:
+        why = "it is not the result the current code gives"
+        raise UsageError(code_changed(f"output {output!r}", saved, identity, why))
+    return saved == identity
+
+
+def check_identity(directory: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse a checkpoint made for another job (or by other code), naming what differs."""
+    differ = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+    if differ == ["code"]:
+        why = "resuming would mix results of the old and the new code"
+        raise UsageError(code_changed(f"checkpoint {directory!r}", saved, current, why))
+    differ = [key for key in differ if key != "code"]
+    if differ:
+        details = "; ".join(
+            f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in differ
+        )
+        raise UsageError(
+            f"checkpoint {directory!r} was made for a different job ({details}). "
+            "Run with the original settings, or remove the checkpoint to start over"
+        )
+
+
+def code_changed(what: str, saved: dict[str, Any], current: dict[str, Any], why: str) -> str:
+    """Say that ``what`` came from other code, what changed, why that matters, and what to do."""
+    change = describe_change(saved.get("code"), current["code"])
+    return (
+        f"{what} was computed by other code than this run's ({change}): {why}. Run with "
+        "--overwrite instead of --resume to start over with the current code"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp import space
+from hpcapp.io import space
 
 # Results this large are left unwritten in the dry run that measures a file (added_bytes).
 _DRY_RUN_BYTES = 1 << 16
@@ -101,7 +101,7 @@ def write_output(
     the output, instead of a new file (renamed, or copied from another file system).
     ``layout(file)``, if given, then completes the file (named dimensions and CF attributes:
     :func:`hpcapp.io.output.make_layout`). The room the file needs is reserved before HDF5
-    writes anything (see :mod:`hpcapp.space`); a write that fails raises :class:`OutputError`
+    writes anything (see :mod:`hpcapp.io.space`); a write that fails raises :class:`OutputError`
     with no file left at ``path`` or beside it, and ``base`` kept whenever HDF5 did not start
     changing it.
     """

@@ -15,9 +15,9 @@ import numpy as np
 
 from hpcapp.errors import HpcappError
 from hpcapp.io.cf import make_decoder
+from hpcapp.io.source import Source, open_input
 from hpcapp.io.storage import unavailable_filters
 from hpcapp.partition import ChunkList, chunk_bounds
-from hpcapp.source import Source, open_input
 
 _TAG_CHUNK = 7201
 

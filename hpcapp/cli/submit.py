@@ -1,6 +1,6 @@
 """``hpcapp slurm``: check a command as its batch job will run it, then write or submit the job.
 
-The batch script is the one :mod:`hpcapp.slurm` renders. This part is split from that module,
+The batch script is the one :mod:`hpcapp.cli.slurm` renders. This part is split from that module,
 which every rank of every job imports for its provenance: it runs only on a login node.
 """
 
@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcapp.errors import EXIT_FAILURE, UsageError
-from hpcapp.slurm import (
+from hpcapp.cli.slurm import (
     BATCH_COMMANDS,
     BatchOptions,
     describe_seconds,
     render_command_script,
     time_limit_seconds,
 )
+from hpcapp.errors import EXIT_FAILURE, UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -38,7 +38,7 @@ def check_batch_command(command: list[str]) -> None:
         raise UsageError(
             f"the command after `--` must be one of {', '.join(BATCH_COMMANDS)}, not {command[0]!r}"
         )
-    from hpcapp.cli import parse
+    from hpcapp.cli.parser import parse
 
     parse(command)  # raises UsageError with the same message the batch job would print
 
@@ -52,9 +52,9 @@ def check_run_here(command: list[str]) -> None:
     """
     if command[0] != "run":
         return
-    from hpcapp.cli import parse
-    from hpcapp.plan import plan_job
-    from hpcapp.provenance import load_with_code
+    from hpcapp.cli.parser import parse
+    from hpcapp.jobs.plan import plan_job
+    from hpcapp.jobs.provenance import load_with_code
 
     config = dataclasses.replace(parse(command).config, resume=True)
     try:

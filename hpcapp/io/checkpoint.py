@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp import space
 from hpcapp.errors import UsageError
-from hpcapp.reduce import Node, Partial
+from hpcapp.io import space
+from hpcapp.partition import Node, Partial
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -40,7 +40,8 @@ def job_identity(
 ) -> dict[str, Any]:
     """Return what must match for a checkpoint (or a finished output) to belong to a job.
 
-    ``code`` is the identity of the code that computes the result (see :mod:`hpcapp.provenance`).
+    ``code`` is the identity of the code that computes the result
+    (see :mod:`hpcapp.jobs.provenance`).
     """
     identity: dict[str, Any] = {
         "kernel": kernel,
@@ -57,32 +58,6 @@ def job_identity(
         identity["input_size"] = size
         identity["input_mtime_ns"] = mtime_ns
     return identity
-
-
-def holds_result(output: str, identity: dict[str, Any]) -> bool:
-    """Return True if ``output`` is the finished result of the job described by ``identity``.
-
-    An output of this same job computed by other code is refused: "nothing to resume" would
-    keep a result the current code would not give.
-    """
-    import h5py
-
-    if not Path(output).is_file():
-        return False
-    try:
-        with h5py.File(output, "r", locking=False) as h5:
-            saved = json.loads(h5.attrs.get("job_identity", "{}"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(saved, dict):
-        return False
-    same_job = {k: v for k, v in saved.items() if k != "code"} == {
-        k: v for k, v in identity.items() if k != "code"
-    }
-    if same_job and saved.get("code") != identity["code"]:
-        why = "it is not the result the current code gives"
-        raise UsageError(code_changed(f"output {output!r}", saved, identity, why))
-    return saved == identity
 
 
 def remove_finished(directory: str, identity: dict[str, Any]) -> None:
@@ -123,38 +98,10 @@ def write_manifest(directory: str, identity: dict[str, Any], generation: int) ->
     _replace_with(Path(directory) / MANIFEST, text.encode())
 
 
-def check_identity(directory: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse a checkpoint made for another job (or by other code), naming what differs."""
-    differ = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
-    if differ == ["code"]:
-        why = "resuming would mix results of the old and the new code"
-        raise UsageError(code_changed(f"checkpoint {directory!r}", saved, current, why))
-    differ = [key for key in differ if key != "code"]
-    if differ:
-        details = "; ".join(
-            f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in differ
-        )
-        raise UsageError(
-            f"checkpoint {directory!r} was made for a different job ({details}). "
-            "Run with the original settings, or remove the checkpoint to start over"
-        )
-
-
-def code_changed(what: str, saved: dict[str, Any], current: dict[str, Any], why: str) -> str:
-    """Say that ``what`` came from other code, what changed, why that matters, and what to do."""
-    from hpcapp.provenance import describe_change
-
-    change = describe_change(saved.get("code"), current["code"])
-    return (
-        f"{what} was computed by other code than this run's ({change}): {why}. Run with "
-        "--overwrite instead of --resume to start over with the current code"
-    )
-
-
 def write_part(directory: str, generation: int, rank: int, nodes: dict[Node, Partial]) -> None:
     """Save one rank's nodes to its part file, atomically (temporary file, then rename).
 
-    The file's room is reserved first (see :mod:`hpcapp.space`): a disk that is full raises
+    The file's room is reserved first (see :mod:`hpcapp.io.space`): a disk that is full raises
     OSError before HDF5 writes, and the previous part stays as it was.
     """
     import h5py
@@ -207,7 +154,7 @@ def keep_result(
     Called before the output is written: a job whose output cannot be written resumes from
     here and computes no chunk. The node is the tree's root over ``[0, 2**level)``, which
     covers every chunk; nothing ever combines with it. The commit is the one of
-    :func:`hpcapp.plan.prepare_checkpoint`: until the manifest names the new generation the
+    :func:`hpcapp.jobs.plan.prepare_checkpoint`: until the manifest names the new generation the
     old one is current, and a resume removes whichever parts the manifest does not name.
     """
     level = max(n_chunks - 1, 0).bit_length()

@@ -11,23 +11,24 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from hpcapp import checkpoint, space
-from hpcapp.collective import on_all, on_root, raise_shared
-from hpcapp.config import JobConfig
 from hpcapp.errors import UsageError
+from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import identity as dims_identity
 from hpcapp.io.dims import plan_dims, refuse_netcdf3
-from hpcapp.io.files import inspect_many, is_many
+from hpcapp.io.files import is_many
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory
 from hpcapp.io.series import files_chunk_rows
 from hpcapp.io.series import identity as files_identity
+from hpcapp.io.source import Source, generated, inspect_input
+from hpcapp.io.writer import check_output, params_json
+from hpcapp.jobs.config import JobConfig
+from hpcapp.jobs.inspect import inspect_many
+from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
 from hpcapp.kernels.api import Kernel
+from hpcapp.parallel.collective import on_all, on_root, raise_shared
+from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
-from hpcapp.provenance import digest_of, disagreement
-from hpcapp.reduce import find_overlap, overlap_message
-from hpcapp.source import Source, generated, inspect_input
-from hpcapp.writer import check_output, params_json
 
 GENERATED_CHUNK_ROWS = 1 << 20
 
@@ -53,7 +54,7 @@ def plan_job(
     """Check everything about a run before any work (rank 0): params, input, output.
 
     ``source`` is the input already inspected (many files, by every rank: see
-    :func:`hpcapp.io.files.inspect_many`); by default rank 0 inspects it here.
+    :func:`hpcapp.jobs.inspect.inspect_many`); by default rank 0 inspects it here.
     """
     params = kernel.check_params(config.params)
     if kernel.generates:
@@ -113,7 +114,7 @@ def plan_job(
         return Plan(source, params, chunk_rows, identity, None, grouping=grouping)
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(source, params, chunk_rows, identity, directory, grouping=grouping)
-    if config.resume and checkpoint.holds_result(config.output, identity):
+    if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)
     manifest = checkpoint.read_manifest(directory)
@@ -128,7 +129,7 @@ def plan_job(
     for input_path in [m.path for m in source.members] or [source.path]:
         check_output(config.output, config.overwrite, input_path)
     if manifest is not None:
-        checkpoint.check_identity(directory, manifest["job"], identity)
+        check_identity(directory, manifest["job"], identity)
         if kernel.per_row and not Path(checkpoint.rows_path(directory)).is_file():
             raise UsageError(
                 f"checkpoint {directory!r} has lost its per-row outputs (rows.h5): "

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Mapping, MutableMapping
 
-from hpcapp.cli import plural
+from hpcapp.text import plural
 
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -143,3 +143,54 @@ def thread_warning(ranks_per_node: int, cores: int | None = None) -> str | None:
             f"{cores} cores; set {name}={max(1, cores // ranks_per_node)}"
         )
     return None
+
+
+# Variables launchers set to the process's rank, read before MPI starts so only rank 0 prints.
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def launcher_rank() -> int:
+    """Return this process's rank as told by the launcher's environment (0 when unknown)."""
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def _int_or_str(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def slurm_context() -> dict[str, int | str]:
+    """Return provenance attributes (``slurm_*``) describing the SLURM job, or {} outside one."""
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
+        return {}
+    names = {
+        "slurm_job_id": "SLURM_JOB_ID",
+        "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+        "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+        "slurm_job_name": "SLURM_JOB_NAME",
+        "slurm_cluster": "SLURM_CLUSTER_NAME",
+        "slurm_partition": "SLURM_JOB_PARTITION",
+        "slurm_nodelist": "SLURM_JOB_NODELIST",
+        "slurm_cpus_per_task": "SLURM_CPUS_PER_TASK",
+    }
+    context: dict[str, int | str] = {
+        attr: _int_or_str(env[var]) for attr, var in names.items() if env.get(var)
+    }
+    # Unset on a job's first run; SLURM sets it to 1, 2, ... when the job is requeued.
+    context["slurm_restart_count"] = _int_or_str(env.get("SLURM_RESTART_COUNT", "0"))
+    # Tasks per node, as SLURM writes it (e.g. "4" or "2(x3),1"): always a string. Inside a step
+    # started by srun the step's tasks are the ranks. Under mpiexec the step's tasks are the
+    # launcher's proxies (one per node), so only the job's request describes the ranks.
+    step_tasks = env.get("SLURM_STEP_NUM_TASKS", "")
+    told = launcher_world_size(env)
+    if not step_tasks.isdigit() or told is None or int(step_tasks) == told[1]:
+        per_node = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    else:
+        per_node = env.get("SLURM_NTASKS_PER_NODE")
+    if per_node:
+        context["slurm_tasks_per_node"] = per_node
+    return context

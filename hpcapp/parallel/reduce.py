@@ -18,19 +18,12 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import KernelError
+from hpcapp.partition import Node, Partial, node_chunks
 
-Partial = dict[str, np.ndarray]
-Node = tuple[int, int]  # (level, index)
 Failure = tuple[int, int, str]  # (chunk index, rank, message): ordered to pick one to report
 
 _TAG_META = 7101
 _TAG_DATA = 7102
-
-
-def node_chunks(node: Node) -> range:
-    """Return the chunk indices a tree node covers."""
-    level, index = node
-    return range(index << level, (index + 1) << level)
 
 
 class FragmentTree:

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Any, NoReturn
 
-from hpcapp.config import (
-    DISTRIBUTE_MODES,
-    SCHEDULES,
-    load_config_file,
-    make_job_config,
-    parse_params,
-)
 from hpcapp.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -26,6 +18,14 @@ from hpcapp.errors import (
     EXIT_USAGE,
     UsageError,
 )
+from hpcapp.jobs.config import (
+    DISTRIBUTE_MODES,
+    SCHEDULES,
+    load_config_file,
+    make_job_config,
+    parse_params,
+)
+from hpcapp.parallel.launch import launcher_rank
 
 # What each exit code means, for --help (a test checks every EXIT_* constant is here).
 EXIT_MEANINGS = {
@@ -35,23 +35,6 @@ EXIT_MEANINGS = {
     EXIT_INTERRUPTED: "stopped by SIGTERM, SIGUSR1 or SIGINT with progress saved: "
     "rerun with --resume",
 }
-
-# Variables launchers set to the process's rank, read before MPI starts so only rank 0 prints.
-_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
-
-
-def plural(count: int, noun: str) -> str:
-    """Return ``1 rank``, ``2 ranks``, ``1,000 rows``: a count and its noun, agreeing."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
-def launcher_rank() -> int:
-    """Return this process's rank as told by the launcher's environment (0 when unknown)."""
-    for name in _RANK_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,7 +304,7 @@ def parse(argv: list[str] | None = None) -> Command:
         }
         return Command("run", make_job_config(cli_values, file_values))
     if args.command == "generate":
-        from hpcapp.generate import GenerateConfig
+        from hpcapp.jobs.generate import GenerateConfig
 
         config = GenerateConfig(
             target=args.target,

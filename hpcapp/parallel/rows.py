@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp.collective import on_root
 from hpcapp.errors import KernelError
-from hpcapp.reduce import Partial, pack, unpack
+from hpcapp.parallel.collective import on_root
+from hpcapp.parallel.reduce import Partial, pack, unpack
 
 _TAG_META = 7401
 _TAG_DATA = 7402

@@ -25,7 +25,7 @@ SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 OVERHEAD = 256 << 10
 # One dataset or group in a file: object header, attributes, B-tree and heap entries.
 PER_OBJECT = 16 << 10
-# A checkpoint part file's own structures (as hpcapp.checkpoint.part_bytes counts them).
+# A checkpoint part file's own structures (as hpcapp.io.checkpoint.part_bytes counts them).
 PART_OVERHEAD = 5 * PER_OBJECT
 # Groupings whose bound on the number of groups is close to the real number.
 TIGHT_GROUPS = ("month", "season", "dayofyear")

@@ -1,0 +1,1 @@
+"""Orchestration: options, planning on rank 0, running a job, provenance, hpcapp.run."""

@@ -1,0 +1,1 @@
+"""The MPI runtime: the engine, the reduction tree, schedules, stop notices, progress."""
