@@ -7,9 +7,9 @@ from conftest import run_python
 
 from hpcapp import errors
 from hpcapp.cli import EXIT_MEANINGS, exit_codes_text, parse, plural
-from hpcapp.config import parse_value
 from hpcapp.errors import UsageError
 from hpcapp.kernels.registry import load_kernel
+from hpcapp.options import parse_value
 
 
 @pytest.mark.parametrize(
