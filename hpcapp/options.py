@@ -179,6 +179,7 @@ def command_line_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 def check_file_values(path: str, data: dict[str, Any], cls: type) -> dict[str, Any]:
     """Refuse unknown keys and values of the wrong TOML type; parse strings in tables."""
     accepted = {item.name: item for item in declared(cls)}
+    checked = {}
     for key, value in data.items():
         if key not in accepted:
             known = ", ".join(accepted)
@@ -190,8 +191,10 @@ def check_file_values(path: str, data: dict[str, Any], cls: type) -> dict[str, A
             )
         if accepted[key].kind is dict:
             # A string in a table means what it means after -p: range = "0,40" is range=0,40.
-            data[key] = {k: parse_value(v) if isinstance(v, str) else v for k, v in value.items()}
-    return data
+            table: dict[str, Any] = data[key]
+            value = {k: parse_value(v) if isinstance(v, str) else v for k, v in table.items()}
+        checked[key] = value
+    return checked
 
 
 def merge(cls: type, given: dict[str, Any], file_values: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +208,7 @@ def merge(cls: type, given: dict[str, Any], file_values: dict[str, Any]) -> dict
         raise TypeError(f"not options of {cls.__name__}: {', '.join(sorted(unknown))}")
     merged: dict[str, Any] = {}
     for item in declared(cls):
-        value = given.get(item.name)
+        value: Any = given.get(item.name)
         if item.kind is dict:
             value = {**file_values.get(item.name, {}), **(value or {})}
         elif value is None:
@@ -220,7 +223,8 @@ def merge(cls: type, given: dict[str, Any], file_values: dict[str, Any]) -> dict
 
 def validate(config: Any, conflicts: Iterable[Conflict]) -> None:
     """Raise UsageError for the first bad value (declaration order), then the first conflict."""
-    for item in declared(type(config)):
+    cls: type = type(config)
+    for item in declared(cls):
         if item.option.check is not None:
             message = item.option.check(getattr(config, item.name))
             if message:
