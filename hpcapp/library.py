@@ -55,8 +55,8 @@ def run(
     an output, the file is the one ``hpcapp run`` writes, and ``checkpoint``/``resume`` work as
     its options do. ``group_every``/``group_by`` are ``--group-every``/``--group-by``: results
     then lead with a group axis and ``"group"`` holds the labels. The other options are those
-    of ``hpcapp run`` (declared in :class:`hpcapp.config.JobConfig`, whose fields these keywords
-    are: a test keeps the two equal, names and defaults).
+    of ``hpcapp run``: the fields of ``JobConfig``, where each is declared (a test keeps the
+    two equal, names and defaults).
     """
     given = dict(locals())  # first: the arguments only
     from mpi4py import MPI
