@@ -8,7 +8,7 @@ from conftest import run_python
 from hpcapp import errors
 from hpcapp.cli.parser import EXIT_MEANINGS, exit_codes_text, parse
 from hpcapp.errors import UsageError
-from hpcapp.jobs.config import parse_value
+from hpcapp.jobs.options import parse_value
 from hpcapp.kernels.registry import load_kernel
 from hpcapp.text import plural
 

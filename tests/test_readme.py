@@ -21,29 +21,31 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
 
 
 def config_key_table():
-    """Return {key: type} from the README's table of config-file keys."""
+    """Return {key: (TOML type, command line)} from the README's table of config-file keys."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     start = text.index("| key | TOML type | command line |")
     rows = {}
     for line in text[start:].splitlines()[2:]:
-        match = re.fullmatch(r"\s*\| `(\w+)` \| (\w+) \| .* \|", line)
+        match = re.fullmatch(r"\s*\| `(\w+)` \| (\w+) \| `([^`]*)`.* \|", line)
         if not match:
             break
-        rows[match.group(1)] = match.group(2)
+        rows[match.group(1)] = (match.group(2), match.group(3))
     return rows
 
 
-TOML_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table"}
-
-
-def test_readme_config_keys_are_the_accepted_keys():
-    from hpcapp.jobs.config import CONFIG_KEYS
+def test_readme_config_keys_are_the_declared_options():
+    from hpcapp.jobs.config import CONFIG_KEYS, JobConfig
+    from hpcapp.jobs.options import TOML_NAMES, declared
 
     documented = config_key_table()
-    assert list(documented) == list(CONFIG_KEYS)
-    for key, types in CONFIG_KEYS.items():
-        expected = "number" if float in types else TOML_TYPES[types[0]]
-        assert documented[key] == expected, key
+    options = declared(JobConfig)
+    assert list(documented) == [item.name for item in options] == list(CONFIG_KEYS)
+    for item in options:
+        kind, command_line = documented[item.name]
+        assert kind == TOML_NAMES[item.kind], item.name
+        # `-q/--quiet`, `-p KEY=VALUE`, `KERNEL`: the option's own flags, or its name.
+        named = command_line.split()[0].split("/")
+        assert set(named) <= set(item.option.flags or [item.name.upper()]), item.name
 
 
 def tagged_examples():

@@ -18,13 +18,8 @@ from hpcapp.errors import (
     EXIT_USAGE,
     UsageError,
 )
-from hpcapp.jobs.config import (
-    DISTRIBUTE_MODES,
-    SCHEDULES,
-    load_config_file,
-    make_job_config,
-    parse_params,
-)
+from hpcapp.jobs.config import CONFLICTS, JobConfig, load_config_file, make_job_config
+from hpcapp.jobs.options import add_arguments, command_line_values, parse_params
 from hpcapp.parallel.launch import launcher_rank
 
 # What each exit code means, for --help (a test checks every EXIT_* constant is here).
@@ -77,118 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run a kernel over a dataset, write one result file", epilog=exit_codes_text()
     )
-    run.add_argument("kernel", nargs="?", help="stats, montecarlo, pkg.module:func or file.py:func")
-    run.add_argument(
-        "input",
-        nargs="?",
-        help="FILE.h5:/path/to/dataset; many files as one: 'runs/*.h5:/t' (quoted glob, sorted "
-        "by name) or @files.txt:/t (one path per line); none for montecarlo",
-    )
-    run.add_argument("-o", "--output", help="result file to write (HDF5)")
-    run.add_argument("--chunk-rows", type=int, help="rows per chunk (default: ~4 MiB chunks)")
-    run.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="kernel parameter, repeatable (e.g. -p bins=64 -p range=0,1)",
-    )
+    add_arguments(run, JobConfig, CONFLICTS)
     run.add_argument("--config", help="TOML file with any of these options; the command line wins")
-    run.add_argument(
-        "--overwrite", action="store_const", const=True, help="replace an existing output file"
-    )
-    run.add_argument(
-        "--distribute",
-        choices=DISTRIBUTE_MODES,
-        help="read: every rank reads its own chunks (default); "
-        "scatter: rank 0 reads and sends them",
-    )
-
-    run.add_argument(
-        "--compression",
-        choices=("gzip", "lzf"),
-        help="compress per-row outputs (kernels declared with per_row=...)",
-    )
-    run.add_argument(
-        "--progress-every",
-        type=float,
-        metavar="SECONDS",
-        help="when stderr is not a terminal, print progress every 10%% and every SECONDS "
-        "(default 60)",
-    )
-    run.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress display")
-    run.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        help="static: fixed contiguous shares (default); dynamic: blocks of chunks on demand, "
-        "for uneven work",
-    )
-    run.add_argument(
-        "--checkpoint", metavar="DIR", help="checkpoint directory (default: OUT.h5.checkpoint)"
-    )
-    run.add_argument(
-        "--checkpoint-every",
-        type=float,
-        metavar="SECONDS",
-        help="save progress this often (default 300; 0: only when stopped by SIGTERM, SIGUSR1 "
-        "or SIGINT)",
-    )
-    run.add_argument(
-        "--resume",
-        action="store_const",
-        const=True,
-        help="continue from the checkpoint if there is one (else start)",
-    )
-    run.add_argument(
-        "--over",
-        metavar="DIMS",
-        help="dimensions to reduce over, by name or axis number (e.g. time or lat,lon; "
-        "default: the first dimension)",
-    )
-    run.add_argument(
-        "--dims",
-        metavar="NAMES",
-        help="names of the input's dimensions when the file does not name them (e.g. time,lat,lon)",
-    )
-    run.add_argument(
-        "--raw",
-        action="store_const",
-        const=True,
-        help="no CF decoding: keep _FillValue/missing_value cells and packed integers as stored",
-    )
-    run.add_argument(
-        "--mask-valid-range",
-        action="store_const",
-        const=True,
-        help="also mask values outside valid_min/valid_max/valid_range (netCDF-C's rule; "
-        "xarray, and hpcapp by default, do not)",
-    )
-    run.add_argument(
-        "--sort-files",
-        action="store_const",
-        const=True,
-        help="many files: take them in the order of their first time value, not by name",
-    )
-    run.add_argument(
-        "--memory-per-rank",
-        metavar="SIZE",
-        help="refuse a job whose per-rank memory estimate exceeds SIZE (e.g. 4GiB)",
-    )
-
-    grouping = run.add_mutually_exclusive_group()
-    grouping.add_argument(
-        "--group-every",
-        type=int,
-        metavar="K",
-        help="reduce each block of K consecutive records on its own (e.g. 24 hourly -> daily)",
-    )
-    grouping.add_argument(
-        "--group-by",
-        metavar="NAME",
-        help="reduce per label: NAME is a 1-D integer dataset with one label per record, or "
-        "NAME.year, NAME.month, NAME.season, NAME.dayofyear of a CF time coordinate",
-    )
 
     gen = commands.add_parser("generate", help="write a synthetic dataset in parallel")
     gen.add_argument("target", help="FILE.h5:/dataset to create")
@@ -278,31 +163,7 @@ def parse(argv: list[str] | None = None) -> Command:
         return Command("demo")
     if args.command == "run":
         file_values = load_config_file(args.config) if args.config else {}
-        cli_values = {
-            "kernel": args.kernel,
-            "input": args.input,
-            "output": args.output,
-            "chunk_rows": args.chunk_rows,
-            "params": parse_params(args.param),
-            "overwrite": args.overwrite,
-            "distribute": args.distribute,
-            "checkpoint": args.checkpoint,
-            "checkpoint_every": args.checkpoint_every,
-            "resume": args.resume,
-            "schedule": args.schedule,
-            "compression": args.compression,
-            "quiet": args.quiet,
-            "progress_every": args.progress_every,
-            "over": args.over,
-            "dims": args.dims,
-            "raw": args.raw,
-            "mask_valid_range": args.mask_valid_range,
-            "sort_files": args.sort_files,
-            "memory_per_rank": args.memory_per_rank,
-            "group_every": args.group_every,
-            "group_by": args.group_by,
-        }
-        return Command("run", make_job_config(cli_values, file_values))
+        return Command("run", make_job_config(command_line_values(args, JobConfig), file_values))
     if args.command == "generate":
         from hpcapp.jobs.generate import GenerateConfig
 

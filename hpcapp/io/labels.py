@@ -97,9 +97,8 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
     every, by = getattr(config, "group_every", None), getattr(config, "group_by", None)
     if every is None and by is None:
         return None
+    # The values themselves, and that only one is given, were checked by JobConfig.
     option = f"--group-every {every}" if every is not None else f"--group-by {by}"
-    if every is not None and by is not None:
-        raise UsageError("--group-every and --group-by exclude each other: give one")
     if kernel.generates or source.path is None:
         raise UsageError(f"kernel {config.kernel!r} generates its data: {option} needs an INPUT")
     if kernel.per_row:
@@ -112,8 +111,6 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
             f"{option} needs every rank to read its own chunks' labels: drop --distribute scatter"
         )
     if every is not None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise UsageError(f"--group-every must be a positive number of records, got {every}")
         return Grouping(every=every)
     from hpcapp.io.source import open_input
 

@@ -36,12 +36,12 @@ def run(
     schedule: str = "static",
     distribute: str = "read",
     checkpoint: str | None = None,
-    checkpoint_every: float | None = None,
+    checkpoint_every: float = 300.0,
     resume: bool = False,
     overwrite: bool = False,
     compression: str | None = None,
     quiet: bool = True,
-    progress_every: float | None = None,
+    progress_every: float = 60.0,
     root: int | None = 0,
 ) -> dict[str, Any] | None:
     """Run ``kernel`` over ``input`` on every rank of ``comm``; return the results on ``root``.
@@ -55,8 +55,10 @@ def run(
     an output, the file is the one ``hpcapp run`` writes, and ``checkpoint``/``resume`` work as
     its options do. ``group_every``/``group_by`` are ``--group-every``/``--group-by``: results
     then lead with a group axis and ``"group"`` holds the labels. The other options are those
-    of ``hpcapp run``.
+    of ``hpcapp run``: the fields of ``JobConfig``, where each is declared (a test keeps the
+    two equal, names and defaults).
     """
+    given = dict(locals())  # first: the arguments only
     from mpi4py import MPI
 
     from hpcapp.jobs import app
@@ -64,30 +66,8 @@ def run(
 
     comm = MPI.COMM_WORLD if comm is None else comm
     spec, loaded = _kernel(kernel)
-    values = {
-        "kernel": spec,
-        "input": _input_spec(input),
-        "output": output,
-        "chunk_rows": chunk_rows,
-        "over": over,
-        "dims": dims,
-        "raw": raw,
-        "mask_valid_range": mask_valid_range,
-        "sort_files": sort_files,
-        "memory_per_rank": memory_per_rank,
-        "group_every": group_every,
-        "group_by": group_by,
-        "params": dict(params or {}),
-        "overwrite": overwrite,
-        "distribute": distribute,
-        "checkpoint": checkpoint,
-        "checkpoint_every": checkpoint_every,
-        "resume": resume,
-        "schedule": schedule,
-        "compression": compression,
-        "quiet": quiet,
-        "progress_every": progress_every,
-    }
+    values = {name: value for name, value in given.items() if name not in ("comm", "root")}
+    values.update(kernel=spec, input=_input_spec(input), params=dict(params or {}))
     config = make_job_config(values, {}, output_required=False)
     # A program of the user's sets its own threads; warn only when asked to talk.
     outcome = app.execute(comm, config, kernel_and_code=loaded, warn_threads=not quiet)
