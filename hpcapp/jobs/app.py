@@ -25,7 +25,7 @@ from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
 from hpcapp.parallel import launch
-from hpcapp.parallel.collective import count_hosts, on_all, on_root
+from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
 from hpcapp.parallel.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.parallel.interrupt import Interrupts
 from hpcapp.parallel.launch import slurm_context, thread_warning
@@ -66,9 +66,10 @@ def execute(
 
     Errors are raised on every rank alike (``collective``). ``kernel_and_code`` gives a kernel
     already loaded (``hpcapp.run`` with a function); by default every rank imports
-    ``config.kernel``.
+    ``config.kernel``. The job communicates on a duplicate of ``comm``, freed at the end: its
+    fixed tags and ``ANY_SOURCE`` probes never meet the caller's own messages.
     """
-    with Interrupts() as interrupts:
+    with duplicate(comm) as comm, Interrupts() as interrupts:
         started = on_root(comm, time.time)
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))

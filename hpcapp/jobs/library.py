@@ -61,6 +61,8 @@ def run(
 
     from hpcapp.jobs import app
     from hpcapp.jobs.config import make_job_config
+    from hpcapp.parallel.collective import duplicate
+    from hpcapp.parallel.tags import Tag
 
     comm = MPI.COMM_WORLD if comm is None else comm
     spec, loaded = _kernel(kernel)
@@ -96,9 +98,10 @@ def run(
         return comm.bcast(results, root=0)
     if root == 0:
         return results
-    if comm.Get_rank() == 0:
-        comm.send(results, dest=root, tag=7501)
-    return comm.recv(source=0, tag=7501) if comm.Get_rank() == root else None
+    with duplicate(comm) as private:  # the caller's own messages on comm stay theirs
+        if private.Get_rank() == 0:
+            private.send(results, dest=root, tag=Tag.RESULT)
+        return private.recv(source=0, tag=Tag.RESULT) if private.Get_rank() == root else None
 
 
 def _kernel(kernel: Any) -> tuple[str, Any]:

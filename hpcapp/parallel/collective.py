@@ -7,8 +7,9 @@ the same path with the same exit code instead of some of them waiting forever.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import numpy as np
@@ -61,6 +62,21 @@ def on_all(comm: Any, action: Callable[[], T]) -> T:
     if first_failed < size:
         raise_shared(comm.bcast(error, root=first_failed))
     return value
+
+
+@contextlib.contextmanager
+def duplicate(comm: Any) -> Iterator[Any]:
+    """A private copy of ``comm`` for the block, freed on leaving it (collective both ways).
+
+    Messages on the copy never match messages on ``comm``, whatever their tags and sources: a
+    caller's own traffic stays theirs. Every rank leaves the block the same way (hpcapp's
+    errors are raised on all ranks alike), so every rank frees the copy.
+    """
+    private = comm.Dup()
+    try:
+        yield private
+    finally:
+        private.Free()
 
 
 def count_hosts(comm: Any) -> tuple[int, int]:

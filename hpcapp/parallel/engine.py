@@ -33,6 +33,7 @@ from hpcapp.parallel.reduce import Failure, FragmentTree, Node, tree_reduce
 from hpcapp.parallel.rows import RowSink
 from hpcapp.parallel.schedule import DynamicShare
 from hpcapp.parallel.stopping import StopNotice, Watchdog
+from hpcapp.parallel.tags import Tag
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
 
 # "startup": from the process's start to the first chunk (imports, MPI start, checks, the
@@ -122,7 +123,9 @@ def run_engine(
         chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), should_stop)
     elif distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
-        chunks = reader.scatter_chunks(comm, source, shares, chunk_rows, should_stop)
+        chunks = reader.scatter_chunks(
+            comm, source, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK
+        )
     else:
         chunks = reader.read_chunks(source, mine, chunk_rows, should_stop, grouping)
 

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-_TAG = 7501
+from hpcapp.parallel.tags import Tag
 
 
 def format_seconds(seconds: float) -> str:
@@ -115,7 +115,7 @@ class Progress:
         if self._request is not None:
             self._request.Wait()
         message = self._totals.copy()
-        self._request = self._comm.Isend(message, dest=0, tag=_TAG)
+        self._request = self._comm.Isend(message, dest=0, tag=Tag.PROGRESS)
         self._message = message  # keep the buffer alive until the send completes
 
     def close(self) -> None:
@@ -144,8 +144,8 @@ class Progress:
         last_chunks = -1
         next_decile = 1
         while True:
-            while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG, status=status):
-                self._comm.Recv(buffer, source=status.Get_source(), tag=_TAG)
+            while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=Tag.PROGRESS, status=status):
+                self._comm.Recv(buffer, source=status.Get_source(), tag=Tag.PROGRESS)
                 self._latest[status.Get_source()] = buffer
             chunks, rows = (int(v) for v in self._latest[:, :2].sum(axis=0))
             finished = bool(self._latest[:, 2].all())

@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import KernelError
+from hpcapp.parallel.tags import Tag
 from hpcapp.partition import Node, Partial, node_chunks
 
 Failure = tuple[int, int, str]  # (chunk index, rank, message): ordered to pick one to report
-
-_TAG_META = 7101
-_TAG_DATA = 7102
 
 
 class FragmentTree:
@@ -181,14 +179,14 @@ def tree_reduce(comm: Any, tree: FragmentTree) -> tuple[Partial | None, Failure 
     while step < size:
         if rank % (2 * step) == step:
             meta, payload = pack(tree.nodes) if failure is None else ([], np.empty(0, np.uint8))
-            comm.send((failure, meta, payload.size), dest=rank - step, tag=_TAG_META)
-            comm.Send(payload, dest=rank - step, tag=_TAG_DATA)
+            comm.send((failure, meta, payload.size), dest=rank - step, tag=Tag.REDUCE_META)
+            comm.Send(payload, dest=rank - step, tag=Tag.REDUCE_DATA)
             tree.clear()
             return None, None
         if rank % (2 * step) == 0 and rank + step < size:
-            child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=_TAG_META)
+            child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=Tag.REDUCE_META)
             payload = np.empty(n_bytes, np.uint8)
-            comm.Recv(payload, source=rank + step, tag=_TAG_DATA)
+            comm.Recv(payload, source=rank + step, tag=Tag.REDUCE_DATA)
             failure = first_failure(failure, child_failure)
             if failure is None:
                 try:

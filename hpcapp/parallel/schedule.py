@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcapp.parallel.tags import Tag
 from hpcapp.partition import ChunkList
 
 # Seconds between the server's polls: a rank asking for work waits about half of this plus one
@@ -29,7 +30,6 @@ from hpcapp.partition import ChunkList
 POLL_SECONDS = 1e-4
 IDLE_POLL_SECONDS = 5e-4
 IDLE_SECONDS = 0.02
-_TAG_ASK, _TAG_BLOCK = 7301, 7302
 _LEAVE = -1  # what a rank that stops early sends instead of asking
 
 
@@ -79,7 +79,7 @@ class DynamicShare:
         """End the server and release the communicator (collective)."""
         if self._server is None:
             if not self.exhausted:
-                self._comm.Send(np.full(1, _LEAVE, np.int64), dest=0, tag=_TAG_ASK)
+                self._comm.Send(np.full(1, _LEAVE, np.int64), dest=0, tag=Tag.BLOCK_ASK)
         else:
             self._server.join()
         self._comm.Free()
@@ -89,8 +89,8 @@ def ask_for_block(comm: Any) -> int:
     """Ask rank 0's :class:`BlockServer` on ``comm`` for the next block number."""
     answer = np.zeros(1, np.int64)
     comm.Sendrecv(
-        np.zeros(1, np.int64), dest=0, sendtag=_TAG_ASK, recvbuf=answer, source=0,
-        recvtag=_TAG_BLOCK,
+        np.zeros(1, np.int64), dest=0, sendtag=Tag.BLOCK_ASK, recvbuf=answer, source=0,
+        recvtag=Tag.BLOCK_ANSWER,
     )  # fmt: skip
     return int(answer[0])
 
@@ -130,17 +130,21 @@ class BlockServer:
                 # Iprobe, then Recv from the rank found: a posted Irecv(ANY_SOURCE) polled with
                 # Test from this thread was seen to miss requests for good over MPICH's network
                 # path (MPIR_CVAR_NOLOCAL=1, 3+ ranks) while the main thread held the GIL.
-                while not self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_ASK, status=status):
+                while not self._comm.Iprobe(
+                    source=MPI.ANY_SOURCE, tag=Tag.BLOCK_ASK, status=status
+                ):
                     idle = time.perf_counter() - last_request > IDLE_SECONDS
                     time.sleep(IDLE_POLL_SECONDS if idle else POLL_SECONDS)
-                self._comm.Recv(request, source=status.Get_source(), tag=_TAG_ASK, status=status)
+                self._comm.Recv(
+                    request, source=status.Get_source(), tag=Tag.BLOCK_ASK, status=status
+                )
                 last_request = time.perf_counter()
                 if request[0] == _LEAVE:
                     open_ranks -= 1
                     continue
                 block = self.take()
                 answer = np.full(1, block, np.int64)
-                self._comm.Send(answer, dest=status.Get_source(), tag=_TAG_BLOCK)
+                self._comm.Send(answer, dest=status.Get_source(), tag=Tag.BLOCK_ANSWER)
                 if block >= self._n_blocks:
                     open_ranks -= 1
         except BaseException as exc:  # reported by join(), on the main thread

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-_TAG_STOP = 7301
+from hpcapp.parallel.tags import Tag
 
 
 class StopNotice:
@@ -31,7 +31,7 @@ class StopNotice:
 
         # A probe, not a posted Irecv(ANY_SOURCE): over MPICH's network path (3+ ranks) such a
         # receive was seen to miss its message for good. The notice is received in close().
-        if not self._stopped and self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_STOP):
+        if not self._stopped and self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=Tag.STOP):
             self._stopped = True
         return self._stopped
 
@@ -43,7 +43,7 @@ class StopNotice:
         rank = self._comm.Get_rank()
         message = np.array([rank], np.int64)
         requests = [
-            self._comm.Isend(message, dest=other, tag=_TAG_STOP)
+            self._comm.Isend(message, dest=other, tag=Tag.STOP)
             for other in range(self._comm.Get_size())
             if other != rank
         ]
@@ -63,7 +63,7 @@ class StopNotice:
         rank = self._comm.Get_rank()
         for source, sent in enumerate(senders):
             if sent and source != rank:
-                self._comm.Recv(self._flag, source=source, tag=_TAG_STOP)
+                self._comm.Recv(self._flag, source=source, tag=Tag.STOP)
         self._comm.Free()
 
 
