@@ -24,11 +24,10 @@ from hpcapp.jobs.provenance import load_with_code
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
-from hpcapp.parallel import launch
 from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
 from hpcapp.parallel.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.parallel.interrupt import Interrupts
-from hpcapp.parallel.launch import slurm_context, thread_warning
+from hpcapp.parallel.launch import Startup, slurm_context, thread_warning
 from hpcapp.partition import count_chunks
 from hpcapp.text import plural
 
@@ -61,13 +60,15 @@ def execute(
     extra_attrs: dict[str, Any] | None = None,
     kernel_and_code: tuple[Kernel, dict[str, Any]] | None = None,
     warn_threads: bool = True,
+    startup: Startup | None = None,
 ) -> Outcome:
     """Run a whole job, collective over ``comm``: plan, compute, and write unless no output.
 
     Errors are raised on every rank alike (``collective``). ``kernel_and_code`` gives a kernel
     already loaded (``hpcapp.run`` with a function); by default every rank imports
-    ``config.kernel``. The job communicates on a duplicate of ``comm``, freed at the end: its
-    fixed tags and ``ANY_SOURCE`` probes never meet the caller's own messages.
+    ``config.kernel``. ``startup`` is what the entry point recorded (the start-up column then
+    counts from the process's start). The job communicates on a duplicate of ``comm``, freed at
+    the end: its fixed tags and ``ANY_SOURCE`` probes never meet the caller's own messages.
     """
     with duplicate(comm) as comm, Interrupts() as interrupts:
         started = on_root(comm, time.time)
@@ -121,6 +122,7 @@ def execute(
             progress_every=None if config.quiet else config.progress_every,
             # Nothing to keep when nothing was computed: the checkpoint holds it all already.
             keep=kept if directory and config.output and todo != [] else None,
+            process_started=None if startup is None else startup.process_started,
         )
         if plan.grouping is not None and result.results is not None:
             result.results = with_group_coordinates(result.results, plan.grouping)
@@ -199,9 +201,14 @@ def read_results(path: str) -> dict[str, Any]:
         return {key: value[()] for key, value in h5["result"].items()}
 
 
-def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
+def run_job(
+    comm: Any,
+    config: JobConfig,
+    extra_attrs: dict[str, Any] | None = None,
+    startup: Startup | None = None,
+) -> int:
     """``hpcapp run``: the whole job, collective over ``comm``; rank 0 prints the summary."""
-    outcome = execute(comm, config, extra_attrs)
+    outcome = execute(comm, config, extra_attrs, startup=startup)
     if outcome.finished_already:
         say(
             comm, f"hpcapp: {config.output} already holds the result of this job: nothing to resume"
@@ -211,7 +218,9 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
         assert outcome.engine is not None
         wall = time.time() - outcome.started
         plan = outcome.plan
-        print(summary(config, plan.source, plan.chunk_rows, outcome.engine, wall, comm.Get_size()))
+        note = None if startup is None else startup.thread_note
+        size = comm.Get_size()
+        print(summary(config, plan.source, plan.chunk_rows, outcome.engine, wall, size, note))
     return 0
 
 
@@ -222,8 +231,9 @@ def summary(
     result: EngineResult,
     wall: float,
     n_ranks: int,
+    thread_note: str | None = None,
 ) -> str:
-    """Return the short report rank 0 prints at the end of a run."""
+    """Return the short report rank 0 prints at the end of a run (with the launch's thread note)."""
     import numpy as np
 
     assert result.results is not None and result.timing is not None
@@ -281,8 +291,8 @@ def summary(
         rate = rows / busy.max()  # the slowest rank sets the pace; start-up not included
         volume = f", {rate * source.row_bytes / 1e9:.3g} GB/s" if source.path else ""
         lines.append(f"  throughput after start-up: {rate / 1e6:.3g} Mrows/s{volume}")
-    if launch.thread_note:
-        lines.append(f"  {launch.thread_note}")
+    if thread_note:
+        lines.append(f"  {thread_note}")
     lines.append(f"  wrote {config.output}")
     return "\n".join(lines)
 
@@ -301,7 +311,7 @@ def run_generate_command(comm: Any, config: Any) -> int:
     return 0 if path else 1
 
 
-def run_demo(comm: Any) -> int:
+def run_demo(comm: Any, startup: Startup | None = None) -> int:
     """The no-argument job: statistics of 10**8 generated values, written to hpcapp-result.h5."""
     from hpcapp.jobs.generate import GenerateConfig, run_generate
 
@@ -332,9 +342,10 @@ def run_demo(comm: Any) -> int:
                 seed=2026,
             ),
         )
-        if launch.process_started is not None:
+        if startup is not None and startup.process_started is not None:
             # Making the demo's input is not the stats job's start-up: leave it out.
-            launch.process_started += time.time() - generating
+            began = startup.process_started + time.time() - generating
+            startup = dataclasses.replace(startup, process_started=began)
         config = JobConfig(
             kernel="stats",
             input=f"{scratch}:/demo",
@@ -342,7 +353,7 @@ def run_demo(comm: Any) -> int:
             overwrite=True,
             params={"bins": 50, "range": DEMO_RANGE},
         )
-        return run_job(comm, config, extra_attrs={DEMO_ATTR: True})
+        return run_job(comm, config, extra_attrs={DEMO_ATTR: True}, startup=startup)
     finally:
         comm.Barrier()
         if comm.Get_rank() == 0 and os.path.exists(scratch):

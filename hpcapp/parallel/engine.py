@@ -88,6 +88,7 @@ def run_engine(
     compression: str | None = None,
     progress_every: float | None = None,
     keep: Callable[[Partial], None] | None = None,
+    process_started: float | None = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -103,7 +104,8 @@ def run_engine(
     ``grouping`` (an :class:`hpcapp.io.labels.Grouping`) hands the kernel each chunk with its
     records' group labels (a kernel wrapped by :func:`hpcapp.kernels.grouped.group_kernel`).
     ``keep`` is called on rank 0 with the combined partial before it is finished (to keep it in
-    the checkpoint); it must not raise.
+    the checkpoint); it must not raise. ``process_started`` (``time.time()``, when the entry point
+    recorded it) is where the start-up column counts from; else from the kernel's warm-up.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -138,7 +140,7 @@ def run_engine(
 
     failure: Failure | None = None
     watchdog: Watchdog | None = None
-    startup = _warm_up(kernel, params, source, chunk_rows)
+    startup = _warm_up(kernel, params, source, chunk_rows, process_started)
     if isinstance(startup, str):
         failure = (-1, rank, startup)  # before any chunk: reported first
         notice.notify_others()
@@ -246,15 +248,13 @@ def run_engine(
 
 
 def _warm_up(
-    kernel: Kernel, params: Mapping[str, Any], source: Source, chunk_rows: int
+    kernel: Kernel, params: Mapping[str, Any], source: Source, chunk_rows: int, since: float | None
 ) -> float | str:
     """Run the kernel's ``prepare`` hook; return the start-up seconds, or the failure message.
 
-    Start-up counts from the process's start when ``python -m hpcapp`` recorded it (imports,
-    MPI start, checks), else from here: the engine used as a library times only the hook.
+    Start-up counts ``since`` the process's start when ``python -m hpcapp`` recorded it
+    (imports, MPI start, checks), else from here: the engine used as a library times the hook.
     """
-    from hpcapp.parallel import launch
-
     began = time.time()
     if kernel.prepare is not None and source.path is not None:
         chunk_shape = (min(chunk_rows, source.n_rows), *source.row_shape)
@@ -263,7 +263,7 @@ def _warm_up(
         except Exception as exc:
             return f"kernel {kernel.name!r}: its warm-up (prepare) raised {exc!r}"
     now = time.time()
-    return now - (launch.process_started or began)
+    return now - (since or began)
 
 
 def _raise_failure(
