@@ -115,6 +115,7 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise UsageError(f"--group-every must be a positive number of records, got {every}")
         return Grouping(every=every)
+    assert by is not None  # one of the two was given
     from hpcapp.io.source import open_input
 
     name, component = parse_group_by(str(by))

@@ -87,7 +87,9 @@ def execute(
         if plan.grouping is not None:
             kernel = group_kernel(kernel)  # per group of records: results lead with a group axis
         if plan.finished:
-            results = on_root(comm, lambda: read_results(config.output))
+            finished = config.output
+            assert finished is not None  # only a job with an output can be found finished
+            results = on_root(comm, lambda: read_results(finished))
             return Outcome(plan, results, None, started, finished_already=True)
         hosts, ranks_per_node = count_hosts(comm)
         warning = thread_warning(ranks_per_node) if warn_threads else None
@@ -115,7 +117,11 @@ def execute(
             grouping=plan.grouping,
             preloaded=nodes,
             interrupts=interrupts,
-            checkpoint=directory and CheckpointPlan(directory, generation, config.checkpoint_every),
+            checkpoint=(
+                CheckpointPlan(directory, generation, config.checkpoint_every)
+                if directory
+                else None
+            ),
             schedule=config.schedule,
             rows_path=directory and checkpoint.rows_path(directory),
             compression=config.compression,
@@ -260,17 +266,17 @@ def summary(
         )
     if {"mean", "std", "min", "max", "count"} <= results.keys():
         columns = np.size(results["mean"])
-        shown = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
+        cells = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
         lines.append(
             f"  {'column':>6} {'count':>12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"
         )
-        for col in range(shown):
+        for col in range(cells):
             values = [np.ravel(results[key])[col] for key in ("count", "mean", "std", "min", "max")]
             lines.append(
                 f"  {col:>6} {int(values[0]):>12,} "
                 + " ".join(f"{float(v):>12.6g}" for v in values[1:])
             )
-        if shown < columns:
+        if cells < columns:
             lines.append(f"  ... {columns:,} cells of shape {np.shape(results['mean'])}")
     else:
         with np.printoptions(threshold=8, precision=6):
