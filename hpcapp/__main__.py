@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import sys
 import traceback
+from typing import TYPE_CHECKING, TextIO
 
 from hpcapp.cli.parser import parse
 from hpcapp.errors import EXIT_FAILURE, EXIT_USAGE, HpcappError, InterruptError
@@ -20,6 +21,9 @@ from hpcapp.parallel.launch import (
     process_start_time,
     world_problem,
 )
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 def main(argv: list[str] | None = None, startup: Startup | None = None) -> int:
@@ -93,16 +97,16 @@ def main(argv: list[str] | None = None, startup: Startup | None = None) -> int:
     return EXIT_FAILURE
 
 
-def _abort(comm: object, message: str, code: int) -> None:
+def _abort(comm: MPI.Comm, message: str, code: int) -> None:
     """Print this rank's error and end every rank of the job."""
     sys.stderr.write(message.rstrip() + "\n")
     sys.stderr.flush()
-    comm.Abort(code)  # type: ignore[attr-defined]
+    comm.Abort(code)
 
 
-def _print_once(text: str, stream: object = None) -> None:
+def _print_once(text: str, stream: TextIO | None = None) -> None:
     if launcher_rank() == 0:
-        print(text, file=stream or sys.stdout, flush=True)  # type: ignore[arg-type]
+        print(text, file=stream or sys.stdout, flush=True)
 
 
 def console_main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from hpcapp.io.cf import make_decoder
 from hpcapp.io.source import Source, open_input
 from hpcapp.io.storage import unavailable_filters
 from hpcapp.partition import ChunkList, chunk_bounds
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # (chunk_index, item): the item is the data array, a numpy Generator, a ChunkReadError (the
 # read failed: reported, not raised, so rank 0 keeps feeding the others), or None (stopped).
@@ -155,7 +158,7 @@ def _labelled(
 
 
 def scatter_chunks(
-    comm: Any,
+    comm: MPI.Comm,
     source: Source,
     shares: list[ChunkList],
     chunk_rows: int,

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hpcapp.errors import UsageError, WriteError
 from hpcapp.io import checkpoint
@@ -31,13 +31,16 @@ from hpcapp.parallel.launch import Startup, slurm_context, thread_warning
 from hpcapp.partition import count_chunks
 from hpcapp.text import plural
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
 DEMO_RANGE = [-5.0, 5.0]
 SUMMARY_CELLS = 20  # results with more cells (N-D) print the first few
 
 
-def say(comm: Any, text: str, stream: Any = None) -> None:
+def say(comm: MPI.Comm, text: str, stream: TextIO | None = None) -> None:
     """Print on rank 0 only."""
     if comm.Get_rank() == 0:
         print(text, file=stream or sys.stdout, flush=True)
@@ -55,7 +58,7 @@ class Outcome:
 
 
 def execute(
-    comm: Any,
+    comm: MPI.Comm,
     config: JobConfig,
     extra_attrs: dict[str, Any] | None = None,
     kernel_and_code: tuple[Kernel, dict[str, Any]] | None = None,
@@ -159,7 +162,7 @@ def execute(
 
 
 def _provenance(
-    comm: Any,
+    comm: MPI.Comm,
     config: JobConfig,
     plan: Plan,
     result: EngineResult,
@@ -208,7 +211,7 @@ def read_results(path: str) -> dict[str, Any]:
 
 
 def run_job(
-    comm: Any,
+    comm: MPI.Comm,
     config: JobConfig,
     extra_attrs: dict[str, Any] | None = None,
     startup: Startup | None = None,
@@ -303,7 +306,7 @@ def summary(
     return "\n".join(lines)
 
 
-def run_generate_command(comm: Any, config: Any) -> int:
+def run_generate_command(comm: MPI.Comm, config: Any) -> int:
     """``hpcapp generate``: write a synthetic dataset; collective."""
     from hpcapp.jobs.generate import run_generate
 
@@ -317,7 +320,7 @@ def run_generate_command(comm: Any, config: Any) -> int:
     return 0 if path else 1
 
 
-def run_demo(comm: Any, startup: Startup | None = None) -> int:
+def run_demo(comm: MPI.Comm, startup: Startup | None = None) -> int:
     """The no-argument job: statistics of 10**8 generated values, written to hpcapp-result.h5."""
     from hpcapp.jobs.generate import GenerateConfig, run_generate
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from hpcapp.io.source import split_spec
 from hpcapp.io.writer import check_output
 from hpcapp.parallel.collective import on_all, on_root
 from hpcapp.partition import rank_chunks
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 BLOCK_ROWS = 1 << 16
 DTYPES: tuple[str, ...] = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -105,7 +108,7 @@ def _create(config: GenerateConfig, temporary: str) -> int:
     return int(offset)
 
 
-def run_generate(comm: Any, config: GenerateConfig) -> str:
+def run_generate(comm: MPI.Comm, config: GenerateConfig) -> str:
     """Write the dataset on all ranks of ``comm``; collective. Returns the file path."""
     path, _ = split_spec(config.target)
 

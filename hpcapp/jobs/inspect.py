@@ -6,13 +6,16 @@ The per-file work (:func:`hpcapp.io.files.inspect_share`) and the agreement chec
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import TYPE_CHECKING, overload
 
 from hpcapp.errors import UsageError
 from hpcapp.io.files import assemble, inspect_share, make_listing
 from hpcapp.io.source import Source
 from hpcapp.parallel.collective import on_root, raise_shared
 from hpcapp.partition import block
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 @overload
@@ -27,7 +30,7 @@ def inspect_many(
 
 @overload
 def inspect_many(
-    comm: Any,
+    comm: MPI.Comm,
     spec: str,
     group_by: str | None = ...,
     sort_files: bool = ...,
@@ -36,7 +39,7 @@ def inspect_many(
 
 
 def inspect_many(
-    comm: Any,
+    comm: MPI.Comm | None,
     spec: str,
     group_by: str | None = None,
     sort_files: bool = False,
@@ -61,7 +64,7 @@ def inspect_many(
     gathered = comm.gather(inspect_share(listing, first, count), root=0)
     source: Source | None = None
     error: UsageError | None = None
-    if rank == 0:
+    if gathered is not None:  # rank 0
         try:
             source = assemble(spec, listing, gathered, sort_files)
         except UsageError as exc:

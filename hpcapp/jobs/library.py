@@ -12,16 +12,19 @@ that fails); nothing aborts the process.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 def run(
     kernel: str | Callable[..., Any],
     input: Any = None,
     *,
-    comm: Any = None,
+    comm: MPI.Comm | None = None,
     params: Mapping[str, Any] | None = None,
     output: str | None = None,
     chunk_rows: int | None = None,

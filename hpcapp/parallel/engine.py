@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from hpcapp.parallel.schedule import DynamicShare
 from hpcapp.parallel.stopping import StopNotice, Watchdog
 from hpcapp.parallel.tags import Tag
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # "startup": from the process's start to the first chunk (imports, MPI start, checks, the
 # kernel's warm-up); last, so the older columns keep their places.
@@ -71,7 +74,7 @@ OK, INCOMPLETE, FAILED = 0, 1, 2
 
 
 def run_engine(
-    comm: Any,
+    comm: MPI.Comm,
     kernel: Kernel,
     params: Mapping[str, Any],
     source: Source,
@@ -235,15 +238,9 @@ def run_engine(
     keep_seconds = time.perf_counter() - clock  # counted as writing: the writer adds its own
     if results is not None:
         results = kernel.finish(results, params)
-    local_timing = [
-        seconds["read"],
-        seconds["compute"],
-        reduce_seconds,
-        keep_seconds,
-        rows_done,
-        startup,
-    ]
-    timing = gather_table(comm, np.array(local_timing))  # communicate
+    # This rank's row of the timing table, in TIMING_COLUMNS order.
+    row = [seconds["read"], seconds["compute"], reduce_seconds, keep_seconds, rows_done, startup]
+    timing = gather_table(comm, np.array(row))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
 
 
@@ -267,7 +264,10 @@ def _warm_up(
 
 
 def _raise_failure(
-    comm: Any, failure: Failure | None, watchdog: Watchdog | None, checkpoint: CheckpointPlan | None
+    comm: MPI.Comm,
+    failure: Failure | None,
+    watchdog: Watchdog | None,
+    checkpoint: CheckpointPlan | None,
 ) -> NoReturn:
     """Report one failure on every rank: the one at the lowest (chunk, rank), and what is left."""
     from mpi4py import MPI
@@ -300,7 +300,7 @@ def what_is_left(checkpoint: CheckpointPlan | None) -> str:
 
 
 def _save_and_stop(
-    comm: Any, tree: FragmentTree, checkpoint: CheckpointPlan | None, interrupts: Any
+    comm: MPI.Comm, tree: FragmentTree, checkpoint: CheckpointPlan | None, interrupts: Any
 ) -> NoReturn:
     """Every rank saves its nodes, then all stop with the same InterruptError error."""
     from hpcapp.parallel.collective import on_all

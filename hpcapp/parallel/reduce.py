@@ -13,13 +13,16 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcapp.errors import KernelError
 from hpcapp.parallel.tags import Tag
 from hpcapp.partition import Node, Partial, node_chunks
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 Failure = tuple[int, int, str]  # (chunk index, rank, message): ordered to pick one to report
 
@@ -164,7 +167,7 @@ def first_failure(a: Failure | None, b: Failure | None) -> Failure | None:
     return min(a, b)
 
 
-def tree_reduce(comm: Any, tree: FragmentTree) -> tuple[Partial | None, Failure | None]:
+def tree_reduce(comm: MPI.Comm, tree: FragmentTree) -> tuple[Partial | None, Failure | None]:
     """Merge every rank's nodes into rank 0 along a binomial tree; collective.
 
     Returns ``(result, failure)`` on rank 0 and ``(None, None)`` elsewhere. Ranks own

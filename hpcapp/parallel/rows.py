@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from hpcapp.errors import KernelError
 from hpcapp.parallel.collective import on_root
 from hpcapp.parallel.reduce import Partial, pack, unpack
 from hpcapp.parallel.tags import Tag
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 IN_FLIGHT = 2
 _DONE = -1
@@ -141,7 +144,7 @@ class RowSink:
     """
 
     def __init__(
-        self, comm: Any, path: str, n_rows: int, chunk_rows: int, compression: str | None
+        self, comm: MPI.Comm, path: str, n_rows: int, chunk_rows: int, compression: str | None
     ) -> None:
         def create_file() -> None:
             import h5py
@@ -164,7 +167,7 @@ class RowSink:
         self._offsets: dict[str, tuple[int, int]] = {}
         self._fd: int | None = None
         self._writer: RowWriter | None = None
-        self._pending: deque[tuple[Any, np.ndarray]] = deque()
+        self._pending: deque[tuple[MPI.Request, np.ndarray]] = deque()
         self._done = 0  # rank 0: DONE markers received so far
 
     @property

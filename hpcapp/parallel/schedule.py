@@ -17,12 +17,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hpcapp.parallel.tags import Tag
 from hpcapp.partition import ChunkList
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # Seconds between the server's polls: a rank asking for work waits about half of this plus one
 # message's latency; each poll costs rank 0 a few microseconds. Fast while requests come in
@@ -41,7 +44,7 @@ class DynamicShare:
     ends the server once every rank has been told there is no more work or has left.
     """
 
-    def __init__(self, comm: Any, todo: ChunkList, should_stop: Callable[[], bool]) -> None:
+    def __init__(self, comm: MPI.Comm, todo: ChunkList, should_stop: Callable[[], bool]) -> None:
         self._todo = todo
         self._should_stop = should_stop
         self.starts = dynamic_blocks(len(todo), comm.Get_size())
@@ -85,7 +88,7 @@ class DynamicShare:
         self._comm.Free()
 
 
-def ask_for_block(comm: Any) -> int:
+def ask_for_block(comm: MPI.Comm) -> int:
     """Ask rank 0's :class:`BlockServer` on ``comm`` for the next block number."""
     answer = np.zeros(1, np.int64)
     comm.Sendrecv(
@@ -98,7 +101,7 @@ def ask_for_block(comm: Any) -> int:
 class BlockServer:
     """Rank 0's counter of blocks, and the thread that answers the other ranks' requests."""
 
-    def __init__(self, comm: Any, n_blocks: int) -> None:
+    def __init__(self, comm: MPI.Comm, n_blocks: int) -> None:
         self._comm = comm
         self._n_blocks = n_blocks
         self._next = 0

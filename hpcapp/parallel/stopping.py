@@ -8,17 +8,20 @@ the reduction, where the error travels to rank 0. Nobody ever waits for a notice
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hpcapp.parallel.tags import Tag
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
 
 class StopNotice:
     """Per-job notice that some rank asked the others to stop."""
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: MPI.Comm) -> None:
         # A private communicator: the notice can never match another message.
         self._comm = comm.Dup()
         self._flag = np.zeros(1, np.int64)
@@ -76,7 +79,7 @@ class Watchdog:
     failure itself and aborts every rank.
     """
 
-    def __init__(self, comm: Any, message: str, grace: float) -> None:
+    def __init__(self, comm: MPI.Comm, message: str, grace: float) -> None:
         import threading
 
         self._comm = comm
