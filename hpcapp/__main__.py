@@ -10,14 +10,27 @@ from __future__ import annotations
 import gc
 import sys
 import traceback
+from typing import TYPE_CHECKING, TextIO
 
 from hpcapp.cli.parser import parse
 from hpcapp.errors import EXIT_FAILURE, EXIT_USAGE, HpcappError, InterruptError
-from hpcapp.parallel.launch import launcher_rank, limit_threads, mark_process_start, world_problem
+from hpcapp.parallel.launch import (
+    Startup,
+    launcher_rank,
+    limit_threads,
+    process_start_time,
+    world_problem,
+)
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command in ``argv`` and return the exit code."""
+def main(argv: list[str] | None = None, startup: Startup | None = None) -> int:
+    """Run the command in ``argv`` and return the exit code.
+
+    ``startup`` is what :func:`console_main` recorded before numpy loaded (for the report).
+    """
     try:
         command = parse(argv)
         if command.name == "kernels":
@@ -67,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from hpcapp.jobs import app
 
         if command.name == "run":
-            return app.run_job(comm, command.config)
+            return app.run_job(comm, command.config, startup=startup)
         if command.name == "generate":
             return app.run_generate_command(comm, command.config)
-        return app.run_demo(comm)
+        return app.run_demo(comm, startup)
     except HpcappError as exc:
         if getattr(exc, "collective", False):
             if comm.Get_rank() == 0:
@@ -84,24 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_FAILURE
 
 
-def _abort(comm: object, message: str, code: int) -> None:
+def _abort(comm: MPI.Comm, message: str, code: int) -> None:
     """Print this rank's error and end every rank of the job."""
     sys.stderr.write(message.rstrip() + "\n")
     sys.stderr.flush()
-    comm.Abort(code)  # type: ignore[attr-defined]
+    comm.Abort(code)
 
 
-def _print_once(text: str, stream: object = None) -> None:
+def _print_once(text: str, stream: TextIO | None = None) -> None:
     if launcher_rank() == 0:
-        print(text, file=stream or sys.stdout, flush=True)  # type: ignore[arg-type]
+        print(text, file=stream or sys.stdout, flush=True)
 
 
 def console_main() -> None:
     """The ``hpcapp`` console script (and ``python -m hpcapp``)."""
     # Before anything imports numpy: its BLAS reads the thread variables once, when it loads.
-    mark_process_start()
-    limit_threads()
-    code = main()
+    startup = Startup(process_started=process_start_time(), thread_note=limit_threads())
+    code = main(startup=startup)
     # With numba loaded, the interpreter's last garbage collections take ~0.2 s per rank (as
     # long as a small job); frozen objects are skipped. atexit, flushing and MPI's finalize
     # still run, and the job's files are closed by now. Collect first: garbage cycles can hold

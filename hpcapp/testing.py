@@ -165,8 +165,11 @@ def assert_same_on_ranks(
     for n_ranks in ranks[1:]:
         for key, value in outputs[first].items():
             other = outputs[n_ranks].get(key)
-            same = other is not None and other.dtype == value.dtype and other.shape == value.shape
-            assert same and other.tobytes() == value.tobytes(), (
-                f"/result/{key} differs between {first} and {n_ranks} ranks"
+            same = (
+                other is not None
+                and other.dtype == value.dtype
+                and other.shape == value.shape
+                and other.tobytes() == value.tobytes()
             )
+            assert same, f"/result/{key} differs between {first} and {n_ranks} ranks"
     return outputs[first]

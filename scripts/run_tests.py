@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the whole test suite: lint, serial tests, SLURM tests, MPI tests at 1-4 ranks.
+"""Run the whole test suite: lint, types, serial tests, SLURM tests, MPI tests at 1-4 ranks.
 
 The MPI tests run under mpiexec -n 1, 2, 3, 4, then again at 2 and 3 ranks over MPICH's
 network path (``MPIR_CVAR_NOLOCAL=1``).
@@ -65,6 +65,8 @@ def main() -> int:
         ("bytecode", [python, "-m", "compileall", "-q", "hpcapp"], {}),
         ("lint", [python, "-m", "ruff", "check", "."], {}),
         ("format", [python, "-m", "ruff", "format", "--check", "."], {}),
+        # Types of hpcapp/ (its settings are pyproject.toml's [tool.mypy]).
+        ("types", [python, "-m", "mypy"], {}),
         ("serial tests", [*pytest, "-m", "not mpi and not slurm", *extra], {}),
         # Starts a private one-node SLURM (installing slurm-wlm and munge if missing: root).
         ("SLURM tests", [*pytest, "-m", "slurm", *extra], {}),

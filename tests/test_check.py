@@ -81,6 +81,16 @@ def noisy_finalize(chunk):
     return {"s": chunk.sum(axis=0)}
 
 
+def _drop_count(left, right):
+    return {"s": left["s"] + right["s"]}
+
+
+@hpcapp.kernel(combine=_drop_count)
+def count_lost_in_combine(chunk):
+    """Its combine forgets a key (the check once crashed on showing the missing value)."""
+    return {"s": chunk.sum(axis=0), "n": np.int64(len(chunk))}
+
+
 BROKEN = [
     (mean_by_sum, "key 'mean'", "a mean does not combine by sum; return the sum and the count"),
     (mean_of_means, "key 'mean'", "averaging the means of unequal chunks is wrong"),
@@ -93,6 +103,7 @@ BROKEN = [
     (zscore_per_row, "per-row key 'z' depends on how the rows are cut", "that row only"),
     (short_rows, "per-row key 'y' must have", "rows"),
     (noisy_finalize, "finalize is not deterministic", "key 's'"),
+    (count_lost_in_combine, "key 'n': 1000 on one chunk vs nothing on 2 chunks", "missing"),
 ]
 
 

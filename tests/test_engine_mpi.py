@@ -2,6 +2,7 @@
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
@@ -129,3 +130,20 @@ def test_montecarlo_is_independent_of_rank_count():
     if comm.rank == 0:
         assert as_bytes(world.results) == as_bytes(alone.results)
         assert abs(world.results["estimate"] - np.pi) < 5 * world.results["stderr"]
+
+
+@pytest.mark.mpi(min_size=1)
+def test_start_up_counts_from_the_process_start_the_entry_point_recorded():
+    from hpcapp.io.source import generated
+
+    comm = MPI.COMM_WORLD
+    kernel = load_kernel("montecarlo")
+    params = kernel.check_params({"samples": 1000, "seed": 3})
+    an_hour_ago = time.time() - 3600
+    told = run_engine(comm, kernel, params, generated(1000), 100, process_started=an_hour_ago)
+    untold = run_engine(comm, kernel, params, generated(1000), 100)  # from the warm-up
+    if comm.rank == 0:
+        startup = TIMING_COLUMNS.index("startup")
+        assert (told.timing[:, startup] >= 3600).all()
+        assert (untold.timing[:, startup] < 3600).all()
+        assert as_bytes(told.results) == as_bytes(untold.results)

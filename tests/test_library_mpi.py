@@ -11,6 +11,7 @@ from mpi4py import MPI
 
 import hpcapp
 from hpcapp.errors import KernelError, UsageError
+from hpcapp.parallel.tags import all_tags
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,3 +109,78 @@ def test_over_reduces_named_dimensions(data_file):
     assert int(every["count"]) == data.size
     np.testing.assert_allclose(every["mean"], data.mean(), rtol=1e-13)
     assert comm.allreduce(1) == comm.size
+
+
+@hpcapp.kernel(per_row=("twice",), combine="sum")
+def doubled_rows(chunk):
+    """A per-row kernel: every row twice over, and column sums."""
+    return {"twice": 2.0 * chunk, "total": chunk.sum(axis=0)}
+
+
+def two_jobs(spec, directory, name):
+    """Run the jobs that send every kind of message hpcapp sends on the job's communicator.
+
+    Per-row outputs through rank 0 (compressed), blocks on demand, chunks scattered by rank 0,
+    the tree reduction, and results sent to the last rank. Returns their results and the rows.
+    """
+    last = MPI.COMM_WORLD.size - 1
+    out = str(directory / f"{name}.h5")
+    rows = hpcapp.run(
+        doubled_rows, spec, output=out, chunk_rows=100, compression="gzip", schedule="dynamic",
+        root=last,
+    )  # fmt: skip
+    scattered = hpcapp.run(column_sums, spec, chunk_rows=100, distribute="scatter", root=last)
+    return rows, scattered, out
+
+
+@pytest.mark.mpi(min_size=2)
+# Were hpcapp to take the caller's messages, its own protocol could hang: end the process then.
+@pytest.mark.timeout(100, method="thread")
+def test_the_callers_pending_messages_with_hpcapps_tags_stay_the_callers(data_file):
+    """hpcapp.run communicates on a duplicate: what the caller left on comm is untouched."""
+    path, data = data_file
+    comm = MPI.COMM_WORLD
+    # Every rank leaves every rank (itself too) one message on each tag hpcapp uses, and waits
+    # until they are all at their destination: pending there before hpcapp.run starts.
+    tags = all_tags().values()
+    sends = [
+        comm.isend(("caller", comm.rank, tag), dest=other, tag=tag)
+        for other in range(comm.size)
+        for tag in tags
+    ]
+    expected = {(source, tag) for source in range(comm.size) for tag in tags}
+    while not all(comm.Iprobe(source=source, tag=tag) for source, tag in expected):
+        pass
+    with_pending = two_jobs(f"{path}:/x", path.parent, "pending")
+    lost = []  # every rank checks all, then all agree: a failure fails every rank, none hangs
+    for source, tag in sorted(expected):
+        if comm.Iprobe(source=source, tag=tag):
+            try:
+                got = comm.recv(source=source, tag=tag)
+            except Exception as exc:  # hpcapp's raw bytes in its place
+                got = exc
+            if got == ("caller", source, tag):
+                continue
+        lost.append((source, tag))
+    MPI.Request.waitall(sends)
+    comm.Barrier()
+    if comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG):
+        lost.append("a message hpcapp left on the caller's communicator")
+    lost = comm.allgather(lost)
+    assert lost == [[]] * comm.size, f"the caller's messages (source, tag) were consumed: {lost}"
+    clean = two_jobs(f"{path}:/x", path.parent, "clean")
+    if comm.rank == comm.size - 1:
+        for got, expected_results in zip(with_pending[:2], clean[:2], strict=True):
+            assert as_bytes(got) == as_bytes(expected_results)
+        np.testing.assert_allclose(with_pending[1]["s"], data.sum(axis=0), rtol=1e-12)
+    else:
+        assert with_pending[:2] == clean[:2] == (None, None)
+    if comm.rank == 0:
+        with h5py.File(with_pending[2], "r") as a, h5py.File(clean[2], "r") as b:
+            assert a["result/twice"][()].tobytes() == b["result/twice"][()].tobytes()
+            np.testing.assert_array_equal(a["result/twice"][()], 2.0 * data)
+    comm.Barrier()
+
+
+def as_bytes(results):
+    return {key: np.asarray(value).tobytes() for key, value in results.items()}

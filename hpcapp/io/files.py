@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from hpcapp.io.source import Source, inspect_dataset, split_spec
 GLOB_CHARS = "*?["
 
 
-def is_many(spec: str | None) -> bool:
+def is_many(spec: str | None) -> TypeGuard[str]:
     """Return whether ``spec`` names many files: ``@LIST:/dataset`` or a glob pattern."""
     if not spec or ":" not in spec:
         return False
@@ -258,7 +258,7 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
             found.append((listing.record, encoding))
         labels = listing.labels
         label = None if labels is None else _open_beside(variable, labels)
-        if label is not None and label.shape == (variable.shape[0],):
+        if labels is not None and label is not None and label.shape == (variable.shape[0],):
             by = str(listing.group_by)
             check_along(variable, label, by, f"{variable.file.filename}:{labels}")
             units = attr_text(label.attrs.get("units"))
@@ -266,9 +266,10 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
                 found.append((labels, _time_of(variable, str(labels), f"--group-by {by}")[0]))
         return described, tuple(found), span
 
-    source, (described, encodings, span) = inspect_dataset(  # type: ignore[misc]
+    source, (described, encodings, span) = inspect_dataset(
         path, listing.dataset, allow_no_rows=True, describe=describe
     )
+    assert source.path is not None and source.file_id is not None  # a file's, not generated
     member = FileMember(source.path, source.n_rows, source.file_id, source.swmr, encodings)
     storage = source.storage_chunk_rows
     return member, source.row_shape, source.dtype, storage, source.plugins, described, span

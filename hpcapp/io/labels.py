@@ -112,6 +112,7 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         )
     if every is not None:
         return Grouping(every=every)
+    assert by is not None  # one of the two was given
     from hpcapp.io.source import open_input
 
     name, component = parse_group_by(str(by))

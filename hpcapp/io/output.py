@@ -163,17 +163,17 @@ def apply_layout(h5: Any, layout: Layout) -> None:
     if "nv" in lengths and edges is not None:
         values = edges[()]
         bounds = group.create_dataset("bin_bounds", data=np.stack([values[:-1], values[1:]], 1))
-        axes["bin_bounds"] = [("bin", bins), ("nv", 2)]
+        axes["bin_bounds"] = [("bin", lengths["bin"]), ("nv", 2)]
         variables["bin_bounds"] = bounds
     dimid = {name: first_id + i for i, name in enumerate(scales)}
     for name, scale in scales.items():
         scale.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
     for key, var in variables.items():
-        names = [name for name, _ in axes[key]]
-        for j, name in enumerate(names):
+        dims = [name for name, _ in axes[key]]
+        for j, name in enumerate(dims):
             var.dims[j].attach_scale(scales[name])
-        if names:
-            var.attrs["_Netcdf4Coordinates"] = np.array([dimid[n] for n in names], np.int32)
+        if dims:
+            var.attrs["_Netcdf4Coordinates"] = np.array([dimid[n] for n in dims], np.int32)
         _describe(key, var, layout)
 
 

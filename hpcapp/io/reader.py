@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,8 @@ from hpcapp.io.source import Source, open_input
 from hpcapp.io.storage import unavailable_filters
 from hpcapp.partition import ChunkList, chunk_bounds
 
-_TAG_CHUNK = 7201
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # (chunk_index, item): the item is the data array, a numpy Generator, a ChunkReadError (the
 # read failed: reported, not raised, so rank 0 keeps feeding the others), or None (stopped).
@@ -157,14 +158,21 @@ def _labelled(
 
 
 def scatter_chunks(
-    comm: Any, source: Source, shares: list[ChunkList], chunk_rows: int, should_stop: ShouldStop
+    comm: MPI.Comm,
+    source: Source,
+    shares: list[ChunkList],
+    chunk_rows: int,
+    should_stop: ShouldStop,
+    *,
+    tag: int,
 ) -> Iterator[Chunk]:
     """Rank 0 reads every chunk and sends each to the rank that owns it (``--distribute scatter``).
 
     Work goes in rounds: in round k rank 0 sends every rank its k-th chunk, then computes its
     own, so rank 0 holds one chunk at a time and the other ranks compute while it reads. Every
     planned message is sent and received even after a stop (then empty), so none is left
-    waiting; a receiver that has stopped yields ``None`` for the rest of its chunks.
+    waiting; a receiver that has stopped yields ``None`` for the rest of its chunks. The chunks
+    travel with ``tag`` (the runtime's :class:`~hpcapp.parallel.tags.Tag`: I/O sits below it).
     """
     from mpi4py import MPI
 
@@ -177,7 +185,7 @@ def scatter_chunks(
         for chunk_index in mine:
             start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
             view = buffer[: stop - start]
-            comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=_TAG_CHUNK, status=status)
+            comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=tag, status=status)
             empty = status.Get_count(MPI.BYTE) == 0
             yield chunk_index, (None if empty or should_stop() else decode(view))
         return
@@ -194,7 +202,7 @@ def scatter_chunks(
                             yield chunk_index, item  # reported as this chunk's failure
                         else:
                             message = item.reshape(-1).view(np.uint8)
-                    comm.Send(message, dest=dest, tag=_TAG_CHUNK)
+                    comm.Send(message, dest=dest, tag=tag)
             if round_index < len(mine):
                 chunk_index = mine[round_index]
                 if should_stop():

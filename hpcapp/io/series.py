@@ -113,6 +113,7 @@ class FileSeries:
 
     def read_direct(self, dest: np.ndarray, selection: slice) -> None:
         """Read rows ``selection.start:selection.stop`` of the input dataset into ``dest``."""
+        assert self.source.dataset is not None  # many files name their dataset
         self.read_rows(self.source.dataset, dest, selection.start, selection.stop)
 
     def spans(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
@@ -128,7 +129,7 @@ class FileSeries:
         """Return how file ``index`` encodes the times in ``name`` (a TimeEncoding), or None."""
         return dict(getattr(self.source.members[index], "times", ())).get(name)
 
-    def read_rows(self, name: str | None, dest: np.ndarray, start: int, stop: int) -> None:
+    def read_rows(self, name: str, dest: np.ndarray, start: int, stop: int) -> None:
         """Read rows ``[start, stop)`` of dataset ``name`` (one value per record) into ``dest``."""
         import h5py
 
@@ -152,7 +153,7 @@ class FileSeries:
                 position += n
             index += 1
 
-    def _dataset(self, index: int, name: str | None) -> Any:
+    def _dataset(self, index: int, name: str) -> Any:
         import h5py
 
         member = self.source.members[index]
@@ -160,7 +161,7 @@ class FileSeries:
             self.close()
             self._file, self._index = _open_file(member), index
         if name not in self._datasets:
-            dataset = h5py.h5d.open(self._file, str(name).encode())
+            dataset = h5py.h5d.open(self._file, name.encode())
             shape = dataset.shape
             if shape[0] < member.n_rows:
                 raise OSError(

@@ -14,13 +14,14 @@ import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from hpcapp.errors import UsageError
 from hpcapp.io.names import datasets, follow, listing
 from hpcapp.io.storage import check_storage, import_hdf5plugin
 
 _NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,13 +109,25 @@ def inspect_input(spec: str) -> Source:
     return inspect_dataset(path, dataset)
 
 
+@overload
+def inspect_dataset(
+    path: str, dataset: str | None, *, allow_no_rows: bool = ..., describe: None = ...
+) -> Source: ...
+
+
+@overload
+def inspect_dataset(
+    path: str, dataset: str | None, *, allow_no_rows: bool = ..., describe: Callable[[Any], T]
+) -> tuple[Source, T]: ...
+
+
 def inspect_dataset(
     path: str,
     dataset: str | None,
     *,
     allow_no_rows: bool = False,
     describe: Callable[[Any], Any] | None = None,
-) -> Source:
+) -> Source | tuple[Source, Any]:
     """Check ``dataset`` of the file at ``path`` like :func:`inspect_input`; return its Source.
 
     ``allow_no_rows`` accepts a dataset of 0 rows (one file of many may hold no records);
@@ -130,7 +143,7 @@ def inspect_dataset(
     try:
         with h5:
             if dataset is None:
-                example = (datasets(h5, limit=1) or [("/DATASET",)])[0][0]
+                example = next((name for name, _, _ in datasets(h5, limit=1)), "/DATASET")
                 raise UsageError(
                     f"input {path!r} names no dataset: add :/DATASET, e.g. "
                     f"{path}:{example}; {listing(h5)}"
@@ -154,7 +167,7 @@ def inspect_dataset(
         swmr=swmr,
         plugins=plugins,
     )
-    return (source, described) if describe is not None else source  # type: ignore[return-value]
+    return (source, described) if describe is not None else source
 
 
 def _check_file(path: str) -> Path:

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hpcapp.errors import UsageError, WriteError
 from hpcapp.io import checkpoint
@@ -24,13 +24,15 @@ from hpcapp.jobs.provenance import load_with_code
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
-from hpcapp.parallel import launch
-from hpcapp.parallel.collective import count_hosts, on_all, on_root
+from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
 from hpcapp.parallel.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.parallel.interrupt import Interrupts
-from hpcapp.parallel.launch import slurm_context, thread_warning
+from hpcapp.parallel.launch import Startup, slurm_context, thread_warning
 from hpcapp.partition import count_chunks
 from hpcapp.text import plural
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
@@ -38,7 +40,7 @@ DEMO_RANGE = [-5.0, 5.0]
 SUMMARY_CELLS = 20  # results with more cells (N-D) print the first few
 
 
-def say(comm: Any, text: str, stream: Any = None) -> None:
+def say(comm: MPI.Comm, text: str, stream: TextIO | None = None) -> None:
     """Print on rank 0 only."""
     if comm.Get_rank() == 0:
         print(text, file=stream or sys.stdout, flush=True)
@@ -56,19 +58,22 @@ class Outcome:
 
 
 def execute(
-    comm: Any,
+    comm: MPI.Comm,
     config: JobConfig,
     extra_attrs: dict[str, Any] | None = None,
     kernel_and_code: tuple[Kernel, dict[str, Any]] | None = None,
     warn_threads: bool = True,
+    startup: Startup | None = None,
 ) -> Outcome:
     """Run a whole job, collective over ``comm``: plan, compute, and write unless no output.
 
     Errors are raised on every rank alike (``collective``). ``kernel_and_code`` gives a kernel
     already loaded (``hpcapp.run`` with a function); by default every rank imports
-    ``config.kernel``.
+    ``config.kernel``. ``startup`` is what the entry point recorded (the start-up column then
+    counts from the process's start). The job communicates on a duplicate of ``comm``, freed at
+    the end: its fixed tags and ``ANY_SOURCE`` probes never meet the caller's own messages.
     """
-    with Interrupts() as interrupts:
+    with duplicate(comm) as comm, Interrupts() as interrupts:
         started = on_root(comm, time.time)
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
@@ -85,7 +90,9 @@ def execute(
         if plan.grouping is not None:
             kernel = group_kernel(kernel)  # per group of records: results lead with a group axis
         if plan.finished:
-            results = on_root(comm, lambda: read_results(config.output))
+            finished = config.output
+            assert finished is not None  # only a job with an output can be found finished
+            results = on_root(comm, lambda: read_results(finished))
             return Outcome(plan, results, None, started, finished_already=True)
         hosts, ranks_per_node = count_hosts(comm)
         warning = thread_warning(ranks_per_node) if warn_threads else None
@@ -113,13 +120,18 @@ def execute(
             grouping=plan.grouping,
             preloaded=nodes,
             interrupts=interrupts,
-            checkpoint=directory and CheckpointPlan(directory, generation, config.checkpoint_every),
+            checkpoint=(
+                CheckpointPlan(directory, generation, config.checkpoint_every)
+                if directory
+                else None
+            ),
             schedule=config.schedule,
             rows_path=directory and checkpoint.rows_path(directory),
             compression=config.compression,
             progress_every=None if config.quiet else config.progress_every,
             # Nothing to keep when nothing was computed: the checkpoint holds it all already.
             keep=kept if directory and config.output and todo != [] else None,
+            process_started=None if startup is None else startup.process_started,
         )
         if plan.grouping is not None and result.results is not None:
             result.results = with_group_coordinates(result.results, plan.grouping)
@@ -150,7 +162,7 @@ def execute(
 
 
 def _provenance(
-    comm: Any,
+    comm: MPI.Comm,
     config: JobConfig,
     plan: Plan,
     result: EngineResult,
@@ -198,9 +210,14 @@ def read_results(path: str) -> dict[str, Any]:
         return {key: value[()] for key, value in h5["result"].items()}
 
 
-def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = None) -> int:
+def run_job(
+    comm: MPI.Comm,
+    config: JobConfig,
+    extra_attrs: dict[str, Any] | None = None,
+    startup: Startup | None = None,
+) -> int:
     """``hpcapp run``: the whole job, collective over ``comm``; rank 0 prints the summary."""
-    outcome = execute(comm, config, extra_attrs)
+    outcome = execute(comm, config, extra_attrs, startup=startup)
     if outcome.finished_already:
         say(
             comm, f"hpcapp: {config.output} already holds the result of this job: nothing to resume"
@@ -210,7 +227,9 @@ def run_job(comm: Any, config: JobConfig, extra_attrs: dict[str, Any] | None = N
         assert outcome.engine is not None
         wall = time.time() - outcome.started
         plan = outcome.plan
-        print(summary(config, plan.source, plan.chunk_rows, outcome.engine, wall, comm.Get_size()))
+        note = None if startup is None else startup.thread_note
+        size = comm.Get_size()
+        print(summary(config, plan.source, plan.chunk_rows, outcome.engine, wall, size, note))
     return 0
 
 
@@ -221,8 +240,9 @@ def summary(
     result: EngineResult,
     wall: float,
     n_ranks: int,
+    thread_note: str | None = None,
 ) -> str:
-    """Return the short report rank 0 prints at the end of a run."""
+    """Return the short report rank 0 prints at the end of a run (with the launch's thread note)."""
     import numpy as np
 
     assert result.results is not None and result.timing is not None
@@ -249,17 +269,17 @@ def summary(
         )
     if {"mean", "std", "min", "max", "count"} <= results.keys():
         columns = np.size(results["mean"])
-        shown = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
+        cells = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
         lines.append(
             f"  {'column':>6} {'count':>12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"
         )
-        for col in range(shown):
+        for col in range(cells):
             values = [np.ravel(results[key])[col] for key in ("count", "mean", "std", "min", "max")]
             lines.append(
                 f"  {col:>6} {int(values[0]):>12,} "
                 + " ".join(f"{float(v):>12.6g}" for v in values[1:])
             )
-        if shown < columns:
+        if cells < columns:
             lines.append(f"  ... {columns:,} cells of shape {np.shape(results['mean'])}")
     else:
         with np.printoptions(threshold=8, precision=6):
@@ -280,13 +300,13 @@ def summary(
         rate = rows / busy.max()  # the slowest rank sets the pace; start-up not included
         volume = f", {rate * source.row_bytes / 1e9:.3g} GB/s" if source.path else ""
         lines.append(f"  throughput after start-up: {rate / 1e6:.3g} Mrows/s{volume}")
-    if launch.thread_note:
-        lines.append(f"  {launch.thread_note}")
+    if thread_note:
+        lines.append(f"  {thread_note}")
     lines.append(f"  wrote {config.output}")
     return "\n".join(lines)
 
 
-def run_generate_command(comm: Any, config: Any) -> int:
+def run_generate_command(comm: MPI.Comm, config: Any) -> int:
     """``hpcapp generate``: write a synthetic dataset; collective."""
     from hpcapp.jobs.generate import run_generate
 
@@ -300,7 +320,7 @@ def run_generate_command(comm: Any, config: Any) -> int:
     return 0 if path else 1
 
 
-def run_demo(comm: Any) -> int:
+def run_demo(comm: MPI.Comm, startup: Startup | None = None) -> int:
     """The no-argument job: statistics of 10**8 generated values, written to hpcapp-result.h5."""
     from hpcapp.jobs.generate import GenerateConfig, run_generate
 
@@ -331,9 +351,10 @@ def run_demo(comm: Any) -> int:
                 seed=2026,
             ),
         )
-        if launch.process_started is not None:
+        if startup is not None and startup.process_started is not None:
             # Making the demo's input is not the stats job's start-up: leave it out.
-            launch.process_started += time.time() - generating
+            began = startup.process_started + time.time() - generating
+            startup = dataclasses.replace(startup, process_started=began)
         config = JobConfig(
             kernel="stats",
             input=f"{scratch}:/demo",
@@ -341,7 +362,7 @@ def run_demo(comm: Any) -> int:
             overwrite=True,
             params={"bins": 50, "range": DEMO_RANGE},
         )
-        return run_job(comm, config, extra_attrs={DEMO_ATTR: True})
+        return run_job(comm, config, extra_attrs={DEMO_ATTR: True}, startup=startup)
     finally:
         comm.Barrier()
         if comm.Get_rank() == 0 and os.path.exists(scratch):

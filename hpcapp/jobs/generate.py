@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,8 +20,11 @@ from hpcapp.io.writer import check_output
 from hpcapp.parallel.collective import on_all, on_root
 from hpcapp.partition import rank_chunks
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
 BLOCK_ROWS = 1 << 16
-DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+DTYPES: tuple[str, ...] = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 DTYPES += ("float16", "float32", "float64")
 DISTRIBUTIONS = ("uniform", "normal")
 
@@ -105,7 +108,7 @@ def _create(config: GenerateConfig, temporary: str) -> int:
     return int(offset)
 
 
-def run_generate(comm: Any, config: GenerateConfig) -> str:
+def run_generate(comm: MPI.Comm, config: GenerateConfig) -> str:
     """Write the dataset on all ranks of ``comm``; collective. Returns the file path."""
     path, _ = split_spec(config.target)
 
@@ -127,7 +130,8 @@ def run_generate(comm: Any, config: GenerateConfig) -> str:
             for block_index in rank_chunks(n_blocks, comm.Get_size(), comm.Get_rank()):
                 data = make_block(config, block_index)
                 position = offset + block_index * BLOCK_ROWS * row_bytes
-                view = memoryview(np.ascontiguousarray(data)).cast("B")
+                # numpy's stubs give ndarray __buffer__ only from Python 3.12.
+                view = memoryview(np.ascontiguousarray(data)).cast("B")  # type: ignore[arg-type]
                 while view:
                     written = os.pwrite(fd, view, position)
                     view, position = view[written:], position + written

@@ -6,7 +6,7 @@ The per-file work (:func:`hpcapp.io.files.inspect_share`) and the agreement chec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, overload
 
 from hpcapp.errors import UsageError
 from hpcapp.io.files import assemble, inspect_share, make_listing
@@ -14,9 +14,32 @@ from hpcapp.io.source import Source
 from hpcapp.parallel.collective import on_root, raise_shared
 from hpcapp.partition import block
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+
+@overload
+def inspect_many(
+    comm: None,
+    spec: str,
+    group_by: str | None = ...,
+    sort_files: bool = ...,
+    mask_valid_range: bool = ...,
+) -> Source: ...
+
+
+@overload
+def inspect_many(
+    comm: MPI.Comm,
+    spec: str,
+    group_by: str | None = ...,
+    sort_files: bool = ...,
+    mask_valid_range: bool = ...,
+) -> Source | None: ...
+
 
 def inspect_many(
-    comm: Any,
+    comm: MPI.Comm | None,
     spec: str,
     group_by: str | None = None,
     sort_files: bool = False,
@@ -39,13 +62,14 @@ def inspect_many(
     listing = on_root(comm, lambda: make_listing(spec, group_by, mask_valid_range))
     count, first = block(len(listing.paths), size, rank)
     gathered = comm.gather(inspect_share(listing, first, count), root=0)
-    outcome: Source | UsageError | None = None
-    if rank == 0:
+    source: Source | None = None
+    error: UsageError | None = None
+    if gathered is not None:  # rank 0
         try:
-            outcome = assemble(spec, listing, gathered, sort_files)
+            source = assemble(spec, listing, gathered, sort_files)
         except UsageError as exc:
-            outcome = exc
-    error = comm.bcast(outcome if isinstance(outcome, UsageError) else None, root=0)
+            error = exc
+    error = comm.bcast(error, root=0)
     if error is not None:
         raise_shared(error)
-    return outcome  # type: ignore[return-value]
+    return source

@@ -12,16 +12,19 @@ that fails); nothing aborts the process.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 def run(
     kernel: str | Callable[..., Any],
     input: Any = None,
     *,
-    comm: Any = None,
+    comm: MPI.Comm | None = None,
     params: Mapping[str, Any] | None = None,
     output: str | None = None,
     chunk_rows: int | None = None,
@@ -63,6 +66,8 @@ def run(
 
     from hpcapp.jobs import app
     from hpcapp.jobs.config import make_job_config
+    from hpcapp.parallel.collective import duplicate
+    from hpcapp.parallel.tags import Tag
 
     comm = MPI.COMM_WORLD if comm is None else comm
     spec, loaded = _kernel(kernel)
@@ -76,9 +81,10 @@ def run(
         return comm.bcast(results, root=0)
     if root == 0:
         return results
-    if comm.Get_rank() == 0:
-        comm.send(results, dest=root, tag=7501)
-    return comm.recv(source=0, tag=7501) if comm.Get_rank() == root else None
+    with duplicate(comm) as private:  # the caller's own messages on comm stay theirs
+        if private.Get_rank() == 0:
+            private.send(results, dest=root, tag=Tag.RESULT)
+        return private.recv(source=0, tag=Tag.RESULT) if private.Get_rank() == root else None
 
 
 def _kernel(kernel: Any) -> tuple[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
 from hpcapp.io import checkpoint, space
@@ -29,6 +29,9 @@ from hpcapp.kernels.api import Kernel
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 GENERATED_CHUNK_ROWS = 1 << 20
 
@@ -146,7 +149,7 @@ def plan_job(
     return dataclasses.replace(plan, resume_generation=generation, resume_parts=parts)
 
 
-def prepare_checkpoint(comm: Any, plan: Plan, n_chunks: int) -> tuple[dict, Any, int]:
+def prepare_checkpoint(comm: MPI.Comm, plan: Plan, n_chunks: int) -> tuple[dict, Any, int]:
     """Start a checkpoint, or load one: returns (this rank's nodes, chunks to do, generation).
 
     On resume every rank loads a share of the saved parts, then all write them again as a new
@@ -241,7 +244,7 @@ def not_rewritten(directory: str, exc: OSError) -> str:
     )
 
 
-def agree_on_code(comm: Any, code: dict[str, Any]) -> None:
+def agree_on_code(comm: MPI.Comm, code: dict[str, Any]) -> None:
     """Refuse, on every rank, a launch whose ranks imported different kernel code; collective."""
     from mpi4py import MPI
 

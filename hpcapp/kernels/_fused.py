@@ -53,7 +53,7 @@ LANES = 256
 # Histogram copies, interleaved by row, so runs of equal bins do not stall on one counter.
 HIST_COPIES = 4
 
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+_JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
 @njit(**_JIT)

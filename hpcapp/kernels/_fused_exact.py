@@ -8,12 +8,14 @@ is the unique normal form of exact integers, so it is bitwise the numpy path's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 from hpcapp.kernels._exact import LIMB_BITS, LIMBS, ROW_BLOCK, n_pieces
 
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+_JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 _MASK = (1 << LIMB_BITS) - 1
 
 

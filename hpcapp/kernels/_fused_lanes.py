@@ -13,13 +13,15 @@ over time): 0.93 ns per value against 1.27 for the three-pass loop, best of 20
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 # The same options as _fused's, written here: numba's cache watches only the defining file, so
 # options imported from another module would not invalidate it when edited (and importing
 # _fused here closed an import cycle).
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+_JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
 @njit(**_JIT)

@@ -57,7 +57,7 @@ def kernel(
     reports as start-up rather than as compute.
     Declarations of the wrong type or value raise TypeError or ValueError when decorating.
     """
-    options = {
+    options: dict[str, Any] = {  # declaration() checks their types
         "finalize": finalize,
         "generates": generates,
         "rows_param": rows_param,
@@ -195,6 +195,8 @@ class Kernel:
 class ResultArray:
     """Marker base: see :func:`with_attrs`."""
 
+    attrs: dict[str, Any]  # the HDF5 attributes of the result dataset
+
 
 def with_attrs(array: Any, **attrs: Any) -> Any:
     """Return ``array`` as an ndarray carrying HDF5 attributes for its result dataset.
@@ -204,12 +206,12 @@ def with_attrs(array: Any, **attrs: Any) -> Any:
     """
     import numpy as np
 
-    marked = np.asarray(array).view(_attrs_array_type())
+    marked: ResultArray = np.asarray(array).view(_attrs_array_type())
     marked.attrs = dict(attrs)
     return marked
 
 
-def _attrs_array_type() -> type:
+def _attrs_array_type() -> type[Any]:
     """Return the ndarray subclass that carries ``attrs`` (built late: numpy imports late)."""
     global _ATTRS_ARRAY
     if _ATTRS_ARRAY is None:
@@ -224,7 +226,7 @@ def _attrs_array_type() -> type:
     return _ATTRS_ARRAY
 
 
-_ATTRS_ARRAY: type | None = None
+_ATTRS_ARRAY: type[Any] | None = None
 
 
 def _keep_attrs(value: Any) -> Any:

@@ -66,7 +66,8 @@ def _merge_grouped(kern: Kernel, left: Partial, right: Partial, elementwise: boo
     groups go through the kernel's merge: in blocks of groups for an element-wise merge (small
     enough to stay in cache), else one group at a time.
     """
-    left_labels, right_labels = left[GROUP_KEY], right[GROUP_KEY]
+    left_labels: np.ndarray = left[GROUP_KEY]  # arrays: searchsorted gives arrays of positions
+    right_labels: np.ndarray = right[GROUP_KEY]
     labels = np.union1d(left_labels, right_labels)
     left_pos = np.searchsorted(labels, left_labels)
     right_pos = np.searchsorted(labels, right_labels)

@@ -7,13 +7,17 @@ the same path with the same exit code instead of some of them waiting forever.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
 from hpcapp.errors import HpcappError
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 T = TypeVar("T")
 
@@ -32,7 +36,7 @@ def raise_shared(error: HpcappError) -> NoReturn:
     raise error
 
 
-def on_root(comm: Any, action: Callable[[], T]) -> T:
+def on_root(comm: MPI.Comm, action: Callable[[], T]) -> T:
     """Run ``action`` on rank 0 only and give every rank its value, or raise its error on all."""
     outcome: tuple[bool, Any] = (True, None)
     if comm.Get_rank() == 0:
@@ -46,7 +50,7 @@ def on_root(comm: Any, action: Callable[[], T]) -> T:
     return value
 
 
-def on_all(comm: Any, action: Callable[[], T]) -> T:
+def on_all(comm: MPI.Comm, action: Callable[[], T]) -> T:
     """Run ``action`` on every rank; if any rank fails, raise the lowest failing rank's error."""
     error: HpcappError | None = None
     value: Any = None
@@ -63,7 +67,22 @@ def on_all(comm: Any, action: Callable[[], T]) -> T:
     return value
 
 
-def count_hosts(comm: Any) -> tuple[int, int]:
+@contextlib.contextmanager
+def duplicate(comm: MPI.Comm) -> Iterator[MPI.Comm]:
+    """A private copy of ``comm`` for the block, freed on leaving it (collective both ways).
+
+    Messages on the copy never match messages on ``comm``, whatever their tags and sources: a
+    caller's own traffic stays theirs. Every rank leaves the block the same way (hpcapp's
+    errors are raised on all ranks alike), so every rank frees the copy.
+    """
+    private = comm.Dup()
+    try:
+        yield private
+    finally:
+        private.Free()
+
+
+def count_hosts(comm: MPI.Comm) -> tuple[int, int]:
     """Return the number of distinct hosts the ranks run on, and the most ranks on one host."""
     from mpi4py import MPI
 
@@ -81,7 +100,7 @@ def count_hosts(comm: Any) -> tuple[int, int]:
     return int(hosts[0]), int(most[0])
 
 
-def gather_table(comm: Any, local_row: np.ndarray) -> np.ndarray | None:
+def gather_table(comm: MPI.Comm, local_row: np.ndarray) -> np.ndarray | None:
     """Gather one float64 row per rank into a (size, n) table on rank 0 (buffers, no pickle)."""
     row = np.ascontiguousarray(local_row, dtype=np.float64)
     table = np.empty((comm.Get_size(), row.size), np.float64) if comm.Get_rank() == 0 else None

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -33,7 +33,11 @@ from hpcapp.parallel.reduce import Failure, FragmentTree, Node, tree_reduce
 from hpcapp.parallel.rows import RowSink
 from hpcapp.parallel.schedule import DynamicShare
 from hpcapp.parallel.stopping import StopNotice, Watchdog
+from hpcapp.parallel.tags import Tag
 from hpcapp.partition import ChunkList, Intervals, chunk_bounds, count_chunks, share
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # "startup": from the process's start to the first chunk (imports, MPI start, checks, the
 # kernel's warm-up); last, so the older columns keep their places.
@@ -70,7 +74,7 @@ OK, INCOMPLETE, FAILED = 0, 1, 2
 
 
 def run_engine(
-    comm: Any,
+    comm: MPI.Comm,
     kernel: Kernel,
     params: Mapping[str, Any],
     source: Source,
@@ -87,6 +91,7 @@ def run_engine(
     compression: str | None = None,
     progress_every: float | None = None,
     keep: Callable[[Partial], None] | None = None,
+    process_started: float | None = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -102,7 +107,8 @@ def run_engine(
     ``grouping`` (an :class:`hpcapp.io.labels.Grouping`) hands the kernel each chunk with its
     records' group labels (a kernel wrapped by :func:`hpcapp.kernels.grouped.group_kernel`).
     ``keep`` is called on rank 0 with the combined partial before it is finished (to keep it in
-    the checkpoint); it must not raise.
+    the checkpoint); it must not raise. ``process_started`` (``time.time()``, when the entry point
+    recorded it) is where the start-up column counts from; else from the kernel's warm-up.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -122,7 +128,9 @@ def run_engine(
         chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), should_stop)
     elif distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
-        chunks = reader.scatter_chunks(comm, source, shares, chunk_rows, should_stop)
+        chunks = reader.scatter_chunks(
+            comm, source, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK
+        )
     else:
         chunks = reader.read_chunks(source, mine, chunk_rows, should_stop, grouping)
 
@@ -135,7 +143,7 @@ def run_engine(
 
     failure: Failure | None = None
     watchdog: Watchdog | None = None
-    startup = _warm_up(kernel, params, source, chunk_rows)
+    startup = _warm_up(kernel, params, source, chunk_rows, process_started)
     if isinstance(startup, str):
         failure = (-1, rank, startup)  # before any chunk: reported first
         notice.notify_others()
@@ -230,28 +238,20 @@ def run_engine(
     keep_seconds = time.perf_counter() - clock  # counted as writing: the writer adds its own
     if results is not None:
         results = kernel.finish(results, params)
-    local_timing = [
-        seconds["read"],
-        seconds["compute"],
-        reduce_seconds,
-        keep_seconds,
-        rows_done,
-        startup,
-    ]
-    timing = gather_table(comm, np.array(local_timing))  # communicate
+    # This rank's row of the timing table, in TIMING_COLUMNS order.
+    row = [seconds["read"], seconds["compute"], reduce_seconds, keep_seconds, rows_done, startup]
+    timing = gather_table(comm, np.array(row))  # communicate
     return EngineResult(n_chunks=n_chunks, results=results, timing=timing)
 
 
 def _warm_up(
-    kernel: Kernel, params: Mapping[str, Any], source: Source, chunk_rows: int
+    kernel: Kernel, params: Mapping[str, Any], source: Source, chunk_rows: int, since: float | None
 ) -> float | str:
     """Run the kernel's ``prepare`` hook; return the start-up seconds, or the failure message.
 
-    Start-up counts from the process's start when ``python -m hpcapp`` recorded it (imports,
-    MPI start, checks), else from here: the engine used as a library times only the hook.
+    Start-up counts ``since`` the process's start when ``python -m hpcapp`` recorded it
+    (imports, MPI start, checks), else from here: the engine used as a library times the hook.
     """
-    from hpcapp.parallel import launch
-
     began = time.time()
     if kernel.prepare is not None and source.path is not None:
         chunk_shape = (min(chunk_rows, source.n_rows), *source.row_shape)
@@ -260,11 +260,14 @@ def _warm_up(
         except Exception as exc:
             return f"kernel {kernel.name!r}: its warm-up (prepare) raised {exc!r}"
     now = time.time()
-    return now - (launch.process_started or began)
+    return now - (since or began)
 
 
 def _raise_failure(
-    comm: Any, failure: Failure | None, watchdog: Watchdog | None, checkpoint: CheckpointPlan | None
+    comm: MPI.Comm,
+    failure: Failure | None,
+    watchdog: Watchdog | None,
+    checkpoint: CheckpointPlan | None,
 ) -> NoReturn:
     """Report one failure on every rank: the one at the lowest (chunk, rank), and what is left."""
     from mpi4py import MPI
@@ -297,7 +300,7 @@ def what_is_left(checkpoint: CheckpointPlan | None) -> str:
 
 
 def _save_and_stop(
-    comm: Any, tree: FragmentTree, checkpoint: CheckpointPlan | None, interrupts: Any
+    comm: MPI.Comm, tree: FragmentTree, checkpoint: CheckpointPlan | None, interrupts: Any
 ) -> NoReturn:
     """Every rank saves its nodes, then all stop with the same InterruptError error."""
     from hpcapp.parallel.collective import on_all

@@ -1,11 +1,13 @@
 """Launch mistakes users actually make, caught before any work: no MPI plugin, thread storms.
 
-Also what ``__main__`` records before numpy is imported: when the process started (its start-up
-is timed) and whether it limited numpy's BLAS/OpenMP threads because ranks share the node.
+Also what ``__main__`` records before numpy is imported (a :class:`Startup` it hands down): when
+the process started (its start-up is timed) and whether it limited numpy's BLAS/OpenMP threads
+because ranks share the node.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, MutableMapping
@@ -17,15 +19,22 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 # Ranks on this node, as launchers say it: MPICH/Hydra (and Intel MPI), Open MPI.
 _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 
-# Set by mark_process_start() / limit_threads(), read when the run's report is written.
-process_started: float | None = None  # time.time() at the process's start
-thread_note: str | None = None  # e.g. "BLAS threads limited to 1 per rank (2 ranks on 2 cores)"
+
+@dataclasses.dataclass(frozen=True)
+class Startup:
+    """What the entry point learned before numpy loaded; passed down to the run's report.
+
+    Without one (``hpcapp.run`` from a program) start-up is timed from the kernel's warm-up and
+    no thread note is printed.
+    """
+
+    process_started: float | None = None  # time.time() at the process's start
+    thread_note: str | None = None  # e.g. "BLAS threads limited to 1 per rank (2 ranks on ...)"
 
 
-def mark_process_start() -> None:
-    """Record when this process started (the kernel's clock; now, where there is no /proc)."""
-    global process_started
-    process_started = time.time() - (_process_age() or 0.0)
+def process_start_time() -> float:
+    """Return when this process started (the kernel's clock; now, where there is no /proc)."""
+    return time.time() - (_process_age() or 0.0)
 
 
 def _process_age() -> float | None:
@@ -69,10 +78,10 @@ def limit_threads(
     """Give each rank its share of the node's cores as BLAS/OpenMP threads, before numpy loads.
 
     Only when the user set none of the thread variables and several ranks share the node:
-    numpy's BLAS would otherwise start one thread per core in every rank. Returns (and keeps
-    in ``thread_note``) the sentence the run's report prints, or None when nothing was changed.
+    numpy's BLAS would otherwise start one thread per core in every rank. Returns the
+    sentence the run's report prints (:attr:`Startup.thread_note`), or None when nothing was
+    changed.
     """
-    global thread_note
     env = os.environ if env is None else env
     cores = cores or os.cpu_count() or 1
     ranks = ranks_on_this_node(env)
@@ -81,11 +90,10 @@ def limit_threads(
     threads = max(1, cores // ranks)
     for name in _THREAD_VARIABLES:
         env[name] = str(threads)
-    thread_note = (
+    return (
         f"BLAS threads limited to {threads} per rank ({plural(ranks, 'rank')} on "
         f"{plural(cores, 'core')} of this node)"
     )
-    return thread_note
 
 
 def launcher_world_size(env: Mapping[str, str] | None = None) -> tuple[str, int] | None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-_TAG = 7501
+from hpcapp.parallel.tags import Tag
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 def format_seconds(seconds: float) -> str:
@@ -73,7 +76,7 @@ class Progress:
 
     def __init__(
         self,
-        comm: Any,
+        comm: MPI.Comm,
         total_chunks: int,
         row_bytes: int,
         every_seconds: float,
@@ -85,7 +88,7 @@ class Progress:
         # Bound rank 0's incoming message rate whatever the number of ranks.
         self._interval = max(0.25, self._size / 2000)
         self._totals = np.zeros(3, np.int64)  # chunks, rows, done flag
-        self._request: Any = None
+        self._request: MPI.Request | None = None
         self._last_send = 0.0
         self._thread: threading.Thread | None = None
         if self._rank == 0:
@@ -111,19 +114,19 @@ class Progress:
             self._send()
             self._last_send = now
 
-    def _send(self) -> None:
+    def _send(self) -> MPI.Request:
         if self._request is not None:
             self._request.Wait()
         message = self._totals.copy()
-        self._request = self._comm.Isend(message, dest=0, tag=_TAG)
+        self._request = self._comm.Isend(message, dest=0, tag=Tag.PROGRESS)
         self._message = message  # keep the buffer alive until the send completes
+        return self._request
 
     def close(self) -> None:
         """This rank's chunks are done: send the final totals; rank 0 waits for its thread."""
         self._totals[2] = 1
         if self._rank != 0:
-            self._send()
-            self._request.Wait()
+            self._send().Wait()
         else:
             self._latest[0] = self._totals
             self._wake.set()
@@ -144,8 +147,8 @@ class Progress:
         last_chunks = -1
         next_decile = 1
         while True:
-            while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG, status=status):
-                self._comm.Recv(buffer, source=status.Get_source(), tag=_TAG)
+            while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=Tag.PROGRESS, status=status):
+                self._comm.Recv(buffer, source=status.Get_source(), tag=Tag.PROGRESS)
                 self._latest[status.Get_source()] = buffer
             chunks, rows = (int(v) for v in self._latest[:, :2].sum(axis=0))
             finished = bool(self._latest[:, 2].all())

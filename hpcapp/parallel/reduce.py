@@ -13,17 +13,18 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcapp.errors import KernelError
+from hpcapp.parallel.tags import Tag
 from hpcapp.partition import Node, Partial, node_chunks
 
-Failure = tuple[int, int, str]  # (chunk index, rank, message): ordered to pick one to report
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
-_TAG_META = 7101
-_TAG_DATA = 7102
+Failure = tuple[int, int, str]  # (chunk index, rank, message): ordered to pick one to report
 
 
 class FragmentTree:
@@ -166,7 +167,7 @@ def first_failure(a: Failure | None, b: Failure | None) -> Failure | None:
     return min(a, b)
 
 
-def tree_reduce(comm: Any, tree: FragmentTree) -> tuple[Partial | None, Failure | None]:
+def tree_reduce(comm: MPI.Comm, tree: FragmentTree) -> tuple[Partial | None, Failure | None]:
     """Merge every rank's nodes into rank 0 along a binomial tree; collective.
 
     Returns ``(result, failure)`` on rank 0 and ``(None, None)`` elsewhere. Ranks own
@@ -181,14 +182,14 @@ def tree_reduce(comm: Any, tree: FragmentTree) -> tuple[Partial | None, Failure 
     while step < size:
         if rank % (2 * step) == step:
             meta, payload = pack(tree.nodes) if failure is None else ([], np.empty(0, np.uint8))
-            comm.send((failure, meta, payload.size), dest=rank - step, tag=_TAG_META)
-            comm.Send(payload, dest=rank - step, tag=_TAG_DATA)
+            comm.send((failure, meta, payload.size), dest=rank - step, tag=Tag.REDUCE_META)
+            comm.Send(payload, dest=rank - step, tag=Tag.REDUCE_DATA)
             tree.clear()
             return None, None
         if rank % (2 * step) == 0 and rank + step < size:
-            child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=_TAG_META)
+            child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=Tag.REDUCE_META)
             payload = np.empty(n_bytes, np.uint8)
-            comm.Recv(payload, source=rank + step, tag=_TAG_DATA)
+            comm.Recv(payload, source=rank + step, tag=Tag.REDUCE_DATA)
             failure = first_failure(failure, child_failure)
             if failure is None:
                 try:

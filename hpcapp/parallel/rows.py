@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcapp.errors import KernelError
 from hpcapp.parallel.collective import on_root
 from hpcapp.parallel.reduce import Partial, pack, unpack
+from hpcapp.parallel.tags import Tag
 
-_TAG_META = 7401
-_TAG_DATA = 7402
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
 IN_FLIGHT = 2
 _DONE = -1
 
@@ -142,7 +144,7 @@ class RowSink:
     """
 
     def __init__(
-        self, comm: Any, path: str, n_rows: int, chunk_rows: int, compression: str | None
+        self, comm: MPI.Comm, path: str, n_rows: int, chunk_rows: int, compression: str | None
     ) -> None:
         def create_file() -> None:
             import h5py
@@ -165,7 +167,7 @@ class RowSink:
         self._offsets: dict[str, tuple[int, int]] = {}
         self._fd: int | None = None
         self._writer: RowWriter | None = None
-        self._pending: deque[tuple[Any, np.ndarray]] = deque()
+        self._pending: deque[tuple[MPI.Request, np.ndarray]] = deque()
         self._done = 0  # rank 0: DONE markers received so far
 
     @property
@@ -262,9 +264,9 @@ class RowSink:
             request, _ = self._pending.popleft()
             request.Wait()
         meta, payload = pack({(0, chunk_index): arrays})
-        self._comm.send((start, meta, payload.size), dest=0, tag=_TAG_META)
+        self._comm.send((start, meta, payload.size), dest=0, tag=Tag.ROWS_META)
         # Synchronous: completes only once rank 0 receives, which bounds what is in flight.
-        request = self._comm.Issend(payload, dest=0, tag=_TAG_DATA)
+        request = self._comm.Issend(payload, dest=0, tag=Tag.ROWS_DATA)
         self._pending.append((request, payload))
 
     def poll(self) -> None:
@@ -272,15 +274,15 @@ class RowSink:
         from mpi4py import MPI
 
         status = MPI.Status()
-        while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_META, status=status):
+        while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=Tag.ROWS_META, status=status):
             self._done += self._receive(status.Get_source())
 
     def _receive(self, source: int) -> int:
-        start, meta, n_bytes = self._comm.recv(source=source, tag=_TAG_META)
+        start, meta, n_bytes = self._comm.recv(source=source, tag=Tag.ROWS_META)
         if start == _DONE:
             return 1
         payload = np.empty(n_bytes, np.uint8)
-        self._comm.Recv(payload, source=source, tag=_TAG_DATA)
+        self._comm.Recv(payload, source=source, tag=Tag.ROWS_DATA)
         for arrays in unpack(meta, payload).values():
             if self._writer is not None:  # else rank 0 failed to open the file: the job fails
                 self._writer.write(start, arrays)
@@ -305,13 +307,13 @@ class RowSink:
             for request, _ in self._pending:
                 request.Wait()
             self._pending.clear()
-            self._comm.send((_DONE, [], 0), dest=0, tag=_TAG_META)
+            self._comm.send((_DONE, [], 0), dest=0, tag=Tag.ROWS_META)
             return
         from mpi4py import MPI
 
         status = MPI.Status()
         while self._done < self._comm.Get_size() - 1:
-            self._comm.Probe(source=MPI.ANY_SOURCE, tag=_TAG_META, status=status)
+            self._comm.Probe(source=MPI.ANY_SOURCE, tag=Tag.ROWS_META, status=status)
             self._done += self._receive(status.Get_source())
         if self._writer is not None:
             self._writer.close()

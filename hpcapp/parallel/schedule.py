@@ -17,11 +17,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hpcapp.parallel.tags import Tag
 from hpcapp.partition import ChunkList
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # Seconds between the server's polls: a rank asking for work waits about half of this plus one
 # message's latency; each poll costs rank 0 a few microseconds. Fast while requests come in
@@ -29,7 +33,6 @@ from hpcapp.partition import ChunkList
 POLL_SECONDS = 1e-4
 IDLE_POLL_SECONDS = 5e-4
 IDLE_SECONDS = 0.02
-_TAG_ASK, _TAG_BLOCK = 7301, 7302
 _LEAVE = -1  # what a rank that stops early sends instead of asking
 
 
@@ -41,7 +44,7 @@ class DynamicShare:
     ends the server once every rank has been told there is no more work or has left.
     """
 
-    def __init__(self, comm: Any, todo: ChunkList, should_stop: Callable[[], bool]) -> None:
+    def __init__(self, comm: MPI.Comm, todo: ChunkList, should_stop: Callable[[], bool]) -> None:
         self._todo = todo
         self._should_stop = should_stop
         self.starts = dynamic_blocks(len(todo), comm.Get_size())
@@ -79,18 +82,18 @@ class DynamicShare:
         """End the server and release the communicator (collective)."""
         if self._server is None:
             if not self.exhausted:
-                self._comm.Send(np.full(1, _LEAVE, np.int64), dest=0, tag=_TAG_ASK)
+                self._comm.Send(np.full(1, _LEAVE, np.int64), dest=0, tag=Tag.BLOCK_ASK)
         else:
             self._server.join()
         self._comm.Free()
 
 
-def ask_for_block(comm: Any) -> int:
+def ask_for_block(comm: MPI.Comm) -> int:
     """Ask rank 0's :class:`BlockServer` on ``comm`` for the next block number."""
     answer = np.zeros(1, np.int64)
     comm.Sendrecv(
-        np.zeros(1, np.int64), dest=0, sendtag=_TAG_ASK, recvbuf=answer, source=0,
-        recvtag=_TAG_BLOCK,
+        np.zeros(1, np.int64), dest=0, sendtag=Tag.BLOCK_ASK, recvbuf=answer, source=0,
+        recvtag=Tag.BLOCK_ANSWER,
     )  # fmt: skip
     return int(answer[0])
 
@@ -98,7 +101,7 @@ def ask_for_block(comm: Any) -> int:
 class BlockServer:
     """Rank 0's counter of blocks, and the thread that answers the other ranks' requests."""
 
-    def __init__(self, comm: Any, n_blocks: int) -> None:
+    def __init__(self, comm: MPI.Comm, n_blocks: int) -> None:
         self._comm = comm
         self._n_blocks = n_blocks
         self._next = 0
@@ -130,17 +133,21 @@ class BlockServer:
                 # Iprobe, then Recv from the rank found: a posted Irecv(ANY_SOURCE) polled with
                 # Test from this thread was seen to miss requests for good over MPICH's network
                 # path (MPIR_CVAR_NOLOCAL=1, 3+ ranks) while the main thread held the GIL.
-                while not self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_ASK, status=status):
+                while not self._comm.Iprobe(
+                    source=MPI.ANY_SOURCE, tag=Tag.BLOCK_ASK, status=status
+                ):
                     idle = time.perf_counter() - last_request > IDLE_SECONDS
                     time.sleep(IDLE_POLL_SECONDS if idle else POLL_SECONDS)
-                self._comm.Recv(request, source=status.Get_source(), tag=_TAG_ASK, status=status)
+                self._comm.Recv(
+                    request, source=status.Get_source(), tag=Tag.BLOCK_ASK, status=status
+                )
                 last_request = time.perf_counter()
                 if request[0] == _LEAVE:
                     open_ranks -= 1
                     continue
                 block = self.take()
                 answer = np.full(1, block, np.int64)
-                self._comm.Send(answer, dest=status.Get_source(), tag=_TAG_BLOCK)
+                self._comm.Send(answer, dest=status.Get_source(), tag=Tag.BLOCK_ANSWER)
                 if block >= self._n_blocks:
                     open_ranks -= 1
         except BaseException as exc:  # reported by join(), on the main thread

@@ -8,17 +8,20 @@ the reduction, where the error travels to rank 0. Nobody ever waits for a notice
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-_TAG_STOP = 7301
+from hpcapp.parallel.tags import Tag
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 class StopNotice:
     """Per-job notice that some rank asked the others to stop."""
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: MPI.Comm) -> None:
         # A private communicator: the notice can never match another message.
         self._comm = comm.Dup()
         self._flag = np.zeros(1, np.int64)
@@ -31,7 +34,7 @@ class StopNotice:
 
         # A probe, not a posted Irecv(ANY_SOURCE): over MPICH's network path (3+ ranks) such a
         # receive was seen to miss its message for good. The notice is received in close().
-        if not self._stopped and self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_STOP):
+        if not self._stopped and self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=Tag.STOP):
             self._stopped = True
         return self._stopped
 
@@ -43,7 +46,7 @@ class StopNotice:
         rank = self._comm.Get_rank()
         message = np.array([rank], np.int64)
         requests = [
-            self._comm.Isend(message, dest=other, tag=_TAG_STOP)
+            self._comm.Isend(message, dest=other, tag=Tag.STOP)
             for other in range(self._comm.Get_size())
             if other != rank
         ]
@@ -63,7 +66,7 @@ class StopNotice:
         rank = self._comm.Get_rank()
         for source, sent in enumerate(senders):
             if sent and source != rank:
-                self._comm.Recv(self._flag, source=source, tag=_TAG_STOP)
+                self._comm.Recv(self._flag, source=source, tag=Tag.STOP)
         self._comm.Free()
 
 
@@ -76,7 +79,7 @@ class Watchdog:
     failure itself and aborts every rank.
     """
 
-    def __init__(self, comm: Any, message: str, grace: float) -> None:
+    def __init__(self, comm: MPI.Comm, message: str, grace: float) -> None:
         import threading
 
         self._comm = comm
