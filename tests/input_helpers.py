@@ -1,7 +1,7 @@
 """Helpers of the input tests: run ``stats`` and check its numbers, or its refusal."""
 
 import numpy as np
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 
 
 def stats(spec, out, n_ranks=2, chunk_rows=None, env=None, extra=()):

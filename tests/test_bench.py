@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, clean_env
+from helpers import REPO, clean_env
 
 OPTIONAL = {"dask": "dask", "chart": "matplotlib"}
 

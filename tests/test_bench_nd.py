@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, clean_env
+from helpers import REPO, clean_env
 
 
 def test_bench_nd_memory_reports_peak_and_estimate(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import clean_env, read_results, run_cli, write_dataset
+from helpers import clean_env, read_results, run_cli, write_dataset
 from input_helpers import refused
 
 import hpcapp

@@ -15,7 +15,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import clean_env, cli_command, read_results, run_cli, write_dataset
+from helpers import clean_env, cli_command, read_results, run_cli, write_dataset
 from ncdata import write_netcdf
 
 import hpcapp

@@ -6,7 +6,7 @@ import os
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, write_dataset
+from helpers import read_results, run_cli, write_dataset
 
 from hpcapp.config import make_job_config
 from hpcapp.errors import UsageError

@@ -6,7 +6,7 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, sample_data, write_dataset
+from helpers import read_results, run_cli, sample_data, write_dataset
 from test_resume import interrupt_when_running, result_bytes, start_cli
 
 import hpcapp

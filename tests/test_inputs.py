@@ -12,7 +12,7 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, sample_data, write_dataset
+from helpers import REPO, sample_data, write_dataset
 from input_helpers import assert_matches_numpy, bits, refused, stats
 
 from hpcapp.errors import UsageError

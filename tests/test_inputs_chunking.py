@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 import pytest
-from conftest import run_cli, write_dataset
+from helpers import run_cli, write_dataset
 
 from hpcapp.partition import DEFAULT_CHUNK_BYTES
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, sample_data
+from helpers import REPO, sample_data
 
 from hpcapp.errors import KernelError, UsageError
 from hpcapp.kernels.api import as_partial, from_function, kernel

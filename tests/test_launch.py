@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import (
+from helpers import (
     CLI_TIMEOUT,
     REPO,
     clean_env,

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import clean_env, mpiexec, read_results, run_cli, write_dataset
+from helpers import clean_env, mpiexec, read_results, run_cli, write_dataset
 
 SCRIPT = """
 import sys

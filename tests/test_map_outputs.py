@@ -5,7 +5,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, sample_data, write_dataset
+from helpers import read_results, run_cli, sample_data, write_dataset
 from test_resume import interrupt_when_running, start_cli
 
 KERNEL = "hpcapp.examples.row_norms:row_norms"

@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli
+from helpers import read_results, run_cli
 from ncdata import DIMS, check_against, reference, write_netcdf
 
 from hpcapp.errors import UsageError

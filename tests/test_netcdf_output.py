@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 from ncdata import reference, write_netcdf
 
 BINS = 4

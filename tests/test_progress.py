@@ -1,7 +1,7 @@
 """Live progress (a bar on a terminal, plain lines in logs, nothing with --quiet) and plots."""
 
 import numpy as np
-from conftest import run_cli, write_dataset
+from helpers import run_cli, write_dataset
 
 from hpcapp.progress import format_seconds, render
 

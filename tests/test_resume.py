@@ -10,7 +10,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import clean_env, cli_command, read_results, run_cli, sample_data, write_dataset
+from helpers import clean_env, cli_command, read_results, run_cli, sample_data, write_dataset
 
 from hpcapp import checkpoint
 from hpcapp.errors import KernelError

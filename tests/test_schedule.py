@@ -5,7 +5,7 @@ import itertools
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, sample_data, write_dataset
+from helpers import read_results, run_cli, sample_data, write_dataset
 
 from hpcapp.schedule import dynamic_blocks
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import REPO, clean_env, read_results, run_cli, sample_data, write_dataset
+from helpers import REPO, clean_env, read_results, run_cli, sample_data, write_dataset
 
 from hpcapp import slurm
 from hpcapp.__main__ import main

@@ -15,7 +15,7 @@ from fractions import Fraction
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, write_dataset
+from helpers import read_results, run_cli, write_dataset
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
