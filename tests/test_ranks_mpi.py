@@ -8,7 +8,7 @@ launching the CLI once per rank count and job.
 
 import numpy as np
 import pytest
-from helpers import result_bytes, write_dataset
+from helpers import result_bytes, sample_data, write_dataset
 from mpi4py import MPI
 
 import hpcapp
@@ -19,9 +19,20 @@ pytestmark = [pytest.mark.mpi(min_size=1), pytest.mark.timeout(120)]
 
 
 def on_rank_0(comm, write):
-    """Let rank 0 write an input every rank then reads; return what ``write`` returned."""
-    value = write() if comm.rank == 0 else None
-    return comm.bcast(value, root=0)
+    """Let rank 0 write an input every rank then reads; return what ``write`` returned.
+
+    If ``write`` fails, every rank fails (instead of the others waiting for rank 0 forever).
+    """
+    value, failure = None, None
+    if comm.rank == 0:
+        try:
+            value = write()
+        except Exception as exc:
+            failure = f"rank 0 could not write the input: {exc!r}"
+    value, failure = comm.bcast((value, failure), root=0)
+    if failure:
+        pytest.fail(failure)
+    return value
 
 
 def world_and_self(kernel, spec, **options):
@@ -276,3 +287,68 @@ def test_times_of_files_that_do_not_share_an_axis_are_refused_on_every_rank(
     with pytest.raises(UsageError, match=message):
         hpcapp.run("stats", spec, output=str(shared_dir / "o.h5"), over="lat")
     assert not (shared_dir / "o.h5").exists()
+
+
+# ---------------------------------------------------------------- per-row outputs
+
+
+@pytest.mark.parametrize(
+    ("schedule", "compression"), [("static", None), ("dynamic", None), ("dynamic", "lzf")]
+)
+def test_rows_written_by_any_rank_count_are_one_ranks(shared_dir, schedule, compression):
+    # Uncompressed rows are written by every rank at their offset; compressed ones by rank 0.
+    # Against numpy: tests/test_map_outputs.py.
+    from sample_kernels import MANY_KERNEL
+
+    def write():
+        (shared_dir / "many.py").write_text(MANY_KERNEL)
+        return write_dataset(shared_dir / "in.h5", sample_data(2003, 3, "float64"))
+
+    spec = on_rank_0(MPI.COMM_WORLD, write)
+    world, alone = world_and_self_files(
+        f"{shared_dir}/many.py:many", spec, shared_dir, chunk_rows=101, schedule=schedule,
+        compression=compression,
+    )  # fmt: skip
+    assert world == alone
+    assert not (shared_dir / "world.h5.checkpoint").exists()
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_per_row_and_reduced_keys_together_on_any_rank_count(shared_dir, compression):
+    spec = on_rank_0(
+        MPI.COMM_WORLD,
+        lambda: write_dataset(shared_dir / "in.h5", sample_data(3001, 3, "float64")),
+    )
+    world, alone = world_and_self_files(
+        "hpcapp.examples.row_norms:row_norms", spec, shared_dir, chunk_rows=97,
+        params={"scale": 2}, compression=compression,
+    )  # fmt: skip
+    assert world == alone
+
+
+MIXED = """
+import numpy as np
+import hpcapp
+
+@hpcapp.kernel(per_row=("y",))
+def mixed(chunk, odd_row=-1):
+    y = np.asarray(chunk, np.float64)
+    return {"y": y.astype(np.float32) if y[0] == odd_row else y, "n": np.int64(len(y))}
+"""
+
+
+@pytest.mark.parametrize("odd_chunk", [5, 2])
+def test_rows_of_another_dtype_in_one_chunk_are_named_on_any_rank_count(shared_dir, odd_chunk):
+    # On 2 ranks chunk 5 is rank 1's first (its layout disagrees at the agreement), chunk 2 is
+    # a later chunk of rank 0 (it disagrees with the agreed layout).
+    def write():
+        (shared_dir / "mixed.py").write_text(MIXED)
+        return write_dataset(shared_dir / "in.h5", np.arange(100, dtype=np.float64))
+
+    spec = on_rank_0(MPI.COMM_WORLD, write)
+    message = f"(?s)per-row output 'y' of chunk {odd_chunk} has float32.*chunk 0 gave float64"
+    with pytest.raises(KernelError, match=message):
+        hpcapp.run(
+            f"{shared_dir}/mixed.py:mixed", spec, output=str(shared_dir / "o.h5"),
+            chunk_rows=10, params={"odd_row": 10 * odd_chunk},
+        )  # fmt: skip
