@@ -123,12 +123,13 @@ def run_python(code: str, timeout: float = 60) -> str:
 
 
 def run_here(kernel: Any, input: Any = None, **options: Any) -> dict[str, Any] | None:
-    """Run a job with ``hpcapp.run`` on ``MPI.COMM_SELF`` in this process; return its results."""
+    """Run a job with ``hpcapp.run`` in this process (on ``MPI.COMM_SELF`` unless ``comm``)."""
     from mpi4py import MPI
 
     import hpcapp
 
-    return hpcapp.run(kernel, input, comm=MPI.COMM_SELF, **options)
+    options.setdefault("comm", MPI.COMM_SELF)
+    return hpcapp.run(kernel, input, **options)
 
 
 class AbortedError(Exception):
