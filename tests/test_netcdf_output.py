@@ -54,7 +54,7 @@ def test_per_cell_result_in_xarray_and_netcdf4(field):
         np.testing.assert_array_equal(ds["bin"].values, [-5, 5, 15, 25])
     with xr.open_dataset(out, engine="h5netcdf") as root:
         assert root.attrs["Conventions"] == "CF-1.8" and root.attrs["kernel"] == "stats"
-        assert root["timing"].dims == ("rank", "timing_column") and root.sizes["rank"] == 1  # one rank
+        assert root["timing"].dims == ("rank", "timing_column") and root.sizes["rank"] == 1
     with netCDF4.Dataset(out) as nc:
         group = nc["result"]
         assert group["hist"].dimensions == ("lat", "lon", "bin")
