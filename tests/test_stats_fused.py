@@ -91,9 +91,13 @@ def test_values_on_and_beside_every_edge_bin_like_numpy(dtype, value_range, bins
     inside = (lo + (hi - lo) * rng.random(3000)).astype(dtype)
     data = np.concatenate([values, inside, [np.nan, np.inf, -np.inf]]).astype(dtype)
     data = data[rng.permutation(len(data))]
-    for chunk_rows in (len(data), 1000, 1):
+    for chunk_rows in (len(data), 1000):
         got = chunked(data, chunk_rows, bins, value_range)
         np.testing.assert_array_equal(got["hist"], numpy_hist(data, bins, value_range))
+    # Every edge value (and NaN, infinities) alone in a chunk of one row.
+    alone = np.concatenate([values, [np.nan, np.inf, -np.inf]]).astype(dtype)
+    got = chunked(alone, 1, bins, value_range)
+    np.testing.assert_array_equal(got["hist"], numpy_hist(alone, bins, value_range))
 
 
 @pytest.mark.parametrize("dtype", INT_DTYPES)
