@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Run the whole test suite: lint, types, serial tests, SLURM tests, MPI tests at 1-4 ranks.
+"""Run the whole test suite: lint, types, serial tests, MPI tests at 1-4 ranks, SLURM, benchmarks.
 
 The MPI tests run under mpiexec -n 1, 2, 3, 4, then again at 2 and 3 ranks over MPICH's
-network path (``MPIR_CVAR_NOLOCAL=1``).
+network path (``MPIR_CVAR_NOLOCAL=1``). The SLURM tests (which mostly wait for the local
+SLURM) and the benchmark smoke tests run beside the others, in the background; their output is
+printed when they end.
 
 Every step runs in a subprocess with a time limit, so a hung MPI test fails the run instead of
 hanging it. Exit code 0 only if every step passed. Extra arguments go to every pytest call.
@@ -14,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +26,7 @@ RANK_COUNTS = (1, 2, 3, 4)
 # takes its network path instead, as between the nodes of a cluster.
 NETWORK_PATH = {"MPIR_CVAR_NOLOCAL": "1"}
 NETWORK_RANK_COUNTS = (2, 3)
-STEP_TIMEOUT = 900  # seconds; the whole suite takes a few minutes on 2 cores
+STEP_TIMEOUT = 900  # seconds; the whole suite takes under 5 minutes on 2 cores
 
 
 def find_mpiexec() -> str:
@@ -35,23 +38,66 @@ def find_mpiexec() -> str:
     return found
 
 
+def step_env(extra_env: dict[str, str] | None) -> dict[str, str]:
+    """Return the environment of a step: this checkout of hpcapp, one BLAS thread."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(extra_env or {}))
+
+
+def header(name: str, command: list[str], extra_env: dict[str, str] | None) -> str:
+    """Return the line that opens a step's output."""
+    shown = " ".join(f"{k}={v}" for k, v in (extra_env or {}).items())
+    return f"\n=== {name}: {shown + ' ' if shown else ''}{' '.join(command)}"
+
+
+def verdict(name: str, code: int | None, seconds: float) -> str:
+    """Return the line that closes a step's output (``code`` None: it timed out)."""
+    if code is None:
+        return f"=== {name}: TIMED OUT after {STEP_TIMEOUT} s"
+    return f"=== {name}: {'passed' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s"
+
+
 def run(name: str, command: list[str], extra_env: dict[str, str] | None = None) -> bool:
     """Run one step, streaming its output; return True if it passed in time."""
-    shown = " ".join(f"{k}={v}" for k, v in (extra_env or {}).items())
-    print(f"\n=== {name}: {shown + ' ' if shown else ''}{' '.join(command)}", flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(extra_env or {}))
+    print(header(name, command, extra_env), flush=True)
     started = time.monotonic()
     try:
-        code = subprocess.run(command, cwd=REPO, env=env, timeout=STEP_TIMEOUT).returncode
+        code = subprocess.run(
+            command, cwd=REPO, env=step_env(extra_env), timeout=STEP_TIMEOUT
+        ).returncode
     except subprocess.TimeoutExpired:
-        print(f"=== {name}: TIMED OUT after {STEP_TIMEOUT} s", flush=True)
-        return False
-    print(
-        f"=== {name}: {'passed' if code == 0 else f'FAILED (exit {code})'} "
-        f"in {time.monotonic() - started:.0f} s",
-        flush=True,
-    )
+        code = None
+    print(verdict(name, code, time.monotonic() - started), flush=True)
     return code == 0
+
+
+class Background:
+    """A step running beside the others, its output kept in a file until it ends."""
+
+    def __init__(self, name: str, command: list[str], extra_env: dict[str, str] | None) -> None:
+        self.name = name
+        self.text = header(name, command, extra_env) + "  (in the background)"
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by finish)
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            command, cwd=REPO, env=step_env(extra_env), stdout=self.log, stderr=subprocess.STDOUT
+        )
+        print(f"=== {name}: started in the background", flush=True)
+
+    def finish(self) -> bool:
+        """Wait for the step (within its time limit), print its output; True if it passed."""
+        left = STEP_TIMEOUT - (time.monotonic() - self.started)
+        try:
+            code: int | None = self.process.wait(timeout=max(left, 1))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            code = None
+        self.log.seek(0)
+        print(self.text, flush=True)
+        sys.stdout.write(self.log.read())
+        self.log.close()
+        print(verdict(self.name, code, time.monotonic() - self.started), flush=True)
+        return code == 0
 
 
 def main() -> int:
@@ -59,18 +105,21 @@ def main() -> int:
     extra = sys.argv[1:]
     python = sys.executable
     pytest = [python, "-m", "pytest", "-p", "no:cacheprovider"]
+    # Started first: they do not need numba's cache (SLURM jobs here are small) or wait on it.
+    side = [Background("SLURM tests", [*pytest, "-m", "slurm", *extra], {})]
+    # stats' compiled loops for every dtype, and hpcapp's bytecode, once: on a cold numba cache
+    # every test process (and every rank) would otherwise compile what it uses, again and again;
+    # under PYTHONDONTWRITEBYTECODE=1 every rank would compile hpcapp's modules from source.
     steps = [
-        # hpcapp's bytecode once: under PYTHONDONTWRITEBYTECODE=1 every test's subprocess (and
-        # every rank) would otherwise compile hpcapp's modules from source again.
-        ("bytecode", [python, "-m", "compileall", "-q", "hpcapp"], {}),
+        ("compiled loops and bytecode", [python, "-m", "hpcapp.kernels._fused"], {}),
         ("lint", [python, "-m", "ruff", "check", "."], {}),
         ("format", [python, "-m", "ruff", "format", "--check", "."], {}),
         # Types of hpcapp/ (its settings are pyproject.toml's [tool.mypy]).
         ("types", [python, "-m", "mypy"], {}),
-        ("serial tests", [*pytest, "-m", "not mpi and not slurm", *extra], {}),
-        # Starts a private one-node SLURM (installing slurm-wlm and munge if missing: root).
-        ("SLURM tests", [*pytest, "-m", "slurm", *extra], {}),
     ]
+    results = [(name, run(name, command, env)) for name, command, env in steps]
+    side.append(Background("benchmark smoke tests", [*pytest, "-m", "bench", *extra], {}))
+    steps = [("serial tests", [*pytest, "-m", "not mpi and not slurm and not bench", *extra], {})]
     mpiexec = find_mpiexec()
     mpi_runs = [(n, {}, "") for n in RANK_COUNTS]
     mpi_runs += [(n, NETWORK_PATH, ", network path") for n in NETWORK_RANK_COUNTS]
@@ -83,7 +132,8 @@ def main() -> int:
                 {"HPCAPP_EXPECT_RANKS": str(n_ranks), **env},
             )
         )
-    results = [(name, run(name, command, env)) for name, command, env in steps]
+    results += [(name, run(name, command, env)) for name, command, env in steps]
+    results += [(step.name, step.finish()) for step in side]
     print("\n=== summary")
     for name, passed in results:
         print(f"  {'ok    ' if passed else 'FAILED'} {name}")

@@ -1,20 +1,14 @@
-"""Shared test helpers: run the real CLI under mpiexec, make small HDF5 inputs."""
+"""Fixtures of the whole suite; the helpers the tests import are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-# An end-to-end run that takes longer than this has hung: fail the test instead of CI.
-CLI_TIMEOUT = 120
+from hypothesis import settings
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,100 +45,21 @@ def world_matches_launcher(request):
             )
 
 
-def mpiexec() -> str:
-    """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if found is None:
-        pytest.fail("mpiexec not found: install the mpich extra or load an MPI module")
-    return found
+@pytest.fixture
+def shared_dir():
+    """A directory every rank of COMM_WORLD sees (made by rank 0, removed by rank 0)."""
+    from mpi4py import MPI
 
-
-def clean_env() -> dict[str, str]:
-    """Return an environment without the variables of an enclosing MPI launch."""
-    prefixes = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "I_MPI_", "SLURM_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env["PYTHONPATH"] = str(REPO)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["HPCAPP_PROGRESS"] = "lines"  # the same progress output however the tests are run
-    return env
-
-
-def cli_command(args: list[str], n_ranks: int) -> list[str]:
-    """Return the command line ``mpiexec -n N python -m hpcapp ARGS``."""
-    return [mpiexec(), "-n", str(n_ranks), sys.executable, "-m", "hpcapp", *args]
-
-
-def run_cli(
-    args: list[str],
-    n_ranks: int = 1,
-    cwd: Path | None = None,
-    timeout: float = CLI_TIMEOUT,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``mpiexec -n N python -m hpcapp ARGS`` and return it (output captured as text)."""
-    return subprocess.run(
-        cli_command(args, n_ranks),
-        cwd=cwd,
-        env={**clean_env(), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def run_python(code: str, timeout: float = 60) -> str:
-    """Run ``python -c code`` in the tests' clean environment; return its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=timeout,
-        check=True,
-    )
-    return done.stdout
-
-
-def write_dataset(path: Path, data: np.ndarray, name: str = "x", **kwargs: object) -> str:
-    """Write ``data`` to ``path`` and return the ``FILE:/DATASET`` spec."""
-    with h5py.File(path, "a") as h5:
-        h5.create_dataset(name, data=data, **kwargs)
-    return f"{path}:/{name}"
-
-
-def read_results(path: Path) -> dict[str, np.ndarray]:
-    """Read every ``/result`` dataset of an output file."""
-    with h5py.File(path, "r") as h5:
-        return {key: dataset[()] for key, dataset in h5["result"].items()}
-
-
-def result_variables(path: Path) -> set[str]:
-    """Return the names of the ``/result`` variables, leaving out dimension scales."""
-    with h5py.File(path, "r") as h5:
-        return {
-            key
-            for key, dataset in h5["result"].items()
-            if dataset.attrs.get("CLASS") != b"DIMENSION_SCALE"
-        }
-
-
-def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: float = 0.0):
-    """Return deterministic test data of the given shape and dtype, with optional NaNs."""
-    rng = np.random.default_rng(seed)
-    shape = (rows,) if cols is None else (rows, cols)
-    if np.dtype(dtype).kind in "iu":
-        return rng.integers(0, 200, size=shape).astype(dtype)
-    data = rng.normal(0.5, 0.3, size=shape).astype(dtype)
-    if nan:
-        data[rng.random(shape) < nan] = np.nan
-    return data
+    comm = MPI.COMM_WORLD
+    path = comm.bcast(tempfile.mkdtemp(prefix="hpcapp-mpi-") if comm.rank == 0 else None)
+    yield Path(path)
+    comm.Barrier()
+    if comm.rank == 0:
+        shutil.rmtree(path)
 
 
 # Property-based tests (hypothesis): few examples by default so CI stays fast; run many more with
 # `pytest --hypothesis-profile=long`.
-from hypothesis import settings  # noqa: E402
-
 settings.register_profile("ci", max_examples=60, deadline=None)
 settings.register_profile("long", max_examples=1000, deadline=None)
 settings.load_profile("ci")

@@ -1,15 +1,23 @@
-"""Helpers of the input tests: run ``stats`` and check its numbers, or its refusal."""
+"""Helpers of the input tests: run ``stats`` and check its numbers, or its refusal.
+
+Both run the command line in this process (one rank), unless an environment is given: then
+under mpiexec, since HDF5 and Python read some variables only when a process starts.
+"""
 
 import numpy as np
-from conftest import read_results, run_cli
+from helpers import cli_here, read_results, run_cli
 
 
-def stats(spec, out, n_ranks=2, chunk_rows=None, env=None, extra=()):
-    """Run ``stats`` and return its results, failing the test if it did not exit 0."""
+def stats(spec, out, n_ranks=1, chunk_rows=None, env=None, extra=()):
+    """Run ``stats`` and return its results, failing the test if it did not exit 0.
+
+    ``n_ranks`` counts only under mpiexec (with ``env``): reading an input is each rank's own
+    business, and the ranks' agreement is tested by the MPI tests.
+    """
     args = ["run", "stats", spec, "-o", str(out), "-q", *extra]
     if chunk_rows is not None:
         args += ["--chunk-rows", str(chunk_rows)]
-    done = run_cli(args, n_ranks, env=env)
+    done = cli_here(args) if env is None else run_cli(args, n_ranks, env=env)
     assert done.returncode == 0, done.stderr
     return read_results(out)
 
@@ -30,7 +38,8 @@ def bits(results):
 def refused(spec, *fragments, n_ranks=1, env=None, tmp_path=None, extra=()):
     """Run ``stats`` on a bad input: exit 2, one error line holding every fragment."""
     out = tmp_path / "refused.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), *extra], n_ranks, env=env)
+    args = ["run", "stats", spec, "-o", str(out), *extra]
+    done = cli_here(args) if env is None else run_cli(args, n_ranks, env=env)
     assert done.returncode == 2, (spec, done.stdout, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("hpcapp: error: "), (spec, done.stderr)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 DIMS = ("time", "lat", "lon")
+EPOCH = "days since 1850-01-01"
 
 
 def write_netcdf(
@@ -78,3 +79,96 @@ def check_against(results: dict, expected: dict) -> None:
         assert results[key].dtype == expected[key].dtype, key
     np.testing.assert_allclose(results["mean"], expected["mean"], rtol=1e-12, err_msg="mean")
     np.testing.assert_allclose(results["var"], expected["var"], rtol=1e-10, err_msg="var")
+
+
+def write_times(path, raw, values, units=EPOCH, calendar=None, dtype="f8", attrs=None, fill=None):
+    """Write v(time, lat) and a time coordinate holding ``raw`` as stored (no CF encoding)."""
+    import netCDF4
+
+    values = np.asarray(values, np.float64)
+    values = values.reshape(len(raw), -1) if values.size else values.reshape(len(raw), 2)
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", len(raw))
+        ds.createDimension("lat", values.shape[1])
+        time = ds.createVariable("time", dtype, ("time",), fill_value=fill)
+        time.set_auto_maskandscale(False)
+        time.units = units
+        if calendar is not None:
+            time.calendar = calendar
+        for key, value in (attrs or {}).items():
+            time.setncattr(key, value)
+        time[:] = np.asarray(raw).astype(dtype)
+        ds.createVariable("lat", "f8", ("lat",))[:] = np.arange(values.shape[1]) * 10.0
+        ds.createVariable("v", "f8", ("time", "lat"))[:] = values
+    return f"{path}:/v"
+
+
+# Inputs of several netCDF files, each encoding its times its own way: tests/test_times.py checks
+# hpcapp's numbers against xarray's on them, tests/test_ranks_mpi.py that any rank count agrees.
+
+
+def write_masked_and_packed_files(folder: Path) -> list[Path]:
+    """Two files: a _FillValue-masked float time, then packed int hours with a missing_value."""
+    folder.mkdir()
+    a, b = folder / "a.nc", folder / "b.nc"
+    write_times(a, [0, -1], [[1.0, 2], [3, 4]], fill=-1.0)
+    write_times(b, [48, 72, 0], [[5.0, 6], [7, 8], [9, 9]], units="hours since 1850-01-01",
+                dtype="i4", attrs={"scale_factor": 0.5, "missing_value": np.int32(0)})  # fmt: skip
+    return [a, b]
+
+
+def write_yearly_files(folder: Path) -> list[Path]:
+    """Three noleap years, each with the same day numbers counted from its own 1 January."""
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    paths = []
+    for year in (2001, 2002, 2003):
+        path = folder / f"tas_{year}.nc"
+        days = np.arange(0, 365, 5.0)
+        write_times(path, days, rng.normal(size=(len(days), 2)), calendar="noleap",
+                    units=f"days since {year}-01-01")  # fmt: skip
+        paths.append(path)
+    return paths
+
+
+def write_stamped_files(folder: Path, with_time: bool) -> list[Path]:
+    """Two files with a time label ``stamp`` beside the records, in other units in each."""
+    import netCDF4
+
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    paths = []
+    for index, (epoch, unit, first) in enumerate([("1850-01-01", "days", 0),
+                                                 ("1850-02-01", "hours", 24 * 20)]):  # fmt: skip
+        path = folder / f"f{index}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", 4)
+            ds.createDimension("lat", 2)
+            if with_time:  # a CF time coordinate of its own, also decoded per file
+                time = ds.createVariable("time", "f8", ("time",))
+                time.units = "days since 1900-01-01"
+                time[:] = np.arange(4) + 4 * index
+            stamp = ds.createVariable("stamp", "f8", ("time",))
+            stamp.units, stamp.calendar = f"{unit} since {epoch}", "noleap"
+            stamp[:] = first + np.arange(4) * (10 if unit == "days" else 240)
+            ds.createVariable("v", "f8", ("time", "lat"))[:] = rng.normal(size=(4, 2))
+        paths.append(path)
+    return paths
+
+
+# A masked time, three ways: (stored dtype, _FillValue, attributes).
+MASKED_TIMES = {
+    "fill": (-9999.0, "f8", {}),
+    "missing_value": (None, "i4", {"missing_value": np.int32(-9999)}),
+    "packed-fill": (np.int16(-9999), "i2", {"scale_factor": np.float32(0.5)}),  # masked first
+}
+
+
+def write_masked_time(path: Path, kind: str) -> str:
+    """Six records whose third and fourth times are masked (``kind`` of MASKED_TIMES)."""
+    fill, dtype, attrs = MASKED_TIMES[kind]
+    scale = attrs.get("scale_factor", 1.0)
+    days = np.array([0.0, 10.0, -1, -1, 40.0, 41.0])
+    raw = np.where(days < 0, -9999, days / scale)
+    return write_times(path, raw, [[1.0], [2], [100], [200], [4], [6]], dtype=dtype, attrs=attrs,
+                       fill=fill)  # fmt: skip

@@ -5,7 +5,10 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, clean_env
+import pytest
+from helpers import REPO, clean_env
+
+pytestmark = pytest.mark.bench  # its own CI step: scripts/run_tests.py
 
 OPTIONAL = {"dask": "dask", "chart": "matplotlib"}
 

@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli
+from helpers import cli_here, read_results
 from ncdata import check_against, reference, write_netcdf
 
 from hpcapp.io.cf import Decoder, decoding_of
@@ -90,7 +90,7 @@ def test_packed_input_statistics_are_numpys_on_the_decoded_values(
     argv = ["run", "stats", spec, "-o", str(out), "--chunk-rows", "7", "-q"]
     argv += ["--distribute", distribute, "-p", "bins=6", "-p", "range=250,310"]
     argv += ["--mask-valid-range"] if mask_valid_range else []
-    done = run_cli(argv, 2)
+    done = cli_here(argv)
     assert done.returncode == 0, done.stderr
     results = read_results(out)
     check_against(results, reference(values, (0,), 6, (250.0, 310.0)))
@@ -101,7 +101,7 @@ def test_raw_keeps_the_stored_values(tmp_path):
     stored, _ = packed_field()
     spec = write_netcdf(tmp_path / "in.nc", stored, attrs=PACKED_ATTRS, fill_value=np.int16(FILL))
     out = tmp_path / "out.nc"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "--raw", "--over", "time", "-q"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "--raw", "--over", "time", "-q"])
     assert done.returncode == 0, done.stderr
     results = read_results(out)
     np.testing.assert_array_equal(results["min"], stored.min(axis=0))
@@ -130,7 +130,7 @@ def test_unsigned_bytes_stored_signed_decode_as_xarray_does(tmp_path, packed):
     np.testing.assert_array_equal(ours, theirs)
     assert np.nanmax(ours) / (0.5 if packed else 1) > 127  # unsigned: not the signed reading
     out = tmp_path / "out.nc"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "--chunk-rows", "5", "-q"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "--chunk-rows", "5", "-q"])
     assert done.returncode == 0, done.stderr
     results = read_results(out)
     np.testing.assert_allclose(

@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli
+from helpers import cli_here, read_results
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -149,7 +149,7 @@ def test_a_fill_value_the_type_cannot_hold_masks_nothing(tmp_path, dtype, cell, 
     theirs = xarray_values(tmp_path / "in.nc")
     assert not np.isnan(theirs).any()  # xarray masks nothing here
     out = tmp_path / "out.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-q"], 1)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-q"])
     assert done.returncode == 0, done.stderr
     results = read_results(out)
     assert results["count"][0] == 3
@@ -161,7 +161,7 @@ def test_a_fill_value_in_range_still_masks(tmp_path):
     stored = np.array([-999, 2, 4], "i2").reshape(3, 1)
     spec = write_variable(tmp_path / "in.nc", stored, {"missing_value": np.float64(-999.0)})
     out = tmp_path / "out.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-q"], 1)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-q"])
     assert done.returncode == 0, done.stderr
     results = read_results(out)
     assert results["count"][0] == 2 and results["mean"][0] == 3.0
@@ -181,14 +181,14 @@ def test_malformed_cf_attributes_are_refused_naming_file_variable_attribute(tmp_
     stored = np.arange(6, dtype="i2").reshape(3, 2)
     spec = write_variable(tmp_path / "in.nc", stored, attrs)
     out = tmp_path / "out.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-q"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-q"])
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert str(tmp_path / "in.nc") in lines[0] and ":/v" in lines[0] and name in lines[0]
     assert not out.exists()
     # --raw decodes nothing, so it reads such a file as stored.
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-q", "--raw"], 1)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-q", "--raw"])
     assert done.returncode == 0, done.stderr
 
 
@@ -228,7 +228,7 @@ def test_valid_range_is_ignored_by_default_and_masked_on_request(tmp_path):
     assert masked.dtype == np.float32
     spec = f"{tmp_path / 'in.nc'}:/v"
     out = tmp_path / "out.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-q", "--mask-valid-range"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-q", "--mask-valid-range"])
     assert done.returncode == 0, done.stderr
     results = read_results(out)
     assert results["count"][0] == 2 and results["mean"][0] == 2.5
@@ -268,11 +268,11 @@ def test_many_files_agree_on_valid_ranges_only_when_they_are_masked(tmp_path):
         write_variable(tmp_path / f"{name}.nc", stored, {"valid_range": np.array([0, high], "i2")})
     spec = f"{tmp_path}/*.nc:/v"
     out = tmp_path / "out.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-q"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-q"])
     assert done.returncode == 0, done.stderr
     assert read_results(out)["count"][0] == 8
-    done = run_cli(
-        ["run", "stats", spec, "-o", str(out), "-q", "--overwrite", "--mask-valid-range"], 2
+    done = cli_here(
+        ["run", "stats", spec, "-o", str(out), "-q", "--overwrite", "--mask-valid-range"]
     )
     assert done.returncode == 2, done.stderr
     assert "b.nc" in done.stderr and "valid_max" in done.stderr, done.stderr

@@ -141,10 +141,7 @@ def test_a_mean_message_shows_both_numbers():
 
 
 def test_hpcapp_check_command_exit_codes(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import clean_env, write_dataset
+    from helpers import cli_here, write_dataset
 
     kernel = tmp_path / "k.py"
     kernel.write_text(
@@ -155,8 +152,7 @@ def test_hpcapp_check_command_exit_codes(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", np.random.default_rng(0).random((500, 2)))
 
     def check(*args):
-        command = [sys.executable, "-m", "hpcapp", "check", *args]
-        return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
+        return cli_here(["check", *args])
 
     bad = check(f"{kernel}:mean", spec)
     assert bad.returncode == 1 and "a mean does not combine by sum" in bad.stdout

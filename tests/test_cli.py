@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import run_python
+from helpers import run_python
 
 from hpcapp import errors
 from hpcapp.cli.parser import EXIT_MEANINGS, exit_codes_text, parse

@@ -5,12 +5,9 @@ Issue 19, items 7 and 8: a combine mapping or per_row naming a key the kernel do
 ``-p bins`` without ``range`` (and ``-p seed`` that is not a non-negative integer).
 """
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import clean_env, read_results, run_cli, write_dataset
+from helpers import cli_here, read_results, run_cli, write_dataset
 from input_helpers import refused
 
 import hpcapp
@@ -140,9 +137,8 @@ def test_run_refuses_an_unknown_combine_key_at_the_first_chunk_on_every_rank(tmp
     )
     assert not out.exists()
     grouped = ["run", spec, values, "-q", "-o", str(tmp_path / "g.h5"), "--group-every", "2"]
-    assert "combine names 'peek' (did you mean 'peak'?)" in error_line(run_cli(grouped, 2), 1)
-    command = [sys.executable, "-m", "hpcapp", "check", f"{tmp_path / 'peaks.py'}:peaks"]
-    check = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert "combine names 'peek' (did you mean 'peak'?)" in error_line(cli_here(grouped), 1)
+    check = cli_here(["check", f"{tmp_path / 'peaks.py'}:peaks"])
     assert check.returncode == 1
     assert "FAIL  combine names 'peek' (did you mean 'peak'?)" in check.stdout
 
@@ -210,20 +206,20 @@ def test_run_writes_a_per_row_key_given_as_one_string_and_refuses_a_misspelt_one
     (tmp_path / "norms.py").write_text(NORMS)
     out = tmp_path / "out.h5"
     base = ["--chunk-rows", "2", "-q"]
-    done = run_cli(["run", f"{tmp_path / 'norms.py'}:norms", values, "-o", str(out), *base], 2)
+    done = cli_here(["run", f"{tmp_path / 'norms.py'}:norms", values, "-o", str(out), *base])
     assert done.returncode == 0, done.stderr
     got = read_results(out)
     np.testing.assert_array_equal(got["norm"], [3.0, 1.0, 5.0, 2.0])
     assert got["n"] == 4 and not {"o", "r", "m"} & set(got)
     bad = ["run", f"{tmp_path / 'norms.py'}:misspelt", values, "-o", str(tmp_path / "b.h5")]
-    line = error_line(run_cli([*bad, *base], 2), 1)
+    line = error_line(cli_here([*bad, *base]), 1)
     assert line.endswith(
         "per_row names 'nrm' (did you mean 'norm'?), which the kernel does not return "
         "(it returns n, norm)"
     )
     (tmp_path / "five.py").write_text(NORMS.replace('per_row="norm"', "per_row=5"))
     five = ["run", f"{tmp_path / 'five.py'}:norms", values, "-o", str(tmp_path / "f.h5")]
-    line = error_line(run_cli(five, 1), 2)
+    line = error_line(cli_here(five), 2)
     assert "@hpcapp.kernel on 'norms': per_row must be a key name or a sequence" in line
 
 
@@ -316,13 +312,13 @@ def test_run_takes_a_bare_kernel_and_refuses_a_hook_that_is_not_a_function(tmp_p
     (tmp_path / "bare.py").write_text(BARE)
     out = tmp_path / "out.h5"
     args = ["run", f"{tmp_path / 'bare.py'}:total", values, "-o", str(out), "--chunk-rows", "1"]
-    done = run_cli([*args, "-q"], 2)
+    done = cli_here([*args, "-q"])
     assert done.returncode == 0, done.stderr
     got = read_results(out)
     assert (got["n"], got["s"], got["top"]) == (4, 11.0, 11.0)  # the default: every key summed
     (tmp_path / "hook.py").write_text(BARE.replace("@hpcapp.kernel", "@hpcapp.kernel(finalize=1)"))
     hook = ["run", f"{tmp_path / 'hook.py'}:total", values, "-o", str(tmp_path / "h.h5")]
-    line = error_line(run_cli(hook, 1), 2)
+    line = error_line(cli_here(hook), 2)
     assert "@hpcapp.kernel on 'total': finalize must be a function or None, got int" in line
 
 
@@ -361,8 +357,7 @@ def test_the_command_line_and_a_config_file_refuse_bins_without_range(tmp_path, 
     config = tmp_path / "job.toml"
     config.write_text("[params]\nbins = 32\n")
     refused(values, "bins needs range", tmp_path=tmp_path, extra=["--config", str(config)])
-    command = [sys.executable, "-m", "hpcapp", "kernels"]
-    listed = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
+    listed = cli_here(["kernels"])
     assert "-p bins=...   (default 64)" in listed.stdout
 
 
@@ -375,7 +370,7 @@ def test_a_generating_kernel_refuses_a_seed_that_is_not_a_non_negative_integer(s
 
 def test_montecarlo_refuses_a_fractional_seed_on_the_command_line(tmp_path):
     out = tmp_path / "pi.h5"
-    done = run_cli(["run", "montecarlo", "-p", "samples=100", "-p", "seed=1.5", "-o", str(out)])
+    done = cli_here(["run", "montecarlo", "-p", "samples=100", "-p", "seed=1.5", "-o", str(out)])
     line = error_line(done, 2)
     assert line == (
         "hpcapp: error: kernel 'montecarlo': -p seed must be a non-negative integer, got 1.5"

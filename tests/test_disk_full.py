@@ -15,7 +15,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import clean_env, cli_command, read_results, run_cli, write_dataset
+from helpers import clean_env, cli_command, cli_here, read_results, run_cli, write_dataset
 from ncdata import write_netcdf
 
 import hpcapp
@@ -119,7 +119,13 @@ def job(tmp_path):
             "-p", f"calls={calls}", "-p", f"cells={CELLS}", "-q", *extra,
         ]  # fmt: skip
 
+    def reference(kernel, out):
+        """Write the job's result where there is room, in this process."""
+        done = cli_here(args(kernel, out))
+        assert done.returncode == 0, done.stderr
+
     args.calls = lambda: sum(len(p.read_text().split()) for p in calls.iterdir())
+    args.reference = reference
     return args
 
 
@@ -157,17 +163,22 @@ def bits(path):
     return {key: value.tobytes() for key, value in read_results(path).items()}
 
 
+def run_job(args, n_ranks, env=None):
+    """Run the command line: under mpiexec on several ranks, in this process on one."""
+    return run_cli(args, n_ranks, env=env) if n_ranks > 1 else cli_here(args, env=env)
+
+
 @pytest.mark.parametrize(("n_ranks", "then"), [(1, "elsewhere"), (2, "free")])
 def test_output_on_a_full_disk_keeps_the_result_and_resume_writes_it(
     tmp_path, tmpfs, job, n_ranks, then
 ):
     reference = tmp_path / "reference.h5"
-    assert run_cli(job("reduced", reference), 1).returncode == 0
+    job.reference("reduced", reference)
     computed = job.calls()
     disk = tmpfs("disk", "4m")
     out, kept = disk / "out.h5", tmp_path / "kept"
     args = job("reduced", out, "--checkpoint", str(kept))
-    done = run_cli(args, n_ranks, env=fill(disk))
+    done = run_job(args, n_ranks, env=fill(disk))
     line = one_error_line(done, 1)
     assert line.startswith(f"hpcapp: error: no space left on device writing {out} (needs ~")
     assert line.endswith(
@@ -181,7 +192,7 @@ def test_output_on_a_full_disk_keeps_the_result_and_resume_writes_it(
 
     # Still full: refused before any work, with the numbers, and the checkpoint as it was.
     before = sorted((p.name, p.stat().st_mtime_ns) for p in kept.iterdir())
-    line = one_error_line(run_cli([*args, "--resume"], n_ranks), 2)
+    line = one_error_line(run_job([*args, "--resume"], n_ranks), 2)
     assert line.startswith(f"hpcapp: error: not enough space on {disk} for {out}: needs ~")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in kept.iterdir()) == before
 
@@ -190,7 +201,7 @@ def test_output_on_a_full_disk_keeps_the_result_and_resume_writes_it(
     else:
         out = tmp_path / "elsewhere.h5"
         args = job("reduced", out, "--checkpoint", str(kept))
-    resumed = run_cli([*args, "--resume"], n_ranks)
+    resumed = run_job([*args, "--resume"], n_ranks)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {kept}: {N_CHUNKS} of {N_CHUNKS} chunks were done" in resumed.stdout
     assert job.calls() == 2 * computed  # not one chunk computed again
@@ -200,7 +211,7 @@ def test_output_on_a_full_disk_keeps_the_result_and_resume_writes_it(
 
 def test_per_row_outputs_stay_in_the_checkpoint_when_the_output_does_not_fit(tmp_path, tmpfs, job):
     reference = tmp_path / "reference.h5"
-    assert run_cli(job("rows", reference), 2).returncode == 0
+    job.reference("rows", reference)
     computed = job.calls()
     disk = tmpfs("disk", "8m")
     out = disk / "out.h5"
@@ -219,7 +230,7 @@ def test_per_row_outputs_stay_in_the_checkpoint_when_the_output_does_not_fit(tmp
 
     # Resumed with the output on another file system: rows.h5 is copied there.
     elsewhere = tmp_path / "elsewhere.h5"
-    resumed = run_cli([*job("rows", elsewhere), "--checkpoint", str(kept), "--resume"], 1)
+    resumed = cli_here([*job("rows", elsewhere), "--checkpoint", str(kept), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert f"{N_CHUNKS} of {N_CHUNKS} chunks were done" in resumed.stdout
     assert job.calls() == 2 * computed
@@ -245,7 +256,7 @@ def test_per_row_outputs_that_cannot_fit_stop_the_job_at_its_first_chunk(tmp_pat
 def test_a_full_checkpoint_disk_too_is_said_in_the_same_line(tmp_path, tmpfs, job):
     disk, kept_disk = tmpfs("disk", "2m"), tmpfs("kept", "2m")
     out, kept = disk / "out.h5", kept_disk / "ck"
-    done = run_cli(job("reduced", out, "--checkpoint", str(kept)), 1, env=fill(disk, kept_disk))
+    done = cli_here(job("reduced", out, "--checkpoint", str(kept)), env=fill(disk, kept_disk))
     line = one_error_line(done, 1)
     assert f"no space left on device writing {out} (needs ~" in line
     assert (
@@ -282,7 +293,7 @@ def test_an_interrupted_job_says_when_its_progress_could_not_be_saved(tmp_path, 
 
 def test_a_full_checkpoint_disk_does_not_stop_a_job_whose_output_fits(tmp_path, tmpfs, job):
     reference = tmp_path / "reference.h5"
-    assert run_cli(job("reduced", reference), 1).returncode == 0
+    job.reference("reduced", reference)
     kept = tmpfs("kept", "2m") / "ck"
     out = tmp_path / "out.h5"
     args = job("reduced", out, "--checkpoint", str(kept), "--checkpoint-every", "1e-9")
@@ -297,15 +308,14 @@ def test_a_full_checkpoint_disk_does_not_stop_a_job_whose_output_fits(tmp_path, 
     assert not kept.exists()
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_an_output_larger_than_the_free_space_is_refused_before_any_work(tmp_path, tmpfs, n_ranks):
+def test_an_output_larger_than_the_free_space_is_refused_before_any_work(tmp_path, tmpfs):
     # (lat, lon) maps of every statistic and a 64-bin histogram: 2.8 MB of results.
     data = np.random.default_rng(2).normal(size=(6, 60, 80))
     spec = write_netcdf(tmp_path / "in.nc", data)
     args = ["run", "stats", spec, "--over", "time", "-p", "range=-4,4", "-q"]
     disk = tmpfs("disk", "1m")
     out = disk / "out.h5"
-    line = one_error_line(run_cli([*args, "-o", str(out)], n_ranks), 2)
+    line = one_error_line(cli_here([*args, "-o", str(out)]), 2)
     assert line.startswith(
         f"hpcapp: error: not enough space on {disk} for {out} and its checkpoint: needs ~"
     )
@@ -314,7 +324,7 @@ def test_an_output_larger_than_the_free_space_is_refused_before_any_work(tmp_pat
     assert left_in(disk) == []  # no checkpoint either
     # The estimate is not below what the job writes.
     written = tmp_path / "out.h5"
-    assert run_cli([*args, "-o", str(written)], n_ranks).returncode == 0
+    assert cli_here([*args, "-o", str(written)]).returncode == 0
     assert needs * 1e6 >= written.stat().st_size
 
 
@@ -325,14 +335,14 @@ def test_per_row_outputs_larger_than_the_checkpoint_disk_are_refused(tmp_path, t
     kept = tmpfs("kept", "512k") / "ck"
     out = tmp_path / "out.h5"
     args = ["run", "stats", spec, "--over", "lat,lon", "-o", str(out), "-q"]
-    line = one_error_line(run_cli([*args, "--checkpoint", str(kept)], 2), 2)
+    line = one_error_line(cli_here([*args, "--checkpoint", str(kept)]), 2)
     assert line.startswith(
         f"hpcapp: error: not enough space on {kept.parent} for the checkpoint {kept} of {out}: "
         "needs ~"
     )
     assert not kept.exists() and not out.exists()
     # The estimate is not below the per-row outputs the job writes.
-    assert run_cli([*args, "--checkpoint", str(tmp_path / "ck")], 2).returncode == 0
+    assert cli_here([*args, "--checkpoint", str(tmp_path / "ck")]).returncode == 0
     rows = sum(value.nbytes for value in read_results(out).values() if value.size >= 20_000)
     assert float(ERROR.search(line).group(1)) * 1e6 >= rows - 20_000 * 8  # less the time axis
 

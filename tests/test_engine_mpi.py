@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import sample_data
+from helpers import sample_data
 from mpi4py import MPI
 
 from hpcapp.io.source import inspect_input

@@ -6,7 +6,7 @@ import os
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, write_dataset
+from helpers import cli_here, read_results, refused_here, result_bytes, run_here, write_dataset
 
 from hpcapp.errors import UsageError
 from hpcapp.io.files import expand, is_many
@@ -33,14 +33,11 @@ def write_files(folder, lengths=LENGTHS, cols=3, seed=0, dtype="float64"):
     return paths, np.concatenate(parts)
 
 
-def run_ok(args, n_ranks=1, env=None):
-    done = run_cli([*args, "-q"], n_ranks, env=env)
+def run_ok(args):
+    """Run the command line in this process (one rank); fail the test unless it exits 0."""
+    done = cli_here([*args, "-q"])
     assert done.returncode == 0, done.stderr
     return done
-
-
-def result_bytes(path):
-    return {key: value.tobytes() for key, value in read_results(path).items()}
 
 
 def test_a_glob_is_the_concatenation_bitwise_and_records_its_files(tmp_path):
@@ -116,25 +113,26 @@ def test_netcdf_files_concatenate_their_time_coordinate(tmp_path):
         np.testing.assert_array_equal(ds["lat"].values, np.linspace(-90, 90, 3))
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2, 3, 4])
+@pytest.mark.mpi(min_size=1)
 @pytest.mark.parametrize("kind", ["mismatch", "unreadable"])
-def test_bad_inputs_name_the_first_bad_file(tmp_path, n_ranks, kind):
-    write_files(tmp_path / "runs", lengths=[4, 5, 0, 6, 7, 3])
-    # The 5th and the 6th of 6 files are bad; with 4 ranks two ranks each find one.
-    for index, shape in ((4, (7, 4)), (5, (3, 2))):
-        with h5py.File(tmp_path / "runs" / f"run-{index:03d}.h5", "a") as h5:
-            del h5["x"]
-            h5["x" if kind == "mismatch" else "y"] = np.zeros(shape)
-    done = run_cli(
-        ["run", "stats", f"{tmp_path}/runs/*.h5:/x", "-o", str(tmp_path / "o.h5")], n_ranks
-    )
-    assert done.returncode == 2, done.stderr
-    message = done.stderr.strip().splitlines()
-    assert len(message) == 1, done.stderr
-    assert "file 5 of 6" in message[0] and "run-004.h5" in message[0], message
-    if kind == "mismatch":
-        assert "(4,)" in message[0] and "(3,)" in message[0], message
-    assert not (tmp_path / "o.h5").exists()
+def test_bad_inputs_name_the_first_bad_file(shared_dir, kind):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        write_files(shared_dir / "runs", lengths=[4, 5, 0, 6, 7, 3])
+        # The 5th and the 6th of 6 files are bad; with 4 ranks two ranks each find one.
+        for index, shape in ((4, (7, 4)), (5, (3, 2))):
+            with h5py.File(shared_dir / "runs" / f"run-{index:03d}.h5", "a") as h5:
+                del h5["x"]
+                h5["x" if kind == "mismatch" else "y"] = np.zeros(shape)
+    comm.Barrier()
+    fragments = ["file 5 of 6", "run-004.h5", *(["(4,)", "(3,)"] if kind == "mismatch" else [])]
+    out = shared_dir / "o.h5"
+    spec = f"{shared_dir}/runs/*.h5:/x"
+    message = refused_here("stats", spec, *fragments, comm=comm, output=str(out))
+    assert comm.allgather(message) == [message] * comm.size
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -156,9 +154,7 @@ def test_refusals(tmp_path, make, expected):
     (tmp_path / "gone.txt").write_text(f"{paths[0]}\n{tmp_path}/runs/run-999.h5\n{paths[3]}\n")
     spec = make(tmp_path)
     assert is_many(spec)
-    done = run_cli(["run", "stats", spec, "-o", str(tmp_path / "o.h5")], 2)
-    assert done.returncode == 2, done.stderr
-    assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    refused_here("stats", spec, expected, output=str(tmp_path / "o.h5"))
 
 
 def test_files_must_agree_on_cf_decoding_and_coordinates(tmp_path):
@@ -212,25 +208,27 @@ def test_resume_refuses_a_changed_file_list(tmp_path):
         plan_job(config, kernel, code)
 
 
-def test_identical_bits_on_any_rank_count_and_schedule(tmp_path):
+def test_many_files_match_numpy(tmp_path):
     _, data = write_files(tmp_path / "runs", lengths=[50, 0, 130, 70, 300, 10, 240] * 3, cols=4)
-    spec = f"{tmp_path}/runs/*.h5:/x"
-    base = ["run", "stats", spec, "--chunk-rows", "64", "-p", "range=0,20"]
-    run_ok([*base, "-o", str(tmp_path / "ref.h5")])
-    reference = result_bytes(tmp_path / "ref.h5")
-    for n_ranks, schedule, env in [
-        (2, "static", None),
-        (3, "dynamic", None),
-        (4, "static", None),
-        (3, "static", {"MPIR_CVAR_NOLOCAL": "1"}),
-        (3, "scatter", None),
-    ]:
-        out = tmp_path / f"{n_ranks}{schedule}.h5"
-        how = ["--distribute", "scatter"] if schedule == "scatter" else ["--schedule", schedule]
-        run_ok([*base, "-o", str(out), *how], n_ranks, env=env)
-        assert result_bytes(out) == reference, (n_ranks, schedule, env)
-    got = read_results(tmp_path / "ref.h5")
+    got = run_here("stats", f"{tmp_path}/runs/*.h5:/x", chunk_rows=64, params={"range": [0, 20]})
     np.testing.assert_allclose(got["mean"], np.nanmean(data, axis=0), rtol=1e-13)
+
+
+@pytest.mark.mpi(min_size=1)
+@pytest.mark.parametrize("how", ["static", "dynamic", "scatter"])
+def test_identical_bits_on_any_rank_count_and_schedule(shared_dir, how):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        write_files(shared_dir / "runs", lengths=[50, 0, 130, 70, 300, 10, 240] * 3, cols=4)
+    comm.Barrier()
+    spec = f"{shared_dir}/runs/*.h5:/x"
+    options = {"chunk_rows": 64, "params": {"range": [0, 20]}}
+    alone = run_here("stats", spec, **options)
+    extra = {"distribute": "scatter"} if how == "scatter" else {"schedule": how}
+    world = run_here("stats", spec, comm=comm, root=None, **options, **extra)
+    assert {k: v.tobytes() for k, v in world.items()} == {k: v.tobytes() for k, v in alone.items()}
 
 
 @pytest.mark.mpi(min_size=2)
@@ -268,7 +266,7 @@ def test_check_and_the_library_take_many_files(tmp_path):
     np.testing.assert_array_equal(read_rows(spec), data)
     results = hpcapp.run("stats", spec)
     np.testing.assert_allclose(results["mean"], np.nanmean(data, axis=0), rtol=1e-13)
-    done = run_cli(["check", "stats", spec])
+    done = cli_here(["check", "stats", spec])
     assert done.returncode == 0, done.stderr
 
 
@@ -329,7 +327,7 @@ def test_grouping_by_month_over_yearly_files_is_xarrays_groupby(tmp_path):
         write_days(tmp_path / "years" / f"tas_{2001 + year}.nc", days[part], values[part])
     base = ["--over", "time", "--group-by", "time.month", "--chunk-rows", "50"]
     many, one = tmp_path / "many.h5", tmp_path / "one.h5"
-    run_ok(["run", "stats", f"{tmp_path}/years/tas_*.nc:/tas", "-o", str(many), *base], 3)
+    run_ok(["run", "stats", f"{tmp_path}/years/tas_*.nc:/tas", "-o", str(many), *base])
     run_ok(["run", "stats", f"{tmp_path}/all.nc:/tas", "-o", str(one), *base])
     assert result_bytes(many) == result_bytes(one)  # the same chunks, the same bits
     coder = xarray.coders.CFDatetimeCoder(use_cftime=True)
@@ -352,19 +350,9 @@ def test_grouping_over_files_needs_the_same_labels_in_each(tmp_path, bad, expect
     for index in range(4):
         options = bad if index == 2 else {}
         write_days(tmp_path / f"f{index}.nc", np.arange(10) + 10.0 * index, values, **options)
-    argv = [
-        "run",
-        "stats",
-        f"{tmp_path}/f*.nc:/tas",
-        "--over",
-        "time",
-        "-o",
-        str(tmp_path / "o.h5"),
-    ]
-    done = run_cli([*argv, "--group-by", "time.month"], 2)
-    assert done.returncode == 2, done.stderr
-    assert "file 3 of 4" in done.stderr and expected in done.stderr, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    spec = f"{tmp_path}/f*.nc:/tas"
+    options = {"over": "time", "output": str(tmp_path / "o.h5"), "group_by": "time.month"}
+    refused_here("stats", spec, "file 3 of 4", expected, **options)
 
 
 def test_a_file_named_like_a_pattern_is_one_file(tmp_path):
@@ -401,21 +389,19 @@ def xarray_by_time(paths):
         return xr.combine_by_coords([xr.open_dataset(p).load() for p in paths])
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_a_copy_of_a_file_under_another_name_is_refused(tmp_path, n_ranks):
+# Such files inspected by other ranks than rank 0: test_times_inspected_by_every_rank_are_...
+def test_a_copy_of_a_file_under_another_name_is_refused(tmp_path):
     import shutil
 
     write_days(tmp_path / "tas_a.nc", np.arange(10.0), np.ones((10, 2, 3)))
     shutil.copy(tmp_path / "tas_a.nc", tmp_path / "tas_copy.nc")
     out = tmp_path / "o.h5"
-    for sort in ([], ["--sort-files"]):
-        done = run_cli(["run", "stats", f"{tmp_path}/tas_*.nc:/tas", "-o", str(out), *sort],
-                       n_ranks)  # fmt: skip
-        assert done.returncode == 2, done.stderr
-        (line,) = done.stderr.strip().splitlines()
-        assert "file 2 of 2" in line and "tas_copy.nc" in line and "tas_a.nc" in line, line
-        assert "starts at 2001-01-01 00:00:00, not after 2001-01-10 00:00:00" in line, line
-        assert "duplicate or overlapping" in line, line
+    for sort in (False, True):
+        refused_here(
+            "stats", f"{tmp_path}/tas_*.nc:/tas", "file 2 of 2", "tas_copy.nc", "tas_a.nc",
+            "starts at 2001-01-01 00:00:00, not after 2001-01-10 00:00:00",
+            "duplicate or overlapping", output=str(out), sort_files=sort,
+        )  # fmt: skip
         assert not out.exists()
 
 
@@ -426,8 +412,7 @@ def test_files_that_touch_overlap(tmp_path):
         inspect_many(None, f"{tmp_path}/f*.nc:/tas")
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_files_named_against_their_time_need_sort_files(tmp_path, n_ranks):
+def test_files_named_against_their_time_need_sort_files(tmp_path):
     rng = np.random.default_rng(6)
     starts = {"a": 10, "b": 20, "c": 0}  # c's times come first
     paths = []
@@ -438,12 +423,12 @@ def test_files_named_against_their_time_need_sort_files(tmp_path, n_ranks):
     spec = f"{tmp_path}/tas_*.nc:/tas"
     out = tmp_path / "o.h5"
     args = ["run", "stats", spec, "-o", str(out), "--over", "time", "--group-every", "5"]
-    done = run_cli(args, n_ranks)
+    done = cli_here(args)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert "file 3 of 3" in line and "tas_c.nc" in line and "tas_b.nc" in line, line
     assert "add --sort-files" in line, line
-    run_ok([*args, "--sort-files"], n_ranks)
+    run_ok([*args, "--sort-files"])
     expected = xarray_by_time(paths)["tas"]
     got = read_results(out)
     blocks = expected.values.reshape(6, 5, 2, 3).mean(axis=1)
@@ -452,26 +437,43 @@ def test_files_named_against_their_time_need_sort_files(tmp_path, n_ranks):
         order = [os.path.basename(p.decode()) for p in h5["input_files/path"][()]]
         assert order == ["tas_c.nc", "tas_a.nc", "tas_b.nc"]
     series = tmp_path / "series.h5"
-    run_ok(["run", "stats", spec, "-o", str(series), "--over", "lat,lon", "--sort-files"],
-           n_ranks)  # fmt: skip
+    run_ok(["run", "stats", spec, "-o", str(series), "--over", "lat,lon", "--sort-files"])
     with h5py.File(series, "r") as h5:
         np.testing.assert_array_equal(h5["result/time"][()], np.arange(30.0))
         np.testing.assert_allclose(h5["result/mean"][()], expected.mean(("lat", "lon")).values)
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_files_with_no_records_are_left_out_of_the_time_checks(tmp_path, n_ranks):
+def write_files_without_records(folder):
+    """Four files: f0 and f2 have no records, f1 and f3 40 days each; return their paths."""
     rng = np.random.default_rng(7)
     days = {"f0": [], "f1": np.arange(0, 40.0), "f2": [], "f3": np.arange(40, 80.0)}
     paths = []
     for name, values in days.items():
-        path = tmp_path / f"{name}.nc"
+        path = folder / f"{name}.nc"
         write_days(path, np.asarray(values), rng.normal(size=(len(values), 2, 3)))
         paths.append(path)
+    return paths
+
+
+@pytest.mark.mpi(min_size=1)
+def test_files_with_no_records_group_alike_on_any_rank_count(shared_dir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        write_files_without_records(shared_dir)
+    comm.Barrier()
+    options = {"over": "time", "group_by": "time.month"}
+    alone = run_here("stats", f"{shared_dir}/f*.nc:/tas", **options)
+    world = run_here("stats", f"{shared_dir}/f*.nc:/tas", comm=comm, root=None, **options)
+    assert {k: v.tobytes() for k, v in world.items()} == {k: v.tobytes() for k, v in alone.items()}
+
+
+def test_files_with_no_records_are_left_out_of_the_time_checks(tmp_path):
+    paths = write_files_without_records(tmp_path)
     out = tmp_path / "months.h5"
     spec = f"{tmp_path}/f*.nc:/tas"  # the first file has no records: it used to crash grouping
-    run_ok(["run", "stats", spec, "-o", str(out), "--over", "time", "--group-by", "time.month"],
-           n_ranks)  # fmt: skip
+    run_ok(["run", "stats", spec, "-o", str(out), "--over", "time", "--group-by", "time.month"])
     import warnings
 
     import xarray as xr

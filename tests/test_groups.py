@@ -6,8 +6,18 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, sample_data, write_dataset
-from test_resume import interrupt_when_running, result_bytes, start_cli
+from helpers import (
+    cli_here,
+    interrupt_when_running,
+    read_results,
+    refused_here,
+    result_bytes,
+    run_cli,
+    run_here,
+    sample_data,
+    start_cli,
+    write_dataset,
+)
 
 import hpcapp
 from hpcapp.errors import UsageError
@@ -96,11 +106,7 @@ def test_a_user_combine_sees_each_groups_partials_in_record_order(tmp_path):
     path = tmp_path / "in.h5"
     spec = write_dataset(path, data)
     write_dataset(path, labels, "g")
-    out = tmp_path / "out.h5"
-    args = ["run", f"{kernel_file}:first_row", spec, "-o", str(out), "--chunk-rows", "9", "-q"]
-    done = run_cli([*args, "--group-by", "g"], 3)
-    assert done.returncode == 0, done.stderr
-    results = read_results(out)
+    results = run_here(f"{kernel_file}:first_row", spec, chunk_rows=9, group_by="g")
     groups = np.unique(labels)
     np.testing.assert_array_equal(results["group"], groups)
     np.testing.assert_array_equal(results["first"], [data[labels == g][0] for g in groups])
@@ -183,10 +189,8 @@ def test_group_over_every_dimension_gives_one_value_per_group(tmp_path):
     path = tmp_path / "in.nc"
     spec = write_time_series(path, "noleap", 24, 800)
     out = tmp_path / "out.h5"
-    args = ["run", "stats", spec, "-o", str(out), "--over", "time,lat,lon", "-q"]
-    done = run_cli([*args, "--group-by", "time.month", "--chunk-rows", "50"], 2)
-    assert done.returncode == 0, done.stderr
-    results = read_results(out)
+    options = {"over": "time,lat,lon", "group_by": "time.month", "chunk_rows": 50}
+    results = run_here("stats", spec, output=str(out), **options)
     expected = xarray_groupby(path, "month", ("time", "lat", "lon"))
     assert results["mean"].shape == (12,)
     np.testing.assert_array_equal(results["group"], np.arange(1, 13))
@@ -199,33 +203,32 @@ def test_group_over_every_dimension_gives_one_value_per_group(tmp_path):
 # ---------------------------------------------------------------- ranks, schedules, resume
 
 
-def test_bitwise_identical_on_any_rank_count_and_schedule(tmp_path):
+def labels_of_one_rank(n_records=3000, seed=3):
+    """Labels 0-4 and a label 9 that only the first records have (the first rank(s) see it)."""
+    labels = np.random.default_rng(seed).integers(0, 5, n_records).astype(np.int16)
+    labels[:400] = 9
+    return labels
+
+
+def test_a_group_only_the_first_records_have_matches_numpy(tmp_path):
+    # The same bits on 1-4 ranks and both schedules: test_grouped_run_on_the_world_equals_one_rank.
     data = sample_data(3000, 2, "float64", seed=3, nan=0.01)
-    labels = np.random.default_rng(3).integers(0, 5, 3000).astype(np.int16)
-    labels[:400] = 9  # a group that only the first rank(s) see
+    labels = labels_of_one_rank()
     path = tmp_path / "in.h5"
     spec = write_dataset(path, data)
     write_dataset(path, labels, "g")
-    reference = None
-    for schedule in ("static", "dynamic"):
-        for n_ranks in (1, 2, 3, 4):
-            out = tmp_path / f"{schedule}{n_ranks}.h5"
-            args = ["run", "stats", spec, "-o", str(out), "--chunk-rows", "61", "-q"]
-            args += ["--group-by", "g", "--schedule", schedule, "-p", "bins=8", "-p", "range=0,1"]
-            done = run_cli(args, n_ranks)
-            assert done.returncode == 0, done.stderr
-            got = result_bytes(out)
-            reference = reference or got
-            assert got == reference, f"{n_ranks} ranks, {schedule} differ"
-    check_groups(read_results(tmp_path / "static1.h5"), data, labels)
+    params = {"bins": 8, "range": [0, 1]}
+    check_groups(run_here("stats", spec, chunk_rows=61, group_by="g", params=params), data, labels)
 
 
 SLOW_KERNEL = """
+import os
 import time
 import numpy as np
 
 def slow(chunk, delay=0.04):
-    time.sleep(delay)
+    # A run that only finishes (a resume) skips the sleeping: no parameter of the job changes.
+    time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     return {"s": chunk.sum(axis=0), "m": np.fmax.reduce(chunk, axis=0), "n": np.int64(len(chunk))}
 slow.combine = {"s": "sum", "m": "max", "n": "sum"}
 """
@@ -245,17 +248,18 @@ def test_interrupted_grouped_job_resumes_bitwise(tmp_path):
                 "--group-by", "g", *extra]  # fmt: skip
 
     reference = tmp_path / "reference.h5"
-    assert run_cli(args(reference, "-p", "delay=0"), 1).returncode == 0
+    options = {"chunk_rows": 50, "group_by": "g", "params": {"delay": 0}}
+    run_here(f"{kernel_file}:slow", spec, output=str(reference), **options)
     out = tmp_path / "out.h5"
     process = start_cli(args(out, "--checkpoint-every", "0.2"), 3)
     _, stderr = interrupt_when_running(process, tmp_path / "out.h5.checkpoint", 0.6)
     assert process.returncode == 75, stderr
-    other = run_cli(args(out, "--resume", "--group-every", "3"), 2)
+    other = cli_here(args(out, "--resume", "--group-every", "3"))
     assert other.returncode == 2, other.stderr  # both options
     changed = ["run", f"{kernel_file}:slow", spec, "-o", str(out), "--chunk-rows", "50"]
-    refused = run_cli([*changed, "--group-every", "12", "--resume"], 2)
+    refused = cli_here([*changed, "--group-every", "12", "--resume"])
     assert refused.returncode == 2 and "grouping" in refused.stderr, refused.stderr
-    resumed = run_cli(args(out, "--resume"), 2)
+    resumed = run_cli(args(out, "--resume"), 2, env={"HPCAPP_TEST_DELAY": "0"})
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr
     assert result_bytes(out) == result_bytes(reference)
     expected = np.stack([data[labels == g].sum(axis=0) for g in range(5)])
@@ -317,7 +321,7 @@ def test_refusals_from_the_command_line_exit_2_with_one_line(inputs, tmp_path):
         (["stats", f"{inputs}:/x", "--group-every", "2", "--group-by", "g"], "not allowed with"),
         (["montecarlo", "-p", "samples=1000", "--group-every", "2"], "generates its data"),
     ]:
-        done = run_cli(["run", *extra, "-o", out], 1)
+        done = cli_here(["run", *extra, "-o", out])
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr
@@ -349,28 +353,39 @@ def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):
         parse(args)
 
 
-@pytest.mark.mpi(min_size=2)
-def test_grouped_run_on_the_world_equals_one_rank():
+@pytest.mark.mpi(min_size=1)
+@pytest.mark.parametrize("schedule", ["static", "dynamic"])
+@pytest.mark.parametrize("kernel", ["stats", "first_row"])
+def test_grouped_run_on_the_world_equals_one_rank(shared_dir, schedule, kernel):
+    # A group that only the first rank(s) see; a user combine that keeps the left partial.
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    import tempfile
-    from pathlib import Path
-
-    folder = comm.bcast(tempfile.mkdtemp(prefix="hpcapp-groups-") if comm.rank == 0 else None)
-    path = Path(folder) / "in.h5"
-    data = sample_data(997, 3, "float64", seed=9, nan=0.01)
-    labels = (np.arange(997) // 5) % 7 - 3
+    path = shared_dir / "in.h5"
+    data = sample_data(3000, 3, "float64", seed=9, nan=0.01)
+    labels = labels_of_one_rank()
     if comm.rank == 0:
         write_dataset(path, data)
         write_dataset(path, labels, "g")
+        (shared_dir / "first.py").write_text(FIRST_KERNEL)
     comm.Barrier()
-    everywhere = hpcapp.run("stats", f"{path}:/x", chunk_rows=23, group_by="g", root=None)
-    alone = hpcapp.run("stats", f"{path}:/x", chunk_rows=23, group_by="g", comm=MPI.COMM_SELF)
+    spec = f"{path}:/x"
+    if kernel == "stats":
+        options = {"kernel": "stats", "params": {"bins": 8, "range": [0, 1]}}
+    else:
+        options = {"kernel": f"{shared_dir}/first.py:first_row"}
+    options.update(chunk_rows=61, group_by="g")
+    everywhere = hpcapp.run(input=spec, root=None, schedule=schedule, **options)
+    alone = hpcapp.run(input=spec, comm=MPI.COMM_SELF, **options)
+    assert everywhere.keys() == alone.keys()
     for key, value in alone.items():
         assert everywhere[key].tobytes() == value.tobytes(), key
-    check_groups(everywhere, data, labels)
-    comm.Barrier()
+    if kernel == "stats":
+        check_groups(everywhere, data, labels)
+    else:
+        np.testing.assert_array_equal(
+            everywhere["first"], [data[labels == g][0] for g in alone["group"]]
+        )
 
 
 # ---------------------------------------------------------------- labels along the records
@@ -393,18 +408,16 @@ def write_transposed(path, n=12):
     return f"{path}:/v"
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
 @pytest.mark.parametrize("by", ["time.month", "g"])
-def test_labels_along_another_dimension_than_the_records_are_refused(tmp_path, n_ranks, by):
+def test_labels_along_another_dimension_than_the_records_are_refused(tmp_path, by):
     spec = write_transposed(tmp_path / "in.nc")
     out = tmp_path / "o.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "--over", "lat,time",
-                    "--group-by", by], n_ranks)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    (line,) = done.stderr.strip().splitlines()
     name = by.split(".")[0]
-    assert f"in.nc:/{name} lies along dimension 'time'" in line, line
-    assert "records of v run along its first dimension 'lat'" in line, line
+    refused_here(
+        "stats", spec, f"in.nc:/{name} lies along dimension 'time'",
+        "records of v run along its first dimension 'lat'",
+        output=str(out), over="lat,time", group_by=by,
+    )  # fmt: skip
     assert not out.exists()
 
 
@@ -415,13 +428,14 @@ def test_plain_hdf5_labels_are_checked_by_their_length_only(tmp_path):
     np.testing.assert_array_equal(results["count"], [[72], [72]])
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_every_file_of_many_is_checked_for_the_labels_dimension(tmp_path, n_ranks):
+@pytest.mark.mpi(min_size=1)
+def test_every_file_of_many_is_checked_for_the_labels_dimension(shared_dir):
+    # The second file is inspected by the second rank: the refusal reaches every rank.
     import netCDF4
+    from mpi4py import MPI
 
-    (tmp_path / "d").mkdir()
-    for index in range(2):
-        with netCDF4.Dataset(tmp_path / "d" / f"f{index}.nc", "w") as ds:
+    for index in range(2) if MPI.COMM_WORLD.rank == 0 else ():
+        with netCDF4.Dataset(shared_dir / f"f{index}.nc", "w") as ds:
             ds.createDimension("time", 3)
             ds.createDimension("lat", 3)
             time = ds.createVariable("time", "f8", ("time",))
@@ -429,11 +443,13 @@ def test_every_file_of_many_is_checked_for_the_labels_dimension(tmp_path, n_rank
             time[:] = [0.0, 40, 80]
             dims = ("time", "lat") if index == 0 else ("lat", "time")  # the 2nd is transposed
             ds.createVariable("v", "f8", dims)[:] = np.ones((3, 3))
-    args = ["run", "stats", f"{tmp_path}/d/*.nc:/v", "-o", str(tmp_path / "o.h5")]
-    done = run_cli([*args, "--over", "time,lat", "--group-by", "time.month"], n_ranks)
-    assert done.returncode == 2, done.stderr
-    (line,) = done.stderr.strip().splitlines()
-    assert "file 2 of 2" in line and "f1.nc:/time lies along dimension 'time'" in line, line
+    MPI.COMM_WORLD.Barrier()
+    message = refused_here(
+        "stats", f"{shared_dir}/*.nc:/v", "file 2 of 2", "f1.nc:/time lies along dimension 'time'",
+        comm=MPI.COMM_WORLD, output=str(shared_dir / "o.h5"), over="time,lat",
+        group_by="time.month",
+    )  # fmt: skip
+    assert MPI.COMM_WORLD.allgather(message) == [message] * MPI.COMM_WORLD.size
 
 
 def test_the_lowest_int64_label_is_reserved_for_no_group(tmp_path):

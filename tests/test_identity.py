@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import clean_env, mpiexec, read_results, result_variables, run_cli, write_dataset
+from helpers import clean_env, mpiexec, read_results, result_variables, run_cli, write_dataset
 
 from hpcapp.jobs.provenance import describe_change, disagreement, load_with_code
 

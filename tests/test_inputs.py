@@ -1,7 +1,8 @@
 """Inputs: right or refused. Compressed, linked, virtual and externally stored datasets.
 
-End-to-end tests run the real CLI (``run_cli``) and compare ``stats`` with numpy on the whole
-array, or check exit code 2 and one ``hpcapp: error`` line that names the file and dataset.
+End-to-end tests run the command line (in this process, or under mpiexec where a process's
+environment or several ranks matter) and compare ``stats`` with numpy on the whole array, or
+check exit code 2 and one ``hpcapp: error`` line that names the file and dataset.
 """
 
 import os
@@ -12,7 +13,7 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, sample_data, write_dataset
+from helpers import REPO, sample_data, write_dataset
 from input_helpers import assert_matches_numpy, bits, refused, stats
 
 from hpcapp.errors import UsageError
@@ -84,7 +85,7 @@ def test_hdf5plugin_filters_read_when_installed_and_are_named_when_not(tmp_path)
         got = stats(f"{tmp_path}/z.h5:/{name}", tmp_path / f"{name}.h5", 2, 150)
         assert bits(got) == bits(plain), name
     scatter = ("--distribute", "scatter")  # rank 0 reads for all: it loads the plugin too
-    got = stats(f"{tmp_path}/z.h5:/zstd", tmp_path / "scatter.h5", 3, 150, extra=scatter)
+    got = stats(f"{tmp_path}/z.h5:/zstd", tmp_path / "scatter.h5", 3, 150, env={}, extra=scatter)
     assert bits(got) == bits(plain)
     refused(
         f"{tmp_path}/z.h5:/zstd",

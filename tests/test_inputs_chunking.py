@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 import pytest
-from conftest import run_cli, write_dataset
+from helpers import cli_here, write_dataset
 
 from hpcapp.partition import DEFAULT_CHUNK_BYTES
 
@@ -38,7 +38,7 @@ def test_default_chunk_rows_are_whole_storage_chunks(tmp_path, rows, cols, stora
     kernel_file = tmp_path / "total.py"
     kernel_file.write_text(KERNEL)
     out = tmp_path / "out.h5"
-    done = run_cli(["run", f"{kernel_file}:total", spec, "-o", str(out), "-q"], 2)
+    done = cli_here(["run", f"{kernel_file}:total", spec, "-o", str(out), "-q"])
     assert done.returncode == 0, done.stderr
     with h5py.File(out) as h5:
         chunk_rows = int(h5.attrs["chunk_rows"])

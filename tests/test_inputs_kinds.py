@@ -10,7 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import write_dataset
+from helpers import write_dataset
 from input_helpers import assert_matches_numpy, refused, stats
 
 from hpcapp.errors import UsageError

@@ -5,13 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import (
+from helpers import (
     CLI_TIMEOUT,
     REPO,
     clean_env,
     cli_command,
+    cli_here,
     mpiexec,
-    run_cli,
     run_python,
     write_dataset,
 )
@@ -127,16 +127,18 @@ def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", np.arange(1000, dtype=np.float64))
     (tmp_path / "k.py").write_text(SLOW_PREPARE_KERNEL)
     out = tmp_path / "o.h5"
-    done = run_cli(["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), "-q"], 2)
+    done = cli_here(["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), "-q"])
     assert done.returncode == 0, done.stderr
     with h5py.File(out, "r") as h5:
         timing = h5["timing"][()]
         assert list(h5["timing"].attrs["columns"]) == list(TIMING_COLUMNS)
+    # Where the warm-up's 0.6 s of sleep was counted: in start-up (which therefore lasted at
+    # least that long), not in compute (which cannot have, without it: 1000 rows summed).
     assert (timing[:, TIMING_COLUMNS.index("startup")] >= 0.6).all()
-    assert (timing[:, TIMING_COLUMNS.index("compute")] < 0.3).all()
+    assert (timing[:, TIMING_COLUMNS.index("compute")] < 0.6).all()
     assert "start-up seconds per rank" in done.stdout
-    failed = run_cli(
-        ["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), "--overwrite", "-pfail=true"], 2
+    failed = cli_here(
+        ["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), "--overwrite", "-pfail=true"]
     )
     assert failed.returncode == 1
     assert "warm-up (prepare) raised RuntimeError('no compiler here')" in failed.stderr

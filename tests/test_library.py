@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import clean_env, mpiexec, read_results, run_cli, write_dataset
+from helpers import clean_env, cli_here, mpiexec, read_results, write_dataset
 
 SCRIPT = """
 import sys
@@ -21,7 +21,7 @@ def test_run_from_python_gives_the_cli_bytes(tmp_path):
     script.write_text(SCRIPT)
     cli_out = tmp_path / "cli.h5"
     args = ["run", "stats", spec, "-o", str(cli_out), "--chunk-rows", "101"]
-    done = run_cli([*args, "-p", "bins=16", "-p", "range=-3,3", "-q"], 3)
+    done = cli_here([*args, "-p", "bins=16", "-p", "range=-3,3", "-q"])
     assert done.returncode == 0, done.stderr
     expected = {k: v.tobytes() for k, v in read_results(cli_out).items()}
     plain = tmp_path / "plain.h5"  # a plain python process: a world of one rank

@@ -1,12 +1,23 @@
-"""Per-row ("map") outputs: input order, any rank count and schedule, bounded rank-0 memory."""
+"""Per-row ("map") outputs: input order, bounded rank-0 memory, resumes on another rank count.
 
-import time
+That every rank count and schedule writes the same rows: tests/test_ranks_mpi.py.
+"""
 
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, sample_data, write_dataset
-from test_resume import interrupt_when_running, start_cli
+from helpers import (
+    cli_here,
+    interrupt_when_running,
+    read_results,
+    result_bytes,
+    run_cli,
+    run_here,
+    sample_data,
+    start_cli,
+    write_dataset,
+)
+from sample_kernels import MANY_KERNEL, many_reference
 
 KERNEL = "hpcapp.examples.row_norms:row_norms"
 
@@ -27,44 +38,18 @@ def widen(chunk):
 """
 
 
-def result_bytes(path):
-    return {key: value.tobytes() for key, value in read_results(path).items()}
-
-
 @pytest.mark.parametrize("cols", [None, 3])
-def test_map_output_matches_numpy_on_any_rank_count_and_schedule(tmp_path, cols):
+def test_map_output_matches_numpy(tmp_path, cols):
     data = sample_data(3001, cols, "float64")
     spec = write_dataset(tmp_path / "in.h5", data)
-    outputs = []
-    for n_ranks, schedule in ((1, "static"), (2, "static"), (3, "dynamic"), (4, "static")):
-        out = tmp_path / f"o{n_ranks}.h5"
-        done = run_cli(
-            [
-                "run",
-                KERNEL,
-                spec,
-                "-o",
-                str(out),
-                "--chunk-rows",
-                "97",
-                "-p",
-                "scale=2",
-                "--schedule",
-                schedule,
-                "--compression",
-                "gzip",
-            ],
-            n_ranks,
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(result_bytes(out))
-    assert all(o == outputs[0] for o in outputs[1:])
-    got = read_results(tmp_path / "o3.h5")
+    out = tmp_path / "o.h5"
+    run_here(KERNEL, spec, output=str(out), chunk_rows=97, params={"scale": 2}, compression="gzip")
+    got = read_results(out)
     columns = data.reshape(len(data), -1)
     np.testing.assert_allclose(got["norm"], np.linalg.norm(columns, axis=1), rtol=1e-12)
     np.testing.assert_array_equal(got["scaled"], (columns * 2).astype(np.float32))
     np.testing.assert_allclose(got["total"], np.linalg.norm(columns, axis=1).sum(), rtol=1e-12)
-    with h5py.File(tmp_path / "o3.h5") as h5:
+    with h5py.File(out) as h5:
         assert h5["result/norm"].compression == "gzip"
         assert h5["result/norm"].chunks == (97,)
 
@@ -73,7 +58,7 @@ def test_rank0_memory_does_not_grow_with_the_output(tmp_path):
     kernel_file = tmp_path / "widen.py"
     kernel_file.write_text(MEMORY_KERNEL)
     peaks = []
-    for rows in (200_000, 1_600_000):  # per-row output: 25.6 MB, then 204.8 MB
+    for rows in (100_000, 800_000):  # per-row output: 12.8 MB, then 102.4 MB
         spec = write_dataset(tmp_path / f"in{rows}.h5", np.arange(rows, dtype=np.float64))
         out = tmp_path / f"o{rows}.h5"
         done = run_cli(
@@ -84,7 +69,7 @@ def test_rank0_memory_does_not_grow_with_the_output(tmp_path):
         assert got["n"] == rows and got["wide"].shape == (rows, 16)
         np.testing.assert_array_equal(got["wide"][:, 5], np.arange(rows))
         peaks.append(int(got["rank0_maxrss_kib"]))
-    # 8x more output (+180 MB) may add at most a few chunks' worth (2.5 MB each) on rank 0.
+    # 8x more output (+90 MB) may add at most a few chunks' worth (2.5 MB each) on rank 0.
     assert peaks[1] - peaks[0] < 40_000, peaks
 
 
@@ -93,20 +78,22 @@ def test_map_output_resumes_after_an_interrupt(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", data)
     kernel_file = tmp_path / "slow_norms.py"
     kernel_file.write_text(
-        "import time\nfrom hpcapp.examples.row_norms import row_norms\nimport hpcapp\n\n"
+        "import os\nimport time\nfrom hpcapp.examples.row_norms import row_norms\nimport hpcapp\n\n"
         "@hpcapp.kernel(per_row=('norm', 'scaled'))\n"
-        "def slow(chunk, delay=0.03):\n    time.sleep(delay)\n    return row_norms(chunk)\n"
+        "def slow(chunk, delay=0.03):\n"
+        "    time.sleep(float(os.environ.get('HPCAPP_TEST_DELAY', delay)))\n"
+        "    return row_norms(chunk)\n"
     )
     args = ["run", f"{kernel_file}:slow", spec, "--chunk-rows", "40"]
     reference = tmp_path / "ref.h5"
-    assert run_cli([*args, "-o", str(reference), "-p", "delay=0"], 1).returncode == 0
+    run_here(f"{kernel_file}:slow", spec, output=str(reference), chunk_rows=40, params={"delay": 0})
     out = tmp_path / "out.h5"
     process = start_cli([*args, "-o", str(out)], 3)
     _, stderr = interrupt_when_running(
         process, tmp_path / "out.h5.checkpoint", 0.8, ready="rows.h5"
     )
     assert process.returncode == 75, stderr
-    resumed = run_cli([*args, "-o", str(out), "--resume"], 2)
+    resumed = run_cli([*args, "-o", str(out), "--resume"], 2, env={"HPCAPP_TEST_DELAY": "0"})
     assert resumed.returncode == 0, resumed.stderr
     assert result_bytes(out) == result_bytes(reference)
 
@@ -118,30 +105,10 @@ def test_wrong_row_count_is_a_clear_error(tmp_path):
         "import hpcapp\n\n@hpcapp.kernel(per_row=('x',))\ndef bad(chunk):\n"
         "    return {'x': chunk[:-1]}\n"
     )
-    done = run_cli(
-        ["run", f"{kernel_file}:bad", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "10"], 2
+    done = cli_here(
+        ["run", f"{kernel_file}:bad", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "10"]
     )
     assert done.returncode == 1 and "must have 10 rows" in done.stderr
-
-
-MANY_KERNEL = """
-import time
-import numpy as np
-import hpcapp
-
-@hpcapp.kernel(per_row=("double", "flag", "swapped", "small", "half"), combine="sum")
-def many(chunk, delay=0.0):
-    time.sleep(delay)
-    x = np.asarray(chunk, np.float64)
-    return {
-        "double": x * 2,
-        "flag": x[:, 0] > 0.5,
-        "swapped": x.astype(">f8"),
-        "small": np.rint(x * 50).astype(np.int8),
-        "half": x[:, 1:].astype(np.float16),
-        "n": np.int64(len(x)),
-    }
-"""
 
 
 def many_job(tmp_path):
@@ -150,9 +117,7 @@ def many_job(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", data)
     kernel_file = tmp_path / "many.py"
     kernel_file.write_text(MANY_KERNEL)
-    namespace: dict = {}
-    exec(MANY_KERNEL, namespace)
-    return spec, f"{kernel_file}:many", namespace["many"](data)
+    return spec, f"{kernel_file}:many", many_reference(data)
 
 
 def assert_same_rows(path, reference):
@@ -167,31 +132,19 @@ def assert_same_rows(path, reference):
         assert got[key].tobytes() == want.astype(got[key].dtype).tobytes(), key
 
 
-@pytest.mark.parametrize("schedule", ["static", "dynamic"])
-def test_uncompressed_rows_written_by_every_rank_are_bitwise_numpy(tmp_path, schedule):
-    spec, kernel, reference = many_job(tmp_path)
-    for n_ranks in (1, 2, 3, 4):
-        out = tmp_path / f"o{n_ranks}.h5"
-        args = ["run", kernel, spec, "-o", str(out), "--chunk-rows", "101"]
-        done = run_cli([*args, "--schedule", schedule, "-q"], n_ranks)
-        assert done.returncode == 0, done.stderr
-        assert_same_rows(out, reference)
-        with h5py.File(out) as h5:
-            # Contiguous storage is what lets each rank write its rows at a byte offset.
-            assert all(h5[f"result/{key}"].chunks is None for key in reference if key != "n")
-        assert not (tmp_path / f"o{n_ranks}.h5.checkpoint").exists()
-
-
-@pytest.mark.parametrize("n_ranks,schedule", [(2, "static"), (3, "dynamic")])
-def test_compressed_rows_through_rank_0_are_bitwise_numpy(tmp_path, n_ranks, schedule):
+@pytest.mark.parametrize("compression", [None, "lzf"])
+def test_rows_are_bitwise_numpy(tmp_path, compression):
     spec, kernel, reference = many_job(tmp_path)
     out = tmp_path / "o.h5"
-    args = ["run", kernel, spec, "-o", str(out), "--chunk-rows", "101", "--compression", "lzf"]
-    done = run_cli([*args, "--schedule", schedule, "-q"], n_ranks)
-    assert done.returncode == 0, done.stderr
+    run_here(kernel, spec, output=str(out), chunk_rows=101, compression=compression)
     assert_same_rows(out, reference)
     with h5py.File(out) as h5:
-        assert h5["result/double"].compression == "lzf"
+        for key in reference:
+            if key != "n":
+                # Contiguous storage is what lets each rank write its rows at a byte offset.
+                assert h5[f"result/{key}"].compression == compression, key
+                assert (h5[f"result/{key}"].chunks is None) == (compression is None), key
+    assert not (tmp_path / "o.h5.checkpoint").exists()
 
 
 @pytest.mark.parametrize(
@@ -216,69 +169,13 @@ def test_rows_resume_on_another_rank_count(tmp_path, first, second, schedule, co
     )
     assert process.returncode == 75, stderr
     again = compression if first != 4 else ["--compression", "gzip"]
-    resumed = run_cli([*args, *again, "--resume"], second)
+    resumed = run_cli([*args, *again, "--resume"], second, env={"HPCAPP_TEST_DELAY": "0"})
     assert resumed.returncode == 0, resumed.stderr
     assert "chunks were done" in resumed.stderr + resumed.stdout
     assert_same_rows(out, reference)
 
 
-FAILING_FIRST_KERNEL = """
-import time
-import numpy as np
-import hpcapp
-
-@hpcapp.kernel(per_row=("y",))
-def fails(chunk):
-    if chunk[0] == {bad_row}:
-        raise ValueError("this first chunk is bad")
-    time.sleep(0.2)
-    return {{"y": chunk * 2, "n": np.int64(len(chunk))}}
-"""
-
-
-# Chunk 100 is rank 1's first (static); chunk 8 starts block 1, the first block of the second
-# rank that asks (dynamic).
-@pytest.mark.parametrize("schedule,bad_row", [("static", 100), ("dynamic", 8)])
-def test_a_failing_first_chunk_on_one_rank_ends_the_job_fast(tmp_path, schedule, bad_row):
-    # 4 ranks, 400 chunks of 0.2 s: 20 s per rank if nobody stopped. The failing rank never
-    # agrees on a layout after a chunk: the others must not wait for it.
-    spec = write_dataset(tmp_path / "in.h5", np.arange(400, dtype=np.float64))
-    kernel_file = tmp_path / "fails.py"
-    kernel_file.write_text(FAILING_FIRST_KERNEL.format(bad_row=bad_row))
-    args = ["run", f"{kernel_file}:fails", spec, "-o", str(tmp_path / "out.h5")]
-    args += ["--chunk-rows", "1", "--schedule", schedule, "-q"]
-    started = time.monotonic()
-    done = run_cli(args, 4, timeout=60, env={"HPCAPP_ABORT_GRACE": "50"})
-    elapsed = time.monotonic() - started
-    assert done.returncode == 1, done.stderr
-    assert f"chunk {bad_row} " in done.stderr and "this first chunk is bad" in done.stderr
-    assert elapsed < 10, f"the job took {elapsed:.1f} s to end after a first chunk failed"
-    assert not (tmp_path / "out.h5").exists()
-
-
-MIXED_KERNEL = """
-import numpy as np
-import hpcapp
-
-@hpcapp.kernel(per_row=("y",))
-def mixed(chunk):
-    y = np.asarray(chunk, np.float64)
-    return {{"y": y.astype(np.float32) if y[0] == {odd_row} else y, "n": np.int64(len(y))}}
-"""
-
-
-@pytest.mark.parametrize("odd_row,odd_chunk", [(50, 5), (20, 2)])
-def test_rows_of_another_dtype_in_one_chunk_are_a_clear_error(tmp_path, odd_row, odd_chunk):
-    # On 2 ranks chunk 5 is rank 1's first (its layout disagrees at the agreement), chunk 2 is
-    # a later chunk of rank 0 (it disagrees with the agreed layout).
-    spec = write_dataset(tmp_path / "in.h5", np.arange(100, dtype=np.float64))
-    kernel_file = tmp_path / "mixed.py"
-    kernel_file.write_text(MIXED_KERNEL.format(odd_row=odd_row))
-    args = ["run", f"{kernel_file}:mixed", spec, "-o", str(tmp_path / "o.h5")]
-    done = run_cli([*args, "--chunk-rows", "10", "-q"], 2)
-    assert done.returncode == 1, done.stderr
-    assert f"per-row output 'y' of chunk {odd_chunk} has float32" in done.stderr
-    assert "chunk 0 gave float64" in done.stderr
+# A chunk whose rows have another dtype than chunk 0's, on 1-4 ranks: tests/test_ranks_mpi.py.
 
 
 @pytest.mark.mpi(min_size=1)

@@ -1,9 +1,9 @@
-"""N-D inputs: --over by name or axis, the three forms, bitwise equal at 1, 2 and 3 ranks."""
+"""N-D inputs: --over by name or axis, the three forms against numpy (any rank count: MPI)."""
 
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli
+from helpers import cli_here, interrupt_when_running, read_results, run_cli, run_here, start_cli
 from ncdata import DIMS, check_against, reference, write_netcdf
 
 from hpcapp.errors import UsageError
@@ -81,25 +81,36 @@ OVER_FORMS = {
 
 
 @pytest.mark.parametrize("over", list(OVER_FORMS))
-def test_over_forms_on_netcdf_input_equal_numpy_and_bitwise_on_1_2_3_ranks(tmp_path, over):
+def test_over_forms_on_netcdf_input_equal_numpy(tmp_path, over):
     data = cube()
     spec = write_netcdf(tmp_path / "in.nc", data)
-    outputs = []
-    for ranks, schedule in ((1, "static"), (2, "static"), (3, "dynamic")):
-        out = tmp_path / f"out{ranks}.nc"
-        argv = ["run", "stats", spec, "-o", str(out), "--over", over, "--chunk-rows", "4"]
-        argv += ["-p", f"bins={BINS}", "-p", "range=-1,2", "--schedule", schedule, "-q"]
-        done = run_cli(argv, ranks)
-        assert done.returncode == 0, done.stderr
-        outputs.append(read_results(out))
+    params = {"bins": BINS, "range": [-1, 2]}
+    out = tmp_path / "out.nc"
+    run_here("stats", spec, output=str(out), over=over, chunk_rows=4, params=params)
+    got = read_results(out)  # per-record results are in the file only
     expected = reference(data, OVER_FORMS[over], BINS, RANGE)
-    check_against(outputs[0], expected)
-    assert outputs[0]["mean"].shape == expected["mean"].shape
-    for other in outputs[1:]:
-        assert other.keys() == outputs[0].keys()
-        for key, value in outputs[0].items():
-            assert np.array_equal(value, other[key], equal_nan=True), key
-            assert value.dtype == other[key].dtype
+    check_against(got, expected)
+    assert got["mean"].shape == expected["mean"].shape
+
+
+@pytest.mark.mpi(min_size=1)
+@pytest.mark.parametrize("over", list(OVER_FORMS))
+def test_over_forms_are_bitwise_one_ranks_on_any_rank_count(shared_dir, over):
+    from helpers import result_bytes
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    spec = f"{shared_dir}/in.nc:/tas"
+    if comm.rank == 0:
+        write_netcdf(shared_dir / "in.nc", cube())
+    comm.Barrier()
+    options = {"over": over, "chunk_rows": 4, "params": {"bins": BINS, "range": [-1, 2]}}
+    alone = shared_dir / f"self-{comm.rank}.nc"
+    run_here("stats", spec, output=str(alone), **options)
+    run_here("stats", spec, comm=comm, output=str(shared_dir / "world.nc"), **options,
+             schedule="dynamic")  # fmt: skip
+    comm.Barrier()
+    assert result_bytes(shared_dir / "world.nc") == result_bytes(alone)
 
 
 USER_KERNELS = """
@@ -119,10 +130,10 @@ def test_user_kernel_gets_over_only_if_it_asks(tmp_path):
     spec = write_netcdf(tmp_path / "in.nc", data)
     (tmp_path / "user.py").write_text(USER_KERNELS)
     plain = f"{tmp_path}/user.py:plain"
-    done = run_cli(["run", plain, spec, "-o", f"{tmp_path}/a.nc", "--over", "lat", "-q"], 2)
+    done = cli_here(["run", plain, spec, "-o", f"{tmp_path}/a.nc", "--over", "lat", "-q"])
     assert done.returncode == 2
     assert "give it a parameter `over`" in done.stderr and done.stderr.count("hpcapp:") == 1
-    done = run_cli(["run", plain, spec, "-o", f"{tmp_path}/a.nc", "-q"], 2)
+    done = cli_here(["run", plain, spec, "-o", f"{tmp_path}/a.nc", "-q"])
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(
         read_results(tmp_path / "a.nc")["total"], np.nansum(data, 0), rtol=1e-5
@@ -130,12 +141,12 @@ def test_user_kernel_gets_over_only_if_it_asks(tmp_path):
     with_over = f"{tmp_path}/user.py:with_over"
     argv = ["run", with_over, spec, "-o", f"{tmp_path}/b.nc", "--over", "time,lon", "-q"]
     argv += ["--chunk-rows", "12"]
-    done = run_cli(argv, 2)
+    done = cli_here(argv)
     assert done.returncode == 0, done.stderr
     results = read_results(tmp_path / "b.nc")
     assert list(results["axes"]) == [0, 4]  # (0, 2) summed over the tree's two chunks
     np.testing.assert_allclose(results["total"], np.nansum(data, (0, 2)), rtol=1e-5)
-    done = run_cli(["run", "stats", spec, "-o", f"{tmp_path}/c.nc", "-p", "over=1"], 1)
+    done = cli_here(["run", "stats", spec, "-o", f"{tmp_path}/c.nc", "-p", "over=1"])
     assert done.returncode == 2 and "--over" in done.stderr
 
 
@@ -146,16 +157,16 @@ def test_dims_names_a_plain_hdf5_input_and_may_not_contradict_the_file(tmp_path)
     out = tmp_path / "out.h5"
     spec = f"{tmp_path}/plain.h5:/x"
     argv = ["run", "stats", spec, "-o", str(out), "--dims", "t,y,x", "--over", "t,x", "-q"]
-    done = run_cli(argv, 2)
+    done = cli_here(argv)
     assert done.returncode == 0, done.stderr
     with h5py.File(out) as h5:
         assert [dim[0].name for dim in h5["result/mean"].dims] == ["/result/y"]
-    done = run_cli(["run", "stats", spec, "-o", str(out), "--over", "dim_1", "--overwrite"], 1)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "--over", "dim_1", "--overwrite"])
     assert done.returncode == 0, done.stderr
     expected = np.nanmean(data.astype(np.float64), axis=1)  # per (t, x): a per-row output
     np.testing.assert_allclose(read_results(out)["mean"], expected, rtol=1e-12)
     named = write_netcdf(tmp_path / "named.nc", data)
-    done = run_cli(["run", "stats", named, "-o", f"{tmp_path}/o.nc", "--dims", "a,b,c"], 1)
+    done = cli_here(["run", "stats", named, "-o", f"{tmp_path}/o.nc", "--dims", "a,b,c"])
     assert done.returncode == 2 and "names its dimension 0 'time'" in done.stderr
 
 
@@ -169,7 +180,7 @@ def test_memory_per_rank_refuses_with_the_numbers(tmp_path):
     spec = write_netcdf(tmp_path / "in.nc", cube(shape=(8, 30, 40)))
     argv = ["run", "stats", spec, "-o", f"{tmp_path}/o.nc", "--chunk-rows", "2", "-q"]
     argv += ["-p", "bins=64", "-p", "range=0,1", "--memory-per-rank", "200MiB"]
-    done = run_cli(argv, 1)
+    done = cli_here(argv)
     assert done.returncode == 2
     # 1200 cells x (float64 moments, float32 extremes, 64 int64 bins, below/above counts).
     from hpcapp.kernels.nd import stats
@@ -178,24 +189,24 @@ def test_memory_per_rank_refuses_with_the_numbers(tmp_path):
     mib = sum(np.asarray(value).nbytes for value in one.values()) / 2**20
     assert f"7 partials of {mib:.1f} MiB each (4 chunks)" in done.stderr, done.stderr
     assert "more than --memory-per-rank 200MiB" in done.stderr
-    done = run_cli([*argv[:-1], "1GiB"], 1)
+    done = cli_here([*argv[:-1], "1GiB"])
     assert done.returncode == 0, done.stderr
 
 
 SLOW_OVER_KERNEL = """
+import os
 import time
 import numpy as np
 
 def slow(chunk, over=(0,), delay=0.03):
-    time.sleep(delay)
+    # A run that only finishes (a resume) skips the sleeping: no parameter of the job changes.
+    time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     return {"s": np.nansum(chunk.astype(np.float64), axis=over)}
 """
 
 
 def test_interrupted_nd_job_resumes_bitwise_and_only_with_the_same_over(tmp_path):
     import signal
-
-    from test_resume import interrupt_when_running, start_cli
 
     data = cube(shape=(120, 3, 4))
     spec = write_netcdf(tmp_path / "in.nc", data)
@@ -206,14 +217,15 @@ def test_interrupted_nd_job_resumes_bitwise_and_only_with_the_same_over(tmp_path
         return ["run", kernel, spec, "-o", str(out), "--chunk-rows", "2", "-q", *extra]
 
     reference = tmp_path / "reference.nc"
-    assert run_cli(args(reference, "--over", "time,lat", "-p", "delay=0"), 1).returncode == 0
+    options = {"over": "time,lat", "chunk_rows": 2, "params": {"delay": 0}}
+    run_here(f"{tmp_path}/slow.py:slow", spec, output=str(reference), **options)
     out = tmp_path / "out.nc"
     process = start_cli(args(out, "--over", "time,lat", "--checkpoint-every", "0.2"), 2)
     interrupt_when_running(process, tmp_path / "out.nc.checkpoint", 0.6, signal.SIGTERM)
     assert process.returncode == 75
-    other = run_cli(args(out, "--over", "time", "--resume"), 2)
+    other = cli_here(args(out, "--over", "time", "--resume"))
     assert other.returncode == 2 and "different job" in other.stderr
-    done = run_cli(args(out, "--over", "time,lat", "--resume"), 3)
+    done = run_cli(args(out, "--over", "time,lat", "--resume"), 3, env={"HPCAPP_TEST_DELAY": "0"})
     assert done.returncode == 0 and "resuming" in done.stdout, done.stderr
     ours, theirs = read_results(out), read_results(reference)
     assert ours["s"].tobytes() == theirs["s"].tobytes()

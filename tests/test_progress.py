@@ -1,7 +1,7 @@
 """Live progress (a bar on a terminal, plain lines in logs, nothing with --quiet) and plots."""
 
 import numpy as np
-from conftest import run_cli, write_dataset
+from helpers import cli_here, run_cli, write_dataset
 
 from hpcapp.parallel.progress import format_seconds, render
 
@@ -16,22 +16,21 @@ def test_render_and_format():
     assert "100.0%" in render(4, 4, 10, 8, elapsed=1.0)
 
 
-def run_slow(tmp_path, mode, *extra):
+def run_slow(tmp_path, mode, *extra, n_ranks=1):
+    """Run 120 chunks of 10 ms: under mpiexec on several ranks, in this process on one."""
     spec = write_dataset(tmp_path / "in.h5", np.arange(6000.0))
     kernel = tmp_path / "slow.py"
     kernel.write_text(SLOW)
     out = tmp_path / f"{mode}.h5"
-    done = run_cli(
-        ["run", f"{kernel}:slow", spec, "-o", str(out), "--chunk-rows", "50", *extra],
-        3,
-        env={"HPCAPP_PROGRESS": mode},
-    )
+    args = ["run", f"{kernel}:slow", spec, "-o", str(out), "--chunk-rows", "50", *extra]
+    env = {"HPCAPP_PROGRESS": mode}
+    done = run_cli(args, n_ranks, env=env) if n_ranks > 1 else cli_here(args, env=env)
     assert done.returncode == 0, done.stderr
     return done.stderr
 
 
 def test_plain_lines_every_ten_percent_and_at_the_end(tmp_path):
-    stderr = run_slow(tmp_path, "lines", "--progress-every", "1000")
+    stderr = run_slow(tmp_path, "lines", "--progress-every", "1000", n_ranks=3)
     lines = [line for line in stderr.splitlines() if line.startswith("hpcapp: progress")]
     # Updates reach rank 0 a few times a second, so a short job may skip some tenths.
     assert 3 <= len(lines) <= 12, stderr
@@ -57,14 +56,14 @@ def test_show_plot_writes_a_png(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", np.random.default_rng(0).normal(size=(500, 2)))
     out = tmp_path / "out.h5"
     assert (
-        run_cli(["run", "stats", spec, "-o", str(out), "-p", "range=-3,3", "-q"], 2).returncode == 0
+        cli_here(["run", "stats", spec, "-o", str(out), "-p", "range=-3,3", "-q"]).returncode == 0
     )
     for result in (out, tmp_path / "mc.h5"):
         if result.name == "mc.h5":
             args = ["run", "montecarlo", "-o", str(result), "-p", "samples=10000", "-q"]
-            assert run_cli(args, 2).returncode == 0
+            assert cli_here(args).returncode == 0
         png = tmp_path / f"{result.stem}.png"
-        shown = run_cli(["show", str(result), "--plot", str(png)])
+        shown = cli_here(["show", str(result), "--plot", str(png)])
         assert shown.returncode == 0, shown.stderr
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

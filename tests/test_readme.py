@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from helpers import REPO
 
 
 def quick_start_commands():
@@ -60,7 +60,7 @@ def test_use_from_python_examples_run_as_written(tmp_path):
     import subprocess
     import sys
 
-    from conftest import clean_env, mpiexec
+    from helpers import clean_env, mpiexec
 
     for index, (launch, code) in enumerate(tagged_examples()):
         script = tmp_path / f"example{index}.py"

@@ -10,22 +10,37 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import clean_env, cli_command, read_results, run_cli, sample_data, write_dataset
+from helpers import (
+    clean_env,
+    cli_command,
+    cli_here,
+    interrupt_when_running,
+    result_bytes,
+    run_cli,
+    run_here,
+    sample_data,
+    start_cli,
+    write_dataset,
+)
 
 from hpcapp.errors import KernelError
 from hpcapp.io import checkpoint
 from hpcapp.parallel.reduce import FragmentTree, find_overlap, tree_reduce
 
+# What a resume that only has to finish the job sets: the slow kernel's chunks stop sleeping.
+NO_DELAY = {"HPCAPP_TEST_DELAY": "0"}
 # Interrupt moments are random but reproducible: the seed is in every test id and failure
 # message; HPCAPP_RESUME_SEED=<seed> replays a failing run's moments.
 SEED = int(os.environ.get("HPCAPP_RESUME_SEED") or secrets.randbelow(10**6))
 
 SLOW_KERNEL = """
+import os
 import time
 import numpy as np
 
 def slow(chunk, delay=0.04):
-    time.sleep(delay)
+    # A run that only finishes (a resume) skips the sleeping: no parameter of the job changes.
+    time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     return {"s": chunk.sum(axis=0), "m": np.fmax.reduce(chunk, axis=0), "n": np.int64(len(chunk))}
 slow.combine = {"s": "sum", "m": "max", "n": "sum"}
 """
@@ -41,47 +56,12 @@ def job(tmp_path):
     def args(out, *extra):
         return ["run", f"{kernel_file}:slow", spec, "-o", str(out), "--chunk-rows", "50", *extra]
 
+    def reference(out):
+        """Write the job's result without interruption, in this process."""
+        run_here(f"{kernel_file}:slow", spec, output=str(out), chunk_rows=50, params={"delay": 0})
+
+    args.reference = reference
     return args
-
-
-def result_bytes(path):
-    return {key: value.tobytes() for key, value in read_results(path).items()}
-
-
-def start_cli(args, n_ranks):
-    return subprocess.Popen(
-        cli_command(args, n_ranks),
-        env=clean_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def interrupt_when_running(
-    process, checkpoint_dir, delay, sig=signal.SIGTERM, before=None, ready="manifest.json"
-):
-    """Wait until the job has started computing, then ``delay`` seconds, then send ``sig``.
-
-    The job has started when it has written the checkpoint file ``ready`` (its manifest, or
-    ``rows.h5`` for per-row outputs): a new one, if ``before`` (the ``st_mtime_ns`` of one
-    left by an earlier run, which a resume rewrites) is given.
-    """
-    manifest = checkpoint_dir / ready
-
-    def started():
-        return manifest.exists() and (before is None or manifest.stat().st_mtime_ns != before)
-
-    deadline = time.monotonic() + 60
-    while not started():
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            process.communicate()
-            pytest.fail("the job did not start")
-        time.sleep(0.01)
-    time.sleep(delay)
-    process.send_signal(sig)
-    return process.communicate(timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +84,7 @@ def test_interrupted_then_resumed_on_another_rank_count_is_bitwise_identical(
     tmp_path, job, first, second, delay, sig, schedule, seed
 ):
     reference = tmp_path / "reference.h5"
-    assert run_cli(job(reference, "-p", "delay=0"), 1).returncode == 0
+    job.reference(reference)
     out = tmp_path / "out.h5"
     process = start_cli(job(out, "--checkpoint-every", "0.2", "--schedule", schedule), first)
     moment = delay * np.random.default_rng(seed).uniform(0.2, 1.0)  # a moment of the run
@@ -113,7 +93,7 @@ def test_interrupted_then_resumed_on_another_rank_count_is_bitwise_identical(
     assert process.returncode == 75, f"{replay}\n{stderr}"
     assert "--resume" in stderr and not out.exists(), replay
     assert (tmp_path / "out.h5.checkpoint" / "manifest.json").exists(), replay
-    resumed = run_cli(job(out, "--resume", "--schedule", schedule), second)
+    resumed = run_cli(job(out, "--resume", "--schedule", schedule), second, env=NO_DELAY)
     assert resumed.returncode == 0, f"{replay}\n{resumed.stderr}"
     assert "resuming from" in resumed.stdout, replay
     assert result_bytes(out) == result_bytes(reference), replay
@@ -124,7 +104,7 @@ def test_interrupted_then_resumed_on_another_rank_count_is_bitwise_identical(
 
 def test_resume_twice_interrupted(tmp_path, job):
     reference = tmp_path / "reference.h5"
-    assert run_cli(job(reference, "-p", "delay=0"), 2).returncode == 0
+    job.reference(reference)
     out = tmp_path / "out.h5"
     checkpoint_dir = tmp_path / "out.h5.checkpoint"
     for n_ranks in (2, 3):
@@ -133,7 +113,7 @@ def test_resume_twice_interrupted(tmp_path, job):
         process = start_cli(job(out, "--resume", "--checkpoint-every", "0.2"), n_ranks)
         _, stderr = interrupt_when_running(process, checkpoint_dir, 0.7, before=before)
         assert process.returncode == 75, stderr
-    final = run_cli(job(out, "--resume"), 4)
+    final = run_cli(job(out, "--resume"), 4, env=NO_DELAY)
     assert final.returncode == 0, final.stderr
     assert result_bytes(out) == result_bytes(reference)
 
@@ -143,20 +123,20 @@ def test_resume_refuses_a_checkpoint_of_another_job(tmp_path, job):
     process = start_cli(job(out), 2)
     interrupt_when_running(process, tmp_path / "out.h5.checkpoint", 0.5)
     assert process.returncode == 75
-    other = run_cli(job(out, "--resume", "-p", "delay=0.01"), 2)
+    other = cli_here(job(out, "--resume", "-p", "delay=0.01"))
     assert other.returncode == 2 and "different job" in other.stderr and "params" in other.stderr
-    chunks = run_cli(job(out, "--resume", "--chunk-rows", "60"), 2)
+    chunks = cli_here(job(out, "--resume", "--chunk-rows", "60"))
     assert chunks.returncode == 2 and "chunk_rows" in chunks.stderr
-    fresh = run_cli(job(out), 2)
+    fresh = cli_here(job(out))
     assert fresh.returncode == 2 and "add --resume" in fresh.stderr
     assert (tmp_path / "out.h5.checkpoint" / "manifest.json").exists()
 
 
 def test_resuming_a_finished_job_does_nothing(tmp_path, job):
     out = tmp_path / "out.h5"
-    assert run_cli(job(out, "-p", "delay=0"), 2).returncode == 0
+    job.reference(out)
     before = (out.stat().st_mtime_ns, out.read_bytes())
-    again = run_cli(job(out, "-p", "delay=0", "--resume"), 3)
+    again = cli_here(job(out, "-p", "delay=0", "--resume"))
     assert again.returncode == 0 and "nothing to resume" in again.stdout
     assert (out.stat().st_mtime_ns, out.read_bytes()) == before
 
@@ -194,8 +174,8 @@ def test_killed_while_writing_leaves_the_previous_output(tmp_path):
 
 def test_srun_without_mpi_plugin_is_refused(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", np.arange(10.0))
-    done = run_cli(
-        ["run", "stats", spec, "-o", str(tmp_path / "o.h5")], 1, env={"SLURM_STEP_NUM_TASKS": "4"}
+    done = cli_here(
+        ["run", "stats", spec, "-o", str(tmp_path / "o.h5")], env={"SLURM_STEP_NUM_TASKS": "4"}
     )
     assert done.returncode == 2 and "--mpi=pmi2" in done.stderr
     assert not (tmp_path / "o.h5").exists()
@@ -299,13 +279,18 @@ def failing_job(tmp_path):
     def args(out, *extra):
         return ["run", f"{kernel_file}:total", spec, "-o", str(out), "--chunk-rows", "20", *extra]
 
+    def reference(out):
+        """Write the job's result without failing, in this process."""
+        run_here(f"{kernel_file}:total", spec, output=str(out), chunk_rows=20)
+
+    args.reference = reference
     return args
 
 
 def test_a_resume_killed_before_its_commit_counts_every_chunk_once(tmp_path, failing_job):
     """The state a resume leaves when killed between writing generation g+1 and committing it."""
     reference = tmp_path / "reference.h5"
-    assert run_cli(failing_job(reference), 1).returncode == 0
+    failing_job.reference(reference)
     out = tmp_path / "out.h5"
     folder = tmp_path / "out.h5.checkpoint"
     fail = {"FAIL_AT_ROW": str(38 * 20)}  # chunk 38: rank 2 of 3 has saved chunks 27-37
@@ -331,7 +316,7 @@ def test_a_resume_killed_before_its_commit_counts_every_chunk_once(tmp_path, fai
 
 def test_a_failure_names_the_checkpoint_and_the_next_step(tmp_path, failing_job):
     out = tmp_path / "out.h5"
-    done = run_cli(failing_job(out, "--checkpoint-every", "60"), 2, env={"FAIL_AT_ROW": "100"})
+    done = cli_here(failing_job(out, "--checkpoint-every", "60"), env={"FAIL_AT_ROW": "100"})
     assert done.returncode == 1
     folder = tmp_path / "out.h5.checkpoint"
     assert (folder / "manifest.json").exists()
@@ -352,7 +337,7 @@ def test_stats_interrupted_on_2_ranks_resumed_on_3_is_bitwise_identical(tmp_path
         return ["run", "stats", spec, "-o", str(out), "--chunk-rows", str(rows), *extra]
 
     reference = tmp_path / "reference.h5"
-    assert run_cli(args(reference, "-p", "range=-1,2"), 1).returncode == 0
+    run_here("stats", spec, output=str(reference), chunk_rows=rows, params={"range": [-1, 2]})
     out = tmp_path / "out.h5"
     folder = tmp_path / "out.h5.checkpoint"
     process = start_cli(args(out, "-p", "range=-1,2", "--checkpoint-every", "1e-6"), 2)

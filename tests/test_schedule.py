@@ -5,7 +5,15 @@ import itertools
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, sample_data, write_dataset
+from helpers import (
+    cli_here,
+    read_results,
+    result_bytes,
+    run_cli,
+    run_here,
+    sample_data,
+    write_dataset,
+)
 
 from hpcapp.parallel.schedule import dynamic_blocks
 
@@ -18,10 +26,6 @@ def skewed(chunk, unit=0.0):
     time.sleep(unit * (1 + 9 * float(chunk[0, 0])))
     return {"s": chunk.sum(axis=0), "n": np.int64(len(chunk))}
 """
-
-
-def result_bytes(path):
-    return {key: value.tobytes() for key, value in read_results(path).items()}
 
 
 def test_dynamic_blocks_shrink_are_aligned_and_cover_every_chunk():
@@ -41,75 +45,61 @@ def test_dynamic_blocks_shrink_are_aligned_and_cover_every_chunk():
             assert sizes[0] <= max(1, n_chunks // (8 * size))
 
 
-def test_dynamic_equals_static_on_every_rank_count(tmp_path):
-    spec = write_dataset(tmp_path / "in.h5", sample_data(2500, 3, "float32", nan=0.02))
-    common = ["--chunk-rows", "23", "-p", "bins=10", "-p", "range=0,1"]
-    static = tmp_path / "static.h5"
-    assert run_cli(["run", "stats", spec, "-o", str(static), *common], 1).returncode == 0
-    for n_ranks in (1, 2, 3, 4):
-        out = tmp_path / f"dynamic{n_ranks}.h5"
-        done = run_cli(
-            ["run", "stats", spec, "-o", str(out), "--schedule", "dynamic", *common], n_ranks
-        )
-        assert done.returncode == 0, done.stderr
-        assert result_bytes(out) == result_bytes(static), n_ranks
-        with h5py.File(out) as h5:
-            assert h5.attrs["schedule"] == "dynamic"
+@pytest.mark.mpi(min_size=1)
+def test_dynamic_equals_static_on_every_rank_count(shared_dir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        write_dataset(shared_dir / "in.h5", sample_data(2500, 3, "float32", nan=0.02))
+    comm.Barrier()
+    spec = f"{shared_dir}/in.h5:/x"
+    options = {"chunk_rows": 23, "params": {"bins": 10, "range": [0, 1]}}
+    static = shared_dir / f"static-{comm.rank}.h5"
+    run_here("stats", spec, output=str(static), **options)
+    dynamic = shared_dir / "dynamic.h5"
+    run_here("stats", spec, comm=comm, output=str(dynamic), schedule="dynamic", **options)
+    comm.Barrier()
+    assert result_bytes(dynamic) == result_bytes(static)
+    with h5py.File(dynamic) as h5:
+        assert h5.attrs["schedule"] == "dynamic"
 
 
-def test_skewed_kernel_dynamic_matches_static(tmp_path):
+@pytest.mark.mpi(min_size=2)
+def test_skewed_kernel_dynamic_matches_static(shared_dir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
     data = np.linspace(0, 1, 4000).reshape(-1, 1) * np.ones((1, 2))
-    spec = write_dataset(tmp_path / "in.h5", data)
-    kernel_file = tmp_path / "skewed.py"
-    kernel_file.write_text(SKEWED_KERNEL)
+    if comm.rank == 0:
+        write_dataset(shared_dir / "in.h5", data)
+        (shared_dir / "skewed.py").write_text(SKEWED_KERNEL)
+    comm.Barrier()
+    spec, kernel = f"{shared_dir}/in.h5:/x", f"{shared_dir}/skewed.py:skewed"
     outputs = []
     for schedule in ("static", "dynamic"):
-        out = tmp_path / f"{schedule}.h5"
-        done = run_cli(
-            [
-                "run",
-                f"{kernel_file}:skewed",
-                spec,
-                "-o",
-                str(out),
-                "--chunk-rows",
-                "50",
-                "--schedule",
-                schedule,
-                "-p",
-                "unit=0.001",
-            ],
-            4,
-        )
-        assert done.returncode == 0, done.stderr
+        out = shared_dir / f"{schedule}.h5"
+        options = {"chunk_rows": 50, "params": {"unit": 0.001}, "schedule": schedule}
+        run_here(kernel, spec, comm=comm, output=str(out), **options)
         outputs.append(result_bytes(out))
     assert outputs[0] == outputs[1]
-    with h5py.File(tmp_path / "dynamic.h5") as h5:
+    with h5py.File(shared_dir / "dynamic.h5") as h5:
         # Chunks that take milliseconds each: blocks certainly went to more than one rank.
         assert (h5["timing"][:, 4] > 0).sum() > 1
-    np.testing.assert_allclose(read_results(tmp_path / "dynamic.h5")["s"], data.sum(axis=0))
+    np.testing.assert_allclose(read_results(shared_dir / "dynamic.h5")["s"], data.sum(axis=0))
 
 
 def test_dynamic_with_scatter_is_refused(tmp_path):
     spec = write_dataset(tmp_path / "in.h5", np.arange(10.0))
-    done = run_cli(
-        [
-            "run",
-            "stats",
-            spec,
-            "-o",
-            str(tmp_path / "o.h5"),
-            "--schedule",
-            "dynamic",
-            "--distribute",
-            "scatter",
-        ],
-        1,
+    out = str(tmp_path / "o.h5")
+    done = cli_here(
+        ["run", "stats", spec, "-o", out, "--schedule", "dynamic", "--distribute", "scatter"]
     )
     assert done.returncode == 2 and "--distribute scatter" in done.stderr
 
 
-@pytest.mark.parametrize("n_ranks", [2, 3])
+# The failure on every rank count, both schedules: tests/test_ranks_mpi.py.
+@pytest.mark.parametrize("n_ranks", [3])
 def test_dynamic_failure_is_reported_once(tmp_path, n_ranks):
     spec = write_dataset(tmp_path / "in.h5", np.arange(1000.0))
     kernel_file = tmp_path / "bad.py"
@@ -133,44 +123,42 @@ def test_dynamic_failure_is_reported_once(tmp_path, n_ranks):
     assert "RuntimeError: no" in done.stderr
 
 
-BUSY_RANK0_KERNEL = """
-import os
-import time
-from pathlib import Path
-
-import numpy as np
-
-MARK = Path(__file__).with_name("rank0-awake")
-STARTED = []
+BUSY = {"rank": -1, "folder": None, "wanted": 0, "while_busy": -1}
 
 
 def busy_rank0(chunk):
-    # Rank 0's first chunk takes 2 s; the others take 20 ms. Count the chunks that other ranks
-    # finished while rank 0 was still inside that first chunk.
-    rank0 = os.environ.get("PMI_RANK") == "0"
-    if rank0 and not STARTED:
-        STARTED.append(1)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:  # pure Python: holds the GIL, as many kernels do
+    """Rank 0's first chunk lasts until the other ranks have finished ``wanted`` chunks."""
+    import os
+    import time
+
+    folder = BUSY["folder"]
+    if BUSY["rank"] == 0 and BUSY["while_busy"] < 0:
+        deadline = time.monotonic() + 30  # a hang guard: the test fails if it is reached
+        # Pure Python: holds the GIL, as many kernels do; the block server must still answer.
+        while len(os.listdir(folder)) < BUSY["wanted"] and time.monotonic() < deadline:
             sum(range(1000))
-        MARK.touch()
-        return {"while_busy": np.int64(0)}
-    time.sleep(0.02)
-    return {"while_busy": np.int64(not rank0 and not MARK.exists())}
-"""
+        BUSY["while_busy"] = len(os.listdir(folder))
+    elif BUSY["rank"] != 0:
+        (folder / f"chunk-{int(chunk[0])}").touch()
+    return {"n": np.int64(len(chunk))}
 
 
-@pytest.mark.parametrize("env", [{}, {"MPIR_CVAR_NOLOCAL": "1"}], ids=["shm", "network"])
-def test_ranks_get_work_while_rank_0_is_inside_a_long_chunk(tmp_path, env):
+@pytest.mark.mpi(min_size=2)
+def test_ranks_get_work_while_rank_0_is_inside_a_long_chunk(shared_dir):
     # Before the block server, an MPI_Fetch_and_op counter on rank 0 answered only when rank 0
-    # entered MPI: the other ranks stalled after their first block (0 chunks seen here).
-    spec = write_dataset(tmp_path / "in.h5", np.arange(120.0))
-    kernel_file = tmp_path / "busy.py"
-    kernel_file.write_text(BUSY_RANK0_KERNEL)
-    args = ["run", f"{kernel_file}:busy_rank0", spec, "-o", str(tmp_path / "o.h5")]
-    done = run_cli(
-        [*args, "--chunk-rows", "1", "--schedule", "dynamic", "-q"], 3, timeout=60, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    while_busy = int(read_results(tmp_path / "o.h5")["while_busy"])
-    assert while_busy >= 60, f"only {while_busy} of 119 chunks ran while rank 0 was busy"
+    # entered MPI: the other ranks stalled after their first block (4 chunks of 120 here), and
+    # rank 0's chunk waited for 30 of them in vain. Over the network path too (the CI's step).
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    folder = shared_dir / "done"
+    if comm.rank == 0:
+        write_dataset(shared_dir / "in.h5", np.arange(120.0))
+        folder.mkdir()
+    comm.Barrier()
+    BUSY.update(rank=comm.rank, folder=folder, wanted=30, while_busy=-1)
+    spec = f"{shared_dir}/in.h5:/x"
+    results = run_here(busy_rank0, spec, comm=comm, chunk_rows=1, schedule="dynamic", root=None)
+    assert int(results["n"]) == 120
+    if comm.rank == 0:
+        assert BUSY["while_busy"] >= 30, f"only {BUSY['while_busy']} chunks while rank 0 was busy"

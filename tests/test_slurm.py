@@ -18,7 +18,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import REPO, clean_env, read_results, run_cli, sample_data, write_dataset
+from helpers import REPO, clean_env, cli_here, read_results, sample_data, write_dataset
 
 from hpcapp.__main__ import main
 from hpcapp.cli import slurm
@@ -329,7 +329,7 @@ def test_hpcapp_slurm_checks_as_the_resuming_job_will(capsys, sensors):
     """The script adds --resume: a checkpoint or result of this very job is fine, as in the job."""
     spec = "sensors.h5:/raw/temperature"
     job = ["run", "stats", spec, "-o", "x.h5", "--chunk-rows", "10"]
-    finished = run_cli([*job, "-q"], 1, cwd=sensors)
+    finished = cli_here([*job, "-q"], cwd=sensors)
     assert finished.returncode == 0, finished.stderr
     # The output holds this job's result: the job would say "nothing to resume" and exit 0.
     assert main(["slurm", "--ntasks", "2", "--", *job]) == 0
@@ -351,7 +351,7 @@ def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
     plan = plan_job(config, *load_with_code("stats"))
     checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
     # `run` without --resume refuses to start over a checkpoint ...
-    plain = run_cli(job, 1, cwd=sensors)
+    plain = cli_here(job, cwd=sensors)
     assert plain.returncode == 2 and "--resume" in plain.stderr
     # ... but the batch job adds --resume, so the check passes, as the job will.
     assert main(["slurm", "--ntasks", "2", "--", *job]) == 0
@@ -421,15 +421,9 @@ class Jobs:
             timeout=timeout,
         )
 
-    def sbatch(self, args: list[str], env: dict[str, str] | None = None, wait: bool = False):
-        """Submit a job (``sbatch --wait`` if asked); return (job id, finished process)."""
-        flags = ["--parsable", *(["--wait"] if wait else [])]
-        try:
-            done = self.run(["sbatch", *flags, *args], env, timeout=JOB_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:  # the id is printed at once: cancel the job
-            printed = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-            self.ids.extend(re.findall(r"^\d+", printed, re.MULTILINE))
-            pytest.fail(f"sbatch --wait: the job did not end within {JOB_TIMEOUT} s")
+    def sbatch(self, args: list[str], env: dict[str, str] | None = None):
+        """Submit a job; return (job id, the sbatch process). ``wait`` polls for its end."""
+        done = self.run(["sbatch", "--parsable", *args], env)
         job_id = done.stdout.strip().split(";")[0]
         assert job_id.isdigit(), f"sbatch failed: {done.stdout}{done.stderr}"
         self.ids.append(job_id)
@@ -477,16 +471,16 @@ def _hpcapp_stats_args(spec: str, out: str) -> list[str]:
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
 def test_job_script_gives_the_mpiexec_result(jobs, tmp_path, launcher):
     spec = write_dataset(tmp_path / "in.h5", sample_data(3000, 3, "float64", nan=0.01))
-    reference = run_cli(_hpcapp_stats_args(spec, str(tmp_path / "reference.h5")), 2)
+    reference = cli_here(_hpcapp_stats_args(spec, str(tmp_path / "reference.h5")))
     assert reference.returncode == 0, reference.stderr
     resources = ["--nodes=1", "--ntasks-per-node=2", "--time=00:05:00"]
-    job_id, done = jobs.sbatch(
+    job_id, _ = jobs.sbatch(
         [*resources, str(JOB_SCRIPT), *_hpcapp_stats_args(spec, "out.h5")],
         env={"HPCAPP_LAUNCHER": launcher},
-        wait=True,
     )
+    (task,) = jobs.wait(job_id)
     log = jobs.log(f"hpcapp-{job_id}.out")
-    assert done.returncode == 0, log
+    assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), log
     assert f"2 ranks on {os.uname().nodename.split('.')[0]} via {launcher}" in log
     assert result_bytes(tmp_path / "out.h5") == result_bytes(tmp_path / "reference.h5")
     with h5py.File(tmp_path / "out.h5") as h5:
@@ -504,7 +498,7 @@ def test_usr1_checkpoints_requeues_and_resumes_bitwise(jobs, tmp_path, launcher,
     spec = write_dataset(tmp_path / "in.h5", sample_data(12000, 3, "float64", nan=0.01))
     (tmp_path / "slow.py").write_text(SLOW_KERNEL)
     args = ["run", f"{tmp_path}/slow.py:slow", spec, "--chunk-rows", "50", "-o"]
-    reference = run_cli([*args, str(tmp_path / "reference.h5"), "-p", "delay=0"], 2)
+    reference = cli_here([*args, str(tmp_path / "reference.h5"), "-p", "delay=0"])
     assert reference.returncode == 0, reference.stderr
     (tmp_path / "computing").unlink()
     job_id, _ = jobs.sbatch(
@@ -559,7 +553,7 @@ def test_sweep_script_runs_one_task_per_line(jobs, tmp_path):
     assert [t["JobState"] for t in tasks] == ["COMPLETED"] * 3, logs
     for n, seed in enumerate(seeds, start=1):
         reference = tmp_path / f"reference-{seed}.h5"
-        assert run_cli(_montecarlo(str(reference), seed), 1).returncode == 0
+        assert cli_here(_montecarlo(str(reference), seed)).returncode == 0
         assert result_bytes(tmp_path / f"pi-{seed}.h5") == result_bytes(reference)
         with h5py.File(tmp_path / f"pi-{seed}.h5") as h5:
             assert h5.attrs["slurm_array_job_id"] == int(job_id)
@@ -568,7 +562,7 @@ def test_sweep_script_runs_one_task_per_line(jobs, tmp_path):
 
 @pytest.mark.slurm
 def test_rendered_script_passes_test_only_and_runs(jobs, tmp_path):
-    reference = run_cli([*_montecarlo(str(tmp_path / "reference.h5"), 5), "--chunk-rows", "99"], 2)
+    reference = cli_here([*_montecarlo(str(tmp_path / "reference.h5"), 5), "--chunk-rows", "99"])
     assert reference.returncode == 0, reference.stderr
     options = ["--ntasks", "2", "--time", "00:05:00", "--job-name", "rendered"]
     options += ["--launcher", "mpiexec", "--output-script", "job.sh"]
@@ -581,16 +575,17 @@ def test_rendered_script_passes_test_only_and_runs(jobs, tmp_path):
     assert "sbatch job.sh" in rendered.stdout
     tested = jobs.run(["sbatch", "--test-only", "job.sh"])
     assert tested.returncode == 0 and "to start at" in tested.stderr, tested.stderr
-    job_id, done = jobs.sbatch(["job.sh"], env={"HPCAPP_PYTHON": ""}, wait=True)
+    job_id, _ = jobs.sbatch(["job.sh"], env={"HPCAPP_PYTHON": ""})
+    (task,) = jobs.wait(job_id)
     log = jobs.log(f"rendered-{job_id}.out")
-    assert done.returncode == 0, log
+    assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), log
     assert "via mpiexec" in log
     assert result_bytes(tmp_path / "out.h5") == result_bytes(tmp_path / "reference.h5")
 
 
 @pytest.mark.slurm
 def test_hpcapp_slurm_submit(jobs, tmp_path):
-    reference = run_cli(_montecarlo(str(tmp_path / "reference.h5"), 6), 1)
+    reference = cli_here(_montecarlo(str(tmp_path / "reference.h5"), 6))
     assert reference.returncode == 0, reference.stderr
     options = ["--ntasks", "2", "--time", "5", "--job-name", "submitted", "--submit"]
     submitted = jobs.run([*HPCAPP, "slurm", *options, "--", *_montecarlo("out.h5", 6)])

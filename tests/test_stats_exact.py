@@ -15,7 +15,7 @@ from fractions import Fraction
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli, write_dataset
+from helpers import cli_here, read_results, write_dataset
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -306,7 +306,7 @@ def test_bad_histogram_parameters_are_refused_before_any_work(params, row_shape,
 
 def test_cli_int64_sum_beyond_int64_gives_the_exact_mean_and_std(tmp_path):
     spec = write_dataset(tmp_path / "f.h5", np.full(20, 1_700_000_000_000_000_000, np.int64), "t")
-    done = run_cli(["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "3"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "3"])
     assert done.returncode == 0, done.stderr
     got = read_results(tmp_path / "o.h5")
     assert got["mean"] == 1.7e18 and got["std"] == 0.0 and got["var"] == 0.0
@@ -324,7 +324,7 @@ def test_cli_bad_ranges_exit_2_with_one_line_before_any_work(tmp_path, range_arg
     data = np.random.default_rng(0).random(300_000).astype(np.float32)
     spec = write_dataset(tmp_path / "f.h5", data)
     out = tmp_path / "o.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-p", f"range={range_arg}"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-p", f"range={range_arg}"])
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert message in done.stderr and "Traceback" not in done.stderr
@@ -335,7 +335,7 @@ def test_cli_per_column_ranges_and_their_count(tmp_path):
     data = np.random.default_rng(1).normal(150, 120, size=(500, 2))
     spec = write_dataset(tmp_path / "f.h5", data)
     out = tmp_path / "o.h5"
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-p", "range=0:40,250:350"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-p", "range=0:40,250:350"])
     assert done.returncode == 0, done.stderr
     got = read_results(out)
     assert got["hist_edges"].shape == (2, 65)
@@ -345,7 +345,7 @@ def test_cli_per_column_ranges_and_their_count(tmp_path):
         assert got["hist_edges"][j].tolist() == edges.tolist()
         assert got["hist_below"][j] == (data[:, j] < value_range[0]).sum()
         assert got["hist_above"][j] == (data[:, j] > value_range[1]).sum()
-    done = run_cli(["run", "stats", spec, "-o", str(out), "-p", "range=0:1,2:3,4:5"], 2)
+    done = cli_here(["run", "stats", spec, "-o", str(out), "-p", "range=0:1,2:3,4:5"])
     assert done.returncode == 2 and "3 LO:HI pairs but the data has 2 columns" in done.stderr
 
 
@@ -357,7 +357,7 @@ def test_cli_big_endian_results_have_one_native_dtype_whatever_the_chunks(tmp_pa
     for chunk_rows in ("400", "7"):
         out = tmp_path / f"o{chunk_rows}.h5"
         args = ["run", "stats", spec, "-o", str(out), "-p", "range=-200,200", "-p", "bins=8"]
-        done = run_cli([*args, "--chunk-rows", chunk_rows], 2)
+        done = cli_here([*args, "--chunk-rows", chunk_rows])
         assert done.returncode == 0, done.stderr
         results.append(read_results(out))
     one, many = results

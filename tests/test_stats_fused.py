@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, clean_env, read_results, run_cli, write_dataset
+from helpers import REPO, clean_env, run_here, write_dataset
 
 from hpcapp.kernels import _fused
 from hpcapp.kernels import stats as stats_module
@@ -91,9 +91,13 @@ def test_values_on_and_beside_every_edge_bin_like_numpy(dtype, value_range, bins
     inside = (lo + (hi - lo) * rng.random(3000)).astype(dtype)
     data = np.concatenate([values, inside, [np.nan, np.inf, -np.inf]]).astype(dtype)
     data = data[rng.permutation(len(data))]
-    for chunk_rows in (len(data), 1000, 1):
+    for chunk_rows in (len(data), 1000):
         got = chunked(data, chunk_rows, bins, value_range)
         np.testing.assert_array_equal(got["hist"], numpy_hist(data, bins, value_range))
+    # Every edge value (and NaN, infinities) alone in a chunk of one row.
+    alone = np.concatenate([values, [np.nan, np.inf, -np.inf]]).astype(dtype)
+    got = chunked(alone, 1, bins, value_range)
+    np.testing.assert_array_equal(got["hist"], numpy_hist(alone, bins, value_range))
 
 
 @pytest.mark.parametrize("dtype", INT_DTYPES)
@@ -234,6 +238,7 @@ def test_cli_help_and_kernels_do_not_import_numba():
     assert done.returncode == 0, done.stderr
 
 
+# The same bits on 1-4 ranks and both schedules: tests/test_ranks_mpi.py.
 @pytest.mark.parametrize(
     ("shape", "dtype", "chunk_rows", "histogram"),
     [
@@ -243,32 +248,42 @@ def test_cli_help_and_kernels_do_not_import_numba():
         ((2_000, 20, 30), "float32", 250, False),  # per cell over time: one lane per cell
     ],
 )
-def test_compiled_pass_is_bitwise_identical_across_rank_counts(
-    tmp_path, shape, dtype, chunk_rows, histogram
-):
-    assert chunk_rows * int(np.prod(shape[1:])) >= FUSED_MIN_VALUES  # the CLI takes numba
+def test_compiled_pass_in_a_job_matches_numpy(tmp_path, shape, dtype, chunk_rows, histogram):
+    assert chunk_rows * int(np.prod(shape[1:])) >= FUSED_MIN_VALUES  # a job takes numba
     rng = np.random.default_rng(9)
     data = rng.normal(0.0, 1.5, size=shape).astype(dtype)
     data[rng.random(shape) < 0.01] = np.nan
     spec = write_dataset(tmp_path / "in.h5", data)
-    args = ["--chunk-rows", str(chunk_rows)]
+    params = {"range": [-4, 4], "bins": 50} if histogram else {}
+    got = run_here("stats", spec, chunk_rows=chunk_rows, params=params)
     if histogram:
-        args += ["-p", "range=-4,4", "-p", "bins=50"]
-    results = []
-    for n_ranks in (1, 2, 3):
-        out = tmp_path / f"out{n_ranks}.h5"
-        done = run_cli(["run", "stats", spec, "-o", str(out), *args], n_ranks)
-        assert done.returncode == 0, done.stderr
-        results.append(read_results(out))
-    for other in results[1:]:
-        for key, value in results[0].items():
-            assert value.tobytes() == other[key].tobytes(), key
-    if histogram:
-        np.testing.assert_array_equal(results[0]["hist"], numpy_hist(data, 50, (-4, 4)))
-    np.testing.assert_array_equal(results[0]["count"], np.sum(~np.isnan(data), axis=0))
-    np.testing.assert_allclose(results[0]["mean"], np.nanmean(data, axis=0, dtype=np.float64))
-    np.testing.assert_allclose(results[0]["std"], np.nanstd(data, axis=0, dtype=np.float64))
-    np.testing.assert_array_equal(results[0]["min"], np.nanmin(data, axis=0))
+        np.testing.assert_array_equal(got["hist"], numpy_hist(data, 50, (-4, 4)))
+    np.testing.assert_array_equal(got["count"], np.sum(~np.isnan(data), axis=0))
+    np.testing.assert_allclose(got["mean"], np.nanmean(data, axis=0, dtype=np.float64))
+    np.testing.assert_allclose(got["std"], np.nanstd(data, axis=0, dtype=np.float64))
+    np.testing.assert_array_equal(got["min"], np.nanmin(data, axis=0))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_stats_of_a_job_match_numpy(tmp_path, dtype):
+    # 2.8 M values in 20 chunks, with a large offset in some rows: the shifted M2 must agree.
+    rng = np.random.default_rng(20261125)
+    data = rng.normal(0.5, 0.3, size=(1_400_000, 2)).astype(dtype)
+    data[rng.random(data.shape) < 0.01] = np.nan
+    data[::9973, 1] = 1e9
+    spec = write_dataset(tmp_path / "in.h5", data)
+    params = {"bins": 32, "range": [-0.5, 1.5]}
+    got = run_here("stats", spec, chunk_rows=70_000, params=params)
+    wide = data.astype(np.float64)
+    np.testing.assert_array_equal(got["count"], np.sum(~np.isnan(wide), axis=0))
+    np.testing.assert_allclose(got["mean"], np.nanmean(wide, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(got["var"], np.nanvar(wide, axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(got["min"], np.nanmin(data, axis=0))
+    np.testing.assert_array_equal(got["max"], np.nanmax(data, axis=0))
+    for col in range(2):
+        column = data[:, col]
+        expected = np.histogram(column[~np.isnan(column)], 32, (-0.5, 1.5))[0]
+        np.testing.assert_array_equal(got["hist"][col], expected)
 
 
 def test_precompile_covers_every_dtype():

@@ -5,36 +5,19 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from conftest import read_results, run_cli
+from helpers import refused_here, run_cli, run_here
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from ncdata import (
+    EPOCH,
+    write_masked_and_packed_files,
+    write_masked_time,
+    write_stamped_files,
+    write_times,
+    write_yearly_files,
+)
 
-import hpcapp
 from hpcapp.io import times
-
-EPOCH = "days since 1850-01-01"
-
-
-def write_times(path, raw, values, units=EPOCH, calendar=None, dtype="f8", attrs=None, fill=None):
-    """Write v(time, lat) and a time coordinate holding ``raw`` as stored (no CF encoding)."""
-    import netCDF4
-
-    values = np.asarray(values, np.float64)
-    values = values.reshape(len(raw), -1) if values.size else values.reshape(len(raw), 2)
-    with netCDF4.Dataset(path, "w") as ds:
-        ds.createDimension("time", len(raw))
-        ds.createDimension("lat", values.shape[1])
-        time = ds.createVariable("time", dtype, ("time",), fill_value=fill)
-        time.set_auto_maskandscale(False)
-        time.units = units
-        if calendar is not None:
-            time.calendar = calendar
-        for key, value in (attrs or {}).items():
-            time.setncattr(key, value)
-        time[:] = np.asarray(raw).astype(dtype)
-        ds.createVariable("lat", "f8", ("lat",))[:] = np.arange(values.shape[1]) * 10.0
-        ds.createVariable("v", "f8", ("time", "lat"))[:] = values
-    return f"{path}:/v"
 
 
 def opened(path, **options):
@@ -71,8 +54,8 @@ def xarray_series(paths):
     return combined, np.concatenate(masks)
 
 
-def xarray_months(paths):
-    combined, _ = xarray_series(paths)
+def xarray_months(paths, series=None):
+    combined, _ = series or xarray_series(paths)
     return combined["v"].groupby("time.month").mean("time")
 
 
@@ -83,9 +66,9 @@ def seconds_apart(got, expected):
     return np.array([abs((g - e).total_seconds()) for g, e in zip(got, expected, strict=True)])
 
 
-def check_time_axis(out, paths, first_units):
+def check_time_axis(out, paths, first_units, series=None):
     """Check hpcapp's /result/time against xarray's decoded times of the same files."""
-    expected, masked = xarray_series(paths)
+    expected, masked = series or xarray_series(paths)
     written = opened(out, engine="h5netcdf", group="result", decode_times=False)["time"]
     assert written.attrs["units"] == first_units
     assert "scale_factor" not in written.attrs and "add_offset" not in written.attrs
@@ -101,47 +84,19 @@ def check_time_axis(out, paths, first_units):
     assert apart.max(initial=0.0) < 1e-3, (decoded, expected["time"].values)
 
 
-def run_ok(args, n_ranks):
-    done = run_cli([*args, "-q"], n_ranks)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def refused_with(args, n_ranks, *fragments):
-    done = run_cli(args, n_ranks)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
 # ---------------------------------------------------------------- one file
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-@pytest.mark.parametrize(
-    "fill,dtype,attrs",
-    [
-        (-9999.0, "f8", {}),  # _FillValue
-        (None, "i4", {"missing_value": np.int32(-9999)}),
-        (np.int16(-9999), "i2", {"scale_factor": np.float32(0.5)}),  # masked before unpacking
-    ],
-    ids=["fill", "missing_value", "packed-fill"],
-)
-def test_a_masked_time_is_in_no_group_as_in_xarray(tmp_path, n_ranks, fill, dtype, attrs):
-    scale = attrs.get("scale_factor", 1.0)
-    days = np.array([0.0, 10.0, -1, -1, 40.0, 41.0])
-    raw = np.where(days < 0, -9999, days / scale)
+# Every test of this module runs in this process, on one rank; tests/test_ranks_mpi.py runs the
+# same kinds of input on 1-4 ranks.
+
+
+@pytest.mark.parametrize("kind", ["fill", "missing_value", "packed-fill"])
+def test_a_masked_time_is_in_no_group_as_in_xarray(tmp_path, kind):
     path = tmp_path / "in.nc"
-    spec = write_times(path, raw, [[1.0], [2], [100], [200], [4], [6]], dtype=dtype, attrs=attrs,
-                       fill=fill)  # fmt: skip
-    out = tmp_path / "out.h5"
+    spec = write_masked_time(path, kind)
     # Chunks of 2 records: the middle chunk holds only masked times (a chunk in no group).
-    args = ["run", "stats", spec, "-o", str(out), "--over", "time", "--chunk-rows", "2"]
-    run_ok([*args, "--group-by", "time.month"], n_ranks)
-    got = read_results(out)
+    got = run_here("stats", spec, over="time", chunk_rows=2, group_by="time.month")
     expected = xarray_months([path])
     direct = opened(path)["v"].groupby("time.month").mean("time")  # NaT: in no group
     np.testing.assert_array_equal(direct["month"].values, expected["month"].values)
@@ -155,7 +110,9 @@ def test_a_masked_time_is_in_no_group_as_in_xarray(tmp_path, n_ranks, fill, dtyp
 def test_every_time_masked_is_an_error_not_an_empty_result(tmp_path):
     spec = write_times(tmp_path / "in.nc", [-1.0, -1.0], [[1.0], [2.0]], fill=-1.0)
     args = ["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--over", "time"]
-    done = run_cli([*args, "--group-by", "time.month"], 1)
+    # Under mpiexec: the error is raised by finalize on rank 0 alone, and ends the job by
+    # aborting it (exit 1), not by an error every rank agreed on.
+    done = run_cli([*args, "--group-by", "time.month"])
     assert done.returncode == 1, done.stderr
     assert "no record is in any group" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
@@ -171,14 +128,14 @@ def test_packed_time_is_unpacked_as_in_xarray(tmp_path, scale_dtype, offset):
     raw = np.array([0, 40, 80, 100])  # days 0, 20, 40, 50 (+ offset)
     path = tmp_path / "in.nc"
     spec = write_times(path, raw, [[1.0], [2], [3], [4]], dtype="i4", attrs=attrs)
-    grouped = hpcapp.run("stats", spec, over="time", group_by="time.month")
+    grouped = run_here("stats", spec, over="time", group_by="time.month")
     expected = xarray_months([path])
     np.testing.assert_array_equal(grouped["group"], expected["month"].values)
     np.testing.assert_allclose(grouped["mean"], expected.values, rtol=1e-12)
     if offset is None:
         np.testing.assert_array_equal(grouped["group"], [1, 2])  # the issue's [1, 2, 3, 4]
     out = tmp_path / "series.h5"
-    hpcapp.run("stats", spec, output=str(out), over="lat")
+    run_here("stats", spec, output=str(out), over="lat")
     check_time_axis(out, [path], EPOCH)
     with h5py.File(out) as h5:
         assert h5["result/time"].dtype == np.float64  # unpacked: the numbers are not the stored
@@ -190,7 +147,7 @@ def test_a_plain_time_axis_keeps_its_numbers_and_dtype(tmp_path):
     spec = write_times(path, raw, [[1.0], [2], [3]], units="hours since 2000-01-01 06:00:00",
                        calendar="noleap", dtype="i4")  # fmt: skip
     out = tmp_path / "series.h5"
-    hpcapp.run("stats", spec, output=str(out), over="lat")
+    run_here("stats", spec, output=str(out), over="lat")
     with h5py.File(out) as h5:
         assert h5["result/time"].dtype == np.int32
         np.testing.assert_array_equal(h5["result/time"][()], raw)
@@ -201,15 +158,14 @@ def test_a_plain_time_axis_keeps_its_numbers_and_dtype(tmp_path):
 # ---------------------------------------------------------------- many files, one axis
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_files_with_other_units_are_written_in_the_first_files(tmp_path, n_ranks):
+def test_files_with_other_units_are_written_in_the_first_files(tmp_path):
     (tmp_path / "d").mkdir()
     a = tmp_path / "d" / "a.nc"
     b = tmp_path / "d" / "b.nc"
     write_times(a, [0, 1], [[1.0, 2], [3, 4]])
     write_times(b, [48, 72], [[5.0, 6], [7, 8]], units="hours since 1850-01-01")
     out = tmp_path / "series.h5"
-    run_ok(["run", "stats", f"{tmp_path}/d/*.nc:/v", "-o", str(out), "--over", "lat"], n_ranks)
+    run_here("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
     with h5py.File(out) as h5:
         np.testing.assert_array_equal(h5["result/time"][()], [0.0, 1.0, 2.0, 3.0])  # not 48, 72
     check_time_axis(out, [a, b], EPOCH)
@@ -228,57 +184,39 @@ def test_an_integer_time_axis_stays_integer_where_the_values_are_whole(
     write_times(a, [0, 1], [[1.0], [2]], dtype="i4")
     write_times(b, hours, [[3.0], [4]], dtype="i4", units="hours since 1850-01-01")
     out = tmp_path / "series.h5"
-    hpcapp.run("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
+    run_here("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
     with h5py.File(out) as h5:
         assert h5["result/time"].dtype == dtype
         np.testing.assert_array_equal(h5["result/time"][()], expected)
     check_time_axis(out, [a, b], EPOCH)
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_yearly_files_with_their_own_epoch_group_and_line_up_as_in_xarray(tmp_path, n_ranks):
-    (tmp_path / "y").mkdir()
-    rng = np.random.default_rng(4)
-    paths = []
-    for year in (2001, 2002, 2003):
-        path = tmp_path / "y" / f"tas_{year}.nc"
-        days = np.arange(0, 365, 5.0)  # the same numbers in every file, another year each
-        write_times(path, days, rng.normal(size=(len(days), 2)), calendar="noleap",
-                    units=f"days since {year}-01-01")  # fmt: skip
-        paths.append(path)
+def test_yearly_files_with_their_own_epoch_group_and_line_up_as_in_xarray(tmp_path):
+    paths = write_yearly_files(tmp_path / "y")
     spec = f"{tmp_path}/y/tas_*.nc:/v"
     out = tmp_path / "series.h5"
-    run_ok(["run", "stats", spec, "-o", str(out), "--over", "lat"], n_ranks)
-    check_time_axis(out, paths, "days since 2001-01-01")
+    run_here("stats", spec, output=str(out), over="lat")
+    series = xarray_series(paths)
+    check_time_axis(out, paths, "days since 2001-01-01", series)
     with h5py.File(out) as h5:
         assert len(np.unique(h5["result/time"][()])) == 3 * 73  # were 73 unique of 219
-    months = tmp_path / "months.h5"
-    args = ["--over", "time", "--group-by", "time.month", "--chunk-rows", "50"]
-    run_ok(["run", "stats", spec, "-o", str(months), *args], n_ranks)
-    expected = xarray_months(paths)
-    got = read_results(months)
+    got = run_here("stats", spec, over="time", group_by="time.month", chunk_rows=50)
+    expected = xarray_months(paths, series)
     np.testing.assert_array_equal(got["group"], expected["month"].values)
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
-def test_masked_and_packed_times_across_files(tmp_path, n_ranks):
-    (tmp_path / "m").mkdir()
-    a, b = tmp_path / "m" / "a.nc", tmp_path / "m" / "b.nc"
-    write_times(a, [0, -1], [[1.0, 2], [3, 4]], fill=-1.0)
-    write_times(b, [48, 72, 0], [[5.0, 6], [7, 8], [9, 9]], units="hours since 1850-01-01",
-                dtype="i4", attrs={"scale_factor": 0.5, "missing_value": np.int32(0)})  # fmt: skip
+def test_masked_and_packed_times_across_files(tmp_path):
+    paths = write_masked_and_packed_files(tmp_path / "m")
     spec = f"{tmp_path}/m/*.nc:/v"
     out = tmp_path / "series.h5"
-    run_ok(["run", "stats", spec, "-o", str(out), "--over", "lat"], n_ranks)
+    run_here("stats", spec, output=str(out), over="lat")
     with h5py.File(out) as h5:
         np.testing.assert_array_equal(h5["result/time"][()], [0.0, np.nan, 1.0, 1.5, np.nan])
-    check_time_axis(out, [a, b], EPOCH)
-    months = tmp_path / "months.h5"
-    run_ok(["run", "stats", spec, "-o", str(months), "--over", "time", "--group-by",
-            "time.month"], n_ranks)  # fmt: skip
-    expected = xarray_months([a, b])
-    got = read_results(months)
+    series = xarray_series(paths)
+    check_time_axis(out, paths, EPOCH, series)
+    got = run_here("stats", spec, over="time", group_by="time.month")
+    expected = xarray_months(paths, series)
     np.testing.assert_array_equal(got["group"], expected["month"].values)
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
 
@@ -300,19 +238,21 @@ def test_calendars_must_share_one_axis(tmp_path, calendars, days, accepted):
         write_times(path, np.array(days) + 2 * index, [[1.0], [2]], calendar=calendar)
         paths.append(path)
     spec = f"{tmp_path}/f*.nc:/v"
-    args = ["run", "stats", spec, "-o", str(tmp_path / "o.h5"), "--over", "lat"]
+    out = tmp_path / "o.h5"
     if not accepted:
-        refused_with(args, 2, f"calendar {calendars[1]!r}", "f1.nc", "f0.nc", "one time axis")
+        fragments = (f"calendar {calendars[1]!r}", "f1.nc", "f0.nc", "one time axis")
+        refused_here("stats", spec, *fragments, output=str(out), over="lat")
+        assert not out.exists()
         return
-    run_ok(args, 2)
-    check_time_axis(tmp_path / "o.h5", paths, EPOCH)
+    run_here("stats", spec, output=str(out), over="lat")
+    check_time_axis(out, paths, EPOCH)
 
 
 def test_a_later_files_undecodable_time_is_refused_naming_it(tmp_path):
     write_times(tmp_path / "f0.nc", [0, 1], [[1.0], [2]])
     write_times(tmp_path / "f1.nc", [2, 3], [[1.0], [2]], calendar="martian")
-    args = ["run", "stats", f"{tmp_path}/f*.nc:/v", "-o", str(tmp_path / "o.h5")]
-    refused_with(args, 2, "file 2 of 2", "f1.nc:/time", "calendar 'martian'")
+    spec = f"{tmp_path}/f*.nc:/v"
+    refused_here("stats", spec, "file 2 of 2", "f1.nc:/time", "calendar 'martian'")
 
 
 # ---------------------------------------------------------------- any encoding, per file
@@ -389,14 +329,14 @@ def test_any_per_file_encoding_gives_xarrays_time_axis_and_months(tmp_path_facto
         write_times(path, raw, rng.normal(size=(n, 2)), units=units, calendar=calendar,
                     dtype=dtype, attrs=attrs, fill=fill)  # fmt: skip
         paths.append(path)
-    _, masked = xarray_series(paths)
-    assume(not masked.all())
+    series = xarray_series(paths)  # read once, compared twice
+    assume(not series[1].all())
     spec = f"{folder}/f*.nc:/v"
     out = folder / "series.h5"
-    hpcapp.run("stats", spec, output=str(out), over="lat")
-    check_time_axis(out, paths, files[0][1])
-    grouped = hpcapp.run("stats", spec, over="time", group_by="time.month")
-    expected = xarray_months(paths)
+    run_here("stats", spec, output=str(out), over="lat")
+    check_time_axis(out, paths, files[0][1], series)
+    grouped = run_here("stats", spec, over="time", group_by="time.month")
+    expected = xarray_months(paths, series)
     np.testing.assert_array_equal(grouped["group"], expected["month"].values)
     np.testing.assert_allclose(grouped["mean"], expected.values, rtol=1e-12)
 
@@ -423,8 +363,8 @@ def test_a_finished_time_grouping_resumes_as_finished(tmp_path):
     spec = write_times(tmp_path / "in.nc", [0, -1, 80], [[1.0], [2], [3]], dtype="i4", attrs=attrs)
     out = str(tmp_path / "o.h5")
     options = {"output": out, "over": "time", "group_by": "time.month"}
-    first = hpcapp.run("stats", spec, **options)
-    again = hpcapp.run("stats", spec, resume=True, **options)  # the job identity matches
+    first = run_here("stats", spec, **options)
+    again = run_here("stats", spec, resume=True, **options)  # the job identity matches
     for key, value in first.items():
         np.testing.assert_array_equal(again[key], value, err_msg=key)
 
@@ -456,36 +396,14 @@ def test_time_numbers_are_xarrays_bit_for_bit(tmp_path, dtype, attrs):
     np.testing.assert_array_equal(got, expected)  # NaN where masked, the same roundings
 
 
-@pytest.mark.parametrize("n_ranks", [1, 2])
 @pytest.mark.parametrize("with_time", [True, False], ids=["time-coordinate", "no-coordinate"])
-def test_a_time_label_beside_the_records_is_decoded_per_file(tmp_path, n_ranks, with_time):
-    import netCDF4
-
-    (tmp_path / "d").mkdir()
-    rng = np.random.default_rng(3)
-    paths = []
-    for index, (epoch, unit, first) in enumerate([("1850-01-01", "days", 0),
-                                                 ("1850-02-01", "hours", 24 * 20)]):  # fmt: skip
-        path = tmp_path / "d" / f"f{index}.nc"
-        with netCDF4.Dataset(path, "w") as ds:
-            ds.createDimension("time", 4)
-            ds.createDimension("lat", 2)
-            if with_time:  # a CF time coordinate of its own, also decoded per file
-                time = ds.createVariable("time", "f8", ("time",))
-                time.units = "days since 1900-01-01"
-                time[:] = np.arange(4) + 4 * index
-            stamp = ds.createVariable("stamp", "f8", ("time",))
-            stamp.units, stamp.calendar = f"{unit} since {epoch}", "noleap"
-            stamp[:] = first + np.arange(4) * (10 if unit == "days" else 240)
-            ds.createVariable("v", "f8", ("time", "lat"))[:] = rng.normal(size=(4, 2))
-        paths.append(path)
-    out = tmp_path / "months.h5"
-    run_ok(["run", "stats", f"{tmp_path}/d/f*.nc:/v", "-o", str(out), "--over", "time",
-            "--group-by", "stamp.month"], n_ranks)  # fmt: skip
+def test_a_time_label_beside_the_records_is_decoded_per_file(tmp_path, with_time):
     import xarray as xr
 
+    paths = write_stamped_files(tmp_path / "d", with_time)
+    spec = f"{tmp_path}/d/f*.nc:/v"
+    got = run_here("stats", spec, over="time", group_by="stamp.month")
     combined = xr.combine_nested([opened(p) for p in paths], concat_dim="time")
     expected = combined["v"].groupby(combined["stamp"].dt.month).mean("time")
-    got = read_results(out)
     np.testing.assert_array_equal(got["group"], expected["month"].values)  # 1, 2, 3
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)

@@ -1,0 +1,231 @@
+"""Helpers of the tests: run a job in this process or the real CLI under mpiexec; small inputs.
+
+Three ways to run a job, cheapest first (pick the cheapest that still tests the thing):
+- ``run_here``: ``hpcapp.run`` on ``MPI.COMM_SELF`` in this process, for numbers and refusals.
+- ``cli_here``: the command line's ``main(argv)`` in this process (one rank), for what the
+  command prints and its exit code, where no launcher, signal or second rank is involved.
+- ``run_cli``: ``mpiexec -n N python -m hpcapp`` in a subprocess, for the launcher, signals,
+  aborts, and what several ranks print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# An end-to-end run that takes longer than this has hung: fail the test instead of CI.
+CLI_TIMEOUT = 120
+
+
+def mpiexec() -> str:
+    """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if found is None:
+        pytest.fail("mpiexec not found: install the mpich extra or load an MPI module")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    """Return an environment without the variables of an enclosing MPI launch."""
+    prefixes = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "I_MPI_", "SLURM_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["PYTHONPATH"] = str(REPO)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["HPCAPP_PROGRESS"] = "lines"  # the same progress output however the tests are run
+    return env
+
+
+def cli_command(args: list[str], n_ranks: int) -> list[str]:
+    """Return the command line ``mpiexec -n N python -m hpcapp ARGS``."""
+    return [mpiexec(), "-n", str(n_ranks), sys.executable, "-m", "hpcapp", *args]
+
+
+def run_cli(
+    args: list[str],
+    n_ranks: int = 1,
+    cwd: Path | None = None,
+    timeout: float = CLI_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``mpiexec -n N python -m hpcapp ARGS`` and return it (output captured as text)."""
+    return subprocess.run(
+        cli_command(args, n_ranks),
+        cwd=cwd,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(args: list[str], n_ranks: int) -> subprocess.Popen[str]:
+    """Start ``mpiexec -n N python -m hpcapp ARGS`` without waiting (output piped as text)."""
+    return subprocess.Popen(
+        cli_command(args, n_ranks),
+        env=clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def interrupt_when_running(
+    process, checkpoint_dir, delay, sig=signal.SIGTERM, before=None, ready="manifest.json"
+):
+    """Wait until the job has started computing, then ``delay`` seconds, then send ``sig``.
+
+    The job has started when it has written the checkpoint file ``ready`` (its manifest, or
+    ``rows.h5`` for per-row outputs): a new one, if ``before`` (the ``st_mtime_ns`` of one
+    left by an earlier run, which a resume rewrites) is given.
+    """
+    manifest = checkpoint_dir / ready
+
+    def started():
+        return manifest.exists() and (before is None or manifest.stat().st_mtime_ns != before)
+
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
+    while not started():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            process.communicate()
+            pytest.fail("the job did not start")
+        time.sleep(0.01)
+    time.sleep(delay)
+    process.send_signal(sig)
+    return process.communicate(timeout=60)
+
+
+def run_python(code: str, timeout: float = 60) -> str:
+    """Run ``python -c code`` in the tests' clean environment; return its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout
+
+
+def run_here(kernel: Any, input: Any = None, **options: Any) -> dict[str, Any] | None:
+    """Run a job with ``hpcapp.run`` in this process (on ``MPI.COMM_SELF`` unless ``comm``)."""
+    from mpi4py import MPI
+
+    import hpcapp
+
+    options.setdefault("comm", MPI.COMM_SELF)
+    return hpcapp.run(kernel, input, **options)
+
+
+class AbortedError(Exception):
+    """The command would have aborted the MPI job (an error the ranks did not agree on)."""
+
+
+def _raise_instead_of_abort(comm: object, message: str, code: int) -> None:
+    raise AbortedError(f"exit {code}: {message}")
+
+
+def cli_here(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the command line ``hpcapp ARGS`` in this process, as one rank; return it like run_cli.
+
+    What it prints and its exit code are the command's; ``env`` is set for the call only. An
+    error that would abort the MPI job fails the test instead of ending pytest.
+    """
+    import hpcapp.__main__ as entry
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+    saved_handlers = {number: signal.getsignal(number) for number in signals}
+    saved_abort = entry._abort
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update({"HPCAPP_PROGRESS": "lines", **(env or {})})
+        if cwd is not None:
+            os.chdir(cwd)
+        entry._abort = _raise_instead_of_abort
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = entry.main(list(args))
+    finally:
+        entry._abort = saved_abort
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for number, handler in saved_handlers.items():
+            signal.signal(number, handler)
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+
+
+def write_dataset(path: Path, data: np.ndarray, name: str = "x", **kwargs: object) -> str:
+    """Write ``data`` to ``path`` and return the ``FILE:/DATASET`` spec."""
+    with h5py.File(path, "a") as h5:
+        h5.create_dataset(name, data=data, **kwargs)
+    return f"{path}:/{name}"
+
+
+def read_results(path: Path) -> dict[str, np.ndarray]:
+    """Read every ``/result`` dataset of an output file."""
+    with h5py.File(path, "r") as h5:
+        return {key: dataset[()] for key, dataset in h5["result"].items()}
+
+
+def result_bytes(path: Path) -> dict[str, bytes]:
+    """Return the bytes of every ``/result`` dataset of an output file."""
+    return {key: value.tobytes() for key, value in read_results(path).items()}
+
+
+def as_bytes(results: dict[str, Any]) -> dict[str, bytes]:
+    """Return the bytes of every array of a result dict (as ``hpcapp.run`` returns it)."""
+    return {key: np.asarray(value).tobytes() for key, value in results.items()}
+
+
+def result_variables(path: Path) -> set[str]:
+    """Return the names of the ``/result`` variables, leaving out dimension scales."""
+    with h5py.File(path, "r") as h5:
+        return {
+            key
+            for key, dataset in h5["result"].items()
+            if dataset.attrs.get("CLASS") != b"DIMENSION_SCALE"
+        }
+
+
+def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: float = 0.0):
+    """Return deterministic test data of the given shape and dtype, with optional NaNs."""
+    rng = np.random.default_rng(seed)
+    shape = (rows,) if cols is None else (rows, cols)
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(0, 200, size=shape).astype(dtype)
+    data = rng.normal(0.5, 0.3, size=shape).astype(dtype)
+    if nan:
+        data[rng.random(shape) < nan] = np.nan
+    return data
+
+
+def refused_here(kernel: Any, input: Any, *fragments: str, **options: Any) -> str:
+    """Run a job that must be refused (UsageError, one line holding every fragment); return it."""
+    from hpcapp.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        run_here(kernel, input, **options)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
