@@ -104,25 +104,29 @@ def jobs(specs: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
-def run(args: list[str], out: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], out: Path, extra: tuple[str, ...] = (), chunk_rows: int = 97
+) -> subprocess.CompletedProcess:
     """Run one job on 2 ranks with fixed chunks."""
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "hpcapp", "run", *args]
-    command += ["-o", str(out), "--chunk-rows", "97", "-q", "--overwrite", *extra]
+    command += ["-o", str(out), "--chunk-rows", str(chunk_rows), "-q", *extra]
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
 
 
-def resumed(args: list[str], out: Path) -> None:
-    """Interrupt a job once its checkpoint has nodes, then resume it to the end."""
+def resumed(args: list[str], out: Path) -> str:
+    """Interrupt a job (SIGINT after a second), then resume it to the end; say what happened."""
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "hpcapp", "run", *args]
     command += ["-o", str(out), "--chunk-rows", "7", "-q", "--overwrite"]
     command += ["--checkpoint-every", "0"]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.0)
+    time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=600)
-    done = run(args, out, ("--resume",))
+    done = run(args, out, ("--resume",), chunk_rows=7)
     if done.returncode != 0:
         sys.exit(f"golden: resumed job failed: {done.stderr}")
+    # 75: interrupted with progress saved; 0: it had finished before the signal.
+    return f"first run exit {process.returncode}, resume exit {done.returncode}"
 
 
 def digest(path: Path) -> dict[str, str]:
@@ -155,14 +159,24 @@ def main() -> int:
     digests: dict[str, dict[str, str]] = {}
     for name, args in jobs(specs).items():
         out = options.directory / f"{name}.h5"
-        done = run(args, out)
+        done = run(args, out, ("--overwrite",))
         if done.returncode != 0:
             sys.exit(f"golden: job {name} failed ({done.returncode}): {done.stderr}")
         digests[name] = digest(out)
         print(f"golden: {name}: {len(digests[name])} datasets", file=sys.stderr)
     out = options.directory / "resumed.h5"
-    resumed(jobs(specs)["nd-over-time"], out)
-    digests["resumed-nd-over-time"] = digest(out)
+    # The resumed job's chunks are 7 rows: its reference is the same job run without a stop.
+    straight = options.directory / "straight.h5"
+    done = run(jobs(specs)["nd-over-time"], straight, ("--overwrite",), chunk_rows=7)
+    if done.returncode != 0:
+        sys.exit(f"golden: job nd-over-time-c7 failed: {done.stderr}")
+    digests["nd-over-time-c7"] = digest(straight)
+    how = resumed(jobs(specs)["nd-over-time"], out)
+    digests["resumed-nd-over-time-c7"] = digest(out)
+    same = digests["resumed-nd-over-time-c7"] == digests["nd-over-time-c7"]
+    print(f"golden: resumed: {how}; equal to the uninterrupted run: {same}", file=sys.stderr)
+    if not same:
+        return 1
     if options.compare is None:
         print(json.dumps(digests, indent=1, sort_keys=True))
         return 0
