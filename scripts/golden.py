@@ -115,6 +115,8 @@ def run(
 
 def resumed(args: list[str], out: Path) -> str:
     """Interrupt a job (SIGINT after a second), then resume it to the end; say what happened."""
+    out.unlink(missing_ok=True)  # an earlier run's output is another job's (new input stamps)
+    shutil.rmtree(f"{out}.checkpoint", ignore_errors=True)
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "hpcapp", "run", *args]
     command += ["-o", str(out), "--chunk-rows", "7", "-q", "--overwrite"]
     command += ["--checkpoint-every", "0"]
