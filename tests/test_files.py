@@ -527,4 +527,3 @@ def test_times_inspected_by_every_rank_are_checked_and_sorted_on_rank_0(tmp_path
         assert units == [f"days since {2001 + index}-01-01" for index in range(n)]
     else:
         assert source is None
-    comm.Barrier()

@@ -5,7 +5,15 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import clean_env, mpiexec, read_results, result_variables, run_cli, write_dataset
+from helpers import (
+    clean_env,
+    cli_here,
+    mpiexec,
+    read_results,
+    result_variables,
+    run_cli,
+    write_dataset,
+)
 
 from hpcapp.jobs.provenance import describe_change, disagreement, load_with_code
 
@@ -42,14 +50,15 @@ def test_resume_after_editing_the_kernel_is_refused(tmp_path, data_spec):
     failed = run_cli(args, 2)
     assert failed.returncode == 1 and "chunk 24" in failed.stderr, failed.stderr
     kernel_file.write_text(BUGGY_KERNEL.replace("summ", "sum").replace("1.0", "2.0"))
-    resumed = run_cli([*args, "--resume"], 2)
+    # In this process (one rank): the identity it computes is compared with the checkpoint's,
+    # made by another process.
+    resumed = cli_here([*args, "--resume"])
     assert resumed.returncode == 2, resumed.stderr
-    print(resumed.stderr)
     assert f"{kernel_file} was edited" in resumed.stderr
     assert "was computed by other code than this run's" in resumed.stderr
     assert "--overwrite instead of --resume" in resumed.stderr
     assert not out.exists()
-    again = run_cli([*args, "--overwrite"], 2)
+    again = cli_here([*args, "--overwrite"])
     assert again.returncode == 0, again.stderr
     assert read_results(out)["s"].tolist() == (data.sum(axis=0) * 2.0).tolist()
 
@@ -74,16 +83,17 @@ def test_resume_after_editing_finalize_of_a_finished_job_is_refused(tmp_path, da
     out = tmp_path / "out.h5"
     args = run_args(f"{kernel_file}:mean", spec, out)
     assert run_cli(args, 2).returncode == 0
-    unchanged = run_cli([*args, "--resume"], 3)
+    # In this process (one rank): the identity it computes is the other process's.
+    unchanged = cli_here([*args, "--resume"])
     assert unchanged.returncode == 0 and "nothing to resume" in unchanged.stdout
     before = out.read_bytes()
     kernel_file.write_text(FINALIZE_KERNEL.replace('{"mean": ', '{"average": '))
-    edited = run_cli([*args, "--resume"], 2)
+    edited = cli_here([*args, "--resume"])
     assert edited.returncode == 2 and "nothing to resume" not in edited.stdout, edited.stdout
     assert f"output {str(out)!r} was computed by other code" in edited.stderr
     assert f"{kernel_file} was edited" in edited.stderr and "--overwrite" in edited.stderr
     assert out.read_bytes() == before
-    redone = run_cli([*args, "--overwrite"], 2)
+    redone = cli_here([*args, "--overwrite"])
     assert redone.returncode == 0 and result_variables(out) == {"average"}
 
 

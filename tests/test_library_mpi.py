@@ -48,17 +48,18 @@ def test_run_returns_results_on_rank_0_only_and_equal_to_numpy(data_file):
     path, data = data_file
     comm = MPI.COMM_WORLD
     results = hpcapp.run("stats", f"{path}:/x", chunk_rows=97)
+    # Every collective first: a check failing on rank 0 alone must not leave the others waiting.
+    everywhere = hpcapp.run("stats", f"{path}:/x", chunk_rows=97, root=None)
+    alone = hpcapp.run("stats", f"{path}:/x", chunk_rows=97, comm=MPI.COMM_SELF)
+    assert {k: v.tobytes() for k, v in everywhere.items()} == {
+        k: v.tobytes() for k, v in alone.items()
+    }
     if comm.rank == 0:
         np.testing.assert_allclose(results["mean"], data.mean(axis=0), rtol=1e-13)
         np.testing.assert_allclose(results["var"], data.var(axis=0), rtol=1e-11)
         np.testing.assert_array_equal(results["max"], data.max(axis=0))
     else:
         assert results is None
-    everywhere = hpcapp.run("stats", f"{path}:/x", chunk_rows=97, root=None)
-    alone = hpcapp.run("stats", f"{path}:/x", chunk_rows=97, comm=MPI.COMM_SELF)
-    assert {k: v.tobytes() for k, v in everywhere.items()} == {
-        k: v.tobytes() for k, v in alone.items()
-    }
 
 
 @pytest.mark.mpi(min_size=1)

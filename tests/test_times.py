@@ -318,7 +318,12 @@ def encoded_files(draw):
     return files
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# Each example runs two jobs and reads every file with xarray (~0.2 s): a third of the profile's
+# examples (20 in CI; `--hypothesis-profile=long` gives 333).
+@settings(
+    max_examples=max(1, settings.default.max_examples // 3),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(files=encoded_files())
 def test_any_per_file_encoding_gives_xarrays_time_axis_and_months(tmp_path_factory, files):
     folder = tmp_path_factory.mktemp("series")
