@@ -1,9 +1,6 @@
 """The engine on COMM_WORLD and on sub-communicators (run under mpiexec -n 1, 2, 3, 4)."""
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,17 +14,6 @@ from hpcapp.kernels.registry import load_kernel
 from hpcapp.parallel.engine import TIMING_COLUMNS, run_engine
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def shared_dir():
-    """A directory every rank of COMM_WORLD sees (made by rank 0, removed by rank 0)."""
-    comm = MPI.COMM_WORLD
-    path = comm.bcast(tempfile.mkdtemp(prefix="hpcapp-mpi-") if comm.rank == 0 else None)
-    yield Path(path)
-    comm.Barrier()
-    if comm.rank == 0:
-        shutil.rmtree(path)
 
 
 def make_input(comm, directory, data, name="x"):
