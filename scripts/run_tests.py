@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Run the whole test suite: lint, types, serial tests, MPI tests at 1-4 ranks, SLURM, benchmarks.
 
-The MPI tests run under mpiexec -n 1, 2, 3, 4, then again at 2 and 3 ranks over MPICH's
-network path (``MPIR_CVAR_NOLOCAL=1``). The SLURM tests (which mostly wait for the local
-SLURM) and the benchmark smoke tests run beside the others, in the background; their output is
-printed when they end.
+The serial tests run as two interleaved halves at once (``--shard``, tests/conftest.py). The MPI
+tests run under mpiexec -n 1, 2, 3, 4, then again at 2 and 3 ranks over MPICH's network path
+(``MPIR_CVAR_NOLOCAL=1``). The SLURM tests (which mostly wait for the local SLURM) and the
+benchmark smoke tests run beside the others, in the background; their output is printed when
+they end.
 
 Every step runs in a subprocess with a time limit, so a hung MPI test fails the run instead of
 hanging it. Exit code 0 only if every step passed. Extra arguments go to every pytest call.
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -78,26 +80,38 @@ class Background:
         self.text = header(name, command, extra_env) + "  (in the background)"
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by finish)
         self.started = time.monotonic()
+        self.ended: float | None = None
         self.process = subprocess.Popen(
             command, cwd=REPO, env=step_env(extra_env), stdout=self.log, stderr=subprocess.STDOUT
         )
+        # Notes when the step ends, so that its time is its own, not the time until finish().
+        self.waiter = threading.Thread(target=self._wait, daemon=True)
+        self.waiter.start()
         print(f"=== {name}: started in the background", flush=True)
+
+    def _wait(self) -> None:
+        self.process.wait()
+        self.ended = time.monotonic()
 
     def finish(self) -> bool:
         """Wait for the step (within its time limit), print its output; True if it passed."""
-        left = STEP_TIMEOUT - (time.monotonic() - self.started)
-        try:
-            code: int | None = self.process.wait(timeout=max(left, 1))
-        except subprocess.TimeoutExpired:
+        self.waiter.join(timeout=max(STEP_TIMEOUT - (time.monotonic() - self.started), 1))
+        code = self.process.returncode if self.ended is not None else None
+        if code is None:
             self.process.kill()
-            self.process.wait()
-            code = None
+            self.waiter.join()
         self.log.seek(0)
         print(self.text, flush=True)
         sys.stdout.write(self.log.read())
         self.log.close()
-        print(verdict(self.name, code, time.monotonic() - self.started), flush=True)
+        print(verdict(self.name, code, (self.ended or time.monotonic()) - self.started), flush=True)
         return code == 0
+
+
+def mpi_test_files() -> list[str]:
+    """Return the test files that hold MPI tests: every rank of a step imports only these."""
+    files = sorted((REPO / "tests").glob("test_*.py"))
+    return [str(path.relative_to(REPO)) for path in files if "mark.mpi" in path.read_text()]
 
 
 def main() -> int:
@@ -118,17 +132,27 @@ def main() -> int:
         ("types", [python, "-m", "mypy"], {}),
     ]
     results = [(name, run(name, command, env)) for name, command, env in steps]
+    # The serial tests in two interleaved halves at once: one waits on launches and signals
+    # while the other computes. Each half has a directory of its own for pytest's tmp_path.
+    scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
+    serial = [*pytest, "-m", "not mpi and not slurm and not bench", *extra]
+    halves = [[*serial, "--shard", f"{i}/2", "--basetemp", str(scratch / str(i))] for i in (0, 1)]
+    other_half = Background("serial tests, part 2 of 2", halves[1], {})
+    results.append(("serial tests, part 1 of 2", run("serial tests, part 1 of 2", halves[0])))
+    results.append((other_half.name, other_half.finish()))
+    shutil.rmtree(scratch, ignore_errors=True)
     side.append(Background("benchmark smoke tests", [*pytest, "-m", "bench", *extra], {}))
-    steps = [("serial tests", [*pytest, "-m", "not mpi and not slurm and not bench", *extra], {})]
+    steps = []
     mpiexec = find_mpiexec()
     mpi_runs = [(n, {}, "") for n in RANK_COUNTS]
     mpi_runs += [(n, NETWORK_PATH, ", network path") for n in NETWORK_RANK_COUNTS]
     for n_ranks, env, label in mpi_runs:
         # tests/conftest.py fails the step unless MPI's world has this many ranks.
+        command = [*pytest, "-q", "--with-mpi", "-m", "mpi", *extra, *mpi_test_files()]
         steps.append(
             (
                 f"MPI tests, {n_ranks} ranks{label}",
-                [mpiexec, "-n", str(n_ranks), *pytest, "-q", "--with-mpi", "-m", "mpi", *extra],
+                [mpiexec, "-n", str(n_ranks), *command],
                 {"HPCAPP_EXPECT_RANKS": str(n_ranks), **env},
             )
         )

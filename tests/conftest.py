@@ -11,6 +11,32 @@ import pytest
 from hypothesis import settings
 
 
+def pytest_addoption(parser):
+    """``--shard I/N``: run the I-th of N interleaved parts of the tests (I from 0)."""
+    parser.addoption(
+        "--shard",
+        default=None,
+        help="I/N: run tests I, I+N, I+2N, ... of the collected ones, so that N processes "
+        "share the suite (scripts/run_tests.py runs the serial tests as two such parts)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected what this run does not run
+def pytest_collection_modifyitems(config, items):
+    """Keep this shard's tests: every N-th one, so that slow tests spread over the shards."""
+    shard = config.getoption("--shard")
+    if not shard:
+        return
+    index, count = (int(part) for part in shard.split("/"))
+    if not 0 <= index < count:
+        raise pytest.UsageError(f"--shard {shard}: I must be in 0..N-1")
+    kept = items[index::count]
+    config.hook.pytest_deselected(
+        items=[item for n, item in enumerate(items) if n % count != index]
+    )
+    items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def world_matches_launcher(request):
     """Fail the MPI test step unless MPI's world has as many ranks as the launcher started.

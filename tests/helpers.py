@@ -129,7 +129,11 @@ def run_here(kernel: Any, input: Any = None, **options: Any) -> dict[str, Any] |
     import hpcapp
 
     options.setdefault("comm", MPI.COMM_SELF)
-    return hpcapp.run(kernel, input, **options)
+    saved_path = list(sys.path)
+    try:
+        return hpcapp.run(kernel, input, **options)
+    finally:
+        sys.path[:] = saved_path  # a kernel file's folder goes first on it: not for later tests
 
 
 class AbortedError(Exception):
@@ -155,6 +159,7 @@ def cli_here(
     signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
     saved_handlers = {number: signal.getsignal(number) for number in signals}
     saved_abort = entry._abort
+    saved_path = list(sys.path)
     stdout, stderr = io.StringIO(), io.StringIO()
     try:
         os.environ.update({"HPCAPP_PROGRESS": "lines", **(env or {})})
@@ -165,6 +170,7 @@ def cli_here(
             code = entry.main(list(args))
     finally:
         entry._abort = saved_abort
+        sys.path[:] = saved_path  # a kernel file's folder goes first on it: not for later tests
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)

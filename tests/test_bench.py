@@ -21,7 +21,9 @@ def test_bench_runs_every_contender(tmp_path):
     if missing:
         print(f"note: {', '.join(sorted(missing))} not installed: the bench extra is missing")
     command = [sys.executable, str(REPO / "scripts" / "bench.py"), "--out", str(tmp_path)]
-    command += ["--size-gib", "0.004", "--ranks", "1,2", "--repeat", "1"]
+    # The contenders at 2 ranks only (montecarlo still runs at 1 and 2): a smoke test, not a
+    # measurement.
+    command += ["--size-gib", "0.004", "--ranks", "2", "--repeat", "1"]
     command += ["--mc-samples", "2100000", "--rss-gib", "0.002,0.008"]
     done = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -31,7 +33,7 @@ def test_bench_runs_every_contender(tmp_path):
     expected = {"read", "stats", "mpi-stats", "dask", "pool", "trivial", "mpi-sum"}
     expected -= {"dask"} & missing
     for shape in ("1-D float64", "2-D x8 float32"):
-        for ranks in (1, 2):
+        for ranks in (2,):
             rows = {
                 row["contender"]: row
                 for row in results["contenders"]

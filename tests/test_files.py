@@ -214,7 +214,7 @@ def test_many_files_match_numpy(tmp_path):
     np.testing.assert_allclose(got["mean"], np.nanmean(data, axis=0), rtol=1e-13)
 
 
-@pytest.mark.mpi(min_size=1)
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("how", ["static", "dynamic", "scatter"])
 def test_identical_bits_on_any_rank_count_and_schedule(shared_dir, how):
     from mpi4py import MPI
@@ -455,7 +455,7 @@ def write_files_without_records(folder):
     return paths
 
 
-@pytest.mark.mpi(min_size=1)
+@pytest.mark.mpi(min_size=2)
 def test_files_with_no_records_group_alike_on_any_rank_count(shared_dir):
     from mpi4py import MPI
 

@@ -353,7 +353,7 @@ def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):
         parse(args)
 
 
-@pytest.mark.mpi(min_size=1)
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("schedule", ["static", "dynamic"])
 @pytest.mark.parametrize("kernel", ["stats", "first_row"])
 def test_grouped_run_on_the_world_equals_one_rank(shared_dir, schedule, kernel):

@@ -93,7 +93,7 @@ def test_over_forms_on_netcdf_input_equal_numpy(tmp_path, over):
     assert got["mean"].shape == expected["mean"].shape
 
 
-@pytest.mark.mpi(min_size=1)
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("over", list(OVER_FORMS))
 def test_over_forms_are_bitwise_one_ranks_on_any_rank_count(shared_dir, over):
     from helpers import result_bytes

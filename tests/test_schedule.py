@@ -45,7 +45,7 @@ def test_dynamic_blocks_shrink_are_aligned_and_cover_every_chunk():
             assert sizes[0] <= max(1, n_chunks // (8 * size))
 
 
-@pytest.mark.mpi(min_size=1)
+@pytest.mark.mpi(min_size=2)
 def test_dynamic_equals_static_on_every_rank_count(shared_dir):
     from mpi4py import MPI
 
