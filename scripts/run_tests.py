@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Run the whole test suite: lint, types, serial tests, MPI tests at 1-4 ranks, SLURM, benchmarks.
+"""Run the whole test suite: lint, types, serial tests, MPI tests at 2-4 ranks, SLURM, benchmarks.
 
 The serial tests run as two interleaved halves at once (``--shard``, tests/conftest.py). The MPI
-tests run under mpiexec -n 1, 2, 3, 4, then again at 2 and 3 ranks over MPICH's network path
-(``MPIR_CVAR_NOLOCAL=1``). The SLURM tests (which mostly wait for the local SLURM) and the
-benchmark smoke tests run beside the others, in the background; their output is printed when
-they end.
+tests run under mpiexec -n 2, 3, 4, then again at 2 ranks over MPICH's network path
+(``MPIR_CVAR_NOLOCAL=1``). ``--all-ranks`` adds 1 rank and the network path at 3 ranks: the
+serial tests already run every job in a world of one rank (in-process and ``mpiexec -n 1``
+end-to-end runs), and the tree's odd shapes at 3 ranks do not depend on the transport. The
+SLURM tests (which mostly wait for the local SLURM) and the benchmark smoke tests run beside the
+others, in the background; their output is printed when they end.
 
 Every step runs in a subprocess with a time limit, so a hung MPI test fails the run instead of
-hanging it. Exit code 0 only if every step passed. Extra arguments go to every pytest call.
+hanging it. Exit code 0 only if every step passed. Other arguments go to every pytest call.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RANK_COUNTS = (1, 2, 3, 4)
+RANK_COUNTS = (2, 3, 4)
+ALL_RANK_COUNTS = (1, 2, 3, 4)
 # MPICH moves messages between ranks of one host through shared memory; with this setting it
 # takes its network path instead, as between the nodes of a cluster.
 NETWORK_PATH = {"MPIR_CVAR_NOLOCAL": "1"}
-NETWORK_RANK_COUNTS = (2, 3)
-STEP_TIMEOUT = 900  # seconds a step; the whole suite took ~11 minutes on 2 cores (2026-12-03)
+NETWORK_RANK_COUNTS = (2,)
+ALL_NETWORK_RANK_COUNTS = (2, 3)
+STEP_TIMEOUT = 900  # seconds a step; the whole suite takes ~5 minutes on 2 cores (2026-12-03)
 
 
 def find_mpiexec() -> str:
@@ -84,28 +88,38 @@ class Background:
         self.process = subprocess.Popen(
             command, cwd=REPO, env=step_env(extra_env), stdout=self.log, stderr=subprocess.STDOUT
         )
-        # Notes when the step ends, so that its time is its own, not the time until finish().
-        self.waiter = threading.Thread(target=self._wait, daemon=True)
-        self.waiter.start()
+        # Notes when the step itself ended, so its time is its own, not that of the steps it
+        # ran beside.
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
         print(f"=== {name}: started in the background", flush=True)
 
-    def _wait(self) -> None:
+    def _watch(self) -> None:
         self.process.wait()
         self.ended = time.monotonic()
 
     def finish(self) -> bool:
         """Wait for the step (within its time limit), print its output; True if it passed."""
-        self.waiter.join(timeout=max(STEP_TIMEOUT - (time.monotonic() - self.started), 1))
-        code = self.process.returncode if self.ended is not None else None
-        if code is None:
+        left = STEP_TIMEOUT - (time.monotonic() - self.started)
+        try:
+            code: int | None = self.process.wait(timeout=max(left, 1))
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.waiter.join()
+            self.process.wait()
+            code = None
+        self.watcher.join()
         self.log.seek(0)
         print(self.text, flush=True)
         sys.stdout.write(self.log.read())
         self.log.close()
         print(verdict(self.name, code, (self.ended or time.monotonic()) - self.started), flush=True)
         return code == 0
+
+
+def together(steps: list[tuple[str, list[str]]]) -> list[tuple[str, bool]]:
+    """Run steps at once (each in the background) and wait for them all."""
+    running = [Background(name, command, {}) for name, command in steps]
+    return [(step.name, step.finish()) for step in running]
 
 
 def mpi_test_files() -> list[str]:
@@ -116,22 +130,31 @@ def mpi_test_files() -> list[str]:
 
 def main() -> int:
     """Run every step, even after a failure, and report them all."""
-    extra = sys.argv[1:]
+    everything = "--all-ranks" in sys.argv[1:]
+    extra = [arg for arg in sys.argv[1:] if arg != "--all-ranks"]
     python = sys.executable
     pytest = [python, "-m", "pytest", "-p", "no:cacheprovider"]
-    # Started first: they do not need numba's cache (SLURM jobs here are small) or wait on it.
-    side = [Background("SLURM tests", [*pytest, "-m", "slurm", *extra], {})]
     # stats' compiled loops for every dtype, and hpcapp's bytecode, once: on a cold numba cache
     # every test process (and every rank) would otherwise compile what it uses, again and again;
     # under PYTHONDONTWRITEBYTECODE=1 every rank would compile hpcapp's modules from source.
+    # The two loop families share no cached function: two processes compile them at once.
+    compile_loops = [python, "-m", "hpcapp.kernels._fused"]
+    results = together(
+        [
+            ("compiled loops: histogram", [*compile_loops, "histogram"]),
+            ("compiled loops: lanes", [*compile_loops, "lanes"]),
+        ]
+    )
+    # The SLURM tests mostly wait for the local SLURM: beside the others, once the loops are
+    # compiled (a job started before would compile them again, on every rank).
+    side = [Background("SLURM tests", [*pytest, "-m", "slurm", *extra], {})]
     steps = [
-        ("compiled loops and bytecode", [python, "-m", "hpcapp.kernels._fused"], {}),
         ("lint", [python, "-m", "ruff", "check", "."], {}),
         ("format", [python, "-m", "ruff", "format", "--check", "."], {}),
         # Types of hpcapp/ (its settings are pyproject.toml's [tool.mypy]).
         ("types", [python, "-m", "mypy"], {}),
     ]
-    results = [(name, run(name, command, env)) for name, command, env in steps]
+    results += [(name, run(name, command, env)) for name, command, env in steps]
     # The serial tests in two interleaved halves at once: one waits on launches and signals
     # while the other computes. Each half has a directory of its own for pytest's tmp_path.
     scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
@@ -144,8 +167,10 @@ def main() -> int:
     side.append(Background("benchmark smoke tests", [*pytest, "-m", "bench", *extra], {}))
     steps = []
     mpiexec = find_mpiexec()
-    mpi_runs = [(n, {}, "") for n in RANK_COUNTS]
-    mpi_runs += [(n, NETWORK_PATH, ", network path") for n in NETWORK_RANK_COUNTS]
+    ranks = ALL_RANK_COUNTS if everything else RANK_COUNTS
+    network = ALL_NETWORK_RANK_COUNTS if everything else NETWORK_RANK_COUNTS
+    mpi_runs = [(n, {}, "") for n in ranks]
+    mpi_runs += [(n, NETWORK_PATH, ", network path") for n in network]
     for n_ranks, env, label in mpi_runs:
         # tests/conftest.py fails the step unless MPI's world has this many ranks.
         command = [*pytest, "-q", "--with-mpi", "-m", "mpi", *extra, *mpi_test_files()]

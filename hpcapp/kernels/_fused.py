@@ -428,17 +428,27 @@ def three_pass_partial(chunk: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def precompile() -> str:
-    """Compile (or load from the cache) the loops for every dtype; return the cache directory."""
+PARTS = ("histogram", "lanes")
+
+
+def precompile(parts: tuple[str, ...] = PARTS) -> str:
+    """Compile (or load from the cache) the loops for every dtype; return the cache directory.
+
+    ``parts`` picks the loop families: ``histogram`` (``fused_stats``) and ``lanes`` (the
+    one-pass lanes and the exact integer moments). They share no cached function, so two
+    processes can compile one part each at once without racing on numba's cache index.
+    """
     for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"):
         dtype = np.dtype(code)
         acc = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
-        chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
-        chunk_partial(np.zeros((8, 1), dtype), acc, 1, None)  # no histogram: the lane pass
-        if dtype.kind in "iu":
-            from hpcapp.kernels import _fused_exact
+        if "histogram" in parts:
+            chunk_partial(np.zeros((8, 1), dtype), acc, 4, histogram_plan(dtype.str, 4, 0.0, 1.0))
+        if "lanes" in parts:
+            chunk_partial(np.zeros((8, 1), dtype), acc, 1, None)  # no histogram: the lane pass
+            if dtype.kind in "iu":
+                from hpcapp.kernels import _fused_exact
 
-            _fused_exact.chunk_moments(np.zeros((8, 1), dtype))
+                _fused_exact.chunk_moments(np.zeros((8, 1), dtype))
     cache = getattr(fused_stats, "_cache", None)
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
 
@@ -456,6 +466,13 @@ def compile_bytecode() -> bool:
 
 
 if __name__ == "__main__":
-    print(f"stats loops compiled and cached in {precompile()}")
+    import sys
+
+    # ``python -m hpcapp.kernels._fused [histogram|lanes ...]``: every part when none is named.
+    chosen = tuple(sys.argv[1:]) or PARTS
+    unknown = [part for part in chosen if part not in PARTS]
+    if unknown:
+        sys.exit(f"unknown part(s) {', '.join(unknown)}: choose from {', '.join(PARTS)}")
+    print(f"stats loops ({', '.join(chosen)}) compiled and cached in {precompile(chosen)}")
     if not compile_bytecode():
         print("some hpcapp bytecode could not be written (read-only install?)")
