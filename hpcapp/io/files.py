@@ -32,8 +32,11 @@ import numpy as np
 
 from hpcapp.errors import UsageError
 from hpcapp.io import times
-from hpcapp.io.series import FileMember
-from hpcapp.io.source import Source, inspect_dataset, split_spec
+from hpcapp.io.names import split_spec
+from hpcapp.io.series import Member
+from hpcapp.io.sources.checks import inspect_dataset
+from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
+from hpcapp.io.sources.many import FilesSource
 
 GLOB_CHARS = "*?["
 
@@ -94,16 +97,15 @@ def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
 
     Read once, on rank 0: following dimension scales costs more than reading the values.
     """
-    from hpcapp.io.dims import _scale_name
-    from hpcapp.io.source import open_input
+    from hpcapp.io.dims import scale_name
 
     found: list[tuple[int, str]] = []
-    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
         with open_input(probe) as h5:
             variable = h5[dataset]
             for axis in range(1, variable.ndim):
-                _, coord = _scale_name(variable.dims[axis])
+                _, coord = scale_name(variable.dims[axis])
                 if coord is not None and h5[coord].shape == (variable.shape[axis],):
                     found.append((axis, coord))
     except Exception:  # an unreadable first file: its own inspection says why
@@ -116,9 +118,8 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
     if not group_by:
         return None
     from hpcapp.io.labels import _find, parse_group_by
-    from hpcapp.io.source import open_input
 
-    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
         with open_input(probe) as h5:
             return _find(h5, dataset, parse_group_by(group_by)[0], group_by)
@@ -129,14 +130,13 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
 def record_time(path: str, dataset: str) -> str | None:
     """Return the path of the record dimension's CF time coordinate in the first file, or None."""
     from hpcapp.io.cf import attr_text
-    from hpcapp.io.dims import _scale_name
-    from hpcapp.io.source import open_input
+    from hpcapp.io.dims import scale_name
 
-    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
         with open_input(probe) as h5:
             variable = h5[dataset]
-            _, coord = _scale_name(variable.dims[0])
+            _, coord = scale_name(variable.dims[0])
             if coord is None or h5[coord].shape != (variable.shape[0],):
                 return None
             return coord if times.is_time_units(attr_text(h5[coord].attrs.get("units"))) else None
@@ -269,8 +269,8 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
     source, (described, encodings, span) = inspect_dataset(
         path, listing.dataset, allow_no_rows=True, describe=describe
     )
-    assert source.path is not None and source.file_id is not None  # a file's, not generated
-    member = FileMember(source.path, source.n_rows, source.file_id, source.swmr, encodings)
+    assert source.file_id is not None  # inspected
+    member = Member(source.path, source.n_rows, source.file_id, source.swmr, encodings)
     storage = source.storage_chunk_rows
     return member, source.row_shape, source.dtype, storage, source.plugins, described, span
 
@@ -303,7 +303,7 @@ def inspect_share(listing: Listing, first: int, count: int) -> tuple[list[tuple]
     return found, None
 
 
-def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> Source:
+def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> FilesSource:
     """Check the files agree and make one Source of them (rank 0)."""
     dataset, total = listing.dataset, len(listing.paths)
     failures = [failure for _, failure in gathered if failure is not None]
@@ -337,7 +337,7 @@ def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> S
     first = results[0][0]
     storage = {item[3] for item in results if item[0].n_rows}
     pattern = spec.rpartition(":")[0]
-    return Source(
+    return FilesSource(
         n_rows=n_rows,
         row_shape=row_shape,
         dtype=dtype,

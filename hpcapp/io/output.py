@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 
 from hpcapp.io.dims import NETCDF_DIM_ONLY
-from hpcapp.io.series import FileSeries, write_file_table
+from hpcapp.io.series import FileSeries
+from hpcapp.io.sources.base import Source
+from hpcapp.io.sources.hdf5 import Hdf5Source
+from hpcapp.io.sources.many import FilesSource, write_file_table
 
 CONVENTIONS = "CF-1.8"
 # Stats results that keep the input's units, and the CF cell method each one is.
@@ -64,7 +67,7 @@ class Layout:
     per_row: tuple[str, ...]
     is_stats: bool
     units: str | None
-    many: Any = None  # the Source of a many-file input: its record coordinate spans the files
+    many: FilesSource | None = None  # a many-file input: its record coordinate spans the files
     group: str | None = None  # grouped: what a group is (the coordinate's long_name)
     n_groups: int = 0  # grouped: the length of /result/group (read from the file)
 
@@ -80,7 +83,7 @@ class Layout:
 
 
 def make_layout(
-    source: Any, params: dict[str, Any], kern: Any, grouping: Any = None
+    source: Source, params: dict[str, Any], kern: Any, grouping: Any = None
 ) -> Callable[[Any], None]:
     """Return the hook that lays out ``/result`` (called by the writer with that group).
 
@@ -89,18 +92,19 @@ def make_layout(
     """
     from hpcapp.kernels import nd
 
-    cf = getattr(source, "cf", None)
+    stored = source if isinstance(source, Hdf5Source) else None  # else generated: no input
+    cf = stored.decoding if stored is not None else None
     layout = Layout(
-        input_path=source.path,
-        input_swmr=bool(getattr(source, "swmr", False)),
+        input_path=stored.path if stored is not None else None,
+        input_swmr=stored.swmr if stored is not None else False,
         dims=tuple(source.dims),
-        shape=(source.n_rows, *source.row_shape) if source.path else (),
-        coords=tuple(source.coords) or (None,) * len(source.dims),
+        shape=(source.n_rows, *source.row_shape) if stored is not None else (),
+        coords=(tuple(stored.coords) if stored is not None else ()) or (None,) * len(source.dims),
         over=tuple(params.get("over", nd.DEFAULT_OVER)) if source.dims else (),
         per_row=tuple(kern.per_row),
         is_stats=kern.func is nd.stats,
         units=cf.units if cf is not None else None,
-        many=source if getattr(source, "members", ()) else None,
+        many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
     )
 
