@@ -8,7 +8,7 @@ The files are inspected by every rank, each a contiguous block of the list and o
 at a time; rank 0 gathers the small descriptions and checks they agree (trailing shape, dtype,
 CF decoding, the coordinates of the other dimensions). The first bad file in list order is
 reported, whatever rank found it. Where the record dimension has a CF time coordinate, each file
-decodes its own (units, calendar, packing, fill: :mod:`hpcapp.io.times`), the calendars must
+decodes its own (units, calendar, packing, fill: :mod:`hpcapp.io.coding.times`), the calendars must
 agree, and the times must increase across the files in the order taken (``--sort-files``: the
 order of their first times): a duplicate or overlapping file is refused. Chunks cut the
 concatenated rows as they cut one dataset, so a chunk may span several files: the chunk plan
@@ -31,7 +31,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from hpcapp.errors import UsageError
-from hpcapp.io import times
+from hpcapp.io.coding import times
 from hpcapp.io.names import split_spec
 from hpcapp.io.series import Member
 from hpcapp.io.sources.checks import inspect_dataset
@@ -85,7 +85,7 @@ def _read_list(list_path: str) -> list[str]:
     return paths
 
 
-# The attributes of a variable that change what its values mean (hpcapp.io.cf reads them).
+# The attributes of a variable that change what its values mean (io.coding.variables reads them).
 _MEANING_ATTRS = (
     "scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min", "valid_max",
     "valid_range", "units", "_Unsigned",
@@ -129,7 +129,7 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
 
 def record_time(path: str, dataset: str) -> str | None:
     """Return the path of the record dimension's CF time coordinate in the first file, or None."""
-    from hpcapp.io.cf import attr_text
+    from hpcapp.io.coding.variables import attr_text
     from hpcapp.io.dims import scale_name
 
     probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
@@ -156,7 +156,7 @@ def _open_beside(variable: Any, path: str) -> Any:
 
 def _labels_of(variable: Any, labels: str) -> list[Any] | None:
     """Describe a file's label dataset: one value per record?, and what its values are."""
-    from hpcapp.io.cf import attr_text
+    from hpcapp.io.coding.variables import attr_text
 
     found = _open_beside(variable, labels)
     if found is None:
@@ -194,7 +194,7 @@ def _describer(
     """Return what describes one file for the agreement check: CF meaning and coordinates."""
 
     def describe(variable: Any) -> str:
-        from hpcapp.io.cf import decoding_of
+        from hpcapp.io.coding.variables import decoding_of
 
         names = [name for name in variable.attrs if name in _MEANING_ATTRS]
         attrs = {name: variable.attrs[name] for name in names}
@@ -245,7 +245,7 @@ class Listing:
 
 def _inspect_member(listing: Listing, path: str) -> tuple:
     """Inspect one file; return a small picklable description of it."""
-    from hpcapp.io.cf import attr_text
+    from hpcapp.io.coding.variables import attr_text
     from hpcapp.io.labels import check_along
 
     describe_cf = _describer(listing.coords, listing.labels, listing.mask_valid_range)

@@ -4,9 +4,9 @@
 :class:`Grouping`; every rank then turns the rows of each chunk it computes into int64 group
 codes with :func:`labels_for_rows` (one label per record: small, and never gathered on one
 rank). Integer labels are read raw (no CF masking); a CF time coordinate is decoded as xarray
-decodes it (:mod:`hpcapp.io.times`: fill values, packing, ``units``, ``calendar``), file by file
-for a many-file input, and a masked time is :data:`NO_GROUP`: its record is in no group, as
-xarray's ``groupby("time.month")`` leaves out NaT. The labels must lie along the records: where
+decodes it (:mod:`hpcapp.io.coding.times`: fill values, packing, ``units``, ``calendar``), file
+by file for a many-file input, and a masked time is :data:`NO_GROUP`: its record is in no group,
+as xarray's ``groupby("time.month")`` leaves out NaT. The labels must lie along the records: where
 both have netCDF dimensions (HDF5 dimension scales), the label's dimension must be the data's
 first one. Season codes 0-3 stand for DJF, JJA, MAM, SON, sorted as xarray sorts ``time.season``.
 """
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
-from hpcapp.io.cf import attr_text
+from hpcapp.io.coding.times import TimeEncoding, encoding_of, is_time_units
+from hpcapp.io.coding.variables import attr_text
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
 from hpcapp.io.sources.many import FilesSource
-from hpcapp.io.times import TimeEncoding, encoding_of, is_time_units
 from hpcapp.kernels.grouped import NO_GROUP
 
 COMPONENTS = ("year", "month", "season", "dayofyear")

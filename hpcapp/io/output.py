@@ -10,7 +10,7 @@ Which axes a result has is decided by shape: its leading axes are named after th
 dimensions (per-row outputs: the record dimension first) when their lengths match, a histogram's
 next axis is ``bin`` (centres, with CF bounds ``bin_bounds``), and any other axis gets a name of
 its own (``KEY_dimJ``). A kept record dimension with a CF time coordinate gets its times decoded
-(each file of a many-file input its own way: :mod:`hpcapp.io.times`) and written in one unit,
+(each file of a many-file input its own way: :mod:`hpcapp.io.coding.times`) and written in one unit,
 the first file's units and calendar: unpacked, masked times NaN with ``_FillValue``.
 """
 
@@ -261,7 +261,7 @@ def _record_coordinate(source: Any, coord: str, dtype: Any) -> np.ndarray:
 
 def _time_encoding(attrs: dict[str, Any], dtype: Any) -> Any:
     """Return the TimeEncoding of a record coordinate, or None (no CF time, or undecodable)."""
-    from hpcapp.io.times import encoding_of
+    from hpcapp.io.coding.times import encoding_of
 
     try:
         return encoding_of(attrs, dtype)
@@ -277,7 +277,7 @@ def _record_times(
     The stored dtype is kept where it holds every value exactly (and nothing is masked or
     packed); else float64, masked times NaN with ``_FillValue = NaN``.
     """
-    from hpcapp.io.times import attrs_for_output
+    from hpcapp.io.coding.times import attrs_for_output
 
     source = layout.many
     if source is None:

@@ -26,7 +26,7 @@ class Member:
     n_rows: int
     file_id: tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
     swmr: bool = False
-    # (dataset path, hpcapp.io.times.TimeEncoding) of the record coordinate and the labels:
+    # (dataset path, hpcapp.io.coding.times.TimeEncoding) of the record coordinate and the labels:
     # each file encodes its CF times its own way.
     times: tuple[tuple[str, Any], ...] = ()
 

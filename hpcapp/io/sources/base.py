@@ -31,7 +31,7 @@ import numpy as np
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-    from hpcapp.io.times import TimeEncoding
+    from hpcapp.io.coding.times import TimeEncoding
 
 # (chunk_index, item): the item is the chunk's data, what a generating kernel takes instead (a
 # numpy Generator), a ChunkReadError (reported, not raised: rank 0 keeps feeding the others),

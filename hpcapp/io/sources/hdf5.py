@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
-from hpcapp.io.cf import decoding_of
+from hpcapp.io.coding.times import TimeEncoding
+from hpcapp.io.coding.variables import decoding_of
 from hpcapp.io.dims import parse_names, scale_name
 from hpcapp.io.sources.base import ReadError, Rows
 from hpcapp.io.sources.stored import StoredSource
 from hpcapp.io.storage import import_hdf5plugin, unavailable_filters
-from hpcapp.io.times import TimeEncoding
 from hpcapp.partition import default_chunk_rows
 
 

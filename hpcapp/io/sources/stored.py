@@ -2,10 +2,10 @@
 
 A stored source adds to the :class:`~hpcapp.io.sources.base.Source` interface ``open()``, an
 open :class:`~hpcapp.io.sources.base.Rows` on one rank, and its CF coder (``decoding``, made by
-:func:`hpcapp.io.cf.decoding_of` when the source is described). Every way rows reach a kernel
-goes through the same two steps: read as stored, then decode, so ``run`` (each rank its own
-chunks, or scattered by rank 0) and ``check`` (:meth:`StoredSource.read_rows`) see the same
-values.
+:func:`hpcapp.io.coding.variables.decoding_of` when the source is described). Every way rows
+reach a kernel goes through the same two steps: read as stored, then decode, so ``run`` (each
+rank its own chunks, or scattered by rank 0) and ``check`` (:meth:`StoredSource.read_rows`) see
+the same values.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpcapp.io import reader
-from hpcapp.io.cf import CFDecoding, Decoder
+from hpcapp.io.coding.variables import CFDecoding, Decoder
 from hpcapp.io.sources.base import Chunk, Rows, ShouldStop, Source
 
 if TYPE_CHECKING:
