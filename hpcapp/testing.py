@@ -60,26 +60,20 @@ def sample_input(
     return data
 
 
-def read_rows(spec: str, max_rows: int = MAX_CHECK_ROWS) -> Any:
-    """Read the first ``max_rows`` rows of ``FILE.h5:/dataset`` (checked like ``run`` does)."""
-    import h5py
-    import numpy as np
+def read_rows(
+    spec: str, max_rows: int = MAX_CHECK_ROWS, *, raw: bool = False, mask_valid_range: bool = False
+) -> Any:
+    """Return the first ``max_rows`` rows of an input as ``run`` hands them to a kernel.
 
-    from hpcapp.io.files import is_many
-    from hpcapp.io.series import FileSeries
-    from hpcapp.io.source import inspect_input
-    from hpcapp.jobs.inspect import inspect_many
+    The input (``FILE.h5:/dataset``, a glob or an ``@list``) is checked as ``run`` checks it,
+    and its values are CF-decoded as ``run`` decodes them (``raw``: ``--raw``;
+    ``mask_valid_range``: ``--mask-valid-range``).
+    """
+    from hpcapp.io.sources.specs import inspect_spec
 
-    if is_many(spec):  # the first rows of the concatenated files
-        source = inspect_many(None, spec)
-        assert source is not None
-        rows = np.empty((min(max_rows, source.n_rows), *source.row_shape), source.dtype)
-        with FileSeries(source) as series:
-            series.read_direct(rows, np.s_[0 : len(rows)])
-        return rows
-    source = inspect_input(spec)
-    with h5py.File(source.path, "r", locking=False) as h5:
-        return h5[source.dataset][: min(max_rows, source.n_rows)]
+    source = inspect_spec(spec, mask_valid_range=mask_valid_range)
+    source = source.describe(None, raw, mask_valid_range)
+    return source.read_rows(0, min(max_rows, source.n_rows))
 
 
 def run_check(

@@ -137,9 +137,8 @@ def speed(args: argparse.Namespace) -> None:
 
 def memory(args: argparse.Namespace) -> None:
     """Measure each rank's peak RSS for a per-cell result, next to the estimate."""
-    from hpcapp.io.dims import describe
     from hpcapp.io.memory import estimate
-    from hpcapp.io.source import inspect_input
+    from hpcapp.io.sources.checks import inspect_input
     from hpcapp.kernels.nd import bind_over
     from hpcapp.kernels.registry import load_kernel
     from hpcapp.partition import count_chunks
@@ -149,7 +148,7 @@ def memory(args: argparse.Namespace) -> None:
     field = directory / "grid.nc"
     write_field(field, args.steps, args.lat, args.lon, False)
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
-    source = describe(inspect_input(f"{field}:/t"), None, False)
+    source = inspect_input(f"{field}:/t").describe(None, False, False)
     params = {"bins": args.bins, "range": [250.0, 310.0], "over": (0,)}
     kernel = bind_over(load_kernel("stats"), params)
     n_chunks = count_chunks(source.n_rows, args.chunk_rows)

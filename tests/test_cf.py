@@ -6,7 +6,7 @@ import pytest
 from helpers import cli_here, read_results
 from ncdata import check_against, reference, write_netcdf
 
-from hpcapp.io.cf import Decoder, decoding_of
+from hpcapp.io.coding.variables import Decoder, decoding_of
 
 SCALE, OFFSET, FILL, MISSING = np.float32(0.01), np.float32(280.0), -32767, -32000
 PACKED_ATTRS = {

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcapp.errors import UsageError
-from hpcapp.io.cf import Decoder, decoding_of
+from hpcapp.io.coding.variables import Decoder, decoding_of
 
 
 def write_variable(path: Path, stored: np.ndarray, attrs: dict, fill=None) -> str:

@@ -160,3 +160,72 @@ def test_hpcapp_check_command_exit_codes(tmp_path):
     assert good.returncode == 0 and "all rules hold" in good.stdout
     refused = check("stats", "--shape", "3,x")
     assert refused.returncode == 2 and "--shape" in refused.stderr
+
+
+def _kelvin_counts(chunk):
+    """Count cells above freezing; refuse values that are no temperatures in kelvin."""
+    if np.nanmin(chunk) < 150.0:
+        raise ValueError(f"{np.nanmin(chunk)} is no temperature in K: raw packed integers?")
+    return {"valid": np.isfinite(chunk).sum(axis=0), "warm": (chunk > 273.15).sum(axis=0)}
+
+
+def _packed_input(tmp_path):
+    """A netCDF-4 variable packed in int16 with a fill value: kelvin as xarray decodes them."""
+    from ncdata import write_netcdf
+
+    rng = np.random.default_rng(5)
+    kelvin = rng.uniform(240.0, 300.0, size=(40, 3, 4))
+    stored = np.round((kelvin - 270.0) / 0.01).astype(np.int16)
+    stored[rng.random(stored.shape) < 0.1] = -32767
+    attrs = {"scale_factor": np.float32(0.01), "add_offset": np.float32(270.0), "units": "K"}
+    return write_netcdf(tmp_path / "packed.nc", stored, attrs=attrs, fill_value=np.int16(-32767))
+
+
+def test_check_passes_the_kernel_the_decoded_values_run_does(tmp_path):
+    """``check`` once read the stored int16 values; now the values xarray and ``run`` decode."""
+    import xarray as xr
+    from helpers import run_here
+
+    from hpcapp.testing import read_rows
+
+    spec = _packed_input(tmp_path)
+    path = spec.rpartition(":")[0]
+    with xr.open_dataset(path) as ds:
+        expected = ds["tas"].values
+    assert expected.dtype == np.float32 and np.isnan(expected).any()
+    checked = read_rows(spec)
+    assert checked.dtype == expected.dtype
+    assert checked.tobytes() == expected.tobytes()  # NaN where filled, same bits elsewhere
+    raw = read_rows(spec, raw=True)
+    assert raw.dtype == np.int16 and raw.tobytes() != checked.tobytes()
+
+    seen = []
+
+    def record(chunk):
+        seen.append(np.array(chunk, copy=True))
+        return {"rows": np.asarray(len(chunk))}
+
+    run_here(record, spec, chunk_rows=7)
+    assert np.concatenate(seen).tobytes() == expected.tobytes()
+    seen.clear()
+    run_check(record, spec, trials=1)
+    assert max(seen, key=len).tobytes() == expected.tobytes()  # the whole input, as run saw it
+
+
+def test_check_verdict_on_a_packed_input_is_the_runs(tmp_path):
+    """A kernel that refuses integers that are no kelvin passes, as ``run`` runs it."""
+    from helpers import cli_here, run_here
+
+    spec = _packed_input(tmp_path)
+    assert run_here(_kelvin_counts, spec)["valid"].sum() > 0
+    report = run_check(_kelvin_counts, spec, trials=3)
+    assert report.ok, report.text()
+    kernel = tmp_path / "k.py"
+    kernel.write_text(
+        "import numpy as np\n"
+        "def kelvin(chunk):\n"
+        "    assert np.nanmin(chunk) >= 150.0, 'raw packed integers?'\n"
+        "    return {'warm': (chunk > 273.15).sum(axis=0)}\n"
+    )
+    done = cli_here(["check", f"{kernel}:kelvin", spec])
+    assert done.returncode == 0 and "all rules hold" in done.stdout, done.stdout + done.stderr

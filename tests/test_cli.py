@@ -218,11 +218,11 @@ def _engine_result(n_ranks, n_chunks, rows):
 
 
 def test_summary_of_one_rank_one_chunk_one_row_is_singular():
-    from hpcapp.io.source import Source
+    from hpcapp.io.sources.hdf5 import Hdf5Source
     from hpcapp.jobs.app import summary
     from hpcapp.jobs.config import JobConfig
 
-    source = Source(n_rows=1, row_shape=(), dtype="<f8", path="d.h5", dataset="/x")
+    source = Hdf5Source(n_rows=1, row_shape=(), dtype="<f8", path="d.h5", dataset="/x")
     config = JobConfig(kernel="k.py:f", output="o.h5", input="d.h5:/x")
     text = summary(config, source, 1, _engine_result(1, 1, 1), 1.0, 1)
     assert "1 row in 1 chunk of 1 row, 1 rank," in text
@@ -245,11 +245,11 @@ def test_show_says_1_rank(tmp_path):
 
 
 def test_summary_reports_start_up_apart_and_rates_without_it():
-    from hpcapp.io.source import Source
+    from hpcapp.io.sources.hdf5 import Hdf5Source
     from hpcapp.jobs.app import summary
     from hpcapp.jobs.config import JobConfig
 
-    source = Source(n_rows=1_000_000, row_shape=(), dtype="<f8", path="d.h5", dataset="/x")
+    source = Hdf5Source(n_rows=1_000_000, row_shape=(), dtype="<f8", path="d.h5", dataset="/x")
     config = JobConfig(kernel="stats", output="o.h5", input="d.h5:/x")
     text = summary(config, source, 1000, _engine_result(2, 1000, 1_000_000), 1.0, 2)
     assert "start-up seconds per rank (imports, MPI, checks, kernel warm-up): min 0.500" in text

@@ -8,7 +8,7 @@ import pytest
 from helpers import sample_data
 from mpi4py import MPI
 
-from hpcapp.io.source import inspect_input
+from hpcapp.io.sources.checks import inspect_input
 from hpcapp.jobs.generate import GenerateConfig, run_generate
 from hpcapp.kernels.registry import load_kernel
 from hpcapp.parallel.engine import TIMING_COLUMNS, run_engine
@@ -108,12 +108,12 @@ def test_generate_is_independent_of_rank_count(shared_dir):
 @pytest.mark.mpi(min_size=1)
 def test_montecarlo_is_independent_of_rank_count():
     comm = MPI.COMM_WORLD
-    from hpcapp.io.source import generated
+    from hpcapp.io.sources.generated import generated
 
     kernel = load_kernel("montecarlo")
     params = kernel.check_params({"samples": 300_001, "seed": 3})
-    world = run_engine(comm, kernel, params, generated(300_001), 10_000)
-    alone = run_engine(MPI.COMM_SELF, kernel, params, generated(300_001), 10_000)
+    world = run_engine(comm, kernel, params, generated(300_001, seed=3), 10_000)
+    alone = run_engine(MPI.COMM_SELF, kernel, params, generated(300_001, seed=3), 10_000)
     if comm.rank == 0:
         assert as_bytes(world.results) == as_bytes(alone.results)
         assert abs(world.results["estimate"] - np.pi) < 5 * world.results["stderr"]
@@ -121,7 +121,7 @@ def test_montecarlo_is_independent_of_rank_count():
 
 @pytest.mark.mpi(min_size=1)
 def test_start_up_counts_from_the_process_start_the_entry_point_recorded():
-    from hpcapp.io.source import generated
+    from hpcapp.io.sources.generated import generated
 
     comm = MPI.COMM_WORLD
     kernel = load_kernel("montecarlo")

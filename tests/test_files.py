@@ -277,14 +277,14 @@ def test_a_file_replaced_after_inspection_is_named_when_read(tmp_path):
     source = inspect_many(None, f"{tmp_path}/runs/*.h5:/x")
     buffer = np.empty((15, 3))
     with FileSeries(source) as series:
-        series.read_direct(buffer, np.s_[0:15])
+        series.read(0, 15, buffer)
         np.testing.assert_array_equal(buffer, data)
         series.read_rows("/x", buffer[:7], 3, 10)  # across the first two files
         np.testing.assert_array_equal(buffer[:7], data[3:10])
     with h5py.File(paths[1], "w") as h5:
         h5["x"] = np.zeros((2, 3))
     with FileSeries(source) as series, pytest.raises(OSError, match=r"run-001\.h5.*replaced"):
-        series.read_direct(buffer, np.s_[0:15])
+        series.read(0, 15, buffer)
 
 
 def test_big_endian_integer_files_read_as_stored(tmp_path):

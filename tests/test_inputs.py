@@ -19,7 +19,8 @@ from input_helpers import assert_matches_numpy, bits, refused, stats
 from hpcapp.errors import UsageError
 from hpcapp.io.names import locate
 from hpcapp.io.reader import ChunkReadError, read_chunks
-from hpcapp.io.source import Source, inspect_input
+from hpcapp.io.sources.checks import inspect_input
+from hpcapp.io.sources.hdf5 import Hdf5Source
 
 PRIVATE_FILTER = 65000  # in the range HDF5 leaves unregistered: no plugin provides it
 
@@ -124,7 +125,7 @@ def test_unavailable_filter_is_refused_before_any_work(tmp_path):
 def test_a_read_failing_for_a_missing_filter_names_the_filter(tmp_path):
     # A rank whose node lacks the plugin that rank 0 had: the read error says which filter.
     write_private_filter(tmp_path / "private.h5")
-    source = Source(200, (), "<f8", path=str(tmp_path / "private.h5"), dataset="/x")
+    source = Hdf5Source(200, (), "<f8", path=str(tmp_path / "private.h5"), dataset="/x")
     items = list(read_chunks(source, [0, 1], 100, lambda: False))
     assert [index for index, _ in items] == [0, 1]
     for _, item in items:

@@ -15,7 +15,7 @@ from input_helpers import assert_matches_numpy, refused, stats
 
 from hpcapp.errors import UsageError
 from hpcapp.io.reader import read_chunks
-from hpcapp.io.source import inspect_input
+from hpcapp.io.sources.checks import inspect_input
 from hpcapp.partition import count_chunks
 
 # 5. Files being written (SWMR) ---------------------------------------------------------------

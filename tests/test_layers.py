@@ -116,7 +116,7 @@ def test_the_checker_sees_deferred_and_upward_imports(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from hpcapp.cli.parser import parse\n")
     assert "hpcapp.cli.parser" in imports_of(path, set(modules()))
-    assert LAYERS[layer_of("hpcapp.cli.parser")] > LAYERS[layer_of("hpcapp.io.cf")]
+    assert LAYERS[layer_of("hpcapp.cli.parser")] > LAYERS[layer_of("hpcapp.io.coding.variables")]
 
 
 def test_modules_stay_small():

@@ -17,7 +17,7 @@ from ncdata import (
     write_yearly_files,
 )
 
-from hpcapp.io import times
+from hpcapp.io.coding import times
 
 
 def opened(path, **options):

@@ -18,13 +18,16 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcapp.errors import UsageError
 from hpcapp.io import space
 from hpcapp.partition import Node, Partial
+
+if TYPE_CHECKING:
+    from hpcapp.io.sources.base import Source
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -36,27 +39,21 @@ def default_path(output: str) -> str:
 
 
 def job_identity(
-    kernel: str, params_json: str, source: Any, chunk_rows: int, code: dict[str, Any]
+    kernel: str, params_json: str, source: Source, chunk_rows: int, code: dict[str, Any]
 ) -> dict[str, Any]:
     """Return what must match for a checkpoint (or a finished output) to belong to a job.
 
     ``code`` is the identity of the code that computes the result
-    (see :mod:`hpcapp.jobs.provenance`).
+    (see :mod:`hpcapp.jobs.provenance`); ``source`` says its own part (its rows, files, stamps,
+    dimension names and CF decoding: :meth:`hpcapp.io.sources.base.Source.identity`).
     """
     identity: dict[str, Any] = {
         "kernel": kernel,
         "code": code,
         "params": params_json,
         "chunk_rows": chunk_rows,
-        "n_rows": source.n_rows,
-        "row_shape": list(source.row_shape),
-        "dtype": source.dtype,
     }
-    if source.path is not None:
-        identity["input"] = f"{os.path.abspath(source.path)}:{source.dataset}"
-        _, _, size, mtime_ns = source.file_id
-        identity["input_size"] = size
-        identity["input_mtime_ns"] = mtime_ns
+    identity.update(source.identity())
     return identity
 
 

@@ -7,11 +7,13 @@ that scale is a variable of the dimension's length (netCDF's placeholder scales 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
-from hpcapp.io.source import Source, split_spec
+from hpcapp.io.names import split_spec
+
+if TYPE_CHECKING:
+    from hpcapp.io.sources.base import Source
 
 # netCDF-4 marks a dimension with no coordinate variable by a scale with this NAME.
 NETCDF_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable."
@@ -37,7 +39,7 @@ def refuse_netcdf3(spec: str) -> None:
         )
 
 
-def _scale_name(dim: Any) -> tuple[str | None, str | None]:
+def scale_name(dim: Any) -> tuple[str | None, str | None]:
     """Return (dimension name, coordinate dataset) from a dimension's first attached scale."""
     import h5py
 
@@ -54,7 +56,7 @@ def _attr_text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _parse_names(text: str | None, ndim: int) -> list[str] | None:
+def parse_names(text: str | None, ndim: int) -> list[str] | None:
     if not text:
         return None
     names = [n.strip() for n in text.split(",")]
@@ -64,45 +66,6 @@ def _parse_names(text: str | None, ndim: int) -> list[str] | None:
             f"comma-separated (e.g. {','.join(f'dim_{i}' for i in range(ndim))}), got {text!r}"
         )
     return names
-
-
-def describe(
-    source: Source, dims_option: str | None, raw: bool, mask_valid_range: bool = False
-) -> Source:
-    """Return ``source`` with its dimension names, coordinates and CF decoding filled in."""
-    from hpcapp.io.cf import decoding_of
-    from hpcapp.io.source import open_input
-
-    ndim = 1 + len(source.row_shape)
-    given = _parse_names(dims_option, ndim)
-    with open_input(source) as h5:  # as inspect_input opened it (SWMR, plugins, locking)
-        dataset = h5[source.dataset]
-        found = [_scale_name(dataset.dims[i]) for i in range(ndim)]
-        shape = dataset.shape
-        coords: list[str | None] = []
-        for i, (_, coord) in enumerate(found):
-            ok = (
-                coord is not None
-                and h5[coord].shape == (shape[i],)
-                and h5[coord].dtype.kind in "iuf"
-            )
-            coords.append(coord if ok else None)
-        attrs = dict(dataset.attrs)
-        where = f"{source.path}:{source.dataset}"
-        decoding = decoding_of(
-            attrs, dataset.dtype, raw, where=where, mask_valid_range=mask_valid_range
-        )
-    names = []
-    for i, (name, _) in enumerate(found):
-        if name and given and given[i] != name:
-            raise UsageError(
-                f"{source.spec} names its dimension {i} {name!r}, but --dims says "
-                f"{given[i]!r}: --dims is for inputs that do not name their dimensions"
-            )
-        names.append(name or (given[i] if given else f"dim_{i}"))
-    if len(set(names)) < ndim:
-        raise UsageError(f"{source.spec} has repeated dimension names {names}: pass --dims")
-    return dataclasses.replace(source, dims=tuple(names), coords=tuple(coords), cf=decoding)
 
 
 def parse_over(text: str, dims: tuple[str, ...]) -> tuple[int, ...]:
@@ -135,13 +98,13 @@ def plan_dims(config: Any, kernel: Any, source: Source, params: dict[str, Any]) 
 
     if "over" in config.params:
         raise UsageError("give the dimensions to reduce with --over, not -p over")
-    if source.path is None:
+    source = source.describe(config.dims, config.raw, config.mask_valid_range)
+    if not source.dims:  # generated rows: no dimensions to name or reduce over
         if config.over or config.dims:
             raise UsageError(
                 f"kernel {config.kernel!r} generates its data: --over and --dims apply to an INPUT"
             )
         return source, params, kernel
-    source = describe(source, config.dims, config.raw, config.mask_valid_range)
     over = parse_over(config.over, source.dims) if config.over else (0,)
     if "over" in kernel.defaults or "over" in kernel.required:
         params = {**params, "over": over}
@@ -152,14 +115,3 @@ def plan_dims(config: Any, kernel: Any, source: Source, params: dict[str, Any]) 
             f"the tuple of axes to reduce, like {over} for --over {config.over}"
         )
     return source, params, bind_over(kernel, params)
-
-
-def identity(source: Source) -> dict[str, Any]:
-    """Return what of the N-D description a checkpoint must match (names, decoding)."""
-    import json
-
-    described = {
-        "dims": list(source.dims),
-        "cf": dataclasses.asdict(source.cf) if source.cf is not None else None,
-    }
-    return json.loads(json.dumps(described))  # as a manifest reads back: lists, not tuples

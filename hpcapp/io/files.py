@@ -8,7 +8,7 @@ The files are inspected by every rank, each a contiguous block of the list and o
 at a time; rank 0 gathers the small descriptions and checks they agree (trailing shape, dtype,
 CF decoding, the coordinates of the other dimensions). The first bad file in list order is
 reported, whatever rank found it. Where the record dimension has a CF time coordinate, each file
-decodes its own (units, calendar, packing, fill: :mod:`hpcapp.io.times`), the calendars must
+decodes its own (units, calendar, packing, fill: :mod:`hpcapp.io.coding.times`), the calendars must
 agree, and the times must increase across the files in the order taken (``--sort-files``: the
 order of their first times): a duplicate or overlapping file is refused. Chunks cut the
 concatenated rows as they cut one dataset, so a chunk may span several files: the chunk plan
@@ -31,9 +31,12 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from hpcapp.errors import UsageError
-from hpcapp.io import times
-from hpcapp.io.series import FileMember
-from hpcapp.io.source import Source, inspect_dataset, split_spec
+from hpcapp.io.coding import times
+from hpcapp.io.names import split_spec
+from hpcapp.io.series import Member
+from hpcapp.io.sources.checks import inspect_dataset
+from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
+from hpcapp.io.sources.many import FilesSource
 
 GLOB_CHARS = "*?["
 
@@ -82,7 +85,7 @@ def _read_list(list_path: str) -> list[str]:
     return paths
 
 
-# The attributes of a variable that change what its values mean (hpcapp.io.cf reads them).
+# The attributes of a variable that change what its values mean (io.coding.variables reads them).
 _MEANING_ATTRS = (
     "scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min", "valid_max",
     "valid_range", "units", "_Unsigned",
@@ -94,16 +97,15 @@ def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
 
     Read once, on rank 0: following dimension scales costs more than reading the values.
     """
-    from hpcapp.io.dims import _scale_name
-    from hpcapp.io.source import open_input
+    from hpcapp.io.dims import scale_name
 
     found: list[tuple[int, str]] = []
-    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
         with open_input(probe) as h5:
             variable = h5[dataset]
             for axis in range(1, variable.ndim):
-                _, coord = _scale_name(variable.dims[axis])
+                _, coord = scale_name(variable.dims[axis])
                 if coord is not None and h5[coord].shape == (variable.shape[axis],):
                     found.append((axis, coord))
     except Exception:  # an unreadable first file: its own inspection says why
@@ -116,9 +118,8 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
     if not group_by:
         return None
     from hpcapp.io.labels import _find, parse_group_by
-    from hpcapp.io.source import open_input
 
-    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
         with open_input(probe) as h5:
             return _find(h5, dataset, parse_group_by(group_by)[0], group_by)
@@ -128,15 +129,14 @@ def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
 
 def record_time(path: str, dataset: str) -> str | None:
     """Return the path of the record dimension's CF time coordinate in the first file, or None."""
-    from hpcapp.io.cf import attr_text
-    from hpcapp.io.dims import _scale_name
-    from hpcapp.io.source import open_input
+    from hpcapp.io.coding.variables import attr_text
+    from hpcapp.io.dims import scale_name
 
-    probe = Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
         with open_input(probe) as h5:
             variable = h5[dataset]
-            _, coord = _scale_name(variable.dims[0])
+            _, coord = scale_name(variable.dims[0])
             if coord is None or h5[coord].shape != (variable.shape[0],):
                 return None
             return coord if times.is_time_units(attr_text(h5[coord].attrs.get("units"))) else None
@@ -156,7 +156,7 @@ def _open_beside(variable: Any, path: str) -> Any:
 
 def _labels_of(variable: Any, labels: str) -> list[Any] | None:
     """Describe a file's label dataset: one value per record?, and what its values are."""
-    from hpcapp.io.cf import attr_text
+    from hpcapp.io.coding.variables import attr_text
 
     found = _open_beside(variable, labels)
     if found is None:
@@ -194,7 +194,7 @@ def _describer(
     """Return what describes one file for the agreement check: CF meaning and coordinates."""
 
     def describe(variable: Any) -> str:
-        from hpcapp.io.cf import decoding_of
+        from hpcapp.io.coding.variables import decoding_of
 
         names = [name for name in variable.attrs if name in _MEANING_ATTRS]
         attrs = {name: variable.attrs[name] for name in names}
@@ -245,7 +245,7 @@ class Listing:
 
 def _inspect_member(listing: Listing, path: str) -> tuple:
     """Inspect one file; return a small picklable description of it."""
-    from hpcapp.io.cf import attr_text
+    from hpcapp.io.coding.variables import attr_text
     from hpcapp.io.labels import check_along
 
     describe_cf = _describer(listing.coords, listing.labels, listing.mask_valid_range)
@@ -269,8 +269,8 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
     source, (described, encodings, span) = inspect_dataset(
         path, listing.dataset, allow_no_rows=True, describe=describe
     )
-    assert source.path is not None and source.file_id is not None  # a file's, not generated
-    member = FileMember(source.path, source.n_rows, source.file_id, source.swmr, encodings)
+    assert source.file_id is not None  # inspected
+    member = Member(source.path, source.n_rows, source.file_id, source.swmr, encodings)
     storage = source.storage_chunk_rows
     return member, source.row_shape, source.dtype, storage, source.plugins, described, span
 
@@ -303,7 +303,7 @@ def inspect_share(listing: Listing, first: int, count: int) -> tuple[list[tuple]
     return found, None
 
 
-def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> Source:
+def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> FilesSource:
     """Check the files agree and make one Source of them (rank 0)."""
     dataset, total = listing.dataset, len(listing.paths)
     failures = [failure for _, failure in gathered if failure is not None]
@@ -337,7 +337,7 @@ def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> S
     first = results[0][0]
     storage = {item[3] for item in results if item[0].n_rows}
     pattern = spec.rpartition(":")[0]
-    return Source(
+    return FilesSource(
         n_rows=n_rows,
         row_shape=row_shape,
         dtype=dtype,

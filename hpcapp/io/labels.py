@@ -4,9 +4,9 @@
 :class:`Grouping`; every rank then turns the rows of each chunk it computes into int64 group
 codes with :func:`labels_for_rows` (one label per record: small, and never gathered on one
 rank). Integer labels are read raw (no CF masking); a CF time coordinate is decoded as xarray
-decodes it (:mod:`hpcapp.io.times`: fill values, packing, ``units``, ``calendar``), file by file
-for a many-file input, and a masked time is :data:`NO_GROUP`: its record is in no group, as
-xarray's ``groupby("time.month")`` leaves out NaT. The labels must lie along the records: where
+decodes it (:mod:`hpcapp.io.coding.times`: fill values, packing, ``units``, ``calendar``), file
+by file for a many-file input, and a masked time is :data:`NO_GROUP`: its record is in no group,
+as xarray's ``groupby("time.month")`` leaves out NaT. The labels must lie along the records: where
 both have netCDF dimensions (HDF5 dimension scales), the label's dimension must be the data's
 first one. Season codes 0-3 stand for DJF, JJA, MAM, SON, sorted as xarray sorts ``time.season``.
 """
@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
-from hpcapp.io.cf import attr_text
-from hpcapp.io.times import TimeEncoding, encoding_of, is_time_units
+from hpcapp.io.coding.times import TimeEncoding, encoding_of, is_time_units
+from hpcapp.io.coding.variables import attr_text
+from hpcapp.io.sources.base import Rows
+from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
+from hpcapp.io.sources.many import FilesSource
 from hpcapp.kernels.grouped import NO_GROUP
 
 COMPONENTS = ("year", "month", "season", "dayofyear")
@@ -68,6 +71,10 @@ class Grouping:
         found = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
         return json.loads(json.dumps(found))  # lists, not tuples: as a manifest reads back
 
+    def labels(self, rows: Rows, start: int, stop: int) -> np.ndarray:
+        """Return the group codes of records ``[start, stop)`` of the input open as ``rows``."""
+        return labels_for_rows(self, rows, start, stop)
+
     def max_groups(self, n_rows: int) -> int:
         """Return an upper bound on the number of groups (for the memory estimate).
 
@@ -99,7 +106,7 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         return None
     # The values themselves, and that only one is given, were checked by JobConfig.
     option = f"--group-every {every}" if every is not None else f"--group-by {by}"
-    if kernel.generates or source.path is None:
+    if kernel.generates or not isinstance(source, Hdf5Source):
         raise UsageError(f"kernel {config.kernel!r} generates its data: {option} needs an INPUT")
     if kernel.per_row:
         raise UsageError(
@@ -113,8 +120,6 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
     if every is not None:
         return Grouping(every=every)
     assert by is not None  # one of the two was given
-    from hpcapp.io.source import open_input
-
     name, component = parse_group_by(str(by))
     if not name or name.endswith("."):
         raise UsageError(f"--group-by {by!r} names no dataset")
@@ -125,7 +130,8 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         if dataset.ndim != 1:
             raise UsageError(f"--group-by {by}: {where} has shape {dataset.shape}, not 1-D")
         # Many files: this is the first; the others were checked alike by inspect_many.
-        records = source.members[0].n_rows if source.members else source.n_rows
+        many = isinstance(source, FilesSource)
+        records = source.members[0].n_rows if isinstance(source, FilesSource) else source.n_rows
         if dataset.shape[0] != records:
             raise UsageError(
                 f"--group-by {by}: {where} has {dataset.shape[0]} values, but the input has "
@@ -136,7 +142,7 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         units = attr_text(dataset.attrs.get("units"))
         attrs = {key: dataset.attrs[key] for key in dataset.attrs if not key.isupper()}
         # One file: decode its first time now. Many: inspect_many decoded each file's range.
-        first = dataset[:1] if not source.members and dtype.kind in "iuf" else None
+        first = dataset[:1] if not many and dtype.kind in "iuf" else None
     is_time = is_time_units(units)
     if component is None:
         if is_time:
@@ -219,33 +225,19 @@ def _find(h5: Any, data_path: str, name: str, by: str) -> str:
     raise UsageError(f"--group-by {by}: {h5.filename} has no dataset {' or '.join(candidates)}")
 
 
-def read_labels(source: Any, dataset: Any, grouping: Grouping, start: int, stop: int) -> np.ndarray:
-    """Read the raw label values of records ``[start, stop)`` beside the open input ``dataset``.
+def labels_for_rows(grouping: Grouping, rows: Rows, start: int, stop: int) -> np.ndarray:
+    """Return the int64 group code of each record ``[start, stop)`` (NO_GROUP: in none).
 
-    ``dataset`` is the input dataset (h5py), or the :class:`hpcapp.io.files.FileSeries` of a
-    many-file input, which reads the label dataset of each file the records span.
+    ``rows`` is the input open on this rank: it reads the label dataset beside the data (of
+    each file the records span, for a many-file input).
     """
-    from hpcapp.io.series import FileSeries
-
-    assert grouping.dataset is not None
-    if isinstance(dataset, FileSeries):
-        labels = np.empty(stop - start, dtype=np.dtype(grouping.label_dtype))
-        dataset.read_rows(grouping.dataset, labels, start, stop)
-        return labels
-    if isinstance(dataset, Exception):  # the input could not be opened: say why
-        raise dataset
-    return dataset.file[grouping.dataset][start:stop]
-
-
-def labels_for_rows(
-    grouping: Grouping, source: Any, dataset: Any, start: int, stop: int
-) -> np.ndarray:
-    """Return the int64 group code of each record ``[start, stop)`` (NO_GROUP: in none)."""
     if grouping.every is not None:
         return np.arange(start, stop, dtype=np.int64) // grouping.every
+    assert grouping.dataset is not None
     if grouping.component is not None:
-        return _time_codes(grouping, dataset, start, stop)
-    raw = read_labels(source, dataset, grouping, start, stop)
+        return _time_codes(grouping, rows, start, stop)
+    raw = np.empty(stop - start, dtype=np.dtype(grouping.label_dtype))
+    rows.read_rows(grouping.dataset, raw, start, stop)
     if raw.dtype == np.uint64 and raw.size and raw.max() > np.iinfo(np.int64).max:
         raise ValueError(f"labels in {grouping.dataset} exceed the int64 range")
     codes = raw.astype(np.int64)
@@ -254,23 +246,15 @@ def labels_for_rows(
     return codes
 
 
-def _time_codes(grouping: Grouping, dataset: Any, start: int, stop: int) -> np.ndarray:
+def _time_codes(grouping: Grouping, rows: Rows, start: int, stop: int) -> np.ndarray:
     """Decode the times of records ``[start, stop)`` (each file its own way) into codes."""
-    from hpcapp.io.series import FileSeries
-
     assert grouping.dataset is not None and grouping.component is not None
-    if isinstance(dataset, Exception):  # the input could not be opened: say why
-        raise dataset
-    if not isinstance(dataset, FileSeries):
-        assert grouping.time is not None
-        raw = dataset.file[grouping.dataset][start:stop]
-        return component_codes(grouping.component, grouping.time.dates(raw))
     codes = np.empty(stop - start, np.int64)
-    for index, first, end in dataset.spans(start, stop):
-        encoding = dataset.time_encoding(index, grouping.dataset) or grouping.time
+    for part, first, end in rows.spans(start, stop):
+        encoding = rows.time_encoding(part, grouping.dataset) or grouping.time
         assert encoding is not None
         raw = np.empty(end - first, np.dtype(encoding.dtype))
-        dataset.read_rows(grouping.dataset, raw, first, end)
+        rows.read_rows(grouping.dataset, raw, first, end)
         codes[first - start : end - start] = component_codes(
             grouping.component, encoding.dates(raw)
         )

@@ -39,8 +39,7 @@ def partial_bytes(kernel: Any, source: Any, params: dict[str, Any], chunk_rows: 
     """Return the bytes of one chunk's partial (kernel run on one row of zeros)."""
     import numpy as np
 
-    dtype = source.cf.dtype if getattr(source, "cf", None) is not None else source.dtype
-    sample = np.zeros((1, *source.row_shape), dtype=np.dtype(dtype))
+    sample = np.zeros((1, *source.row_shape), dtype=np.dtype(source.values_dtype))
     out = kernel.apply(sample, params, n_rows=1)
     total = 0
     for key, value in out.items():
@@ -69,7 +68,7 @@ def estimate(
     rows = min(chunk_rows, source.n_rows)
     values = rows * math.prod(source.row_shape)
     chunk = rows * source.row_bytes
-    cf = getattr(source, "cf", None)
+    cf = getattr(source, "decoding", None)
     if cf is not None and cf.changes_values:
         chunk += values * (np.dtype(cf.dtype).itemsize + 2)  # decoded values and two masks
     chunk += 3 * 8 * values  # the kernel's temporaries
@@ -98,7 +97,7 @@ def check_memory(
     grouping: Any = None,
 ) -> None:
     """Raise UsageError if ``--memory-per-rank`` is given and the estimate exceeds it."""
-    if not limit_text or source.path is None:
+    if not limit_text or kernel.generates:  # generated data: the kernel takes no rows
         return
     limit = parse_size(limit_text)
     parts = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)

@@ -12,6 +12,16 @@ from hpcapp.errors import UsageError
 LISTED = 20  # datasets listed when the asked-for one is missing
 
 
+def split_spec(spec: str) -> tuple[str, str]:
+    """Split ``FILE.h5:/path/to/dataset`` at the last colon that precedes a slash."""
+    path, sep, dataset = spec.rpartition(":")
+    if not sep or not path or not dataset:
+        raise UsageError(
+            f"input {spec!r} must be FILE.h5:/path/to/dataset (e.g. data.h5:/temperature)"
+        )
+    return path, dataset if dataset.startswith("/") else "/" + dataset
+
+
 def follow(h5: Any, path: str, dataset: str) -> Any:
     """Return the object at ``dataset``, naming the broken link or the missing name if not."""
     import h5py

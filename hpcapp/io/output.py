@@ -10,7 +10,7 @@ Which axes a result has is decided by shape: its leading axes are named after th
 dimensions (per-row outputs: the record dimension first) when their lengths match, a histogram's
 next axis is ``bin`` (centres, with CF bounds ``bin_bounds``), and any other axis gets a name of
 its own (``KEY_dimJ``). A kept record dimension with a CF time coordinate gets its times decoded
-(each file of a many-file input its own way: :mod:`hpcapp.io.times`) and written in one unit,
+(each file of a many-file input its own way: :mod:`hpcapp.io.coding.times`) and written in one unit,
 the first file's units and calendar: unpacked, masked times NaN with ``_FillValue``.
 """
 
@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 
 from hpcapp.io.dims import NETCDF_DIM_ONLY
-from hpcapp.io.series import FileSeries, write_file_table
+from hpcapp.io.series import FileSeries
+from hpcapp.io.sources.base import Source
+from hpcapp.io.sources.hdf5 import Hdf5Source
+from hpcapp.io.sources.many import FilesSource, write_file_table
 
 CONVENTIONS = "CF-1.8"
 # Stats results that keep the input's units, and the CF cell method each one is.
@@ -64,7 +67,7 @@ class Layout:
     per_row: tuple[str, ...]
     is_stats: bool
     units: str | None
-    many: Any = None  # the Source of a many-file input: its record coordinate spans the files
+    many: FilesSource | None = None  # a many-file input: its record coordinate spans the files
     group: str | None = None  # grouped: what a group is (the coordinate's long_name)
     n_groups: int = 0  # grouped: the length of /result/group (read from the file)
 
@@ -80,7 +83,7 @@ class Layout:
 
 
 def make_layout(
-    source: Any, params: dict[str, Any], kern: Any, grouping: Any = None
+    source: Source, params: dict[str, Any], kern: Any, grouping: Any = None
 ) -> Callable[[Any], None]:
     """Return the hook that lays out ``/result`` (called by the writer with that group).
 
@@ -89,18 +92,19 @@ def make_layout(
     """
     from hpcapp.kernels import nd
 
-    cf = getattr(source, "cf", None)
+    stored = source if isinstance(source, Hdf5Source) else None  # else generated: no input
+    cf = stored.decoding if stored is not None else None
     layout = Layout(
-        input_path=source.path,
-        input_swmr=bool(getattr(source, "swmr", False)),
+        input_path=stored.path if stored is not None else None,
+        input_swmr=stored.swmr if stored is not None else False,
         dims=tuple(source.dims),
-        shape=(source.n_rows, *source.row_shape) if source.path else (),
-        coords=tuple(source.coords) or (None,) * len(source.dims),
+        shape=(source.n_rows, *source.row_shape) if stored is not None else (),
+        coords=(tuple(stored.coords) if stored is not None else ()) or (None,) * len(source.dims),
         over=tuple(params.get("over", nd.DEFAULT_OVER)) if source.dims else (),
         per_row=tuple(kern.per_row),
         is_stats=kern.func is nd.stats,
         units=cf.units if cf is not None else None,
-        many=source if getattr(source, "members", ()) else None,
+        many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
     )
 
@@ -257,7 +261,7 @@ def _record_coordinate(source: Any, coord: str, dtype: Any) -> np.ndarray:
 
 def _time_encoding(attrs: dict[str, Any], dtype: Any) -> Any:
     """Return the TimeEncoding of a record coordinate, or None (no CF time, or undecodable)."""
-    from hpcapp.io.times import encoding_of
+    from hpcapp.io.coding.times import encoding_of
 
     try:
         return encoding_of(attrs, dtype)
@@ -273,7 +277,7 @@ def _record_times(
     The stored dtype is kept where it holds every value exactly (and nothing is masked or
     packed); else float64, masked times NaN with ``_FillValue = NaN``.
     """
-    from hpcapp.io.times import attrs_for_output
+    from hpcapp.io.coding.times import attrs_for_output
 
     source = layout.many
     if source is None:

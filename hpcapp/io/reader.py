@@ -1,31 +1,27 @@
-"""Yield each rank's chunks: read its own hyperslabs, receive them from rank 0, or generate them.
+"""Yield each rank's chunks of a stored source: read its own, or receive them from rank 0.
 
-Bulk data moves only as raw buffers (h5py ``read_direct`` into a reused array, or ``Send`` /
-``Recv`` of that array); memory per rank is one chunk, whatever the dataset size. Every
+Bulk data moves only as raw buffers (a source's ``Rows.read`` into a reused array, or ``Send``
+/ ``Recv`` of that array); memory per rank is one chunk, whatever the dataset size. Every
 iterator checks ``should_stop`` between chunks so a failure elsewhere ends the reading early.
+The functions take any :class:`~hpcapp.io.sources.stored.StoredSource`: its ``open()`` gives the
+rows, its ``decoder`` their values.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcapp.errors import HpcappError
-from hpcapp.io.cf import make_decoder
-from hpcapp.io.source import Source, open_input
-from hpcapp.io.storage import unavailable_filters
+from hpcapp.io.sources.base import Chunk, ReadError, Rows, ShouldStop
 from hpcapp.partition import ChunkList, chunk_bounds
 
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-# (chunk_index, item): the item is the data array, a numpy Generator, a ChunkReadError (the
-# read failed: reported, not raised, so rank 0 keeps feeding the others), or None (stopped).
-Chunk = tuple[int, Any]
-ShouldStop = Callable[[], bool]
+    from hpcapp.io.sources.stored import StoredSource
 
 
 class ChunkReadError(HpcappError):
@@ -36,87 +32,40 @@ class ChunkReadError(HpcappError):
         self.chunk_index = chunk_index
 
 
-def _buffer(source: Source, chunk_rows: int) -> np.ndarray:
+def _buffer(source: StoredSource, chunk_rows: int) -> np.ndarray:
     rows = min(chunk_rows, source.n_rows)
     return np.empty((rows, *source.row_shape), dtype=np.dtype(source.dtype))
 
 
 def _read(
-    dataset: Any, source: Source, chunk_index: int, chunk_rows: int, buffer: np.ndarray
+    rows: Rows, source: StoredSource, chunk_index: int, chunk_rows: int, buffer: np.ndarray
 ) -> np.ndarray:
     """Read one chunk into the front of ``buffer`` and return that view."""
     start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
     view = buffer[: stop - start]
     try:
-        if isinstance(dataset, Exception):
-            raise dataset
-        dataset.read_direct(view, np.s_[start:stop])
+        rows.read(start, stop, view)
     except Exception as exc:
+        why = str(exc) if isinstance(exc, ReadError) else f"{type(exc).__name__}: {exc}"
         raise ChunkReadError(
-            f"reading chunk {chunk_index} (rows {start}-{stop - 1}) of {source.spec} failed: "
-            f"{_why(dataset, exc)}",
+            f"reading chunk {chunk_index} (rows {start}-{stop - 1}) of {source.spec} failed: {why}",
             chunk_index,
         ) from exc
     return view
 
 
-def _why(dataset: Any, exc: Exception) -> str:
-    """Say why a read failed: a missing filter plugin if that is it (another node's setup?)."""
-    if not isinstance(dataset, Exception):
-        try:
-            missing = unavailable_filters(dataset)
-        except Exception:  # the file itself is unreadable: the original error says more
-            missing = []
-        if missing:
-            return f"on this rank the dataset {missing[0]}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-@contextlib.contextmanager
-def _input_dataset(source: Source) -> Iterator[Any]:
-    """Open the input dataset; yield it, or the exception that each chunk read will report."""
-    if source.members:  # many files as one dataset: opened one at a time as rows need them
-        from hpcapp.io.series import FileSeries
-
-        with FileSeries(source) as series:
-            yield series
-        return
-    try:
-        h5 = open_input(source)
-    except Exception as exc:
-        yield exc
-        return
-    with h5:
-        yield _dataset(h5, source)
-
-
-def _dataset(h5: Any, source: Source) -> Any:
-    try:
-        dataset = h5[source.dataset]
-        shape = dataset.shape
-    except Exception as exc:
-        return exc
-    # A SWMR writer may have appended rows since the inspection: the plan reads n_rows only.
-    if shape is None or shape[0] < source.n_rows or tuple(shape[1:]) != source.row_shape:
-        return ValueError(
-            f"the dataset now has shape {shape}, not ({source.n_rows}, ...) as when the job "
-            "started: was the file replaced?"
-        )
-    return dataset
-
-
 def _read_or_error(
-    dataset: Any, source: Source, chunk_index: int, chunk_rows: int, buffer: np.ndarray
+    rows: Rows, source: StoredSource, chunk_index: int, chunk_rows: int, buffer: np.ndarray
 ) -> np.ndarray | ChunkReadError:
     """Like :func:`_read`, but hand back the error: the engine reports it, rank 0 feeds on."""
     try:
-        return _read(dataset, source, chunk_index, chunk_rows, buffer)
+        return _read(rows, source, chunk_index, chunk_rows, buffer)
     except ChunkReadError as exc:
         return exc
 
 
 def read_chunks(
-    source: Source,
+    source: StoredSource,
     chunk_indices: Iterable[int],
     chunk_rows: int,
     should_stop: ShouldStop,
@@ -128,27 +77,26 @@ def read_chunks(
     records' group labels, read by this rank for its own chunks only.
     """
     buffer = _buffer(source, chunk_rows)
-    decode = make_decoder(source, chunk_rows)  # CF masking and unpacking, if any
-    with _input_dataset(source) as dataset:
+    decode = source.decoder(chunk_rows)  # CF masking and unpacking, if any
+    with source.open() as rows:
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            item = decode(_read_or_error(dataset, source, chunk_index, chunk_rows, buffer))
+            item = decode(_read_or_error(rows, source, chunk_index, chunk_rows, buffer))
             if grouping is not None and isinstance(item, np.ndarray):
-                item = _labelled(dataset, source, grouping, chunk_index, chunk_rows, item)
+                item = _labelled(rows, source, grouping, chunk_index, chunk_rows, item)
             yield chunk_index, item
 
 
 def _labelled(
-    dataset: Any, source: Source, grouping: Any, chunk_index: int, chunk_rows: int, data: Any
+    rows: Rows, source: StoredSource, grouping: Any, chunk_index: int, chunk_rows: int, data: Any
 ) -> Any:
     """Return ``Labelled(data, labels)`` for one chunk, or the ChunkReadError of its labels."""
-    from hpcapp.io.labels import labels_for_rows
     from hpcapp.kernels.grouped import Labelled
 
     start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
     try:
-        return Labelled(data, labels_for_rows(grouping, source, dataset, start, stop))
+        return Labelled(data, grouping.labels(rows, start, stop))
     except Exception as exc:
         return ChunkReadError(
             f"reading the group labels ({grouping.option}) of chunk {chunk_index} (rows "
@@ -159,7 +107,7 @@ def _labelled(
 
 def scatter_chunks(
     comm: MPI.Comm,
-    source: Source,
+    source: StoredSource,
     shares: list[ChunkList],
     chunk_rows: int,
     should_stop: ShouldStop,
@@ -178,7 +126,7 @@ def scatter_chunks(
 
     rank, size = comm.Get_rank(), comm.Get_size()
     buffer = _buffer(source, chunk_rows)
-    decode = make_decoder(source, chunk_rows)  # each rank decodes its own chunks
+    decode = source.decoder(chunk_rows)  # each rank decodes its own chunks
     mine = shares[rank]
     if rank != 0:
         status = MPI.Status()
@@ -190,14 +138,14 @@ def scatter_chunks(
             yield chunk_index, (None if empty or should_stop() else decode(view))
         return
     nothing = np.empty(0, np.uint8)
-    with _input_dataset(source) as dataset:
+    with source.open() as rows:
         for round_index in range(max(len(share) for share in shares)):
             for dest in range(1, size):
                 if round_index < len(shares[dest]):
                     message = nothing
                     if not should_stop():
                         chunk_index = shares[dest][round_index]
-                        item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+                        item = _read_or_error(rows, source, chunk_index, chunk_rows, buffer)
                         if isinstance(item, ChunkReadError):
                             yield chunk_index, item  # reported as this chunk's failure
                         else:
@@ -208,16 +156,5 @@ def scatter_chunks(
                 if should_stop():
                     yield chunk_index, None
                 else:
-                    item = _read_or_error(dataset, source, chunk_index, chunk_rows, buffer)
+                    item = _read_or_error(rows, source, chunk_index, chunk_rows, buffer)
                     yield chunk_index, decode(item)
-
-
-def generate_chunks(
-    chunk_indices: Iterable[int], seed: int, should_stop: ShouldStop
-) -> Iterator[Chunk]:
-    """Give each chunk a generator seeded from (seed, chunk index): independent of rank count."""
-    for chunk_index in chunk_indices:
-        if should_stop():
-            return
-        sequence = np.random.SeedSequence(seed, spawn_key=(chunk_index,))
-        yield chunk_index, np.random.default_rng(sequence)

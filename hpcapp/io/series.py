@@ -1,79 +1,34 @@
-"""A many-file input once inspected: its rows read across files, its chunks, its record.
+"""Rows of one dataset across many files, read file by file (the rows of a FilesSource).
 
 :class:`FileSeries` reads rows of the concatenated dataset (or of a label dataset beside it)
-file by file, one file open at a time; :func:`files_chunk_rows` caps how many files a default
-chunk spans; :func:`identity` and :func:`write_file_table` record the ordered files in the job
-identity (what ``--resume`` compares) and in the output. See :mod:`hpcapp.io.files` for how
-the files are found and checked.
+file by file, one file open at a time. See :mod:`hpcapp.io.files` for how the files are found
+and checked, and :mod:`hpcapp.io.sources.many` for the source they make.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-import hashlib
-import json
-import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpcapp.io.source import Member, Source
-
-FILES_PER_CHUNK = 32  # on average, at most, in a default chunk (see files_chunk_rows)
+if TYPE_CHECKING:
+    from hpcapp.io.sources.many import FilesSource
 
 
 @dataclasses.dataclass(frozen=True)
-class FileMember(Member):
-    """One file of a many-file input, with how it encodes its CF times (its own way each)."""
+class Member:
+    """One file of a many-file input: its rows of the dataset, and what it was when inspected."""
 
-    # (dataset path, hpcapp.io.times.TimeEncoding) of the record coordinate and the labels.
+    path: str
+    n_rows: int
+    file_id: tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
+    swmr: bool = False
+    # (dataset path, hpcapp.io.coding.times.TimeEncoding) of the record coordinate and the labels:
+    # each file encodes its CF times its own way.
     times: tuple[tuple[str, Any], ...] = ()
-
-
-def files_chunk_rows(source: Source) -> int:
-    """Return the most rows a default chunk of a many-file input takes: ~FILES_PER_CHUNK files.
-
-    Opening a file costs about as much as reading a megabyte, so a chunk of many tiny files is
-    mostly opening them: capping the files per chunk keeps chunks many enough to share out.
-    """
-    mean_rows = source.n_rows / max(1, len(source.members))
-    return max(1, math.ceil(mean_rows * FILES_PER_CHUNK))
-
-
-def identity(source: Source) -> dict[str, Any]:
-    """Return what of a many-file input a checkpoint must match: each file, its rows and stamp."""
-    if not source.members:
-        return {}
-    listing = [[m.path, m.n_rows, m.file_id[2], m.file_id[3]] for m in source.members]
-    digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-    return {"input_files": {"count": len(listing), "sha256": digest}}
-
-
-def write_file_table(h5: Any, source: Source) -> None:
-    """Record the files of a many-file input in ``/input_files``: path, rows, size, mtime."""
-    if not source.members:
-        return
-    import h5py
-
-    group = h5.create_group("input_files")
-    n = len(source.members)
-    group.attrs["pattern"] = source.spec
-    group.attrs["description"] = "the input files, in the order their rows were concatenated"
-    scale = group.create_dataset("file", data=np.arange(n, dtype=np.int64))
-    scale.make_scale("file")
-    columns = {
-        "path": np.array([m.path for m in source.members], dtype=h5py.string_dtype()),
-        "n_rows": np.array([m.n_rows for m in source.members], np.int64),
-        "size": np.array([m.file_id[2] for m in source.members], np.int64),
-        "mtime_ns": np.array([m.file_id[3] for m in source.members], np.int64),
-    }
-    for name, values in columns.items():
-        column = group.create_dataset(name, data=values)
-        column.dims[0].attach_scale(scale)
-    group["size"].attrs["units"] = "bytes"
-    group["mtime_ns"].attrs["long_name"] = "modification time, ns since 1970-01-01 UTC"
 
 
 class FileSeries:
@@ -84,7 +39,7 @@ class FileSeries:
     no longer has the rows it had at inspection is an error naming it.
     """
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: FilesSource) -> None:
         self.source = source
         self.starts = [0]
         for member in source.members:
@@ -111,10 +66,9 @@ class FileSeries:
             self._file.close()
         self._index, self._file, self._datasets = None, None, {}
 
-    def read_direct(self, dest: np.ndarray, selection: slice) -> None:
-        """Read rows ``selection.start:selection.stop`` of the input dataset into ``dest``."""
-        assert self.source.dataset is not None  # many files name their dataset
-        self.read_rows(self.source.dataset, dest, selection.start, selection.stop)
+    def read(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Read rows ``[start, stop)`` of the input dataset into ``out``."""
+        self.read_rows(self.source.dataset, out, start, stop)
 
     def spans(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
         """Yield (file index, first row, end row) of the files rows ``[start, stop)`` span."""
@@ -125,9 +79,9 @@ class FileSeries:
                 yield index, first, end
             index += 1
 
-    def time_encoding(self, index: int, name: str) -> Any:
-        """Return how file ``index`` encodes the times in ``name`` (a TimeEncoding), or None."""
-        return dict(getattr(self.source.members[index], "times", ())).get(name)
+    def time_encoding(self, part: int, name: str) -> Any:
+        """Return how file ``part`` encodes the times in ``name`` (a TimeEncoding), or None."""
+        return dict(self.source.members[part].times).get(name)
 
     def read_rows(self, name: str, dest: np.ndarray, start: int, stop: int) -> None:
         """Read rows ``[start, stop)`` of dataset ``name`` (one value per record) into ``dest``."""

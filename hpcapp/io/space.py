@@ -154,10 +154,9 @@ def estimate(kernel: Any, source: Any, params: dict[str, Any], grouping: Any = N
 
     unknown = Needs(OVERHEAD, 0, PART_OVERHEAD)
     builtin = getattr(kernel.func, "__module__", "").startswith("hpcapp.kernels.")
-    if not builtin or source.path is None:
+    if not builtin or kernel.generates:  # generated data: the kernel takes no rows
         return unknown
-    dtype = source.cf.dtype if getattr(source, "cf", None) is not None else source.dtype
-    sample = np.zeros((1, *source.row_shape), dtype=np.dtype(dtype))
+    sample = np.zeros((1, *source.row_shape), dtype=np.dtype(source.values_dtype))
     try:
         one = dict(kernel.apply(sample, params, n_rows=1))
         row_bytes = sum(np.asarray(one.pop(key)).nbytes for key in kernel.per_row if key in one)

@@ -15,7 +15,7 @@ from hpcapp.io import checkpoint
 from hpcapp.io.files import is_many
 from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
-from hpcapp.io.source import Source
+from hpcapp.io.sources.base import Source
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
@@ -180,11 +180,7 @@ def _provenance(
         "hpcapp_version": __version__,
         "kernel": config.kernel,
         "params": params_json(plan.params),
-        "input": source.spec,
-        **({"input_file_count": len(source.members)} if source.members else {}),
-        "input_shape": [source.n_rows, *source.row_shape] if source.path else [],
-        "input_dtype": source.dtype if source.path else "none",
-        **({"cf_decoding": source.cf.policy} if source.cf is not None else {}),
+        **source.provenance(),  # input, input_file_count, input_shape, input_dtype, cf_decoding
         "chunk_rows": plan.chunk_rows,
         "n_chunks": result.n_chunks,
         "n_ranks": comm.Get_size(),
@@ -248,9 +244,9 @@ def summary(
     assert result.results is not None and result.timing is not None
     rows = int(result.timing[:, TIMING_COLUMNS.index("rows")].sum())
     resumed = "" if rows == source.n_rows else f" ({rows:,} computed in this run)"
-    files = f" of {plural(len(source.members), 'file')}" if source.members else ""
     lines = [
-        f"hpcapp: {config.kernel} on {source.spec}: {plural(source.n_rows, 'row')}{files}"
+        f"hpcapp: {config.kernel} on {source.spec}: {plural(source.n_rows, 'row')}"
+        f"{source.summary()}"
         f"{resumed} in "
         f"{plural(result.n_chunks, 'chunk')} of {plural(chunk_rows, 'row')}, "
         f"{plural(n_ranks, 'rank')}, {wall:.2f} s",
@@ -298,7 +294,7 @@ def summary(
     )
     if busy.max() > 0:
         rate = rows / busy.max()  # the slowest rank sets the pace; start-up not included
-        volume = f", {rate * source.row_bytes / 1e9:.3g} GB/s" if source.path else ""
+        volume = f", {rate * source.row_bytes / 1e9:.3g} GB/s" if source.input_paths else ""
         lines.append(f"  throughput after start-up: {rate / 1e6:.3g} Mrows/s{volume}")
     if thread_note:
         lines.append(f"  {thread_note}")

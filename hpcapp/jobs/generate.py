@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hpcapp.errors import UsageError
-from hpcapp.io.source import split_spec
+from hpcapp.io.names import split_spec
 from hpcapp.io.writer import check_output
 from hpcapp.parallel.collective import on_all, on_root
 from hpcapp.partition import rank_chunks

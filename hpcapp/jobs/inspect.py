@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, overload
 
 from hpcapp.errors import UsageError
 from hpcapp.io.files import assemble, inspect_share, make_listing
-from hpcapp.io.source import Source
+from hpcapp.io.sources.many import FilesSource
+from hpcapp.io.sources.specs import inspect_spec
 from hpcapp.parallel.collective import on_root, raise_shared
 from hpcapp.partition import block
 
@@ -25,7 +26,7 @@ def inspect_many(
     group_by: str | None = ...,
     sort_files: bool = ...,
     mask_valid_range: bool = ...,
-) -> Source: ...
+) -> FilesSource: ...
 
 
 @overload
@@ -35,7 +36,7 @@ def inspect_many(
     group_by: str | None = ...,
     sort_files: bool = ...,
     mask_valid_range: bool = ...,
-) -> Source | None: ...
+) -> FilesSource | None: ...
 
 
 def inspect_many(
@@ -44,10 +45,10 @@ def inspect_many(
     group_by: str | None = None,
     sort_files: bool = False,
     mask_valid_range: bool = False,
-) -> Source | None:
+) -> FilesSource | None:
     """Inspect every file that ``spec`` names, spread over the ranks; collective (or comm None).
 
-    Returns the Source on rank 0 (``None`` elsewhere); raises the same UsageError on every rank
+    Returns the source on rank 0 (``None`` elsewhere); raises the same UsageError on every rank
     for an empty match, an unreadable file or a file that does not agree with the first.
     ``group_by`` (``--group-by``) names a label dataset every file must have alike, with one
     value per record (times may be encoded differently in each file). ``sort_files``
@@ -55,14 +56,14 @@ def inspect_many(
     ``mask_valid_range`` (``--mask-valid-range``): the files must agree on valid_* too.
     """
     if comm is None:
-        listing = make_listing(spec, group_by, mask_valid_range)
-        found = inspect_share(listing, 0, len(listing.paths))
-        return assemble(spec, listing, [found], sort_files)
+        alone = inspect_spec(spec, group_by, sort_files, mask_valid_range)
+        assert isinstance(alone, FilesSource)  # spec names many files
+        return alone
     rank, size = comm.Get_rank(), comm.Get_size()
     listing = on_root(comm, lambda: make_listing(spec, group_by, mask_valid_range))
     count, first = block(len(listing.paths), size, rank)
     gathered = comm.gather(inspect_share(listing, first, count), root=0)
-    source: Source | None = None
+    source: FilesSource | None = None
     error: UsageError | None = None
     if gathered is not None:  # rank 0
         try:

@@ -13,27 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
 from hpcapp.io import checkpoint, space
-from hpcapp.io.dims import identity as dims_identity
-from hpcapp.io.dims import plan_dims, refuse_netcdf3
-from hpcapp.io.files import is_many
+from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory
-from hpcapp.io.series import files_chunk_rows
-from hpcapp.io.series import identity as files_identity
-from hpcapp.io.source import Source, generated, inspect_input
+from hpcapp.io.sources.base import Source
+from hpcapp.io.sources.generated import generated
+from hpcapp.io.sources.specs import inspect_spec
 from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
-from hpcapp.jobs.inspect import inspect_many
 from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
 from hpcapp.kernels.api import Kernel
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
-from hpcapp.partition import count_chunks, default_chunk_rows, subtract
+from hpcapp.partition import count_chunks, subtract
 
 if TYPE_CHECKING:
     from mpi4py import MPI
-
-GENERATED_CHUNK_ROWS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,23 +61,20 @@ def plan_job(
         n_rows = params.get(kernel.rows_param) if kernel.rows_param else None
         if not isinstance(n_rows, int) or isinstance(n_rows, bool):
             raise UsageError(f"kernel {config.kernel!r}: -p {kernel.rows_param} must be an integer")
-        source = generated(n_rows)
+        source = generated(n_rows, int(params.get("seed", 0)))  # seeds each chunk's generator
     else:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
-        if source is None and is_many(config.input):
-            source = inspect_many(
-                None, config.input, config.group_by, config.sort_files, config.mask_valid_range
+        if source is None:
+            source = inspect_spec(
+                config.input, config.group_by, config.sort_files, config.mask_valid_range
             )
-        elif source is None:
-            refuse_netcdf3(config.input)
-            source = inspect_input(config.input)
     source, params, kernel = plan_dims(config, kernel, source, params)  # N-D: names, --over
-    if source.path is not None:
+    if not kernel.generates:
         # Again with the dtype the kernel will see (after CF decoding) and the row shape: a
         # kernel may refuse what the data cannot take.
-        dtype = source.cf.dtype if source.cf is not None else source.dtype
-        checked = kernel.check_params(config.params, dtype=dtype, row_shape=source.row_shape)
+        dtype, shape = source.values_dtype, source.row_shape
+        checked = kernel.check_params(config.params, dtype=dtype, row_shape=shape)
         params = {**checked, **({"over": params["over"]} if "over" in params else {})}
     grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
     if kernel.per_row and config.distribute == "scatter":
@@ -90,17 +82,8 @@ def plan_job(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
             "own chunks: drop --distribute scatter"
         )
-    if config.chunk_rows is not None:
-        chunk_rows = config.chunk_rows
-    elif kernel.generates:
-        chunk_rows = GENERATED_CHUNK_ROWS
-    else:
-        chunk_rows = default_chunk_rows(source.row_bytes, source.storage_chunk_rows)
-        if source.members:
-            chunk_rows = min(chunk_rows, files_chunk_rows(source))
+    chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
-    identity.update(dims_identity(source))
-    identity.update(files_identity(source))
     if grouping is not None:
         identity["grouping"] = grouping.identity()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
@@ -129,7 +112,7 @@ def plan_job(
             )
         checkpoint.remove(directory)
         manifest = None
-    for input_path in [m.path for m in source.members] or [source.path]:
+    for input_path in source.input_paths or (None,):
         check_output(config.output, config.overwrite, input_path)
     if manifest is not None:
         check_identity(directory, manifest["job"], identity)

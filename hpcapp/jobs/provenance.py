@@ -50,9 +50,12 @@ HPCAPP_NUMERIC = (
     "io/reader.py",
     "parallel/rows.py",
     "io/labels.py",
-    "io/times.py",
-    "io/cf.py",
+    "io/coding/times.py",
+    "io/coding/variables.py",
     "io/series.py",
+    "io/sources/stored.py",
+    "io/sources/hdf5.py",
+    "io/sources/generated.py",
 )
 NOT_NUMERIC = ("registry.py",)
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from hpcapp.errors import HpcappError, InterruptError, KernelError, WriteError
-from hpcapp.io import reader, space
+from hpcapp.io import space
 from hpcapp.io.checkpoint import write_part
 from hpcapp.io.reader import ChunkReadError
-from hpcapp.io.source import Source
+from hpcapp.io.sources.base import Source
 from hpcapp.kernels.api import Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled
@@ -124,15 +124,11 @@ def run_engine(
     else:
         mine = ChunkList(share(todo, size, rank))
 
-    if source.path is None:
-        chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), should_stop)
-    elif distribute == "scatter":
+    if distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
-        chunks = reader.scatter_chunks(
-            comm, source, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK
-        )
+        chunks = source.scattered(comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK)
     else:
-        chunks = reader.read_chunks(source, mine, chunk_rows, should_stop, grouping)
+        chunks = source.chunks(mine, chunk_rows, should_stop, grouping)
 
     sink = None
     if kernel.per_row:
@@ -253,10 +249,10 @@ def _warm_up(
     (imports, MPI start, checks), else from here: the engine used as a library times the hook.
     """
     began = time.time()
-    if kernel.prepare is not None and source.path is not None:
+    if kernel.prepare is not None and not kernel.generates:
         chunk_shape = (min(chunk_rows, source.n_rows), *source.row_shape)
         try:
-            kernel.prepare(np.dtype(source.dtype), chunk_shape, dict(params))
+            kernel.prepare(np.dtype(source.values_dtype), chunk_shape, dict(params))
         except Exception as exc:
             return f"kernel {kernel.name!r}: its warm-up (prepare) raised {exc!r}"
     now = time.time()

@@ -122,7 +122,7 @@ def encoding_of(attrs: Mapping[str, Any], stored: Any) -> TimeEncoding | None:
 
     Raises ValueError naming the attribute when its units or calendar cannot be decoded.
     """
-    from hpcapp.io.cf import attr_text
+    from hpcapp.io.coding.variables import attr_text
 
     units = attr_text(attrs.get("units"))
     if not is_time_units(units):

@@ -1,15 +1,14 @@
-"""Where chunks come from: an HDF5 dataset (checked once, on rank 0) or a seeded generator.
+"""Inspect an HDF5 dataset once, on rank 0, before it becomes a source.
 
 :func:`inspect_input` refuses, with one :class:`UsageError` naming the file and dataset, any
 input that would not give the right numbers: a missing file, link target or virtual-dataset
 source (HDF5 would read fill values), a compression filter that is not available, a dtype or
-shape the kernels do not take. What it accepts, every rank reads the same way
-(:func:`open_input`).
+shape the kernels do not take. What it accepts is an :class:`~hpcapp.io.sources.hdf5.Hdf5Source`,
+which every rank reads the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 from collections.abc import Callable
@@ -17,89 +16,15 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from hpcapp.errors import UsageError
-from hpcapp.io.names import datasets, follow, listing
-from hpcapp.io.storage import check_storage, import_hdf5plugin
+from hpcapp.io.names import datasets, follow, listing, split_spec
+from hpcapp.io.sources.hdf5 import Hdf5Source, locking
+from hpcapp.io.storage import check_storage
 
 _NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """One file of a many-file input: its rows of the dataset, and what it was when inspected."""
-
-    path: str
-    n_rows: int
-    file_id: tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
-    swmr: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """The shape of the rows to process and where they come from (picklable, small)."""
-
-    n_rows: int
-    row_shape: tuple[int, ...]
-    dtype: str
-    path: str | None = None  # None: a generating kernel makes its own rows
-    dataset: str | None = None
-    storage_chunk_rows: int | None = None
-    file_id: tuple[int, int, int, int] | None = None  # (device, inode, size, mtime_ns)
-    swmr: bool = False  # a writer had it open in SWMR mode: read in SWMR mode, n_rows rows only
-    plugins: bool = False  # a filter comes from hdf5plugin: import it before reading
-    # N-D inputs, filled in by hpcapp.io.dims.describe: one name per dimension, the input
-    # dataset holding each dimension's coordinate values (or None), and the CF decoding
-    # (an hpcapp.io.cf.CFDecoding, or None: the kernel sees the values as stored).
-    dims: tuple[str, ...] = ()
-    coords: tuple[str | None, ...] = ()
-    cf: Any = None
-    # Many files as one dataset (hpcapp.io.files): the files in order, and the glob or @list
-    # that named them. ``path`` is then the first file, whose attributes describe them all.
-    members: tuple[Member, ...] = ()
-    pattern: str | None = None
-
-    @property
-    def spec(self) -> str:
-        """Return ``FILE:DATASET`` (or ``PATTERN:DATASET``) for provenance, or ``none``."""
-        if self.pattern is not None:
-            return f"{self.pattern}:{self.dataset}"
-        return f"{self.path}:{self.dataset}" if self.path else "none"
-
-    @property
-    def row_bytes(self) -> int:
-        """Return the size of one row in bytes."""
-        import numpy as np
-
-        return int(np.dtype(self.dtype).itemsize * int(np.prod(self.row_shape, dtype=np.int64)))
-
-
-def split_spec(spec: str) -> tuple[str, str]:
-    """Split ``FILE.h5:/path/to/dataset`` at the last colon that precedes a slash."""
-    path, sep, dataset = spec.rpartition(":")
-    if not sep or not path or not dataset:
-        raise UsageError(
-            f"input {spec!r} must be FILE.h5:/path/to/dataset (e.g. data.h5:/temperature)"
-        )
-    return path, dataset if dataset.startswith("/") else "/" + dataset
-
-
-def open_input(source: Source) -> Any:
-    """Open the input file of ``source`` read-only, the way :func:`inspect_input` did."""
-    import h5py
-
-    if source.plugins:
-        import_hdf5plugin()
-    try:
-        return h5py.File(source.path, "r", locking=False, swmr=source.swmr)
-    except OSError as exc:
-        # The file is already open in this process (hpcapp.run given an h5py.Dataset), with
-        # locking: HDF5 opens it again only with the same locking flags.
-        if "locking flag" not in str(exc):
-            raise
-        return h5py.File(source.path, "r", locking=_locking(), swmr=source.swmr)
-
-
-def inspect_input(spec: str) -> Source:
+def inspect_input(spec: str) -> Hdf5Source:
     """Open the input read-only and check it can be processed; raise UsageError if not."""
     bare = spec[:-1] if spec.endswith(":") else spec
     if ":" not in bare or Path(bare).is_file():  # FILE alone: say which datasets it has
@@ -112,13 +37,13 @@ def inspect_input(spec: str) -> Source:
 @overload
 def inspect_dataset(
     path: str, dataset: str | None, *, allow_no_rows: bool = ..., describe: None = ...
-) -> Source: ...
+) -> Hdf5Source: ...
 
 
 @overload
 def inspect_dataset(
     path: str, dataset: str | None, *, allow_no_rows: bool = ..., describe: Callable[[Any], T]
-) -> tuple[Source, T]: ...
+) -> tuple[Hdf5Source, T]: ...
 
 
 def inspect_dataset(
@@ -127,8 +52,8 @@ def inspect_dataset(
     *,
     allow_no_rows: bool = False,
     describe: Callable[[Any], Any] | None = None,
-) -> Source | tuple[Source, Any]:
-    """Check ``dataset`` of the file at ``path`` like :func:`inspect_input`; return its Source.
+) -> Hdf5Source | tuple[Hdf5Source, Any]:
+    """Check ``dataset`` of the file at ``path`` like :func:`inspect_input`; return its source.
 
     ``allow_no_rows`` accepts a dataset of 0 rows (one file of many may hold no records);
     ``describe(dataset)``, if given, runs while the file is open and its value is returned
@@ -156,7 +81,7 @@ def inspect_dataset(
     except (OSError, RuntimeError, KeyError, ValueError) as exc:  # a damaged file, most likely
         raise UsageError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
     stat = file.stat()
-    source = Source(
+    source = Hdf5Source(
         n_rows=int(shape[0]),
         row_shape=tuple(int(n) for n in shape[1:]),
         dtype=np.dtype(dtype).str,
@@ -209,29 +134,18 @@ def _open(file: Path) -> tuple[Any, bool]:
         "(or have the writer use SWMR mode)"
     )
     try:
-        return h5py.File(file, "r", locking=_locking()), False
+        return h5py.File(file, "r", locking=locking()), False
     except OSError as exc:
         if "unable to lock" in str(exc):
             raise UsageError(busy) from None
         if "already open for write" not in str(exc):
             raise UsageError(f"cannot read input file '{file}': {exc}") from None
     try:
-        return h5py.File(file, "r", locking=_locking(), swmr=True), True
+        return h5py.File(file, "r", locking=locking(), swmr=True), True
     except OSError:
         raise UsageError(
             f"{busy}; if nothing writes it, a writer crashed: `h5clear -s` the file"
         ) from None
-
-
-def _locking() -> str | bool:
-    """Return HDF5's best-effort locking (no error where the file system has no locks).
-
-    HDF5 before 1.10.7 and 1.12.1 does not have it: there, no lock, as the ranks read.
-    """
-    import h5py
-
-    version = h5py.version.hdf5_version_tuple
-    return "best-effort" if version >= (1, 12, 1) or (1, 10, 7) <= version < (1, 11) else False
 
 
 def _check_dataset(
@@ -287,10 +201,3 @@ def _dtype_problem(dtype: Any) -> str | None:
     if dtype.kind == "V":
         return "opaque"
     return "object"
-
-
-def generated(n_rows: int) -> Source:
-    """Describe the rows of a generating kernel (no input file)."""
-    if n_rows < 1:
-        raise UsageError(f"a generating kernel needs at least 1 row (sample), got {n_rows}")
-    return Source(n_rows=n_rows, row_shape=(), dtype="<f8")

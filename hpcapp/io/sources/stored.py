@@ -1,0 +1,98 @@
+"""Sources of stored rows (one file, many files, ...): opened, read into a buffer, decoded.
+
+A stored source adds to the :class:`~hpcapp.io.sources.base.Source` interface ``open()``, an
+open :class:`~hpcapp.io.sources.base.Rows` on one rank, and its CF coder (``decoding``, made by
+:func:`hpcapp.io.coding.variables.decoding_of` when the source is described). Every way rows
+reach a kernel goes through the same two steps: read as stored, then decode, so ``run`` (each
+rank its own chunks, or scattered by rank 0) and ``check`` (:meth:`StoredSource.read_rows`) see
+the same values.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hpcapp.io import reader
+from hpcapp.io.coding.variables import CFDecoding, Decoder
+from hpcapp.io.sources.base import Chunk, Rows, ShouldStop, Source
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSource(Source):
+    """Rows stored somewhere every rank can read, with how to decode them (CF)."""
+
+    # The input variable holding each dimension's coordinate values (or None), once described.
+    coords: tuple[str | None, ...] = ()
+    decoding: CFDecoding | None = None  # None: the kernel sees the values as stored
+
+    @property
+    def values_dtype(self) -> str:
+        """Return the dtype of the values the kernel sees (after decoding)."""
+        return self.decoding.dtype if self.decoding is not None else self.dtype
+
+    @abc.abstractmethod
+    def open(self) -> AbstractContextManager[Rows]:
+        """Open the rows on this rank; a failure to open is raised by each read, not here."""
+
+    def decoder(self, chunk_rows: int) -> Callable[[Any], Any]:
+        """Return the coder of chunks of up to ``chunk_rows`` rows (identity if none is needed).
+
+        Decoded values go to a buffer of its own, reused: memory is one stored chunk plus one
+        decoded chunk. Anything but an array (a read error, None) passes through.
+        """
+        decoding = self.decoding
+        if decoding is None or not decoding.changes_values:
+            return lambda item: item
+        decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape)
+        return lambda item: decode(item) if isinstance(item, np.ndarray) else item
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Return rows ``[start, stop)`` decoded, as a kernel sees them (one rank, no MPI)."""
+        stored = np.empty((stop - start, *self.row_shape), dtype=np.dtype(self.dtype))
+        with self.open() as rows:
+            rows.read(start, stop, stored)
+        return np.array(self.decoder(stop - start)(stored), copy=True)
+
+    def _identity(self) -> dict[str, Any]:
+        cf = dataclasses.asdict(self.decoding) if self.decoding is not None else None
+        return {"cf": cf}
+
+    def provenance(self) -> dict[str, Any]:
+        """Return the output file's attributes that describe the input."""
+        return {
+            "input": self.spec,
+            "input_shape": [self.n_rows, *self.row_shape],
+            "input_dtype": self.dtype,
+            **({"cf_decoding": self.decoding.policy} if self.decoding is not None else {}),
+        }
+
+    def chunks(
+        self,
+        chunk_indices: Iterable[int],
+        chunk_rows: int,
+        should_stop: ShouldStop,
+        grouping: Any = None,
+    ) -> Iterator[Chunk]:
+        """Read each chunk straight from storage into one reused buffer, then decode it."""
+        return reader.read_chunks(self, chunk_indices, chunk_rows, should_stop, grouping)
+
+    def scattered(
+        self,
+        comm: MPI.Comm,
+        shares: list[Any],
+        chunk_rows: int,
+        should_stop: ShouldStop,
+        *,
+        tag: int,
+    ) -> Iterator[Chunk]:
+        """Rank 0 reads every chunk and sends it as stored; each rank decodes its own."""
+        return reader.scatter_chunks(comm, self, shares, chunk_rows, should_stop, tag=tag)
