@@ -22,22 +22,20 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+if not __package__:
+    # Run as a file: Python put scripts/ first on the path; the launcher lookup is
+    # scripts.benchlib's, shared with the benchmarks and the tests.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from scripts.benchlib.harness import PRECOMPILE
+from scripts.benchlib.launcher import REPO, find_mpiexec
+
 RANK_COUNTS = (1, 2, 3, 4)
 # MPICH moves messages between ranks of one host through shared memory; with this setting it
 # takes its network path instead, as between the nodes of a cluster.
 NETWORK_PATH = {"MPIR_CVAR_NOLOCAL": "1"}
 NETWORK_RANK_COUNTS = (2, 3)
 STEP_TIMEOUT = 900  # seconds a step; the whole suite took ~11 minutes on 2 cores (2026-12-03)
-
-
-def find_mpiexec() -> str:
-    """Prefer the mpiexec installed beside this Python (the mpich wheel), else PATH."""
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if not found:
-        sys.exit("run_tests: no mpiexec: install the `mpich` extra or load your MPI module")
-    return found
 
 
 def step_env(extra_env: dict[str, str] | None) -> dict[str, str]:
@@ -125,7 +123,7 @@ def main() -> int:
     # every test process (and every rank) would otherwise compile what it uses, again and again;
     # under PYTHONDONTWRITEBYTECODE=1 every rank would compile hpcapp's modules from source.
     steps = [
-        ("compiled loops and bytecode", [python, "-m", "hpcapp.kernels._fused"], {}),
+        ("compiled loops and bytecode", [python, *PRECOMPILE], {}),
         ("lint", [python, "-m", "ruff", "check", "."], {}),
         ("format", [python, "-m", "ruff", "format", "--check", "."], {}),
         # Types of hpcapp/ (its settings are pyproject.toml's [tool.mypy]).
@@ -143,7 +141,10 @@ def main() -> int:
     shutil.rmtree(scratch, ignore_errors=True)
     side.append(Background("benchmark smoke tests", [*pytest, "-m", "bench", *extra], {}))
     steps = []
-    mpiexec = find_mpiexec()
+    try:
+        mpiexec = find_mpiexec()
+    except FileNotFoundError as error:
+        sys.exit(f"run_tests: {error}")
     mpi_runs = [(n, {}, "") for n in RANK_COUNTS]
     mpi_runs += [(n, NETWORK_PATH, ", network path") for n in NETWORK_RANK_COUNTS]
     for n_ranks, env, label in mpi_runs:
