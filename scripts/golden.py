@@ -27,18 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+if not __package__:
+    # Run as a file: Python put scripts/ first on the path; the launcher lookup is
+    # scripts.benchlib's, shared with the benchmarks and the tests.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from scripts.benchlib.launcher import REPO, find_mpiexec
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HPCAPP_PROGRESS": "lines"}
 USER_KERNEL = REPO / "hpcapp" / "examples" / "exceedances.py"
 
 
 def mpiexec() -> str:
-    """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if not found:
-        sys.exit("golden: no mpiexec")
-    return found
+    """Return the launcher (``$MPIEXEC``, PATH, else the mpich wheel's beside this Python)."""
+    try:
+        return find_mpiexec()
+    except FileNotFoundError as error:
+        sys.exit(f"golden: {error}")
 
 
 def write_inputs(directory: Path) -> dict[str, str]:

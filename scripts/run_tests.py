@@ -24,7 +24,14 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+if not __package__:
+    # Run as a file: Python put scripts/ first on the path; the launcher lookup is
+    # scripts.benchlib's, shared with the benchmarks and the tests.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from scripts.benchlib.harness import PRECOMPILE
+from scripts.benchlib.launcher import REPO, find_mpiexec
+
 RANK_COUNTS = (2, 3, 4)
 ALL_RANK_COUNTS = (1, 2, 3, 4)
 # MPICH moves messages between ranks of one host through shared memory; with this setting it
@@ -33,15 +40,6 @@ NETWORK_PATH = {"MPIR_CVAR_NOLOCAL": "1"}
 NETWORK_RANK_COUNTS = (2,)
 ALL_NETWORK_RANK_COUNTS = (2, 3)
 STEP_TIMEOUT = 900  # seconds a step; the whole suite takes ~5 minutes on 2 cores (2026-12-03)
-
-
-def find_mpiexec() -> str:
-    """Prefer the mpiexec installed beside this Python (the mpich wheel), else PATH."""
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if not found:
-        sys.exit("run_tests: no mpiexec: install the `mpich` extra or load your MPI module")
-    return found
 
 
 def step_env(extra_env: dict[str, str] | None) -> dict[str, str]:
@@ -138,7 +136,7 @@ def main() -> int:
     # every test process (and every rank) would otherwise compile what it uses, again and again;
     # under PYTHONDONTWRITEBYTECODE=1 every rank would compile hpcapp's modules from source.
     # The two loop families share no cached function: two processes compile them at once.
-    compile_loops = [python, "-m", "hpcapp.kernels._fused"]
+    compile_loops = [python, *PRECOMPILE]
     results = together(
         [
             ("compiled loops: histogram", [*compile_loops, "histogram"]),
@@ -166,7 +164,10 @@ def main() -> int:
     shutil.rmtree(scratch, ignore_errors=True)
     side.append(Background("benchmark smoke tests", [*pytest, "-m", "bench", *extra], {}))
     steps = []
-    mpiexec = find_mpiexec()
+    try:
+        mpiexec = find_mpiexec()
+    except FileNotFoundError as error:
+        sys.exit(f"run_tests: {error}")
     ranks = ALL_RANK_COUNTS if everything else RANK_COUNTS
     network = ALL_NETWORK_RANK_COUNTS if everything else NETWORK_RANK_COUNTS
     mpi_runs = [(n, {}, "") for n in ranks]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from scripts.benchlib.harness import PRECOMPILE
+from scripts.benchlib.launcher import clean_env
 
 
 def pytest_addoption(parser):
@@ -82,6 +87,16 @@ def shared_dir():
     comm.Barrier()
     if comm.rank == 0:
         shutil.rmtree(path)
+
+
+@pytest.fixture(scope="session")
+def compiled_loops():
+    """Build stats' compiled loops and hpcapp's bytecode once, with no time limit.
+
+    Every benchmark builds them before it times anything, but on a cold numba cache that alone
+    could outlast a smoke test's time limit.
+    """
+    subprocess.run([sys.executable, *PRECOMPILE], env=clean_env(), check=True)
 
 
 # Property-based tests (hypothesis): few examples by default so CI stays fast; run many more with

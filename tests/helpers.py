@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,24 +25,26 @@ import h5py
 import numpy as np
 import pytest
 
+# The one launcher lookup of the project (scripts/ is importable: pyproject's pytest pythonpath).
+from scripts.benchlib.launcher import find_mpiexec, without_launch
+from scripts.benchlib.registry import REGISTRY
+
 REPO = Path(__file__).resolve().parent.parent
 # An end-to-end run that takes longer than this has hung: fail the test instead of CI.
 CLI_TIMEOUT = 120
 
 
 def mpiexec() -> str:
-    """Return the mpiexec beside this Python (the mpich wheel's), else the one on PATH."""
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if found is None:
-        pytest.fail("mpiexec not found: install the mpich extra or load an MPI module")
-    return found
+    """Return the launcher (``$MPIEXEC``, PATH, else the mpich wheel's beside this Python)."""
+    try:
+        return find_mpiexec()
+    except FileNotFoundError as error:
+        pytest.fail(str(error))
 
 
 def clean_env() -> dict[str, str]:
     """Return an environment without the variables of an enclosing MPI launch."""
-    prefixes = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "I_MPI_", "SLURM_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = without_launch(os.environ)
     env["PYTHONPATH"] = str(REPO)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["HPCAPP_PROGRESS"] = "lines"  # the same progress output however the tests are run
@@ -235,3 +237,29 @@ def refused_here(kernel: Any, input: Any, *fragments: str, **options: Any) -> st
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     return message
+
+
+def bench(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
+    """Run ``python scripts/bench.py ARGS``."""
+    command = [sys.executable, str(REPO / "scripts" / "bench.py"), *args]
+    return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def run_tiny(name: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """Run one benchmark at its tiny sizes through the entry; check its JSON and its table.
+
+    Return the benchmark's result; skip if a module it needs is not installed.
+    """
+    missing = REGISTRY[name].missing()
+    if missing:
+        pytest.skip(f"{name} needs {', '.join(missing)}, not installed (pip install -e .[bench])")
+    path = tmp_path / f"{name}.json"
+    done = bench(name, "--tiny", "--json", str(path), *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(path.read_text())
+    assert document["benchmark"] == name
+    assert document["command"][3:] == ["--tiny", "--json", str(path), *extra]
+    table = bench("table", str(path))
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("| ") and table.stdout in done.stdout
+    return document["result"]

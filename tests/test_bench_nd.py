@@ -1,27 +1,18 @@
-"""Smoke test of ``scripts/bench_nd.py memory``: tiny grid, both rank counts, estimate printed."""
+"""Smoke tests of the N-D benchmarks (``nd-memory``, ``nd-speed``) at tiny sizes."""
 
-import json
-import subprocess
-import sys
+from __future__ import annotations
 
+import numpy as np
 import pytest
-from helpers import REPO, clean_env
+from helpers import run_tiny
 
 # Its own CI step (scripts/run_tests.py), beside the others: the time limit is a hang guard.
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.usefixtures("compiled_loops")]
 
 
-def test_bench_nd_memory_reports_peak_and_estimate(tmp_path):
-    # The script first compiles stats' loops for every dtype: on a cold numba cache that alone
-    # could outlast the script's time limit below. Compile (or load) them here, without one.
-    from hpcapp.kernels import _fused
-
-    _fused.precompile()
-    command = [sys.executable, str(REPO / "scripts" / "bench_nd.py"), "memory", str(tmp_path)]
-    command += ["--steps", "6", "--lat", "5", "--lon", "7", "--bins", "4", "--chunk-rows", "2"]
-    done = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=280)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = [json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("BENCH ")]
+def test_nd_memory_reports_peak_and_estimate(tmp_path):
+    result = run_tiny("nd-memory", tmp_path)
+    rows = result["rows"]
     assert [row["ranks"] for row in rows] == [1, 2]
     for row in rows:
         assert row["cells"] == 35 and row["chunks"] == 3
@@ -33,9 +24,16 @@ def test_bench_nd_memory_reports_peak_and_estimate(tmp_path):
 
 def partial_bytes(shape, bins):
     """Return the bytes of one stats partial over time of a float32 field of ``shape``."""
-    import numpy as np
-
     from hpcapp.kernels.nd import stats
 
     one = stats(np.zeros(shape, np.float32), bins=bins, range=[250.0, 310.0], over=(0,))
     return sum(np.asarray(value).nbytes for value in one.values())
+
+
+def test_nd_speed_means_agree_with_numpy(tmp_path):
+    result = run_tiny("nd-speed", tmp_path)
+    assert [row["file"] for row in result["rows"]] == ["plain", "gzip"]
+    for row in result["rows"]:
+        assert {"hpcapp 1 rank", "hpcapp 2 ranks", "numpy"} <= set(row)
+        assert row["mean_rel_diff_vs_numpy"] < 1e-6
+        assert row["xarray_mean_rel_diff_vs_numpy"] < 1e-6

@@ -1,4 +1,4 @@
-"""Per-chunk numpy work shared by the hand-written contenders of ``bench.py`` (MPI and Pool).
+"""Per-chunk numpy work shared by the hand-written contenders of ``peers`` (MPI and Pool).
 
 Both contenders import this module, so they read the same slabs the same way (``read_direct``
 into one reused buffer) and compute exactly the same statistics; only the parallel machinery

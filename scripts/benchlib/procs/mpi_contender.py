@@ -1,7 +1,7 @@
-"""Hand-written mpi4py + h5py + numpy contender of ``bench.py``: what a user writes without hpcapp.
+"""Hand-written mpi4py + h5py + numpy contender of ``peers``: what a user writes without hpcapp.
 
-    mpiexec -n N python scripts/bench_mpi.py FILE.h5:/x --chunk-rows R --work stats \
-        --bins 64 --range 0,1
+    mpiexec -n N python -m scripts.benchlib.procs.mpi_contender FILE.h5:/x --chunk-rows R \
+        --work stats --bins 64 --range 0,1
 
 Each rank reads its contiguous slab of whole chunks into one reused buffer, folds every chunk
 into its partial (``--work read``: nothing, the I/O limit; ``sum``: per-column sums; ``stats``:
@@ -18,8 +18,9 @@ import json
 
 import h5py
 import numpy as np
-from bench_numpy import COMBINE, WORKS, new_partial, read_slab, slab, summary, update
 from mpi4py import MPI
+
+from .partials import COMBINE, WORKS, new_partial, read_slab, slab, summary, update
 
 
 def parse() -> argparse.Namespace:

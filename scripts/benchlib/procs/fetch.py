@@ -1,4 +1,6 @@
-"""How long a rank waits for work while rank 0 is busy: ``mpiexec -n 3 python bench_fetch.py``.
+"""How long a rank waits for work while rank 0 is busy, under ``mpiexec -n 2`` or more.
+
+    mpiexec -n 3 python -m scripts.benchlib.procs.fetch --busy 1 --asks 100
 
 Rank 0 spends ``--busy`` seconds inside a "kernel" (sleeping, so it holds no core, as a kernel
 in C or numba that released the GIL would; or ``--spin``: a pure-Python loop that holds the
@@ -12,11 +14,13 @@ its whole wait). Two ways of handing out blocks, side by side in one run:
 
 Then the cost of the server thread to a busy rank 0: the time of a CPU-bound numpy loop with and
 without the thread running (others idle), best of ``--repeat``, and the thread's own CPU time.
+Rank 0 prints one line ``BENCH {json}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -98,7 +102,7 @@ def thread_cost(comm: MPI.Comm, repeat: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    """Print the latency table and the thread's cost."""
+    """Measure both ways of handing out blocks, then the thread's cost; rank 0 prints BENCH."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busy", type=float, default=1.0, help="seconds rank 0 is busy")
     parser.add_argument("--asks", type=int, default=100, help="requests per other rank")
@@ -107,28 +111,26 @@ def main() -> None:
     comm = MPI.COMM_WORLD
     if comm.size < 2:
         raise SystemExit("run under mpiexec -n 2 or more")
-    if comm.rank == 0:
-        print(f"{comm.size} ranks; rank 0 busy {options.busy} s; {options.asks} asks per rank")
-        print(
-            f"{'counter':<8} {'rank 0 kernel':<14} {'median ms':>10} {'p99 ms':>8} "
-            f"{'max ms':>8} {'waited ms per rank':>19}"
-        )
+    rows = []
     for spin in (False, True):
         for how in ("rma", "server"):
             times = latencies(comm, how, options.asks, options.busy, spin)
             if comm.rank == 0:
-                kind = "holds GIL" if spin else "releases GIL"
-                print(
-                    f"{how:<8} {kind:<14} {np.median(times):>10.3f} "
-                    f"{np.percentile(times, 99):>8.3f} {times.max():>8.3f} "
-                    f"{times.sum() / (comm.size - 1):>19.1f}"
+                rows.append(
+                    {
+                        "counter": how,
+                        "kernel": "holds GIL" if spin else "releases GIL",
+                        "median_ms": float(np.median(times)),
+                        "p99_ms": float(np.percentile(times, 99)),
+                        "max_ms": float(times.max()),
+                        "waited_ms_per_rank": float(times.sum() / (comm.size - 1)),
+                    }
                 )
     plain, served, cpu = thread_cost(comm, options.repeat)
     if comm.rank == 0:
-        print(
-            f"rank 0's numpy loop: {plain:.3f} s alone, {served:.3f} s with the server thread "
-            f"({(served / plain - 1) * 100:+.1f}%); the idle thread used {cpu * 100:.1f}% of a core"
-        )
+        cost = {"alone_s": plain, "with_thread_s": served, "thread_cpu_fraction": cpu}
+        report = {"ranks": comm.size, "busy": options.busy, "asks": options.asks}
+        print("BENCH " + json.dumps({**report, "rows": rows, "thread_cost": cost}), flush=True)
 
 
 if __name__ == "__main__":

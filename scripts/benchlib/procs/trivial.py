@@ -1,6 +1,6 @@
-"""The trivial user kernel of ``bench.py``'s framework-overhead test (no hpcapp import needed).
+"""The trivial user kernel of ``peers``' framework-overhead test (no hpcapp import needed).
 
-mpiexec -n N python -m hpcapp run scripts/bench_trivial.py:trivial FILE.h5:/x -o OUT.h5
+mpiexec -n N python -m hpcapp run scripts/benchlib/procs/trivial.py:trivial FILE.h5:/x -o OUT.h5
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Dask contender of ``bench.py``: a dask array over the h5py dataset, threaded scheduler.
+"""Dask contender of ``peers``: a dask array over the h5py dataset, threaded scheduler.
 
-    python scripts/bench_dask.py FILE.h5:/x --chunk-rows R --workers N --bins 64 --range 0,1
+    python -m scripts.benchlib.procs.dask_contender FILE.h5:/x --chunk-rows R --workers N \
+        --bins 64 --range 0,1
 
 Sum, min, max and a histogram per column are built as one graph over the same row chunks as the
 other contenders and computed together with ``dask.compute``, so each chunk is read once.

@@ -1,16 +1,18 @@
 """The compiled ``stats`` loop without a histogram: one-pass lanes against the three-pass loop.
 
-    python scripts/bench_stats_pass.py --repeat 10
+    python -m scripts.benchlib.procs.stats_pass --repeat 10
 
 Times, in this process on one core, ns per value of ``_fused.chunk_partial`` with no histogram
 (the one-pass :mod:`hpcapp.kernels._fused_lanes`) and of ``_fused.fused_stats`` run without a
 histogram (the three-pass loop it replaced, still the reference of the tests), on chunks shaped
-like the jobs they serve, and checks that both give the same bits.
+like the jobs they serve, and checks that both give the same bits. Prints one line
+``BENCH {json}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -38,13 +40,12 @@ def ns_per_value(run, chunk: np.ndarray, repeat: int) -> float:
 
 
 def main() -> None:
-    """Time both loops on every shape and print a table."""
+    """Time both loops on every shape and print the BENCH line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     options = parser.parse_args()
     rng = np.random.default_rng(0)
-    print("| chunk | dtype | three-pass ns/value | one-pass lanes ns/value | same bits |")
-    print("| --- | --- | --- | --- | --- |")
+    rows = []
     for shape, dtype in SHAPES:
         chunk = (280 + 10 * rng.standard_normal(shape)).astype(dtype)
         lanes = _fused.chunk_partial(chunk, ACC, 1, None)
@@ -52,9 +53,17 @@ def main() -> None:
         same = all(lanes[k].tobytes() == v.tobytes() for k, v in reference.items())
         old = ns_per_value(_fused.three_pass_partial, chunk, options.repeat)
         new = ns_per_value(lambda c: _fused.chunk_partial(c, ACC, 1, None), chunk, options.repeat)
-        print(
-            f"| {shape[0]} x {shape[1]} | {np.dtype(dtype).name} | {old:.2f} | {new:.2f} | {same} |"
+        rows.append(
+            {
+                "rows": shape[0],
+                "cols": shape[1],
+                "dtype": np.dtype(dtype).name,
+                "three_pass_ns": old,
+                "lanes_ns": new,
+                "same_bits": same,
+            }
         )
+    print("BENCH " + json.dumps({"repeat": options.repeat, "rows": rows}), flush=True)
 
 
 if __name__ == "__main__":

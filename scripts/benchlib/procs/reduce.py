@@ -1,9 +1,12 @@
-"""Cost of hpcapp's fixed-tree reduction, alone: ``mpiexec -n P python scripts/bench_reduce.py``.
+"""Cost of hpcapp's fixed-tree reduction, alone, under ``mpiexec -n P``.
+
+    mpiexec -n 2 python -m scripts.benchlib.procs.reduce --chunks 1000000
 
 Every rank folds its contiguous share of ``--chunks`` chunk partials (shaped like a ``stats``
 partial of ``--cols`` columns with a ``--bins`` histogram) into its tree, then all ranks meet in
-``tree_reduce`` after a barrier. Rank 0 prints one JSON line: the reduction's seconds (max over
-ranks), how many messages rank 0 received and their bytes, and the nodes each rank held.
+``tree_reduce`` after a barrier. Rank 0 prints one line ``BENCH {json}``: the reduction's
+seconds (max over ranks), how many messages rank 0 received and their bytes, and the nodes each
+rank held.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ def main() -> None:
     if comm.rank == 0:
         messages = max(0, (comm.size - 1).bit_length())
         print(
-            json.dumps(
+            "BENCH "
+            + json.dumps(
                 {
                     "ranks": comm.size,
                     "chunks": args.chunks,

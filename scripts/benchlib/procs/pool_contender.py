@@ -1,6 +1,7 @@
-"""``multiprocessing.Pool`` contender of ``bench.py``: N worker processes over chunk ranges.
+"""``multiprocessing.Pool`` contender of ``peers``: N worker processes over chunk ranges.
 
-    python scripts/bench_pool.py FILE.h5:/x --chunk-rows R --procs N --bins 64 --range 0,1
+    python -m scripts.benchlib.procs.pool_contender FILE.h5:/x --chunk-rows R --procs N \
+        --bins 64 --range 0,1
 
 The rows are cut into N contiguous ranges of whole chunks (as the MPI ranks cut them); each
 task opens the file itself, reads its chunks into one reused buffer and returns its partial,
@@ -18,7 +19,8 @@ from multiprocessing import Pool
 
 import h5py
 import numpy as np
-from bench_numpy import Partial, merge, new_partial, read_slab, slab, summary, update
+
+from .partials import Partial, merge, new_partial, read_slab, slab, summary, update
 
 
 def parse() -> argparse.Namespace:

@@ -1,6 +1,6 @@
-"""Run the hpcapp CLI in this process, then report this rank's peak RSS (for ``bench.py``).
+"""Run the hpcapp CLI in this process, then report this rank's peak RSS (``peers``, ``nd-memory``).
 
-    mpiexec -n N python scripts/bench_rss.py run stats FILE.h5:/x -o OUT.h5 --overwrite
+    mpiexec -n N python -m scripts.benchlib.procs.rss run stats FILE.h5:/x -o OUT.h5 --overwrite
 
 Every rank prints one line ``BENCH_RSS rank=R maxrss_kib=K`` on stderr after the job, with
 ``ru_maxrss`` of the process (KiB on Linux); the exit code is hpcapp's.

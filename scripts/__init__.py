@@ -1,0 +1,1 @@
+"""Developer scripts: the benchmarks (``bench.py``), the test runner, golden outputs, a SLURM."""

@@ -1,0 +1,1 @@
+"""Processes the benchmarks start (under ``mpiexec`` or alone): run as ``python -m``."""

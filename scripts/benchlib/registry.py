@@ -1,0 +1,130 @@
+"""Every benchmark, by name: what it measures, its module, and the arguments of a smoke run."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import shutil
+from types import ModuleType
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One registered benchmark.
+
+    Its module (in this package, imported only when it runs: ``list`` stays light) defines
+    ``add_arguments(parser)``, ``run(options, runner) -> dict`` (the JSON-ready result) and
+    ``table(result) -> str`` (the markdown table the README shows).
+    """
+
+    name: str
+    summary: str
+    module: str
+    tiny: str = ""  # options of a smoke run that ends in seconds (``--tiny``)
+    needs: tuple[str, ...] = ()  # Python modules it cannot run without
+    programs: tuple[str, ...] = ()  # programs it compares with when they are installed
+
+    def load(self) -> ModuleType:
+        """Import and return the benchmark's module."""
+        return importlib.import_module(f"{__package__}.{self.module}")
+
+    def missing(self) -> list[str]:
+        """Return the modules it needs that are not installed."""
+        return [name for name in self.needs if importlib.util.find_spec(name) is None]
+
+    def absent_programs(self) -> list[str]:
+        """Return the optional programs not on PATH (their contenders are skipped)."""
+        return [name for name in self.programs if shutil.which(name) is None]
+
+
+BENCHMARKS = (
+    Benchmark(
+        "peers",
+        "hpcapp stats against raw h5py read, hand-written mpi4py, Dask, Pool; trivial-kernel "
+        "overhead; montecarlo scaling; peak RSS; start-up (issue 5's targets)",
+        "peers",
+        "--size-gib 0.004 --ranks 2 --repeat 1 --mc-samples 2100000 --rss-gib 0.002,0.008",
+    ),
+    Benchmark(
+        "nd-speed",
+        "per-cell mean/std/min/max over time of a (T, lat, lon) field, plain and gzip: hpcapp "
+        "against xarray + Dask and numpy",
+        "nd_speed",
+        "--steps 8 --lat 4 --lon 5 --ranks 1,2 --repeat 1 --time-chunk 4",
+        needs=("dask", "xarray", "h5netcdf", "netCDF4"),
+    ),
+    Benchmark(
+        "nd-memory",
+        "peak RSS per rank of a per-cell stats result, next to hpcapp's memory estimate",
+        "nd_memory",
+        "--steps 6 --lat 5 --lon 7 --bins 4 --chunk-rows 2",
+        needs=("netCDF4",),
+    ),
+    Benchmark(
+        "files-speed",
+        "mean over time of many netCDF files: hpcapp against xarray open_mfdataset + Dask and "
+        "NCO ncra",
+        "files_speed",
+        "--files 4 --steps 2 --lat 3 --lon 4 --ranks 1,2",
+        needs=("dask", "xarray", "h5netcdf", "netCDF4"),
+        programs=("ncra",),
+    ),
+    Benchmark(
+        "files-startup",
+        "start-up of a stats job over many small HDF5 files against one file of the same rows",
+        "files_startup",
+        "--files 20 --ranks 1,2",
+    ),
+    Benchmark(
+        "compressed",
+        "stats on contiguous, gzip and Blosc-zstd inputs against one h5py process reading it",
+        "compressed",
+        "--values 65536 --hdf5-chunk-rows 1024 --ranks 1,2 --repeat 1",
+    ),
+    Benchmark(
+        "rows",
+        "per-row output write speed (wall, + fsync, no-rows), optionally against an older tree",
+        "rows",
+        "--gib 0.002 --ranks 1,2 --repeat 1",
+    ),
+    Benchmark(
+        "schedule",
+        "static against dynamic schedule on skewed, uniform and first-slow sleeping chunks",
+        "schedule",
+        "--unit 0.001 --repeat 1 --cases skewed",
+    ),
+    Benchmark(
+        "fetch",
+        "latency of asking rank 0 for work while it is busy: block-server thread against an "
+        "RMA counter; the thread's cost",
+        "fetch",
+        "--ranks 2 --busy 0.2 --asks 5 --repeat 1",
+    ),
+    Benchmark(
+        "reduce",
+        "hpcapp's fixed-tree reduction of stats partials alone: seconds, messages, bytes",
+        "reduce",
+        "--ranks 1,2 --chunks 1000 --repeat 1",
+    ),
+    Benchmark(
+        "startup",
+        "per-rank import time and memory (RSS, PSS, USS), with and without numba",
+        "startup",
+        "--ranks 1,2",
+    ),
+    Benchmark(
+        "exit",
+        "wall time of a job outside its ranks' clocks: launch, MPI finalize, interpreter exit",
+        "exit",
+        "--ranks 1,2 --repeat 1",
+    ),
+    Benchmark(
+        "stats-pass",
+        "the compiled stats loop without a histogram: one-pass lanes against the three-pass "
+        "loop, ns per value, same bits",
+        "stats_pass",
+        "--repeat 1",
+    ),
+)
+REGISTRY = {bench.name: bench for bench in BENCHMARKS}
