@@ -98,7 +98,7 @@ def make_layout(
         coords=tuple(source.coords) or (None,) * len(source.dims),
         over=tuple(params.get("over", nd.DEFAULT_OVER)) if source.dims else (),
         per_row=tuple(kern.per_row),
-        is_stats=kern.func is nd.stats,
+        is_stats=kern.func is nd.stats.func,
         units=cf.units if cf is not None else None,
         many=source if getattr(source, "members", ()) else None,
         group=grouping.describe() if grouping is not None else None,

@@ -25,7 +25,8 @@ from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
 from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
-from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.api import InputInfo, Kernel
+from hpcapp.kernels.nd import bind_over
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.partition import count_chunks, default_chunk_rows, subtract
@@ -77,13 +78,14 @@ def plan_job(
         elif source is None:
             refuse_netcdf3(config.input)
             source = inspect_input(config.input)
-    source, params, kernel = plan_dims(config, kernel, source, params)  # N-D: names, --over
+    source, over = plan_dims(config, kernel, source)  # N-D: names, --over
     if source.path is not None:
-        # Again with the dtype the kernel will see (after CF decoding) and the row shape: a
-        # kernel may refuse what the data cannot take.
+        # Again with the axes to reduce, the dtype the kernel will see (after CF decoding) and
+        # the row shape: a kernel may refuse what the data cannot take.
         dtype = source.cf.dtype if source.cf is not None else source.dtype
-        checked = kernel.check_params(config.params, dtype=dtype, row_shape=source.row_shape)
-        params = {**checked, **({"over": params["over"]} if "over" in params else {})}
+        data = InputInfo(dtype, tuple(source.row_shape))
+        params = kernel.check_params(config.params, data, over=over)
+    kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
     grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(
@@ -129,7 +131,8 @@ def plan_job(
             )
         checkpoint.remove(directory)
         manifest = None
-    for input_path in [m.path for m in source.members] or [source.path]:
+    inputs: list[str | None] = [m.path for m in source.members] or [source.path]
+    for input_path in inputs:
         check_output(config.output, config.overwrite, input_path)
     if manifest is not None:
         check_identity(directory, manifest["job"], identity)

@@ -85,9 +85,8 @@ def list_kernels() -> str:
     for kernel in builtin_kernels():
         lines.append(f"  {kernel.name:<11} {kernel.description}")
         for name, default in kernel.defaults.items():
-            if name == "over":
-                lines.append(f"  {'':<11}   --over DIMS   (default: the first dimension)")
-                continue
             lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
+        if kernel.over:
+            lines.append(f"  {'':<11}   --over DIMS   (default: the first dimension)")
     lines.append("User kernels: package.module:function or path/to/file.py:function")
     return "\n".join(lines)

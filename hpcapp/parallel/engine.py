@@ -23,7 +23,7 @@ from hpcapp.io import reader, space
 from hpcapp.io.checkpoint import write_part
 from hpcapp.io.reader import ChunkReadError
 from hpcapp.io.source import Source
-from hpcapp.kernels.api import Kernel, Partial, as_partial
+from hpcapp.kernels.api import InputInfo, Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled
 from hpcapp.parallel.collective import gather_table, raise_shared
@@ -125,7 +125,7 @@ def run_engine(
         mine = ChunkList(share(todo, size, rank))
 
     if source.path is None:
-        chunks = reader.generate_chunks(mine, int(params.get("seed", 0)), should_stop)
+        chunks = reader.generate_chunks(mine, int(kernel.seed(params)), should_stop)
     elif distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
         chunks = reader.scatter_chunks(
@@ -254,9 +254,10 @@ def _warm_up(
     """
     began = time.time()
     if kernel.prepare is not None and source.path is not None:
-        chunk_shape = (min(chunk_rows, source.n_rows), *source.row_shape)
+        rows = min(chunk_rows, source.n_rows)
+        data = InputInfo(np.dtype(source.dtype), tuple(source.row_shape), chunk_rows=rows)
         try:
-            kernel.prepare(np.dtype(source.dtype), chunk_shape, dict(params))
+            kernel.prepare(dict(params), data)
         except Exception as exc:
             return f"kernel {kernel.name!r}: its warm-up (prepare) raised {exc!r}"
     now = time.time()
