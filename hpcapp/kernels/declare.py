@@ -1,10 +1,11 @@
-"""Check what a kernel declares: its combine, hooks and per-row keys, and the keys it returns.
+"""Check what a kernel declares: its combine, hooks, keys and parameters, against its function.
 
 A typo in a declaration must not run as a different job: ``combine={"peek": "max"}`` on a kernel
-returning ``peak`` would sum ``peak``, and ``per_row="norm"`` would name four keys. Declarations
-of the wrong type or value are refused where they are written (TypeError, ValueError); declared
-keys the kernel does not return are refused at its first chunk (:func:`key_problem`), since only
-then are its keys known. Nothing here imports numpy or MPI.
+returning ``peak`` would sum ``peak``, ``per_row="norm"`` would name four keys, a parameter named
+``over`` or ``seed`` would silently not get what its name suggests. Declarations of the wrong
+type or value are refused where they are written (TypeError, ValueError); keys are checked
+there too when the kernel declares ``returns``, else at its first chunk (:func:`key_problem`),
+since only then are its keys known. Nothing here imports numpy or MPI.
 """
 
 from __future__ import annotations
