@@ -281,3 +281,27 @@ def test_validate_and_prepare_get_params_and_the_input_description(tmp_path):
         ("prepare", {"scale": 2.0}, InputInfo(np.dtype("float32"), (3,), chunk_rows=4)),
     ]
     assert seen[-1][2].chunk_shape == (4, 3)
+
+
+OLD_FINALIZE = """
+import hpcapp
+
+def finish(partial, threshold=0.5):
+    return partial
+
+@hpcapp.kernel(finalize=finish)
+def total(chunk, threshold=0.5):
+    return {"s": chunk.sum()}
+"""
+
+
+def test_the_command_line_refuses_a_kernel_file_whose_definition_fails_in_one_line(tmp_path):
+    (tmp_path / "old.py").write_text(OLD_FINALIZE)
+    data = write_dataset(tmp_path / "in.h5", np.arange(4.0))
+    done = cli_here(["run", f"{tmp_path / 'old.py'}:total", data, "-o", str(tmp_path / "o.h5")])
+    assert done.returncode == 2 and not (tmp_path / "o.h5").exists()
+    assert done.stderr == (
+        f"hpcapp: error: importing kernel file '{tmp_path / 'old.py'}': @hpcapp.kernel on "
+        "'total': finalize is called as finalize(partial, params), which finish(partial, "
+        "threshold=0.5) does not take (read threshold from params)\n"
+    )

@@ -140,7 +140,8 @@ def check_hook(name: str, hook: Any) -> None:
         signature = inspect.signature(hook)
     except (TypeError, ValueError):  # a builtin or compiled function: nothing to read
         return
-    n_args = len(inspect.signature(spec).parameters)
+    spec_args = inspect.signature(spec).parameters
+    n_args = len(spec_args)
     try:
         bound = signature.bind(*range(n_args))
     except TypeError:
@@ -154,9 +155,8 @@ def check_hook(name: str, hook: Any) -> None:
         and (bound is None or p.name not in bound.arguments or p.default is not p.empty)
     ]
     if bound is None or unbound:
-        hint = f" (read {', '.join(unbound)} from params)" if unbound and n_args == 2 else ""
-        if name == "combine":
-            hint = ""
+        takes_params = unbound and "params" in spec_args
+        hint = f" (read {', '.join(unbound)} from params)" if takes_params else ""
         raise TypeError(
             f"{name} is called as {convention}, which {getattr(hook, '__name__', 'it')}"
             f"{signature} does not take{hint}"
