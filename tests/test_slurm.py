@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 from helpers import REPO, clean_env, cli_here, read_results, sample_data, write_dataset
 
@@ -352,6 +353,8 @@ def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
     config = parse(job).config
     plan = plan_job(config, *load_with_code("stats"))
     checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
+    # A node of finished work: a checkpoint without one would be replaced by a plain run.
+    checkpoint.write_part(plan.checkpoint_dir, 0, 0, {(0, 0): {"count": np.zeros(2)}})
     # `run` without --resume refuses to start over a checkpoint ...
     plain = cli_here(job, cwd=sensors)
     assert plain.returncode == 2 and "--resume" in plain.stderr

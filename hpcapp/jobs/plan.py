@@ -115,7 +115,8 @@ def plan_job(
         return dataclasses.replace(plan, finished=True)
     manifest = checkpoint.read_manifest(directory)
     if manifest is not None and not config.resume:
-        if not config.overwrite:
+        # A run that failed before saving any work leaves nothing worth keeping: replace it.
+        if not config.overwrite and checkpoint.holds_work(directory, int(manifest["generation"])):
             raise UsageError(
                 f"a checkpoint of an unfinished run is in {directory}: add --resume to continue "
                 "it, or --overwrite to discard it and start over"
