@@ -2,8 +2,9 @@
 
 The unmarked tests need no SLURM. The ``slurm`` tests submit the project's own scripts to a
 private one-node SLURM that ``scripts/local_slurm.py`` starts for the session (installing
-slurm-wlm and munge with apt-get if needed, so they need root). If it cannot start, they fail
-with the reason: a silently skipped SLURM test would hide a broken batch story.
+slurm-wlm and munge with apt-get if needed, so they need root). Without root (and without
+CI=true) they are skipped, saying why; otherwise, if SLURM cannot start, they fail with the
+reason: in CI a silently skipped SLURM test would hide a broken batch story.
 """
 
 from __future__ import annotations
@@ -455,6 +456,26 @@ def test_mpi_warning_when_the_python_cannot_load_mpi(tmp_path):
     assert warning == f"{fake} cannot load mpi4py's MPI {expected}"
 
 
+@pytest.mark.parametrize(
+    "ci,euid,up,skipped",
+    [
+        ("", 1000, False, True),  # a user without root: skipped, saying why
+        ("true", 1000, False, False),  # CI: a SLURM that cannot start is a failure
+        ("", 0, False, False),  # root: started (installed if need be)
+        ("", 1000, True, False),  # a cluster already up: used
+    ],
+)
+def test_slurm_tests_are_skipped_only_without_root_outside_ci(monkeypatch, ci, euid, up, skipped):
+    local_slurm = _load_local_slurm()
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(local_slurm.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(local_slurm, "running", lambda state_dir=None: up)
+    reason = local_slurm.skip_reason()
+    assert (reason is not None) == skipped
+    if skipped:
+        assert reason.startswith("not root:") and "apt-get" in reason and "\n" not in reason
+
+
 # ---------------------------------------------------------------------------------------------
 # With SLURM: real batch jobs
 
@@ -472,6 +493,9 @@ def _load_local_slurm():
 def slurm_env():
     """Start the local SLURM (or reuse a running one) and return the clients' environment."""
     local_slurm = _load_local_slurm()
+    reason = local_slurm.skip_reason()
+    if reason is not None:  # never with CI=true: there a SLURM that cannot start is a failure
+        pytest.skip(f"SLURM tests skipped: {reason}")
     already_running = local_slurm.running()
     try:
         variables = local_slurm.start()
