@@ -36,7 +36,7 @@ def resolve_kernel(kernel: Any) -> Any:
     if isinstance(kernel, str):
         return load_kernel(kernel)
     if callable(kernel):
-        return from_function(kernel, getattr(kernel, "__qualname__", repr(kernel)))
+        return from_function(kernel, getattr(kernel, "__qualname__", repr(kernel)))  # plain
     raise TypeError(
         f"kernel must be a function, a 'module:function' string or a Kernel: {kernel!r}"
     )

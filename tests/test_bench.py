@@ -150,3 +150,13 @@ def test_stats_pass_gives_the_same_bits(tmp_path):
     result = run_tiny("stats-pass", tmp_path)
     assert len(result["rows"]) == 4
     assert all(row["same_bits"] is True for row in result["rows"])
+
+
+def test_versions_compares_two_trees_and_their_results(tmp_path):
+    # The same tree as "before": every job runs with both, and their result bytes must agree.
+    result = run_tiny("versions", tmp_path, "--before", str(REPO))
+    assert result["trees"] == ["before", "after"]
+    assert len(result["jobs"]) == 4
+    for row in result["jobs"]:
+        assert len(row["runs"]["before"]) == len(row["runs"]["after"]) == 1
+        assert row["ratio"] == row["after"] / row["before"] > 0

@@ -71,7 +71,7 @@ def short_rows(chunk):
     return {"y": chunk[1:], "n": np.int64(len(chunk))}
 
 
-def _noisy_finalize(partial):
+def _noisy_finalize(partial, params):
     return {"s": partial["s"] + np.random.random()}
 
 

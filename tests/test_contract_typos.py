@@ -12,7 +12,7 @@ from input_helpers import refused
 
 import hpcapp
 from hpcapp.errors import UsageError
-from hpcapp.kernels.api import as_partial, from_function, kernel
+from hpcapp.kernels.api import InputInfo, Kernel, as_partial, from_function, kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled, group_kernel
 from hpcapp.kernels.registry import load_kernel
@@ -154,12 +154,6 @@ def test_per_row_given_one_name_is_one_key():
     assert norms.per_row == ("norm",)
     assert from_function(norms, "norms").per_row == ("norm",)
 
-    def by_hand(chunk):
-        return {"norm": np.abs(chunk), "n": np.int64(len(chunk))}
-
-    by_hand.per_row = "norm"  # declared with an attribute: the same rule
-    assert from_function(by_hand, "by_hand").per_row == ("norm",)
-
 
 @pytest.mark.parametrize(
     "per_row,error,message",
@@ -230,8 +224,10 @@ def test_a_bare_decorator_declares_the_defaults():
     def total(chunk):
         return {"n": np.int64(len(chunk)), "s": chunk.sum()}
 
-    assert kernel(total) is total and total.combine == "sum" and total.per_row == ()
-    got = fold(from_function(total, "total"), np.arange(10.0), 3)
+    made = kernel(total)
+    assert isinstance(made, Kernel) and made.func is total
+    assert made.combine == "sum" and made.per_row == () and made.name == "total"
+    got = fold(made, np.arange(10.0), 3)
     assert got["n"] == 10 and got["s"] == 45.0
 
 
@@ -252,28 +248,29 @@ def test_a_combine_given_first_as_a_string_or_mapping_still_works():
 
 
 def test_a_function_given_first_is_the_kernel_and_takes_the_options():
-    def finish(partial):
+    def finish(partial, params):
         return {"mean": partial["s"] / partial["n"]}
 
     def mean(chunk):
         return {"n": np.int64(len(chunk)), "s": chunk.sum()}
 
-    assert kernel(mean, finalize=finish) is mean and mean.finalize is finish
-    assert fold(from_function(mean, "mean"), np.arange(10.0), 4)["mean"] == 4.5
+    made = kernel(mean, finalize=finish)
+    assert made.func is mean and made.finalize is finish
+    assert fold(made, np.arange(10.0), 4)["mean"] == 4.5
 
 
 @pytest.mark.parametrize(
     "options,error,message",
     [
-        ({"finalize": "finish"}, TypeError, "finalize must be a function or None, got str"),
-        ({"validate": 3}, TypeError, "validate must be a function or None, got int"),
-        ({"prepare": "warm"}, TypeError, "prepare must be a function or None, got str"),
+        ({"finalize": "finish"}, TypeError, "finalize must be a function finalize(partial, "),
+        ({"validate": 3}, TypeError, "validate must be a function validate(params, data), got"),
+        ({"prepare": "warm"}, TypeError, "prepare must be a function prepare(params, data), got"),
         ({"combine": 42}, TypeError, "combine must be one of 'sum', 'min', 'max'"),
         ({"combine": "avg"}, ValueError, "combine 'avg' is not one of 'sum', 'min', 'max'"),
         ({"combine": {"s": "mean"}}, ValueError, "combine {'s': 'mean'}: the op must be one of"),
         ({"combine": {1: "sum"}}, TypeError, "combine maps result keys (strings) to ops"),
         ({"generates": "yes"}, TypeError, "generates must be True or False"),
-        ({"rows_param": "n"}, ValueError, "rows_param names the rows of a kernel that generates"),
+        ({"rows_param": "n"}, ValueError, "rows_param names a parameter of a kernel that gen"),
     ],
 )
 def test_declarations_of_the_wrong_kind_are_refused_when_decorating(options, error, message):
@@ -286,26 +283,12 @@ def test_declarations_of_the_wrong_kind_are_refused_when_decorating(options, err
     assert str(caught.value).startswith(f"@hpcapp.kernel on 'total': {message}")
 
 
-def test_declarations_by_attribute_are_checked_when_the_kernel_is_loaded():
-    def total(chunk):
-        return {"s": chunk.sum()}
-
-    total.finalize = "finish"
-    with pytest.raises(UsageError, match="kernel 'total': finalize must be a function"):
-        from_function(total, "total")
-    total.finalize = None
-    total.combine = {"s": "avg"}
-    with pytest.raises(UsageError, match=r"kernel 'total': combine \{'s': 'avg'\}"):
-        from_function(total, "total")
-
-
 def test_rows_param_must_name_a_parameter():
-    @kernel(generates=True, rows_param="sample")
-    def draws(rng, n_rows, samples=10):
-        return {"n": np.int64(n_rows)}
+    with pytest.raises(ValueError, match=r"rows_param 'sample' .* did you mean 'samples'"):
 
-    with pytest.raises(UsageError, match=r"rows_param 'sample' .* did you mean 'samples'"):
-        from_function(draws, "draws")
+        @kernel(generates=True, rows_param="sample")
+        def draws(rng, n_rows, samples=10):
+            return {"n": np.int64(n_rows)}
 
 
 def test_run_takes_a_bare_kernel_and_refuses_a_hook_that_is_not_a_function(tmp_path, values):
@@ -319,13 +302,13 @@ def test_run_takes_a_bare_kernel_and_refuses_a_hook_that_is_not_a_function(tmp_p
     (tmp_path / "hook.py").write_text(BARE.replace("@hpcapp.kernel", "@hpcapp.kernel(finalize=1)"))
     hook = ["run", f"{tmp_path / 'hook.py'}:total", values, "-o", str(tmp_path / "h.h5")]
     line = error_line(cli_here(hook), 2)
-    assert "@hpcapp.kernel on 'total': finalize must be a function or None, got int" in line
+    assert "@hpcapp.kernel on 'total': finalize must be a function finalize(partial, " in line
 
 
 # --- stats: bins without range; generating kernels: seed ------------------------------------
 
 
-@pytest.mark.parametrize("given", [{"bins": 4096}, {"bins": 64}, {"bins": 8, "over": (1,)}])
+@pytest.mark.parametrize("given", [{"bins": 4096}, {"bins": 64}, {"bins": 8}])
 def test_bins_given_without_range_is_refused(given):
     kern = load_kernel("stats")
     message = "kernel 'stats': bins needs range: -p range=LO,HI (a histogram needs a fixed range)"
@@ -333,7 +316,7 @@ def test_bins_given_without_range_is_refused(given):
         kern.check_params(given)
     assert str(caught.value) == message
     with pytest.raises(UsageError, match="bins needs range"):
-        kern.check_params(given, dtype="float32", row_shape=(3,))
+        kern.check_params(given, InputInfo("float32", (3,)), over=(1,))
 
 
 def test_bins_keeps_its_default_with_a_range_and_alone():

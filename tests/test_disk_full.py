@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+import hpcapp
+
 
 def _fill():
     # HPCAPP_TEST_FILL=DIR:LEAVE,...: fill each DIR until LEAVE bytes are free, once a process.
@@ -69,6 +71,7 @@ def reduced(chunk, calls="", cells=0, delay=0.0):
     return {"s": values.sum(axis=0), "big": np.full(int(cells), values.sum())}
 
 
+@hpcapp.kernel(per_row="norm")
 def rows(chunk, calls="", cells=0):
     _count(calls)
     _fill()
@@ -79,8 +82,6 @@ def rows(chunk, calls="", cells=0):
         "big": np.full(int(cells), values.sum()),
     }
 
-
-rows.per_row = ("norm",)
 """
 
 N_ROWS, CHUNK_ROWS = 40_000, 2_000

@@ -87,14 +87,14 @@ def test_group_by_integer_labels_matches_numpy(tmp_path):
 
 FIRST_KERNEL = """
 import numpy as np
-
-def first_row(chunk):
-    return {"first": chunk[0], "n": np.int64(len(chunk))}
+import hpcapp
 
 def keep_left(left, right):
     return {"first": left["first"], "n": left["n"] + right["n"]}
 
-first_row.combine = keep_left
+@hpcapp.kernel(combine=keep_left)
+def first_row(chunk):
+    return {"first": chunk[0], "n": np.int64(len(chunk))}
 """
 
 
@@ -225,12 +225,13 @@ SLOW_KERNEL = """
 import os
 import time
 import numpy as np
+import hpcapp
 
+@hpcapp.kernel(combine={"s": "sum", "m": "max", "n": "sum"})
 def slow(chunk, delay=0.04):
     # A run that only finishes (a resume) skips the sleeping: no parameter of the job changes.
     time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     return {"s": chunk.sum(axis=0), "m": np.fmax.reduce(chunk, axis=0), "n": np.int64(len(chunk))}
-slow.combine = {"s": "sum", "m": "max", "n": "sum"}
 """
 
 

@@ -65,14 +65,14 @@ def test_resume_after_editing_the_kernel_is_refused(tmp_path, data_spec):
 
 FINALIZE_KERNEL = """
 import numpy as np
+import hpcapp
 
-def mean(chunk):
-    return {"s": chunk.sum(axis=0), "n": np.int64(len(chunk))}
-
-def finish(partial):
+def finish(partial, params):
     return {"mean": partial["s"] / partial["n"]}
 
-mean.finalize = finish
+@hpcapp.kernel(finalize=finish)
+def mean(chunk):
+    return {"s": chunk.sum(axis=0), "n": np.int64(len(chunk))}
 """
 
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import REPO, sample_data
 
 from hpcapp.errors import KernelError, UsageError
-from hpcapp.kernels.api import as_partial, from_function, kernel
+from hpcapp.kernels.api import InputInfo, as_partial, from_function, kernel
 from hpcapp.kernels.registry import load_kernel
 from hpcapp.parallel.reduce import FragmentTree
 from hpcapp.partition import chunk_bounds, count_chunks
@@ -139,11 +139,11 @@ def test_user_kernel_module_and_file_give_the_same_kernel():
         assert got[key].tobytes() == again[key].tobytes()
 
 
-def test_kernel_declared_with_attributes_and_custom_combine():
+def test_kernel_with_a_custom_combine():
+    @kernel(combine=lambda a, b: {"n": a["n"] + b["n"], "first": a["first"]})
     def longest(chunk):
         return {"n": np.int64(len(chunk)), "first": chunk[:1].copy()}
 
-    longest.combine = lambda a, b: {"n": a["n"] + b["n"], "first": a["first"]}
     kern = from_function(longest, "longest")
     got = run_serial(kern, np.arange(10.0), 3)
     assert got["n"] == 10 and got["first"].tolist() == [0.0]
@@ -198,23 +198,20 @@ def test_kernels_never_import_mpi():
         assert "mpi4py" not in text, name
 
 
-def test_validate_gets_the_input_dtype_and_row_shape_when_it_asks():
-    seen = {}
+def test_validate_gets_the_params_and_a_description_of_the_input():
+    seen = []
 
-    def wants(scale=1, *, dtype=None, row_shape=None):
-        seen.update(scale=scale, dtype=dtype, row_shape=row_shape)
+    def wants(params, data):
+        seen.append((dict(params), data))
 
     @kernel(validate=wants)
-    def scaled(chunk, scale=1):
-        return {"s": chunk.sum() * scale}
+    def scaled(chunk, scale=1, shift=0):
+        return {"s": chunk.sum() * scale + shift}
 
     kern = from_function(scaled, "scaled")
-    kern.check_params({"scale": 2}, dtype="<f4", row_shape=(3,))
-    assert seen == {"scale": 2, "dtype": "<f4", "row_shape": (3,)}
-
-    def plain(scale=1):
-        seen.update(plain=scale)
-
-    scaled.validate = plain
-    from_function(scaled, "scaled").check_params({"scale": 5}, dtype="<f4", row_shape=(3,))
-    assert seen["plain"] == 5
+    kern.check_params({"scale": 2})
+    kern.check_params({"scale": 2}, InputInfo(dtype="<f4", row_shape=(3,)))
+    assert seen == [
+        ({"scale": 2, "shift": 0}, InputInfo(given=frozenset({"scale"}))),
+        ({"scale": 2, "shift": 0}, InputInfo("<f4", (3,), frozenset({"scale"}))),
+    ]

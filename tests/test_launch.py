@@ -108,7 +108,7 @@ from pathlib import Path
 import numpy as np
 from hpcapp import kernel
 
-def warm(dtype, chunk_shape, params):
+def warm(params, data):
     if params["fail"]:
         raise RuntimeError("no compiler here")
     Path(params["warmed"]).touch()  # the test's clock: 1000 s passed (importing, compiling)
@@ -178,7 +178,9 @@ def test_stats_warm_up_loads_the_compiled_loops_only_where_chunks_use_them(
         "import sys, numpy as np\n"
         "from hpcapp.kernels.registry import load_kernel\n"
         "kernel = load_kernel('stats')\n"
-        f"kernel.prepare(np.dtype('{dtype}'), {shape!r}, kernel.check_params({{}}))\n"
+        "from hpcapp.kernels.hookspec import InputInfo\n"
+        f"data = InputInfo(np.dtype('{dtype}'), {shape[1:]!r}, chunk_rows={shape[0]})\n"
+        "kernel.prepare(kernel.check_params({}), data)\n"
         "print('hpcapp.kernels._fused' in sys.modules)\n"
     )
     out = run_python(code, timeout=120)

@@ -27,7 +27,7 @@ import resource
 import numpy as np
 import hpcapp
 
-def report_rss(partial):
+def report_rss(partial, params):
     # finalize runs on rank 0 once everything is written: its peak RSS bounds the whole run.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {**partial, "rank0_maxrss_kib": np.int64(peak)}

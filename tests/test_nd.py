@@ -123,24 +123,30 @@ def test_over_forms_are_bitwise_one_ranks_on_any_rank_count(shared_dir, over):
 
 USER_KERNELS = """
 import numpy as np
+import hpcapp
 
 def plain(chunk):
     return {"total": np.nansum(chunk, axis=0)}
 
-def with_over(chunk, over=(0,)):
+@hpcapp.kernel(over=True)
+def with_over(chunk, over):
     assert isinstance(over, tuple)
     return {"total": np.nansum(chunk, axis=over), "axes": np.array(over)}
+
+def named_over(chunk, over=(0,)):  # a parameter named over, undeclared: refused, not filled
+    return {"total": np.nansum(chunk, axis=over)}
 """
 
 
-def test_user_kernel_gets_over_only_if_it_asks(tmp_path):
+def test_user_kernel_gets_over_only_if_it_declares_it(tmp_path):
     data = cube(nan=0.0)
     spec = write_netcdf(tmp_path / "in.nc", data)
     (tmp_path / "user.py").write_text(USER_KERNELS)
     plain = f"{tmp_path}/user.py:plain"
     done = cli_here(["run", plain, spec, "-o", f"{tmp_path}/a.nc", "--over", "lat", "-q"])
     assert done.returncode == 2
-    assert "give it a parameter `over`" in done.stderr and done.stderr.count("hpcapp:") == 1
+    assert "declare it with @hpcapp.kernel(over=True)" in done.stderr
+    assert done.stderr.count("hpcapp:") == 1
     done = cli_here(["run", plain, spec, "-o", f"{tmp_path}/a.nc", "-q"])
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(
@@ -156,6 +162,15 @@ def test_user_kernel_gets_over_only_if_it_asks(tmp_path):
     np.testing.assert_allclose(results["total"], np.nansum(data, (0, 2)), rtol=1e-5)
     done = cli_here(["run", "stats", spec, "-o", f"{tmp_path}/c.nc", "-p", "over=1"])
     assert done.returncode == 2 and "--over" in done.stderr
+    named = f"{tmp_path}/user.py:named_over"
+    for extra in ([], ["--over", "lat"]):
+        done = cli_here(["run", named, spec, "-o", f"{tmp_path}/d.nc", "-q", *extra])
+        assert done.returncode == 2 and not (tmp_path / "d.nc").exists()
+        assert done.stderr == (
+            f"hpcapp: error: kernel '{named}': a parameter named `over` is given the axes to "
+            "reduce (--over) only when the kernel declares over=True: add it to "
+            "@hpcapp.kernel(...)\n"
+        )
 
 
 def test_dims_names_a_plain_hdf5_input_and_may_not_contradict_the_file(tmp_path):
@@ -205,8 +220,10 @@ SLOW_OVER_KERNEL = """
 import os
 import time
 import numpy as np
+import hpcapp
 
-def slow(chunk, over=(0,), delay=0.03):
+@hpcapp.kernel(over=True)
+def slow(chunk, over, delay=0.03):
     # A run that only finishes (a resume) skips the sleeping: no parameter of the job changes.
     time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     return {"s": np.nansum(chunk.astype(np.float64), axis=over)}

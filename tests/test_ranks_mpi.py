@@ -174,11 +174,9 @@ def waits_for_the_failure(chunk):
     return {"y": np.asarray(chunk, np.float64) * 2, "n": np.int64(len(chunk))}
 
 
+@hpcapp.kernel(per_row=("y",))
 def per_row_waits_for_the_failure(chunk):
     return waits_for_the_failure(chunk)
-
-
-per_row_waits_for_the_failure.per_row = ("y",)
 
 
 @pytest.mark.parametrize("per_row", [False, True], ids=["reduced", "per-row"])

@@ -37,12 +37,13 @@ SLOW_KERNEL = """
 import os
 import time
 import numpy as np
+import hpcapp
 
+@hpcapp.kernel(combine={"s": "sum", "m": "max", "n": "sum"})
 def slow(chunk, delay=0.04):
     # A run that only finishes (a resume) skips the sleeping: no parameter of the job changes.
     time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     return {"s": chunk.sum(axis=0), "m": np.fmax.reduce(chunk, axis=0), "n": np.int64(len(chunk))}
-slow.combine = {"s": "sum", "m": "max", "n": "sum"}
 """
 
 

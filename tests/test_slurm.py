@@ -40,14 +40,14 @@ SLOW_KERNEL = """\
 import time
 from pathlib import Path
 
+import hpcapp
 
+
+@hpcapp.kernel(combine={"s": "sum", "m": "max"})
 def slow(chunk, delay=0.03):
     Path(__file__).with_name("computing").touch()
     time.sleep(delay)
     return {"s": chunk.sum(axis=0), "m": chunk.max(axis=0)}
-
-
-slow.combine = {"s": "sum", "m": "max"}
 """
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from hpcapp.errors import UsageError
 from hpcapp.kernels import stats as stats_module
-from hpcapp.kernels.api import from_function
+from hpcapp.kernels.api import InputInfo, from_function
 from hpcapp.kernels.stats_params import edge_dtype
 
 KERNEL = from_function(stats_module.stats, "stats")
@@ -44,7 +44,7 @@ def path(name: str):
 
 def run(data: np.ndarray, cuts: list[int], params: dict, route: str) -> dict:
     """Return the finished results of ``data`` cut at row indices ``cuts``, merged in order."""
-    checked = KERNEL.check_params(params, dtype=data.dtype.str, row_shape=data.shape[1:])
+    checked = KERNEL.check_params(params, InputInfo(data.dtype.str, data.shape[1:]))
     with path(route):
         parts = [KERNEL.apply(piece, checked) for piece in np.split(data, cuts)]
     merged = parts[0]
@@ -298,7 +298,7 @@ def test_per_column_ranges_bin_each_column_like_numpy(ranges, route, form):
 )
 def test_bad_histogram_parameters_are_refused_before_any_work(params, row_shape, message):
     with pytest.raises(UsageError, match=message):
-        KERNEL.check_params(params, dtype="<f4", row_shape=row_shape)
+        KERNEL.check_params(params, InputInfo("<f4", row_shape))
 
 
 # End to end: the real CLI under mpiexec, on the inputs reported in issues 9 and 14.

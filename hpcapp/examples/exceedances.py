@@ -12,7 +12,7 @@ import numpy as np
 import hpcapp
 
 
-def finalize(partial, threshold=0.5):
+def finalize(partial, params):
     """Turn counts and sums into the mean excess over the threshold (once, on rank 0)."""
     n_above = partial["n_above"]
     mean_excess = np.where(n_above > 0, partial["excess"] / np.maximum(n_above, 1), np.nan)

@@ -85,31 +85,25 @@ def parse_over(text: str, dims: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(sorted(axes))
 
 
-def plan_dims(config: Any, kernel: Any, source: Source, params: dict[str, Any]) -> tuple:
-    """Describe the input's dimensions and resolve ``--over``; return (source, params, kernel).
+def plan_dims(config: Any, kernel: Any, source: Source) -> tuple[Source, tuple[int, ...]]:
+    """Describe the input's dimensions and resolve ``--over``; return (source, axes to reduce).
 
-    A kernel with a parameter ``over`` receives the sorted tuple of axes to reduce (default
-    ``(0,)``); a kernel without one reduces over the first dimension only, and any other
-    ``--over`` is refused.
+    A kernel declared ``@hpcapp.kernel(over=True)`` is called with ``over``, the sorted tuple
+    of axes to reduce (default ``(0,)``); any other kernel reduces over the first dimension
+    only, and any other ``--over`` is refused.
     """
-    from hpcapp.kernels.nd import bind_over
-
-    if "over" in config.params:
-        raise UsageError("give the dimensions to reduce with --over, not -p over")
     source = source.describe(config.dims, config.raw, config.mask_valid_range)
     if not source.dims:  # generated rows: no dimensions to name or reduce over
         if config.over or config.dims:
             raise UsageError(
                 f"kernel {config.kernel!r} generates its data: --over and --dims apply to an INPUT"
             )
-        return source, params, kernel
+        return source, (0,)
     over = parse_over(config.over, source.dims) if config.over else (0,)
-    if "over" in kernel.defaults or "over" in kernel.required:
-        params = {**params, "over": over}
-    elif over != (0,):
+    if over != (0,) and not kernel.over:
         raise UsageError(
             f"kernel {config.kernel!r} reduces over the first dimension only: to accept "
-            f"--over, give it a parameter `over` (e.g. def f(chunk, over=(0,))), which receives "
-            f"the tuple of axes to reduce, like {over} for --over {config.over}"
+            "--over, declare it with @hpcapp.kernel(over=True), which calls it with over=, the "
+            f"tuple of axes to reduce, like {over} for --over {config.over}"
         )
-    return source, params, bind_over(kernel, params)
+    return source, over

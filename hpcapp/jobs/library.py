@@ -96,7 +96,8 @@ def _kernel(kernel: Any) -> tuple[str, Any]:
     from hpcapp.jobs.provenance import code_identity
     from hpcapp.kernels.api import from_function
 
-    name = f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', '?')}"
+    func = getattr(kernel, "func", kernel)  # a Kernel is named after its function
+    name = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', '?')}"
     loaded = from_function(kernel, name)
     return name, (loaded, code_identity(name, loaded, []))
 

@@ -22,7 +22,8 @@ from hpcapp.io.sources.specs import inspect_spec
 from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
-from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.api import InputInfo, Kernel
+from hpcapp.kernels.nd import bind_over
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.partition import count_chunks, subtract
@@ -68,7 +69,7 @@ def plan_job(
         n_rows = params.get(kernel.rows_param) if kernel.rows_param else None
         if not isinstance(n_rows, int) or isinstance(n_rows, bool):
             raise UsageError(f"kernel {config.kernel!r}: -p {kernel.rows_param} must be an integer")
-        source = generated(n_rows, int(params.get("seed", 0)))  # seeds each chunk's generator
+        source = generated(n_rows, int(kernel.seed(params)))  # seeds each chunk's generator
     else:
         if not config.input:
             raise UsageError(f"kernel {config.kernel!r} needs an INPUT: FILE.h5:/path/to/dataset")
@@ -76,13 +77,13 @@ def plan_job(
             source = inspect_spec(
                 config.input, config.group_by, config.sort_files, config.mask_valid_range
             )
-    source, params, kernel = plan_dims(config, kernel, source, params)  # N-D: names, --over
+    source, over = plan_dims(config, kernel, source)  # N-D: names, --over
     if not kernel.generates:
-        # Again with the dtype the kernel will see (after CF decoding) and the row shape: a
-        # kernel may refuse what the data cannot take.
-        dtype, shape = source.values_dtype, source.row_shape
-        checked = kernel.check_params(config.params, dtype=dtype, row_shape=shape)
-        params = {**checked, **({"over": params["over"]} if "over" in params else {})}
+        # Again with the axes to reduce, the dtype the kernel will see (after CF decoding) and
+        # the row shape: a kernel may refuse what the data cannot take.
+        data = InputInfo(source.values_dtype, tuple(source.row_shape))
+        params = kernel.check_params(config.params, data, over=over)
+    kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
     grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(

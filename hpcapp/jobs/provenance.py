@@ -168,7 +168,7 @@ def _is_library(path: Path) -> bool:
 
 
 def _functions(kernel: Kernel) -> list[Any]:
-    extra = (kernel.combine, kernel.finalize, kernel.validate)
+    extra = (kernel.combine, kernel.finalize, kernel.validate, kernel.prepare)
     return [kernel.func, *(f for f in extra if callable(f))]
 
 

@@ -1,15 +1,16 @@
-"""The kernel contract: a function per chunk, a combine for partials, an optional finalize.
+"""The kernel object: a function per chunk with how its partials combine and its hooks.
 
-A kernel is a plain function ``f(chunk, **params) -> dict[str, numpy.ndarray]`` (or, for a kernel
-that generates its own data, ``f(rng, n_rows, **params)``). How partials of two neighbouring
-runs of chunks combine is given by :func:`kernel` or by attributes on the function
-(``f.combine``, ``f.finalize``). Nothing here imports MPI.
+``hpcapp.kernel(...)`` returns a :class:`Kernel`, checked where it is defined; the object is
+still callable like the function (``k(chunk, **params)``), so a kernel can be unit-tested as
+one. Each hook's calling convention is specified in :mod:`hpcapp.kernels.hookspec`. A plain
+function is a kernel whose keys all combine by sum. Nothing here imports MPI.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
@@ -17,107 +18,72 @@ from typing import Any
 
 from hpcapp.errors import KernelError, UsageError
 from hpcapp.kernels.declare import declaration
+from hpcapp.kernels.hookspec import DEFAULT_OVER, InputInfo, Partial
+from hpcapp.kernels.partials import as_partial, check_compatible, keep_attrs, with_attrs
 
-Partial = dict[str, Any]  # str -> numpy.ndarray; Any keeps numpy out of the import path
+# The public face of the contract (the partial helpers are defined in partials.py).
+__all__ = [
+    "InputInfo",
+    "Kernel",
+    "Partial",
+    "as_partial",
+    "check_compatible",
+    "from_function",
+    "kernel",
+    "with_attrs",
+]
 
-
-def kernel(
-    func_or_combine: Any = None,
-    /,
-    *,
-    combine: str | Mapping[str, str] | Callable[[Partial, Partial], Partial] | None = None,
-    finalize: Callable[..., Partial] | None = None,
-    generates: bool = False,
-    rows_param: str | None = None,
-    validate: Callable[..., Any] | None = None,
-    per_row: str | Sequence[str] = (),
-    prepare: Callable[..., Any] | None = None,
-) -> Any:
-    """Declare how a kernel's partial results combine.
-
-    ``combine`` is ``"sum"``, ``"min"`` or ``"max"`` for every key, a mapping from key to one of
-    those (keys left out are summed; a key the kernel does not return is an error at its first
-    chunk), or a function ``combine(left, right) -> partial`` that must be associative (it is
-    applied in a fixed tree over chunk indices; ``left`` always covers the earlier rows).
-    A string or mapping may come first (``@hpcapp.kernel("max")``); a combine *function* must be
-    named (``combine=f``): a function given first is the kernel itself, so a bare
-    ``@hpcapp.kernel`` declares the defaults (combine every key by sum).
-    ``finalize(partial, **params) -> dict`` turns the combined partial into the results, once,
-    on rank 0. ``generates=True`` marks a kernel with no input that is called as
-    ``f(rng, n_rows, **params)``; ``rows_param`` names the parameter giving its total rows.
-    ``validate(**params)`` may raise ValueError to refuse parameters before any work starts;
-    if its signature names ``dtype`` or ``row_shape`` it also gets the input's (numpy dtype
-    string, shape of one row), to refuse what the data cannot take, and if it names
-    ``given_params`` the set of parameter names the user gave (the others are defaults).
-    ``per_row`` names keys (one name or a sequence of names) holding one row per input row (a
-    "map" output): they are written in input order to ``/result/<key>`` instead of being
-    combined.
-    ``prepare(dtype, chunk_shape, params)`` (optional) runs once per rank before the first
-    chunk, to pay one-off costs (imports, loading compiled code) that the job's timing then
-    reports as start-up rather than as compute.
-    Declarations of the wrong type or value raise TypeError or ValueError when decorating.
-    """
-    options: dict[str, Any] = {  # declaration() checks their types
-        "finalize": finalize,
-        "generates": generates,
-        "rows_param": rows_param,
-        "validate": validate,
-        "per_row": per_row,
-        "prepare": prepare,
-    }
-    if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
-        return kernel(combine=combine, **options)(func_or_combine)
-    if func_or_combine is not None and combine is not None:
-        raise TypeError("hpcapp.kernel got the combine twice: positionally and as combine=")
-    chosen = combine if combine is not None else func_or_combine
-
-    def decorate(func: Callable[..., Partial]) -> Callable[..., Partial]:
-        if not callable(func):
-            raise TypeError(f"hpcapp.kernel decorates a function, got {type(func).__name__}")
-        name = getattr(func, "__name__", repr(func))
-        try:
-            declared = declaration(chosen if chosen is not None else "sum", **options)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"@hpcapp.kernel on {name!r}: {exc}") from None
-        for key, value in declared.items():
-            setattr(func, key, value)
-        return func
-
-    return decorate
+Combine = str | Mapping[str, str] | Callable[[Partial, Partial], Partial]
+Hook = Callable[..., Any]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Kernel:
-    """A kernel function with its combine rule, finalize and declared parameters."""
+    """A kernel function with its combine rule, hooks and declarations (see hookspec)."""
 
-    name: str
     func: Callable[..., Partial]
-    combine: str | Mapping[str, str] | Callable[[Partial, Partial], Partial]
-    finalize: Callable[..., Partial] | None
-    defaults: dict[str, Any]
-    required: tuple[str, ...]
-    accepts_any: bool
-    generates: bool
-    rows_param: str | None
-    validate: Callable[..., Any] | None
-    description: str
-    per_row: tuple[str, ...] = ()
-    prepare: Callable[..., Any] | None = None
+    name: str
+    combine: Combine = "sum"
+    finalize: Hook | None = None  # finalize(partial, params) -> results
+    validate: Hook | None = None  # validate(params, data: InputInfo) -> None
+    prepare: Hook | None = None  # prepare(params, data: InputInfo) -> None
+    per_row: tuple[str, ...] = ()  # keys written row by row, never combined
+    returns: tuple[str, ...] | None = None  # the keys it returns, if declared
+    elementwise: bool = False  # the combine function works element by element
+    over: bool = False  # called with over=(axes to reduce), from --over
+    generates: bool = False  # called as f(rng, n_rows, **params): no input
+    rows_param: str | None = None  # generating: the parameter giving the total rows
+    seed_param: str | None = None  # generating: the parameter seeding the chunks' generators
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    accepts_any: bool = False  # takes **params
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        # Look like the function to help(), inspect.signature, pytest ids and tracebacks.
+        for attribute in functools.WRAPPER_ASSIGNMENTS:
+            if hasattr(self.func, attribute):
+                object.__setattr__(self, attribute, getattr(self.func, attribute))
+        object.__setattr__(self, "__wrapped__", self.func)
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        """Call the kernel's function: ``k(chunk, **params)``, as in a unit test."""
+        return self.func(*args, **params)
 
     def check_params(
         self,
         given: Mapping[str, Any],
+        data: InputInfo | None = None,
         *,
-        dtype: Any = None,
-        row_shape: tuple[int, ...] | None = None,
+        over: tuple[int, ...] = DEFAULT_OVER,
     ) -> dict[str, Any]:
-        """Return the full parameter set, refusing unknown or missing names.
+        """Return the full parameter set, refusing unknown, missing or invalid values.
 
-        ``dtype`` and ``row_shape`` describe the input; they go to the kernel's validate
-        function when its signature names them, so it can refuse what the data cannot take;
-        so does ``given_params``, the names in ``given`` (a default may be fine where the same
-        value given on purpose means a mistake).
+        ``over`` (the sorted axes of ``--over``) joins the parameters of a kernel declared
+        ``over=True``. ``data`` describes the input for the kernel's ``validate`` hook.
         """
+        if "over" in given:
+            raise UsageError("give the dimensions to reduce with --over, not -p over")
         known = list(self.defaults) + list(self.required)
         if not self.accepts_any:
             for name in given:
@@ -135,27 +101,30 @@ class Kernel:
                 f"kernel {self.name!r} needs parameter(s) {', '.join(missing)}: "
                 f"pass -p {missing[0]}=VALUE"
             )
-        params = {**self.defaults, **given}
-        seed = params.get("seed", 0)
-        if self.generates and (
-            not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0
-        ):
+        params = {**self.defaults, **given, **({"over": tuple(over)} if self.over else {})}
+        seed = self.seed(params)
+        if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
             # The chunks' generators are seeded from it: 1.5 or true would be taken as 1.
             raise UsageError(
-                f"kernel {self.name!r}: -p seed must be a non-negative integer, got {seed!r}"
+                f"kernel {self.name!r}: -p {self.seed_param} must be a non-negative integer, "
+                f"got {seed!r}"
             )
         if self.validate is not None:
+            described = data or InputInfo()
+            described = dataclasses.replace(described, given=frozenset(given))
             try:
-                names = inspect.signature(self.validate).parameters
-                data = {"dtype": dtype, "row_shape": row_shape, "given_params": frozenset(given)}
-                extra = {k: v for k, v in data.items() if v is not None and k in names}
-                call_with_params(self.validate, (), {**params, **extra})
+                self.validate(params, described)
             except (ValueError, TypeError) as exc:
                 raise UsageError(f"kernel {self.name!r}: {exc}") from None
         return params
 
+    def seed(self, params: Mapping[str, Any]) -> Any:
+        """Return the job's seed of a generating kernel's chunks (0 unless it names one)."""
+        return params.get(self.seed_param, 0) if self.seed_param else 0
+
     def apply(self, first: Any, params: Mapping[str, Any], n_rows: int | None = None) -> Any:
         """Call the kernel on one chunk (or, for a generating kernel, on its rng and size)."""
+        # Issue 21 (coordinates) passes a chunk's coordinate values here, as coords=.
         if self.generates:
             return self.func(first, n_rows, **params)
         return self.func(first, **params)
@@ -183,145 +152,106 @@ class Kernel:
 
     def finish(self, partial: Partial, params: Mapping[str, Any]) -> Partial:
         """Turn the combined partial into the results (once, on rank 0)."""
-
         if self.finalize is None:
             return partial
-        results = call_with_params(self.finalize, (partial,), params)
+        results = self.finalize(partial, params)
         if not isinstance(results, Mapping):
             raise KernelError(f"finalize of kernel {self.name!r} returned {type(results)}")
-        return {key: _keep_attrs(value) for key, value in results.items()}
+        return {key: keep_attrs(value) for key, value in results.items()}
 
 
-class ResultArray:
-    """Marker base: see :func:`with_attrs`."""
+def kernel(
+    func_or_combine: Any = None,
+    /,
+    *,
+    combine: Combine | None = None,
+    finalize: Hook | None = None,
+    validate: Hook | None = None,
+    prepare: Hook | None = None,
+    per_row: str | Sequence[str] = (),
+    returns: str | Sequence[str] | None = None,
+    elementwise: bool = False,
+    over: bool = False,
+    generates: bool = False,
+    rows_param: str | None = None,
+    seed_param: str | None = None,
+) -> Any:
+    """Make a :class:`Kernel` of a function; used as a decorator, with or without options.
 
-    attrs: dict[str, Any]  # the HDF5 attributes of the result dataset
-
-
-def with_attrs(array: Any, **attrs: Any) -> Any:
-    """Return ``array`` as an ndarray carrying HDF5 attributes for its result dataset.
-
-    A finalize function may return such arrays; the writer stores ``attrs`` on the dataset
-    (e.g. ``rounded``: why the value is not exact). Plain arrays have none.
+    ``combine`` is ``"sum"`` (the default), ``"min"`` or ``"max"`` for every key, a mapping
+    from key to one of those (keys left out are summed), or a function ``combine(left, right)``
+    (associative; ``elementwise=True`` if it treats every element of the leading axis on its
+    own). A string or mapping may come first (``@hpcapp.kernel("max")``); a function given
+    first is the kernel itself, so a bare ``@hpcapp.kernel`` declares the defaults.
+    ``finalize(partial, params)``, ``validate(params, data)`` and ``prepare(params, data)`` are
+    the hooks of :mod:`hpcapp.kernels.hookspec`. ``per_row`` names keys (one name or several)
+    holding one row per input row, written in input order instead of combined; ``returns``
+    (optional) names every key the kernel returns, so that the combine mapping and ``per_row``
+    are checked here, and the returned keys at each chunk. ``over=True``: the kernel is called
+    with ``over``, the sorted tuple of axes to reduce (``--over``). ``generates=True``: called
+    as ``f(rng, n_rows, **params)`` with no input; ``rows_param`` names the parameter giving the
+    total rows, ``seed_param`` (optional) the one seeding the chunks' generators.
+    Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
     """
-    import numpy as np
+    options: dict[str, Any] = {  # declaration() checks them all
+        "finalize": finalize,
+        "validate": validate,
+        "prepare": prepare,
+        "per_row": per_row,
+        "returns": returns,
+        "elementwise": elementwise,
+        "over": over,
+        "generates": generates,
+        "rows_param": rows_param,
+        "seed_param": seed_param,
+    }
+    if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
+        return kernel(combine=combine, **options)(func_or_combine)
+    if func_or_combine is not None and combine is not None:
+        raise TypeError("hpcapp.kernel got the combine twice: positionally and as combine=")
+    chosen = combine if combine is not None else func_or_combine
 
-    marked: ResultArray = np.asarray(array).view(_attrs_array_type())
-    marked.attrs = dict(attrs)
-    return marked
+    def decorate(func: Callable[..., Partial]) -> Kernel:
+        if isinstance(func, Kernel) or not callable(func):
+            got = "a Kernel already" if isinstance(func, Kernel) else type(func).__name__
+            raise TypeError(f"hpcapp.kernel decorates a function, got {got}")
+        name = getattr(func, "__name__", repr(func))
+        try:
+            return _build(func, name, chosen if chosen is not None else "sum", options)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"@hpcapp.kernel on {name!r}: {exc}") from None
 
-
-def _attrs_array_type() -> type[Any]:
-    """Return the ndarray subclass that carries ``attrs`` (built late: numpy imports late)."""
-    global _ATTRS_ARRAY
-    if _ATTRS_ARRAY is None:
-        import numpy as np
-
-        class AttrsArray(np.ndarray, ResultArray):
-            """An ndarray with HDF5 attributes for its result dataset."""
-
-            attrs: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance
-
-        _ATTRS_ARRAY = AttrsArray
-    return _ATTRS_ARRAY
-
-
-_ATTRS_ARRAY: type[Any] | None = None
-
-
-def _keep_attrs(value: Any) -> Any:
-    """Return ``value`` as an array, keeping a :func:`with_attrs` array as it is."""
-    import numpy as np
-
-    return value if isinstance(value, ResultArray) else np.asarray(value)
-
-
-def call_with_params(func: Callable[..., Any], args: tuple, params: Mapping[str, Any]) -> Any:
-    """Call ``func(*args, **params)``, passing only the parameters its signature accepts."""
-    signature = inspect.signature(func)
-    takes_all = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    accepted = {k: v for k, v in params.items() if takes_all or k in signature.parameters}
-    return func(*args, **accepted)
+    return decorate
 
 
-def as_partial(result: Any, kernel_name: str) -> Partial:
-    """Check that a kernel returned a dict of numeric arrays, and make them arrays."""
-    import numpy as np
-
-    if not isinstance(result, Mapping) or not result:
-        raise KernelError(
-            f"kernel {kernel_name!r} must return a non-empty dict of numpy arrays, "
-            f"got {type(result).__name__}"
-        )
-    partial: Partial = {}
-    for key, value in result.items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise KernelError(f"kernel {kernel_name!r} returned a non-identifier key {key!r}")
-        array = np.asarray(value)
-        if array.dtype.kind not in "biuf":
-            raise KernelError(
-                f"kernel {kernel_name!r} returned {key!r} with dtype {array.dtype}: "
-                "only bool, integer and float arrays can be combined and stored"
-            )
-        partial[key] = array
-    return partial
+def _build(func: Callable[..., Partial], name: str, combine: Any, options: dict) -> Kernel:
+    """Check the declaration of ``func`` and return its Kernel (TypeError, ValueError)."""
+    fields = declaration(func, combine, **options)
+    doc = (inspect.getdoc(func) or "").split("\n", 1)[0]
+    return Kernel(func=func, name=name, description=doc, **fields)
 
 
-def check_compatible(left: Partial, right: Partial) -> None:
-    """Raise KernelError unless two partials have the same keys, shapes and dtypes."""
-    if left.keys() != right.keys():
-        raise KernelError(f"partials have different keys: {sorted(left)} vs {sorted(right)}")
-    for key, value in left.items():
-        other = right[key]
-        if value.shape != other.shape or value.dtype != other.dtype:
-            raise KernelError(
-                f"key {key!r} differs between chunks: shape {value.shape} dtype {value.dtype} "
-                f"vs shape {other.shape} dtype {other.dtype}"
-            )
+# What @hpcapp.kernel declares: a function carrying one of these by hand is not a kernel.
+DECLARATIONS = tuple(inspect.signature(kernel).parameters)[1:]
 
 
-def from_function(func: Callable[..., Any], name: str, description: str = "") -> Kernel:
-    """Build a :class:`Kernel` from a function and its ``combine``/``finalize`` attributes."""
-    try:
-        declared = declaration(
-            getattr(func, "combine", "sum"),
-            **{key: getattr(func, key) for key in _ATTRIBUTES if hasattr(func, key)},
-        )
-    except (TypeError, ValueError) as exc:  # declared with attributes (f.combine = ...)
-        raise UsageError(f"kernel {name!r}: {exc}") from None
-    generates = declared["generates"]
-    signature = inspect.signature(func)
-    positional = 2 if generates else 1
-    defaults: dict[str, Any] = {}
-    required: list[str] = []
-    accepts_any = False
-    for index, param in enumerate(signature.parameters.values()):
-        if param.kind is param.VAR_KEYWORD:
-            accepts_any = True
-        elif param.kind is param.VAR_POSITIONAL or index < positional:
-            continue
-        elif param.default is param.empty:
-            required.append(param.name)
-        else:
-            defaults[param.name] = param.default
-    rows_param = declared["rows_param"]
-    if rows_param is not None and not accepts_any and rows_param not in (*defaults, *required):
-        hint = difflib.get_close_matches(rows_param, [*defaults, *required], n=1)
+def from_function(func: Any, name: str, description: str = "") -> Kernel:
+    """Return the Kernel of ``func`` named ``name``: a Kernel as it is, a plain function as sum.
+
+    A plain function carrying declaration attributes (``f.combine = "max"``) is refused: they
+    are not read, and running it as a sum kernel would be a different job.
+    """
+    if isinstance(func, Kernel):
+        return dataclasses.replace(func, name=name, description=description or func.description)
+    hand_set = [key for key in DECLARATIONS if key in getattr(func, "__dict__", {})]
+    if hand_set:
         raise UsageError(
-            f"kernel {name!r}: rows_param {rows_param!r} is not one of its parameters"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"kernel {name!r}: {getattr(func, '__name__', 'the function')} carries a "
+            f"{hand_set[0]!r} attribute, which hpcapp does not read: declare it with "
+            f"@hpcapp.kernel({hand_set[0]}=...)"
         )
-    doc = description or (inspect.getdoc(func) or "").split("\n", 1)[0]
-    return Kernel(
-        name=name,
-        func=func,
-        defaults=defaults,
-        required=tuple(required),
-        accepts_any=accepts_any,
-        description=doc,
-        **declared,
-    )
-
-
-# The declaration attributes a function may carry (set by @hpcapp.kernel or by hand).
-_ATTRIBUTES = ("finalize", "generates", "rows_param", "validate", "per_row", "prepare")
+    try:
+        made = _build(func, name, "sum", {})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"kernel {name!r}: {exc}") from None
+    return dataclasses.replace(made, description=description or made.description)

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import HpcappError
-from hpcapp.kernels.api import Kernel, Partial, as_partial, check_compatible
+from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import key_problem
+from hpcapp.kernels.hookspec import Partial
+from hpcapp.kernels.partials import as_partial, check_compatible
 
 DEFAULT_RTOL = 1e-8
 
@@ -234,7 +236,7 @@ def check_contract(
         if data is not None:
             return np.array(data[start:stop], copy=True)
         # Seeded as the engine seeds a generating kernel's chunks (hpcapp.io.reader).
-        seed_sequence = np.random.SeedSequence(int(params.get("seed", 0)), spawn_key=(index,))
+        seed_sequence = np.random.SeedSequence(int(kernel.seed(params)), spawn_key=(index,))
         return np.random.default_rng(seed_sequence)
 
     whole = checker.partial(chunk_of(0, 0, total), total, f"all {total} rows")

@@ -20,8 +20,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpcapp.errors import KernelError
-from hpcapp.kernels.api import Kernel, Partial, as_partial, with_attrs
+from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
+from hpcapp.kernels.hookspec import Partial
+from hpcapp.kernels.partials import as_partial, with_attrs
 
 # The label of a record in no group (a masked time): left out, as xarray's groupby leaves NaT.
 NO_GROUP = int(np.iinfo(np.int64).min)
@@ -132,9 +134,9 @@ def _no_groups(kern: Kernel, row: Any, params: dict[str, Any]) -> Partial:
 def group_kernel(kern: Kernel) -> Kernel:
     """Return ``kern`` applied per group of records (see the module docstring)."""
 
-    # Element-wise combines (sum/min/max, or a combine marked ``elementwise``) merge blocks of
-    # shared groups in one call: the same operations on each element, so the same bits.
-    elementwise = not callable(kern.combine) or bool(getattr(kern.combine, "elementwise", False))
+    # Element-wise combines (sum/min/max, or a combine declared ``elementwise``) merge blocks
+    # of shared groups in one call: the same operations on each element, so the same bits.
+    elementwise = not callable(kern.combine) or kern.elementwise
 
     def func(item: Labelled, **params: Any) -> Partial:
         data, labels = item
@@ -162,7 +164,7 @@ def group_kernel(kern: Kernel) -> Kernel:
     def combine(left: Partial, right: Partial) -> Partial:
         return _merge_grouped(kern, left, right, elementwise)
 
-    def finalize(partial: Partial, **params: Any) -> Partial:
+    def finalize(partial: Partial, params: Mapping[str, Any]) -> Partial:
         labels = partial[GROUP_KEY]
         if not len(labels):
             raise KernelError(
@@ -191,4 +193,6 @@ def group_kernel(kern: Kernel) -> Kernel:
         finalize=finalize,
         accepts_any=True,
         validate=None,
+        elementwise=False,
+        returns=None,  # the grouped partial's keys: the labels and the kernel's, stacked
     )

@@ -6,12 +6,16 @@ seed and the chunk index, so the estimate is the same whatever the number of ran
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
-from hpcapp.kernels.api import Partial, kernel
+from hpcapp.kernels.api import kernel
+from hpcapp.kernels.hookspec import Partial
 
 
-def finalize_pi(partial: Partial) -> Partial:
+def finalize_pi(partial: Partial, params: Mapping[str, Any]) -> Partial:
     """Return the estimate of pi and its standard error from hits and samples."""
     samples = int(partial["samples"])
     fraction = int(partial["hits"]) / samples
@@ -23,7 +27,7 @@ def finalize_pi(partial: Partial) -> Partial:
     }
 
 
-@kernel(combine="sum", finalize=finalize_pi, generates=True, rows_param="samples")
+@kernel(finalize=finalize_pi, generates=True, rows_param="samples", seed_param="seed")
 def montecarlo(
     rng: np.random.Generator, n_rows: int, samples: int = 10_000_000, seed: int = 0
 ) -> Partial:

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from hpcapp.kernels import stats as column_stats
-from hpcapp.kernels.api import Kernel, Partial, kernel, with_attrs
-
-DEFAULT_OVER = (0,)
+from hpcapp.kernels.api import Kernel, kernel
+from hpcapp.kernels.hookspec import DEFAULT_OVER, InputInfo, Partial
+from hpcapp.kernels.partials import with_attrs
 
 
 def check_over(over: Sequence[int], ndim: int) -> tuple[int, ...]:
@@ -79,36 +79,24 @@ def merge(left: Partial, right: Partial) -> Partial:
     return _to_cells(merged, math.prod(cells), cells)
 
 
-# Each cell merges on its own: grouped runs merge all their groups in one call (grouped.py).
-merge.elementwise = True  # type: ignore[attr-defined]
-
-
-def finalize(partial: Partial, bins: int = 64, range: Any = None, over: Any = None) -> Partial:
+def finalize(partial: Partial, params: Mapping[str, Any]) -> Partial:
     """Finish the combined partial: mean, var, std, ... shaped like the kept cells."""
     cells = np.shape(partial["count"])
-    results = column_stats.finalize_stats(_to_columns(partial, cells), bins=bins, range=range)
+    results = column_stats.finish_stats(_to_columns(partial, cells), params)
     return _to_cells(results, math.prod(cells), cells)
 
 
-def check_params(
-    bins: int = 64,
-    range: Any = None,
-    over: Any = DEFAULT_OVER,
-    *,
-    dtype: Any = None,
-    row_shape: tuple[int, ...] | None = None,
-    given_params: Collection[str] = (),
-) -> None:
+def check_params(params: Mapping[str, Any], data: InputInfo) -> None:
     """Validate the histogram parameters against the data's dtype and the kept cells.
 
     ``over`` itself is checked against the chunk's dimensions by :func:`check_over`. The
     column kernel sees one column per kept cell, so per-column ranges count kept cells.
     """
     kept = None
-    if row_shape is not None:
-        axes = set(over) if over is not None else set(DEFAULT_OVER)
-        kept = tuple(n for axis, n in enumerate(row_shape, start=1) if axis not in axes)
-    column_stats.check_params(bins, range, dtype=dtype, row_shape=kept, given_params=given_params)
+    if data.row_shape is not None:
+        axes = set(params.get("over", DEFAULT_OVER))
+        kept = tuple(n for axis, n in enumerate(data.row_shape, start=1) if axis not in axes)
+    column_stats.validate_stats(params, dataclasses.replace(data, row_shape=kept))
 
 
 def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[int]) -> Partial:
@@ -119,13 +107,20 @@ def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[i
     return _to_cells(results, columns.shape[1], kept_shape)
 
 
-def prepare_stats(dtype: Any, chunk_shape: tuple[int, ...], params: Mapping[str, Any]) -> None:
+def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     """Run the N-D ``stats`` once on zeros shaped like the job's chunks (see warm_rows)."""
-    zeros = np.zeros((column_stats.warm_rows(chunk_shape), *chunk_shape[1:]), dtype=dtype)
-    stats(zeros, **params)
+    shape = data.chunk_shape
+    stats(np.zeros((column_stats.warm_rows(shape), *shape[1:]), dtype=data.dtype), **params)
 
 
-@kernel(combine=merge, finalize=finalize, validate=check_params, prepare=prepare_stats)
+@kernel(
+    combine=merge,
+    elementwise=True,  # each cell merges on its own: grouped runs merge many groups at once
+    finalize=finalize,
+    validate=check_params,
+    prepare=prepare_stats,
+    over=True,
+)
 def stats(
     chunk: np.ndarray, bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER
 ) -> Partial:
@@ -147,7 +142,7 @@ def bind_over(kern: Kernel, params: dict[str, Any]) -> Kernel:
     (written in input order by rank 0), and only the histogram edges, the same in every chunk,
     are combined (their minimum is themselves).
     """
-    if kern.func is not stats or 0 in tuple(params.get("over", DEFAULT_OVER)):
+    if kern.func is not stats.func or 0 in tuple(params.get("over", DEFAULT_OVER)):
         return kern
     probe = _per_record(np.zeros((1, 1)), params["bins"], params["range"], (1,))
     per_row = tuple(key for key in probe if key != "hist_edges")

@@ -41,7 +41,7 @@ def load_kernel(spec: str) -> Kernel:
                 f"cannot import module {target!r} for kernel {spec!r}: {exc}"
             ) from None
         except Exception as exc:
-            raise UsageError(f"importing {target!r} for kernel {spec!r} raised {exc!r}") from None
+            raise UsageError(f"importing {target!r} for kernel {spec!r}: {_said(exc)}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise UsageError(f"{target!r} has no function {func_name!r} (kernel {spec!r})")
@@ -70,8 +70,15 @@ def _load_file(path: str, spec: str) -> object:
         module_spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise UsageError(f"importing kernel file {path!r} raised {exc!r}") from None
+        raise UsageError(f"importing kernel file {path!r}: {_said(exc)}") from None
     return module
+
+
+def _said(exc: Exception) -> str:
+    """Return an import failure: a kernel's declaration refused says it all in one sentence."""
+    if isinstance(exc, (TypeError, ValueError)) and str(exc).startswith("@hpcapp.kernel on "):
+        return str(exc)
+    return f"raised {exc!r}"
 
 
 def builtin_kernels() -> list[Kernel]:
@@ -85,9 +92,8 @@ def list_kernels() -> str:
     for kernel in builtin_kernels():
         lines.append(f"  {kernel.name:<11} {kernel.description}")
         for name, default in kernel.defaults.items():
-            if name == "over":
-                lines.append(f"  {'':<11}   --over DIMS   (default: the first dimension)")
-                continue
             lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
+        if kernel.over:
+            lines.append(f"  {'':<11}   --over DIMS   (default: the first dimension)")
     lines.append("User kernels: package.module:function or path/to/file.py:function")
     return "\n".join(lines)

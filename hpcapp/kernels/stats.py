@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 
 from hpcapp.kernels import _exact
-from hpcapp.kernels.api import Partial, kernel, with_attrs
+from hpcapp.kernels.api import kernel
+from hpcapp.kernels.hookspec import InputInfo, Partial
+from hpcapp.kernels.partials import with_attrs
 from hpcapp.kernels.stats_params import Histogram, check_params, edge_dtype
 
 # Chunks of fewer values take the numpy path: they come from small inputs (or a small
@@ -239,12 +241,29 @@ def warm_rows(chunk_shape: tuple[int, ...]) -> int:
     return max(1, min(rows, -(-FUSED_MIN_VALUES // max(columns, 1))))
 
 
-def prepare_stats(dtype: Any, chunk_shape: tuple[int, ...], params: Mapping[str, Any]) -> None:
+def finish_stats(partial: Partial, params: Mapping[str, Any]) -> Partial:
+    """The finalize hook: :func:`finalize_stats` with the job's ``bins`` and ``range``."""
+    return finalize_stats(partial, bins=params["bins"], range=params["range"])
+
+
+def validate_stats(params: Mapping[str, Any], data: InputInfo) -> None:
+    """The validate hook: the histogram parameters against the data (see check_params)."""
+    check_params(
+        params["bins"],
+        params["range"],
+        dtype=data.dtype,
+        row_shape=data.row_shape,
+        given_params=data.given,
+    )
+
+
+def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     """Run ``stats`` once on zeros shaped like the job's chunks, so the same code path loads."""
-    stats(np.zeros((warm_rows(chunk_shape), *chunk_shape[1:]), dtype=dtype), **params)
+    shape = data.chunk_shape
+    stats(np.zeros((warm_rows(shape), *shape[1:]), dtype=data.dtype), **params)
 
 
-@kernel(combine=merge_stats, finalize=finalize_stats, validate=check_params, prepare=prepare_stats)
+@kernel(combine=merge_stats, finalize=finish_stats, validate=validate_stats, prepare=prepare_stats)
 def stats(chunk: np.ndarray, bins: int = 64, range: Any = None) -> Partial:
     """Per-column count, nan_count, sum, mean, var, std, min, max; hist if -p range=LO,HI."""
     chunk = native(chunk)

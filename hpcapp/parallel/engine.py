@@ -23,7 +23,7 @@ from hpcapp.io import space
 from hpcapp.io.checkpoint import write_part
 from hpcapp.io.reader import ChunkReadError
 from hpcapp.io.sources.base import Source
-from hpcapp.kernels.api import Kernel, Partial, as_partial
+from hpcapp.kernels.api import InputInfo, Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled
 from hpcapp.parallel.collective import gather_table, raise_shared
@@ -250,9 +250,10 @@ def _warm_up(
     """
     began = time.time()
     if kernel.prepare is not None and not kernel.generates:
-        chunk_shape = (min(chunk_rows, source.n_rows), *source.row_shape)
+        rows = min(chunk_rows, source.n_rows)
+        data = InputInfo(np.dtype(source.values_dtype), tuple(source.row_shape), chunk_rows=rows)
         try:
-            kernel.prepare(np.dtype(source.values_dtype), chunk_shape, dict(params))
+            kernel.prepare(dict(params), data)
         except Exception as exc:
             return f"kernel {kernel.name!r}: its warm-up (prepare) raised {exc!r}"
     now = time.time()

@@ -126,5 +126,13 @@ BENCHMARKS = (
         "stats_pass",
         "--repeat 1",
     ),
+    Benchmark(
+        "versions",
+        "this tree against an older checkout (--before DIR) on four representative jobs, run "
+        "alternately: median wall seconds, after/before, same result bytes",
+        "versions",
+        "--rows 20000 --steps 20 --lat 4 --lon 5 --samples 100000 --repeat 1",
+        needs=("netCDF4",),
+    ),
 )
 REGISTRY = {bench.name: bench for bench in BENCHMARKS}

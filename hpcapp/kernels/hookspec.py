@@ -1,0 +1,179 @@
+"""The kernel contract in one place: the kernel function and each hook, one calling convention each.
+
+A kernel is made by :func:`hpcapp.kernel`, which returns a :class:`hpcapp.kernels.api.Kernel`
+holding the function and what it declares. The stubs below are the specification, in the way
+of pytest's ``hookspec.py``: hpcapp calls every hook exactly as written here, and
+:func:`check_hook` refuses, when the kernel is defined, a hook whose signature cannot be called
+that way. Partials and results are ``dict[str, numpy.ndarray]``; ``params`` is the kernel's
+parameters (its defaults, the ``-p KEY=VALUE`` values, and what the job gives to what the
+kernel declares: ``over``). Nothing here imports numpy or MPI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Partial = dict[str, Any]  # str -> numpy.ndarray; Any keeps numpy out of the import path
+Params = Mapping[str, Any]
+
+# The axes a kernel declared with ``over=True`` reduces when ``--over`` is not given.
+DEFAULT_OVER = (0,)
+# Parameter names the job fills for what a kernel declares (never ``-p`` values). Issue 21
+# (coordinates) adds ``coords`` here: the chunk's coordinate values, given per chunk by
+# ``Kernel.apply`` to a kernel declared ``coords=True``.
+JOB_GIVEN = ("over",)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputInfo:
+    """What ``validate`` and ``prepare`` know of the input before the first chunk is read.
+
+    ``dtype`` is the numpy dtype the kernel will see (after CF decoding) and ``row_shape`` the
+    shape of one record; both are ``None`` when not known yet (parameters are checked once
+    before the input is opened) or when the kernel generates its data. ``given`` holds the
+    parameter names the user gave (the others are defaults: a default may be fine where the
+    same value given on purpose is a mistake). ``chunk_rows`` (``prepare`` only) is the rows of
+    the job's first chunk.
+    """
+
+    dtype: Any = None
+    row_shape: tuple[int, ...] | None = None
+    given: frozenset[str] = frozenset()
+    chunk_rows: int | None = None
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        """Return the shape of the job's first chunk: (rows, *row_shape)."""
+        if self.chunk_rows is None or self.row_shape is None:
+            raise ValueError("the chunk shape is known only to prepare, for an input")
+        return (self.chunk_rows, *self.row_shape)
+
+
+# --- the kernel function (not a hook: the function given to hpcapp.kernel) --------------------
+
+
+def kernel_function(chunk: Any, **params: Any) -> Partial:
+    """Return the partial of one chunk (``chunk``: the chunk's records, a numpy array).
+
+    Called once per chunk, on the rank that reads it, with the kernel's parameters as keywords;
+    a kernel declared ``over=True`` also gets ``over``, the sorted tuple of axes to reduce
+    (``--over``; default ``(0,)``, the record axis). It must not modify ``chunk`` (the read
+    buffer is reused) nor keep state between calls.
+    """
+    raise NotImplementedError
+
+
+def generating_function(rng: Any, n_rows: int, **params: Any) -> Partial:
+    """Return the partial of one chunk of a kernel declared ``generates=True`` (no input).
+
+    ``rng`` is the chunk's ``numpy.random.Generator``, seeded from the job's seed (the parameter
+    the kernel names with ``seed_param``, else 0) and the chunk index, so results do not depend
+    on the number of ranks; ``n_rows`` is the chunk's share of the rows (``rows_param``).
+    """
+    raise NotImplementedError
+
+
+# --- the hooks ----------------------------------------------------------------------------------
+
+
+def combine(left: Partial, right: Partial) -> Partial:
+    """Combine the partials of two neighbouring runs of chunks; ``left`` covers earlier rows.
+
+    Must be associative: partials combine in a fixed tree over chunk indices whatever the rank
+    count. Declared ``elementwise=True`` it promises to treat every element along the leading
+    axis of each key on its own, so grouped runs combine many groups' partials in one call.
+    (A string or mapping ``combine`` uses sum/min/max, element-wise by nature.)
+    """
+    raise NotImplementedError
+
+
+def finalize(partial: Partial, params: Params) -> Partial:
+    """Turn the combined partial into the results; once, on rank 0."""
+    raise NotImplementedError
+
+
+def validate(params: Params, data: InputInfo) -> None:
+    """Raise ValueError (or TypeError) to refuse parameters before any work starts.
+
+    Called on rank 0 once with ``data`` knowing only ``given``, then again with the input's
+    ``dtype`` and ``row_shape``, to refuse what the data cannot take. The message becomes one
+    line ``kernel NAME: MESSAGE`` and exit code 2.
+    """
+    raise NotImplementedError
+
+
+def prepare(params: Params, data: InputInfo) -> None:
+    """Pay one-off costs (imports, loading compiled code) once per rank before the first chunk.
+
+    The job's timing reports them as start-up rather than compute; ``data.chunk_shape`` is the
+    first chunk's shape. Not called for a kernel that generates its data.
+    """
+    raise NotImplementedError
+
+
+HOOKS: dict[str, Callable[..., Any]] = {
+    "combine": combine,
+    "finalize": finalize,
+    "validate": validate,
+    "prepare": prepare,
+}
+
+
+def _convention(spec: Callable[..., Any]) -> str:
+    return f"{spec.__name__}({', '.join(inspect.signature(spec).parameters)})"
+
+
+def check_hook(name: str, hook: Any) -> None:
+    """Raise TypeError unless ``hook`` can be called as the spec of hook ``name`` says.
+
+    The hook must take exactly the spec's positional arguments (any names, or ``*args``):
+    a parameter more (``finalize(partial, bins=64)``) would silently receive ``params``.
+    """
+    spec = HOOKS[name]
+    convention = _convention(spec)
+    if not callable(hook):
+        raise TypeError(f"{name} must be a function {convention}, got {type(hook).__name__}")
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):  # a builtin or compiled function: nothing to read
+        return
+    spec_args = inspect.signature(spec).parameters
+    n_args = len(spec_args)
+    try:
+        bound = signature.bind(*range(n_args))
+    except TypeError:
+        bound = None
+    # A parameter left over, or one with a default (finalize(partial, bins=64), the old
+    # convention), would silently receive nothing or the wrong argument.
+    unbound = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind is not p.VAR_POSITIONAL
+        and (bound is None or p.name not in bound.arguments or p.default is not p.empty)
+    ]
+    if bound is None or unbound:
+        takes_params = unbound and "params" in spec_args
+        hint = f" (read {', '.join(unbound)} from params)" if takes_params else ""
+        raise TypeError(
+            f"{name} is called as {convention}, which {getattr(hook, '__name__', 'it')}"
+            f"{signature} does not take{hint}"
+        )
+
+
+def check_function(func: Any, positional: int) -> None:
+    """Raise TypeError unless the kernel function takes ``positional`` positional arguments."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    taken = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if len(taken) < positional and not any(p.kind is p.VAR_POSITIONAL for p in taken):
+        call = "f(rng, n_rows, **params)" if positional == 2 else "f(chunk, **params)"
+        raise TypeError(f"a kernel is called as {call}, which {signature} does not take")
