@@ -26,7 +26,6 @@ from hpcapp.__main__ import main
 from hpcapp.cli import slurm
 from hpcapp.cli import submit as slurm_submit
 from hpcapp.errors import UsageError
-from hpcapp.io.sources.specs import inspect_spec
 from hpcapp.parallel import launch
 
 JOB_SCRIPT = REPO / "slurm" / "job.sbatch"
@@ -378,17 +377,16 @@ def _script_lines(capsys, argv):
 def test_hpcapp_slurm_asks_the_memory_the_job_estimates(capsys, sensors):
     from hpcapp.cli.parser import parse
     from hpcapp.io.memory import estimate
+    from hpcapp.jobs.plan import plan_job
     from hpcapp.jobs.provenance import load_with_code
 
     job = ["run", "stats", "sensors.h5:/raw/temperature", "-o", "x.h5"]
     job += ["-p", "bins=4096", "-p", "range=0,1"]
     lines, _ = _script_lines(capsys, ["--ntasks", "2", "--cpus-per-task", "2", "--", *job])
     # The estimate, recomputed here from the memory model itself: 100 rows, one chunk.
-    config = parse(job).config
-    source = inspect_spec(config.input)
+    plan = plan_job(parse(job).config, *load_with_code("stats"))
     kernel, _ = load_with_code("stats")
-    params = kernel.check_params(config.params, dtype=source.values_dtype, row_shape=(2,))
-    total = estimate(kernel, source, params, source.default_chunk_rows(), 1)["total"]
+    total = estimate(kernel, plan.source, plan.params, plan.chunk_rows, 1)["total"]
     per_cpu_mib = -(-total * 5 // 4 // 2 // (64 << 20)) * 64  # +25%, 2 cores, 64 MiB steps
     expected = f"{per_cpu_mib // 1024}G" if per_cpu_mib % 1024 == 0 else f"{per_cpu_mib}M"
     at = lines.index(f"#SBATCH --mem-per-cpu={expected}")

@@ -45,7 +45,9 @@ class Plan:
     resume_parts: tuple[str, ...] = ()
     finished: bool = False  # --resume, and the output already holds this job's result
     grouping: Any = None  # an hpcapp.io.labels.Grouping: --group-every / --group-by
-    memory: dict[str, int] | None = None  # a rank's memory estimate (plan_job(estimate=True))
+    memory: dict[str, int] | None = (
+        None  # a rank's memory estimate (plan_job(estimate_memory=True))
+    )
 
 
 def plan_job(
