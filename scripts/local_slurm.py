@@ -277,6 +277,21 @@ def _healthy(d: Path) -> bool:
     return all(_alive(pids.get(n), d) for n in DAEMONS) and _node_state(d) in UP_STATES
 
 
+def skip_reason(state_dir: StateDir = None) -> str | None:
+    """Return why the SLURM tests may be skipped here (not root, not CI), or None to run them.
+
+    The cluster needs root (apt-get, and daemons run as SlurmUser=root). Without root the tests
+    are skipped with this reason, unless a cluster is already up, or CI=true: in CI a missing
+    SLURM is a failure, never a skip.
+    """
+    if os.environ.get("CI", "").lower() == "true" or os.geteuid() == 0 or running(state_dir):
+        return None
+    return (
+        "not root: they start a local SLURM, installing slurm-wlm and munge with apt-get and "
+        "running its daemons as root (run the tests as root to include them)"
+    )
+
+
 def running(state_dir: StateDir = None) -> bool:
     """Tell whether a cluster started by this script in state_dir is up (so start() reuses it)."""
     return _healthy(_dir(state_dir))

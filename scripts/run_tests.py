@@ -8,7 +8,9 @@ both transports, each test once per rank count. ``--all-ranks`` runs every rank 
 4 over shared memory and 2 and 3 over the network path (the serial tests already run every job
 in a world of one rank, in-process and in ``mpiexec -n 1`` end-to-end runs). The
 SLURM tests (which mostly wait for the local SLURM) and the benchmark smoke tests run beside the
-others, in the background; their output is printed when they end.
+others, in the background; their output is printed when they end. They need root (they start a
+local SLURM, installing it with apt-get): without root, and unless CI=true, they are skipped
+with one line saying so; in CI a SLURM that cannot start fails them.
 
 Every step runs in a subprocess with a time limit, so a hung MPI test fails the run instead of
 hanging it. Exit code 0 only if every step passed. Other arguments go to every pytest call.
@@ -32,6 +34,7 @@ if not __package__:
 
 from scripts.benchlib.harness import PRECOMPILE
 from scripts.benchlib.launcher import REPO, find_mpiexec
+from scripts.local_slurm import skip_reason
 
 RANK_COUNTS = (2, 4)
 ALL_RANK_COUNTS = (1, 2, 3, 4)
@@ -153,8 +156,14 @@ def main() -> int:
         ]
     )
     # The SLURM tests mostly wait for the local SLURM: beside the others, once the loops are
-    # compiled (a job started before would compile them again, on every rank).
-    side = [Background("SLURM tests", [*pytest, "-m", "slurm", *extra], {})]
+    # compiled (a job started before would compile them again, on every rank). Without root
+    # (and not in CI) they cannot start it: skipped, in one line here and in the summary.
+    slurm_skipped = skip_reason()
+    side: list[Background] = []
+    if slurm_skipped:
+        print(f"=== SLURM tests: skipped: {slurm_skipped}", flush=True)
+    else:
+        side.append(Background("SLURM tests", [*pytest, "-m", "slurm", *extra], {}))
     # The serial tests in two interleaved halves at once: one waits on launches and signals
     # while the other computes. Each half has a directory of its own for pytest's tmp_path.
     scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
@@ -190,6 +199,8 @@ def main() -> int:
     print("\n=== summary")
     for name, passed in results:
         print(f"  {'ok    ' if passed else 'FAILED'} {name}")
+    if slurm_skipped:
+        print(f"  SKIPPED SLURM tests: {slurm_skipped}")
     return 0 if all(passed for _, passed in results) else 1
 
 

@@ -51,6 +51,11 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def without_quiet(args: list[str]) -> list[str]:
+    """Return ``args`` without ``-q``: to read what a run says besides errors."""
+    return [arg for arg in args if arg not in ("-q", "--quiet")]
+
+
 def cli_command(args: list[str], n_ranks: int) -> list[str]:
     """Return the command line ``mpiexec -n N python -m hpcapp ARGS``."""
     return [mpiexec(), "-n", str(n_ranks), sys.executable, "-m", "hpcapp", *args]

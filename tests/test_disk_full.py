@@ -15,7 +15,15 @@ import time
 import h5py
 import numpy as np
 import pytest
-from helpers import clean_env, cli_command, cli_here, read_results, run_cli, write_dataset
+from helpers import (
+    clean_env,
+    cli_command,
+    cli_here,
+    read_results,
+    run_cli,
+    without_quiet,
+    write_dataset,
+)
 from ncdata import write_netcdf
 
 import hpcapp
@@ -202,7 +210,7 @@ def test_output_on_a_full_disk_keeps_the_result_and_resume_writes_it(
     else:
         out = tmp_path / "elsewhere.h5"
         args = job("reduced", out, "--checkpoint", str(kept))
-    resumed = run_job([*args, "--resume"], n_ranks)
+    resumed = run_job(without_quiet([*args, "--resume"]), n_ranks)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {kept}: {N_CHUNKS} of {N_CHUNKS} chunks were done" in resumed.stdout
     assert job.calls() == 2 * computed  # not one chunk computed again
@@ -231,7 +239,9 @@ def test_per_row_outputs_stay_in_the_checkpoint_when_the_output_does_not_fit(tmp
 
     # Resumed with the output on another file system: rows.h5 is copied there.
     elsewhere = tmp_path / "elsewhere.h5"
-    resumed = cli_here([*job("rows", elsewhere), "--checkpoint", str(kept), "--resume"])
+    resumed = cli_here(
+        without_quiet([*job("rows", elsewhere), "--checkpoint", str(kept), "--resume"])
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"{N_CHUNKS} of {N_CHUNKS} chunks were done" in resumed.stdout
     assert job.calls() == 2 * computed

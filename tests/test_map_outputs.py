@@ -15,6 +15,7 @@ from helpers import (
     run_here,
     sample_data,
     start_cli,
+    without_quiet,
     write_dataset,
 )
 from sample_kernels import MANY_KERNEL, many_reference
@@ -169,7 +170,8 @@ def test_rows_resume_on_another_rank_count(tmp_path, first, second, schedule, co
     )
     assert process.returncode == 75, stderr
     again = compression if first != 4 else ["--compression", "gzip"]
-    resumed = run_cli([*args, *again, "--resume"], second, env={"HPCAPP_TEST_DELAY": "0"})
+    resume = without_quiet([*args, *again, "--resume"])
+    resumed = run_cli(resume, second, env={"HPCAPP_TEST_DELAY": "0"})
     assert resumed.returncode == 0, resumed.stderr
     assert "chunks were done" in resumed.stderr + resumed.stdout
     assert_same_rows(out, reference)

@@ -3,7 +3,15 @@
 import h5py
 import numpy as np
 import pytest
-from helpers import cli_here, interrupt_when_running, read_results, run_cli, run_here, start_cli
+from helpers import (
+    cli_here,
+    interrupt_when_running,
+    read_results,
+    run_cli,
+    run_here,
+    start_cli,
+    without_quiet,
+)
 from ncdata import DIMS, check_against, reference, write_netcdf
 
 from hpcapp.errors import UsageError
@@ -242,7 +250,8 @@ def test_interrupted_nd_job_resumes_bitwise_and_only_with_the_same_over(tmp_path
     assert process.returncode == 75
     other = cli_here(args(out, "--over", "time", "--resume"))
     assert other.returncode == 2 and "different job" in other.stderr
-    done = run_cli(args(out, "--over", "time,lat", "--resume"), 3, env={"HPCAPP_TEST_DELAY": "0"})
+    resume = without_quiet(args(out, "--over", "time,lat", "--resume"))
+    done = run_cli(resume, 3, env={"HPCAPP_TEST_DELAY": "0"})
     assert done.returncode == 0 and "resuming" in done.stdout, done.stderr
     ours, theirs = read_results(out), read_results(reference)
     assert ours["s"].tobytes() == theirs["s"].tobytes()

@@ -1,9 +1,12 @@
 """Live progress (a bar on a terminal, plain lines in logs, nothing with --quiet) and plots."""
 
-import numpy as np
-from helpers import cli_here, run_cli, write_dataset
+import os
+import subprocess
 
-from hpcapp.parallel.progress import format_seconds, render
+import numpy as np
+from helpers import CLI_TIMEOUT, clean_env, cli_command, cli_here, run_cli, write_dataset
+
+from hpcapp.parallel.progress import LinePolicy, format_seconds, render
 
 SLOW = "import time\n\ndef slow(chunk):\n    time.sleep(0.01)\n    return {'s': chunk.sum()}\n"
 
@@ -29,15 +32,80 @@ def run_slow(tmp_path, mode, *extra, n_ranks=1):
     return done.stderr
 
 
-def test_plain_lines_every_ten_percent_and_at_the_end(tmp_path):
-    stderr = run_slow(tmp_path, "lines", "--progress-every", "1000", n_ranks=3)
-    lines = [line for line in stderr.splitlines() if line.startswith("hpcapp: progress")]
-    # Updates reach rank 0 a few times a second, so a short job may skip some tenths.
-    assert 3 <= len(lines) <= 12, stderr
-    percents = [float(line.split("]")[1].split("%")[0]) for line in lines]
-    assert percents == sorted(percents) and len(set(p // 10 for p in percents)) == len(lines)
-    assert "100.0% 120/120 chunks" in lines[-1]
-    assert stderr.count("hpcapp: progress") == len(lines)  # rank 0 only
+def test_plain_lines_each_tenth_but_a_few_seconds_apart():
+    policy = LinePolicy(total_chunks=100, every=60.0, started=0.0, gap=5.0)
+    # (seconds, chunks done, finished) -> whether a line is printed
+    moments = [
+        (1.0, 30, False, False),  # 30% at 1 s: too soon after the start
+        (5.0, 31, False, True),  # 5 s: the first line
+        (6.0, 60, False, False),  # a tenth crossed, but 1 s after the last line
+        (10.0, 61, False, True),
+        (14.0, 62, False, False),
+        (15.0, 62, False, False),  # same tenth, 5 s later: nothing new to say
+        (75.0, 63, False, True),  # 65 s since the last line: the periodic one (every 60 s)
+        (80.0, 100, True, True),  # the end, after an earlier line
+    ]
+    for now, chunks, finished, expected in moments:
+        assert policy.due(chunks, now, finished) == expected, (now, chunks)
+
+
+def test_a_short_job_prints_no_progress_line():
+    policy = LinePolicy(total_chunks=10, every=60.0, started=0.0, gap=5.0)
+    assert [policy.due(n, n * 0.4, n == 10) for n in range(1, 11)] == [False] * 10
+    # One that ends after the gap says so once.
+    assert LinePolicy(total_chunks=10, every=60.0, started=0.0).due(10, 6.0, True)
+
+
+def _without_batch_markers() -> dict[str, str]:
+    env = clean_env()
+    for name in ("CI", "SLURM_JOB_ID", "PBS_JOBID", "HPCAPP_PROGRESS"):
+        env.pop(name, None)
+    return {**env, "TERM": "xterm-256color"}
+
+
+def _slow_job(tmp_path) -> list[str]:
+    spec = write_dataset(tmp_path / "in.h5", np.arange(6000.0))
+    kernel = tmp_path / "slow.py"
+    kernel.write_text(SLOW)
+    return ["run", f"{kernel}:slow", spec, "-o", str(tmp_path / "o.h5"), "--chunk-rows", "50"]
+
+
+def test_no_bar_frames_under_a_pipe_even_with_a_terminal_type(tmp_path):
+    """`mpiexec ... > log 2>&1`, `| tee`, a test: mpiexec's own stderr is no terminal."""
+    done = subprocess.run(
+        cli_command(_slow_job(tmp_path), 2),
+        env=_without_batch_markers(),
+        capture_output=True,
+        timeout=CLI_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"\r" not in done.stderr and b"[###" not in done.stderr, done.stderr
+    assert b"wrote" in done.stdout
+
+
+def test_bar_when_mpiexec_writes_to_a_terminal(tmp_path):
+    """mpiexec hands its ranks a pipe: the bar is drawn when mpiexec itself is on a terminal."""
+    main_side, terminal = os.openpty()
+    process = subprocess.Popen(
+        cli_command(_slow_job(tmp_path), 2),
+        env=_without_batch_markers(),
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:  # read until the job closes the terminal (EIO) so it never blocks on a full one
+        try:
+            data = os.read(main_side, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main_side)
+    assert process.wait(timeout=CLI_TIMEOUT) == 0, shown
+    assert b"\r[" in shown and b"100.0% 120/120 chunks" in shown, shown
+    assert b"hpcapp: progress" not in shown
 
 
 def test_bar_on_a_terminal(tmp_path):

@@ -315,6 +315,37 @@ def test_a_resume_killed_before_its_commit_counts_every_chunk_once(tmp_path, fai
     assert left == ["gen0001-rank000000.h5", "gen0001-rank000001.h5"]
 
 
+def test_a_checkpoint_without_finished_work_is_replaced_by_a_plain_run(tmp_path, failing_job):
+    reference = tmp_path / "reference.h5"
+    failing_job.reference(reference)
+    out = tmp_path / "out.h5"
+    folder = tmp_path / "out.h5.checkpoint"
+    failed = cli_here(failing_job(out), env={"FAIL_AT_ROW": "0"})  # the first chunk fails
+    assert failed.returncode == 1 and "a plain run replaces it" in failed.stderr, failed.stderr
+    assert (folder / "manifest.json").exists() and not list(folder.glob("gen*"))
+    again = cli_here(failing_job(out))  # no --overwrite: nothing in the checkpoint to lose
+    assert again.returncode == 0, again.stderr
+    assert result_bytes(out) == result_bytes(reference)
+    assert not folder.exists()
+
+
+def test_a_checkpoint_with_finished_work_needs_resume_or_overwrite(tmp_path, failing_job):
+    reference = tmp_path / "reference.h5"
+    failing_job.reference(reference)
+    out = tmp_path / "out.h5"
+    every = ["--checkpoint-every", "1e-6"]  # save after every chunk
+    failed = cli_here(failing_job(out, *every), env={"FAIL_AT_ROW": "200"})  # chunk 10
+    assert failed.returncode == 1, failed.stderr
+    (part,) = (tmp_path / "out.h5.checkpoint").glob("gen0000-rank*.h5")
+    assert checkpoint.read_part(part)  # chunks 0-9 are kept
+    plain = cli_here(failing_job(out))
+    assert plain.returncode == 2 and not out.exists()
+    assert "add --resume to continue it, or --overwrite to discard it" in plain.stderr
+    resumed = cli_here(failing_job(out, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert result_bytes(out) == result_bytes(reference)
+
+
 def test_a_failure_names_the_checkpoint_and_the_next_step(tmp_path, failing_job):
     out = tmp_path / "out.h5"
     done = cli_here(failing_job(out, "--checkpoint-every", "60"), env={"FAIL_AT_ROW": "100"})

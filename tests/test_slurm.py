@@ -2,8 +2,9 @@
 
 The unmarked tests need no SLURM. The ``slurm`` tests submit the project's own scripts to a
 private one-node SLURM that ``scripts/local_slurm.py`` starts for the session (installing
-slurm-wlm and munge with apt-get if needed, so they need root). If it cannot start, they fail
-with the reason: a silently skipped SLURM test would hide a broken batch story.
+slurm-wlm and munge with apt-get if needed, so they need root). Without root (and without
+CI=true) they are skipped, saying why; otherwise, if SLURM cannot start, they fail with the
+reason: in CI a silently skipped SLURM test would hide a broken batch story.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 from helpers import REPO, clean_env, cli_here, read_results, sample_data, write_dataset
 
 from hpcapp.__main__ import main
 from hpcapp.cli import slurm
+from hpcapp.cli import submit as slurm_submit
 from hpcapp.errors import UsageError
 from hpcapp.parallel import launch
 
@@ -350,6 +353,8 @@ def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
     config = parse(job).config
     plan = plan_job(config, *load_with_code("stats"))
     checkpoint.write_manifest(plan.checkpoint_dir, plan.identity, 0)
+    # A node of finished work: a checkpoint without one would be replaced by a plain run.
+    checkpoint.write_part(plan.checkpoint_dir, 0, 0, {(0, 0): {"count": np.zeros(2)}})
     # `run` without --resume refuses to start over a checkpoint ...
     plain = cli_here(job, cwd=sensors)
     assert plain.returncode == 2 and "--resume" in plain.stderr
@@ -361,6 +366,112 @@ def test_hpcapp_slurm_accepts_a_checkpoint_of_the_same_job(capsys, sensors):
     checkpoint.write_manifest(plan.checkpoint_dir, other, 0)
     assert main(["slurm", "--ntasks", "2", "--", *job]) == 2
     capsys.readouterr()
+
+
+def _script_lines(capsys, argv):
+    assert main(["slurm", *argv]) == 0
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+def test_hpcapp_slurm_asks_the_memory_the_job_estimates(capsys, sensors):
+    from hpcapp.cli.parser import parse
+    from hpcapp.io.memory import estimate
+    from hpcapp.jobs.plan import plan_job
+    from hpcapp.jobs.provenance import load_with_code
+
+    job = ["run", "stats", "sensors.h5:/raw/temperature", "-o", "x.h5"]
+    job += ["-p", "bins=4096", "-p", "range=0,1"]
+    lines, _ = _script_lines(capsys, ["--ntasks", "2", "--cpus-per-task", "2", "--", *job])
+    # The estimate, recomputed here from the memory model itself: 100 rows, one chunk.
+    plan = plan_job(parse(job).config, *load_with_code("stats"))
+    kernel, _ = load_with_code("stats")
+    total = estimate(kernel, plan.source, plan.params, plan.chunk_rows, 1)["total"]
+    per_cpu_mib = -(-total * 5 // 4 // 2 // (64 << 20)) * 64  # +25%, 2 cores, 64 MiB steps
+    expected = f"{per_cpu_mib // 1024}G" if per_cpu_mib % 1024 == 0 else f"{per_cpu_mib}M"
+    at = lines.index(f"#SBATCH --mem-per-cpu={expected}")
+    comment = " ".join(lines[at - 3 : at])
+    assert f"estimates {total / (1 << 20):,.0f} MiB per rank" in comment
+    assert "25% headroom" in comment and "per core (2 cores per rank)" in comment
+    # Without the check there is no estimate, and no memory line.
+    lines, _ = _script_lines(capsys, ["--no-check", "--ntasks", "2", "--", *job])
+    assert not [line for line in lines if "--mem" in line]
+
+
+def test_memory_request_rounds_up_with_headroom():
+    mib = 1 << 20
+    assert slurm.memory_request(100 * mib, 1) == 128 * mib  # 125 MiB -> 2 steps of 64
+    assert slurm.memory_request(12 << 30, 1) == 15 << 30
+    assert slurm.memory_request(12 << 30, 4) == (15 << 30) // 4
+    assert slurm.memory_lines(12 << 30, 1)[-1] == "#SBATCH --mem-per-cpu=15G"
+
+
+@pytest.mark.parametrize(
+    "tasks,warned,suggested",
+    [
+        (["--ntasks", "8"], True, "--chunk-rows 12 to the command (9 chunks)"),
+        (["--nodes", "2", "--ntasks-per-node", "3"], True, "--chunk-rows 16 to the command"),
+        (["--ntasks", "4"], False, None),
+        (["--ntasks", "200"], True, "use at most 100 ranks (one per row)"),
+    ],
+)
+def test_hpcapp_slurm_warns_when_ranks_exceed_chunks(capsys, sensors, tasks, warned, suggested):
+    job = ["run", "stats", "sensors.h5:/raw/temperature", "-o", "x.h5", "--chunk-rows", "30"]
+    lines, err = _script_lines(capsys, [*tasks, "--", *job])  # 100 rows: 4 chunks
+    ranks = int(tasks[-1]) * (2 if "--nodes" in tasks else 1)
+    line = f"hpcapp: warning: {ranks} ranks but 4 chunks of 30 rows: {ranks - 4} ranks"
+    assert (line in err) == warned, err
+    if suggested:
+        assert suggested in err
+    assert not [text for text in lines if "warning" in text]  # on stderr, not in the script
+
+
+def test_hpcapp_slurm_warns_about_the_mpich_wheel(capsys):
+    """This venv has the mpich wheel (the quick start's): its python loads the wheel's MPI."""
+    lines, err = _script_lines(capsys, ["--ntasks", "2", "--", "demo"])
+    assert f"hpcapp: warning: {sys.executable} loads the MPI of the `mpich` pip wheel" in err
+    assert "Installing on a cluster" in err
+    assert not [text for text in lines if "pip wheel" in text]
+
+
+def test_wheel_warning_only_for_a_wheels_library(tmp_path):
+    wheel = str(tmp_path / "venv" / "lib" / "libmpi.so.12")
+    found = {"mpich": [wheel]}
+    assert "`mpich` pip wheel (MPICH Version: 4.1)" in slurm_submit.wheel_mpi_warning(
+        "py", "MPICH Version:   4.1\nMPICH Release", [wheel], found
+    )
+    system = ["/usr/lib/x86_64-linux-gnu/libmpi.so.40"]
+    assert slurm_submit.wheel_mpi_warning("py", "Open MPI v4.1", system, found) is None
+
+
+def test_mpi_warning_when_the_python_cannot_load_mpi(tmp_path):
+    fake = tmp_path / "python"
+    message = "ModuleNotFoundError: No module named 'mpi4py'"
+    fake.write_text(f'#!/bin/sh\necho "{message}" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    warning = slurm_submit.mpi_warning(str(fake))
+    expected = "(ModuleNotFoundError: No module named 'mpi4py'): the job would fail"
+    assert warning == f"{fake} cannot load mpi4py's MPI {expected}"
+
+
+@pytest.mark.parametrize(
+    "ci,euid,up,skipped",
+    [
+        ("", 1000, False, True),  # a user without root: skipped, saying why
+        ("true", 1000, False, False),  # CI: a SLURM that cannot start is a failure
+        ("", 0, False, False),  # root: started (installed if need be)
+        ("", 1000, True, False),  # a cluster already up: used
+    ],
+)
+def test_slurm_tests_are_skipped_only_without_root_outside_ci(monkeypatch, ci, euid, up, skipped):
+    local_slurm = _load_local_slurm()
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(local_slurm.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(local_slurm, "running", lambda state_dir=None: up)
+    reason = local_slurm.skip_reason()
+    assert (reason is not None) == skipped
+    if skipped:
+        assert reason.startswith("not root:") and "apt-get" in reason and "\n" not in reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +491,9 @@ def _load_local_slurm():
 def slurm_env():
     """Start the local SLURM (or reuse a running one) and return the clients' environment."""
     local_slurm = _load_local_slurm()
+    reason = local_slurm.skip_reason()
+    if reason is not None:  # never with CI=true: there a SLURM that cannot start is a failure
+        pytest.skip(f"SLURM tests skipped: {reason}")
     already_running = local_slurm.running()
     try:
         variables = local_slurm.start()

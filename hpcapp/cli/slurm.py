@@ -12,9 +12,11 @@ shows, with no package data to ship.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shlex
+import textwrap
 from pathlib import Path
 
 from hpcapp.errors import UsageError
@@ -28,6 +30,10 @@ SIGNAL_LEAD = 120
 # A job that stops at its time limit requeues itself at most this often (each attempt continues
 # from the last checkpoint; the cap only stops a job that can make no progress from looping).
 MAX_REQUEUES = 10
+# The memory request is the job's own estimate (hpcapp.io.memory) times this, rounded up to a
+# multiple of MEMORY_STEP: the estimate leaves out the allocator's slack and MPI's buffers.
+MEMORY_HEADROOM = 1.25
+MEMORY_STEP = 64 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +180,7 @@ class BatchOptions:
     ntasks: int | None = None
     ntasks_per_node: int | None = None
     cpus_per_task: int = 1
+    memory_per_rank: int | None = None  # bytes a rank needs (estimated): --mem-per-cpu
     time: str = "01:00:00"
     partition: str | None = None
     account: str | None = None
@@ -236,6 +243,9 @@ def _sbatch_lines(options: BatchOptions) -> str:
         value = getattr(options, field.name)
         if value is None:
             continue
+        if field.name == "memory_per_rank":
+            lines += memory_lines(value, options.cpus_per_task)
+            continue
         option = field.name.replace("_", "-")
         if field.name == "cpus_per_task":
             lines.append("# Cores per rank: each rank runs this many numpy (OpenMP/BLAS) threads.")
@@ -246,6 +256,26 @@ def _sbatch_lines(options: BatchOptions) -> str:
             lines.append("# One array task per line of the task file (1-4%2: at most 2 at a time).")
         lines.append(f"#SBATCH --{option}={_sbatch_value(option, str(value))}")
     return "\n".join(lines)
+
+
+def memory_request(per_rank: int, cpus_per_task: int) -> int:
+    """Return the bytes to ask per CPU for ranks that need ``per_rank`` bytes each."""
+    per_cpu = per_rank * MEMORY_HEADROOM / cpus_per_task
+    return math.ceil(per_cpu / MEMORY_STEP) * MEMORY_STEP
+
+
+def memory_lines(per_rank: int, cpus_per_task: int) -> list[str]:
+    """Return the comment and the ``#SBATCH --mem-per-cpu`` line for the estimate."""
+    asked = memory_request(per_rank, cpus_per_task) >> 20
+    value = f"{asked >> 10}G" if asked % 1024 == 0 else f"{asked}M"
+    cores = f"{cpus_per_task} cores" if cpus_per_task > 1 else "1 core"
+    text = (
+        f"Memory: hpcapp estimates {per_rank / (1 << 20):,.0f} MiB per rank for this job (what "
+        f"`run --memory-per-rank` checks); the request adds {MEMORY_HEADROOM - 1:.0%} headroom "
+        f"and is per core ({cores} per rank). If SLURM ends the job OUT_OF_MEMORY, submit it "
+        "with more: sbatch --mem-per-cpu=SIZE THIS_FILE."
+    )
+    return [f"# {line}" for line in textwrap.wrap(text, 96)] + [f"#SBATCH --mem-per-cpu={value}"]
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

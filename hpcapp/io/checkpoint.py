@@ -198,6 +198,20 @@ def read_part(path: Path) -> dict[Node, Partial]:
     return nodes
 
 
+def holds_work(directory: str, generation: int) -> bool:
+    """Return whether a checkpoint holds finished work: a node in a part of ``generation``."""
+    import h5py
+
+    for path in list_parts(directory, generation):
+        try:
+            with h5py.File(path, "r", locking=False) as h5:
+                if len(h5):
+                    return True
+        except OSError:
+            return True  # unreadable: not ours to judge empty; --resume or --overwrite decides
+    return False
+
+
 def list_parts(directory: str, generation: int) -> list[str]:
     """Return the part files of one generation, sorted."""
     return sorted(str(p) for p in Path(directory).glob(f"gen{generation:04d}-rank*.h5"))

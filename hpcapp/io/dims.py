@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
-from hpcapp.io.names import split_spec
+from hpcapp.io.names import NETCDF_DIM_ONLY, split_spec
 
 if TYPE_CHECKING:
     from hpcapp.io.sources.base import Source
 
-# netCDF-4 marks a dimension with no coordinate variable by a scale with this NAME.
-NETCDF_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable."
 # The first bytes of netCDF-3 files (classic, 64-bit offset, 64-bit data): not HDF5.
 NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from hpcapp.errors import UsageError
 
+# What netCDF-4 writes in the NAME attribute of a dimension that has no coordinate variable.
+NETCDF_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable."
+
 LISTED = 20  # datasets listed when the asked-for one is missing
 
 
@@ -32,8 +35,7 @@ def follow(h5: Any, path: str, dataset: str) -> Any:
         here = "/" + "/".join(parts[: depth + 1])
         link = group.get(part, getlink=True) if isinstance(group, h5py.Group) else None
         if link is None:
-            names = [name for name, _, _ in datasets(h5)]
-            close = difflib.get_close_matches(dataset, names, n=3, cutoff=0.6)
+            close = difflib.get_close_matches(dataset, data_variables(h5), n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(repr(n) for n in close)}? " if close else ""
             raise UsageError(f"{path!r} has no dataset {dataset!r}: {hint}{listing(h5)}")
         try:
@@ -98,12 +100,65 @@ def datasets(h5: Any, limit: int = 1000) -> list[tuple[str, Any, Any]]:
     return found
 
 
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def kinds(h5: Any, limit: int = 1000) -> dict[str, str]:
+    """Return what each of the first ``limit`` datasets is: data, coordinate, bounds, dimension.
+
+    netCDF-4 stores a dimension without values as a placeholder dataset (``bnds``), and a
+    coordinate variable (``lat``) as a dimension scale; CF names bounds variables (``lat_bnds``)
+    in a ``bounds`` (or ``climatology``) attribute. The rest are data variables.
+    """
+    import h5py
+
+    found: dict[str, str] = {}
+    named: set[str] = set()
+
+    def visit(name: str, obj: Any) -> bool | None:
+        if isinstance(obj, h5py.Dataset):
+            attrs = obj.attrs
+            kind = "data"
+            if _text(attrs.get("CLASS", "")) == "DIMENSION_SCALE":
+                placeholder = _text(attrs.get("NAME", "")).startswith(NETCDF_DIM_ONLY)
+                kind = "dimension" if placeholder else "coordinate"
+            found["/" + name] = kind
+            parent = "/" + name.rpartition("/")[0]
+            for key in ("bounds", "climatology"):
+                if key in attrs:
+                    target = _text(attrs[key]).strip()
+                    named.add(
+                        target if target.startswith("/") else f"{parent.rstrip('/')}/{target}"
+                    )
+        return True if len(found) >= limit else None
+
+    h5.visititems(visit)
+    return {
+        name: "bounds" if name in named and kind == "data" else kind for name, kind in found.items()
+    }
+
+
+def data_variables(h5: Any, limit: int = 1000) -> list[str]:
+    """Return the names of the data variables (what an input is meant to name), in order."""
+    return [name for name, kind in kinds(h5, limit).items() if kind == "data"]
+
+
 def listing(h5: Any, limit: int = 1000) -> str:
-    """Return ``datasets: NAME SHAPE DTYPE; ...`` for the first few datasets, on one line."""
+    """Return ``data variables: NAME SHAPE DTYPE; ...`` (then the others by name), on one line.
+
+    Without netCDF coordinates or bounds every dataset is data: ``datasets: ...``.
+    """
     found = datasets(h5, limit)
     if not found:
         return "the file has no datasets"
-    shown = "; ".join(f"{name} {shape} {dtype}" for name, shape, dtype in found[:LISTED])
+    kind = kinds(h5, limit)
+    data = [item for item in found if kind.get(item[0]) == "data"]
+    others = [name for name, _, _ in found if kind.get(name) in ("coordinate", "bounds")]
+    shown = "; ".join(f"{name} {shape} {dtype}" for name, shape, dtype in data[:LISTED])
     at_least = "at least " if len(found) == limit else ""
-    more = f"; ... ({at_least}{len(found) - LISTED} more)" if len(found) > LISTED else ""
-    return f"datasets: {shown}{more}"
+    more = f"; ... ({at_least}{len(data) - LISTED} more)" if len(data) > LISTED else ""
+    if not others and len(data) == len(found):
+        return f"datasets: {shown}{more}"
+    also = f"; coordinates and bounds: {', '.join(others)}" if others else ""
+    return f"data variables: {shown or 'none'}{more}{also}"

@@ -15,12 +15,12 @@ from hpcapp.io import checkpoint
 from hpcapp.io.files import is_many
 from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
-from hpcapp.io.sources.base import Source
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
 from hpcapp.jobs.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
 from hpcapp.jobs.provenance import load_with_code
+from hpcapp.jobs.report import summary
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 DEMO_OUTPUT = "hpcapp-result.h5"
 DEMO_ROWS, DEMO_COLS = 12_500_000, 8  # 10**8 float64 values, 800 MB
 DEMO_RANGE = [-5.0, 5.0]
-SUMMARY_CELLS = 20  # results with more cells (N-D) print the first few
 
 
 def say(comm: MPI.Comm, text: str, stream: TextIO | None = None) -> None:
@@ -74,7 +73,10 @@ def execute(
     the end: its fixed tags and ``ANY_SOURCE`` probes never meet the caller's own messages.
     """
     with duplicate(comm) as comm, Interrupts() as interrupts:
-        started = on_root(comm, time.time)
+        # One clock for the report and the file's wall_seconds: from the process's start, when
+        # the entry point recorded it (start-up is counted from there too).
+        began = startup.process_started if startup is not None else None
+        started = on_root(comm, lambda: began or time.time())
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
         agree_on_code(comm, code)
@@ -100,7 +102,7 @@ def execute(
             say(comm, f"hpcapp: {warning}", sys.stderr)
         n_chunks = count_chunks(plan.source.n_rows, plan.chunk_rows)
         nodes, todo, generation = prepare_checkpoint(comm, plan, n_chunks)
-        if plan.resume_generation is not None:
+        if plan.resume_generation is not None and not config.quiet:
             left = sum(stop - start for start, stop in todo)
             say(
                 comm,
@@ -142,7 +144,7 @@ def execute(
                 assert result.results is not None and result.timing is not None
                 assert directory is not None and config.output is not None
                 try:
-                    write_output(
+                    seconds = write_output(
                         config.output,
                         result.results,
                         attrs,
@@ -155,6 +157,7 @@ def execute(
                     )
                 except OutputError as exc:
                     raise WriteError(exc.describe(directory, kept.failure)) from None
+                result.timing[0, TIMING_COLUMNS.index("write")] += seconds  # for the report
                 checkpoint.remove(directory)
 
             on_root(comm, write)
@@ -213,7 +216,9 @@ def run_job(
     startup: Startup | None = None,
 ) -> int:
     """``hpcapp run``: the whole job, collective over ``comm``; rank 0 prints the summary."""
-    outcome = execute(comm, config, extra_attrs, startup=startup)
+    outcome = execute(comm, config, extra_attrs, startup=startup, warn_threads=not config.quiet)
+    if config.quiet:  # -q: errors only
+        return 0
     if outcome.finished_already:
         say(
             comm, f"hpcapp: {config.output} already holds the result of this job: nothing to resume"
@@ -225,81 +230,12 @@ def run_job(
         plan = outcome.plan
         note = None if startup is None else startup.thread_note
         size = comm.Get_size()
-        print(summary(config, plan.source, plan.chunk_rows, outcome.engine, wall, size, note))
+        known = startup is not None and startup.process_started is not None
+        report = summary(
+            config, plan.source, plan.chunk_rows, outcome.engine, wall, size, note, known
+        )
+        print(report)
     return 0
-
-
-def summary(
-    config: JobConfig,
-    source: Source,
-    chunk_rows: int,
-    result: EngineResult,
-    wall: float,
-    n_ranks: int,
-    thread_note: str | None = None,
-) -> str:
-    """Return the short report rank 0 prints at the end of a run (with the launch's thread note)."""
-    import numpy as np
-
-    assert result.results is not None and result.timing is not None
-    rows = int(result.timing[:, TIMING_COLUMNS.index("rows")].sum())
-    resumed = "" if rows == source.n_rows else f" ({rows:,} computed in this run)"
-    lines = [
-        f"hpcapp: {config.kernel} on {source.spec}: {plural(source.n_rows, 'row')}"
-        f"{source.summary()}"
-        f"{resumed} in "
-        f"{plural(result.n_chunks, 'chunk')} of {plural(chunk_rows, 'row')}, "
-        f"{plural(n_ranks, 'rank')}, {wall:.2f} s",
-    ]
-    results = result.results
-    if "group" in results and (config.group_by or config.group_every):
-        labels = [str(label) for label in np.ravel(results["group"])]
-        shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
-        option = (
-            f"--group-by {config.group_by}"
-            if config.group_by
-            else f"--group-every {config.group_every}"
-        )
-        lines.append(
-            f"  {plural(len(labels), 'group')} ({option}): {shown}; cells below in group order"
-        )
-    if {"mean", "std", "min", "max", "count"} <= results.keys():
-        columns = np.size(results["mean"])
-        cells = columns if columns <= SUMMARY_CELLS else SUMMARY_CELLS - 1  # N-D: a few cells
-        lines.append(
-            f"  {'column':>6} {'count':>12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"
-        )
-        for col in range(cells):
-            values = [np.ravel(results[key])[col] for key in ("count", "mean", "std", "min", "max")]
-            lines.append(
-                f"  {col:>6} {int(values[0]):>12,} "
-                + " ".join(f"{float(v):>12.6g}" for v in values[1:])
-            )
-        if cells < columns:
-            lines.append(f"  ... {columns:,} cells of shape {np.shape(results['mean'])}")
-    else:
-        with np.printoptions(threshold=8, precision=6):
-            for key, value in results.items():
-                lines.append(f"  {key} = {value}")
-    timing = result.timing
-    startup = timing[:, TIMING_COLUMNS.index("startup")]
-    busy = timing[:, TIMING_COLUMNS.index("read")] + timing[:, TIMING_COLUMNS.index("compute")]
-    lines.append(
-        f"  start-up seconds per rank (imports, MPI, checks, kernel warm-up): "
-        f"min {startup.min():.3f} mean {startup.mean():.3f} max {startup.max():.3f}"
-    )
-    lines.append(
-        f"  busy seconds per rank (read+compute): min {busy.min():.3f} mean {busy.mean():.3f} "
-        f"max {busy.max():.3f}"
-    )
-    if busy.max() > 0:
-        rate = rows / busy.max()  # the slowest rank sets the pace; start-up not included
-        volume = f", {rate * source.row_bytes / 1e9:.3g} GB/s" if source.input_paths else ""
-        lines.append(f"  throughput after start-up: {rate / 1e6:.3g} Mrows/s{volume}")
-    if thread_note:
-        lines.append(f"  {thread_note}")
-    lines.append(f"  wrote {config.output}")
-    return "\n".join(lines)
 
 
 def run_generate_command(comm: MPI.Comm, config: Any) -> int:

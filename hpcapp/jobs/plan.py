@@ -15,7 +15,7 @@ from hpcapp.errors import UsageError
 from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
-from hpcapp.io.memory import check_memory
+from hpcapp.io.memory import check_memory, estimate
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
 from hpcapp.io.sources.specs import inspect_spec
@@ -45,15 +45,24 @@ class Plan:
     resume_parts: tuple[str, ...] = ()
     finished: bool = False  # --resume, and the output already holds this job's result
     grouping: Any = None  # an hpcapp.io.labels.Grouping: --group-every / --group-by
+    memory: dict[str, int] | None = (
+        None  # a rank's memory estimate (plan_job(estimate_memory=True))
+    )
 
 
 def plan_job(
-    config: JobConfig, kernel: Kernel, code: dict[str, Any], source: Source | None = None
+    config: JobConfig,
+    kernel: Kernel,
+    code: dict[str, Any],
+    source: Source | None = None,
+    estimate_memory: bool = False,
 ) -> Plan:
     """Check everything about a run before any work (rank 0): params, input, output.
 
     ``source`` is the input already inspected (many files, by every rank: see
     :func:`hpcapp.jobs.inspect.inspect_many`); by default rank 0 inspects it here.
+    ``estimate_memory`` puts a rank's memory estimate in ``Plan.memory`` (``hpcapp slurm``);
+    it runs the kernel on one row, so a job does it only for ``--memory-per-rank``.
     """
     params = kernel.check_params(config.params)
     if kernel.generates:
@@ -89,6 +98,9 @@ def plan_job(
         identity["grouping"] = grouping.identity()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks, grouping)
+    memory = None
+    if estimate_memory and not kernel.generates:  # generated data: the kernel takes no rows
+        memory = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)
     if config.output is None:
         # hpcapp.run(output=None): results are returned, nothing is written or resumed.
         if kernel.per_row:
@@ -98,15 +110,16 @@ def plan_job(
             )
         if config.resume or config.checkpoint:
             raise UsageError("resume and checkpoint need an output file: give an output")
-        return Plan(source, params, chunk_rows, identity, None, grouping=grouping)
+        return Plan(source, params, chunk_rows, identity, None, grouping=grouping, memory=memory)
     directory = config.checkpoint or checkpoint.default_path(config.output)
-    plan = Plan(source, params, chunk_rows, identity, directory, grouping=grouping)
+    plan = Plan(source, params, chunk_rows, identity, directory, grouping=grouping, memory=memory)
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)
     manifest = checkpoint.read_manifest(directory)
     if manifest is not None and not config.resume:
-        if not config.overwrite:
+        # A run that failed before saving any work leaves nothing worth keeping: replace it.
+        if not config.overwrite and checkpoint.holds_work(directory, int(manifest["generation"])):
             raise UsageError(
                 f"a checkpoint of an unfinished run is in {directory}: add --resume to continue "
                 "it, or --overwrite to discard it and start over"

@@ -284,15 +284,17 @@ def what_is_left(checkpoint: CheckpointPlan | None) -> str:
         return ""
     if not checkpoint.every_seconds:
         return (
-            f"\nThe checkpoint {checkpoint.directory} holds no finished work (this job saves "
-            "only when interrupted): after fixing the problem, run again with --overwrite."
+            f"\nThe checkpoint {checkpoint.directory} holds no work saved by this run (it saves "
+            "only when interrupted): after fixing the problem, run again (a plain run replaces "
+            "a checkpoint that holds no finished work)."
         )
     return (
         f"\nThe checkpoint {checkpoint.directory} keeps the work saved before the failure "
         f"(saved every {checkpoint.every_seconds:g} s). After fixing the kernel, run again with "
         "--overwrite to start over: --resume refuses a checkpoint made by other code. If the "
         "kernel and the input are unchanged (the failure came from the environment: memory, "
-        "disk, a file the kernel reads), run again with --resume to continue from it."
+        "disk, a file the kernel reads), run again with --resume to continue from it. A "
+        "checkpoint saved before any chunk finished holds no work: a plain run replaces it."
     )
 
 

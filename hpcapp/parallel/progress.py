@@ -8,6 +8,7 @@ chunks are done it sends a final message, and rank 0's thread ends once all have
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -47,12 +48,19 @@ def render(
     )
 
 
+# MPI launchers that hand a rank's output on through a pipe (names as /proc/PID/comm shows them).
+LAUNCHERS = ("hydra_pmi_proxy", "mpiexec", "mpiexec.hydra", "mpirun", "orted", "prted", "prterun")
+# Plain lines (a log): at most one every this many seconds, whatever the deciles say.
+LINE_GAP = 5.0
+
+
 def looks_like_terminal(stream: TextIO) -> bool:
     """Guess whether the user watches ``stream`` on a terminal (then draw a bar).
 
-    ``mpiexec`` hands ranks a pipe even when it runs on a terminal, so a pipe counts as a
-    terminal when TERM is set and we are neither in a SLURM job nor in CI (where output goes to
-    a log). ``HPCAPP_PROGRESS=bar`` or ``lines`` overrides the guess.
+    ``mpiexec`` hands ranks a pipe even when it runs on a terminal: a pipe counts as a terminal
+    when the MPI launcher at its other end writes to one (Linux's /proc shows it), never in a
+    SLURM job or in CI. Anything else (a file, a pipe to ``tee`` or to a test) gets plain lines.
+    ``HPCAPP_PROGRESS=bar`` or ``lines`` overrides the guess.
     """
     import os
     import stat
@@ -66,9 +74,65 @@ def looks_like_terminal(stream: TextIO) -> bool:
         is_pipe = stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
     except (OSError, ValueError):
         return False
-    term = os.environ.get("TERM", "")
     batch = any(name in os.environ for name in ("SLURM_JOB_ID", "CI", "PBS_JOBID"))
-    return is_pipe and term not in ("", "dumb") and not batch
+    return is_pipe and not batch and launcher_on_terminal(os.getppid())
+
+
+def launcher_on_terminal(pid: int, depth: int = 4) -> bool:
+    """Return whether ``pid`` and its parents are MPI launchers, the last writing to a terminal.
+
+    Follows stderr up the launcher chain (rank -> hydra_pmi_proxy -> mpiexec) while it is a
+    pipe; False as soon as a process is not a launcher, or its stderr a file.
+    """
+    import os
+
+    for _ in range(depth):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                name = comm.read().strip()
+            target = os.readlink(f"/proc/{pid}/fd/2")
+            with open(f"/proc/{pid}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if name not in LAUNCHERS:
+            return False
+        if target.startswith(("/dev/pts/", "/dev/tty")):
+            return True
+        if not target.startswith("pipe:"):
+            return False
+        pid = parent
+    return False
+
+
+@dataclasses.dataclass
+class LinePolicy:
+    """When a log gets a plain progress line: at each tenth and every ``every`` seconds.
+
+    Never within ``gap`` seconds of the last line (nor of the start): a short job prints none,
+    and the end of a job gets a line only if an earlier one was printed.
+    """
+
+    total_chunks: int
+    every: float
+    started: float
+    gap: float = LINE_GAP
+    last_line: float | None = None
+    next_decile: int = 1
+
+    def due(self, chunks: int, now: float, finished: bool) -> bool:
+        """Return whether to print a line now; if so, remember it."""
+        if not self.total_chunks:
+            return False
+        last = self.started if self.last_line is None else self.last_line
+        if now - last < self.gap:
+            return False
+        decile = 10 * chunks // self.total_chunks
+        periodic = self.every > 0 and now - last >= self.every
+        if decile >= self.next_decile or periodic or (finished and self.last_line is not None):
+            self.next_decile, self.last_line = decile + 1, now
+            return True
+        return False
 
 
 class Progress:
@@ -143,9 +207,8 @@ class Progress:
         status = MPI.Status()
         buffer = np.zeros(3, np.int64)
         last_draw = 0.0
-        last_line = self._started
         last_chunks = -1
-        next_decile = 1
+        lines = LinePolicy(self._total_chunks, self._every, self._started)
         while True:
             while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=Tag.PROGRESS, status=status):
                 self._comm.Recv(buffer, source=status.Get_source(), tag=Tag.PROGRESS)
@@ -161,13 +224,9 @@ class Progress:
                     self._stream.flush()
                     last_chunks = chunks
                 last_draw = now
-            elif not self._terminal and self._total_chunks:
-                decile = 10 * chunks // self._total_chunks
-                periodic = self._every > 0 and now - last_line >= self._every
-                if decile >= next_decile or periodic or finished:
-                    self._stream.write(f"hpcapp: progress {text}\n")
-                    self._stream.flush()
-                    next_decile, last_line = decile + 1, now
+            elif not self._terminal and lines.due(chunks, now, finished):
+                self._stream.write(f"hpcapp: progress {text}\n")
+                self._stream.flush()
             if finished:
                 return
             if self._wake.is_set():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from hpcapp.errors import UsageError
-from hpcapp.io.names import datasets, follow, listing, split_spec
+from hpcapp.io.names import data_variables, follow, listing, split_spec
 from hpcapp.io.sources.hdf5 import Hdf5Source, locking
 from hpcapp.io.storage import check_storage
 
@@ -68,7 +68,7 @@ def inspect_dataset(
     try:
         with h5:
             if dataset is None:
-                example = next((name for name, _, _ in datasets(h5, limit=1)), "/DATASET")
+                example = next(iter(data_variables(h5)), "/DATASET")
                 raise UsageError(
                     f"input {path!r} names no dataset: add :/DATASET, e.g. "
                     f"{path}:{example}; {listing(h5)}"
