@@ -192,6 +192,7 @@ def test_the_selection_is_part_of_the_job_identity(tmp_path):
     [
         (["--sel", "height=0:1"], ["--sel height", "no dimension 'height'", "time, lat, lon"]),
         (["--sel", "lat=100:120"], ["--sel lat=100:120 selects nothing", "-75.0 to 75.0"]),
+        (["--sel", "lat=30:-30"], ["selects nothing", "ascending", "lat=-30:30"]),
         (["--sel", "time=2050:2060"], ["selects nothing", "1991-01-01 12:00:00"]),
         (["--sel", "time"], ["--sel 'time'", "DIM=START:END"]),
         (["--sel", "time=1992"], ["DIM=START:END"]),
@@ -303,6 +304,9 @@ def test_a_time_range_across_files_reads_only_the_files_it_touches(tmp_path):
     assert_like_xarray(got, expected, "time")
     with h5py.File(out, "r") as h5:
         assert [p.decode() for p in h5["input_files/path"][()]] == [str(p) for p in paths[1:3]]
+        # 1991-07-01 is day 181 of 1991, after the 365 days of 1990, in the whole input.
+        assert list(h5.attrs["input_selection_start"]) == [365 + 181, 3, 0]
+        assert list(h5.attrs["input_stored_shape"]) == [365 * 3 + 366, 6, 8]
     with pytest.raises(Exception, match="failed"):
         run_here("stats", spec, over="time")  # the broken files are read without --sel
 

@@ -232,14 +232,9 @@ def value_range(
     )
 
 
-def nothing_selected(name: str, ends: Bounds, values: np.ndarray, shown: Any = None) -> str:
-    """Say that ``--sel NAME=A:B`` selects nothing, with the coordinate's range and order."""
-    first, last = (values[0], values[-1]) if shown is None else shown
-    descending = len(values) > 1 and values[-1] < values[0]
-    message = f"--sel {name}={text(ends)} selects nothing: {name} runs from {first} to {last}"
-    if descending and ends[0] is not None and ends[1] is not None:
-        message += f" (descending: write the bounds in that order, {name}={ends[1]}:{ends[0]})"
-    return message
+def nothing_selected(name: str, ends: Bounds, shown: tuple[Any, Any]) -> str:
+    """Say that ``--sel NAME=A:B`` selects nothing, with the coordinate's first and last values."""
+    return f"--sel {name}={text(ends)} selects nothing: {name} runs from {shown[0]} to {shown[1]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +245,17 @@ class Window:
     start: tuple[int, ...]  # first selected index along each axis
     shape: tuple[int, ...]  # selected length along each axis
     text: str  # the selection as given (describe())
+    dropped: tuple[int, int] = (0, 0)  # many files: rows of the files left out before, after
+
+    @property
+    def input_start(self) -> tuple[int, ...]:
+        """Return the first selected index along each axis of the whole input."""
+        return (self.start[0] + self.dropped[0], *self.start[1:])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Return the shape of the whole input, the files left out included."""
+        return (self.stored_shape[0] + sum(self.dropped), *self.stored_shape[1:])
 
     def box(self, first: int, end: int) -> tuple[slice, ...]:
         """Return the stored hyperslab of selected rows ``[first, end)``."""

@@ -74,7 +74,9 @@ def _trimmed(source: FilesSource, start: list[int], shape: list[int], text: str)
         row = end
     first = kept[0]
     stored = (sum(m.n_rows for m in kept), *source.row_shape)
-    window = Window(stored, (offset, *start[1:]), tuple(shape), text)
+    before = start[0] - offset
+    dropped = (before, source.n_rows - before - stored[0])
+    window = Window(stored, (offset, *start[1:]), tuple(shape), text, dropped)
     return dataclasses.replace(
         source,
         n_rows=shape[0],
@@ -130,15 +132,16 @@ def _coordinate(variable: Any, where: str, name: str, ends: Bounds) -> tuple[Any
 
 
 def _nothing(numbers: Any, bounds: Any, name: str, ends: Bounds, shown: Any) -> str:
-    """Say that a selection is empty, and how to write it if the coordinate is descending."""
-    message = selection.nothing_selected(name, ends, numbers, shown)
-    descending = len(numbers) > 1 and numbers[-1] < numbers[0]
-    if descending and None not in bounds:
+    """Say that a selection is empty, and how to write it if its bounds are the wrong way."""
+    shown = (numbers[0], numbers[-1]) if shown is None else shown
+    message = selection.nothing_selected(name, ends, shown)
+    if len(numbers) > 1 and None not in bounds:
         first, end = selection.value_range(numbers, bounds[1], bounds[0], name, ends)
         if end > first:  # written in the other order, it selects something
+            order = "descending" if numbers[-1] < numbers[0] else "ascending"
             message += (
-                f" (descending: write the bounds in that order, {name}={ends[1]}:{ends[0]}, "
-                "as xarray's .sel does)"
+                f" ({order}: write the bounds in that order, {name}={ends[1]}:{ends[0]}, "
+                "as for xarray's .sel)"
             )
     return message
 
@@ -171,7 +174,7 @@ def _across_files(source: FilesSource, coord: str, name: str, ends: Bounds) -> t
     if not ranges:
         spans = [m.span for m in source.members if m.span is not None and m.span.first is not None]
         shown = (spans[0].first, spans[-1].last) if spans else ("?", "?")
-        raise UsageError(selection.nothing_selected(name, ends, np.zeros(2), shown))
+        raise UsageError(selection.nothing_selected(name, ends, shown))
     for (_, end), (first, _) in itertools.pairwise(ranges):
         if first != end:
             raise UsageError(

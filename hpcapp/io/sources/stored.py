@@ -92,8 +92,8 @@ class StoredSource(Source):
         assert self.window is not None
         return {
             "input_selection": self.window.text,
-            "input_selection_start": list(self.window.start),
-            "input_stored_shape": list(self.window.stored_shape),
+            "input_selection_start": list(self.window.input_start),
+            "input_stored_shape": list(self.window.input_shape),
         }
 
     def selection_summary(self) -> str:
@@ -104,7 +104,7 @@ class StoredSource(Source):
         boxes = [
             f"{name} {a}-{a + n - 1} of {m}"
             for name, a, n, m in zip(
-                self.dims, window.start, window.shape, window.stored_shape, strict=True
+                self.dims, window.input_start, window.shape, window.input_shape, strict=True
             )
             if n != m
         ]
