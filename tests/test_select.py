@@ -342,3 +342,20 @@ def test_selection_across_packed_files_on_several_ranks(shared_dir):
         with xr.open_mfdataset(paths, combine="by_coords") as ds:
             expected = ds.tas.sel(time=slice("1991-10", "1993-02"), lon=slice(90, 270)).load()
         assert_like_xarray(alone, expected, "time")
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_monthly_groups_of_a_selection_equal_xarray(tmp_path, many):
+    if many:
+        spec, paths = write_years(tmp_path / "era", (1991, 1992, 1993), PACKINGS)
+        opened = xr.open_mfdataset(paths, combine="by_coords")
+    else:
+        spec = write_cf(tmp_path / "a.nc", calendar="noleap")
+        opened = xr.open_dataset(tmp_path / "a.nc")
+    sel = {"time": ("1991-11-15", "1992-02-10"), "lon": (45, 135)}
+    got = run_here("stats", spec, over="time", group_by="time.month", sel=sel, chunk_rows=20)
+    with opened as ds:
+        part = ds.tas.sel(time=slice(*sel["time"]), lon=slice(*sel["lon"])).load()
+        expected = part.astype("f8").groupby("time.month").mean("time")
+    np.testing.assert_array_equal(got["group"], expected.month.values)
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
