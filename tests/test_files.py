@@ -157,17 +157,24 @@ def test_refusals(tmp_path, make, expected):
     refused_here("stats", spec, expected, output=str(tmp_path / "o.h5"))
 
 
-def test_files_must_agree_on_cf_decoding_and_coordinates(tmp_path):
+def test_files_must_agree_on_units_decoded_dtype_and_coordinates(tmp_path):
     from ncdata import write_netcdf
 
     stored = np.arange(24, dtype="i2").reshape(2, 3, 4)
-    packing = {"scale_factor": 0.5, "add_offset": 100.0}
+    packing = {"scale_factor": 0.5, "add_offset": 100.0, "units": "K"}
     write_netcdf(tmp_path / "a.nc", stored, attrs=packing)
-    write_netcdf(tmp_path / "b.nc", stored, attrs={**packing, "scale_factor": 0.25})
+    write_netcdf(tmp_path / "b.nc", stored, attrs={**packing, "units": "degC"})
     write_netcdf(tmp_path / "c.nc", stored, attrs=packing)
     with h5py.File(tmp_path / "c.nc", "a") as h5:
         h5["lon"][0] = -1.0
-    for second, expected in (("b", "scale_factor"), ("c", "coordinate 'lon'")):
+    # float32 packing attributes decode to float32, the first file's float64 to float64.
+    float32 = {"scale_factor": np.float32(0.5), "add_offset": np.float32(100.0)}
+    write_netcdf(tmp_path / "d.nc", stored, attrs={**packing, **float32})
+    for second, expected in (
+        ("b", r"b.nc:/tas\) has other CF attributes \(units: \['degC'\]\) than the first file \("),
+        ("c", "coordinate 'lon'"),
+        ("d", "dtype"),
+    ):
         (tmp_path / "list.txt").write_text(f"{tmp_path}/a.nc\n{tmp_path}/{second}.nc\n")
         with pytest.raises(UsageError, match=expected):
             inspect_many(None, f"@{tmp_path}/list.txt:/tas")
@@ -241,7 +248,7 @@ def test_inspection_is_shared_and_reports_the_first_bad_file(tmp_path_factory):
     if comm.rank == 0:
         write_files(folder / "runs", lengths=list(range(1, 4 * comm.size + 1)))
         with h5py.File(folder / "runs" / f"run-{4 * comm.size - 1:03d}.h5", "a") as h5:
-            h5["x"].attrs["scale_factor"] = 2.0  # the last file, inspected by the last rank
+            h5["x"].attrs["units"] = "K"  # the last file, inspected by the last rank
     comm.Barrier()
     with pytest.raises(UsageError, match=f"file {4 * comm.size} of {4 * comm.size}") as caught:
         inspect_many(comm, f"{folder}/runs/*.h5:/x")

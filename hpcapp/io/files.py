@@ -6,7 +6,8 @@ are relative to the current directory, as for the tools that read file lists on 
 
 The files are inspected by every rank, each a contiguous block of the list and one file open
 at a time; rank 0 gathers the small descriptions and checks they agree (trailing shape, dtype,
-CF decoding, the coordinates of the other dimensions). The first bad file in list order is
+units and decoded dtype, the coordinates of the other dimensions); packing and fill values may
+differ, each file then decoding its own way (ERA5). The first bad file in list order is
 reported, whatever rank found it. Where the record dimension has a CF time coordinate, each file
 decodes its own (units, calendar, packing, fill: :mod:`hpcapp.io.coding.times`), the calendars must
 agree, and the times must increase across the files in the order taken (``--sort-files``: the
@@ -36,7 +37,7 @@ from hpcapp.io.names import split_spec
 from hpcapp.io.series import Member
 from hpcapp.io.sources.checks import inspect_dataset
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
-from hpcapp.io.sources.many import FilesSource
+from hpcapp.io.sources.many import FilesSource, with_decodings
 
 GLOB_CHARS = "*?["
 
@@ -85,6 +86,9 @@ def _read_list(list_path: str) -> list[str]:
     return paths
 
 
+# What each file may decode its own way (xarray decodes each file of open_mfdataset alone): its
+# packing and fill values. Its units, dtypes and the decoded dtype must be the first file's.
+PER_FILE = ("missing", "scale_factor", "add_offset", "valid_min", "valid_max")
 # The attributes of a variable that change what its values mean (io.coding.variables reads them).
 _MEANING_ATTRS = (
     "scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min", "valid_max",
@@ -270,7 +274,7 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
         path, listing.dataset, allow_no_rows=True, describe=describe
     )
     assert source.file_id is not None  # inspected
-    member = Member(source.path, source.n_rows, source.file_id, source.swmr, encodings)
+    member = Member(source.path, source.n_rows, source.file_id, source.swmr, encodings, span)
     storage = source.storage_chunk_rows
     return member, source.row_shape, source.dtype, storage, source.plugins, described, span
 
@@ -319,7 +323,7 @@ def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> F
                 f"rows of shape {shape} and dtype {np.dtype(kind)}, but the first file "
                 f"({first.path}) has {row_shape} and {np.dtype(dtype)}"
             )
-        elif described != signature:
+        elif _shared(described) != _shared(signature):
             problem = _difference(described, signature, first.path)
         if problem:
             raise UsageError(f"file {index} of {total} ({member.path}:{dataset}) has {problem}")
@@ -334,7 +338,9 @@ def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> F
             f"--sort-files: {first.path}:{dataset} has no CF time coordinate along its record "
             "dimension to sort the files by"
         )
-    first = results[0][0]
+    coders = [json.loads(item[5])["cf"] for item in results]
+    members = with_decodings([item[0] for item in results], coders)
+    first = members[0]
     storage = {item[3] for item in results if item[0].n_rows}
     pattern = spec.rpartition(":")[0]
     return FilesSource(
@@ -347,14 +353,21 @@ def assemble(spec: str, listing: Listing, gathered: list, sort_files: bool) -> F
         file_id=first.file_id,
         swmr=first.swmr,
         plugins=any(item[4] for item in results),
-        members=tuple(item[0] for item in results),
+        members=tuple(members),
         pattern=pattern,
     )
 
 
+def _shared(described: str) -> dict[str, Any]:
+    """Return what every file must agree on: its description but its own packing and fills."""
+    found = json.loads(described)
+    found["cf"] = {k: v for k, v in found["cf"].items() if k not in PER_FILE}
+    return found
+
+
 def _difference(described: str, signature: str, first_path: str) -> str:
     """Say how a file's description differs from the first file's."""
-    mine, first = json.loads(described), json.loads(signature)
+    mine, first = _shared(described), _shared(signature)
     if mine["cf"] != first["cf"]:
         changed = sorted(k for k in first["cf"] if mine["cf"].get(k) != first["cf"][k])
         values = [mine["cf"][k] for k in changed]

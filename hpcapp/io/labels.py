@@ -131,7 +131,9 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
             raise UsageError(f"--group-by {by}: {where} has shape {dataset.shape}, not 1-D")
         # Many files: this is the first; the others were checked alike by inspect_many.
         many = isinstance(source, FilesSource)
-        records = source.members[0].n_rows if isinstance(source, FilesSource) else source.n_rows
+        # The records as stored (--sel/--isel read a part of them).
+        stored = source.stored_shape[0]
+        records = source.members[0].n_rows if isinstance(source, FilesSource) else stored
         if dataset.shape[0] != records:
             raise UsageError(
                 f"--group-by {by}: {where} has {dataset.shape[0]} values, but the input has "

@@ -69,6 +69,7 @@ class Layout:
     units: str | None
     many: FilesSource | None = None  # a many-file input: its record coordinate spans the files
     group: str | None = None  # grouped: what a group is (the coordinate's long_name)
+    window: Any = None  # --sel/--isel (hpcapp.io.selection.Window): coordinates are sliced
     n_groups: int = 0  # grouped: the length of /result/group (read from the file)
 
     def leading(self, key: str) -> list[tuple[str, int]]:
@@ -106,6 +107,7 @@ def make_layout(
         units=cf.units if cf is not None else None,
         many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
+        window=stored.window if stored is not None else None,
     )
 
     def lay_out(h5: Any) -> None:
@@ -204,7 +206,8 @@ def _make_scale(group: Any, name: str, length: int, layout: Layout, edges: Any) 
         if coord is not None and layout.shape[axis] == length:
             with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
                 original = source[coord]
-                values = original[()]
+                window = layout.window
+                values = original[window.axis(axis)] if window is not None else original[()]
                 attrs = {
                     attr: value
                     for attr, value in original.attrs.items()

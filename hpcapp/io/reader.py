@@ -82,7 +82,8 @@ def read_chunks(
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            item = decode(_read_or_error(rows, source, chunk_index, chunk_rows, buffer))
+            start, _ = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
+            item = decode(_read_or_error(rows, source, chunk_index, chunk_rows, buffer), start)
             if grouping is not None and isinstance(item, np.ndarray):
                 item = _labelled(rows, source, grouping, chunk_index, chunk_rows, item)
             yield chunk_index, item
@@ -135,7 +136,7 @@ def scatter_chunks(
             view = buffer[: stop - start]
             comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=tag, status=status)
             empty = status.Get_count(MPI.BYTE) == 0
-            yield chunk_index, (None if empty or should_stop() else decode(view))
+            yield chunk_index, (None if empty or should_stop() else decode(view, start))
         return
     nothing = np.empty(0, np.uint8)
     with source.open() as rows:
@@ -157,4 +158,5 @@ def scatter_chunks(
                     yield chunk_index, None
                 else:
                     item = _read_or_error(rows, source, chunk_index, chunk_rows, buffer)
-                    yield chunk_index, decode(item)
+                    start, _ = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
+                    yield chunk_index, decode(item, start)

@@ -29,6 +29,10 @@ class Member:
     # (dataset path, hpcapp.io.coding.times.TimeEncoding) of the record coordinate and the labels:
     # each file encodes its CF times its own way.
     times: tuple[tuple[str, Any], ...] = ()
+    span: Any = None  # the dates of its record coordinate (hpcapp.io.coding.times.Span), if any
+    # Its own CF coder (hpcapp.io.coding.variables.CFDecoding), where the files' packing or fill
+    # values differ (ERA5 packs each file its own way); None where all decode alike.
+    decoding: Any = None
 
 
 class FileSeries:
@@ -41,9 +45,13 @@ class FileSeries:
 
     def __init__(self, source: FilesSource) -> None:
         self.source = source
-        self.starts = [0]
+        window = source.window
+        # Row r of the source is row r + offset of the files' rows together (--sel, --isel).
+        self.starts = [-window.start[0] if window is not None else 0]
         for member in source.members:
             self.starts.append(self.starts[-1] + member.n_rows)
+        # Where the selected box starts along each other axis of the input dataset.
+        self.box_start = tuple(window.start[1:]) if window is not None else ()
         self._index: int | None = None
         self._file: Any = None
         self._datasets: dict[str, Any] = {}
@@ -95,10 +103,11 @@ class FileSeries:
                 n = min(stop, end) - position
                 dataset = self._dataset(index, name)
                 target = dest[position - start : position - start + n]
+                corner = self.box_start if name == self.source.dataset else ()
                 try:
                     space = dataset.get_space()
                     space.select_hyperslab(
-                        (position - first, *[0] * (target.ndim - 1)), target.shape
+                        (position - first, *(corner or [0] * (target.ndim - 1))), target.shape
                     )
                     dataset.read(h5py.h5s.create_simple(target.shape), space, target)
                 except Exception as exc:
@@ -122,7 +131,7 @@ class FileSeries:
                     f"{member.path}:{name} now has shape {shape}, not ({member.n_rows}, ...) as "
                     "when the job started: was the file replaced?"
                 )
-            if name == self.source.dataset and tuple(shape[1:]) != self.source.row_shape:
+            if name == self.source.dataset and tuple(shape[1:]) != self.source.stored_shape[1:]:
                 raise OSError(f"{member.path}:{name} now has shape {shape}: was it replaced?")
             self._datasets[name] = dataset
         return self._datasets[name]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcapp.errors import UsageError
+from hpcapp.io import selection
 from hpcapp.jobs.options import (
     Conflict,
     check_file_values,
@@ -201,6 +202,26 @@ class JobConfig:
         "many files: take them in the order of their first time value, not by name",
         "--sort-files",
         default=False,
+    )
+    # Selections (hpcapp/io/selection.py): {dimension: (start, end)}, read as a hyperslab.
+    sel: dict[str, Any] = option(  # noqa: RUF009 - a field with default_factory=dict
+        "select by coordinate value, ends included as xarray's .sel (repeatable): e.g. "
+        "time=1992-01-01:1992-12-31 or lat=-30:30,lon=0:90 (descending lat: lat=30:-30; "
+        "an end may be empty)",
+        "--sel",
+        metavar="DIM=START:END",
+        default_factory=dict,
+        parse=lambda items: selection.parse_items(items, "sel"),
+        check=lambda value: selection.check(value, "sel"),
+    )
+    isel: dict[str, Any] = option(  # noqa: RUF009 - a field with default_factory=dict
+        "select by index, a half-open Python slice as xarray's .isel (repeatable): e.g. "
+        "time=0:365 or lat=-10:",
+        "--isel",
+        metavar="DIM=START:END",
+        default_factory=dict,
+        parse=lambda items: selection.parse_items(items, "isel"),
+        check=lambda value: selection.check(value, "isel"),
     )
 
     def __post_init__(self) -> None:

@@ -33,6 +33,8 @@ def run(
     raw: bool = False,
     mask_valid_range: bool = False,
     sort_files: bool = False,
+    sel: Mapping[str, Any] | str | None = None,
+    isel: Mapping[str, Any] | str | None = None,
     memory_per_rank: str | None = None,
     group_every: int | None = None,
     group_by: str | None = None,
@@ -57,7 +59,9 @@ def run(
     may be any sub-communicator. ``output=None`` writes nothing (and keeps no checkpoint); with
     an output, the file is the one ``hpcapp run`` writes, and ``checkpoint``/``resume`` work as
     its options do. ``group_every``/``group_by`` are ``--group-every``/``--group-by``: results
-    then lead with a group axis and ``"group"`` holds the labels. The other options are those
+    then lead with a group axis and ``"group"`` holds the labels. ``sel``/``isel`` are
+    ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
+    ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. The other options are those
     of ``hpcapp run``: the fields of ``JobConfig``, where each is declared (a test keeps the
     two equal, names and defaults).
     """

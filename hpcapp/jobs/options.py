@@ -59,6 +59,9 @@ class Option:
     check: Callable[[Any], str | None] | None = None
     # hpcapp.run's default, where a program's differs from the command line's.
     library_default: Any = SAME
+    # A table's parser of its repeated command-line values (default: -p's KEY=VALUE); it also
+    # reads a table given as one string (hpcapp.run), and a TOML table's strings stay text.
+    parse: Callable[[list[str]], dict[str, Any]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +175,7 @@ def command_line_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     values = {item.name: getattr(args, item.name) for item in declared(cls)}
     for item in declared(cls):
         if item.kind is dict:
-            values[item.name] = parse_params(values[item.name])
+            values[item.name] = (item.option.parse or parse_params)(values[item.name])
     return values
 
 
@@ -189,7 +192,7 @@ def check_file_values(path: str, data: dict[str, Any], cls: type) -> dict[str, A
             raise UsageError(
                 f"config file {path!r}: key {key!r} must be a {types_[0].__name__}, got {value!r}"
             )
-        if accepted[key].kind is dict:
+        if accepted[key].kind is dict and accepted[key].option.parse is None:
             # A string in a table means what it means after -p: range = "0,40" is range=0,40.
             table: dict[str, Any] = data[key]
             value = {k: parse_value(v) if isinstance(v, str) else v for k, v in table.items()}
@@ -210,6 +213,8 @@ def merge(cls: type, given: dict[str, Any], file_values: dict[str, Any]) -> dict
     for item in declared(cls):
         value: Any = given.get(item.name)
         if item.kind is dict:
+            if isinstance(value, str) and item.option.parse is not None:
+                value = item.option.parse([value])  # hpcapp.run(sel="time=1992:1993")
             value = {**file_values.get(item.name, {}), **(value or {})}
         elif value is None:
             value = file_values.get(item.name)

@@ -18,6 +18,7 @@ from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory, estimate
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
+from hpcapp.io.sources.selected import select_source
 from hpcapp.io.sources.specs import inspect_spec
 from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
@@ -80,6 +81,7 @@ def plan_job(
                 config.input, config.group_by, config.sort_files, config.mask_valid_range
             )
     source, over = plan_dims(config, kernel, source)  # N-D: names, --over
+    source = select_source(source, config.sel, config.isel)  # --sel/--isel: a box of it
     if not kernel.generates:
         # Again with the axes to reduce, the dtype the kernel will see (after CF decoding) and
         # the row shape: a kernel may refuse what the data cannot take.

@@ -231,31 +231,51 @@ def _valid_limits(attrs: Mapping[str, Any], where: str, as_stored: Any) -> tuple
 
 
 class Decoder:
-    """Decode chunks into one reused buffer of the decoded dtype."""
+    """Decode chunks into one reused buffer of the decoded dtype.
 
-    def __init__(self, decoding: CFDecoding, chunk_rows: int, row_shape: tuple[int, ...]) -> None:
+    ``parts`` are the other coders its chunks may hold rows of (files of one input, each packed
+    its own way: the same stored and decoded dtypes, other packing or fill values); a call then
+    says which rows each coder decodes.
+    """
+
+    def __init__(
+        self,
+        decoding: CFDecoding,
+        chunk_rows: int,
+        row_shape: tuple[int, ...],
+        parts: tuple[CFDecoding, ...] = (),
+    ) -> None:
         self.decoding = decoding
         self._buffer = np.empty((chunk_rows, *row_shape), dtype=np.dtype(decoding.dtype))
-        limits = (decoding.valid_min, decoding.valid_max)
-        self._masks = bool(decoding.missing) or any(v is not None for v in limits)
+        self._masks = any(_masks(d) for d in (decoding, *parts))
         mask_shape = (chunk_rows, *row_shape) if self._masks else (0,)
         self._mask = np.empty(mask_shape, dtype=bool)
         self._scratch = np.empty(mask_shape, dtype=bool)
-        # Each fill value as a numpy scalar of its attribute's type: numpy then compares it
-        # with the cast values in the promoted type, exactly as xarray's ``data == fv``.
-        self._fills = [np.dtype(kind).type(value) for value, kind in decoding.missing]
+        self._fills: dict[CFDecoding, list[Any]] = {}
 
-    def __call__(self, stored: np.ndarray) -> np.ndarray:
-        """Return the decoded values of ``stored`` (a view of the reused buffer)."""
-        d = self.decoding
+    def __call__(
+        self, stored: np.ndarray, pieces: list[tuple[int, int, CFDecoding]] | None = None
+    ) -> np.ndarray:
+        """Return the decoded values of ``stored`` (a view of the reused buffer).
+
+        ``pieces`` (first row, end row, coder) cover the rows; default: all by ``decoding``.
+        """
+        n = len(stored)
+        out = self._buffer[:n]
+        for first, end, decoding in pieces or [(0, n, self.decoding)]:
+            self._decode(stored[first:end], out[first:end], decoding, first)
+        return out
+
+    def _decode(self, stored: np.ndarray, out: np.ndarray, d: CFDecoding, first: int) -> None:
         if d.unsigned or d.signed:
             stored = stored.view(np.dtype(d.stored_dtype))
         n = len(stored)
-        out, mask, scratch = self._buffer[:n], self._mask[:n], self._scratch[:n]
+        mask, scratch = self._mask[first : first + n], self._scratch[first : first + n]
         np.copyto(out, stored, casting="unsafe")
-        if self._masks:
+        masks = _masks(d)
+        if masks:
             mask[...] = False
-            for fill in self._fills:
+            for fill in self._fills_of(d):
                 mask |= np.equal(out, fill, out=scratch)
             if d.valid_min is not None:
                 mask |= np.less(stored, d.valid_min, out=scratch)
@@ -267,9 +287,21 @@ class Decoder:
                 np.multiply(out, np.asarray(d.scale_factor, out.dtype), out=out)
             if d.add_offset is not None:
                 np.add(out, np.asarray(d.add_offset, out.dtype), out=out)
-        if self._masks and out.dtype.kind == "f":
+        if masks and out.dtype.kind == "f":
             np.copyto(out, np.nan, where=mask)
-        return out
+
+    def _fills_of(self, decoding: CFDecoding) -> list[Any]:
+        # Each fill value as a numpy scalar of its attribute's type: numpy then compares it
+        # with the cast values in the promoted type, exactly as xarray's ``data == fv``.
+        if decoding not in self._fills:
+            self._fills[decoding] = [np.dtype(kind).type(v) for v, kind in decoding.missing]
+        return self._fills[decoding]
+
+
+def _masks(decoding: CFDecoding) -> bool:
+    """Return whether a coder masks some values (fill values or a valid range)."""
+    limits = (decoding.valid_min, decoding.valid_max)
+    return bool(decoding.missing) or any(v is not None for v in limits)
 
 
 def make_decoder(source: Any, chunk_rows: int) -> Any:

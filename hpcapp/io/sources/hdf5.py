@@ -50,8 +50,8 @@ class Hdf5Source(StoredSource):
         return default_chunk_rows(self.row_bytes, self.storage_chunk_rows)
 
     def summary(self) -> str:
-        """Return nothing: the spec says it all."""
-        return ""
+        """Return the selection, if any: the spec says the rest."""
+        return self.selection_summary()
 
     def _identity(self) -> dict[str, Any]:
         assert self.file_id is not None  # inspected
@@ -135,8 +135,11 @@ class Hdf5Rows:
     def read(self, start: int, stop: int, out: np.ndarray) -> None:
         """Read rows ``[start, stop)`` as stored into ``out``."""
         dataset = self._opened()
+        window = self.source.window
+        # A selection reads only its hyperslab: HDF5 reads the chunks it touches, no others.
+        box = window.box(start, stop) if window is not None else np.s_[start:stop]
         try:
-            dataset.read_direct(out, np.s_[start:stop])
+            dataset.read_direct(out, box)
         except Exception as exc:
             # A missing filter plugin, if that is it (another node's setup?).
             try:
@@ -150,7 +153,10 @@ class Hdf5Rows:
     def read_rows(self, name: str, dest: np.ndarray, start: int, stop: int) -> None:
         """Read records ``[start, stop)`` of the variable ``name`` in the same file."""
         self._opened()
-        self._file[name].read_direct(dest, np.s_[start:stop], np.s_[0 : stop - start])
+        offset = self.source.window.start[0] if self.source.window is not None else 0
+        self._file[name].read_direct(
+            dest, np.s_[offset + start : offset + stop], np.s_[0 : stop - start]
+        )
 
     def spans(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
         """Yield the one part (the file) rows ``[start, stop)`` lie in."""
@@ -169,9 +175,10 @@ def _dataset(h5: Any, source: Hdf5Source) -> Any:
     except Exception as exc:
         return exc
     # A SWMR writer may have appended rows since the inspection: the plan reads n_rows only.
-    if shape is None or shape[0] < source.n_rows or tuple(shape[1:]) != source.row_shape:
+    stored = source.stored_shape
+    if shape is None or shape[0] < stored[0] or tuple(shape[1:]) != stored[1:]:
         return ValueError(
-            f"the dataset now has shape {shape}, not ({source.n_rows}, ...) as when the job "
+            f"the dataset now has shape {shape}, not ({stored[0]}, ...) as when the job "
             "started: was the file replaced?"
         )
     return dataset

@@ -12,11 +12,14 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 
+from hpcapp.errors import UsageError
+from hpcapp.io.coding.variables import POLICY_RAW, Decoder
 from hpcapp.io.series import FileSeries, Member
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source
@@ -53,12 +56,71 @@ class FilesSource(Hdf5Source):
 
     def summary(self) -> str:
         """Return how many files the rows come from."""
-        return f" of {plural(len(self.members), 'file')}"
+        return f" of {plural(len(self.members), 'file')}{self.selection_summary()}"
 
     def _identity(self) -> dict[str, Any]:
         listing = [[m.path, m.n_rows, m.file_id[2], m.file_id[3]] for m in self.members]
         digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-        return {**super()._identity(), "input_files": {"count": len(listing), "sha256": digest}}
+        found = {**super()._identity(), "input_files": {"count": len(listing), "sha256": digest}}
+        if self._per_file():
+            coders = [dataclasses.asdict(m.decoding) for m in self.members]
+            found["cf_per_file"] = hashlib.sha256(json.dumps(coders).encode()).hexdigest()
+        return found
+
+    def _per_file(self) -> bool:
+        """Return whether each file decodes its own way (packing or fill values differ)."""
+        decoding = self.decoding
+        return (
+            decoding is not None
+            and decoding.policy != POLICY_RAW
+            and any(m.decoding is not None for m in self.members)
+        )
+
+    def describe(self, dims_option: str | None, raw: bool, mask_valid_range: bool) -> FilesSource:
+        """Return this source described (:meth:`Hdf5Source.describe`, from its first file).
+
+        ``--raw`` keeps values as stored: files packed differently are refused, since their
+        stored numbers mean different things.
+        """
+        described = super().describe(dims_option, raw, mask_valid_range)
+        assert isinstance(described, FilesSource)
+        first = self.members[0].decoding
+        for index, member in enumerate(self.members):
+            other = member.decoding
+            if raw and first is not None and other is not None:
+                packing = (other.scale_factor, other.add_offset)
+                if packing != (first.scale_factor, first.add_offset):
+                    raise UsageError(
+                        f"--raw: file {index + 1} of {len(self.members)} ({member.path}:"
+                        f"{self.dataset}) has scale_factor {packing[0]}, add_offset "
+                        f"{packing[1]}, the first file ({self.members[0].path}) "
+                        f"{first.scale_factor}, {first.add_offset}: their stored values mean "
+                        "different things; drop --raw"
+                    )
+        return described
+
+    def decoder(self, chunk_rows: int) -> Callable[[Any, int], Any]:
+        """Return the coder of chunks; each file's rows decode their own way where they differ."""
+        decoding = self.decoding
+        if decoding is None or not self._per_file():
+            return super().decoder(chunk_rows)
+        coders = tuple(m.decoding for m in self.members)
+        decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape, coders)
+        ends = np.cumsum([m.n_rows for m in self.members]) - (
+            self.window.start[0] if self.window is not None else 0
+        )
+
+        def pieces(start: int, stop: int) -> list[Any]:
+            found, first = [], start
+            for end, coder in zip(ends.tolist(), coders, strict=True):
+                if end > first and first < stop:
+                    found.append((first - start, min(end, stop) - start, coder))
+                    first = min(end, stop)
+            return found
+
+        return lambda item, start: (
+            decode(item, pieces(start, start + len(item))) if isinstance(item, np.ndarray) else item
+        )
 
     def provenance(self) -> dict[str, Any]:
         """Return the output file's attributes that describe the input, with the file count."""
@@ -68,6 +130,20 @@ class FilesSource(Hdf5Source):
     def open(self) -> AbstractContextManager[Rows]:
         """Open the series on this rank: one file at a time, as rows need them."""
         return FileSeries(self)
+
+
+def with_decodings(members: list[Member], coders: list[dict[str, Any]]) -> list[Member]:
+    """Give each file its own CF coder (``coders``: as dicts) where packing or fills differ."""
+    from hpcapp.io.coding.variables import CFDecoding
+
+    if all(cf == coders[0] for cf in coders):
+        return members  # one coder decodes them all (the source's)
+    return [
+        dataclasses.replace(
+            member, decoding=CFDecoding(**{**cf, "missing": tuple(map(tuple, cf["missing"]))})
+        )
+        for member, cf in zip(members, coders, strict=True)
+    ]
 
 
 def write_file_table(h5: Any, source: FilesSource) -> None:

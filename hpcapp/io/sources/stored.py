@@ -20,6 +20,7 @@ import numpy as np
 
 from hpcapp.io import reader
 from hpcapp.io.coding.variables import CFDecoding, Decoder
+from hpcapp.io.selection import Window
 from hpcapp.io.sources.base import Chunk, Rows, ShouldStop, Source
 
 if TYPE_CHECKING:
@@ -33,6 +34,13 @@ class StoredSource(Source):
     # The input variable holding each dimension's coordinate values (or None), once described.
     coords: tuple[str | None, ...] = ()
     decoding: CFDecoding | None = None  # None: the kernel sees the values as stored
+    # --sel/--isel: the box of the stored dataset these rows are (n_rows, row_shape: its shape).
+    window: Window | None = None
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """Return the shape of the dataset as stored (before any selection)."""
+        return self.window.stored_shape if self.window else (self.n_rows, *self.row_shape)
 
     @property
     def values_dtype(self) -> str:
@@ -43,28 +51,32 @@ class StoredSource(Source):
     def open(self) -> AbstractContextManager[Rows]:
         """Open the rows on this rank; a failure to open is raised by each read, not here."""
 
-    def decoder(self, chunk_rows: int) -> Callable[[Any], Any]:
+    def decoder(self, chunk_rows: int) -> Callable[[Any, int], Any]:
         """Return the coder of chunks of up to ``chunk_rows`` rows (identity if none is needed).
 
-        Decoded values go to a buffer of its own, reused: memory is one stored chunk plus one
-        decoded chunk. Anything but an array (a read error, None) passes through.
+        It takes a chunk and its first row (files of a many-file input may each be packed their
+        own way). Decoded values go to a buffer of its own, reused: memory is one stored chunk
+        plus one decoded chunk. Anything but an array (a read error, None) passes through.
         """
         decoding = self.decoding
         if decoding is None or not decoding.changes_values:
-            return lambda item: item
+            return lambda item, start: item
         decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape)
-        return lambda item: decode(item) if isinstance(item, np.ndarray) else item
+        return lambda item, start: decode(item) if isinstance(item, np.ndarray) else item
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Return rows ``[start, stop)`` decoded, as a kernel sees them (one rank, no MPI)."""
         stored = np.empty((stop - start, *self.row_shape), dtype=np.dtype(self.dtype))
         with self.open() as rows:
             rows.read(start, stop, stored)
-        return np.array(self.decoder(stop - start)(stored), copy=True)
+        return np.array(self.decoder(stop - start)(stored, start), copy=True)
 
     def _identity(self) -> dict[str, Any]:
         cf = dataclasses.asdict(self.decoding) if self.decoding is not None else None
-        return {"cf": cf}
+        found: dict[str, Any] = {"cf": cf}
+        if self.window is not None:
+            found["selection"] = self.window.identity()
+        return found
 
     def provenance(self) -> dict[str, Any]:
         """Return the output file's attributes that describe the input."""
@@ -73,7 +85,30 @@ class StoredSource(Source):
             "input_shape": [self.n_rows, *self.row_shape],
             "input_dtype": self.dtype,
             **({"cf_decoding": self.decoding.policy} if self.decoding is not None else {}),
+            **(self._selection_provenance() if self.window is not None else {}),
         }
+
+    def _selection_provenance(self) -> dict[str, Any]:
+        assert self.window is not None
+        return {
+            "input_selection": self.window.text,
+            "input_selection_start": list(self.window.input_start),
+            "input_stored_shape": list(self.window.input_shape),
+        }
+
+    def selection_summary(self) -> str:
+        """Return what the run's report says of a selection ("" without one)."""
+        window = self.window
+        if window is None:
+            return ""
+        boxes = [
+            f"{name} {a}-{a + n - 1} of {m}"
+            for name, a, n, m in zip(
+                self.dims, window.input_start, window.shape, window.input_shape, strict=True
+            )
+            if n != m
+        ]
+        return f" ({window.text}: {', '.join(boxes) or 'everything'})"
 
     def chunks(
         self,
