@@ -121,7 +121,7 @@ def _header(path: str, record: dict[str, Any]) -> list[str]:
         f"  ranks      {layout}",
         f"  wall time  {when}",
         f"  code       {code or 'hpcapp ' + str(attrs.get('hpcapp_version'))}",
-        f"  MPI        {attrs.get('mpi_library', '?')}",
+        f"  MPI        {' '.join(str(attrs.get('mpi_library', '?')).split())}",
     ]
     if "grouping" in attrs:
         lines.append(f"  grouping   {attrs['grouping']}")
