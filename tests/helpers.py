@@ -200,6 +200,16 @@ def result_bytes(path: Path) -> dict[str, bytes]:
     return {key: value.tobytes() for key, value in read_results(path).items()}
 
 
+def coordinate_bytes(path: Path) -> dict[str, bytes]:
+    """Return the bytes of every coordinate variable of an output file (``time``, ``lat``...)."""
+    with h5py.File(path, "r") as h5:
+        return {
+            name: dataset[()].tobytes()
+            for name, dataset in h5.items()
+            if dataset.attrs.get("CLASS") == b"DIMENSION_SCALE" and name != "rank"
+        }
+
+
 def as_bytes(results: dict[str, Any]) -> dict[str, bytes]:
     """Return the bytes of every array of a result dict (as ``hpcapp.run`` returns it)."""
     return {key: np.asarray(value).tobytes() for key, value in results.items()}

@@ -152,6 +152,8 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
                     _input_coordinate(h5, dims, source, name, n, layout)
     if layout.units is not None:
         quantity["units"] = layout.units
+    elif "units" in quantity:
+        quantity = {}  # --raw packed values are not in the input's units, nor its quantity
     for name, n in lengths.items():
         if name not in dims:
             _other_dimension(h5, dims, name, n, layout, edges)
