@@ -1,5 +1,7 @@
 """Results open as netCDF: named dimensions, coordinates, bin bounds, CF attributes."""
 
+import re
+
 import numpy as np
 import pytest
 from helpers import cli_here
@@ -95,3 +97,35 @@ def test_netcdf3_input_is_refused_with_the_conversion_command(tmp_path):
     done = cli_here(["run", "stats", spec, "-o", f"{tmp_path}/out.nc"])
     assert done.returncode == 2
     assert "netCDF-3" in done.stderr and "nccopy -k nc4" in done.stderr
+
+
+def test_show_gives_the_job_in_a_few_lines_and_a_digest_of_each_result(tmp_path):
+    import json
+
+    data = np.arange(60, dtype=np.float64).reshape(5, 3, 4)
+    data[:, 0, 0] = np.nan  # one cell with no values: its statistics are missing
+    spec = write_netcdf(tmp_path / "in.nc", data, attrs={"units": "K"})
+    out = run(tmp_path, spec, "time", "shown")
+    shown = cli_here(["show", str(out)])
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"{out}: stats on {spec}"
+    header = {line.split()[0]: line for line in lines[1:7]}
+    assert header.keys() == {"command", "input", "ranks", "wall", "code", "MPI"}
+    assert f"{spec} (5 x 3 x 4 <f8, CF decoding xarray-default)" in header["input"]
+    assert "1 rank on 1 host, 1 chunk of 5 rows, static schedule" in header["ranks"]
+    assert re.search(r"wall time  \d+\.\d\d s \(\S+Z to \S+Z\)", header["wall"])
+    assert "hpcapp 0.1.0" in header["code"] and "numpy" in header["code"]
+    cells = data.mean(axis=0).ravel()[1:]  # cell (0, 0) is all NaN
+    mean = next(line for line in lines if line.startswith("  tas_mean "))
+    expected = f"(lat 3, lon 4) float64  {cells.min():.6g} / {cells.mean():.6g} / {cells.max():.6g}"
+    assert mean.endswith(f"{expected}; 1 of 12 missing"), mean
+    count = next(line for line in lines if line.startswith("  tas_count "))
+    assert count.endswith("(lat 3, lon 4) int64  0 / 4.58333 / 5"), count
+    assert "timing (1 rank; min / mean / max):" in lines
+    assert len(shown.stdout) < 3000  # not the job identity's thousands of characters
+    record = json.loads(cli_here(["show", str(out), "--json"]).stdout)
+    assert record["attributes"]["job_identity"]["kernel"] == "stats"
+    assert record["results"]["mean"]["variable"] == "tas_mean"
+    assert record["results"]["mean"]["missing"] == 1 and record["results"]["mean"]["cells"] == 12
+    assert record["timing"]["rows"] == [5.0]
