@@ -98,7 +98,7 @@ def global_attributes(h5: Any, inherited: Mapping[str, Any]) -> None:
         if name not in h5.attrs and name != "history" and not is_structure(name):
             try:
                 h5.attrs[name] = nc_value(value)
-            except (TypeError, ValueError):  # an HDF5 type netCDF has no word for: left out
+            except (OSError, TypeError, ValueError):  # a type netCDF has no word for: left out
                 continue
     stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime())
     line = f"{stamp}: {text(h5.attrs.get('command', 'hpcapp'))}"

@@ -43,6 +43,17 @@ def is_structure(name: str) -> bool:
     return name in STRUCTURE_ATTRS or name.startswith(("_Netcdf4", "_NCProperties", "_nc3"))
 
 
+def readable_attrs(obj: Any) -> dict[str, Any]:
+    """Return the attributes of an HDF5 object that h5py can read (others are left out)."""
+    found = {}
+    for name in obj.attrs:
+        try:
+            found[name] = obj.attrs[name]
+        except (OSError, TypeError, ValueError):  # a type h5py cannot read: not ours to copy
+            continue
+    return found
+
+
 def set_attrs(obj: Any, attrs: Mapping[str, Any]) -> None:
     """Set ``attrs`` on an HDF5 object as netCDF-C reads them (see :func:`nc_value`)."""
     for name, value in attrs.items():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.io.cfattrs import describe_result, global_attributes
-from hpcapp.io.ncfile import Dimensions, char_array, is_structure, text
+from hpcapp.io.ncfile import Dimensions, char_array, is_structure, readable_attrs, text
 from hpcapp.io.results import FILE_DIM, RANK_DIM, name_results, prefix_of
 from hpcapp.io.series import FileSeries
 from hpcapp.io.sources.base import Source
@@ -144,9 +144,9 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
         import h5py
 
         with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
-            inherited = dict(source.attrs)
+            inherited = readable_attrs(source)
             if layout.variable is not None:
-                quantity = dict(source[layout.variable].attrs)
+                quantity = readable_attrs(source[layout.variable])
             for name, n in lengths.items():
                 if name not in dims:
                     _input_coordinate(h5, dims, source, name, n, layout)
@@ -175,7 +175,7 @@ def _input_coordinate(
     if coord is None or layout.shape[axis] != length:
         return
     original = source[coord]
-    attrs = {k: v for k, v in original.attrs.items() if not is_structure(k)}
+    attrs = {k: v for k, v in readable_attrs(original).items() if not is_structure(k)}
     values, attrs, encoding = _values(layout, axis, coord, original[()], attrs, None, coord)
     bounds = text(attrs.pop("bounds", "")) or None
     dims.coordinate(name, values, attrs)
@@ -184,7 +184,7 @@ def _input_coordinate(
         return  # no bounds, or bounds that are not there: no `bounds` attribute
     stored = source[found]
     bound_values, bound_attrs, _ = _values(
-        layout, axis, found, stored[()], dict(stored.attrs), encoding, coord
+        layout, axis, found, stored[()], readable_attrs(stored), encoding, coord
     )
     bound_attrs = {k: v for k, v in bound_attrs.items() if not is_structure(k)}
     if bounds in h5:
