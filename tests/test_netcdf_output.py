@@ -4,8 +4,10 @@ import re
 
 import numpy as np
 import pytest
-from helpers import cli_here
+from helpers import cli_here, read_results, result_names, run_here, write_dataset
 from ncdata import reference, write_netcdf
+
+import hpcapp
 
 BINS = 4
 
@@ -129,3 +131,33 @@ def test_show_gives_the_job_in_a_few_lines_and_a_digest_of_each_result(tmp_path)
     assert record["results"]["mean"]["variable"] == "tas_mean"
     assert record["results"]["mean"]["missing"] == 1 and record["results"]["mean"]["cells"] == 12
     assert record["timing"]["rows"] == [5.0]
+
+
+@hpcapp.kernel(combine={"big": "max", "n": "sum"}, per_row="norm")
+def flags(chunk):
+    """A bool result, a count and a per-row output: every kind of result a file holds."""
+    return {
+        "big": (chunk > 1.5).any(axis=0),
+        "n": np.int64(len(chunk)),
+        "norm": np.sqrt((chunk * chunk).sum(axis=1)),
+    }
+
+
+def test_results_read_back_under_the_keys_hpcapp_run_returns(tmp_path):
+    import netCDF4
+
+    data = np.random.default_rng(2).normal(size=(300, 3))
+    spec = write_dataset(tmp_path / "in.h5", data)
+    out = tmp_path / "out.nc"
+    fresh = run_here(flags, spec, output=str(out), chunk_rows=40)
+    assert fresh["big"].dtype == np.bool_
+    assert result_names(out) == {"big": "x_big", "n": "x_n", "norm": "x_norm"}
+    # A finished job is read back, not run again: the same keys, dtypes and bytes.
+    again = run_here(flags, spec, output=str(out), chunk_rows=40, resume=True)
+    # (A run returns no per-row outputs; the file, and a job read back from it, have them.)
+    assert again.keys() == read_results(out).keys() == {*fresh, "norm"}
+    for key, value in fresh.items():
+        assert again[key].dtype == value.dtype and again[key].tobytes() == value.tobytes(), key
+    with netCDF4.Dataset(out) as nc:  # HDF5 has no bool: bytes with CF flags, not an enum
+        assert nc["x_big"].dtype == np.int8 and nc["x_big"].flag_meanings == "false true"
+        np.testing.assert_array_equal(nc["x_norm"][:], np.sqrt((data * data).sum(axis=1)))
