@@ -93,7 +93,7 @@ class Dimensions:
     def coordinate(self, name: str, values: np.ndarray, attrs: Mapping[str, Any] = {}) -> Any:
         """Make the coordinate variable ``name`` (a dimension with values) and return it."""
         fill = attrs.get("_FillValue")
-        scale = self.group.create_dataset(name, data=values, fillvalue=fill)
+        scale = self.group.create_dataset(name, data=values, fillvalue=fill, track_order=True)
         for attr, value in attrs.items():
             scale.attrs[attr] = value
         return self.adopt(name, scale)

@@ -174,10 +174,11 @@ def _fill(
             array = array.view(np.int8)
         fill = fill_value(key, array.dtype)
         if values or array.nbytes < _DRY_RUN_BYTES:
-            dataset = h5.create_dataset(names[key], data=array, fillvalue=fill)
+            # Attributes in the order they are set (ncdump shows them so), as netCDF-C does.
+            dataset = h5.create_dataset(names[key], data=array, fillvalue=fill, track_order=True)
         else:
             dataset = h5.create_dataset(
-                names[key], shape=array.shape, dtype=array.dtype, fillvalue=fill
+                names[key], shape=array.shape, dtype=array.dtype, fillvalue=fill, track_order=True
             )
         if np.asarray(value).dtype.kind == "b":
             set_attrs(
