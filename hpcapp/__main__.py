@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None, startup: Startup | None = None) -> int:
         if command.name == "show":
             from hpcapp.cli.show import describe
 
-            path, png = command.config
-            _print_once(describe(path))
+            path, png, as_json = command.config
+            _print_once(describe(path, as_json))
             if png:
                 from hpcapp.cli.plot import plot_file
 

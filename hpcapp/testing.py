@@ -136,9 +136,9 @@ def assert_same_on_ranks(
     """Run ``hpcapp run RUN_ARGS -o DIR/ranksN.h5`` under ``mpiexec -n N`` for every N.
 
     Fails (AssertionError) unless every run exits 0 within ``timeout`` seconds and every
-    ``/result`` dataset has the same bytes on every rank count. Returns the results of the first.
+    result has the same bytes on every rank count. Returns the results of the first.
     """
-    import h5py
+    from hpcapp.io.results import read_results
 
     launcher = mpiexec or _mpiexec()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
@@ -153,8 +153,7 @@ def assert_same_on_ranks(
         if on_run is not None:
             on_run(n_ranks, done)
         assert done.returncode == 0, f"{n_ranks} ranks: exit {done.returncode}\n{done.stderr}"
-        with h5py.File(out, "r") as h5:
-            outputs[n_ranks] = {key: value[()] for key, value in h5["result"].items()}
+        outputs[n_ranks] = read_results(str(out))
     first = ranks[0]
     for n_ranks in ranks[1:]:
         for key, value in outputs[first].items():
@@ -165,5 +164,5 @@ def assert_same_on_ranks(
                 and other.shape == value.shape
                 and other.tobytes() == value.tobytes()
             )
-            assert same, f"/result/{key} differs between {first} and {n_ranks} ranks"
+            assert same, f"result {key!r} differs between {first} and {n_ranks} ranks"
     return outputs[first]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden outputs: run ~10 representative jobs and print a digest of every ``/result`` dataset.
+"""Golden outputs: run ~10 representative jobs and print a digest of every result.
 
     python scripts/golden.py DIR > before.json      # on the old code
     python scripts/golden.py DIR > after.json       # on the new code
@@ -9,7 +9,9 @@ For a restructuring that must not change one bit: 2-D stats with a histogram, N-
 forms, packed CF input, many files, ``--group-by`` and ``--group-every``, per-row outputs,
 montecarlo, a user kernel, and a resumed job (interrupted after its first chunks). Every job
 runs under ``mpiexec -n 2`` with a fixed ``--chunk-rows``; inputs are written into DIR with fixed
-seeds. The digest is SHA-256 of each dataset's bytes, dtype and shape.
+seeds. The digest is SHA-256 of each result's bytes, dtype and shape, and of its dimensions'
+coordinates; it is named as in the ``/result`` group outputs once had (see :func:`digest`), so
+digests recorded before the flat netCDF layout still compare.
 """
 
 from __future__ import annotations
@@ -136,23 +138,48 @@ def resumed(args: list[str], out: Path) -> str:
     return f"first run exit {process.returncode}, resume exit {done.returncode}"
 
 
+def sha(dataset: object) -> str:
+    """Return SHA-256 of a dataset's dtype, shape and bytes (strings as text)."""
+    data = dataset[()]  # type: ignore[index]
+    if data.dtype.kind == "O":  # strings
+        data = np.array([str(v) for v in np.ravel(data)])
+    text = f"{data.dtype.str}{data.shape}".encode()
+    return hashlib.sha256(text + np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
 def digest(path: Path) -> dict[str, str]:
-    """Return SHA-256 of every dataset under /result, with its dtype and shape."""
+    """Return SHA-256 of every result and of its dimensions' coordinates, named as in /result.
+
+    Outputs once held everything in a group ``/result`` (``mean``, ``lat``, ``bin``,
+    ``bin_bounds``...). Now results sit at the root named from the input (``tas_mean``) with
+    ``hpcapp_result = "mean"``: each is digested under that key, and the coordinates (and
+    placeholders) of its dimensions, with their CF bounds, under their own names, which are
+    those they had in ``/result``. So a digest of either layout compares with the other.
+    """
     import h5py
+
+    from hpcapp.io.ncfile import text
+    from hpcapp.io.results import result_variables
 
     found: dict[str, str] = {}
     with h5py.File(path, "r") as h5:
-
-        def visit(name: str, item: object) -> None:
-            if isinstance(item, h5py.Dataset):
-                data = item[()]
-                if data.dtype.kind == "O":  # strings
-                    data = np.array([str(v) for v in np.ravel(data)])
-                text = f"{data.dtype.str}{data.shape}".encode()
-                raw = np.ascontiguousarray(data).tobytes()
-                found[name] = hashlib.sha256(text + raw).hexdigest()
-
-        h5["result"].visititems(visit)
+        if isinstance(h5.get("result"), h5py.Group):  # the layout before the flat one
+            h5["result"].visititems(
+                lambda name, item: (
+                    found.__setitem__(name, sha(item)) if isinstance(item, h5py.Dataset) else None
+                )
+            )
+            return found
+        for key, dataset in result_variables(h5).items():
+            found[key] = sha(dataset)
+            for dim in dataset.dims:
+                for scale in dim.values():
+                    found[scale.name.lstrip("/")] = sha(scale)
+                    bounds = text(scale.attrs.get("bounds", ""))
+                    if bounds and bounds in h5:
+                        found[bounds] = sha(h5[bounds])
+                        for vertex in h5[bounds].dims[1].values():
+                            found[vertex.name.lstrip("/")] = sha(vertex)
     return found
 
 

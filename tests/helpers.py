@@ -194,14 +194,25 @@ def write_dataset(path: Path, data: np.ndarray, name: str = "x", **kwargs: objec
 
 
 def read_results(path: Path) -> dict[str, np.ndarray]:
-    """Read every ``/result`` dataset of an output file."""
-    with h5py.File(path, "r") as h5:
-        return {key: dataset[()] for key, dataset in h5["result"].items()}
+    """Read every result of an output file, keyed as the kernel returned them (``mean``)."""
+    from hpcapp.io.results import read_results as read
+
+    return read(str(path))
 
 
 def result_bytes(path: Path) -> dict[str, bytes]:
-    """Return the bytes of every ``/result`` dataset of an output file."""
+    """Return the bytes of every result of an output file."""
     return {key: value.tobytes() for key, value in read_results(path).items()}
+
+
+def coordinate_bytes(path: Path) -> dict[str, bytes]:
+    """Return the bytes of every coordinate variable of an output file (``time``, ``lat``...)."""
+    with h5py.File(path, "r") as h5:
+        return {
+            name: dataset[()].tobytes()
+            for name, dataset in h5.items()
+            if dataset.attrs.get("CLASS") == b"DIMENSION_SCALE" and name != "rank"
+        }
 
 
 def as_bytes(results: dict[str, Any]) -> dict[str, bytes]:
@@ -210,13 +221,32 @@ def as_bytes(results: dict[str, Any]) -> dict[str, bytes]:
 
 
 def result_variables(path: Path) -> set[str]:
-    """Return the names of the ``/result`` variables, leaving out dimension scales."""
+    """Return the keys of the results of an output file (dimensions and coordinates left out)."""
+    return set(read_results(path))
+
+
+def result_names(path: Path) -> dict[str, str]:
+    """Return key -> netCDF variable name of every result of an output file."""
+    from hpcapp.io.results import names_in
+
+    return names_in(str(path))
+
+
+def timing_of(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Return an output file's per-rank timing (ranks x columns) and its column names."""
+    from hpcapp.io.results import read_timing
+
     with h5py.File(path, "r") as h5:
-        return {
-            key
-            for key, dataset in h5["result"].items()
-            if dataset.attrs.get("CLASS") != b"DIMENSION_SCALE"
-        }
+        found = read_timing(h5)
+    assert found is not None, f"{path} has no timing"
+    return found
+
+
+def root_attrs(path: Path) -> dict[str, Any]:
+    """Return an output file's global attributes, text as str (netCDF ``char`` is bytes in h5py)."""
+    from hpcapp.cli.show import read_record
+
+    return read_record(str(path))["attributes"]
 
 
 def sample_data(rows: int, cols: int | None, dtype: str, seed: int = 1, nan: float = 0.0):

@@ -107,7 +107,7 @@ def test_raw_keeps_the_stored_values(tmp_path):
     np.testing.assert_array_equal(results["min"], stored.min(axis=0))
     np.testing.assert_array_equal(results["count"], np.full(stored.shape[1:], len(stored)))
     with h5py.File(out) as h5:
-        assert "units" not in h5["result/mean"].attrs
+        assert "units" not in h5["tas_mean"].attrs
 
 
 @pytest.mark.parametrize("packed", [False, True])

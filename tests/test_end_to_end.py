@@ -5,16 +5,21 @@ the numbers of a job are tested in this process (``run_here``), and that they do
 the rank count by tests/test_ranks_mpi.py and tests/test_engine_mpi.py under mpiexec -n 1-4.
 """
 
+import re
+
 import h5py
 import numpy as np
 import pytest
 from helpers import (
     REPO,
     cli_here,
+    read_results,
     result_bytes,
+    root_attrs,
     run_cli,
     run_here,
     sample_data,
+    timing_of,
     write_dataset,
 )
 
@@ -53,42 +58,35 @@ def test_output_layout_and_provenance(tmp_path):
     done = run_cli(["run", "stats", spec, "-o", str(out), "--chunk-rows", "100"], 3)
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout and done.stdout.count("wrote") == 1
-    with h5py.File(out) as h5:
-        attrs = dict(h5.attrs)
-        for key in (
-            "hpcapp_version",
-            "kernel",
-            "params",
-            "input",
-            "input_shape",
-            "input_dtype",
-            "chunk_rows",
-            "n_chunks",
-            "n_ranks",
-            "mpi_library",
-            "hosts",
-            "started",
-            "finished",
-            "wall_seconds",
-        ):
-            assert key in attrs, key
-        assert attrs["n_ranks"] == 3 and attrs["n_chunks"] == 5 and attrs["hosts"] == 1
-        assert list(attrs["input_shape"]) == [500, 2] and attrs["chunk_rows"] == 100
-        assert attrs["started"].endswith("Z") and attrs["wall_seconds"] > 0
-        timing = h5["timing"]
-        assert timing.shape == (3, len(TIMING_COLUMNS))
-        assert [c for c in timing.attrs["columns"]] == [
-            "read",
-            "compute",
-            "reduce",
-            "write",
-            "rows",
-            "startup",
-        ]
-        assert timing[:, 4].sum() == 500
-        assert (timing[:, 5] > 0).all()  # from the process's start: imports at least
+    attrs = root_attrs(out)
+    for key in (
+        "hpcapp_version",
+        "kernel",
+        "params",
+        "input",
+        "input_shape",
+        "input_dtype",
+        "chunk_rows",
+        "n_chunks",
+        "n_ranks",
+        "mpi_library",
+        "hosts",
+        "started",
+        "finished",
+        "wall_seconds",
+    ):
+        assert key in attrs, key
+    assert attrs["n_ranks"] == 3 and attrs["n_chunks"] == 5 and attrs["hosts"] == 1
+    assert list(attrs["input_shape"]) == [500, 2] and attrs["chunk_rows"] == 100
+    assert attrs["started"].endswith("Z") and attrs["wall_seconds"] > 0
+    timing, columns = timing_of(out)
+    assert timing.shape == (3, len(TIMING_COLUMNS))
+    assert columns == ["read", "compute", "reduce", "write", "rows", "startup"]
+    assert timing[:, 4].sum() == 500
+    assert (timing[:, 5] > 0).all()  # from the process's start: imports at least
     shown = cli_here(["show", str(out)])
-    assert shown.returncode == 0 and "n_ranks" in shown.stdout and "mean" in shown.stdout
+    assert shown.returncode == 0 and "3 ranks on 1 host" in shown.stdout
+    assert re.search(r"\n  x_mean +\(dim_1 2\) float64  ", shown.stdout), shown.stdout
 
 
 def test_montecarlo_estimates_pi(tmp_path):
@@ -143,15 +141,14 @@ def test_demo_runs_and_overwrites_only_its_own_result(tmp_path, monkeypatch):
     done = run_cli([], 2, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "wrote hpcapp-result.h5" in done.stdout
-    with h5py.File(tmp_path / "hpcapp-result.h5") as h5:
-        assert h5.attrs["hpcapp_demo"] and h5["result/count"][0] == 12_500_000
-        assert abs(h5["result/std"][()] - 1).max() < 0.01
+    results = read_results(tmp_path / "hpcapp-result.h5")
+    assert root_attrs(tmp_path / "hpcapp-result.h5")["hpcapp_demo"]
+    assert results["count"][0] == 12_500_000 and abs(results["std"] - 1).max() < 0.01
     assert [p.name for p in tmp_path.iterdir()] == ["hpcapp-result.h5"]  # scratch input removed
     monkeypatch.setattr(app, "DEMO_ROWS", 1000)  # what is overwritten, not how much: smaller
     again = cli_here(["demo"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    with h5py.File(tmp_path / "hpcapp-result.h5") as h5:
-        assert h5["result/count"][0] == 1000
+    assert read_results(tmp_path / "hpcapp-result.h5")["count"][0] == 1000
     (tmp_path / "hpcapp-result.h5").unlink()
     (tmp_path / "hpcapp-result.h5").write_text("precious")
     refused = cli_here([], cwd=tmp_path)
@@ -311,5 +308,5 @@ def test_16_oversubscribed_ranks_give_the_same_bits(tmp_path):
     done = run_cli(["run", "stats", spec, "-o", str(many), *args], 16, timeout=300)
     assert done.returncode == 0, done.stderr
     assert result_bytes(many) == result_bytes(one)
-    with h5py.File(many) as h5:
-        assert h5.attrs["n_ranks"] == 16 and h5["timing"].shape == (16, len(TIMING_COLUMNS))
+    assert root_attrs(many)["n_ranks"] == 16
+    assert timing_of(many)[0].shape == (16, len(TIMING_COLUMNS))

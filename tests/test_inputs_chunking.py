@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 import pytest
-from helpers import cli_here, write_dataset
+from helpers import cli_here, read_results, write_dataset
 
 from hpcapp.partition import DEFAULT_CHUNK_BYTES
 
@@ -42,7 +42,7 @@ def test_default_chunk_rows_are_whole_storage_chunks(tmp_path, rows, cols, stora
     assert done.returncode == 0, done.stderr
     with h5py.File(out) as h5:
         chunk_rows = int(h5.attrs["chunk_rows"])
-        total = h5["result/s"][()]
+    total = read_results(out)["s"]
     np.testing.assert_array_equal(total, data.sum(axis=0))
     row_bytes = 8 * (cols or 1)
     if storage is None:

@@ -14,6 +14,7 @@ from helpers import (
     cli_here,
     mpiexec,
     run_python,
+    timing_of,
     write_dataset,
 )
 
@@ -141,7 +142,6 @@ class WarmUpClock:
 def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path, monkeypatch):
     # Where the warm-up's 1000 s are counted: in start-up, not in compute. No test waits for
     # them: the engine's clock jumps when the warm-up ends.
-    import h5py
     import numpy as np
 
     from hpcapp.parallel import engine
@@ -155,9 +155,8 @@ def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path, monkeypatch):
     args = ["run", f"{tmp_path / 'k.py'}:total", spec, "-o", str(out), f"-pwarmed={marker}"]
     done = cli_here(args)
     assert done.returncode == 0, done.stderr
-    with h5py.File(out, "r") as h5:
-        timing = h5["timing"][()]
-        assert list(h5["timing"].attrs["columns"]) == list(TIMING_COLUMNS)
+    timing, columns = timing_of(out)
+    assert columns == list(TIMING_COLUMNS)
     assert (timing[:, TIMING_COLUMNS.index("startup")] >= 1000).all()
     assert (timing[:, TIMING_COLUMNS.index("compute")] < 1000).all()
     assert "start-up: imports, MPI start, checks, kernel warm-up" in done.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import read_results, root_attrs
 from mpi4py import MPI
 
 import hpcapp
@@ -96,10 +97,11 @@ def test_output_file_is_written_like_the_cli_writes_it(data_file):
     out = path.parent / "out.h5"
     results = hpcapp.run("stats", f"{path}:/x", output=str(out), params={"range": [0, 10]})
     if comm.rank == 0:
-        with h5py.File(out, "r") as h5:
-            assert h5.attrs["n_ranks"] == comm.size
-            for key, value in results.items():
-                assert h5["result"][key][()].tobytes() == value.tobytes()
+        assert root_attrs(out)["n_ranks"] == comm.size
+        written = read_results(out)
+        assert written.keys() == results.keys()
+        for key, value in results.items():
+            assert written[key].tobytes() == value.tobytes()
 
 
 @pytest.mark.mpi(min_size=1)
@@ -177,9 +179,9 @@ def test_the_callers_pending_messages_with_hpcapps_tags_stay_the_callers(data_fi
     else:
         assert with_pending[:2] == clean[:2] == (None, None)
     if comm.rank == 0:
-        with h5py.File(with_pending[2], "r") as a, h5py.File(clean[2], "r") as b:
-            assert a["result/twice"][()].tobytes() == b["result/twice"][()].tobytes()
-            np.testing.assert_array_equal(a["result/twice"][()], 2.0 * data)
+        a, b = read_results(with_pending[2])["twice"], read_results(clean[2])["twice"]
+        assert a.tobytes() == b.tobytes()
+        np.testing.assert_array_equal(a, 2.0 * data)
     comm.Barrier()
 
 

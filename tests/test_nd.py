@@ -183,7 +183,7 @@ def test_dims_names_a_plain_hdf5_input_and_may_not_contradict_the_file(tmp_path)
     done = cli_here(argv)
     assert done.returncode == 0, done.stderr
     with h5py.File(out) as h5:
-        assert [dim[0].name for dim in h5["result/mean"].dims] == ["/result/y"]
+        assert [dim[0].name for dim in h5["x_mean"].dims] == ["/y"]
     done = cli_here(["run", "stats", spec, "-o", str(out), "--over", "dim_1", "--overwrite"])
     assert done.returncode == 0, done.stderr
     expected = np.nanmean(data.astype(np.float64), axis=1)  # per (t, x): a per-row output

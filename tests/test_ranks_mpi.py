@@ -8,7 +8,7 @@ launching the CLI once per rank count and job.
 
 import numpy as np
 import pytest
-from helpers import result_bytes, sample_data, write_dataset
+from helpers import coordinate_bytes, result_bytes, sample_data, write_dataset
 from mpi4py import MPI
 
 import hpcapp
@@ -221,7 +221,11 @@ def world_and_self_files(kernel, spec, directory, **options):
     hpcapp.run(kernel, spec, output=str(world), overwrite=True, **options)
     hpcapp.run(kernel, spec, comm=MPI.COMM_SELF, output=str(alone), overwrite=True, **options)
     comm.Barrier()
-    return result_bytes(world), result_bytes(alone)
+    # The results and the coordinates (a time axis decoded file by file).
+    return (
+        {**result_bytes(world), **coordinate_bytes(world)},
+        {**result_bytes(alone), **coordinate_bytes(alone)},
+    )
 
 
 @pytest.mark.parametrize("kind", ["fill", "missing_value", "packed-fill"])

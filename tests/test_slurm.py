@@ -17,10 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from helpers import REPO, clean_env, cli_here, read_results, sample_data, write_dataset
+from helpers import (
+    REPO,
+    clean_env,
+    cli_here,
+    read_results,
+    root_attrs,
+    sample_data,
+    write_dataset,
+)
 
 from hpcapp.__main__ import main
 from hpcapp.cli import slurm
@@ -597,12 +604,12 @@ def test_job_script_gives_the_mpiexec_result(jobs, tmp_path, launcher):
     assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), log
     assert f"2 ranks on {os.uname().nodename.split('.')[0]} via {launcher}" in log
     assert result_bytes(tmp_path / "out.h5") == result_bytes(tmp_path / "reference.h5")
-    with h5py.File(tmp_path / "out.h5") as h5:
-        assert h5.attrs["n_ranks"] == 2
-        assert h5.attrs["slurm_job_id"] == int(job_id)
-        assert h5.attrs["slurm_tasks_per_node"] == "2"
-        assert h5.attrs["slurm_restart_count"] == 0
-        assert h5.attrs["slurm_cluster"] == "hpcapp-test"
+    attrs = root_attrs(tmp_path / "out.h5")
+    assert attrs["n_ranks"] == 2
+    assert attrs["slurm_job_id"] == int(job_id)
+    assert attrs["slurm_tasks_per_node"] == "2"
+    assert attrs["slurm_restart_count"] == 0
+    assert attrs["slurm_cluster"] == "hpcapp-test"
 
 
 @pytest.mark.slurm
@@ -645,9 +652,9 @@ def test_usr1_checkpoints_requeues_and_resumes_bitwise(jobs, tmp_path, launcher,
     assert "checkpoint saved, job requeued" in log
     assert "attempt 2:" in log and "attempt 3:" not in log
     assert result_bytes(tmp_path / "out.h5") == result_bytes(tmp_path / "reference.h5")
-    with h5py.File(tmp_path / "out.h5") as h5:
-        assert h5.attrs["slurm_restart_count"] == 1
-        assert h5.attrs["slurm_job_id"] == int(job_id)
+    attrs = root_attrs(tmp_path / "out.h5")
+    assert attrs["slurm_restart_count"] == 1
+    assert attrs["slurm_job_id"] == int(job_id)
 
 
 def _montecarlo(out: str, seed: int) -> list[str]:
@@ -669,9 +676,9 @@ def test_sweep_script_runs_one_task_per_line(jobs, tmp_path):
         reference = tmp_path / f"reference-{seed}.h5"
         assert cli_here(_montecarlo(str(reference), seed)).returncode == 0
         assert result_bytes(tmp_path / f"pi-{seed}.h5") == result_bytes(reference)
-        with h5py.File(tmp_path / f"pi-{seed}.h5") as h5:
-            assert h5.attrs["slurm_array_job_id"] == int(job_id)
-            assert h5.attrs["slurm_array_task_id"] == n
+        attrs = root_attrs(tmp_path / f"pi-{seed}.h5")
+        assert attrs["slurm_array_job_id"] == int(job_id)
+        assert attrs["slurm_array_task_id"] == n
 
 
 @pytest.mark.slurm

@@ -67,9 +67,9 @@ def seconds_apart(got, expected):
 
 
 def check_time_axis(out, paths, first_units, series=None):
-    """Check hpcapp's /result/time against xarray's decoded times of the same files."""
+    """Check hpcapp's time coordinate against xarray's decoded times of the same files."""
     expected, masked = series or xarray_series(paths)
-    written = opened(out, engine="h5netcdf", group="result", decode_times=False)["time"]
+    written = opened(out, decode_times=False)["time"]
     assert written.attrs["units"] == first_units
     assert "scale_factor" not in written.attrs and "add_offset" not in written.attrs
     numbers = written.values
@@ -138,7 +138,7 @@ def test_packed_time_is_unpacked_as_in_xarray(tmp_path, scale_dtype, offset):
     run_here("stats", spec, output=str(out), over="lat")
     check_time_axis(out, [path], EPOCH)
     with h5py.File(out) as h5:
-        assert h5["result/time"].dtype == np.float64  # unpacked: the numbers are not the stored
+        assert h5["time"].dtype == np.float64  # unpacked: the numbers are not the stored
 
 
 def test_a_plain_time_axis_keeps_its_numbers_and_dtype(tmp_path):
@@ -149,9 +149,9 @@ def test_a_plain_time_axis_keeps_its_numbers_and_dtype(tmp_path):
     out = tmp_path / "series.h5"
     run_here("stats", spec, output=str(out), over="lat")
     with h5py.File(out) as h5:
-        assert h5["result/time"].dtype == np.int32
-        np.testing.assert_array_equal(h5["result/time"][()], raw)
-        assert h5["result/time"].attrs["calendar"].decode() == "noleap"
+        assert h5["time"].dtype == np.int32
+        np.testing.assert_array_equal(h5["time"][()], raw)
+        assert h5["time"].attrs["calendar"].decode() == "noleap"
     check_time_axis(out, [path], "hours since 2000-01-01 06:00:00")
 
 
@@ -167,7 +167,7 @@ def test_files_with_other_units_are_written_in_the_first_files(tmp_path):
     out = tmp_path / "series.h5"
     run_here("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
     with h5py.File(out) as h5:
-        np.testing.assert_array_equal(h5["result/time"][()], [0.0, 1.0, 2.0, 3.0])  # not 48, 72
+        np.testing.assert_array_equal(h5["time"][()], [0.0, 1.0, 2.0, 3.0])  # not 48, 72
     check_time_axis(out, [a, b], EPOCH)
 
 
@@ -186,8 +186,8 @@ def test_an_integer_time_axis_stays_integer_where_the_values_are_whole(
     out = tmp_path / "series.h5"
     run_here("stats", f"{tmp_path}/d/*.nc:/v", output=str(out), over="lat")
     with h5py.File(out) as h5:
-        assert h5["result/time"].dtype == dtype
-        np.testing.assert_array_equal(h5["result/time"][()], expected)
+        assert h5["time"].dtype == dtype
+        np.testing.assert_array_equal(h5["time"][()], expected)
     check_time_axis(out, [a, b], EPOCH)
 
 
@@ -199,7 +199,7 @@ def test_yearly_files_with_their_own_epoch_group_and_line_up_as_in_xarray(tmp_pa
     series = xarray_series(paths)
     check_time_axis(out, paths, "days since 2001-01-01", series)
     with h5py.File(out) as h5:
-        assert len(np.unique(h5["result/time"][()])) == 3 * 73  # were 73 unique of 219
+        assert len(np.unique(h5["time"][()])) == 3 * 73  # were 73 unique of 219
     got = run_here("stats", spec, over="time", group_by="time.month", chunk_rows=50)
     expected = xarray_months(paths, series)
     np.testing.assert_array_equal(got["group"], expected["month"].values)
@@ -212,7 +212,7 @@ def test_masked_and_packed_times_across_files(tmp_path):
     out = tmp_path / "series.h5"
     run_here("stats", spec, output=str(out), over="lat")
     with h5py.File(out) as h5:
-        np.testing.assert_array_equal(h5["result/time"][()], [0.0, np.nan, 1.0, 1.5, np.nan])
+        np.testing.assert_array_equal(h5["time"][()], [0.0, np.nan, 1.0, 1.5, np.nan])
     series = xarray_series(paths)
     check_time_axis(out, paths, EPOCH, series)
     got = run_here("stats", spec, over="time", group_by="time.month")

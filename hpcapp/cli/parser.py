@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the results and provenance of an output file")
     show.add_argument("file", help="an hpcapp result file")
     show.add_argument("--plot", metavar="FILE.png", help="also draw the results and timing")
+    show.add_argument(
+        "--json", action="store_true", help="print the full record (attributes, results, timing)"
+    )
 
     slurm = commands.add_parser(
         "slurm",
@@ -179,7 +182,7 @@ def parse(argv: list[str] | None = None) -> Command:
         )
         return Command("generate", config)
     if args.command == "show":
-        return Command("show", (args.file, args.plot))
+        return Command("show", (args.file, args.plot, args.json))
     if args.command == "slurm":
         return Command("slurm", args)
     if args.command == "check":

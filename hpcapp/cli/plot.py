@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
+from hpcapp.io.ncfile import text
+from hpcapp.io.results import read_timing, result_variables
 
 
 def plot_file(path: str, png: str) -> None:
@@ -22,20 +24,14 @@ def plot_file(path: str, png: str) -> None:
     matplotlib.use("Agg")  # files only: no display on a cluster node
     import matplotlib.pyplot as plt
 
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r", locking=False) as h5:
         results = {
-            key: dataset[()] for key, dataset in h5["result"].items() if dataset.size <= 10_000_000
+            key: dataset[()]
+            for key, dataset in result_variables(h5).items()
+            if dataset.size <= 10_000_000
         }
-        timing = h5["timing"][()] if "timing" in h5 else None
-        columns = (
-            [
-                c.decode() if isinstance(c, bytes) else str(c)
-                for c in h5["timing"].attrs.get("columns", [])
-            ]
-            if timing is not None
-            else []
-        )
-        title = f"hpcapp {h5.attrs.get('kernel', '')} on {h5.attrs.get('input', '')}"
+        timing, columns = read_timing(h5) or (None, [])
+        title = f"hpcapp {text(h5.attrs.get('kernel', ''))} on {text(h5.attrs.get('input', ''))}"
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     _draw_results(left, results)
     _draw_timing(right, timing, columns)

@@ -1,57 +1,39 @@
-"""The netCDF-4 layout of ``/result``: named dimensions, coordinates, CF attributes.
+"""The netCDF-4 layout of an output: result variables at the root, dimensions, coordinates.
 
-Written with h5py on rank 0 after the results: every axis of every result variable gets an HDF5
-dimension scale, the way netCDF-4 stores dimensions (a coordinate variable such as ``lat`` is
-its own scale; a dimension with no values is a placeholder scale netCDF recognises by its NAME),
-plus the ``_Netcdf4Dimid`` / ``_Netcdf4Coordinates`` attributes netCDF-C reads. xarray (h5netcdf)
-and the netCDF4 library then open ``group="result"`` with the input's dimension names.
+Written with h5py on rank 0 after the results (see :mod:`hpcapp.io.results` for their names):
+every axis of every result variable gets a netCDF dimension (:class:`hpcapp.io.ncfile.Dimensions`).
+The file has no groups, so CDO, NCO, ``ncdump`` and ``xarray.open_dataset(out)`` read it as is.
 
 Which axes a result has is decided by shape: its leading axes are named after the kept
 dimensions (per-row outputs: the record dimension first) when their lengths match, a histogram's
 next axis is ``bin`` (centres, with CF bounds ``bin_bounds``), and any other axis gets a name of
-its own (``KEY_dimJ``). A kept record dimension with a CF time coordinate gets its times decoded
-(each file of a many-file input its own way: :mod:`hpcapp.io.coding.times`) and written in one unit,
-the first file's units and calendar: unpacked, masked times NaN with ``_FillValue``.
+its own (``KEY_dimJ``). Kept dimensions get the input's coordinate variables, with their
+attributes and their CF ``bounds`` variables (``lat_bnds``). A kept record dimension with a CF
+time coordinate gets its times (and bounds) decoded, each file of a many-file input its own way
+(:mod:`hpcapp.io.coding.times`), and written in the first file's units and calendar: unpacked,
+masked times NaN with ``_FillValue``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Iterable
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from hpcapp.io.dims import NETCDF_DIM_ONLY
+from hpcapp.io.cfattrs import describe_result, global_attributes
+from hpcapp.io.ncfile import Dimensions, char_array, is_structure, readable_attrs, text
+from hpcapp.io.results import FILE_DIM, RANK_DIM, name_results, prefix_of
 from hpcapp.io.series import FileSeries
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.hdf5 import Hdf5Source
-from hpcapp.io.sources.many import FilesSource, write_file_table
+from hpcapp.io.sources.many import FilesSource
 
-CONVENTIONS = "CF-1.8"
-# Stats results that keep the input's units, and the CF cell method each one is.
-_KEEPS_UNITS = ("mean", "min", "max", "std")
-_CELL_METHODS = {
-    "mean": "mean",
-    "min": "minimum",
-    "max": "maximum",
-    "std": "standard_deviation",
-    "var": "variance",
-    "sum": "sum",
-}
-_LONG_NAMES = {
-    "count": "number of values used (not NaN, not missing)",
-    "nan_count": "number of NaN or missing (_FillValue, missing_value; out of valid range with "
-    "--mask-valid-range) values",
-    "hist": "histogram counts",
-    "hist_edges": "histogram bin edges",
-    "group_first_record": "index of the group's first record",
-}
 # Grouped results: the dimension and coordinate of the groups, and results with no group axis.
 GROUP_DIM = "group"
 _UNGROUPED = ("hist_edges",)
-# Attributes of an input coordinate that describe HDF5 structure, not the coordinate.
-_STRUCTURE_ATTRS = ("CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +52,8 @@ class Layout:
     many: FilesSource | None = None  # a many-file input: its record coordinate spans the files
     group: str | None = None  # grouped: what a group is (the coordinate's long_name)
     window: Any = None  # --sel/--isel (hpcapp.io.selection.Window): coordinates are sliced
-    n_groups: int = 0  # grouped: the length of /result/group (read from the file)
+    n_groups: int = 0  # grouped: the length of the group coordinate (read from the file)
+    variable: str | None = None  # the input dataset's path in its file
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -82,20 +65,29 @@ class Layout:
             names.insert(0, (GROUP_DIM, self.n_groups))
         return names
 
+    def names(self, keys: Iterable[str]) -> dict[str, str]:
+        """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
+        taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
+        return name_results(keys, prefix_of(self.variable), taken)
 
-def make_layout(
-    source: Source, params: dict[str, Any], kern: Any, grouping: Any = None
-) -> Callable[[Any], None]:
-    """Return the hook that lays out ``/result`` (called by the writer with that group).
+    def __call__(self, h5: Any, names: dict[str, str], dims: Dimensions) -> None:
+        """Lay out the results ``names`` (key -> variable) of an open file."""
+        apply_layout(h5, self, names, dims)
+        if self.many is not None:
+            write_file_table(h5, self.many, dims)
 
-    Grouped (``grouping``, an :class:`hpcapp.io.labels.Grouping`), ``/result/group`` becomes
+
+def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any = None) -> Layout:
+    """Return the layout of a job's output (called by the writer with the open file).
+
+    Grouped (``grouping``, an :class:`hpcapp.io.labels.Grouping`), the ``group`` labels become
     the coordinate of a leading ``group`` dimension of every result.
     """
     from hpcapp.kernels import nd
 
     stored = source if isinstance(source, Hdf5Source) else None  # else generated: no input
     cf = stored.decoding if stored is not None else None
-    layout = Layout(
+    return Layout(
         input_path=stored.path if stored is not None else None,
         input_swmr=stored.swmr if stored is not None else False,
         dims=tuple(source.dims),
@@ -108,14 +100,8 @@ def make_layout(
         many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
         window=stored.window if stored is not None else None,
+        variable=stored.dataset if stored is not None else None,
     )
-
-    def lay_out(h5: Any) -> None:
-        apply_layout(h5, layout)
-        if layout.many is not None:
-            write_file_table(h5, layout.many)
-
-    return lay_out
 
 
 def _axis_names(key: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[str, int]]:
@@ -134,129 +120,159 @@ def _axis_names(key: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[
     return names
 
 
-def apply_layout(h5: Any, layout: Layout) -> None:
-    """Attach named dimension scales and CF attributes to ``/result`` and ``/timing``."""
-    import h5py
-
-    h5.attrs["Conventions"] = CONVENTIONS
-    # netCDF-C numbers dimensions across the whole file: /timing's take ids 0 and 1.
-    first_id = 0
-    if "timing" in h5:
-        _name_timing(h5)
-        first_id = 2
-    group = h5.require_group("result")
-    group.attrs["Conventions"] = CONVENTIONS
-    variables = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimensions) -> None:
+    """Give the results their dimensions, coordinates and CF attributes; the file its own."""
+    variables = {key: h5[name] for key, name in names.items()}
+    taken = set(names.values())
     if layout.group is not None and GROUP_DIM in variables:
+        taken.discard(names[GROUP_DIM])  # the group labels are that dimension's coordinate
         labels = variables.pop(GROUP_DIM)
-        labels.make_scale(GROUP_DIM)
-        labels.attrs["long_name"] = layout.group
+        dims.adopt(labels.name.lstrip("/"), labels)
+        labels.attrs["long_name"] = np.bytes_(layout.group.encode())
         layout = dataclasses.replace(layout, n_groups=labels.shape[0])
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}
     lengths: dict[str, int] = {}
-    for names in axes.values():
-        for j, (name, length) in enumerate(names):
+    for found in axes.values():
+        for j, (name, length) in enumerate(found):
             # A dimension may not share a result's name, nor have two lengths.
-            while name in variables or lengths.get(name, length) != length:
+            while name in taken or lengths.get(name, length) != length:
                 name = f"{name}_{length}" if name in lengths else f"{name}_dim"
-            names[j] = (name, length)
+            found[j] = (name, length)
             lengths[name] = length
     edges = variables.get("hist_edges")
-    bins = lengths.get("bin")
-    if edges is not None and edges.ndim == 1 and bins == edges.shape[0] - 1:
-        lengths["nv"] = 2  # bin_bounds is (bin, nv)
-    scales = {name: _make_scale(group, name, n, layout, edges) for name, n in lengths.items()}
-    if "nv" in lengths and edges is not None:
-        values = edges[()]
-        bounds = group.create_dataset("bin_bounds", data=np.stack([values[:-1], values[1:]], 1))
-        axes["bin_bounds"] = [("bin", lengths["bin"]), ("nv", 2)]
-        variables["bin_bounds"] = bounds
-    dimid = {name: first_id + i for i, name in enumerate(scales)}
-    for name, scale in scales.items():
-        scale.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
+    inherited: dict[str, Any] = {}
+    quantity: dict[str, Any] = {}
+    if layout.input_path is not None:
+        import h5py
+
+        with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
+            inherited = readable_attrs(source)
+            if layout.variable is not None:
+                quantity = readable_attrs(source[layout.variable])
+            for name, n in lengths.items():
+                if name not in dims:
+                    _input_coordinate(h5, dims, source, name, n, layout)
+    if layout.units is not None:
+        quantity["units"] = layout.units
+    elif "units" in quantity:
+        quantity = {}  # --raw packed values are not in the input's units, nor its quantity
+    for name, n in lengths.items():
+        if name not in dims:
+            _other_dimension(h5, dims, name, n, layout, edges)
+    reduced = [layout.dims[a] for a in layout.over if a < len(layout.dims)]
     for key, var in variables.items():
-        dims = [name for name, _ in axes[key]]
-        for j, name in enumerate(dims):
-            var.dims[j].attach_scale(scales[name])
-        if dims:
-            var.attrs["_Netcdf4Coordinates"] = np.array([dimid[n] for n in dims], np.int32)
-        _describe(key, var, layout)
+        dims.attach(var, [name for name, _ in axes[key]])
+        describe_result(key, var, layout.is_stats, reduced, layout.group, quantity)
+    global_attributes(h5, inherited)
 
 
-def _name_timing(h5: Any) -> None:
-    """Give the per-rank timing table the dimensions (rank, timing_column)."""
-    timing = h5["timing"]
-    for j, name in enumerate(("rank", "timing_column")):
-        scale = h5.create_dataset(name, data=np.arange(timing.shape[j], dtype=np.int32))
-        scale.make_scale(name)
-        scale.attrs["_Netcdf4Dimid"] = np.int32(j)
-        timing.dims[j].attach_scale(scale)
-    timing.attrs["_Netcdf4Coordinates"] = np.array([0, 1], np.int32)
+def _input_coordinate(
+    h5: Any, dims: Dimensions, source: Any, name: str, length: int, layout: Layout
+) -> None:
+    """Copy dimension ``name``'s coordinate (and its bounds) from the input, if it has one."""
+    if name not in layout.dims:
+        return
+    axis = layout.dims.index(name)
+    coord = layout.coords[axis] if axis < len(layout.coords) else None
+    if coord is None or layout.shape[axis] != length:
+        return
+    original = source[coord]
+    attrs = {k: v for k, v in readable_attrs(original).items() if not is_structure(k)}
+    box = layout.window.axis(axis) if layout.window is not None else slice(None)
+    values, attrs, encoding = _values(layout, axis, coord, original[box], attrs, None, coord)
+    bounds = text(attrs.pop("bounds", "")) or None
+    dims.coordinate(name, values, attrs)
+    found = _bounds_path(source, coord, bounds)
+    if bounds is None or found is None or source[found].shape[:1] != original.shape[:1]:
+        return  # no bounds, or bounds that are not there: no `bounds` attribute
+    stored = source[found]
+    bound_values, bound_attrs, _ = _values(
+        layout, axis, found, stored[box], readable_attrs(stored), encoding, coord
+    )
+    bound_attrs = {k: v for k, v in bound_attrs.items() if not is_structure(k)}
+    if bounds in h5:
+        return  # a result took the name (see Layout.names): leave the bounds out
+    variable = h5.create_dataset(bounds, data=bound_values, fillvalue=bound_attrs.get("_FillValue"))
+    for attr, value in bound_attrs.items():
+        variable.attrs[attr] = value
+    vertices = _vertex_dim(stored, variable.shape[1:], dims)
+    dims.attach(variable, [name, *vertices])
+    h5[name].attrs["bounds"] = np.bytes_(bounds.encode())
 
 
-def _make_scale(group: Any, name: str, length: int, layout: Layout, edges: Any) -> Any:
-    """Create the scale ``name``: the input's coordinate, bin centres, or a placeholder."""
+def _bounds_path(source: Any, coord: str, bounds: str | None) -> str | None:
+    """Return the path of a coordinate's bounds variable (beside it, else at the root)."""
     import h5py
 
-    if name == GROUP_DIM and layout.n_groups == length:
-        return group[GROUP_DIM]  # the labels, made a scale by apply_layout
-    if name in layout.dims and layout.input_path is not None:
-        axis = layout.dims.index(name)
-        coord = layout.coords[axis] if axis < len(layout.coords) else None
-        if coord is not None and layout.shape[axis] == length:
-            with h5py.File(layout.input_path, "r", locking=False, swmr=layout.input_swmr) as source:
-                original = source[coord]
-                window = layout.window
-                values = original[window.axis(axis)] if window is not None else original[()]
-                attrs = {
-                    attr: value
-                    for attr, value in original.attrs.items()
-                    if attr not in _STRUCTURE_ATTRS and not attr.startswith("_Netcdf4")
-                }
-                encoding = _time_encoding(attrs, values.dtype) if axis == 0 else None
-                if encoding is not None:
-                    values, attrs = _record_times(layout, coord, encoding, values, attrs)
-                elif axis == 0 and layout.many is not None:
-                    values = _record_coordinate(layout.many, coord, values.dtype)
-                fill = attrs.get("_FillValue") if encoding is not None else None
-                scale = group.create_dataset(name, data=values, fillvalue=fill)
-                for attr, value in attrs.items():
-                    scale.attrs[attr] = value
-            scale.make_scale(name)
-            return scale
+    if bounds is None:
+        return None
+    for path in (str(PurePosixPath(coord).parent / bounds), f"/{bounds}"):
+        if isinstance(source.get(path), h5py.Dataset):
+            return path
+    return None
+
+
+def _vertex_dim(stored: Any, shape: tuple[int, ...], dims: Dimensions) -> list[str]:
+    """Return the names of a bounds variable's trailing dimensions (the input's, else ``nv``)."""
+    from hpcapp.io.dims import scale_name
+
+    names = []
+    for j, length in enumerate(shape, start=1):
+        found = scale_name(stored.dims[j])[0] if j < stored.ndim else None
+        name = found or "nv"
+        while name in dims and dims.length(name) != length:
+            name = f"{name}_{length}"
+        names.append(name)
+    return names
+
+
+def _values(
+    layout: Layout,
+    axis: int,
+    name: str,
+    stored: np.ndarray,
+    attrs: dict[str, Any],
+    encoding: Any,
+    coord: str,
+) -> tuple[np.ndarray, dict[str, Any], Any]:
+    """Return a coordinate's (or its bounds') values as written, their attrs, its time encoding.
+
+    Along the record axis, times are decoded to the first file's units (a bounds variable is
+    decoded as its coordinate ``coord``: its ``encoding``, in each file that file's), and a
+    many-file input's values span every file.
+    """
+    if axis != 0:
+        return stored, attrs, None
+    encoding = encoding or _time_encoding(attrs, stored.dtype)
+    if encoding is not None:
+        values, attrs = _record_times(layout, name, coord, encoding, stored, attrs)
+        return values, attrs, encoding
+    if layout.many is not None:
+        stored = _record_coordinate(layout.many, name, stored.dtype, stored.shape[1:])
+    return stored, attrs, None
+
+
+def _other_dimension(
+    h5: Any, dims: Dimensions, name: str, length: int, layout: Layout, edges: Any
+) -> None:
+    """Make a dimension the input has no coordinate for: bin centres (and bounds), or none."""
     if name == "bin" and edges is not None and edges.ndim == 1 and edges.shape[0] == length + 1:
         values = edges[()]
-        scale = group.create_dataset(name, data=(values[:-1] + values[1:]) / 2)
-        scale.attrs["long_name"] = "histogram bin centre"
-        scale.attrs["bounds"] = "bin_bounds"
+        attrs: dict[str, Any] = {"long_name": np.bytes_(b"histogram bin centre")}
+        attrs["bounds"] = np.bytes_(b"bin_bounds")
         if layout.units:
-            scale.attrs["units"] = layout.units
-        scale.make_scale(name)
-        return scale
-    scale = group.create_dataset(name, shape=(length,), dtype="f4")
-    scale.make_scale(f"{NETCDF_DIM_ONLY}{length:10d}")
-    return scale
-
-
-def _describe(key: str, var: Any, layout: Layout) -> None:
-    """Give a stats result its CF attributes: units, cell_methods, long_name."""
-    if not layout.is_stats:
+            attrs["units"] = np.bytes_(layout.units.encode())
+        dims.coordinate(name, (values[:-1] + values[1:]) / 2, attrs)
+        bounds = h5.create_dataset("bin_bounds", data=np.stack([values[:-1], values[1:]], 1))
+        dims.ensure("nv", 2)
+        dims.attach(bounds, [name, "nv"])
         return
-    if key in _KEEPS_UNITS and layout.units:
-        var.attrs["units"] = layout.units
-    reduced = [layout.dims[a] for a in layout.over if a < len(layout.dims)]
-    if key in _CELL_METHODS and reduced:
-        method = " ".join(f"{n}:" for n in reduced) + f" {_CELL_METHODS[key]}"
-        if layout.group is not None:
-            method += f" (separately for each group: {layout.group})"
-        var.attrs["cell_methods"] = method
-    if key in _LONG_NAMES:
-        var.attrs["long_name"] = _LONG_NAMES[key]
+    dims.placeholder(name, length)
 
 
-def _record_coordinate(source: Any, coord: str, dtype: Any) -> np.ndarray:
-    """Read the record dimension's coordinate of every file of a many-file input, in order."""
-    values = np.empty(source.n_rows, dtype=dtype)
+def _record_coordinate(source: Any, coord: str, dtype: Any, rest: tuple[int, ...]) -> np.ndarray:
+    """Read a record variable (a coordinate, its bounds) of every file of a many-file input."""
+    values = np.empty((source.n_rows, *rest), dtype=dtype)
     with FileSeries(source) as series:
         series.read_rows(coord, values, 0, source.n_rows)
     return values
@@ -273,9 +289,12 @@ def _time_encoding(attrs: dict[str, Any], dtype: Any) -> Any:
 
 
 def _record_times(
-    layout: Layout, coord: str, first: Any, stored: np.ndarray, attrs: dict[str, Any]
+    layout: Layout, name: str, coord: str, first: Any, stored: np.ndarray, attrs: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Return the record coordinate's times in the first file's units and calendar, and attrs.
+    """Return record times ``name`` in the first file's units and calendar, and their attrs.
+
+    ``coord`` is the time coordinate whose encoding ``name`` follows (itself, or the
+    coordinate whose bounds ``name`` holds).
 
     The stored dtype is kept where it holds every value exactly (and nothing is masked or
     packed); else float64, masked times NaN with ``_FillValue = NaN``.
@@ -286,12 +305,12 @@ def _record_times(
     if source is None:
         numbers = first.numbers(stored)
     else:
-        numbers = np.empty(source.n_rows)
+        numbers = np.empty((source.n_rows, *stored.shape[1:]))
         with FileSeries(source) as series:
             for index, start, stop in series.spans(0, source.n_rows):
                 encoding = series.time_encoding(index, coord) or first
-                raw = np.empty(stop - start, np.dtype(encoding.dtype))
-                series.read_rows(coord, raw, start, stop)
+                raw = np.empty((stop - start, *stored.shape[1:]), np.dtype(encoding.dtype))
+                series.read_rows(name, raw, start, stop)
                 numbers[start:stop] = encoding.numbers_in(raw, first)
     attrs = attrs_for_output(attrs)
     masked = bool(np.isnan(numbers).any())
@@ -304,3 +323,30 @@ def _record_times(
         if fits and not first.packed:
             return numbers.astype(kept), attrs
     return numbers, attrs
+
+
+def write_file_table(h5: Any, source: FilesSource, dims: Dimensions) -> None:
+    """Record the files of a many-file input: ``input_file_path`` etc. over dimension ``file``.
+
+    Plain variables netCDF-C reads (``ncdump -v input_file_path``): the path as ``char``,
+    rows, size and modification time as 64-bit integers.
+    """
+    members = source.members
+    dims.coordinate(FILE_DIM, np.arange(len(members), dtype=np.int32))
+    columns: dict[str, tuple[np.ndarray, str]] = {
+        "path": (
+            char_array(m.path for m in members),
+            "the input files, in the order their rows were concatenated",
+        ),
+        "rows": (np.array([m.n_rows for m in members], np.int64), "records in the file"),
+        "size": (np.array([m.file_id[2] for m in members], np.int64), "file size in bytes"),
+        "mtime_ns": (
+            np.array([m.file_id[3] for m in members], np.int64),
+            "modification time, ns since 1970-01-01 UTC",
+        ),
+    }
+    for name, (values, long_name) in columns.items():
+        variable = h5.create_dataset(f"input_file_{name}", data=values)
+        dims.attach(variable, [FILE_DIM, "input_file_path_length"][: values.ndim])
+        variable.attrs["long_name"] = np.bytes_(long_name.encode())
+    h5.attrs["input_pattern"] = np.bytes_(source.spec.encode())

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from hpcapp.io import space
+from hpcapp.io.cfattrs import fill_value
+from hpcapp.io.ncfile import Dimensions, nc_value, set_attrs
+from hpcapp.io.results import RESULT_ATTR, write_timing
 
 # Results this large are left unwritten in the dry run that measures a file (added_bytes).
 _DRY_RUN_BYTES = 1 << 16
@@ -99,11 +102,11 @@ def write_output(
 
     ``base`` is a working file that already holds per-row outputs: it is completed and becomes
     the output, instead of a new file (renamed, or copied from another file system).
-    ``layout(file)``, if given, then completes the file (named dimensions and CF attributes:
-    :func:`hpcapp.io.output.make_layout`). The room the file needs is reserved before HDF5
-    writes anything (see :mod:`hpcapp.io.space`); a write that fails raises :class:`OutputError`
-    with no file left at ``path`` or beside it, and ``base`` kept whenever HDF5 did not start
-    changing it.
+    ``layout``, if given, names the results and completes the file (named dimensions and CF
+    attributes: :func:`hpcapp.io.output.make_layout`). The room the file needs is reserved
+    before HDF5 writes anything (see :mod:`hpcapp.io.space`); a write that fails raises
+    :class:`OutputError` with no file left at ``path`` or beside it, and ``base`` kept whenever
+    HDF5 did not start changing it.
     """
     import h5py
 
@@ -152,25 +155,45 @@ def _fill(
     values: bool = True,
 ) -> None:
     """Add attributes, results, timing and layout to an open file (``values=False``: leave
-    large arrays unwritten, for :func:`added_bytes`)."""
-    for key, value in attrs.items():
-        h5.attrs[key] = value
-    group = h5.require_group("result")
+    large arrays unwritten, for :func:`added_bytes`).
+
+    Per-row outputs, written during the run under ``/result`` of the working file, move to
+    the root under their names (a link moves; no data is copied).
+    """
+    set_attrs(h5, attrs)
+    rows = dict(h5["result"].items()) if "result" in h5 else {}
+    keys = [*rows, *results]
+    names = layout.names(keys) if layout is not None else {key: key for key in keys}
+    for key, dataset in rows.items():
+        h5.move(dataset.name, names[key])
+    if "result" in h5:
+        del h5["result"]
     for key, value in results.items():
         array = np.asarray(value)
+        if array.dtype.kind == "b":  # HDF5 has no bool but an enum that CDO cannot read
+            array = array.view(np.int8)
+        fill = fill_value(key, array.dtype)
         if values or array.nbytes < _DRY_RUN_BYTES:
-            dataset = group.create_dataset(key, data=array)
+            # Attributes in the order they are set (ncdump shows them so), as netCDF-C does.
+            dataset = h5.create_dataset(names[key], data=array, fillvalue=fill, track_order=True)
         else:
-            dataset = group.create_dataset(key, shape=array.shape, dtype=array.dtype)
+            dataset = h5.create_dataset(
+                names[key], shape=array.shape, dtype=array.dtype, fillvalue=fill, track_order=True
+            )
+        if np.asarray(value).dtype.kind == "b":
+            set_attrs(
+                dataset, {"flag_values": np.array([0, 1], np.int8), "flag_meanings": "false true"}
+            )
         # A kernel's note on one result (e.g. why it is rounded): see api.with_attrs.
-        for name, note in getattr(value, "attrs", {}).items():
-            dataset.attrs[name] = note
-    dataset = h5.create_dataset("timing", data=timing)
-    dataset.attrs["columns"] = list(timing_columns)
-    dataset.attrs["description"] = "per-rank seconds in each phase, and rows processed"
+        set_attrs(dataset, getattr(value, "attrs", {}))
+    for key, name in names.items():
+        h5[name].attrs[RESULT_ATTR] = nc_value(key)
+    dims = Dimensions(h5)
     if layout is not None:
-        layout(h5)
-    h5.attrs["finished"] = iso_utc(time.time())
+        layout(h5, names, dims)
+    write_timing(h5, dims, timing, timing_columns)
+    dims.finish()
+    h5.attrs["finished"] = nc_value(iso_utc(time.time()))
     h5.attrs["wall_seconds"] = float(time.time() - started_seconds)
 
 
@@ -200,7 +223,7 @@ def added_bytes(
                 for key, dataset in rows.get("result", {}).items():
                     h5.create_dataset(f"result/{key}", shape=dataset.shape, dtype=dataset.dtype)
         _fill(h5, results, attrs, timing, timing_columns, layout, 0.0, values=False)
-        n_objects = len(h5["result"]) + len(h5.attrs) + 4
+        n_objects = len(h5) + len(h5.attrs) + 4
     large = sum(
         np.asarray(value).nbytes
         for value in results.values()

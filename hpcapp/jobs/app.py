@@ -15,6 +15,7 @@ from hpcapp.io import checkpoint
 from hpcapp.io.files import is_many
 from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
+from hpcapp.io.results import read_results
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
@@ -199,14 +200,6 @@ def _provenance(
         **slurm_context(),
         **(extra_attrs or {}),
     }
-
-
-def read_results(path: str) -> dict[str, Any]:
-    """Read every ``/result`` dataset of a finished output file."""
-    import h5py
-
-    with h5py.File(path, "r", locking=False) as h5:
-        return {key: value[()] for key, value in h5["result"].items()}
 
 
 def run_job(

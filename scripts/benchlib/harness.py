@@ -143,11 +143,10 @@ def timing_table(path: Path) -> dict[str, Any]:
     """Return a job output's ``/timing`` table as column name -> per-rank values."""
     import h5py
 
+    from hpcapp.io.results import read_timing
+
     with h5py.File(path, "r") as h5:
-        table = h5["timing"][()]
-        names = [
-            c.decode() if isinstance(c, bytes) else str(c) for c in h5["timing"].attrs["columns"]
-        ]
+        table, names = read_timing(h5) or (None, [])
     return {name: table[:, index] for index, name in enumerate(names)}
 
 

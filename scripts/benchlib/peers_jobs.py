@@ -61,9 +61,12 @@ def hpcapp_report(path: Path) -> dict[str, Any]:
 
     timing = timing_table(path)
     busy = sum(timing[c] for c in ("read", "compute", "reduce"))
+    from hpcapp.io.ncfile import text
+    from hpcapp.io.results import read_results
+
+    results = {key: np.asarray(value) for key, value in read_results(str(path)).items()}
     with h5py.File(path, "r") as h5:
-        results = {key: np.asarray(value[()]) for key, value in h5["result"].items()}
-        mpi_library = str(h5.attrs.get("mpi_library", ""))
+        mpi_library = text(h5.attrs.get("mpi_library", ""))
     summary: dict[str, Any] = {"rows": int(timing["rows"].sum())}
     for key, value in results.items():
         if key in ("sum", "min", "max", "s"):

@@ -63,14 +63,16 @@ def fsync_seconds(path: Path) -> float:
 
 
 def check_output(out: Path, data: Path, n_rows: int) -> None:
-    """Check sampled rows of ``/result/y`` against 2 * input (and the dataset's shape)."""
+    """Check sampled rows of result ``y`` against 2 * input (and the dataset's shape)."""
     import h5py
+
+    from hpcapp.io.results import result_variables
 
     rows = np.unique(np.r_[0, n_rows - 1, np.random.default_rng(0).integers(0, n_rows, 2000)])
     with h5py.File(out, "r") as h5, h5py.File(data, "r") as source:
-        got, x = h5["result/y"], source["x"]
+        got, x = result_variables(h5)["y"], source["x"]
         if got.shape != x.shape or got.dtype != np.float64:
-            raise BenchError(f"{out}: /result/y is {got.dtype} {got.shape}, not float64 {x.shape}")
+            raise BenchError(f"{out}: result y is {got.dtype} {got.shape}, not float64 {x.shape}")
         for row in rows:
             if not np.array_equal(got[row], x[row] * 2):
                 raise BenchError(f"{out}: row {row} differs")

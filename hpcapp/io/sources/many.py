@@ -144,26 +144,3 @@ def with_decodings(members: list[Member], coders: list[dict[str, Any]]) -> list[
         )
         for member, cf in zip(members, coders, strict=True)
     ]
-
-
-def write_file_table(h5: Any, source: FilesSource) -> None:
-    """Record the files of a many-file input in ``/input_files``: path, rows, size, mtime."""
-    import h5py
-
-    group = h5.create_group("input_files")
-    n = len(source.members)
-    group.attrs["pattern"] = source.spec
-    group.attrs["description"] = "the input files, in the order their rows were concatenated"
-    scale = group.create_dataset("file", data=np.arange(n, dtype=np.int64))
-    scale.make_scale("file")
-    columns = {
-        "path": np.array([m.path for m in source.members], dtype=h5py.string_dtype()),
-        "n_rows": np.array([m.n_rows for m in source.members], np.int64),
-        "size": np.array([m.file_id[2] for m in source.members], np.int64),
-        "mtime_ns": np.array([m.file_id[3] for m in source.members], np.int64),
-    }
-    for name, values in columns.items():
-        column = group.create_dataset(name, data=values)
-        column.dims[0].attach_scale(scale)
-    group["size"].attrs["units"] = "bytes"
-    group["mtime_ns"].attrs["long_name"] = "modification time, ns since 1970-01-01 UTC"
