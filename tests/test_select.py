@@ -105,11 +105,13 @@ def test_sel_by_dates_and_region_equals_xarray(tmp_path, calendar):
         assert expected.sizes["time"] == {"standard": 366, "noleap": 365, "360_day": 360}[calendar]
         assert_like_xarray(got, expected, "time")
         lat = expected.lat.values
-    with xr.open_dataset(out, group="result") as result:  # the selected coordinates
+    with xr.open_dataset(out) as result:  # the selected coordinates
         np.testing.assert_array_equal(result.lat.values, lat)
         assert result.lon.size == 8
     with h5py.File(out, "r") as h5:
-        assert h5.attrs["input_selection"] == f"--sel time=1992-01-01:{last} --sel lat=-30:30"
+        assert h5.attrs["input_selection"].decode() == (
+            f"--sel time=1992-01-01:{last} --sel lat=-30:30"
+        )
 
 
 def test_a_kept_time_axis_is_the_selected_times(tmp_path):
@@ -121,7 +123,7 @@ def test_a_kept_time_axis_is_the_selected_times(tmp_path):
         expected = ds.tas.sel(time=slice("1992-03", "1992-04"))
         assert_like_xarray(got, expected, ("lat", "lon"))
         times = expected.time.values
-    with xr.open_dataset(out, group="result") as result:
+    with xr.open_dataset(out) as result:
         assert list(result.time.values) == list(times)
 
 
@@ -303,7 +305,8 @@ def test_a_time_range_across_files_reads_only_the_files_it_touches(tmp_path):
     got = run_here("stats", spec, over="time", sel=sel, chunk_rows=40, output=str(out))
     assert_like_xarray(got, expected, "time")
     with h5py.File(out, "r") as h5:
-        assert [p.decode() for p in h5["input_files/path"][()]] == [str(p) for p in paths[1:3]]
+        files = [b"".join(row).decode() for row in h5["input_file_path"][()]]
+        assert files == [str(p) for p in paths[1:3]]
         # 1991-07-01 is day 181 of 1991, after the 365 days of 1990, in the whole input.
         assert list(h5.attrs["input_selection_start"]) == [365 + 181, 3, 0]
         assert list(h5.attrs["input_stored_shape"]) == [365 * 3 + 366, 6, 8]
