@@ -168,6 +168,7 @@ def test_check_takes_exactly_runs_data_options():
     run = {a.dest: _described(a) for a in _subparser("run")._actions if a.dest in names}
     check = _subparser("check")
     own = {a.dest: _described(a) for a in check._actions if a.dest not in CHECK_OWN}
+    assert set(own) == names  # every data option, nothing else
     assert own == run  # the same flags, help, types and defaults: derived, not copied
     exclusive = [{a.dest for a in g._group_actions} for g in check._mutually_exclusive_groups]
     assert {"group_every", "group_by"} in exclusive
