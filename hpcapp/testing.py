@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hpcapp.jobs.check import CHECK_SECONDS, SAMPLE_BYTES, SAMPLE_ROWS, prepare_check
 from hpcapp.kernels.contract import DEFAULT_RTOL, CheckReport, check_contract
 
-MAX_CHECK_ROWS = 100_000
+MAX_CHECK_ROWS = SAMPLE_ROWS
 
 
 def resolve_kernel(kernel: Any) -> Any:
@@ -81,30 +82,62 @@ def run_check(
     input: Any = None,
     *,
     params: Mapping[str, Any] | None = None,
+    over: str | Sequence[str | int] | None = None,
+    dims: str | None = None,
+    raw: bool = False,
+    mask_valid_range: bool = False,
+    group_every: int | None = None,
+    group_by: str | None = None,
+    sort_files: bool = False,
+    sel: Mapping[str, Any] | str | None = None,
+    isel: Mapping[str, Any] | str | None = None,
     dtype: str = "float64",
     shape: Sequence[int] = (1000,),
     nan: float = 0.0,
     seed: int = 0,
     trials: int = 20,
     rtol: float = DEFAULT_RTOL,
+    max_bytes: int = SAMPLE_BYTES,
+    seconds: float | None = CHECK_SECONDS,
 ) -> CheckReport:
-    """Check a kernel's contract on ``input`` (an array or a spec) or generated data."""
+    """Check a kernel's contract on ``input`` (a spec, an array) or generated data.
+
+    The data options (``params`` to ``isel``) are ``hpcapp.run``'s, resolved as it
+    resolves them: the kernel is judged with the parameters, ``over``, per-row outputs and
+    groups a run would give it. At most ``max_bytes`` of values (and 100,000 rows) are checked,
+    in a few blocks spread over the input. ``dtype``, ``shape`` and ``nan`` describe generated
+    data (no ``input``); ``seed`` seeds it and the random cuts. Cuts stop after ``trials``, or
+    once ``seconds`` are spent (at least 2 are tried; None: no time limit).
+    """
+    options = {  # the data options, by the names hpcapp.run and JobConfig give them
+        "params": dict(params or {}),
+        "over": over,
+        "dims": dims,
+        "raw": raw,
+        "mask_valid_range": mask_valid_range,
+        "group_every": group_every,
+        "group_by": group_by,
+        "sort_files": sort_files,
+        "sel": sel,
+        "isel": isel,
+    }
     resolved = resolve_kernel(kernel)
-    full_params = resolved.check_params(dict(params or {}))
-    data = None
-    n_rows = None
-    if resolved.generates:
-        given = full_params.get(resolved.rows_param) if resolved.rows_param else None
-        n_rows = min(int(given), MAX_CHECK_ROWS) if given else MAX_CHECK_ROWS
-    elif input is None:
-        data = sample_input(dtype, shape, seed, nan)
-    elif isinstance(input, str):
-        data = read_rows(input)
-    else:
-        data = input
-    return check_contract(
-        resolved, data, full_params, n_rows=n_rows, trials=trials, seed=seed, rtol=rtol
+    if input is None and not resolved.generates:
+        input = sample_input(dtype, shape, seed, nan)
+    data = prepare_check(resolved, input, options, max_bytes)
+    report = check_contract(
+        data.kernel,
+        data.rows,
+        data.params,
+        n_rows=data.n_rows,
+        labels=data.labels,
+        trials=trials,
+        seed=seed,
+        rtol=rtol,
+        seconds=seconds,
     )
+    report.notes[:0] = data.notes
+    return report
 
 
 def check_kernel(kernel: Any, input: Any = None, **options: Any) -> CheckReport:

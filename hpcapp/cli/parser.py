@@ -19,7 +19,7 @@ from hpcapp.errors import (
     UsageError,
 )
 from hpcapp.jobs.config import CONFLICTS, JobConfig, load_config_file, make_job_config
-from hpcapp.jobs.options import add_arguments, command_line_values, parse_params
+from hpcapp.jobs.options import add_arguments, command_line_values
 from hpcapp.parallel.launch import launcher_rank
 
 # What each exit code means, for --help (a test checks every EXIT_* constant is here).
@@ -136,19 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="prove a kernel's contract in one process before a big run (exit 0 if it holds)",
-        description="Runs KERNEL serially on INPUT (its first 100,000 rows) or on generated "
-        "data, cut into chunks in many random ways, and checks that the results do not depend "
-        "on the cut or on the shape of the combining tree, that finalize is deterministic, "
-        "that per-row outputs have one row per input row and that the kernel leaves its chunk "
-        "unchanged. Exit 0 when every rule holds, 1 otherwise.",
+        description="Runs KERNEL serially on a sample of INPUT (at most 4 MiB of values and "
+        "100,000 rows, in a few blocks spread over the input) or on generated data, as `run` "
+        "would run it: the data options below are run's, resolved as run resolves them. The "
+        "rows are cut into chunks in many random ways; check proves that the results do not "
+        "depend on the cut or on the shape of the combining tree, that finalize is "
+        "deterministic, that per-row outputs have one row per input row and that the kernel "
+        "leaves its chunk unchanged. Exit 0 when every rule holds, 1 otherwise.",
     )
     check.add_argument("kernel", help="stats, pkg.module:func or file.py:func")
     check.add_argument("input", nargs="?", help="FILE.h5:/dataset (default: generated data)")
-    check.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    add_arguments(check, JobConfig, CONFLICTS, data_only=True)  # run's data options
     check.add_argument("--dtype", default="float64", help="generated data's dtype (float64)")
     check.add_argument("--shape", default="1000,3", help="generated data's shape (1000,3)")
     check.add_argument("--nan-fraction", type=float, default=0.0, help="NaNs in generated data")
     check.add_argument("--trials", type=int, default=20, help="random cuts to try (20)")
+    check.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="stop trying cuts once this time is spent, after 2 at least (5; 0: no limit)",
+    )
     check.add_argument("--seed", type=int, default=0, help="seed of the data and the cuts")
     check.add_argument(
         "--rtol", type=float, default=1e-8, help="relative tolerance for float results (1e-8)"
@@ -190,12 +198,15 @@ def parse(argv: list[str] | None = None) -> Command:
             shape = tuple(int(n) for n in args.shape.split(","))
         except ValueError:
             raise UsageError(f"--shape must be N or N,M,..., got {args.shape!r}") from None
+        # A data option not given takes run's default (JobConfig's), as run would.
+        given = command_line_values(args, JobConfig, data_only=True)
         options = {
-            "params": parse_params(args.param),
+            **{name: value for name, value in given.items() if value is not None},
             "dtype": args.dtype,
             "shape": shape,
             "nan": args.nan_fraction,
             "trials": args.trials,
+            "seconds": args.seconds or None,
             "seed": args.seed,
             "rtol": args.rtol,
         }

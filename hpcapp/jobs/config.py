@@ -82,7 +82,8 @@ class JobConfig:
 
     Each field is one option of ``hpcapp run``, of a ``[run]`` config file (same name) and of
     ``hpcapp.run`` (same name), in this order in ``--help`` and in the README's table. Made by
-    any means, a JobConfig is checked: a bad value or a conflict raises UsageError.
+    any means, a JobConfig is checked: a bad value or a conflict raises UsageError. Fields
+    declared ``data=True`` (what the kernel is given) are options of ``hpcapp check`` too.
     """
 
     kernel: str = option(
@@ -103,6 +104,7 @@ class JobConfig:
         "--param",
         metavar="KEY=VALUE",
         default_factory=dict,
+        data=True,
     )
     overwrite: bool = option("replace an existing output file", "--overwrite", default=False)
     distribute: str = option(
@@ -161,22 +163,26 @@ class JobConfig:
         "default: the first dimension)",
         "--over",
         metavar="DIMS",
+        data=True,
     )
     dims: str | None = option(
         "names of the input's dimensions when the file does not name them (e.g. time,lat,lon)",
         "--dims",
         metavar="NAMES",
+        data=True,
     )
     raw: bool = option(
         "no CF decoding: keep _FillValue/missing_value cells and packed integers as stored",
         "--raw",
         default=False,
+        data=True,
     )
     mask_valid_range: bool = option(
         "also mask values outside valid_min/valid_max/valid_range (netCDF-C's rule; "
         "xarray, and hpcapp by default, do not)",
         "--mask-valid-range",
         default=False,
+        data=True,
     )
     memory_per_rank: str | None = option(
         "refuse a job whose per-rank memory estimate exceeds SIZE (e.g. 4GiB)",
@@ -189,6 +195,7 @@ class JobConfig:
         "--group-every",
         metavar="K",
         check=_group_every,
+        data=True,
     )
     group_by: str | None = option(
         "reduce per label: NAME is a 1-D integer dataset with one label per record, or "
@@ -196,12 +203,14 @@ class JobConfig:
         "--group-by",
         metavar="NAME",
         check=_group_by,
+        data=True,
     )
     # Many files (hpcapp/io/files.py): order them by their first time instead of by name.
     sort_files: bool = option(
         "many files: take them in the order of their first time value, not by name",
         "--sort-files",
         default=False,
+        data=True,
     )
     # Selections (hpcapp/io/selection.py): {dimension: (start, end)}, read as a hyperslab.
     sel: dict[str, Any] = option(  # noqa: RUF009 - a field with default_factory=dict
@@ -213,6 +222,7 @@ class JobConfig:
         default_factory=dict,
         parse=lambda items: selection.parse_items(items, "sel"),
         check=lambda value: selection.check(value, "sel"),
+        data=True,
     )
     isel: dict[str, Any] = option(  # noqa: RUF009 - a field with default_factory=dict
         "select by index, a half-open Python slice as xarray's .isel (repeatable): e.g. "
@@ -222,6 +232,7 @@ class JobConfig:
         default_factory=dict,
         parse=lambda items: selection.parse_items(items, "isel"),
         check=lambda value: selection.check(value, "isel"),
+        data=True,
     )
 
     def __post_init__(self) -> None:

@@ -62,6 +62,9 @@ class Option:
     # A table's parser of its repeated command-line values (default: -p's KEY=VALUE); it also
     # reads a table given as one string (hpcapp.run), and a TOML table's strings stay text.
     parse: Callable[[list[str]], dict[str, Any]] | None = None
+    # What the kernel is given (its params, the input's values, axes and groups): ``check``
+    # takes these options too, so it judges the kernel ``run`` would run, on the data it sees.
+    data: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,16 +144,29 @@ def _kind(hint: Any) -> type:
     return kind
 
 
+def data_options(cls: type) -> tuple[str, ...]:
+    """Return the names of the options of ``cls`` declared ``data=True``, in order."""
+    return tuple(item.name for item in declared(cls) if item.option.data)
+
+
 def add_arguments(
-    parser: argparse.ArgumentParser, cls: type, conflicts: Iterable[Conflict]
+    parser: argparse.ArgumentParser,
+    cls: type,
+    conflicts: Iterable[Conflict],
+    data_only: bool = False,
 ) -> None:
-    """Add an argument for every option of ``cls``; not given, each parses to None (or [])."""
+    """Add an argument for every option of ``cls`` (``data_only``: its data options).
+
+    Not given, each parses to None (or []).
+    """
+    chosen = [item for item in declared(cls) if item.option.data or not data_only]
+    names = {item.name for item in chosen}
     groups = {}
     for rule in conflicts:
-        if rule.in_parser:
+        if rule.in_parser and {rule.first, rule.second} <= names:
             group = parser.add_mutually_exclusive_group()
             groups[rule.first] = groups[rule.second] = group
-    for item in declared(cls):
+    for item in chosen:
         opt = item.option
         if not opt.flags:
             parser.add_argument(item.name, nargs="?", help=opt.help)
@@ -170,10 +186,13 @@ def add_arguments(
         groups.get(item.name, parser).add_argument(*opt.flags, **kwargs)
 
 
-def command_line_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+def command_line_values(
+    args: argparse.Namespace, cls: type, data_only: bool = False
+) -> dict[str, Any]:
     """Return {option: value} from parsed ``args``: None where not given, KEY=VALUE parsed."""
-    values = {item.name: getattr(args, item.name) for item in declared(cls)}
-    for item in declared(cls):
+    chosen = [item for item in declared(cls) if item.option.data or not data_only]
+    values = {item.name: getattr(args, item.name) for item in chosen}
+    for item in chosen:
         if item.kind is dict:
             values[item.name] = (item.option.parse or parse_params)(values[item.name])
     return values

@@ -51,19 +51,21 @@ class Plan:
     )
 
 
-def plan_job(
-    config: JobConfig,
-    kernel: Kernel,
-    code: dict[str, Any],
-    source: Source | None = None,
-    estimate_memory: bool = False,
-) -> Plan:
-    """Check everything about a run before any work (rank 0): params, input, output.
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What the data options make of a job: the input, the parameters, the kernel, the groups."""
 
-    ``source`` is the input already inspected (many files, by every rank: see
-    :func:`hpcapp.jobs.inspect.inspect_many`); by default rank 0 inspects it here.
-    ``estimate_memory`` puts a rank's memory estimate in ``Plan.memory`` (``hpcapp slurm``);
-    it runs the kernel on one row, so a job does it only for ``--memory-per-rank``.
+    source: Source
+    params: dict[str, Any]  # the kernel's, with ``over`` for a kernel declared over=True
+    kernel: Kernel  # the kernel to run (bind_over: built-in stats over records, per row)
+    grouping: Any  # an hpcapp.io.labels.Grouping, or None
+
+
+def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None) -> Resolved:
+    """Resolve the data options of ``config`` as a job runs them (rank 0; ``hpcapp check``).
+
+    Checks the parameters, inspects the input (unless ``source`` is given), names its
+    dimensions, resolves ``--over`` and the grouping; refuses what does not fit with one line.
     """
     params = kernel.check_params(config.params)
     if kernel.generates:
@@ -89,6 +91,26 @@ def plan_job(
         params = kernel.check_params(config.params, data, over=over)
     kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
     grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
+    return Resolved(source, params, kernel, grouping)
+
+
+def plan_job(
+    config: JobConfig,
+    kernel: Kernel,
+    code: dict[str, Any],
+    source: Source | None = None,
+    estimate_memory: bool = False,
+) -> Plan:
+    """Check everything about a run before any work (rank 0): params, input, output.
+
+    ``source`` is the input already inspected (many files, by every rank: see
+    :func:`hpcapp.jobs.inspect.inspect_many`); by default rank 0 inspects it here.
+    ``estimate_memory`` puts a rank's memory estimate in ``Plan.memory`` (``hpcapp slurm``);
+    it runs the kernel on one row, so a job does it only for ``--memory-per-rank``.
+    """
+    resolved = resolve_data(config, kernel, source)
+    source, params, grouping = resolved.source, resolved.params, resolved.grouping
+    kernel = resolved.kernel
     if kernel.per_row and config.distribute == "scatter":
         raise UsageError(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,10 +24,12 @@ import numpy as np
 from hpcapp.errors import HpcappError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import key_problem
+from hpcapp.kernels.grouped import Labelled
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.partials import as_partial, check_compatible
 
 DEFAULT_RTOL = 1e-8
+MIN_TRIALS = 2  # cuts tried whatever the time budget: one in two pieces, one random
 
 
 @dataclasses.dataclass
@@ -35,6 +38,7 @@ class CheckReport:
 
     kernel: str
     n_rows: int
+    notes: list[str] = dataclasses.field(default_factory=list)  # what was checked, and how
     checks: list[str] = dataclasses.field(default_factory=list)
     failures: list[str] = dataclasses.field(default_factory=list)
     largest_difference: float = 0.0  # largest relative difference of float results that passed
@@ -47,6 +51,7 @@ class CheckReport:
     def text(self) -> str:
         """Return the report as ``hpcapp check`` prints it."""
         lines = [f"hpcapp check: kernel {self.kernel!r} on {self.n_rows:,} rows"]
+        lines += [f"  note  {note}" for note in self.notes]
         lines += [f"  ok    {check}" for check in self.checks]
         lines += [f"  FAIL  {failure}" for failure in self.failures]
         if self.ok:
@@ -126,9 +131,7 @@ class _Checker:
                 )
                 return None
             rows[key] = value
-        if not partial:
-            self.fail(f"the kernel returned only per-row keys on {where}: nothing to combine")
-            return None
+        # Only per-row keys: nothing to combine, which run accepts (it combines empty partials).
         return partial, rows
 
     def combine(self, partials: list[Partial], shape: str) -> Partial | None:
@@ -200,6 +203,14 @@ def _hint(kernel: Kernel, key: str, whole: Any, pieces: list[Any], sizes: list[i
     )
 
 
+def _per_group(partial: Partial, grouped: bool) -> Partial:
+    """Return what must match between chunks: a grouped partial's keys, dtypes, group shapes.
+
+    Chunks of a grouped job hold different groups; their merge takes the union.
+    """
+    return {key: value[:0] for key, value in partial.items()} if grouped else partial
+
+
 def random_cuts(n_rows: int, rng: np.random.Generator, max_pieces: int = 8) -> list[int]:
     """Return cut points ``[0, ..., n_rows]`` into 2 to ``max_pieces`` non-empty runs."""
     n_pieces = int(rng.integers(2, min(max_pieces, n_rows) + 1))
@@ -213,11 +224,19 @@ def check_contract(
     params: Mapping[str, Any],
     *,
     n_rows: int | None = None,
+    labels: np.ndarray | None = None,
     trials: int = 20,
     seed: int = 0,
     rtol: float = DEFAULT_RTOL,
+    seconds: float | None = None,
 ) -> CheckReport:
-    """Run every check of a kernel on ``data`` (or, for a generating kernel, ``n_rows``)."""
+    """Run every check of a kernel on ``data`` (or, for a generating kernel, ``n_rows``).
+
+    ``labels`` (one per row) makes each chunk ``Labelled(rows, labels)``, as a grouped run
+    hands it to its (grouped) kernel. ``seconds``: stop trying cuts once that much time is
+    spent (after :data:`MIN_TRIALS` cuts at least); the report says how many were tried.
+    """
+    started = time.perf_counter()
     if data is not None:
         total = len(data)
     elif n_rows is not None:
@@ -233,17 +252,20 @@ def check_contract(
 
     def chunk_of(index: int, start: int, stop: int) -> Any:
         """Return chunk ``index`` (rows start..stop): a copy of the rows, or its generator."""
+        if data is not None and labels is not None:
+            return Labelled(np.array(data[start:stop], copy=True), labels[start:stop])
         if data is not None:
             return np.array(data[start:stop], copy=True)
         # Seeded as the engine seeds a generating kernel's chunks (hpcapp.io.reader).
         seed_sequence = np.random.SeedSequence(int(kernel.seed(params)), spawn_key=(index,))
         return np.random.default_rng(seed_sequence)
 
-    whole = checker.partial(chunk_of(0, 0, total), total, f"all {total} rows")
+    first = chunk_of(0, 0, total)
+    whole = checker.partial(first, total, f"all {total} rows")
     if whole is None:
         return report
     checker.exact = _exact_keys(kernel, whole[0])
-    _check_pure(checker, chunk_of, data, total, whole)
+    _check_pure(checker, chunk_of, data, total, whole, first)
     if report.failures:
         return report
     whole_result = checker.finish(whole[0])
@@ -255,7 +277,15 @@ def check_contract(
             checker.fail(f"finalize is not deterministic: key {key!r} differs between two calls")
     report.checks.append("finalize gives the same bits twice")
 
+    done = 0
     for trial in range(trials):
+        spent = time.perf_counter() - started
+        if seconds is not None and trial >= MIN_TRIALS and spent > seconds:
+            report.notes.append(
+                f"{done} of {trials} cuts tried: the time budget of {seconds:g} s was spent"
+            )
+            break
+        done += 1
         # The first cut is in two, the simplest case to read in a message.
         cuts = random_cuts(total, rng, max_pieces=2 if trial == 0 else 8)
         tried = [
@@ -267,8 +297,9 @@ def check_contract(
             return report
         partials = [p[0] for p in pieces]
         try:
+            first = _per_group(partials[0], labels is not None)
             for other in partials[1:]:
-                check_compatible(partials[0], other)
+                check_compatible(first, _per_group(other, labels is not None))
         except HpcappError as exc:
             checker.fail(f"partials of different chunks do not match: {exc}")
             return report
@@ -313,8 +344,8 @@ def check_contract(
         if report.failures:
             return report
     if not kernel.generates:
-        report.checks.append(f"results do not depend on how the rows are cut ({trials} cuts)")
-    report.checks.append(f"results do not depend on the shape of the tree ({trials} cuts)")
+        report.checks.append(f"results do not depend on how the rows are cut ({done} cuts)")
+    report.checks.append(f"results do not depend on the shape of the tree ({done} cuts)")
     return report
 
 
@@ -324,12 +355,12 @@ def _check_pure(
     data: np.ndarray | None,
     total: int,
     whole: tuple[Partial, Partial],
+    chunk: Any,
 ) -> None:
-    """Check the kernel leaves its chunk alone and gives the same bits for the same chunk."""
+    """Check the kernel left ``chunk`` (its first) alone and gives the same bits again."""
     if data is not None:
-        chunk = chunk_of(0, 0, total)
-        checker.partial(chunk, total, f"all {total} rows")
-        if not np.array_equal(chunk, data, equal_nan=chunk.dtype.kind in "fc"):
+        rows = chunk.data if isinstance(chunk, Labelled) else chunk
+        if not np.array_equal(rows, data, equal_nan=rows.dtype.kind in "fc"):
             checker.fail(
                 "the kernel modifies its input chunk: hpcapp reuses the read buffer, so work on "
                 "a copy (e.g. values = chunk * 2, not chunk *= 2)"
