@@ -77,7 +77,7 @@ def summarise(ranks: int, mode: str, runs: list[dict]) -> dict:
         "first_chunk_cpu_median": statistics.median(extra_cpu),
         **{f"{k}_mib_{w}": mib(k, w) for k in ("rss", "pss", "uss") for w in ("before", "after")},
         "numba_loaded": any(r["numba_loaded"] for r in reports),
-        "node_pss_mib": sum(r["after"]["pss"] for r in reports) / 1024,
+        "node_pss_mib": sum(r["after"]["pss"] for r in reports) / 1024 / len(runs),
     }
 
 
