@@ -155,6 +155,8 @@ def main() -> int:
             ("types", [python, "-m", "mypy"]),
         ]
     )
+    # The prebuilt module links the loops numba just cached: after both, not beside them.
+    results.append(("compiled loops: prebuilt", run("prebuilt", [*compile_loops, "prebuilt"])))
     # The SLURM tests mostly wait for the local SLURM: beside the others, once the loops are
     # compiled (a job started before would compile them again, on every rank). Without root
     # (and not in CI) they cannot start it: skipped, in one line here and in the summary.

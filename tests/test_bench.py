@@ -129,13 +129,14 @@ def test_reduce(tmp_path):
 
 def test_startup(tmp_path):
     result = run_tiny("startup", tmp_path)
-    assert [(row["ranks"], row["numba"]) for row in result["rows"]] == [
-        (1, False),
-        (1, True),
-        (2, False),
-        (2, True),
+    modes = ("numpy", "numba", "prebuilt")
+    assert [(row["ranks"], row["mode"]) for row in result["rows"]] == [
+        (ranks, mode) for ranks in (1, 2) for mode in modes
     ]
+    # Only the JIT mode imports numba: the prebuilt loops load without it.
+    assert [row["numba_loaded"] for row in result["rows"][:3]] == [False, True, False]
     for row in result["rows"]:
+        assert 0 < row["to_chunk_wall_median"] < row["launch_wall"]
         assert row["imports_wall_median"] > 0
         assert row["uss_mib_after"] <= row["pss_mib_after"] <= row["rss_mib_after"]
 

@@ -166,21 +166,27 @@ def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path, monkeypatch):
     assert failed.stderr.count("hpcapp: error") == 1
 
 
+@pytest.mark.parametrize("jit_only", [False, True])
 @pytest.mark.parametrize(
-    "shape,dtype,loads_numba",
+    "shape,dtype,compiled",
     [((1 << 20,), "float64", True), ((100, 3), "float64", False), ((1 << 20,), "float16", False)],
 )
 def test_stats_warm_up_loads_the_compiled_loops_only_where_chunks_use_them(
-    shape, dtype, loads_numba
+    shape, dtype, compiled, jit_only, compiled_loops
 ):
+    # The prebuilt loops (built by compiled_loops) load without numba; under HPCAPP_JIT_ONLY,
+    # as where none was built, numba's JIT loads them.
     code = (
-        "import sys, numpy as np\n"
+        "import os, sys, numpy as np\n"
+        f"os.environ['HPCAPP_JIT_ONLY'] = '{'1' if jit_only else ''}'\n"
         "from hpcapp.kernels.registry import load_kernel\n"
         "kernel = load_kernel('stats')\n"
         "from hpcapp.kernels.hookspec import InputInfo\n"
         f"data = InputInfo(np.dtype('{dtype}'), {shape[1:]!r}, chunk_rows={shape[0]})\n"
         "kernel.prepare(kernel.check_params({}), data)\n"
-        "print('hpcapp.kernels._fused' in sys.modules)\n"
+        "prebuilt = any(name.startswith('_hpcapp_stats_loops_') for name in sys.modules)\n"
+        "print(prebuilt, 'hpcapp.kernels._fused_lanes' in sys.modules, 'numba' in sys.modules)\n"
     )
     out = run_python(code, timeout=120)
-    assert out.strip() == str(loads_numba)
+    prebuilt, jit = compiled and not jit_only, compiled and jit_only
+    assert out.split() == [str(prebuilt), str(jit), str(jit)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import REPO, clean_env, run_here, write_dataset
 
-from hpcapp.kernels import _fused
+from hpcapp.kernels import _fused, _fused_call, precompile
 from hpcapp.kernels import stats as stats_module
 from hpcapp.kernels.stats import finalize_stats, merge_stats, stats
 
@@ -213,10 +213,10 @@ def test_bits_do_not_depend_on_the_buffer_address(params, shape):
 
 
 def test_histogram_plan_refuses_ranges_too_narrow_for_the_dtype():
-    assert _fused.histogram_plan("<f8", 64, -4.0, 4.0) is not None
-    assert _fused.histogram_plan("<f4", 64, -4.0, 4.0) is not None
-    assert _fused.histogram_plan("<f4", 8, 1e6, 1e6 + 1.0) is None
-    assert _fused.histogram_plan("<i8", 7, 2.0**53 - 100, 2.0**53 + 100) is None
+    assert _fused_call.histogram_plan("<f8", 64, -4.0, 4.0) is not None
+    assert _fused_call.histogram_plan("<f4", 64, -4.0, 4.0) is not None
+    assert _fused_call.histogram_plan("<f4", 8, 1e6, 1e6 + 1.0) is None
+    assert _fused_call.histogram_plan("<i8", 7, 2.0**53 - 100, 2.0**53 + 100) is None
 
 
 def test_cli_help_and_kernels_do_not_import_numba():
@@ -287,11 +287,11 @@ def test_compiled_stats_of_a_job_match_numpy(tmp_path, dtype):
 
 
 def test_precompile_covers_every_dtype():
-    assert _fused.precompile()
+    assert precompile.precompile()
 
 
 def test_values_on_edges_are_settled_by_the_exact_path():
-    guide = _fused.histogram_plan("<f4", 64, 0.1, 0.7)[0]
+    guide = _fused_call.histogram_plan("<f4", 64, 0.1, 0.7)[0]
 
     def slots(values):
         out = np.empty(len(values), np.intp)
@@ -306,11 +306,11 @@ def test_values_on_edges_are_settled_by_the_exact_path():
 @pytest.mark.parametrize("bad_scale", [np.inf, np.nan, -1e30, 1e30])
 def test_a_wrong_plan_cannot_count_outside_the_histogram(bad_scale):
     # The float32 range 0,1e-37 once made bins / width infinite and the loop wrote out of bounds.
-    guide, lo, scale, step, edges32 = _fused.histogram_plan("<f4", 64, 0.0, 1.0)
+    guide, lo, scale, step, edges32 = _fused_call.histogram_plan("<f4", 64, 0.0, 1.0)
     wrong = (*guide[:4], np.float32(bad_scale), *guide[5:])
     data = np.random.default_rng(6).random((300_000, 2)).astype(np.float32)
     with np.errstate(over="ignore"):
-        got = _fused.chunk_partial(
+        got = _fused_call.chunk_partial(
             data, np.dtype(np.float64), 64, (wrong, lo, scale, step, edges32)
         )
     assert got["hist"].shape == (2, 64) and got["hist"].sum() == data.size
@@ -335,12 +335,12 @@ def awkward(rng, shape, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "int64", "uint16", "uint64"])
 @pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 13, 130])
-@pytest.mark.parametrize("cols", [1, 3, 8, 100, _fused.LANES // 2 + 1, 300, 1025])
+@pytest.mark.parametrize("cols", [1, 3, 8, 100, _fused_call.LANES // 2 + 1, 300, 1025])
 def test_lane_pass_gives_the_three_pass_loops_bits(dtype, rows, cols):
     chunk = awkward(np.random.default_rng(rows * cols), (rows, cols), dtype)
     acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
-    got = _fused.chunk_partial(chunk, acc, 1, None)
-    want = _fused.three_pass_partial(chunk)
+    got = _fused_call.chunk_partial(chunk, acc, 1, None)
+    want = _fused_call.three_pass_partial(chunk)
     for key, value in want.items():
         assert got[key].dtype == value.dtype, key
         assert got[key].tobytes() == value.tobytes(), key

@@ -24,11 +24,6 @@ from hpcapp.jobs.options import (
     validate,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 DISTRIBUTE_MODES = ("read", "scatter")
 SCHEDULES = ("static", "dynamic")
 COMPRESSIONS = ("gzip", "lzf")
@@ -271,6 +266,11 @@ def load_config_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"config file {path!r} does not exist or is not a file")
+    # Imported here: a job without a config file (most) saves its ~7 ms on every rank.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

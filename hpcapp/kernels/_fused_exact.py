@@ -1,5 +1,7 @@
 """Compiled exact integer moments for large ``stats`` chunks (numba; imported on first use).
 
+Driven by :func:`hpcapp.kernels._fused_call.chunk_moments`.
+
 The same sums as :func:`hpcapp.kernels._exact.chunk_moments` (see there for the limb format),
 in one pass over the chunk: each value is cut into 16-bit pieces and the products of pieces are
 added into int64 limbs, carries propagated every ``ROW_BLOCK`` rows and at the end. The result
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from hpcapp.kernels._exact import LIMB_BITS, LIMBS, ROW_BLOCK, n_pieces
+from hpcapp.kernels._exact import LIMB_BITS, LIMBS, ROW_BLOCK
 
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 _MASK = (1 << LIMB_BITS) - 1
@@ -59,7 +61,7 @@ def _add_value(x, j, pieces, unsigned, s1, s2):
 
 
 @njit(**_JIT)
-def _moments(flat, n_cols, pieces, unsigned, s1, s2):
+def moments(flat, n_cols, pieces, unsigned, s1, s2):
     """Add the pieces of each value and their pairwise products into the limbs ``s1``, ``s2``."""
     n_rows = flat.size // n_cols
     for start in range(0, n_rows, ROW_BLOCK):
@@ -69,16 +71,3 @@ def _moments(flat, n_cols, pieces, unsigned, s1, s2):
                 _add_value(np.int64(flat[i * n_cols + j]), j, pieces, unsigned, s1, s2)
         _normalize(s1)
         _normalize(s2)
-
-
-def chunk_moments(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the exact per-column sums of x and x*x of a 2-D native integer chunk, as limbs."""
-    n_cols = chunk.shape[1]
-    s1 = np.zeros((n_cols, LIMBS), np.int64)
-    s2 = np.zeros((n_cols, LIMBS), np.int64)
-    flat = np.ascontiguousarray(chunk).reshape(-1)
-    unsigned = chunk.dtype.kind == "u" and chunk.dtype.itemsize == 8
-    if unsigned:
-        flat = flat.view(np.int64)  # numba would mix uint64 with int64 in floats
-    _moments(flat, n_cols, n_pieces(chunk.dtype), unsigned, s1, s2)
-    return s1, s2

@@ -23,8 +23,9 @@ What is exact, and what is refused:
 
 Results are native-endian and their dtypes depend only on the input dtype, never on the number
 of chunks: a non-native input is swapped to native order before anything else. A chunk's partial
-comes from one compiled pass (:mod:`hpcapp.kernels._fused`, numba, imported on the first chunk of
-``FUSED_MIN_VALUES`` values or more); small chunks and float16 take the numpy path below. Both
+comes from one compiled pass (:mod:`hpcapp.kernels._fused_call`) on chunks of ``FUSED_MIN_VALUES``
+values or more: the prebuilt loops (:mod:`hpcapp.kernels._loops`, no numba) or numba's JIT, loaded
+on the first such chunk; small chunks and float16 take the numpy path below. Both
 give the same exact parts bitwise; which one a chunk takes depends only on its size and dtype.
 """
 
@@ -35,15 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp.kernels import _exact
+from hpcapp.kernels import _exact, _fused_call
 from hpcapp.kernels.api import kernel
 from hpcapp.kernels.hookspec import InputInfo, Partial
 from hpcapp.kernels.partials import with_attrs
 from hpcapp.kernels.stats_params import Histogram, check_params, edge_dtype
 
 # Chunks of fewer values take the numpy path: they come from small inputs (or a small
-# --chunk-rows), where importing numba and loading its compiled loops (~0.3 s per process, more
-# on a busy node) would cost more than the compiled pass saves.
+# --chunk-rows), where loading the compiled loops (~1 ms prebuilt; ~0.3 s per process through
+# numba's JIT, more on a busy node) would cost more than the compiled pass saves.
 FUSED_MIN_VALUES = 1 << 17
 
 ROUNDED_NOTE = "the exact integer sum does not fit int64: stored as float64, correctly rounded"
@@ -106,21 +107,17 @@ def _chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
 
 def _fused_moments(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return the exact integer moments from the compiled loop."""
-    from hpcapp.kernels import _fused_exact
-
-    return _fused_exact.chunk_moments(chunk)
+    return _fused_call.chunk_moments(chunk)
 
 
 def _fused_chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
     """Compute the partial of a large chunk in one compiled pass."""
-    from hpcapp.kernels import _fused  # numba: paid by the first chunk, not by `import hpcapp`
-
     plan = None
     if spec is not None and spec.shared:
-        plan = _fused.histogram_plan(chunk.dtype.str, spec.bins, *spec.ranges[0])
+        plan = _fused_call.histogram_plan(chunk.dtype.str, spec.bins, *spec.ranges[0])
     acc = np.dtype(np.float64) if chunk.dtype.kind == "f" else np.dtype(np.int64)
     bins = spec.bins if spec is not None else 1
-    fused = _fused.chunk_partial(np.ascontiguousarray(chunk), acc, bins, plan)
+    fused = _fused_call.chunk_partial(np.ascontiguousarray(chunk), acc, bins, plan)
     partial: Partial = {
         "count": fused["count"],
         "nan_count": chunk.shape[0] - fused["count"],

@@ -24,7 +24,7 @@ from .launcher import REPO, clean_env, find_mpiexec
 GIB = 1 << 30
 # Builds stats' compiled loops for every dtype and writes hpcapp's bytecode, so that no timed
 # run compiles either (every rank would, on a cold cache or under PYTHONDONTWRITEBYTECODE=1).
-PRECOMPILE = ("-m", "hpcapp.kernels._fused")
+PRECOMPILE = ("-m", "hpcapp.kernels.precompile")
 
 
 class BenchError(RuntimeError):

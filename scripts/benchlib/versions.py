@@ -119,8 +119,10 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
     with scratch(options.dir, "bench-versions-") as folder:
         inputs = write_inputs(folder, options)
         for tree in trees.values():  # each tree's loops, before any timed run
+            # Older trees compile with ``python -m hpcapp.kernels._fused``.
+            new = (tree / "hpcapp" / "kernels" / "precompile.py").exists()
             runner.run(
-                [runner.python, "-m", "hpcapp.kernels._fused"],
+                [runner.python, "-m", f"hpcapp.kernels.{'precompile' if new else '_fused'}"],
                 {**runner.env, "PYTHONPATH": str(tree)},
             )
         for job, args in jobs(inputs, options).items():
