@@ -19,6 +19,7 @@ hanging it. Exit code 0 only if every step passed. Other arguments go to every p
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -155,8 +156,6 @@ def main() -> int:
             ("types", [python, "-m", "mypy"]),
         ]
     )
-    # The prebuilt module links the loops numba just cached: after both, not beside them.
-    results.append(("compiled loops: prebuilt", run("prebuilt", [*compile_loops, "prebuilt"])))
     # The SLURM tests mostly wait for the local SLURM: beside the others, once the loops are
     # compiled (a job started before would compile them again, on every rank). Without root
     # (and not in CI) they cannot start it: skipped, in one line here and in the summary.
@@ -169,7 +168,15 @@ def main() -> int:
     # The serial tests in two interleaved halves at once: one waits on launches and signals
     # while the other computes. Each half has a directory of its own for pytest's tmp_path.
     scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
-    serial = [*pytest, "-m", "not mpi and not slurm and not bench", *extra]
+    # The prebuilt loops (numba.pycc, ~60 s on one core) are built beside the serial tests, which
+    # do not need them (without the module a job loads numba's cached loops: the same bits);
+    # the tests that do (marker `prebuilt`) run once it is built.
+    chain = [
+        shlex.join([python, *PRECOMPILE, "prebuilt"]),
+        shlex.join([*pytest, "-m", "prebuilt", *extra]),
+    ]
+    side.append(Background("prebuilt loops and their tests", ["sh", "-c", " && ".join(chain)], {}))
+    serial = [*pytest, "-m", "not mpi and not slurm and not bench and not prebuilt", *extra]
     halves = [[*serial, "--shard", f"{i}/2", "--basetemp", str(scratch / str(i))] for i in (0, 1)]
     other_half = Background("serial tests, part 2 of 2", halves[1], {})
     results.append(("serial tests, part 1 of 2", run("serial tests, part 1 of 2", halves[0])))

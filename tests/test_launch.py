@@ -166,6 +166,7 @@ def test_a_kernels_warm_up_is_start_up_not_compute(tmp_path, monkeypatch):
     assert failed.stderr.count("hpcapp: error") == 1
 
 
+@pytest.mark.prebuilt
 @pytest.mark.parametrize("jit_only", [False, True])
 @pytest.mark.parametrize(
     "shape,dtype,compiled",

@@ -9,6 +9,8 @@ import pytest
 
 from hpcapp.kernels import _fused_call, _loops
 
+# run_tests builds the module beside the serial tests, then runs these (marker `prebuilt`).
+pytestmark = pytest.mark.prebuilt
 ROWS = 1037  # not a multiple of the lanes' groups: the short tail runs too
 
 
