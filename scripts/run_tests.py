@@ -125,6 +125,33 @@ def together(steps: list[tuple[str, list[str]]]) -> list[tuple[str, bool]]:
     return [(step.name, step.finish()) for step in running]
 
 
+NC_TOOLS = {"cdo": "cdo", "ncdump": "netcdf-bin", "ncks": "nco"}  # program: Debian package
+
+
+def ensure_nc_tools() -> bool:
+    """Install CDO, NCO and ncdump with apt-get when missing (root); True unless that failed.
+
+    tests/test_netcdf_tools.py reads outputs with them: without them it skips, or fails in CI.
+    """
+    missing = sorted({package for tool, package in NC_TOOLS.items() if not shutil.which(tool)})
+    if not missing:
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(
+            f"=== netCDF tools: {', '.join(missing)} missing and not installable here (needs "
+            "root and apt-get): tests/test_netcdf_tools.py skips (fails with CI=true)"
+        )
+        return os.environ.get("CI", "").lower() != "true"
+    print(f"=== netCDF tools: installing Debian's {', '.join(missing)}", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    for command in (["apt-get", "update", "-qq"], install):
+        if subprocess.run(command, env=env).returncode != 0:
+            print(f"=== netCDF tools: FAILED: {' '.join(command)}", flush=True)
+            return False
+    return True
+
+
 def mpi_test_files() -> list[str]:
     """Return the test files that hold MPI tests: every rank of a step imports only these."""
     files = sorted((REPO / "tests").glob("test_*.py"))
@@ -146,7 +173,8 @@ def main() -> int:
         ("lint", [python, "-m", "ruff", "check", "."]),
         ("format", [python, "-m", "ruff", "format", "--check", "."]),
     ]
-    results = [(name, run(name, command)) for name, command in lint]
+    results = [("netCDF tools (CDO, NCO, ncdump)", ensure_nc_tools())]
+    results += [(name, run(name, command)) for name, command in lint]
     # Types of hpcapp/ (its settings are pyproject.toml's [tool.mypy]), beside the compiling:
     # the lanes finish well before the histogram loop.
     results += together(
