@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from hpcapp.errors import UsageError
+
+if TYPE_CHECKING:  # numpy loads after the BLAS threads are limited (config imports this)
+    import numpy as np
 
 # Bounds of one dimension: the text of each end (None: open), as given.
 Bounds = tuple[str | None, str | None]
@@ -205,6 +206,8 @@ def value_range(
     ``values`` (float64) must be monotonic; a descending coordinate takes its bounds descending.
     The range may be empty: the caller says what that means (one file of many, or nothing).
     """
+    import numpy as np
+
     if np.isnan(values).any():
         raise UsageError(
             f"--sel {name}={text(ends)}: {name} has missing values: select with --isel instead"

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcapp.io.results import read_results
+
 from .files_startup import stats_job
 from .harness import Runner, int_list, markdown, say, scratch
 
@@ -96,8 +98,7 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
             out = directory / f"hpcapp{ranks}.h5"
             argv = stats_job(runner, f"{folder}/f-*.nc:/t", out, ranks, "--over", "time")
             seconds = min(runner.timed(argv) for _ in range(options.repeat))
-            with h5py.File(out, "r") as h5:
-                mean = h5["result/mean"][()]
+            mean = read_results(str(out))["mean"]
             reference = mean if reference is None else reference
             rows.append(
                 {

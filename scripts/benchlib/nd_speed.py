@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcapp.io.results import read_results
+
 from .harness import Runner, loadavg, markdown, say, scratch
 from .nd_data import add_grid_arguments, write_field
 
@@ -64,7 +66,6 @@ def relative_difference(mean: np.ndarray, reference: np.ndarray) -> float:
 
 def one_file(runner: Runner, options: argparse.Namespace, directory: Path, kind: str) -> dict:
     """Time every contender on the plain or the gzip field; return the best seconds of each."""
-    import h5py
 
     field = directory / f"{kind}.nc"
     write_field(field, options.steps, options.lat, options.lon, kind == "gzip")
@@ -84,8 +85,7 @@ def one_file(runner: Runner, options: argparse.Namespace, directory: Path, kind:
         argv = [runner.python, "-c", NUMPY, str(field), str(directory / "numpy_mean.npy")]
         best["numpy"] = min(best.get("numpy", 1e9), runner.timed(argv))
     reference = np.load(directory / "numpy_mean.npy")
-    with h5py.File(directory / f"out{options.ranks[-1]}.nc", "r") as h5:
-        ours = h5["result/mean"][()]
+    ours = read_results(str(directory / f"out{options.ranks[-1]}.nc"))["mean"]
     row = {
         "file": kind,
         **best,

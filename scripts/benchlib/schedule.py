@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcapp.io.results import read_results
+
 from .harness import BenchError, Runner, markdown, say
 
 KERNEL = """
@@ -100,8 +102,7 @@ def one_case(runner: Runner, tmp: Path, case: tuple, options: argparse.Namespace
             out = tmp / f"{schedule}.h5"
             args = job_args(kernel, data, out, schedule, params)
             seconds[schedule].append(runner.timed(runner.hpcapp(ranks, *args)))
-            with h5py.File(out) as h5:
-                results[schedule] = h5["result/s"][()].tobytes()
+            results[schedule] = read_results(str(out))["s"].tobytes()
     if results["static"] != results["dynamic"]:
         raise BenchError(f"{name}: the schedules gave different bits")
     static = statistics.median(seconds["static"])

@@ -98,16 +98,10 @@ def jobs(inputs: dict[str, str], options: argparse.Namespace) -> dict[str, list[
 
 
 def result_bytes(path: Path) -> dict[str, bytes]:
-    """Return every result variable's bytes (``/result`` or, newer layouts, the root's)."""
-    import h5py
+    """Return every result's bytes by key (either tree's layout: ``/result`` or the flat one)."""
+    from hpcapp.io.results import read_results
 
-    found: dict[str, bytes] = {}
-    with h5py.File(path, "r") as h5:
-        group = h5.get("result", h5)
-        for name, item in group.items():
-            if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf":
-                found[name] = item[()].tobytes()
-    return found
+    return {key: value.tobytes() for key, value in read_results(str(path)).items()}
 
 
 def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
@@ -140,7 +134,7 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
                     results[name] = result_bytes(out)
             if len(trees) == 2:
                 before, after = results["before"], results["after"]
-                if sorted(before.values()) != sorted(after.values()):
+                if before != after:
                     raise BenchError(f"{job}: the trees' results differ")
             row: dict[str, Any] = {"job": job, "runs": walls}
             for name in trees:

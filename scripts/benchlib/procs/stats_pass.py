@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from hpcapp.kernels import _fused
+from hpcapp.kernels import _fused_call as _fused
 
 ACC = np.dtype(np.float64)  # the accumulator of float data
 SHAPES = (
