@@ -198,19 +198,24 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
     # The prebuilt loops (numba.pycc, ~60 s on one core) are built beside the serial tests, which
     # do not need them (without the module a job loads numba's cached loops: the same bits);
-    # the tests that do (marker `prebuilt`) run once it is built.
-    chain = [
-        shlex.join([python, *PRECOMPILE, "prebuilt"]),
-        shlex.join([*pytest, "-m", "prebuilt", *extra]),
-    ]
-    side.append(Background("prebuilt loops and their tests", ["sh", "-c", " && ".join(chain)], {}))
+    # then the tests that do (marker `prebuilt`) and the benchmarks' smoke tests (their
+    # precompile finds everything built) run, still beside the serial tests, which leave a core
+    # idle while they wait on launches and signals.
+    build = shlex.join([python, *PRECOMPILE, "prebuilt"])
+    tests = shlex.join([*pytest, "-m", "prebuilt or bench", *extra])
+    side.append(
+        Background(
+            "prebuilt loops, their tests, benchmark smoke tests",
+            ["sh", "-c", f"{build} && {tests}"],
+            {},
+        )
+    )
     serial = [*pytest, "-m", "not mpi and not slurm and not bench and not prebuilt", *extra]
     halves = [[*serial, "--shard", f"{i}/2", "--basetemp", str(scratch / str(i))] for i in (0, 1)]
     other_half = Background("serial tests, part 2 of 2", halves[1], {})
     results.append(("serial tests, part 1 of 2", run("serial tests, part 1 of 2", halves[0])))
     results.append((other_half.name, other_half.finish()))
     shutil.rmtree(scratch, ignore_errors=True)
-    side.append(Background("benchmark smoke tests", [*pytest, "-m", "bench", *extra], {}))
     steps = []
     try:
         mpiexec = find_mpiexec()
