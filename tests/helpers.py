@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 # The one launcher lookup of the project (scripts/ is importable: pyproject's pytest pythonpath).
-from scripts.benchlib.launcher import find_mpiexec, without_launch
+from scripts.benchlib.launcher import find_mpiexec, without_launch, without_netcdf4_plugins
 from scripts.benchlib.registry import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def mpiexec() -> str:
 
 def clean_env() -> dict[str, str]:
     """Return an environment without the variables of an enclosing MPI launch."""
-    env = without_launch(os.environ)
+    env = without_netcdf4_plugins(without_launch(os.environ))
     env["PYTHONPATH"] = str(REPO)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["HPCAPP_PROGRESS"] = "lines"  # the same progress output however the tests are run
