@@ -120,6 +120,40 @@ def doubled_rows(chunk):
     return {"twice": 2.0 * chunk, "total": chunk.sum(axis=0)}
 
 
+@pytest.mark.mpi(min_size=2)
+def test_per_row_results_without_an_output_are_gathered_on_root(data_file):
+    path, data = data_file
+    comm = MPI.COMM_WORLD
+    spec = f"{path}:/x"
+    rows = hpcapp.run(doubled_rows, spec, chunk_rows=97, schedule="dynamic", root=None)
+    assert rows["twice"].tobytes() == (2.0 * data).tobytes()
+    np.testing.assert_allclose(rows["total"], data.sum(axis=0))
+    series = hpcapp.run("stats", spec, over=["dim_1"], dims=("dim_0", "dim_1"), chunk_rows=97)
+    if comm.rank == 0:
+        np.testing.assert_allclose(series["mean"], data.mean(axis=1), rtol=1e-13)
+        assert int(series["count"].sum()) == data.size
+    else:
+        assert series is None
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rows_through_root_are_opened_by_rank_0_only():
+    from hpcapp.parallel.rows import THROUGH_ROOT, RowSink
+
+    comm = MPI.COMM_WORLD
+    directory = tempfile.mkdtemp(prefix="hpcapp-rows-") if comm.rank == 0 else "/nonexistent"
+    data = np.arange(2000, dtype=">i4").reshape(1000, 2)
+    sink = RowSink(comm, f"{directory}/rows.h5", 1000, 300, None, through_root=True)
+    for chunk_index in range(comm.rank, 4, comm.size):
+        sink.put(chunk_index, {"v": data[chunk_index * 300 : (chunk_index + 1) * 300]})
+    sink.finish()
+    assert sink.mode == THROUGH_ROOT
+    if comm.rank == 0:
+        with h5py.File(f"{directory}/rows.h5") as h5:
+            assert h5["result/v"][()].tobytes() == data.astype("<i4").tobytes()
+        shutil.rmtree(directory)
+
+
 def two_jobs(spec, directory, name):
     """Run the jobs that send every kind of message hpcapp sends on the job's communicator.
 

@@ -9,7 +9,7 @@ import pytest
 from hpcapp.cli.parser import parse
 from hpcapp.errors import UsageError
 from hpcapp.jobs.config import CONFLICTS, JobConfig, make_job_config
-from hpcapp.jobs.library import run
+from hpcapp.jobs.library import DELIVERY, run
 from hpcapp.jobs.options import (
     SAME,
     add_arguments,
@@ -141,7 +141,7 @@ def test_conflicts_name_declared_options():
 
 def test_hpcapp_run_takes_exactly_the_declared_options_with_their_defaults():
     parameters = inspect.signature(run).parameters
-    assert set(parameters) - {"comm", "root"} == {item.name for item in OPTIONS}
+    assert set(parameters) - set(DELIVERY) == {item.name for item in OPTIONS}
     for item in OPTIONS:
         default = parameters[item.name].default
         if item.default is dataclasses.MISSING:

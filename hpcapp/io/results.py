@@ -80,6 +80,21 @@ def read_results(path: str) -> dict[str, np.ndarray]:
         return {key: _value(dataset) for key, dataset in result_variables(h5).items()}
 
 
+def read_within(path: str, keys: Iterable[str], limit: int) -> tuple[dict[str, Any], list[str]]:
+    """Read results ``keys`` of an output file if together they take at most ``limit`` bytes.
+
+    Return the values read and the keys left unread (all of them when over the limit).
+    """
+    import h5py
+
+    with h5py.File(path, "r", locking=False) as h5:
+        found = result_variables(h5)
+        chosen = [key for key in keys if key in found]
+        if sum(found[key].size * found[key].dtype.itemsize for key in chosen) > limit:
+            return {}, chosen
+        return {key: _value(found[key]) for key in chosen}, []
+
+
 def _value(dataset: Any) -> np.ndarray:
     """Return a result's values; a bool result (stored as int8 flags) as bool again."""
     value = dataset[()]

@@ -5,8 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -15,11 +20,11 @@ from hpcapp.io import checkpoint
 from hpcapp.io.files import is_many
 from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
-from hpcapp.io.results import read_results
+from hpcapp.io.results import read_results, read_within
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
-from hpcapp.jobs.plan import Plan, agree_on_code, plan_job, prepare_checkpoint
+from hpcapp.jobs.plan import ROWS_GATHERED, Plan, agree_on_code, plan_job, prepare_checkpoint
 from hpcapp.jobs.provenance import load_with_code
 from hpcapp.jobs.report import summary
 from hpcapp.kernels.api import Kernel
@@ -55,6 +60,7 @@ class Outcome:
     engine: EngineResult | None  # None when --resume found the job already finished
     started: float
     finished_already: bool = False
+    labelled: Any = None  # rank 0: what ``execute(opener=...)`` made of the written file
 
 
 def execute(
@@ -64,6 +70,8 @@ def execute(
     kernel_and_code: tuple[Kernel, dict[str, Any]] | None = None,
     warn_threads: bool = True,
     startup: Startup | None = None,
+    read_back: bool = False,
+    opener: Callable[[str], Any] | None = None,
 ) -> Outcome:
     """Run a whole job, collective over ``comm``: plan, compute, and write unless no output.
 
@@ -72,8 +80,15 @@ def execute(
     ``config.kernel``. ``startup`` is what the entry point recorded (the start-up column then
     counts from the process's start). The job communicates on a duplicate of ``comm``, freed at
     the end: its fixed tags and ``ANY_SOURCE`` probes never meet the caller's own messages.
+
+    ``read_back`` (``hpcapp.run``): rank 0's results include the per-row outputs, read back from
+    the file (at most ``ROWS_GATHERED`` bytes of them; beyond, a warning says they stay in the
+    output). Without an output they then go through rank 0 to a scratch file on its own disk
+    (``ROWS_GATHERED`` at most, else the job is refused), deleted at the end. ``opener`` is
+    called on rank 0 with the written file (the output, or the scratch file written for it) and
+    its value is ``Outcome.labelled``.
     """
-    with duplicate(comm) as comm, Interrupts() as interrupts:
+    with duplicate(comm) as comm, Interrupts() as interrupts, ExitStack() as cleanup:
         # One clock for the report and the file's wall_seconds: from the process's start, when
         # the entry point recorded it (start-up is counted from there too).
         began = startup.process_started if startup is not None else None
@@ -96,7 +111,13 @@ def execute(
             finished = config.output
             assert finished is not None  # only a job with an output can be found finished
             results = on_root(comm, lambda: read_results(finished))
-            return Outcome(plan, results, None, started, finished_already=True)
+            labelled = on_root(comm, lambda: opener(finished)) if opener else None
+            return Outcome(plan, results, None, started, True, labelled)
+        scratch = None
+        if config.output is None and ((read_back and kernel.per_row) or opener is not None):
+            scratch = on_root(comm, lambda: tempfile.mkdtemp(prefix="hpcapp-run-"))
+        if scratch is not None and comm.Get_rank() == 0:
+            cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
         hosts, ranks_per_node = count_hosts(comm)
         warning = thread_warning(ranks_per_node) if warn_threads else None
         if warning:
@@ -111,6 +132,10 @@ def execute(
                 f"{n_chunks} chunks were done",
             )
         directory = plan.checkpoint_dir
+        rows_path = directory and checkpoint.rows_path(directory)
+        if scratch is not None:  # hpcapp.run, no output: rows go through rank 0 to its disk
+            rows_path = os.path.join(scratch, "rows.h5")
+        target = config.output or (scratch and os.path.join(scratch, "result.nc"))
         kept = checkpoint.ResultKeeper(directory, plan.identity, generation, n_chunks)
         result = run_engine(
             comm,
@@ -129,7 +154,8 @@ def execute(
                 else None
             ),
             schedule=config.schedule,
-            rows_path=directory and checkpoint.rows_path(directory),
+            rows_path=rows_path,
+            rows_limit=ROWS_GATHERED if scratch is not None else None,
             compression=config.compression,
             progress_every=None if config.quiet else config.progress_every,
             # Nothing to keep when nothing was computed: the checkpoint holds it all already.
@@ -138,31 +164,48 @@ def execute(
         )
         if plan.grouping is not None and result.results is not None:
             result.results = with_group_coordinates(result.results, plan.grouping)
-        if config.output is not None:
+        if target:
             attrs = _provenance(comm, config, plan, result, hosts, started, extra_attrs)
 
             def write() -> None:
                 assert result.results is not None and result.timing is not None
-                assert directory is not None and config.output is not None
+                assert target
                 try:
                     seconds = write_output(
-                        config.output,
+                        target,
                         result.results,
                         attrs,
                         result.timing,
                         TIMING_COLUMNS,
                         TIMING_COLUMNS.index("write"),
                         started,
-                        base=checkpoint.rows_path(directory) if kernel.per_row else None,
+                        base=rows_path if kernel.per_row else None,
                         layout=make_layout(plan.source, plan.params, described, plan.grouping),
                     )
                 except OutputError as exc:
-                    raise WriteError(exc.describe(directory, kept.failure)) from None
+                    raise WriteError(exc.describe(directory or target, kept.failure)) from None
                 result.timing[0, TIMING_COLUMNS.index("write")] += seconds  # for the report
-                checkpoint.remove(directory)
+                if directory:
+                    checkpoint.remove(directory)
 
             on_root(comm, write)
-    return Outcome(plan, result.results, result, started)
+        if read_back and kernel.per_row and target:
+            on_root(comm, lambda: _read_rows(result.results, target, kernel.per_row))
+        labelled = on_root(comm, lambda: opener(target)) if opener and target else None
+    return Outcome(plan, result.results, result, started, labelled=labelled)
+
+
+def _read_rows(results: dict[str, Any] | None, path: str, keys: tuple[str, ...]) -> None:
+    """Rank 0: add the per-row outputs of ``path`` to ``results``, as many as fit in memory."""
+    assert results is not None
+    found, left = read_within(path, keys, ROWS_GATHERED)
+    results.update(found)
+    if left:
+        warnings.warn(
+            f"per-row results {', '.join(left)} are larger than {ROWS_GATHERED / 2**20:,.0f} "
+            f"MiB: not returned, read them from {path} (as_xarray=True opens it lazily)",
+            stacklevel=4,
+        )
 
 
 def _provenance(

@@ -159,12 +159,14 @@ class JobConfig:
         "--over",
         metavar="DIMS",
         data=True,
+        comma_list=True,
     )
     dims: str | None = option(
         "names of the input's dimensions when the file does not name them (e.g. time,lat,lon)",
         "--dims",
         metavar="NAMES",
         data=True,
+        comma_list=True,
     )
     raw: bool = option(
         "no CF decoding: keep _FillValue/missing_value cells and packed integers as stored",

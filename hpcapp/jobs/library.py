@@ -11,13 +11,16 @@ that fails); nothing aborts the process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hpcapp.errors import UsageError
 
 if TYPE_CHECKING:
     from mpi4py import MPI
+
+# hpcapp.run's arguments that say where and how the results come back, not what the job is.
+DELIVERY = ("comm", "root", "as_xarray")
 
 
 def run(
@@ -28,8 +31,8 @@ def run(
     params: Mapping[str, Any] | None = None,
     output: str | None = None,
     chunk_rows: int | None = None,
-    over: str | None = None,
-    dims: str | None = None,
+    over: str | Sequence[str | int] | None = None,
+    dims: str | Sequence[str] | None = None,
     raw: bool = False,
     mask_valid_range: bool = False,
     sort_files: bool = False,
@@ -48,7 +51,8 @@ def run(
     quiet: bool = True,
     progress_every: float = 60.0,
     root: int | None = 0,
-) -> dict[str, Any] | None:
+    as_xarray: bool = False,
+) -> Any:
     """Run ``kernel`` over ``input`` on every rank of ``comm``; return the results on ``root``.
 
     ``kernel`` is a built-in name (``"stats"``), ``"package.module:function"``,
@@ -63,7 +67,24 @@ def run(
     ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
     ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. The other options are those
     of ``hpcapp run``: the fields of ``JobConfig``, where each is declared (a test keeps the
-    two equal, names and defaults).
+    two equal, names and defaults). ``over`` and ``dims`` are a comma list or a sequence:
+    ``over=("lat", "lon")``, ``["lat", "lon"]`` and ``"lat,lon"`` are one job (axis numbers:
+    ``over=(1, 2)``).
+
+    The results are a dict keyed as the kernel returns them (``results["mean"]``), per-row
+    results included (``over="lat,lon"``: the series, one row per record). Those are read back
+    from the output; with ``output=None`` they are gathered on rank 0 through a scratch file on
+    its disk, deleted at the end: at most 1 GiB of them (``ROWS_GATHERED``), else the job is
+    refused before any work (a built-in kernel) or after its first chunk (a user kernel) with
+    one line saying to give an output. With an output, per-row results over 1 GiB stay in the
+    file, and a warning says so.
+
+    ``as_xarray=True`` returns an ``xarray.Dataset`` instead (xarray must be installed): the
+    output file as ``xr.open_dataset`` opens it (lazily; close it when done), or without an
+    output the same file written to rank 0's scratch and loaded into memory. Its variables are
+    named as in the file (``tas_mean`` for ``mean`` of input ``tas``; attribute
+    ``hpcapp_result`` holds the key), with their dimensions and coordinates (``time``, ``lat``,
+    ``lon``, ``group``) and the per-rank timing.
     """
     given = dict(locals())  # first: the arguments only
     from mpi4py import MPI
@@ -74,13 +95,21 @@ def run(
     from hpcapp.parallel.tags import Tag
 
     comm = MPI.COMM_WORLD if comm is None else comm
+    opener = _opener(output) if as_xarray else None
     spec, loaded = _kernel(kernel)
-    values = {name: value for name, value in given.items() if name not in ("comm", "root")}
+    values = {name: value for name, value in given.items() if name not in DELIVERY}
     values.update(kernel=spec, input=_input_spec(input), params=dict(params or {}))
     config = make_job_config(values, {}, output_required=False)
     # A program of the user's sets its own threads; warn only when asked to talk.
-    outcome = app.execute(comm, config, kernel_and_code=loaded, warn_threads=not quiet)
-    results = outcome.results if comm.Get_rank() == 0 else None
+    outcome = app.execute(
+        comm,
+        config,
+        kernel_and_code=loaded,
+        warn_threads=not quiet,
+        read_back=True,
+        opener=opener,
+    )
+    results = (outcome.labelled if as_xarray else outcome.results) if comm.Get_rank() == 0 else None
     if root is None:
         return comm.bcast(results, root=0)
     if root == 0:
@@ -89,6 +118,15 @@ def run(
         if private.Get_rank() == 0:
             private.send(results, dest=root, tag=Tag.RESULT)
         return private.recv(source=0, tag=Tag.RESULT) if private.Get_rank() == root else None
+
+
+def _opener(output: str | None) -> Callable[[str], Any]:
+    """Return how to open the written file as an ``xarray.Dataset`` (lazily when it stays)."""
+    try:
+        import xarray
+    except ImportError:
+        raise ImportError("hpcapp.run(as_xarray=True) needs xarray: pip install xarray") from None
+    return xarray.open_dataset if output else xarray.load_dataset
 
 
 def _kernel(kernel: Any) -> tuple[str, Any]:

@@ -65,6 +65,8 @@ class Option:
     # What the kernel is given (its params, the input's values, axes and groups): ``check``
     # takes these options too, so it judges the kernel ``run`` would run, on the data it sees.
     data: bool = False
+    # A comma list (``--over lat,lon``): hpcapp.run and a TOML file may give a sequence too.
+    comma_list: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Declared:
 
     @property
     def toml_types(self) -> tuple[type, ...]:
-        return TOML_TYPES[self.kind]
+        return TOML_TYPES[self.kind] + ((list,) if self.option.comma_list else ())
 
 
 @functools.cache
@@ -237,12 +239,31 @@ def merge(cls: type, given: dict[str, Any], file_values: dict[str, Any]) -> dict
             value = {**file_values.get(item.name, {}), **(value or {})}
         elif value is None:
             value = file_values.get(item.name)
+        if item.option.comma_list and value is not None:
+            value = comma_list(item.name, value)
         if value is None:
             value = None if item.default is dataclasses.MISSING else item.default
         elif item.kind in (float, bool):
             value = item.kind(value)
         merged[item.name] = value
     return merged
+
+
+def comma_list(name: str, value: Any) -> str:
+    """Return a comma list option as its command-line text: ``("lat", "lon")`` -> ``lat,lon``.
+
+    A string stays as it is; a list or tuple of names or axis numbers (or one axis number) is
+    joined, so every way of giving it means one thing (and one job identity).
+    """
+    if isinstance(value, str):
+        return value
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    if items and all(isinstance(v, str | int) and not isinstance(v, bool) for v in items):
+        return ",".join(str(v).strip() for v in items)
+    raise UsageError(
+        f"{name} must be a comma-separated string or a list of names or axis numbers "
+        f'(e.g. {name}="lat,lon" or {name}=("lat", "lon")), got {value!r}'
+    )
 
 
 def validate(config: Any, conflicts: Iterable[Conflict]) -> None:

@@ -27,7 +27,11 @@ from hpcapp.kernels.api import InputInfo, Kernel
 from hpcapp.kernels.nd import bind_over
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
+from hpcapp.parallel.rows import gathered_problem
 from hpcapp.partition import count_chunks, subtract
+
+# hpcapp.run without an output gathers per-row outputs in rank 0's memory: at most this much.
+ROWS_GATHERED = 2**30
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -127,11 +131,12 @@ def plan_job(
         memory = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)
     if config.output is None:
         # hpcapp.run(output=None): results are returned, nothing is written or resumed.
-        if kernel.per_row:
-            raise UsageError(
-                f"kernel {config.kernel!r} has per-row outputs, which are written to the output "
-                "file: give an output"
+        if kernel.per_row:  # gathered on rank 0: refused now when the estimate says too big
+            problem = gathered_problem(
+                1, space.estimate(kernel, source, params, grouping).rows, ROWS_GATHERED
             )
+            if problem is not None:
+                raise UsageError(f"kernel {config.kernel!r}: {problem}")
         if config.resume or config.checkpoint:
             raise UsageError("resume and checkpoint need an output file: give an output")
         return Plan(source, params, chunk_rows, identity, None, grouping=grouping, memory=memory)

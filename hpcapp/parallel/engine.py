@@ -30,7 +30,7 @@ from hpcapp.parallel.collective import gather_table, raise_shared
 from hpcapp.parallel.interrupt import NoInterrupts
 from hpcapp.parallel.progress import Progress
 from hpcapp.parallel.reduce import Failure, FragmentTree, Node, tree_reduce
-from hpcapp.parallel.rows import RowSink
+from hpcapp.parallel.rows import RowSink, check_first_rows
 from hpcapp.parallel.schedule import DynamicShare
 from hpcapp.parallel.stopping import StopNotice, Watchdog
 from hpcapp.parallel.tags import Tag
@@ -88,6 +88,7 @@ def run_engine(
     interrupts: Any = None,
     schedule: str = "static",
     rows_path: str | None = None,
+    rows_limit: int | None = None,
     compression: str | None = None,
     progress_every: float | None = None,
     keep: Callable[[Partial], None] | None = None,
@@ -102,7 +103,9 @@ def run_engine(
     nodes to ``checkpoint``. Both are marked ``collective``. ``schedule="dynamic"`` hands out
     aligned blocks of chunks on demand from rank 0's block server instead of a fixed share; the
     result is the same bits either way. A kernel with per-row outputs has them written by
-    every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.parallel.rows`).
+    every rank to ``rows_path`` (a working HDF5 file; see :mod:`hpcapp.parallel.rows`); with
+    ``rows_limit`` (bytes), they go through rank 0 (``rows_path`` is on its own disk) and a job
+    whose rows would exceed it fails after its first chunk (hpcapp.run gathers them in memory).
     ``progress_every`` (seconds; None: silent) turns on rank 0's live progress display.
     ``grouping`` (an :class:`hpcapp.io.labels.Grouping`) hands the kernel each chunk with its
     records' group labels (a kernel wrapped by :func:`hpcapp.kernels.grouped.group_kernel`).
@@ -133,7 +136,9 @@ def run_engine(
     sink = None
     if kernel.per_row:
         assert rows_path is not None, "a per-row kernel needs rows_path"
-        sink = RowSink(comm, rows_path, source.n_rows, chunk_rows, compression)  # communicate
+        gathered = rows_limit is not None
+        # communicate
+        sink = RowSink(comm, rows_path, source.n_rows, chunk_rows, compression, gathered)
         # Saved nodes must never run ahead of the rows written: save only on a stop.
         checkpoint = checkpoint and dataclasses.replace(checkpoint, every_seconds=0.0)
 
@@ -171,8 +176,8 @@ def run_engine(
             partial = _compute(kernel, params, chunk_index, data, start, stop_row, rank)  # compute
             rows = {key: partial.pop(key) for key in kernel.per_row}
             tree.add((0, chunk_index), partial)
-            if sink is not None and chunks_done == 0 and not compression:
-                _check_rows_space(rows_path, source.n_rows, rows)  # sizes known only now
+            if sink is not None and chunks_done == 0:  # sizes known only now
+                check_first_rows(rows_path, rows_limit, compression, source.n_rows, rows)
             if sink is not None:
                 sink.put(chunk_index, rows)  # write (the first one agrees on the layout)
             rows_done += stop_row - start
@@ -326,15 +331,6 @@ def _save_and_stop(
             "Run the same command with --resume (on any number of ranks) to continue"
         )
     )
-
-
-def _check_rows_space(rows_path: str | None, n_rows: int, rows: Partial) -> None:
-    """Raise WriteError if the per-row outputs (known from a first chunk) cannot fit."""
-    if rows_path is None:
-        return
-    problem = space.rows_check(os.path.dirname(rows_path), n_rows, rows)
-    if problem is not None:
-        raise WriteError(problem)
 
 
 def _compute(

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpcapp.errors import KernelError
+from hpcapp.errors import KernelError, WriteError
+from hpcapp.io import space
 from hpcapp.parallel.collective import on_root
 from hpcapp.parallel.reduce import Partial, pack, unpack
 from hpcapp.parallel.tags import Tag
@@ -58,6 +59,35 @@ def layout_of(arrays: Partial) -> Layout:
     }
 
 
+def gathered_problem(n_rows: int, row_bytes: int, limit: int) -> str | None:
+    """Say why per-row outputs of ``n_rows * row_bytes`` cannot be gathered in memory, or None."""
+    needed = n_rows * row_bytes
+    if needed <= limit:
+        return None
+    return (
+        f"the per-row outputs would take {needed / 2**20:,.1f} MiB in memory, more than the "
+        f"{limit / 2**20:,.0f} MiB hpcapp.run returns without an output: give an output"
+    )
+
+
+def check_first_rows(
+    path: str | None, limit: int | None, compression: str | None, n_rows: int, rows: Partial
+) -> None:
+    """Raise WriteError if the per-row outputs (known from a first chunk) cannot fit.
+
+    With ``limit`` they must fit in that many bytes of memory; else on the disk of ``path``
+    (compressed: their size is not known).
+    """
+    row_bytes = sum(value.nbytes // max(len(value), 1) for value in rows.values())
+    problem = None
+    if limit is not None:
+        problem = gathered_problem(n_rows, row_bytes, limit)
+    elif path is not None and not compression:
+        problem = space.rows_check(os.path.dirname(path), n_rows, rows)
+    if problem is not None:
+        raise WriteError(problem)
+
+
 def _describe(entry: tuple[str, tuple[int, ...]]) -> str:
     return f"{np.dtype(entry[0])} rows of shape {entry[1]}"
 
@@ -88,17 +118,19 @@ def create_datasets(
     compression: str | None,
     layout: Layout,
     origin: int,
+    through_root: bool = False,
 ) -> tuple[str, dict[str, tuple[int, int]]]:
     """Rank 0: make (or, on resume, find) the datasets; return the mode and byte offsets.
 
     Uncompressed datasets are contiguous with their space allocated now, so every rank can
     write its rows at ``offset + row * row_bytes``; the offsets map key -> (offset, row_bytes).
-    ``origin`` is the chunk whose layout this is, for messages.
+    ``origin`` is the chunk whose layout this is, for messages. ``through_root``: rows go
+    through rank 0 whatever the datasets (the file is on rank 0's own disk).
     """
     import h5py
 
     offsets: dict[str, tuple[int, int]] = {}
-    direct = compression is None
+    direct = compression is None and not through_root
     with h5py.File(path, "a") as h5:
         group = h5.require_group("result")
         for key, (dtype_str, row_shape) in layout.items():
@@ -140,11 +172,18 @@ class RowSink:
     """Where a rank puts each chunk's per-row arrays; collective to build and to finish.
 
     Build it on every rank (rank 0 creates the working file); call :meth:`put` for each chunk
-    and :meth:`finish` after the chunk loop on every rank.
+    and :meth:`finish` after the chunk loop on every rank. ``through_root``: every rank sends
+    its rows to rank 0, the only one that opens ``path`` (a file on rank 0's own disk).
     """
 
     def __init__(
-        self, comm: MPI.Comm, path: str, n_rows: int, chunk_rows: int, compression: str | None
+        self,
+        comm: MPI.Comm,
+        path: str,
+        n_rows: int,
+        chunk_rows: int,
+        compression: str | None,
+        through_root: bool = False,
     ) -> None:
         def create_file() -> None:
             import h5py
@@ -159,6 +198,7 @@ class RowSink:
         self._n_rows = n_rows
         self._chunk_rows = chunk_rows
         self._compression = compression
+        self._through_root = through_root
         self._agreed = False
         self._layout: Layout = {}
         self._origin = -1  # the chunk that fixed the layout
@@ -198,6 +238,7 @@ class RowSink:
                     self._compression,
                     self._layout,
                     self._origin,
+                    self._through_root,
                 )
             except KernelError as exc:
                 plan = (FAILED, str(exc))
