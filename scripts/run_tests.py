@@ -19,7 +19,6 @@ hanging it. Exit code 0 only if every step passed. Other arguments go to every p
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -193,30 +192,6 @@ def main() -> int:
         print(f"=== SLURM tests: skipped: {slurm_skipped}", flush=True)
     else:
         side.append(Background("SLURM tests", [*pytest, "-m", "slurm", *extra], {}))
-    # The serial tests in two interleaved halves at once: one waits on launches and signals
-    # while the other computes. Each half has a directory of its own for pytest's tmp_path.
-    scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
-    # The prebuilt loops (numba.pycc, ~60 s on one core) are built beside the serial tests, which
-    # do not need them (without the module a job loads numba's cached loops: the same bits);
-    # then the tests that do (marker `prebuilt`) and the benchmarks' smoke tests (their
-    # precompile finds everything built) run, still beside the serial tests, which leave a core
-    # idle while they wait on launches and signals.
-    build = shlex.join([python, *PRECOMPILE, "prebuilt"])
-    tests = shlex.join([*pytest, "-m", "prebuilt or bench", *extra])
-    side.append(
-        Background(
-            "prebuilt loops, their tests, benchmark smoke tests",
-            ["sh", "-c", f"{build} && {tests}"],
-            {},
-        )
-    )
-    serial = [*pytest, "-m", "not mpi and not slurm and not bench and not prebuilt", *extra]
-    halves = [[*serial, "--shard", f"{i}/2", "--basetemp", str(scratch / str(i))] for i in (0, 1)]
-    other_half = Background("serial tests, part 2 of 2", halves[1], {})
-    results.append(("serial tests, part 1 of 2", run("serial tests, part 1 of 2", halves[0])))
-    results.append((other_half.name, other_half.finish()))
-    shutil.rmtree(scratch, ignore_errors=True)
-    steps = []
     try:
         mpiexec = find_mpiexec()
     except FileNotFoundError as error:
@@ -226,17 +201,44 @@ def main() -> int:
     mpi_runs = [(n, {}, "") for n in ranks]
     mpi_runs += [(n, NETWORK_PATH, ", network path") for n in network]
     mpi_runs.sort(key=lambda run: run[0])  # 2, 3, 4: the smallest failing world first
+    mpi_steps = []
     for n_ranks, env, label in mpi_runs:
         # tests/conftest.py fails the step unless MPI's world has this many ranks.
         command = [*pytest, "-q", "--with-mpi", "-m", "mpi", *extra, *mpi_test_files()]
-        steps.append(
+        mpi_steps.append(
             (
                 f"MPI tests, {n_ranks} ranks{label}",
                 [mpiexec, "-n", str(n_ranks), *command],
                 {"HPCAPP_EXPECT_RANKS": str(n_ranks), **env},
             )
         )
-    results += [(name, run(name, command, env)) for name, command, env in steps]
+    # The prebuilt loops (numba.pycc, ~60 s on one core: after the JIT loops it links) before
+    # the serial tests: their hundreds of launched jobs then start without importing numba
+    # (~0.35 s less a rank). Beside the build: the first MPI step (jobs in its ranks' own
+    # processes, which load the loops once).
+    build = Background("compiled loops: prebuilt", [python, *PRECOMPILE, "prebuilt"], {})
+    first, *mpi_steps = mpi_steps
+    results.append((first[0], run(*first)))
+    results.append((build.name, build.finish()))
+    # The serial tests in two interleaved halves at once: one waits on launches and signals
+    # while the other computes. Each half has a directory of its own for pytest's tmp_path.
+    # Beside them, the tests of the prebuilt loops (marker `prebuilt`) and the benchmarks' smoke
+    # tests (marker `bench`).
+    side.append(
+        Background(
+            "prebuilt loops' tests, benchmark smoke tests",
+            [*pytest, "-m", "prebuilt or bench", *extra],
+            {},
+        )
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="hpcapp-tests-"))
+    serial = [*pytest, "-m", "not mpi and not slurm and not bench and not prebuilt", *extra]
+    halves = [[*serial, "--shard", f"{i}/2", "--basetemp", str(scratch / str(i))] for i in (0, 1)]
+    other_half = Background("serial tests, part 2 of 2", halves[1], {})
+    results.append(("serial tests, part 1 of 2", run("serial tests, part 1 of 2", halves[0])))
+    results.append((other_half.name, other_half.finish()))
+    shutil.rmtree(scratch, ignore_errors=True)
+    results += [(name, run(name, command, env)) for name, command, env in mpi_steps]
     results += [(step.name, step.finish()) for step in side]
     print("\n=== summary")
     for name, passed in results:
