@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Run the whole test suite: lint, types, serial tests, MPI tests at 2-4 ranks, SLURM, benchmarks.
 
-The serial tests run as two interleaved halves at once (``--shard``, tests/conftest.py). The MPI
-tests run under mpiexec -n 2 and 4 over shared memory and -n 3 over MPICH's network path
-(``MPIR_CVAR_NOLOCAL=1``, as between the nodes of a cluster): every rank count from 2 to 4 and
-both transports, each test once per rank count. ``--all-ranks`` runs every rank count from 1 to
-4 over shared memory and 2 and 3 over the network path (the serial tests already run every job
-in a world of one rank, in-process and in ``mpiexec -n 1`` end-to-end runs). The
-SLURM tests (which mostly wait for the local SLURM) and the benchmark smoke tests run beside the
-others, in the background; their output is printed when they end. They need root (they start a
-local SLURM, installing it with apt-get): without root, and unless CI=true, they are skipped
-with one line saying so; in CI a SLURM that cannot start fails them.
+Order (steps side by side where they do not need each other): ruff; the two families of the
+compiled loops at once, beside mypy; the prebuilt loops (they link the JIT's) beside the MPI
+tests at 2 ranks; the serial tests as two interleaved halves at once (``--shard``,
+tests/conftest.py) beside the tests of the prebuilt loops and the benchmarks' smoke tests; the
+MPI tests at 3 ranks over MPICH's network path (``MPIR_CVAR_NOLOCAL=1``, as between the nodes of
+a cluster) and at 4 ranks over shared memory. ``--all-ranks`` runs every rank count from 1 to 4
+over shared memory and 2 and 3 over the network path (the serial tests already run every job in
+a world of one rank, in-process and in ``mpiexec -n 1`` end-to-end runs). The SLURM tests (which
+mostly wait for the local SLURM) run beside everything from the compiling on. They need root
+(they start a local SLURM, installing it with apt-get): without root, and unless CI=true, they
+are skipped with one line saying so; in CI a SLURM that cannot start fails them. CDO, NCO and
+netcdf-bin are installed first with apt-get when missing (root).
 
 Every step runs in a subprocess with a time limit, so a hung MPI test fails the run instead of
 hanging it. Exit code 0 only if every step passed. Other arguments go to every pytest call.
@@ -43,7 +45,7 @@ ALL_RANK_COUNTS = (1, 2, 3, 4)
 NETWORK_PATH = {"MPIR_CVAR_NOLOCAL": "1"}
 NETWORK_RANK_COUNTS = (3,)
 ALL_NETWORK_RANK_COUNTS = (2, 3)
-STEP_TIMEOUT = 900  # seconds a step; the whole suite takes ~5 minutes on 2 cores (2026-12-03)
+STEP_TIMEOUT = 900  # seconds a step; the whole suite takes ~4 minutes on 2 cores (2026-12-03)
 
 
 def step_env(extra_env: dict[str, str] | None) -> dict[str, str]:
