@@ -214,3 +214,19 @@ def test_sample_blocks_are_contiguous_disjoint_and_spread():
     assert sum(b - a for a, b in runs) == 101 and runs[0][0] == 0 and runs[-1][1] == 1_000
     assert all(b <= c for (_, b), (c, _) in itertools.pairwise(runs))
     assert sample_blocks(10, 10**9) == [(0, 2)]  # one huge row: still one cut's worth
+
+
+def test_check_reads_only_the_selection_run_reads(tmp_path):
+    """--isel is a data option: check samples the selected records only, as run reads them."""
+    rows = np.arange(1000, dtype=np.float64)
+    write_dataset(tmp_path / "x.h5", np.repeat(rows[:, None], 4, axis=1))
+    seen = []
+
+    def record(chunk):
+        seen.append(np.array(chunk[:, 0], copy=True))
+        return {"s": chunk.sum(axis=0)}
+
+    report = run_check(record, str(tmp_path / "x.h5") + ":/x", isel="dim_0=100:300", trials=2)
+    assert report.ok and report.n_rows == 200, report.text()
+    got = np.unique(np.concatenate(seen))
+    assert got[0] == 100 and got[-1] == 299 and len(got) == 200
