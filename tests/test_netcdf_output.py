@@ -161,3 +161,17 @@ def test_results_read_back_under_the_keys_hpcapp_run_returns(tmp_path):
     with netCDF4.Dataset(out) as nc:  # HDF5 has no bool: bytes with CF flags, not an enum
         assert nc["x_big"].dtype == np.int8 and nc["x_big"].flag_meanings == "false true"
         np.testing.assert_array_equal(nc["x_norm"][:], np.sqrt((data * data).sum(axis=1)))
+
+
+def test_show_names_a_coordinates_own_dimension(tmp_path):
+    import h5py
+
+    from hpcapp.cli.show import digest
+
+    with h5py.File(tmp_path / "c.nc", "w") as h5:
+        group = h5.create_dataset("group", data=np.arange(1, 13))
+        group.make_scale("group")
+        mean = h5.create_dataset("tas_mean", data=np.zeros((12, 2)))
+        mean.dims[0].attach_scale(group)
+        assert digest("group", group)["dims"] == ["group"]
+        assert digest("tas_mean", mean)["dims"] == ["group", "dim_1"]

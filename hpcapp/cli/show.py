@@ -59,8 +59,11 @@ def read_record(path: str) -> dict[str, Any]:
 
 def digest(name: str, dataset: Any) -> dict[str, Any]:
     """Return a result's variable name, dims, dtype, and min / mean / max / missing cells."""
+    own = dataset.name.rsplit("/", 1)[-1] if dataset.is_scale else None  # a coordinate's own dim
     dims = [
-        text(dim[0].name).rsplit("/", 1)[-1] if len(dim) else f"dim_{j}"
+        text(dim[0].name).rsplit("/", 1)[-1]
+        if len(dim)
+        else (own if j == 0 and own else f"dim_{j}")
         for j, dim in enumerate(dataset.dims)
     ]
     found: dict[str, Any] = {
