@@ -214,7 +214,7 @@ def main() -> int:
                 {"HPCAPP_EXPECT_RANKS": str(n_ranks), **env},
             )
         )
-    # The prebuilt loops (numba.pycc, ~60 s on one core: after the JIT loops it links) before
+    # The prebuilt loops (numba.pycc, 30-60 s on one core: after the JIT loops it links) before
     # the serial tests: their hundreds of launched jobs then start without importing numba
     # (~0.35 s less a rank). Beside the build: the first MPI step (jobs in its ranks' own
     # processes, which load the loops once).
