@@ -117,7 +117,7 @@ def test_group_by_month_is_checked_group_by_group(tmp_path):
     seen.clear()
     assert run_check(record, spec, trials=1).ok  # not grouped: calls span months
     assert max(len(months) for months in seen) > 1
-    assert run_here(record, spec, group_by="time.month")["group"].tolist() == list(range(1, 13))
+    assert run_here(record, spec, group_by="time.month")["month"].tolist() == list(range(1, 13))
 
 
 def test_group_by_month_catches_a_mean_combined_by_sum(tmp_path):

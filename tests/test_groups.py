@@ -177,12 +177,45 @@ def test_cf_time_components_match_xarray_groupby(tmp_path, calendar, step, n, co
     )
     expected = xarray_groupby(path, component, "time")
     with xr.open_dataset(out) as ds:
-        assert ds["tas_mean"].dims == ("group", "lat", "lon")
-        got_labels = ds["group"].values
-        np.testing.assert_array_equal(got_labels, expected[component].values)
-        np.testing.assert_allclose(ds["tas_mean"].values, expected.values, rtol=1e-12)
-        assert ds["group"].attrs["long_name"].replace(" ", "") == f"{component}oftime"
+        # Named as xarray names them: dimension and coordinate `month` (not `group`).
+        assert ds["tas_mean"].dims == expected.dims == (component, "lat", "lon")
+        assert "group" not in ds.dims and "group" not in ds.variables
+        np.testing.assert_array_equal(ds[component].values, expected[component].values)
+        got = ds["tas_mean"].rename("tas").drop_attrs()
+        xr.testing.assert_allclose(got, expected.drop_attrs(), rtol=1e-12)
+        assert ds[component].attrs["long_name"].replace(" ", "") == f"{component}oftime"
         assert "separately for each group" in ds["tas_mean"].attrs["cell_methods"]
+
+
+MONTH_KERNEL = """
+import numpy as np
+
+def month(chunk):
+    return {"month": np.float64(chunk.sum())}
+"""
+
+
+def test_a_kernel_key_named_as_the_labels_is_refused(tmp_path):
+    path = tmp_path / "in.nc"
+    spec = write_time_series(path, "noleap", 24, 60)
+    (tmp_path / "k.py").write_text(MONTH_KERNEL)
+    args = ["run", f"{tmp_path / 'k.py'}:month", spec, "-q", "-o", str(tmp_path / "o.h5")]
+    done = cli_here([*args, "--group-by", "time.month"])
+    assert done.returncode == 1, done.stderr
+    assert "returns a key 'month' or '__group__', which grouping reserves" in done.stderr
+    by_year = cli_here([*args, "--group-by", "time.year", "--overwrite"])  # no clash: fine
+    assert by_year.returncode == 0, by_year.stderr
+    assert read_results(tmp_path / "o.h5")["year"].tolist() == [1999, 2000]
+
+
+def test_the_summary_names_the_months(tmp_path):
+    spec = write_time_series(tmp_path / "in.nc", "noleap", 24, 800)
+    out = tmp_path / "o.h5"
+    done = cli_here(["run", "stats", spec, "-o", str(out), "--over", "time", "--group-by",
+                     "time.month"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "12 groups (--group-by time.month): 1, 2, 3, 4, 5, 6, ..." in done.stdout, done.stdout
+    assert "72 cells (month 12 x lat 2 x lon 3)" in done.stdout, done.stdout
 
 
 def test_group_over_every_dimension_gives_one_value_per_group(tmp_path):
@@ -193,7 +226,7 @@ def test_group_over_every_dimension_gives_one_value_per_group(tmp_path):
     results = run_here("stats", spec, output=str(out), **options)
     expected = xarray_groupby(path, "month", ("time", "lat", "lon"))
     assert results["mean"].shape == (12,)
-    np.testing.assert_array_equal(results["group"], np.arange(1, 13))
+    np.testing.assert_array_equal(results["month"], np.arange(1, 13))
     np.testing.assert_allclose(results["mean"], expected.values, rtol=1e-12)
     attrs = root_attrs(out)
     assert attrs["grouping"] == "--group-by time.month"

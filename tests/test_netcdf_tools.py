@@ -185,8 +185,12 @@ def test_grouped_by_month_in_cdo(tmp_path, cf_field):
     assert [entry["level"] for entry in means] == [str(m) for m in range(1, 13)]
     assert all(entry["miss"] == "1" for entry in means)
     np.testing.assert_allclose(cdo_values(out, "tas_mean"), ours["mean"].ravel(), rtol=1e-15)
-    assert ncdump_values(out, "group") == [str(m) for m in range(1, 13)]
-    assert "tas_mean(group, lat, lon)" in tool("ncdump", "-h", str(out))
+    # The labels are dimension and coordinate `month`, as xarray's groupby("time.month") has.
+    assert ncdump_values(out, "month") == [str(m) for m in range(1, 13)]
+    header = tool("ncdump", "-h", str(out))
+    assert "tas_mean(month, lat, lon)" in header and "month(month)" in header, header
+    assert 'month:long_name = "month of time"' in header, header
+    assert "group" not in header.split("variables:")[0], header
 
 
 def test_per_row_series_has_its_time_axis_in_cdo_and_xarray(tmp_path, cf_field):

@@ -360,5 +360,5 @@ def test_monthly_groups_of_a_selection_equal_xarray(tmp_path, many):
     with opened as ds:
         part = ds.tas.sel(time=slice(*sel["time"]), lon=slice(*sel["lon"])).load()
         expected = part.astype("f8").groupby("time.month").mean("time")
-    np.testing.assert_array_equal(got["group"], expected.month.values)
+    np.testing.assert_array_equal(got["month"], expected.month.values)
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)

@@ -101,8 +101,8 @@ def test_a_masked_time_is_in_no_group_as_in_xarray(tmp_path, kind):
     direct = opened(path)["v"].groupby("time.month").mean("time")  # NaT: in no group
     np.testing.assert_array_equal(direct["month"].values, expected["month"].values)
     np.testing.assert_allclose(direct.values, expected.values, rtol=1e-15)
-    np.testing.assert_array_equal(got["group"], [1, 2])
-    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_array_equal(got["month"], [1, 2])
+    np.testing.assert_array_equal(got["month"], expected["month"].values)
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)  # [[1.5], [5]]
     np.testing.assert_array_equal(got["count"], [[2], [2]])  # the masked records nowhere
 
@@ -130,10 +130,10 @@ def test_packed_time_is_unpacked_as_in_xarray(tmp_path, scale_dtype, offset):
     spec = write_times(path, raw, [[1.0], [2], [3], [4]], dtype="i4", attrs=attrs)
     grouped = run_here("stats", spec, over="time", group_by="time.month")
     expected = xarray_months([path])
-    np.testing.assert_array_equal(grouped["group"], expected["month"].values)
+    np.testing.assert_array_equal(grouped["month"], expected["month"].values)
     np.testing.assert_allclose(grouped["mean"], expected.values, rtol=1e-12)
     if offset is None:
-        np.testing.assert_array_equal(grouped["group"], [1, 2])  # the issue's [1, 2, 3, 4]
+        np.testing.assert_array_equal(grouped["month"], [1, 2])  # the issue's [1, 2, 3, 4]
     out = tmp_path / "series.h5"
     run_here("stats", spec, output=str(out), over="lat")
     check_time_axis(out, [path], EPOCH)
@@ -202,7 +202,7 @@ def test_yearly_files_with_their_own_epoch_group_and_line_up_as_in_xarray(tmp_pa
         assert len(np.unique(h5["time"][()])) == 3 * 73  # were 73 unique of 219
     got = run_here("stats", spec, over="time", group_by="time.month", chunk_rows=50)
     expected = xarray_months(paths, series)
-    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_array_equal(got["month"], expected["month"].values)
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
 
 
@@ -217,7 +217,7 @@ def test_masked_and_packed_times_across_files(tmp_path):
     check_time_axis(out, paths, EPOCH, series)
     got = run_here("stats", spec, over="time", group_by="time.month")
     expected = xarray_months(paths, series)
-    np.testing.assert_array_equal(got["group"], expected["month"].values)
+    np.testing.assert_array_equal(got["month"], expected["month"].values)
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
 
 
@@ -342,7 +342,7 @@ def test_any_per_file_encoding_gives_xarrays_time_axis_and_months(tmp_path_facto
     check_time_axis(out, paths, files[0][1], series)
     grouped = run_here("stats", spec, over="time", group_by="time.month")
     expected = xarray_months(paths, series)
-    np.testing.assert_array_equal(grouped["group"], expected["month"].values)
+    np.testing.assert_array_equal(grouped["month"], expected["month"].values)
     np.testing.assert_allclose(grouped["mean"], expected.values, rtol=1e-12)
 
 
@@ -410,5 +410,5 @@ def test_a_time_label_beside_the_records_is_decoded_per_file(tmp_path, with_time
     got = run_here("stats", spec, over="time", group_by="stamp.month")
     combined = xr.combine_nested([opened(p) for p in paths], concat_dim="time")
     expected = combined["v"].groupby(combined["stamp"].dt.month).mean("time")
-    np.testing.assert_array_equal(got["group"], expected["month"].values)  # 1, 2, 3
+    np.testing.assert_array_equal(got["month"], expected["month"].values)  # 1, 2, 3
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)

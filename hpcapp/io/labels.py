@@ -26,7 +26,7 @@ from hpcapp.io.coding.variables import attr_text
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
 from hpcapp.io.sources.many import FilesSource
-from hpcapp.kernels.grouped import NO_GROUP
+from hpcapp.kernels.grouped import NO_GROUP, RESULT_KEY
 
 COMPONENTS = ("year", "month", "season", "dayofyear")
 SEASONS = ("DJF", "JJA", "MAM", "SON")  # sorted: the codes are these indices
@@ -48,6 +48,11 @@ class Grouping:
     label_dtype: str | None = None
 
     @property
+    def key(self) -> str:
+        """Return the name of the labels: the result key, dimension and coordinate (``month``)."""
+        return self.component or RESULT_KEY
+
+    @property
     def option(self) -> str:
         """Return the option as a user writes it (for messages and provenance)."""
         if self.every is not None:
@@ -56,7 +61,7 @@ class Grouping:
         return f"--group-by {name}{'.' + self.component if self.component else ''}"
 
     def describe(self) -> str:
-        """Return what a group is, in words (the ``group`` coordinate's long_name)."""
+        """Return what a group is, in words (the labels' long_name: ``month of time``)."""
         if self.every is not None:
             return f"index of the block of {self.every} consecutive records"
         name = (self.dataset or "").rsplit("/", 1)[-1]
@@ -276,17 +281,26 @@ def component_codes(component: str, dates: np.ndarray) -> np.ndarray:
     return codes
 
 
+def labels_key(group_by: str | None) -> str:
+    """Return the name of the labels of ``--group-by`` (``time.month``: ``month``), else ``group``.
+
+    As xarray names them (``ds.groupby("time.month")`` has dimension ``month``); integer labels
+    and ``--group-every`` blocks are ``group``.
+    """
+    return (parse_group_by(group_by)[1] if group_by else None) or RESULT_KEY
+
+
 def with_group_coordinates(results: dict[str, Any], grouping: Grouping) -> dict[str, Any]:
-    """Return grouped results with ``group`` as the labels users read (seasons as text).
+    """Return grouped results with the labels users read (``grouping.key``; seasons as text).
 
     ``--group-every`` also gets ``group_first_record``, the first record of each block.
     """
-    codes = np.asarray(results["group"], np.int64)
+    codes = np.asarray(results[grouping.key], np.int64)
     out = dict(results)
     if grouping.component == "season":
         import h5py
 
-        out["group"] = np.array([SEASONS[c] for c in codes], dtype=h5py.string_dtype())
+        out[grouping.key] = np.array([SEASONS[c] for c in codes], dtype=h5py.string_dtype())
     elif grouping.every is not None:
         out["group_first_record"] = codes * grouping.every
     return out

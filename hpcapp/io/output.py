@@ -31,7 +31,8 @@ from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.hdf5 import Hdf5Source
 from hpcapp.io.sources.many import FilesSource
 
-# Grouped results: the dimension and coordinate of the groups, and results with no group axis.
+# Grouped results: the default name of the groups' dimension and coordinate (--group-by
+# time.month names them ``month``: Layout.group_key), and results with no group axis.
 GROUP_DIM = "group"
 _UNGROUPED = ("hist_edges",)
 
@@ -54,6 +55,7 @@ class Layout:
     window: Any = None  # --sel/--isel (hpcapp.io.selection.Window): coordinates are sliced
     n_groups: int = 0  # grouped: the length of the group coordinate (read from the file)
     variable: str | None = None  # the input dataset's path in its file
+    group_key: str = GROUP_DIM  # grouped: the labels' key, dimension and coordinate (``month``)
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -62,13 +64,13 @@ class Layout:
             kept = [0, *kept]
         names = [(self.dims[a], self.shape[a]) for a in kept]
         if self.n_groups and key not in _UNGROUPED:
-            names.insert(0, (GROUP_DIM, self.n_groups))
+            names.insert(0, (self.group_key, self.n_groups))
         return names
 
     def names(self, keys: Iterable[str]) -> dict[str, str]:
         """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
         taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
-        return name_results(keys, prefix_of(self.variable), taken)
+        return name_results(keys, prefix_of(self.variable), taken, (self.group_key,))
 
     def __call__(self, h5: Any, names: dict[str, str], dims: Dimensions) -> None:
         """Lay out the results ``names`` (key -> variable) of an open file."""
@@ -80,8 +82,9 @@ class Layout:
 def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any = None) -> Layout:
     """Return the layout of a job's output (called by the writer with the open file).
 
-    Grouped (``grouping``, an :class:`hpcapp.io.labels.Grouping`), the ``group`` labels become
-    the coordinate of a leading ``group`` dimension of every result.
+    Grouped (``grouping``, an :class:`hpcapp.io.labels.Grouping`), the labels (``group``, or
+    ``month`` etc. for ``--group-by time.month``) become the coordinate of a leading dimension
+    of that name in every result.
     """
     from hpcapp.kernels import nd
 
@@ -101,6 +104,7 @@ def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any
         group=grouping.describe() if grouping is not None else None,
         window=stored.window if stored is not None else None,
         variable=stored.dataset if stored is not None else None,
+        group_key=grouping.key if grouping is not None else GROUP_DIM,
     )
 
 
@@ -124,12 +128,13 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
     """Give the results their dimensions, coordinates and CF attributes; the file its own."""
     variables = {key: h5[name] for key, name in names.items()}
     taken = set(names.values())
-    if layout.group is not None and GROUP_DIM in variables:
-        taken.discard(names[GROUP_DIM])  # the group labels are that dimension's coordinate
-        labels = variables.pop(GROUP_DIM)
-        dims.adopt(labels.name.lstrip("/"), labels)
+    if layout.group is not None and layout.group_key in variables:
+        taken.discard(names[layout.group_key])  # the labels are that dimension's coordinate
+        labels = variables.pop(layout.group_key)
+        name = labels.name.lstrip("/")  # the key, or ``month_result`` if the input took it
+        dims.adopt(name, labels)
         labels.attrs["long_name"] = np.bytes_(layout.group.encode())
-        layout = dataclasses.replace(layout, n_groups=labels.shape[0])
+        layout = dataclasses.replace(layout, n_groups=labels.shape[0], group_key=name)
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}
     lengths: dict[str, int] = {}
     for found in axes.values():

@@ -5,7 +5,8 @@ The output is a flat netCDF-4 file. Each result of the kernel (its key: ``mean``
 input ``tas``, ``x_norm`` for ``x`` (a user kernel's keys the same way); a kernel that makes its
 own data (``montecarlo``) has no input, and its variables are its keys. Each such variable
 carries ``hpcapp_result = KEY``, so the key is read back whatever the variable is called; the
-grouping's labels (``group``, ``group_first_record``) are not prefixed. ``hpcapp.run`` returns the
+grouping's labels (``month``, ``season``, ``dayofyear``, ``year`` for ``--group-by`` a time
+component, else ``group``; ``group_first_record``) are not prefixed. ``hpcapp.run`` returns the
 keys (``results["mean"]``). Per-rank timing is one variable per phase over dimension ``rank``
 (``timing_read``, ...); older outputs (results in group ``/result``, timing a 2-D ``/timing``)
 are read too.
@@ -38,15 +39,18 @@ def prefix_of(dataset: str | None) -> str:
     return f"{name}_" if name else ""
 
 
-def name_results(keys: Iterable[str], prefix: str, taken: Iterable[str] = ()) -> dict[str, str]:
-    """Return key -> variable name: ``prefix + key`` (the grouping's labels as they are).
+def name_results(
+    keys: Iterable[str], prefix: str, taken: Iterable[str] = (), labels: Iterable[str] = ()
+) -> dict[str, str]:
+    """Return key -> variable name: ``prefix + key`` (the grouping's ``labels`` as they are).
 
     A name already ``taken`` (by a coordinate of the input, say) gets ``_result`` appended.
     """
+    unprefixed = {*UNPREFIXED, *labels}
     used = set(taken)
     names: dict[str, str] = {}
     for key in keys:
-        name = key if key in UNPREFIXED else f"{prefix}{key}"
+        name = key if key in unprefixed else f"{prefix}{key}"
         while name in used:
             name = f"{name}_result"
         used.add(name)

@@ -106,7 +106,7 @@ def execute(
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
         described = kernel  # the output describes the kernel's own results
         if plan.grouping is not None:
-            kernel = group_kernel(kernel)  # per group of records: results lead with a group axis
+            kernel = group_kernel(kernel, plan.grouping.key)  # results lead with a group axis
         if plan.finished:
             finished = config.output
             assert finished is not None  # only a job with an output can be found finished

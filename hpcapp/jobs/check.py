@@ -158,7 +158,7 @@ def prepare_check(
         rows, labels = read_sample(source, runs, resolved.grouping)
     notes.insert(0, _describe(source, runs, sum(stop - start for start, stop in runs)))
     if resolved.grouping is not None:
-        bound = group_kernel(bound)  # per group of records, as run combines them
+        bound = group_kernel(bound, resolved.grouping.key)  # per group, as run combines them
     return CheckData(bound, resolved.params, rows, labels, None, notes)
 
 

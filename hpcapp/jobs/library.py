@@ -63,7 +63,9 @@ def run(
     may be any sub-communicator. ``output=None`` writes nothing (and keeps no checkpoint); with
     an output, the file is the one ``hpcapp run`` writes, and ``checkpoint``/``resume`` work as
     its options do. ``group_every``/``group_by`` are ``--group-every``/``--group-by``: results
-    then lead with a group axis and ``"group"`` holds the labels. ``sel``/``isel`` are
+    then lead with a group axis, its labels named as xarray names them: ``results["month"]``
+    for ``group_by="time.month"`` (``season``, ``dayofyear``, ``year``), else
+    ``results["group"]``. ``sel``/``isel`` are
     ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
     ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. The other options are those
     of ``hpcapp run``: the fields of ``JobConfig``, where each is declared (a test keeps the
@@ -84,7 +86,7 @@ def run(
     output the same file written to rank 0's scratch and loaded into memory. Its variables are
     named as in the file (``tas_mean`` for ``mean`` of input ``tas``; attribute
     ``hpcapp_result`` holds the key), with their dimensions and coordinates (``time``, ``lat``,
-    ``lon``, ``group``) and the per-rank timing.
+    ``lon``, ``month``) and the per-rank timing.
     """
     given = dict(locals())  # first: the arguments only
     from mpi4py import MPI

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hpcapp.io.labels import labels_key
 from hpcapp.parallel.engine import TIMING_COLUMNS
 from hpcapp.text import plural
 
@@ -56,8 +57,9 @@ def summary(
         f"{plural(chunk_rows, 'row')}, {plural(n_ranks, 'rank')}, {wall:.2f} s",
     ]
     results = result.results
-    if "group" in results and (config.group_by or config.group_every):
-        labels = [str(label) for label in np.ravel(results["group"])]
+    key = labels_key(config.group_by)
+    if key in results and (config.group_by or config.group_every):
+        labels = [str(label) for label in np.ravel(results[key])]
         shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
         option = (
             f"--group-by {config.group_by}"
@@ -88,8 +90,9 @@ def _cell_dims(config: JobConfig, source: Source, results: Mapping[str, Any]) ->
             source.dims[int(word)] if word.isdigit() and int(word) < len(source.dims) else word
         )
     kept = [name for name in source.dims if name not in over]
-    grouped = "group" in results and (config.group_by or config.group_every)
-    names = (["group"] if grouped else []) + kept
+    key = labels_key(config.group_by)
+    grouped = key in results and (config.group_by or config.group_every)
+    names = ([key] if grouped else []) + kept
     return names if len(names) == np.ndim(results["mean"]) else []
 
 

@@ -28,7 +28,7 @@ from hpcapp.kernels.partials import as_partial, with_attrs
 # The label of a record in no group (a masked time): left out, as xarray's groupby leaves NaT.
 NO_GROUP = int(np.iinfo(np.int64).min)
 GROUP_KEY = "__group__"  # the labels present in a grouped partial
-RESULT_KEY = "group"  # the labels in the finished results
+RESULT_KEY = "group"  # the labels in the finished results (unless named: month, ...)
 # Results that do not depend on the group (the histogram's shared edges): kept once.
 _SHARED = ("hist_edges",)
 
@@ -131,8 +131,8 @@ def _no_groups(kern: Kernel, row: Any, params: dict[str, Any]) -> Partial:
     return {GROUP_KEY: np.empty(0, np.int64), **empty}
 
 
-def group_kernel(kern: Kernel) -> Kernel:
-    """Return ``kern`` applied per group of records (see the module docstring)."""
+def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
+    """Return ``kern`` applied per group of records, its labels as ``labels_key`` when finished."""
 
     # Element-wise combines (sum/min/max, or a combine declared ``elementwise``) merge blocks
     # of shared groups in one call: the same operations on each element, so the same bits.
@@ -153,9 +153,9 @@ def group_kernel(kern: Kernel) -> Kernel:
             problem = key_problem(kern, part)
             if problem:
                 raise DeclarationError(problem)
-            if GROUP_KEY in part or RESULT_KEY in part:
+            if GROUP_KEY in part or labels_key in part:
                 raise KernelError(
-                    f"kernel {kern.name!r} returns a key {RESULT_KEY!r} or {GROUP_KEY!r}, "
+                    f"kernel {kern.name!r} returns a key {labels_key!r} or {GROUP_KEY!r}, "
                     "which grouping reserves for the labels"
                 )
             parts.append(part)
@@ -171,7 +171,7 @@ def group_kernel(kern: Kernel) -> Kernel:
                 "no record is in any group: every record's label is missing (a masked time)"
             )
         finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
-        results: Partial = {RESULT_KEY: np.asarray(labels, np.int64)}
+        results: Partial = {labels_key: np.asarray(labels, np.int64)}
         for key in finished[0]:
             values = [group[key] for group in finished]
             notes: dict[str, Any] = {}
