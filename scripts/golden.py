@@ -163,9 +163,12 @@ def digest(path: Path) -> dict[str, str]:
     ``hpcapp_result = "mean"``: each is digested under that key, and the coordinates (and
     placeholders) of its dimensions, with their CF bounds, under their own names, which are
     those they had in ``/result``. So a digest of either layout compares with the other.
+    ``--group-by time.month`` (etc.) labels, once ``group``, are now named ``month``: they are
+    digested as ``group`` still, so digests recorded before compare (and cover the labels).
     """
     import h5py
 
+    from hpcapp.io.labels import COMPONENTS
     from hpcapp.io.ncfile import text
     from hpcapp.io.results import result_variables
 
@@ -178,11 +181,13 @@ def digest(path: Path) -> dict[str, str]:
                 )
             )
             return found
+        renamed = {name: "group" for name in COMPONENTS}
         for key, dataset in result_variables(h5).items():
-            found[key] = sha(dataset)
+            found[renamed.get(key, key)] = sha(dataset)
             for dim in dataset.dims:
                 for scale in dim.values():
-                    found[scale.name.lstrip("/")] = sha(scale)
+                    name = scale.name.lstrip("/")
+                    found[renamed.get(name, name)] = sha(scale)
                     bounds = text(scale.attrs.get("bounds", ""))
                     if bounds and bounds in h5:
                         found[bounds] = sha(h5[bounds])
