@@ -91,6 +91,7 @@ def run_check(
     sort_files: bool = False,
     sel: Mapping[str, Any] | str | None = None,
     isel: Mapping[str, Any] | str | None = None,
+    weights: str | None = None,
     dtype: str = "float64",
     shape: Sequence[int] = (1000,),
     nan: float = 0.0,
@@ -102,7 +103,7 @@ def run_check(
 ) -> CheckReport:
     """Check a kernel's contract on ``input`` (a spec, an array) or generated data.
 
-    The data options (``params`` to ``isel``) are ``hpcapp.run``'s, resolved as it
+    The data options (``params`` to ``weights``) are ``hpcapp.run``'s, resolved as it
     resolves them: the kernel is judged with the parameters, ``over``, per-row outputs and
     groups a run would give it. At most ``max_bytes`` of values (and 100,000 rows) are checked,
     in a few blocks spread over the input. ``dtype``, ``shape`` and ``nan`` describe generated
@@ -120,6 +121,7 @@ def run_check(
         "sort_files": sort_files,
         "sel": sel,
         "isel": isel,
+        "weights": weights,
     }
     resolved = resolve_kernel(kernel)
     if input is None and not resolved.generates:

@@ -172,3 +172,55 @@ def write_masked_time(path: Path, kind: str) -> str:
     raw = np.where(days < 0, -9999, days / scale)
     return write_times(path, raw, [[1.0], [2], [100], [200], [4], [6]], dtype=dtype, attrs=attrs,
                        fill=fill)  # fmt: skip
+
+
+def write_grid(
+    path: Path,
+    shape: tuple[int, int, int] = (7, 18, 36),
+    bounds: bool = True,
+    measures: bool = False,
+    missing: float = 0.0,
+    seed: int = 3,
+) -> str:
+    """Write a daily-like ``tas(time, lat, lon)`` on a regular grid, CF style; return the spec.
+
+    ``bounds``: ``lat_bnds``/``lon_bnds`` named by the coordinates' ``bounds``; ``measures``:
+    an ``areacella`` variable named by ``cell_measures``; ``missing``: the fraction of cells
+    written as ``_FillValue``.
+    """
+    import netCDF4
+
+    rng = np.random.default_rng(seed)
+    n_time, n_lat, n_lon = shape
+    # Uneven cells: area from the bounds is then not proportional to cos(lat) of the centres.
+    jitter = rng.uniform(-0.3, 0.3, n_lat + 1) * 180.0 / n_lat
+    lat_edges = np.linspace(-90.0, 90.0, n_lat + 1) + np.r_[0.0, jitter[1:-1], 0.0]
+    lon_edges = np.arange(n_lon + 1) * 360.0 / n_lon - 180.0 / n_lon
+    lon_edges = lon_edges + np.r_[0.0, rng.uniform(-0.3, 0.3, n_lon - 1) * 360 / n_lon, 0.0]
+    with netCDF4.Dataset(path, "w") as ds:
+        for dim, size in (*zip(DIMS, shape, strict=True), ("bnds", 2)):
+            ds.createDimension(dim, size)
+        ds.createVariable("time", "f8", ("time",))[:] = np.arange(n_time)
+        ds["time"].units = EPOCH
+        lat = ds.createVariable("lat", "f8", ("lat",))
+        lat[:], lat.units = (lat_edges[:-1] + lat_edges[1:]) / 2, "degrees_north"
+        lon = ds.createVariable("lon", "f8", ("lon",))
+        lon[:], lon.units = (lon_edges[:-1] + lon_edges[1:]) / 2, "degrees_east"
+        if bounds:
+            lat.bounds, lon.bounds = "lat_bnds", "lon_bnds"
+            ds.createVariable("lat_bnds", "f8", ("lat", "bnds"))[:] = np.stack(
+                [lat_edges[:-1], lat_edges[1:]], 1
+            )
+            ds.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
+                [lon_edges[:-1], lon_edges[1:]], 1
+            )
+        tas = ds.createVariable("tas", "f8", DIMS, fill_value=1e20)
+        tas.units = "K"
+        values = 250 + 40 * np.cos(np.deg2rad(lat[:]))[None, :, None]
+        values = values + rng.normal(0, 3, shape)
+        tas[:] = np.ma.masked_array(values, rng.random(shape) < missing)
+        if measures:
+            tas.cell_measures = "area: areacella"
+            area = ds.createVariable("areacella", "f8", ("lat", "lon"))
+            area[:], area.units = rng.uniform(1e10, 2e10, (n_lat, n_lon)), "m2"
+    return f"{path}:/tas"

@@ -30,6 +30,7 @@ from hpcapp.jobs.report import summary
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
+from hpcapp.kernels.weighted import bind_weights
 from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
 from hpcapp.parallel.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.parallel.interrupt import Interrupts
@@ -104,6 +105,8 @@ def execute(
             )
         plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
+        if plan.weights is not None:  # --weights: the weighted stats, the weights bound
+            kernel = bind_weights(kernel, plan.weights.values, plan.params)
         described = kernel  # the output describes the kernel's own results
         if plan.grouping is not None:
             kernel = group_kernel(kernel, plan.grouping.key)  # results lead with a group axis
@@ -240,6 +243,7 @@ def _provenance(
         "resumed": plan.resume_generation is not None,
         "job_identity": json.dumps(plan.identity, sort_keys=True),
         **({"grouping": plan.grouping.option} if plan.grouping is not None else {}),
+        **({"weights": plan.weights.method} if plan.weights is not None else {}),
         **slurm_context(),
         **(extra_attrs or {}),
     }
@@ -268,7 +272,15 @@ def run_job(
         size = comm.Get_size()
         known = startup is not None and startup.process_started is not None
         report = summary(
-            config, plan.source, plan.chunk_rows, outcome.engine, wall, size, note, known
+            config,
+            plan.source,
+            plan.chunk_rows,
+            outcome.engine,
+            wall,
+            size,
+            note,
+            known,
+            weights=plan.weights.method if plan.weights is not None else None,
         )
         print(report)
     return 0

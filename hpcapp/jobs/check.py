@@ -173,4 +173,6 @@ def _job_notes(config: JobConfig, resolved: Any) -> list[str]:
         notes.append(f"per-row outputs: {', '.join(resolved.kernel.per_row)}")
     if resolved.grouping is not None:
         notes.append(f"{resolved.grouping.option}: combined per {resolved.grouping.describe()}")
+    if resolved.weights is not None:
+        notes.append(f"--weights {config.weights}: weighted stats, {resolved.weights.method}")
     return notes

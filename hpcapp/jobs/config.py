@@ -232,6 +232,15 @@ class JobConfig:
         data=True,
     )
 
+    # Weighted statistics (hpcapp/io/weights.py, hpcapp/kernels/weighted.py): built-in stats.
+    weights: str | None = option(
+        "weighted stats over --over: area (cell_measures, else lat/lon bounds, else cos(lat)) "
+        "or FILE:/VAR (weights over some of the input's dimensions)",
+        "--weights",
+        metavar="area|FILE:/VAR",
+        data=True,
+    )
+
     def __post_init__(self) -> None:
         validate(self, CONFLICTS)
 

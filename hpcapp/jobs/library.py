@@ -38,6 +38,7 @@ def run(
     sort_files: bool = False,
     sel: Mapping[str, Any] | str | None = None,
     isel: Mapping[str, Any] | str | None = None,
+    weights: str | None = None,
     memory_per_rank: str | None = None,
     group_every: int | None = None,
     group_by: str | None = None,
@@ -67,11 +68,12 @@ def run(
     for ``group_by="time.month"`` (``season``, ``dayofyear``, ``year``), else
     ``results["group"]``. ``sel``/``isel`` are
     ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
-    ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. The other options are those
-    of ``hpcapp run``: the fields of ``JobConfig``, where each is declared (a test keeps the
-    two equal, names and defaults). ``over`` and ``dims`` are a comma list or a sequence:
-    ``over=("lat", "lon")``, ``["lat", "lon"]`` and ``"lat,lon"`` are one job (axis numbers:
-    ``over=(1, 2)``).
+    ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. ``weights`` is
+    ``--weights`` (``"area"`` or ``"FILE:/VAR"``): the built-in stats, weighted. The other
+    options are those of ``hpcapp run``: the fields of ``JobConfig``, where each is declared
+    (a test keeps the two equal, names and defaults). ``over`` and ``dims`` are a comma list or
+    a sequence: ``over=("lat", "lon")``, ``["lat", "lon"]`` and ``"lat,lon"`` are one job (axis
+    numbers: ``over=(1, 2)``).
 
     The results are a dict keyed as the kernel returns them (``results["mean"]``), per-row
     results included (``over="lat,lon"``: the series, one row per record). Those are read back

@@ -20,11 +20,13 @@ from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
 from hpcapp.io.sources.selected import select_source
 from hpcapp.io.sources.specs import inspect_spec
+from hpcapp.io.weights import Weights, load_weights
 from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
 from hpcapp.kernels.api import InputInfo, Kernel
-from hpcapp.kernels.nd import bind_over
+from hpcapp.kernels.nd import bind_over, stats
+from hpcapp.kernels.weighted import bind_weights
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.parallel.rows import gathered_problem
@@ -53,6 +55,7 @@ class Plan:
     memory: dict[str, int] | None = (
         None  # a rank's memory estimate (plan_job(estimate_memory=True))
     )
+    weights: Weights | None = None  # --weights: the weights of one record, and their method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,20 @@ class Resolved:
     params: dict[str, Any]  # the kernel's, with ``over`` for a kernel declared over=True
     kernel: Kernel  # the kernel to run (bind_over: built-in stats over records, per row)
     grouping: Any  # an hpcapp.io.labels.Grouping, or None
+    weights: Weights | None = None  # --weights
+
+
+def check_weighted(config: JobConfig, kernel: Kernel) -> None:
+    """Refuse ``--weights`` with a kernel other than the built-in stats, or with histograms."""
+    if not config.weights:
+        return
+    if kernel.func is not stats.func:
+        raise UsageError(
+            f"--weights works with the built-in stats kernel only, not {config.kernel!r}"
+        )
+    histogram = sorted(set(config.params) & {"bins", "range"})
+    if histogram:
+        raise UsageError(f"--weights: -p {histogram[0]} (histograms) is not weighted: drop it")
 
 
 def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None) -> Resolved:
@@ -71,6 +88,7 @@ def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None
     Checks the parameters, inspects the input (unless ``source`` is given), names its
     dimensions, resolves ``--over`` and the grouping; refuses what does not fit with one line.
     """
+    check_weighted(config, kernel)
     params = kernel.check_params(config.params)
     if kernel.generates:
         if config.input:
@@ -94,8 +112,10 @@ def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None
         data = InputInfo(source.values_dtype, tuple(source.row_shape))
         params = kernel.check_params(config.params, data, over=over)
     kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
+    weights = load_weights(source, config.weights, params["over"]) if config.weights else None
+    kernel = bind_weights(kernel, weights.values if weights else None, params)
     grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
-    return Resolved(source, params, kernel, grouping)
+    return Resolved(source, params, kernel, grouping, weights)
 
 
 def plan_job(
@@ -124,6 +144,8 @@ def plan_job(
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     if grouping is not None:
         identity["grouping"] = grouping.identity()
+    if resolved.weights is not None:
+        identity["weights"] = resolved.weights.identity()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks, grouping)
     memory = None
@@ -139,9 +161,27 @@ def plan_job(
                 raise UsageError(f"kernel {config.kernel!r}: {problem}")
         if config.resume or config.checkpoint:
             raise UsageError("resume and checkpoint need an output file: give an output")
-        return Plan(source, params, chunk_rows, identity, None, grouping=grouping, memory=memory)
+        return Plan(
+            source,
+            params,
+            chunk_rows,
+            identity,
+            None,
+            grouping=grouping,
+            memory=memory,
+            weights=resolved.weights,
+        )
     directory = config.checkpoint or checkpoint.default_path(config.output)
-    plan = Plan(source, params, chunk_rows, identity, directory, grouping=grouping, memory=memory)
+    plan = Plan(
+        source,
+        params,
+        chunk_rows,
+        identity,
+        directory,
+        grouping=grouping,
+        memory=memory,
+        weights=resolved.weights,
+    )
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)

@@ -42,6 +42,7 @@ def summary(
     n_ranks: int,
     thread_note: str | None = None,
     from_process_start: bool = True,
+    weights: str | None = None,
 ) -> str:
     """Return the short report rank 0 prints at the end of a run (with the launch's thread note).
 
@@ -67,6 +68,8 @@ def summary(
             else f"--group-every {config.group_every}"
         )
         lines.append(f"  {plural(len(labels), 'group')} ({option}): {shown}")
+    if weights is not None:
+        lines.append(f"  weighted (--weights {config.weights}): {weights}")
     lines += results_lines(results, _cell_dims(config, source, results))
     lines += timing_lines(result.timing, wall, from_process_start)
     busy = _columns(result.timing, ("read", "compute"))

@@ -1,0 +1,127 @@
+"""Weighted N-D statistics: the built-in ``stats`` with ``--weights``, in numpy.
+
+The weights are an array broadcastable to one record, ``(1, *row_shape)`` (the job builds
+them from cell areas, lat/lon bounds, cos(lat) or a file), bound into the kernel with
+:func:`bind_weights`. Per column (the layout of :func:`hpcapp.kernels.nd.as_columns`), a
+chunk's partial is ``count`` (cells with a value), ``sum_of_weights`` ``W = sum w``,
+``sum = sum w x`` and ``m2 = sum w (x - sum/W)**2`` over the cells with a value: a missing
+(NaN) cell drops its weight, as xarray's ``weighted`` with ``skipna``. Two partials merge with
+the weighted update of Chan, Golub and LeVeque (``m2 = m2a + m2b + d**2 Wa Wb / W``, ``d`` the
+difference of their means), in the fixed tree, so results do not depend on the rank count.
+
+Results: ``mean = sum / W``, ``var = m2 / W`` (no ddof: xarray's ``.weighted(w).var()``),
+``std = sqrt(var)``, ``sum`` (the weighted sum), ``sum_of_weights`` and ``count``; ``mean``,
+``var`` and ``std`` are NaN where ``W`` is 0 (no value, or zero weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hpcapp.kernels.api import Kernel, kernel
+from hpcapp.kernels.hookspec import DEFAULT_OVER, Partial
+from hpcapp.kernels.nd import _to_cells, as_columns, check_over
+
+RESULTS = ("count", "sum_of_weights", "sum", "mean", "var", "std")
+
+
+def column_partial(values: np.ndarray, weights: np.ndarray) -> Partial:
+    """Return the weighted partial of each column of ``values`` (weights shaped the same)."""
+    values = np.asarray(values, dtype=np.float64)
+    valid = ~np.isnan(values)
+    w = np.where(valid, weights, 0.0)
+    x = np.where(valid, values, 0.0)
+    sw = w.sum(axis=0)
+    swx = (w * x).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(sw > 0, swx / sw, 0.0)
+    m2 = (w * (x - mean) ** 2).sum(axis=0)
+    return {"count": valid.sum(axis=0, dtype=np.int64), "sum_of_weights": sw, "sum": swx, "m2": m2}
+
+
+def merge_columns(left: Partial, right: Partial) -> Partial:
+    """Combine two weighted partials element by element (``left`` covers earlier rows)."""
+    wa, wb = left["sum_of_weights"], right["sum_of_weights"]
+    w = wa + wb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.where(wb > 0, right["sum"] / wb, 0.0) - np.where(wa > 0, left["sum"] / wa, 0.0)
+        extra = np.where((wa > 0) & (wb > 0), delta * delta * (wa * wb / w), 0.0)
+    return {
+        "count": left["count"] + right["count"],
+        "sum_of_weights": w,
+        "sum": left["sum"] + right["sum"],
+        "m2": left["m2"] + right["m2"] + extra,
+    }
+
+
+def finish_columns(partial: Partial) -> Partial:
+    """Turn a combined weighted partial into mean, var, std, sum, sum_of_weights, count."""
+    w = np.asarray(partial["sum_of_weights"], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(w > 0, partial["sum"] / w, np.nan)
+        var = np.where(w > 0, partial["m2"] / w, np.nan)
+    return {
+        "count": np.asarray(partial["count"]),
+        "sum_of_weights": w,
+        "sum": np.asarray(partial["sum"], dtype=np.float64),
+        "mean": mean,
+        "var": var,
+        "std": np.sqrt(var),
+    }
+
+
+def merge(left: Partial, right: Partial) -> Partial:
+    """Combine two partials shaped like the kept cells (element-wise: grouped runs too)."""
+    return merge_columns(left, right)
+
+
+def finalize(partial: Partial, params: Mapping[str, Any]) -> Partial:
+    """Finish the combined partial: results shaped like the kept cells."""
+    return finish_columns(partial)
+
+
+def weighted_partial(chunk: np.ndarray, weights: np.ndarray, over: Any) -> Partial:
+    """Return the weighted partial of one chunk, its arrays shaped like the kept cells."""
+    axes = check_over(over, chunk.ndim)
+    columns, kept_shape = as_columns(chunk, axes)
+    w_columns, _ = as_columns(np.broadcast_to(weights, chunk.shape), axes)
+    partial = column_partial(columns, w_columns)
+    return _to_cells(partial, columns.shape[1], kept_shape)
+
+
+@kernel(combine=merge, elementwise=True, finalize=finalize, over=True)
+def weighted_stats(chunk: np.ndarray, weights: Any = None, over: Any = DEFAULT_OVER) -> Partial:
+    """Weighted count, sum_of_weights, sum, mean, var, std over --over (see the module)."""
+    if weights is None:
+        raise ValueError("weighted_stats needs weights")
+    partial = weighted_partial(chunk, np.asarray(weights, dtype=np.float64), over)
+    if 0 in check_over(over, chunk.ndim):
+        return partial
+    return finish_columns(partial)  # each record on its own: finished in its chunk
+
+
+def bind_weights(kern: Kernel, weights: np.ndarray | None, params: Mapping[str, Any]) -> Kernel:
+    """Return the weighted kernel with ``weights`` bound, or ``kern`` when there are none.
+
+    ``over`` without the record axis (``--over lat,lon``): every result is a per-row output,
+    as :func:`hpcapp.kernels.nd.bind_over` makes the unweighted ones.
+    """
+    if weights is None:
+        return kern
+    bound = np.asarray(weights, dtype=np.float64)
+
+    def func(chunk: np.ndarray, **given: Any) -> Partial:
+        # bins and range (histograms) stay in params as stats' defaults: not weighted, unused.
+        return weighted_stats.func(chunk, weights=bound, over=given.get("over", DEFAULT_OVER))
+
+    func.__name__ = func.__qualname__ = "weighted_stats"
+    func.__doc__ = weighted_stats.__doc__
+    func.weighted = True  # type: ignore[attr-defined]  # the output describes it as stats
+    base = dataclasses.replace(weighted_stats, func=func, name=kern.name)
+    if 0 in tuple(params.get("over", DEFAULT_OVER)):
+        return base
+    return dataclasses.replace(base, per_row=RESULTS, combine="sum", finalize=None)
