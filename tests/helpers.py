@@ -34,6 +34,17 @@ REPO = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT = 120
 
 
+# Inputs whose chunks take stats' compiled loops (histogram and one-pass lanes, 1-D, 2-D and
+# N-D): (shape, dtype, chunk_rows, histogram), checked against numpy in test_stats_fused.py and
+# for the same bits on any rank count in test_ranks_mpi.py.
+COMPILED_SHAPES = [
+    ((400_000,), "float64", 140_000, True),
+    ((60_000, 8), "float32", 20_000, True),
+    ((60_000, 8), "float64", 20_001, False),  # the one-pass lanes, with a short segment
+    ((2_000, 20, 30), "float32", 250, False),  # per cell over time: one lane per cell
+]
+
+
 def mpiexec() -> str:
     """Return the launcher (``$MPIEXEC``, PATH, else the mpich wheel's beside this Python)."""
     try:

@@ -8,7 +8,7 @@ launching the CLI once per rank count and job.
 
 import numpy as np
 import pytest
-from helpers import coordinate_bytes, result_bytes, sample_data, write_dataset
+from helpers import COMPILED_SHAPES, coordinate_bytes, result_bytes, sample_data, write_dataset
 from mpi4py import MPI
 
 import hpcapp
@@ -126,12 +126,7 @@ def test_compiled_stats_on_any_rank_count_and_schedule(shared_dir, dtype, schedu
 
 @pytest.mark.parametrize(
     ("shape", "dtype", "chunk_rows", "histogram"),
-    [
-        ((400_000,), "float64", 140_000, True),
-        ((60_000, 8), "float32", 20_000, True),
-        ((60_000, 8), "float64", 20_001, False),  # the one-pass lanes, with a short segment
-        ((2_000, 20, 30), "float32", 250, False),  # per cell over time: one lane per cell
-    ],
+    COMPILED_SHAPES,
 )
 def test_compiled_shapes_on_any_rank_count(shared_dir, shape, dtype, chunk_rows, histogram):
     # Their numbers against numpy: tests/test_stats_fused.py.

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import REPO, clean_env, run_here, write_dataset
+from helpers import COMPILED_SHAPES, REPO, clean_env, run_here, write_dataset
 
 from hpcapp.kernels import _fused, _fused_call, precompile
 from hpcapp.kernels import stats as stats_module
@@ -241,12 +241,7 @@ def test_cli_help_and_kernels_do_not_import_numba():
 # The same bits on 1-4 ranks and both schedules: tests/test_ranks_mpi.py.
 @pytest.mark.parametrize(
     ("shape", "dtype", "chunk_rows", "histogram"),
-    [
-        ((400_000,), "float64", 140_000, True),
-        ((60_000, 8), "float32", 20_000, True),
-        ((60_000, 8), "float64", 20_001, False),  # the one-pass lanes, with a short segment
-        ((2_000, 20, 30), "float32", 250, False),  # per cell over time: one lane per cell
-    ],
+    COMPILED_SHAPES,
 )
 def test_compiled_pass_in_a_job_matches_numpy(tmp_path, shape, dtype, chunk_rows, histogram):
     assert chunk_rows * int(np.prod(shape[1:])) >= FUSED_MIN_VALUES  # a job takes numba
