@@ -18,9 +18,11 @@ def write_netcdf(
     attrs: dict | None = None,
     fill_value: object = None,
     fmt: str = "NETCDF4",
+    zlib: bool = False,
 ) -> str:
     """Write ``stored`` as variable ``name``, with a coordinate variable per dimension.
 
+    ``zlib``: deflated and shuffled, as netCDF-4 climate files mostly are.
     Returns the ``FILE:/name`` spec."""
     import netCDF4
 
@@ -35,7 +37,9 @@ def write_netcdf(
             )
             coord.units = {"lat": "degrees_north", "lon": "degrees_east"}.get(dim, "days")
             coord.long_name = f"{dim} coordinate"
-        var = ds.createVariable(name, stored.dtype, dims, fill_value=fill_value)
+        var = ds.createVariable(
+            name, stored.dtype, dims, fill_value=fill_value, zlib=zlib, shuffle=zlib
+        )
         var.set_auto_maskandscale(False)  # write the stored values as they are
         for key, value in (attrs or {}).items():
             var.setncattr(key, value)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hpcapp.io.inflate import DirectReader, Fallback, direct_reader
+
 if TYPE_CHECKING:
     from hpcapp.io.sources.many import FilesSource
 
@@ -55,6 +57,7 @@ class FileSeries:
         self._index: int | None = None
         self._file: Any = None
         self._datasets: dict[str, Any] = {}
+        self._readers: dict[tuple[int, str], DirectReader | None] = {}  # libdeflate, if it can
         if source.plugins:
             from hpcapp.io.storage import import_hdf5plugin
 
@@ -72,7 +75,7 @@ class FileSeries:
             dataset.close()
         if self._file is not None:
             self._file.close()
-        self._index, self._file, self._datasets = None, None, {}
+        self._index, self._file, self._datasets, self._readers = None, None, {}, {}
 
     def read(self, start: int, stop: int, out: np.ndarray) -> None:
         """Read rows ``[start, stop)`` of the input dataset into ``out``."""
@@ -104,17 +107,31 @@ class FileSeries:
                 dataset = self._dataset(index, name)
                 target = dest[position - start : position - start + n]
                 corner = self.box_start if name == self.source.dataset else ()
+                start_box = (position - first, *(corner or [0] * (target.ndim - 1)))
                 try:
+                    if self._direct(index, name, start_box, target):
+                        position += n
+                        index += 1
+                        continue
                     space = dataset.get_space()
-                    space.select_hyperslab(
-                        (position - first, *(corner or [0] * (target.ndim - 1))), target.shape
-                    )
+                    space.select_hyperslab(start_box, target.shape)
                     dataset.read(h5py.h5s.create_simple(target.shape), space, target)
                 except Exception as exc:
                     path = self.source.members[index].path
                     raise OSError(f"{path}: {_why(h5py.Dataset(dataset), exc)}") from exc
                 position += n
             index += 1
+
+    def _direct(self, index: int, name: str, start: tuple[int, ...], target: np.ndarray) -> bool:
+        """Read through libdeflate (hpcapp.io.inflate) if it can; return whether it did."""
+        reader = self._readers.get((index, name))
+        if reader is None:
+            return False
+        try:
+            reader.read(self._datasets[name], start, target)
+        except Fallback:
+            return False  # this read goes through HDF5's filters
+        return True
 
     def _dataset(self, index: int, name: str) -> Any:
         import h5py
@@ -134,6 +151,8 @@ class FileSeries:
             if name == self.source.dataset and tuple(shape[1:]) != self.source.stored_shape[1:]:
                 raise OSError(f"{member.path}:{name} now has shape {shape}: was it replaced?")
             self._datasets[name] = dataset
+            if not member.swmr:
+                self._readers[(index, name)] = direct_reader(dataset, np.dtype(dataset.dtype))
         return self._datasets[name]
 
 

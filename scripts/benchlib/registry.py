@@ -127,6 +127,15 @@ BENCHMARKS = (
         "--repeat 1",
     ),
     Benchmark(
+        "cf-files",
+        "ten yearly packed netCDF files: hpcapp's time mean and monthly climatology at 1 and 2 "
+        "ranks against NCO ncra and CDO timmean/ymonmean, start-up and read phases",
+        "cf_files",
+        "--years 2 --lat 6 --lon 8 --repeat 1",
+        needs=("netCDF4", "xarray", "dask"),
+        programs=("ncra", "cdo"),
+    ),
+    Benchmark(
         "versions",
         "this tree against an older checkout (--before DIR) on four representative jobs, run "
         "alternately: median wall seconds, after/before, same result bytes",

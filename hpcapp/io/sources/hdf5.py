@@ -19,6 +19,7 @@ from hpcapp.errors import UsageError
 from hpcapp.io.coding.times import TimeEncoding
 from hpcapp.io.coding.variables import decoding_of
 from hpcapp.io.dims import parse_names, scale_name
+from hpcapp.io.inflate import DirectReader, Fallback, direct_reader
 from hpcapp.io.sources.base import ReadError, Rows
 from hpcapp.io.sources.stored import StoredSource
 from hpcapp.io.storage import import_hdf5plugin, unavailable_filters
@@ -112,6 +113,7 @@ class Hdf5Rows:
         self.source = source
         self._file: Any = None
         self._dataset: Any = None
+        self._direct: DirectReader | bool | None = False  # False: not looked at yet
         try:
             self._file = open_input(source)
         except Exception as exc:  # each read reports it: rank 0 keeps feeding the others
@@ -137,7 +139,16 @@ class Hdf5Rows:
         dataset = self._opened()
         window = self.source.window
         # A selection reads only its hyperslab: HDF5 reads the chunks it touches, no others.
-        box = window.box(start, stop) if window is not None else np.s_[start:stop]
+        box = window.box(start, stop) if window is not None else (np.s_[start:stop],)
+        if self._direct is False:
+            self._direct = None if self.source.swmr else direct_reader(dataset.id, out.dtype)
+        if isinstance(self._direct, DirectReader):
+            corner = tuple(part.start for part in box) + (0,) * (out.ndim - len(box))
+            try:
+                self._direct.read(dataset.id, corner, out)
+                return
+            except Fallback:
+                pass  # this read goes through HDF5's filters
         try:
             dataset.read_direct(out, box)
         except Exception as exc:
