@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import netCDF4
 import numpy as np
 import pytest
+from helpers import refused_here, write_dataset
 from input_helpers import refused
 
 
@@ -67,3 +70,13 @@ def test_a_plain_hdf5_file_lists_its_datasets(tmp_path):
     message = refused(f"{tmp_path / 'plain.h5'}:/temperatur", tmp_path=tmp_path)
     assert "did you mean '/temperature'?" in message
     assert "datasets: /pressure (4,) float64; /temperature (4, 2) float64" in message
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path):
+    """--compression without per-row outputs, --distribute scatter of generated data: exit 2."""
+    spec = write_dataset(tmp_path / "in.h5", np.ones((10, 3)))
+    out = str(tmp_path / "out.h5")
+    refused_here("stats", spec, "--compression", "'stats' has none", output=out, compression="gzip")
+    assert not Path(out).exists()
+    refused_here("montecarlo", None, "nothing to scatter", output=out, distribute="scatter")
+    assert not Path(out).exists()

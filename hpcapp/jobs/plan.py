@@ -140,6 +140,16 @@ def plan_job(
             f"kernel {config.kernel!r} has per-row outputs, which need every rank to read its "
             "own chunks: drop --distribute scatter"
         )
+    if config.compression and not kernel.per_row:  # it would be silently ignored
+        raise UsageError(
+            f"--compression compresses per-row outputs, and kernel {config.kernel!r} has none "
+            "here: drop --compression"
+        )
+    if kernel.generates and config.distribute == "scatter":
+        raise UsageError(
+            f"kernel {config.kernel!r} generates its data on every rank: there is nothing to "
+            "scatter: drop --distribute scatter"
+        )
     chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     if grouping is not None:
