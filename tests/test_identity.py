@@ -189,3 +189,20 @@ def test_code_identity_hashes_the_kernel_and_its_own_helpers_only(tmp_path):
     assert describe_change(code, code) == "nothing"
     assert disagreement([code, code]) is None
     assert re.search(r"rank 1 differs from rank 0: numpy \S+ -> 99;", disagreement([code, newer]))
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba", "h5py", "mpi4py", "cftime"])
+@pytest.mark.parametrize("imported", [True, False])
+def test_versions_are_the_installers(monkeypatch, name, imported):
+    """Versions in the code identity equal importlib.metadata's, imported or not."""
+    import importlib
+    import importlib.metadata
+
+    from hpcapp.jobs import provenance
+
+    if imported:
+        importlib.import_module(name)
+    else:  # found from its dist-info instead
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert provenance._version(name) == importlib.metadata.version(name)
+    assert provenance._version("no_such_package_here") is None
