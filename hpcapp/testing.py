@@ -14,7 +14,6 @@ bitwise, as hpcapp's own tests do::
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 from hpcapp.jobs.check import CHECK_SECONDS, SAMPLE_BYTES, SAMPLE_ROWS, prepare_check
 from hpcapp.kernels.contract import DEFAULT_RTOL, CheckReport, check_contract
+from hpcapp.parallel.launch import find_mpiexec
 
 MAX_CHECK_ROWS = SAMPLE_ROWS
 
@@ -150,14 +150,6 @@ def check_kernel(kernel: Any, input: Any = None, **options: Any) -> CheckReport:
     return report
 
 
-def _mpiexec() -> str:
-    local = Path(sys.executable).parent / "mpiexec"
-    found = str(local) if local.exists() else shutil.which("mpiexec")
-    if found is None:
-        raise RuntimeError("no mpiexec: install hpcapp[mpich] or load your MPI module")
-    return found
-
-
 def assert_same_on_ranks(
     run_args: Sequence[str],
     directory: str | os.PathLike[str],
@@ -175,7 +167,7 @@ def assert_same_on_ranks(
     """
     from hpcapp.io.results import read_results
 
-    launcher = mpiexec or _mpiexec()
+    launcher = mpiexec or find_mpiexec()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
     outputs: dict[int, dict[str, Any]] = {}
     for n_ranks in ranks:

@@ -191,3 +191,20 @@ def test_stats_warm_up_loads_the_compiled_loops_only_where_chunks_use_them(
     out = run_python(code, timeout=120)
     prebuilt, jit = compiled and not jit_only, compiled and jit_only
     assert out.split() == [str(prebuilt), str(jit), str(jit)]
+
+
+def test_one_launcher_lookup_honours_mpiexec(monkeypatch, tmp_path):
+    """hpcapp.testing and the scripts find the launcher alike: $MPIEXEC first."""
+    import hpcapp.testing
+    from hpcapp.parallel.launch import find_mpiexec
+    from scripts.benchlib import launcher
+
+    assert launcher.find_mpiexec is find_mpiexec is hpcapp.testing.find_mpiexec
+    monkeypatch.setenv("MPIEXEC", str(tmp_path / "no-such-mpiexec"))
+    with pytest.raises(FileNotFoundError, match="MPIEXEC="):
+        find_mpiexec()
+    fake = tmp_path / "my-mpiexec"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MPIEXEC", str(fake))
+    assert find_mpiexec() == str(fake)

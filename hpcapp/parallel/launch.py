@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import sys
 import time
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 
 from hpcapp.text import plural
 
@@ -202,3 +205,26 @@ def slurm_context() -> dict[str, int | str]:
     if per_node:
         context["slurm_tasks_per_node"] = per_node
     return context
+
+
+def find_mpiexec() -> str:
+    """Return the launcher: ``$MPIEXEC``, else ``mpiexec`` on PATH, else the one beside Python.
+
+    The last is the ``mpich`` wheel's (``pip install -e .[mpich]``), found even when the venv is
+    not activated. Raise ``FileNotFoundError`` when there is none.
+    """
+    chosen = os.environ.get("MPIEXEC")
+    if chosen:
+        found = shutil.which(chosen)
+        if found is None:
+            raise FileNotFoundError(f"MPIEXEC={chosen}: no such program")
+        return found
+    found = shutil.which("mpiexec")
+    if found:
+        return found
+    local = Path(sys.executable).parent / "mpiexec"
+    if local.exists():
+        return str(local)
+    raise FileNotFoundError(
+        "no mpiexec: set MPIEXEC, load your MPI module, or install the `mpich` extra"
+    )

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from hpcapp.parallel.launch import find_mpiexec  # noqa: F401 - the scripts find it here
 
 REPO = Path(__file__).resolve().parent.parent.parent
 # Variables an enclosing mpiexec or SLURM step sets: inherited, they make a child believe it is
 # one rank of the parent's job.
 LAUNCH_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "I_MPI_", "SLURM_")
-
-
-def find_mpiexec() -> str:
-    """Return the launcher: ``$MPIEXEC``, else ``mpiexec`` on PATH, else the one beside Python.
-
-    The last is the ``mpich`` wheel's (``pip install -e .[mpich]``), found even when the venv is
-    not activated. Raise ``FileNotFoundError`` when there is none.
-    """
-    chosen = os.environ.get("MPIEXEC")
-    if chosen:
-        found = shutil.which(chosen)
-        if found is None:
-            raise FileNotFoundError(f"MPIEXEC={chosen}: no such program")
-        return found
-    found = shutil.which("mpiexec")
-    if found:
-        return found
-    local = Path(sys.executable).parent / "mpiexec"
-    if local.exists():
-        return str(local)
-    raise FileNotFoundError(
-        "no mpiexec: set MPIEXEC, load your MPI module, or install the `mpich` extra"
-    )
 
 
 def without_launch(environ: Mapping[str, str]) -> dict[str, str]:
