@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import cli_here, read_results, refused_here, run_here
+from helpers import cli_here, read_results, refused_here, root_attrs, run_here
 from ncdata import write_grid, write_raster
 
 IDS = np.array([3, 7, 12], np.int16)
@@ -70,6 +70,7 @@ def test_regions_equal_xarray(files, tmp_path, over, weighted):
     )
     got = read_results(out)
     np.testing.assert_array_equal(got["region"], IDS)
+    assert root_attrs(out)["regions"] == regions
     assert ("sum_of_weights" in got) == weighted
     expected = xarray_regions(path, tuple(over.split(",")), weighted)
     assert_equal_results(got, expected)
@@ -184,3 +185,13 @@ def test_cli_prints_regions_and_refuses_with_exit_2(files, tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "r.nc:/region runs along 'lat', which --over keeps" in done.stderr
     assert not bad.exists()
+
+
+def test_resume_never_mixes_two_rasters(files, tmp_path):
+    path, spec, regions, mask = files
+    out = tmp_path / "out.nc"
+    first = run_here("stats", spec, over="time,lat,lon", regions=regions, output=str(out))
+    again = run_here("stats", spec, over="time,lat,lon", regions=regions, output=str(out),
+                     mask=mask, resume=True, overwrite=True)  # fmt: skip
+    assert root_attrs(out)["mask"] == mask
+    assert np.all(again["count"] < first["count"])  # computed again, with the mask

@@ -250,6 +250,8 @@ def _provenance(
         "job_identity": json.dumps(plan.identity, sort_keys=True),
         **({"grouping": plan.grouping.option} if plan.grouping is not None else {}),
         **({"weights": plan.weights.method} if plan.weights is not None else {}),
+        **({"mask": config.mask} if config.mask else {}),
+        **({"regions": config.regions} if config.regions else {}),
         **slurm_context(),
         **(extra_attrs or {}),
     }
