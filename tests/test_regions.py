@@ -187,8 +187,8 @@ def test_cli_prints_regions_and_refuses_with_exit_2(files, tmp_path):
     assert not bad.exists()
 
 
-def test_resume_never_mixes_two_rasters(files, tmp_path):
-    path, spec, regions, mask = files
+def test_resume_with_another_mask_computes_again(files, tmp_path):
+    _, spec, regions, mask = files
     out = tmp_path / "out.nc"
     first = run_here("stats", spec, over="time,lat,lon", regions=regions, output=str(out))
     again = run_here("stats", spec, over="time,lat,lon", regions=regions, output=str(out),
