@@ -92,6 +92,8 @@ def run_check(
     sel: Mapping[str, Any] | str | None = None,
     isel: Mapping[str, Any] | str | None = None,
     weights: str | None = None,
+    mask: str | None = None,
+    regions: str | None = None,
     dtype: str = "float64",
     shape: Sequence[int] = (1000,),
     nan: float = 0.0,
@@ -103,7 +105,7 @@ def run_check(
 ) -> CheckReport:
     """Check a kernel's contract on ``input`` (a spec, an array) or generated data.
 
-    The data options (``params`` to ``weights``) are ``hpcapp.run``'s, resolved as it
+    The data options (``params`` to ``regions``) are ``hpcapp.run``'s, resolved as it
     resolves them: the kernel is judged with the parameters, ``over``, per-row outputs and
     groups a run would give it. At most ``max_bytes`` of values (and 100,000 rows) are checked,
     in a few blocks spread over the input. ``dtype``, ``shape`` and ``nan`` describe generated
@@ -122,6 +124,8 @@ def run_check(
         "sel": sel,
         "isel": isel,
         "weights": weights,
+        "mask": mask,
+        "regions": regions,
     }
     resolved = resolve_kernel(kernel)
     if input is None and not resolved.generates:

@@ -228,3 +228,24 @@ def write_grid(
             area = ds.createVariable("areacella", "f8", ("lat", "lon"))
             area[:], area.units = rng.uniform(1e10, 2e10, (n_lat, n_lon)), "m2"
     return f"{path}:/tas"
+
+
+def write_raster(path: Path, grid: Path, values: np.ndarray, name: str = "region", **attrs) -> str:
+    """Write ``values`` (masked cells missing) over the lat/lon of input ``grid``; return the spec.
+
+    ``attrs`` become the variable's attributes (``flag_values``, ``flag_meanings``, ...); an
+    integer raster gets ``_FillValue = -1``, a float one NaN.
+    """
+    import netCDF4
+
+    values = np.ma.asarray(values)
+    fill = -1 if values.dtype.kind in "iu" else np.nan
+    with netCDF4.Dataset(grid) as src, netCDF4.Dataset(path, "w") as ds:
+        for dim in ("lat", "lon"):
+            ds.createDimension(dim, len(src[dim]))
+            ds.createVariable(dim, "f8", (dim,))[:] = src[dim][:]
+        var = ds.createVariable(name, values.dtype, ("lat", "lon"), fill_value=fill)
+        for key, value in attrs.items():
+            var.setncattr(key, value)
+        var[:] = values
+    return f"{path}:/{name}"

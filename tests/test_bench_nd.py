@@ -1,4 +1,4 @@
-"""Smoke tests of the N-D benchmarks (``nd-memory``, ``nd-speed``) at tiny sizes."""
+"""Smoke tests of the N-D benchmarks (``nd-memory``, ``nd-speed``, ``fldmean``) at tiny sizes."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def test_nd_speed_means_agree_with_numpy(tmp_path):
         assert {"hpcapp 1 rank", "hpcapp 2 ranks", "numpy"} <= set(row)
         assert row["mean_rel_diff_vs_numpy"] < 1e-6
         assert row["xarray_mean_rel_diff_vs_numpy"] < 1e-6
+
+
+def test_fldmean_series_agree(tmp_path):
+    result = run_tiny("fldmean", tmp_path)
+    names = [row["contender"] for row in result["rows"]]
+    assert names[:2] == ["hpcapp, 1 rank(s)", "hpcapp, 2 rank(s)"] and "xarray" in names[2]
+    assert ("cdo" in " ".join(names).lower()) != bool(result["notes"])  # run, or said why not
+    assert result["steps"] == 20 and all(row["seconds"] > 0 for row in result["rows"])

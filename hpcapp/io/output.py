@@ -34,6 +34,7 @@ from hpcapp.io.sources.many import FilesSource
 # Grouped results: the default name of the groups' dimension and coordinate (--group-by
 # time.month names them ``month``: Layout.group_key), and results with no group axis.
 GROUP_DIM = "group"
+REGION_DIM = "region"  # --regions: the ids' key, dimension and coordinate
 _UNGROUPED = ("hist_edges",)
 
 
@@ -56,6 +57,10 @@ class Layout:
     n_groups: int = 0  # grouped: the length of the group coordinate (read from the file)
     variable: str | None = None  # the input dataset's path in its file
     group_key: str = GROUP_DIM  # grouped: the labels' key, dimension and coordinate (``month``)
+    # --regions: the raster's spec, the ids' count (read from the file), the ids' names if any
+    regions: str | None = None
+    n_regions: int = 0
+    region_names: tuple[str, ...] | None = None
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -65,12 +70,15 @@ class Layout:
         names = [(self.dims[a], self.shape[a]) for a in kept]
         if self.n_groups and key not in _UNGROUPED:
             names.insert(0, (self.group_key, self.n_groups))
+        if self.n_regions:
+            names.append((REGION_DIM, self.n_regions))
         return names
 
     def names(self, keys: Iterable[str]) -> dict[str, str]:
         """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
         taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
-        return name_results(keys, prefix_of(self.variable), taken, (self.group_key,))
+        labels = (self.group_key, *((REGION_DIM,) if self.regions else ()))
+        return name_results(keys, prefix_of(self.variable), taken, labels)
 
     def __call__(self, h5: Any, names: dict[str, str], dims: Dimensions) -> None:
         """Lay out the results ``names`` (key -> variable) of an open file."""
@@ -79,12 +87,15 @@ class Layout:
             write_file_table(h5, self.many, dims)
 
 
-def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any = None) -> Layout:
+def make_layout(
+    source: Source, params: dict[str, Any], kern: Any, grouping: Any = None, zones: Any = None
+) -> Layout:
     """Return the layout of a job's output (called by the writer with the open file).
 
     Grouped (``grouping``, an :class:`hpcapp.io.labels.Grouping`), the labels (``group``, or
     ``month`` etc. for ``--group-by time.month``) become the coordinate of a leading dimension
-    of that name in every result.
+    of that name in every result. With ``--regions`` (``zones``, an
+    :class:`hpcapp.io.regions.Zones`) the ids are the coordinate of a last dimension ``region``.
     """
     from hpcapp.kernels import nd
 
@@ -105,7 +116,13 @@ def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any
         window=stored.window if stored is not None else None,
         variable=stored.dataset if stored is not None else None,
         group_key=grouping.key if grouping is not None else GROUP_DIM,
+        **_regions_of(zones),
     )
+
+
+def _regions_of(zones: Any) -> dict[str, Any]:
+    found = zones.regions if zones is not None else None
+    return {} if found is None else {"regions": found.spec, "region_names": found.names}
 
 
 def _axis_names(key: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[str, int]]:
@@ -135,6 +152,8 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
         dims.adopt(name, labels)
         labels.attrs["long_name"] = np.bytes_(layout.group.encode())
         layout = dataclasses.replace(layout, n_groups=labels.shape[0], group_key=name)
+    if layout.regions is not None and REGION_DIM in variables:
+        layout = _region_coordinate(h5, layout, variables, names, taken, dims)
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}
     lengths: dict[str, int] = {}
     for found in axes.values():
@@ -167,8 +186,24 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
     reduced = [layout.dims[a] for a in layout.over if a < len(layout.dims)]
     for key, var in variables.items():
         dims.attach(var, [name for name, _ in axes[key]])
-        describe_result(key, var, layout.is_stats, reduced, layout.group, quantity)
+        group = layout.group or (f"region of {layout.regions}" if layout.regions else None)
+        describe_result(key, var, layout.is_stats, reduced, group, quantity)
     global_attributes(h5, inherited)
+
+
+def _region_coordinate(
+    h5: Any, layout: Layout, variables: dict, names: dict, taken: set, dims: Dimensions
+) -> Layout:
+    """Make the ids the coordinate ``region``; names from ``flag_meanings`` in ``region_name``."""
+    taken.discard(names[REGION_DIM])
+    ids = variables.pop(REGION_DIM)
+    dims.adopt(REGION_DIM, ids)
+    ids.attrs["long_name"] = np.bytes_(f"region id in {layout.regions}".encode())
+    if layout.region_names is not None and "region_name" not in h5:
+        labels = h5.create_dataset("region_name", data=char_array(layout.region_names))
+        dims.attach(labels, [REGION_DIM, "region_name_length"])
+        labels.attrs["long_name"] = np.bytes_(b"region name (flag_meanings)")
+    return dataclasses.replace(layout, n_regions=ids.shape[0])
 
 
 def _input_coordinate(

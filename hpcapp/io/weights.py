@@ -101,26 +101,39 @@ def _measures(h5: Any, source: Hdf5Source, where: str) -> Weights | None:
     )
 
 
-def _by_dims(variable: Any, source: Hdf5Source, where: str) -> np.ndarray:
-    """Return a variable over some of the input's dimensions, placed to broadcast to a record."""
+def input_axes(variable: Any, source: Hdf5Source, where: str, option: str) -> list[int]:
+    """Return the input's axes of a variable's dimensions, matched by name (not the record's)."""
     names = [scale_name(variable.dims[i])[0] for i in range(variable.ndim)]
     if not all(n in source.dims for n in names):
         raise UsageError(
-            f"--weights: {where} has dimensions {names}, not among the input's {list(source.dims)}"
+            f"{option}: {where} has dimensions {names}, not among the input's {list(source.dims)}"
         )
     axes = [source.dims.index(n) for n in names]
     if 0 in axes:
         raise UsageError(
-            f"--weights: {where} runs along {source.dims[0]!r}, the dimension chunks are cut "
-            "along: weights must be over the other dimensions"
+            f"{option}: {where} runs along {source.dims[0]!r}, the dimension chunks are cut "
+            f"along: {option.lstrip('-')} must be over the other dimensions"
         )
-    values = np.asarray(variable[()], dtype=np.float64)
-    if source.window is not None:  # --sel/--isel: the weights of the selected box
+    return axes
+
+
+def on_record(
+    values: np.ndarray, axes: list[int], source: Hdf5Source, where: str, option: str
+) -> np.ndarray:
+    """Return a field over ``axes`` (the selected box of it) broadcastable to a record."""
+    if source.window is not None:  # --sel/--isel: the field of the selected box
         values = values[tuple(source.window.axis(axis) for axis in axes)]
     expected = [(source.n_rows, *source.row_shape)[a] for a in axes]
     if list(values.shape) != expected:
-        raise UsageError(f"--weights: {where} has shape {values.shape}, the input {expected}")
-    return _check(_place(values, axes, source), where)
+        raise UsageError(f"{option}: {where} has shape {values.shape}, the input {expected}")
+    return _place(values, axes, source)
+
+
+def _by_dims(variable: Any, source: Hdf5Source, where: str) -> np.ndarray:
+    """Return a variable over some of the input's dimensions, placed to broadcast to a record."""
+    axes = input_axes(variable, source, where, "--weights")
+    values = np.asarray(variable[()], dtype=np.float64)
+    return _check(on_record(values, axes, source, where, "--weights"), where)
 
 
 def area_weights(source: Hdf5Source, over: tuple[int, ...]) -> Weights:

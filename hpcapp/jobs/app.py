@@ -24,13 +24,18 @@ from hpcapp.io.results import read_results, read_within
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
-from hpcapp.jobs.plan import ROWS_GATHERED, Plan, agree_on_code, plan_job, prepare_checkpoint
+from hpcapp.jobs.plan import (
+    ROWS_GATHERED,
+    Plan,
+    agree_on_code,
+    bind_data,
+    plan_job,
+    prepare_checkpoint,
+)
 from hpcapp.jobs.provenance import load_with_code
 from hpcapp.jobs.report import summary
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
-from hpcapp.kernels.nd import bind_over
-from hpcapp.kernels.weighted import bind_weights
 from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
 from hpcapp.parallel.engine import TIMING_COLUMNS, CheckpointPlan, EngineResult, run_engine
 from hpcapp.parallel.interrupt import Interrupts
@@ -104,9 +109,8 @@ def execute(
                 comm, config.input, config.group_by, config.sort_files, config.mask_valid_range
             )
         plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
-        kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
-        if plan.weights is not None:  # --weights: the weighted stats, the weights bound
-            kernel = bind_weights(kernel, plan.weights.values, plan.params)
+        # Over records per row, --weights, --mask, --regions: the kernel with its fields bound.
+        kernel = bind_data(kernel, plan.params, plan.weights, plan.zones)
         described = kernel  # the output describes the kernel's own results
         if plan.grouping is not None:
             kernel = group_kernel(kernel, plan.grouping.key)  # results lead with a group axis
@@ -183,7 +187,9 @@ def execute(
                         TIMING_COLUMNS.index("write"),
                         started,
                         base=rows_path if kernel.per_row else None,
-                        layout=make_layout(plan.source, plan.params, described, plan.grouping),
+                        layout=make_layout(
+                            plan.source, plan.params, described, plan.grouping, plan.zones
+                        ),
                     )
                 except OutputError as exc:
                     raise WriteError(exc.describe(directory or target, kept.failure)) from None
@@ -244,6 +250,8 @@ def _provenance(
         "job_identity": json.dumps(plan.identity, sort_keys=True),
         **({"grouping": plan.grouping.option} if plan.grouping is not None else {}),
         **({"weights": plan.weights.method} if plan.weights is not None else {}),
+        **({"mask": config.mask} if config.mask else {}),
+        **({"regions": config.regions} if config.regions else {}),
         **slurm_context(),
         **(extra_attrs or {}),
     }
@@ -281,6 +289,7 @@ def run_job(
             note,
             known,
             weights=plan.weights.method if plan.weights is not None else None,
+            regions=plan.zones.regions.describe() if plan.zones and plan.zones.regions else None,
         )
         print(report)
     return 0

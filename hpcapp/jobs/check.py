@@ -175,4 +175,9 @@ def _job_notes(config: JobConfig, resolved: Any) -> list[str]:
         notes.append(f"{resolved.grouping.option}: combined per {resolved.grouping.describe()}")
     if resolved.weights is not None:
         notes.append(f"--weights {config.weights}: weighted stats, {resolved.weights.method}")
+    zones = resolved.zones
+    if zones is not None and zones.mask is not None:
+        notes.append(f"--mask {config.mask}: {int(zones.mask.sum()):,} cells kept")
+    if zones is not None and zones.regions is not None:
+        notes.append(f"--regions {config.regions}: {zones.regions.describe()}")
     return notes

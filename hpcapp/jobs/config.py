@@ -240,6 +240,19 @@ class JobConfig:
         metavar="area|FILE:/VAR",
         data=True,
     )
+    # Masks and region statistics (hpcapp/io/regions.py, hpcapp/kernels/zonal.py): built-in stats.
+    mask: str | None = option(
+        "stats: cells where VAR (over some non-record dims) is zero or missing are missing",
+        "--mask",
+        metavar="FILE:/VAR",
+        data=True,
+    )
+    regions: str | None = option(
+        "stats per region: VAR is an integer raster over reduced dims, one result per id",
+        "--regions",
+        metavar="FILE:/VAR",
+        data=True,
+    )
 
     def __post_init__(self) -> None:
         validate(self, CONFLICTS)
@@ -259,6 +272,8 @@ CONFLICTS = (
         "--group-every and --group-by exclude each other: give one",
         in_parser=True,
     ),
+    Conflict("regions", "group_by", "--regions and --group-by exclude each other: give one"),
+    Conflict("regions", "group_every", "--regions and --group-every exclude each other: give one"),
     Conflict(
         "raw",
         "mask_valid_range",

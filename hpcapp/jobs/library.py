@@ -39,6 +39,8 @@ def run(
     sel: Mapping[str, Any] | str | None = None,
     isel: Mapping[str, Any] | str | None = None,
     weights: str | None = None,
+    mask: str | None = None,
+    regions: str | None = None,
     memory_per_rank: str | None = None,
     group_every: int | None = None,
     group_by: str | None = None,
@@ -69,7 +71,8 @@ def run(
     ``results["group"]``. ``sel``/``isel`` are
     ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
     ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. ``weights`` is
-    ``--weights`` (``"area"`` or ``"FILE:/VAR"``): the built-in stats, weighted. The other
+    ``--weights`` (``"area"`` or ``"FILE:/VAR"``): the built-in stats, weighted; ``mask`` and
+    ``regions`` (``"FILE:/VAR"``) are ``--mask`` and ``--regions``. The other
     options are those of ``hpcapp run``: the fields of ``JobConfig``, where each is declared
     (a test keeps the two equal, names and defaults). ``over`` and ``dims`` are a comma list or
     a sequence: ``over=("lat", "lon")``, ``["lat", "lon"]`` and ``"lat,lon"`` are one job (axis

@@ -16,6 +16,7 @@ from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory, estimate
+from hpcapp.io.regions import Zones, load_zones
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
 from hpcapp.io.sources.selected import select_source
@@ -27,6 +28,7 @@ from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, hold
 from hpcapp.kernels.api import InputInfo, Kernel
 from hpcapp.kernels.nd import bind_over, stats
 from hpcapp.kernels.weighted import bind_weights
+from hpcapp.kernels.zonal import bind_mask, bind_regions
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.parallel.rows import gathered_problem
@@ -56,6 +58,7 @@ class Plan:
         None  # a rank's memory estimate (plan_job(estimate_memory=True))
     )
     weights: Weights | None = None  # --weights: the weights of one record, and their method
+    zones: Zones | None = None  # --mask, --regions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,19 +70,40 @@ class Resolved:
     kernel: Kernel  # the kernel to run (bind_over: built-in stats over records, per row)
     grouping: Any  # an hpcapp.io.labels.Grouping, or None
     weights: Weights | None = None  # --weights
+    zones: Zones | None = None  # --mask, --regions
 
 
 def check_weighted(config: JobConfig, kernel: Kernel) -> None:
-    """Refuse ``--weights`` with a kernel other than the built-in stats, or with histograms."""
-    if not config.weights:
+    """Refuse ``--weights``/``--mask``/``--regions`` with another kernel than the built-in stats.
+
+    Histograms (``-p bins``/``-p range``) are refused with ``--weights`` and ``--regions``.
+    """
+    given = [o for o, v in (("--weights", config.weights), ("--mask", config.mask),
+                            ("--regions", config.regions)) if v]  # fmt: skip
+    if not given:
         return
     if kernel.func is not stats.func:
         raise UsageError(
-            f"--weights works with the built-in stats kernel only, not {config.kernel!r}"
+            f"{given[0]} works with the built-in stats kernel only, not {config.kernel!r}"
         )
     histogram = sorted(set(config.params) & {"bins", "range"})
-    if histogram:
+    if histogram and config.weights:
         raise UsageError(f"--weights: -p {histogram[0]} (histograms) is not weighted: drop it")
+    if histogram and config.regions:
+        raise UsageError(f"--regions: -p {histogram[0]} (histograms) is not per region: drop it")
+
+
+def bind_data(
+    kernel: Kernel, params: dict[str, Any], weights: Weights | None, zones: Zones | None
+) -> Kernel:
+    """Return the kernel a job runs: over records per row, weighted, masked or per region."""
+    kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
+    values = weights.values if weights is not None else None
+    if zones is not None and zones.regions is not None:  # the mask is in the regions' index
+        found = zones.regions
+        return bind_regions(kernel, found.index, found.ids, values, params)
+    kernel = bind_weights(kernel, values, params)
+    return bind_mask(kernel, zones.mask if zones is not None else None)
 
 
 def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None) -> Resolved:
@@ -111,11 +135,12 @@ def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None
         # the row shape: a kernel may refuse what the data cannot take.
         data = InputInfo(source.values_dtype, tuple(source.row_shape))
         params = kernel.check_params(config.params, data, over=over)
-    kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
     weights = load_weights(source, config.weights, params["over"]) if config.weights else None
-    kernel = bind_weights(kernel, weights.values if weights else None, params)
+    over = tuple(params.get("over", ()))
+    zones = load_zones(source, config.mask, config.regions, over, config.mask_valid_range)
+    kernel = bind_data(kernel, params, weights, zones)
     grouping = plan_grouping(config, kernel, source)  # after --over: per-row kernels refused
-    return Resolved(source, params, kernel, grouping, weights)
+    return Resolved(source, params, kernel, grouping, weights, zones)
 
 
 def plan_job(
@@ -156,6 +181,8 @@ def plan_job(
         identity["grouping"] = grouping.identity()
     if resolved.weights is not None:
         identity["weights"] = resolved.weights.identity()
+    if resolved.zones is not None:
+        identity.update(resolved.zones.identity())
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks, grouping)
     memory = None
@@ -180,6 +207,7 @@ def plan_job(
             grouping=grouping,
             memory=memory,
             weights=resolved.weights,
+            zones=resolved.zones,
         )
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(
@@ -191,6 +219,7 @@ def plan_job(
         grouping=grouping,
         memory=memory,
         weights=resolved.weights,
+        zones=resolved.zones,
     )
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)

@@ -43,6 +43,7 @@ def summary(
     thread_note: str | None = None,
     from_process_start: bool = True,
     weights: str | None = None,
+    regions: str | None = None,
 ) -> str:
     """Return the short report rank 0 prints at the end of a run (with the launch's thread note).
 
@@ -70,6 +71,8 @@ def summary(
         lines.append(f"  {plural(len(labels), 'group')} ({option}): {shown}")
     if weights is not None:
         lines.append(f"  weighted (--weights {config.weights}): {weights}")
+    if regions is not None:
+        lines.append(f"  per region (--regions {config.regions}): {regions}")
     lines += results_lines(results, _cell_dims(config, source, results))
     lines += timing_lines(result.timing, wall, from_process_start)
     busy = _columns(result.timing, ("read", "compute"))
@@ -118,11 +121,14 @@ def results_lines(results: Mapping[str, Any], dims: list[str] | None = None) -> 
 
 
 def _column_table(results: Mapping[str, Any]) -> list[str]:
-    lines = [f"  {'column':>6} " + " ".join(f"{key:>12}" for key in STATS_KEYS)]
-    for col in range(int(np.size(results["mean"]))):
+    cells = int(np.size(results["mean"]))
+    ids = np.ravel(results.get("region", ()))  # --regions: a row per region id
+    head, labels = ("region", ids) if len(ids) == cells else ("column", np.arange(cells))
+    lines = [f"  {head:>6} " + " ".join(f"{key:>12}" for key in STATS_KEYS)]
+    for col in range(cells):
         values = [np.ravel(results[key])[col] for key in STATS_KEYS]
         numbers = " ".join(f"{float(v):>12.6g}" for v in values[1:])
-        lines.append(f"  {col:>6} {int(values[0]):>12,} {numbers}")
+        lines.append(f"  {labels[col]:>6} {int(values[0]):>12,} {numbers}")
     return lines
 
 

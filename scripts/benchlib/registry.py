@@ -71,6 +71,15 @@ BENCHMARKS = (
         programs=("ncra",),
     ),
     Benchmark(
+        "fldmean",
+        "area-weighted global-mean series (one value per day) of a packed daily field: hpcapp "
+        "--weights area against xarray weighted + Dask and CDO fldmean",
+        "fldmean",
+        "--steps 20 --lat 6 --lon 12 --ranks 1,2 --repeat 1 --time-chunk 8",
+        needs=("dask", "xarray", "netCDF4"),
+        programs=("cdo",),
+    ),
+    Benchmark(
         "files-startup",
         "start-up of a stats job over many small HDF5 files against one file of the same rows",
         "files_startup",
