@@ -67,7 +67,7 @@ def test_the_loaded_kernel_is_the_object_under_the_name_it_was_asked_for():
 
 
 def test_the_spec_module_names_every_hook_the_kernel_takes():
-    hooks = {"combine", "finalize", "validate", "prepare"}
+    hooks = {"combine", "finalize", "validate", "prepare", "halo"}
     assert set(hookspec.HOOKS) == hooks
     assert hooks < set(inspect.signature(kernel).parameters)
     assert hooks < {field for field in Kernel.__dataclass_fields__}
@@ -84,6 +84,7 @@ def test_the_spec_module_names_every_hook_the_kernel_takes():
         ("validate", "def total(**params): pass", "validate is called as validate(params, data)"),
         ("prepare", "def total(dtype, chunk_shape, params): pass", "prepare(params, data)"),
         ("combine", "def total(left): return left", "combine is called as combine(left, right)"),
+        ("halo", "def total(params, data): return 0, 0", "halo is called as halo(params)"),
     ],
 )
 def test_a_hook_that_cannot_take_its_calling_convention_is_refused(hook, text, message):

@@ -149,6 +149,7 @@ def execute(
             config.distribute,
             todo=todo,
             grouping=plan.grouping,
+            records=plan.records,
             preloaded=nodes,
             interrupts=interrupts,
             checkpoint=(

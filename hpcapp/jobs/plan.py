@@ -16,6 +16,7 @@ from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory, estimate
+from hpcapp.io.records import HALO_CHUNKS, plan_records
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
 from hpcapp.io.sources.selected import select_source
@@ -56,6 +57,7 @@ class Plan:
         None  # a rank's memory estimate (plan_job(estimate_memory=True))
     )
     weights: Weights | None = None  # --weights: the weights of one record, and their method
+    records: Any = None  # an hpcapp.io.records.RecordNeeds: dates, halo (kernels declaring them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +143,9 @@ def plan_job(
             "own chunks: drop --distribute scatter"
         )
     chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
+    records = plan_records(config, kernel, source, params)  # dates, halo: issue 22
+    if records is not None and config.chunk_rows is None:
+        chunk_rows = max(chunk_rows, HALO_CHUNKS * (records.before + records.after))
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     if grouping is not None:
         identity["grouping"] = grouping.identity()
@@ -170,6 +175,7 @@ def plan_job(
             grouping=grouping,
             memory=memory,
             weights=resolved.weights,
+            records=records,
         )
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(
@@ -181,6 +187,7 @@ def plan_job(
         grouping=grouping,
         memory=memory,
         weights=resolved.weights,
+        records=records,
     )
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)

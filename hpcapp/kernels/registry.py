@@ -13,6 +13,8 @@ from hpcapp.kernels.api import Kernel, from_function
 BUILTIN = {
     "stats": "hpcapp.kernels.nd:stats",  # the column kernel stats, over any dimensions
     "montecarlo": "hpcapp.kernels.montecarlo:montecarlo",
+    # Whole-series operators (issue 22): per cell over the records.
+    "trend": "hpcapp.kernels.trend:trend",
 }
 
 
