@@ -15,6 +15,7 @@ BUILTIN = {
     "montecarlo": "hpcapp.kernels.montecarlo:montecarlo",
     # Whole-series operators (issue 22): per cell over the records.
     "trend": "hpcapp.kernels.trend:trend",
+    "rolling": "hpcapp.kernels.rolling:rolling",
 }
 
 

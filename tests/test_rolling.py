@@ -1,0 +1,82 @@
+"""``rolling``: moving-window statistics along time, against xarray's ``rolling``."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from helpers import cli_here, refused_here, run_here
+from ncdata import write_grid, write_netcdf
+
+from hpcapp.kernels.rolling import STATS
+
+
+def xarray_rolling(path, name, window, stat, center, min_periods):
+    with xr.open_dataset(path) as ds:
+        found = ds[name].rolling(time=window, center=center, min_periods=min_periods)
+        return getattr(found, stat)().values
+
+
+@pytest.mark.parametrize("stat", STATS)
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize(("window", "min_periods"), [(4, None), (5, 2), (1, None), (40, 3)])
+def test_rolling_equals_xarray_and_its_bits_do_not_depend_on_chunks(
+    tmp_path, stat, center, window, min_periods
+):
+    path = tmp_path / "in.nc"
+    spec = write_grid(path, shape=(23, 3, 4), bounds=False, missing=0.25)
+    params = {"window": window, "stat": stat, "center": center}
+    if min_periods is not None:
+        params["min_periods"] = min_periods
+    results = [run_here("rolling", spec, params=params, chunk_rows=rows) for rows in (1, 3, 23)]
+    expected = xarray_rolling(path, "tas", window, stat, center, min_periods)
+    got = results[0]["rolling"]
+    assert got.shape == expected.shape and got.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    for other in results[1:]:
+        assert other["rolling"].tobytes() == got.tobytes()
+
+
+def test_packed_float32_stays_float32(tmp_path):
+    rng = np.random.default_rng(2)
+    stored = rng.integers(-3000, 3000, (17, 2, 3)).astype("i2")
+    stored[rng.random(stored.shape) < 0.2] = -32767
+    attrs = {"scale_factor": np.float32(0.01), "add_offset": np.float32(280.0)}
+    spec = write_netcdf(tmp_path / "in.nc", stored, attrs=attrs, fill_value=np.int16(-32767))
+    got = run_here("rolling", spec, params={"window": 3, "min_periods": 1}, chunk_rows=4)
+    expected = xarray_rolling(tmp_path / "in.nc", "tas", 3, "mean", False, 1)
+    assert got["rolling"].dtype == expected.dtype == np.float32
+    np.testing.assert_allclose(got["rolling"], expected, rtol=1e-6)
+
+
+def test_the_output_is_a_series_shaped_like_the_input(tmp_path):
+    spec = write_grid(tmp_path / "in.nc", shape=(9, 2, 3), bounds=False, missing=0.1)
+    out = tmp_path / "out.nc"
+    done = cli_here(["run", "rolling", spec, "-o", str(out), "-p", "window=3", "-p",
+                     "stat=max", "-p", "center=true", "--chunk-rows", "2", "-q"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with xr.open_dataset(out) as ds, xr.open_dataset(tmp_path / "in.nc") as given:
+        assert ds.tas_rolling.dims == ("time", "lat", "lon")
+        expected = given.tas.rolling(time=3, center=True).max()
+        np.testing.assert_array_equal(ds.tas_rolling.values, expected.values)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"window": 0}, "-p window must be a positive integer"),
+        ({"window": 3, "stat": "median"}, "-p stat must be one of"),
+        ({"window": 3, "min_periods": 4}, "-p min_periods must be an integer from 1"),
+        ({"window": 3, "min_periods": 0}, "-p min_periods"),
+        ({"window": 3, "center": "yes"}, "-p center must be true or false"),
+        ({}, "needs parameter(s) window"),
+    ],
+)
+def test_refusals(tmp_path, params, fragment):
+    spec = write_grid(tmp_path / "in.nc", shape=(4, 2, 3), bounds=False)
+    refused_here("rolling", spec, "rolling", fragment, params=params)
+
+
+def test_scatter_and_grouping_are_refused(tmp_path):
+    spec = write_grid(tmp_path / "in.nc", shape=(4, 2, 3), bounds=False)
+    refused_here("rolling", spec, "scatter", params={"window": 2}, distribute="scatter")
+    refused_here("rolling", spec, "group", params={"window": 2}, group_by="time.month")
