@@ -16,6 +16,7 @@ BUILTIN = {
     # Whole-series operators (issue 22): per cell over the records.
     "trend": "hpcapp.kernels.trend:trend",
     "rolling": "hpcapp.kernels.rolling:rolling",
+    "anomaly": "hpcapp.kernels.anomaly:anomaly",
 }
 
 
