@@ -80,3 +80,11 @@ def test_scatter_and_grouping_are_refused(tmp_path):
     spec = write_grid(tmp_path / "in.nc", shape=(4, 2, 3), bounds=False)
     refused_here("rolling", spec, "scatter", params={"window": 2}, distribute="scatter")
     refused_here("rolling", spec, "group", params={"window": 2}, group_by="time.month")
+
+
+@pytest.mark.parametrize(("kernel", "extra"), [("rolling", ["-p", "window=3"]), ("trend", [])])
+def test_check_says_it_cannot_feed_dates_or_halo_yet(tmp_path, kernel, extra):
+    spec = write_grid(tmp_path / "in.nc", shape=(4, 2, 3), bounds=False)
+    done = cli_here(["check", kernel, spec, *extra])
+    assert done.returncode == 2
+    assert f"hpcapp check cannot give kernel {kernel!r}" in done.stderr
