@@ -37,3 +37,13 @@ def test_nd_speed_means_agree_with_numpy(tmp_path):
         assert {"hpcapp 1 rank", "hpcapp 2 ranks", "numpy"} <= set(row)
         assert row["mean_rel_diff_vs_numpy"] < 1e-6
         assert row["xarray_mean_rel_diff_vs_numpy"] < 1e-6
+
+
+def test_rolling_agrees_with_xarray_and_cdo(tmp_path):
+    result = run_tiny("rolling", tmp_path)
+    rows = {row["contender"].split(",")[0].split(" (")[0]: row for row in result["rows"]}
+    hpcapp_rows = [row for row in result["rows"] if row["contender"].startswith("hpcapp")]
+    assert len(hpcapp_rows) == 2 and all(row["bitwise_equal_to_first"] for row in hpcapp_rows)
+    others = [row for row in result["rows"] if "max_abs_difference" in row]
+    assert len(others) == 1 + result["cdo"]
+    assert all(row["max_abs_difference"] < 1e-4 for row in others), rows
