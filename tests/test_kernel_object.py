@@ -117,6 +117,10 @@ def test_hooks_of_the_right_convention_pass_whatever_their_names():
         ({"elementwise": True}, ValueError, "elementwise=True describes a combine function"),
         ({"elementwise": 1, "combine": max}, TypeError, "elementwise must be True or False"),
         ({"seed_param": "scale"}, ValueError, "seed_param names a parameter of a kernel that"),
+        ({"times": 1}, TypeError, "times must be True or False"),
+        ({"times": True}, TypeError, "times=: the kernel gets times=..., but takes no parameter"),
+        ({"halo": lambda params: (1, 0)}, TypeError, "halo=: the kernel gets halo=..."),
+        ({"halo": 3}, TypeError, "halo must be a function halo(params)"),
     ],
 )
 def test_declarations_are_checked_against_each_other_when_defined(options, error, message):
@@ -140,6 +144,11 @@ def test_returns_names_a_close_key_and_is_checked_at_every_chunk():
 @pytest.mark.parametrize(
     "text,options,error,message",
     [
+        ("def total(chunk, times=None): return {}", {}, ValueError,
+         "a parameter named `times` is given by the job only when the kernel declares times="),
+        ("def total(rng, n_rows, n=1, times=None): return {}",
+         {"generates": True, "rows_param": "n", "times": True}, ValueError,
+         "a generating kernel has none"),
         ("def total(): return {}", {}, TypeError, "a kernel is called as f(chunk, **params)"),
         ("def total(rng): return {}", {"generates": True, "rows_param": "n"}, TypeError,
          "f(rng, n_rows, **params)"),

@@ -88,3 +88,35 @@ def test_check_says_it_cannot_feed_dates_or_halo_yet(tmp_path, kernel, extra):
     done = cli_here(["check", kernel, spec, *extra])
     assert done.returncode == 2
     assert f"hpcapp check cannot give kernel {kernel!r}" in done.stderr
+
+
+def test_a_selection_is_rolled_on_its_own(tmp_path):
+    """--isel: the windows reach records of the selection only, as xarray's isel then rolling."""
+    path = tmp_path / "in.nc"
+    spec = write_grid(path, shape=(30, 3, 4), bounds=False, missing=0.2)
+    params = {"window": 5, "center": True, "min_periods": 1}
+    got = run_here("rolling", spec, params=params, isel="time=5:20", chunk_rows=4)
+    with xr.open_dataset(path) as ds:
+        found = ds.tas.isel(time=slice(5, 20)).rolling(time=5, center=True, min_periods=1)
+        expected = found.mean().values
+    np.testing.assert_allclose(got["rolling"], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_user_kernel_declaring_a_halo_gets_its_neighbours(tmp_path):
+    """halo=: the change since the previous record, one row per record, at any chunking."""
+    import hpcapp
+
+    @hpcapp.kernel(per_row="change", halo=lambda params: (1, 0))
+    def change(chunk, halo=(0, 0)):
+        before, _ = halo
+        values = np.asarray(chunk, np.float64)
+        first = np.full((1 - before, *values.shape[1:]), np.nan)  # the input's first record
+        return {"change": np.diff(np.concatenate([first, values]), axis=0)}
+
+    spec = write_grid(tmp_path / "in.nc", shape=(11, 2, 3), bounds=False)
+    with xr.open_dataset(tmp_path / "in.nc") as ds:
+        expected = ds.tas.diff("time").values
+    for rows in (1, 4, 11):
+        got = run_here(change, spec, chunk_rows=rows)["change"]
+        assert np.isnan(got[0]).all()
+        np.testing.assert_array_equal(got[1:], expected)

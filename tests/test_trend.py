@@ -143,3 +143,19 @@ def test_refusals(tmp_path):
     with netCDF4.Dataset(path, "a") as ds:
         ds["time"].units = "days"
     refused_here("trend", spec, "/time", "not a CF time coordinate", "'days'")
+
+
+def test_many_files_each_with_its_own_time_units(tmp_path):
+    """Three noleap years, each counting days from its own 1 January: one series of dates."""
+    from ncdata import write_yearly_files
+
+    paths = write_yearly_files(tmp_path / "years")
+    got = run_here("trend", f"{tmp_path / 'years'}/tas_*.nc:/v", chunk_rows=5)
+    t = np.concatenate([years_of(path, "noleap") for path in paths])
+    with xr.open_mfdataset(paths, combine="nested", concat_dim="time", decode_times=False) as ds:
+        values = ds.v.values
+    for cell in range(values.shape[1]):
+        slope, intercept = np.polyfit(t, values[:, cell], 1)
+        np.testing.assert_allclose(got["slope"][cell], slope, rtol=1e-10)
+        np.testing.assert_allclose(got["intercept"][cell], intercept, rtol=1e-10)
+    assert got["count"].tolist() == [len(t)] * values.shape[1]

@@ -62,12 +62,12 @@ def plan_records(config: Any, kernel: Kernel, source: Any, params: dict[str, Any
         return RecordNeeds(int(before), int(after))
     coord = source.coords[0] if source.coords else None
     where = source.spec
-    if coord is None or not isinstance(source, Hdf5Source | StoredSource):
+    if coord is None or not isinstance(source, Hdf5Source):
         raise UsageError(
             f"kernel {config.kernel!r}: {where} has no coordinate variable along its first "
             f"dimension {source.dims[0] if source.dims else ''!r}: it needs the records' times"
         )
-    with open_input(_first_file(source)) as h5:
+    with open_input(source) as h5:  # many files: the first (each file's own is read per span)
         variable = h5[coord]
         attrs = {key: variable.attrs[key] for key in variable.attrs if not key.isupper()}
         dtype = variable.dtype
@@ -84,12 +84,6 @@ def plan_records(config: Any, kernel: Kernel, source: Any, params: dict[str, Any
             f"{units!r}; it needs units like 'days since 1979-01-01')"
         )
     return RecordNeeds(int(before), int(after), coord, encoding)
-
-
-def _first_file(source: Any) -> Any:
-    """Return a source whose ``open_input`` opens the (first) file of ``source``."""
-    members = getattr(source, "members", None)
-    return members[0] if members else source
 
 
 def record_dates(needs: RecordNeeds, rows: Rows, start: int, stop: int) -> np.ndarray:
