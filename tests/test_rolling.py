@@ -120,3 +120,20 @@ def test_a_user_kernel_declaring_a_halo_gets_its_neighbours(tmp_path):
         got = run_here(change, spec, chunk_rows=rows)["change"]
         assert np.isnan(got[0]).all()
         np.testing.assert_array_equal(got[1:], expected)
+
+
+def test_the_memory_estimate_counts_the_halo(tmp_path):
+    from hpcapp.io.memory import estimate
+    from hpcapp.jobs.config import make_job_config
+    from hpcapp.jobs.plan import resolve_data
+    from hpcapp.kernels.registry import load_kernel
+
+    spec = write_grid(tmp_path / "in.nc", shape=(40, 2, 3), bounds=False)
+    chunk = {}
+    for window in (1, 9):
+        values = {"kernel": "rolling", "input": spec, "params": {"window": window}}
+        config = make_job_config(values, {}, output_required=False)
+        resolved = resolve_data(config, load_kernel("rolling"))
+        chunk[window] = estimate(resolved.kernel, resolved.source, resolved.params, 4, 10)["chunk"]
+    # 8 records more are read around each chunk of 4: three times the chunk's bytes.
+    assert chunk[9] == 3 * chunk[1]
