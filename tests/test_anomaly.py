@@ -72,3 +72,21 @@ def test_refusals(tmp_path):
     )
     refused_here("anomaly", spec, "nowhere.nc", params={"climatology": "nowhere.nc:/tas_mean"})
     refused_here("anomaly", spec, "no such variable", params={"climatology": f"{clim}:/nope"})
+
+
+def test_the_cli_pipeline_under_mpiexec(tmp_path):
+    """End to end: the climatology at 2 ranks, the anomalies at 3, the bits of one rank."""
+    from helpers import read_results, run_cli
+
+    spec = write_grid(tmp_path / "in.nc", shape=(70, 3, 4), bounds=False, missing=0.2)
+    clim, out = tmp_path / "clim.nc", tmp_path / "out.nc"
+    done = run_cli(["run", "stats", spec, "-o", str(clim), "--group-by", "time.month", "-q"], 2)
+    assert done.returncode == 0, done.stderr
+    params = ["-p", f"climatology={clim}:/tas_mean", "-p", "standardize=true"]
+    done = run_cli(["run", "anomaly", spec, "-o", str(out), "--chunk-rows", "4", "-q", *params], 3)
+    assert done.returncode == 0, done.stderr
+    alone = run_here(
+        "anomaly", spec, chunk_rows=4,
+        params={"climatology": f"{clim}:/tas_mean", "standardize": True},
+    )  # fmt: skip
+    assert read_results(out)["anomaly"].tobytes() == alone["anomaly"].tobytes()
