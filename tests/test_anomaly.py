@@ -90,3 +90,37 @@ def test_the_cli_pipeline_under_mpiexec(tmp_path):
         params={"climatology": f"{clim}:/tas_mean", "standardize": True},
     )  # fmt: skip
     assert read_results(out)["anomaly"].tobytes() == alone["anomaly"].tobytes()
+
+
+@pytest.mark.parametrize("group", ["month", "dayofyear"])
+def test_one_job_computes_the_climatology_first(tmp_path, group):
+    """--group-by without -p climatology: the grouped stats pass, then the anomalies."""
+    spec = write_grid(tmp_path / "in.nc", shape=(400, 2, 3), bounds=False, missing=0.2)
+    out = tmp_path / "anom.nc"
+    got = run_here(
+        "anomaly", spec, group_by=f"time.{group}", output=str(out), chunk_rows=9,
+        params={"standardize": True},
+    )  # fmt: skip
+    clim = tmp_path / "anom.climatology.nc"
+    with xr.open_dataset(clim) as c:
+        assert c.tas_mean.dims == (group, "lat", "lon")
+    two_jobs = run_here(
+        "anomaly", spec, chunk_rows=9,
+        params={"climatology": f"{clim}:/tas_mean", "standardize": True},
+    )  # fmt: skip
+    assert got["anomaly"].tobytes() == two_jobs["anomaly"].tobytes()
+    with xr.open_dataset(tmp_path / "in.nc") as ds, xr.open_dataset(clim) as c:
+        anomalies = ds.tas.groupby(f"time.{group}") - c.tas_mean
+        expected = (anomalies.groupby(f"time.{group}") / c.tas_std).values
+    np.testing.assert_allclose(got["anomaly"], expected, rtol=1e-12, atol=1e-12)
+    # Resumed, both passes are found finished.
+    again = run_here(
+        "anomaly", spec, group_by=f"time.{group}", output=str(out), chunk_rows=9,
+        params={"standardize": True}, resume=True,
+    )  # fmt: skip
+    assert again["anomaly"].tobytes() == got["anomaly"].tobytes()
+
+
+def test_one_job_needs_an_output(tmp_path):
+    spec = write_grid(tmp_path / "in.nc", shape=(40, 2, 3), bounds=False)
+    refused_here("anomaly", spec, "give an output", group_by="time.month")

@@ -121,6 +121,7 @@ def test_hooks_of_the_right_convention_pass_whatever_their_names():
         ({"times": True}, TypeError, "times=: the kernel gets times=..., but takes no parameter"),
         ({"halo": lambda params: (1, 0)}, TypeError, "halo=: the kernel gets halo=..."),
         ({"halo": 3}, TypeError, "halo must be a function halo(params)"),
+        ({"climatology_param": "clim"}, ValueError, "climatology_param 'clim' is not one of"),
     ],
 )
 def test_declarations_are_checked_against_each_other_when_defined(options, error, message):

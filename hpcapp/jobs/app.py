@@ -27,6 +27,7 @@ from hpcapp.jobs.inspect import inspect_many
 from hpcapp.jobs.plan import ROWS_GATHERED, Plan, agree_on_code, plan_job, prepare_checkpoint
 from hpcapp.jobs.provenance import load_with_code
 from hpcapp.jobs.report import summary
+from hpcapp.jobs.twopass import climatology_first, wants_climatology
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
@@ -97,6 +98,8 @@ def execute(
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
         agree_on_code(comm, code)
+        if wants_climatology(config, kernel):  # --group-by: the climatology first (issue 22)
+            config = climatology_first(comm, config, kernel, execute)
         source = None
         if is_many(config.input) and not kernel.generates:
             # Every rank inspects some of the files (and their --group-by labels).

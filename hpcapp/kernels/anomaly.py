@@ -98,7 +98,13 @@ def check_anomaly(params: Mapping[str, Any], data: InputInfo) -> None:
         raise ValueError(f"an anomaly needs numbers, got dtype {np.dtype(data.dtype)}")
 
 
-@kernel(per_row="anomaly", returns=("anomaly",), validate=check_anomaly, times=True)
+@kernel(
+    per_row="anomaly",
+    returns=("anomaly",),
+    validate=check_anomaly,
+    times=True,
+    climatology_param="climatology",
+)
 def anomaly(
     chunk: np.ndarray, climatology: str, standardize: bool = False, times: Any = None
 ) -> Partial:

@@ -53,6 +53,7 @@ class Kernel:
     over: bool = False  # called with over=(axes to reduce), from --over
     times: bool = False  # called with times=(the chunk's records' decoded dates)
     halo: Hook | None = None  # halo(params) -> (before, after): records read around a chunk
+    climatology_param: str | None = None  # takes FILE:/VAR of group means (jobs/twopass.py)
     generates: bool = False  # called as f(rng, n_rows, **params): no input
     rows_param: str | None = None  # generating: the parameter giving the total rows
     seed_param: str | None = None  # generating: the parameter seeding the chunks' generators
@@ -192,6 +193,7 @@ def kernel(
     seed_param: str | None = None,
     times: bool = False,
     halo: Hook | None = None,
+    climatology_param: str | None = None,
 ) -> Any:
     """Make a :class:`Kernel` of a function; used as a decorator, with or without options.
 
@@ -211,7 +213,9 @@ def kernel(
     ``times=True``: called with ``times``, the decoded dates of the chunk's records (the input's
     CF time coordinate along its first dimension). ``halo=h``: each chunk comes with ``h(params)
     = (before, after)`` records around it (for windows) and the kernel is called with ``halo``,
-    the records of each side it got.
+    the records of each side it got. ``climatology_param`` names the parameter taking
+    ``FILE:/VAR`` of per-group means: with ``--group-by`` and without it, the job computes them
+    first (:mod:`hpcapp.jobs.twopass`).
     Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
     """
     options: dict[str, Any] = {  # declaration() checks them all
@@ -227,6 +231,7 @@ def kernel(
         "seed_param": seed_param,
         "times": times,
         "halo": halo,
+        "climatology_param": climatology_param,
     }
     if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
         return kernel(combine=combine, **options)(func_or_combine)

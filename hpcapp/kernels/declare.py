@@ -43,6 +43,7 @@ def declaration(
     seed_param: Any = None,
     times: Any = False,
     halo: Any = None,
+    climatology_param: Any = None,
 ) -> dict[str, Any]:
     """Check a kernel's declaration against its function; return the fields of its Kernel.
 
@@ -106,6 +107,11 @@ def declaration(
             "a parameter named `over` is given the axes to reduce (--over) only when the kernel "
             "declares over=True: add it to @hpcapp.kernel(...)"
         )
+    if climatology_param is not None and (
+        not isinstance(climatology_param, str)
+        or (not accepts_any and climatology_param not in params)
+    ):
+        raise ValueError(f"climatology_param {climatology_param!r} is not one of its parameters")
     for option, value in (("rows_param", rows_param), ("seed_param", seed_param)):
         if value is None:
             continue
@@ -142,6 +148,7 @@ def declaration(
         "seed_param": seed_param,
         "times": times,
         "halo": halo,
+        "climatology_param": climatology_param,
         "defaults": {k: v for k, v in defaults.items() if k not in JOB_GIVEN},
         "required": tuple(k for k in required if k not in JOB_GIVEN),
         "accepts_any": accepts_any,
