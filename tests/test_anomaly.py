@@ -124,3 +124,19 @@ def test_one_job_computes_the_climatology_first(tmp_path, group):
 def test_one_job_needs_an_output(tmp_path):
     spec = write_grid(tmp_path / "in.nc", shape=(40, 2, 3), bounds=False)
     refused_here("anomaly", spec, "give an output", group_by="time.month")
+
+
+def test_slurm_checks_the_first_pass_of_the_one_job_form(tmp_path):
+    from helpers import cli_here
+
+    spec = write_grid(tmp_path / "in.nc", shape=(40, 2, 3), bounds=False)
+    script = tmp_path / "job.sh"
+    run = ["run", "anomaly", spec, "-o", str(tmp_path / "anom.nc"), "--group-by", "time.month"]
+    done = cli_here(["slurm", "--nodes", "1", "--time", "10", "--output-script", str(script),
+                     "--", *run])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--group-by time.month" in script.read_text()
+    # Without --group-by the climatology is the user's to give, and the check says so.
+    done = cli_here(["slurm", "--nodes", "1", "--time", "10", "--output-script", str(script),
+                     "--", *run[:-2]])  # fmt: skip
+    assert done.returncode == 2 and "needs parameter(s) climatology" in done.stderr

@@ -37,6 +37,15 @@ def wants_climatology(config: JobConfig, kernel: Kernel) -> bool:
     return bool(name) and config.group_by is not None and name not in config.params
 
 
+def first_pass(config: JobConfig) -> JobConfig:
+    """Return the job of the first pass: the built-in stats, grouped, beside the output."""
+    assert config.output is not None
+    target = climatology_path(config.output)
+    return dataclasses.replace(
+        config, kernel="stats", output=target, params={}, over=None, checkpoint=None, weights=None
+    )
+
+
 def climatology_first(
     comm: MPI.Comm, config: JobConfig, kernel: Kernel, execute: Callable[..., Any]
 ) -> JobConfig:
@@ -48,10 +57,8 @@ def climatology_first(
             "writes it beside the output: give an output (or pass "
             f"-p {kernel.climatology_param}=FILE:/VAR)"
         )
-    target = climatology_path(config.output)
-    first = dataclasses.replace(
-        config, kernel="stats", output=target, params={}, over=None, checkpoint=None, weights=None
-    )
+    first = first_pass(config)
+    target = first.output
     execute(comm, first, warn_threads=False)
     if not config.quiet and comm.Get_rank() == 0:
         print(f"hpcapp: climatology ({first.group_by}) written to {target}", flush=True)
