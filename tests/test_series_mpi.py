@@ -37,3 +37,20 @@ def test_series_bits_do_not_depend_on_ranks(shared_dir, job):
     for key in alone:
         assert np.asarray(world[key]).tobytes() == np.asarray(alone[key]).tobytes(), key
         assert np.isfinite(np.asarray(alone[key], np.float64)).any(), key
+
+
+def test_one_job_anomaly_bits_do_not_depend_on_ranks(shared_dir):
+    comm = MPI.COMM_WORLD
+    path = shared_dir / "one.nc"
+    if comm.rank == 0 and not path.exists():
+        write_grid(path, shape=(90, 4, 5), bounds=False, missing=0.2)
+    comm.Barrier()
+    options = {"group_by": "time.month", "chunk_rows": 4, "params": {"standardize": True}}
+    world = hpcapp.run("anomaly", f"{path}:/tas", root=None, output=str(shared_dir / "w.nc"),
+                       **options)  # fmt: skip
+    alone = None
+    if comm.rank == 0:
+        alone = hpcapp.run("anomaly", f"{path}:/tas", comm=MPI.COMM_SELF,
+                           output=str(shared_dir / "a.nc"), **options)  # fmt: skip
+    alone = comm.bcast(alone, root=0)
+    assert world["anomaly"].tobytes() == alone["anomaly"].tobytes()
