@@ -45,3 +45,13 @@ def test_fldmean_series_agree(tmp_path):
     assert names[:2] == ["hpcapp, 1 rank(s)", "hpcapp, 2 rank(s)"] and "xarray" in names[2]
     assert ("cdo" in " ".join(names).lower()) != bool(result["notes"])  # run, or said why not
     assert result["steps"] == 20 and all(row["seconds"] > 0 for row in result["rows"])
+
+
+def test_rolling_agrees_with_xarray_and_cdo(tmp_path):
+    result = run_tiny("rolling", tmp_path)
+    rows = {row["contender"].split(",")[0].split(" (")[0]: row for row in result["rows"]}
+    hpcapp_rows = [row for row in result["rows"] if row["contender"].startswith("hpcapp")]
+    assert len(hpcapp_rows) == 2 and all(row["bitwise_equal_to_first"] for row in hpcapp_rows)
+    others = [row for row in result["rows"] if "max_abs_difference" in row]
+    assert len(others) == 1 + result["cdo"]
+    assert all(row["max_abs_difference"] < 1e-4 for row in others), rows

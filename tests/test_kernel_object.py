@@ -67,7 +67,7 @@ def test_the_loaded_kernel_is_the_object_under_the_name_it_was_asked_for():
 
 
 def test_the_spec_module_names_every_hook_the_kernel_takes():
-    hooks = {"combine", "finalize", "validate", "prepare"}
+    hooks = {"combine", "finalize", "validate", "prepare", "halo"}
     assert set(hookspec.HOOKS) == hooks
     assert hooks < set(inspect.signature(kernel).parameters)
     assert hooks < {field for field in Kernel.__dataclass_fields__}
@@ -84,6 +84,7 @@ def test_the_spec_module_names_every_hook_the_kernel_takes():
         ("validate", "def total(**params): pass", "validate is called as validate(params, data)"),
         ("prepare", "def total(dtype, chunk_shape, params): pass", "prepare(params, data)"),
         ("combine", "def total(left): return left", "combine is called as combine(left, right)"),
+        ("halo", "def total(params, data): return 0, 0", "halo is called as halo(params)"),
     ],
 )
 def test_a_hook_that_cannot_take_its_calling_convention_is_refused(hook, text, message):
@@ -116,6 +117,11 @@ def test_hooks_of_the_right_convention_pass_whatever_their_names():
         ({"elementwise": True}, ValueError, "elementwise=True describes a combine function"),
         ({"elementwise": 1, "combine": max}, TypeError, "elementwise must be True or False"),
         ({"seed_param": "scale"}, ValueError, "seed_param names a parameter of a kernel that"),
+        ({"times": 1}, TypeError, "times must be True or False"),
+        ({"times": True}, TypeError, "times=: the kernel gets times=..., but takes no parameter"),
+        ({"halo": lambda params: (1, 0)}, TypeError, "halo=: the kernel gets halo=..."),
+        ({"halo": 3}, TypeError, "halo must be a function halo(params)"),
+        ({"climatology_param": "clim"}, ValueError, "climatology_param 'clim' is not one of"),
     ],
 )
 def test_declarations_are_checked_against_each_other_when_defined(options, error, message):
@@ -139,6 +145,11 @@ def test_returns_names_a_close_key_and_is_checked_at_every_chunk():
 @pytest.mark.parametrize(
     "text,options,error,message",
     [
+        ("def total(chunk, times=None): return {}", {}, ValueError,
+         "a parameter named `times` is given by the job only when the kernel declares times="),
+        ("def total(rng, n_rows, n=1, times=None): return {}",
+         {"generates": True, "rows_param": "n", "times": True}, ValueError,
+         "a generating kernel has none"),
         ("def total(): return {}", {}, TypeError, "a kernel is called as f(chunk, **params)"),
         ("def total(rng): return {}", {"generates": True, "rows_param": "n"}, TypeError,
          "f(rng, n_rows, **params)"),

@@ -79,10 +79,16 @@ def check_run_here(command: list[str]) -> Plan | None:
     from hpcapp.cli.parser import parse
     from hpcapp.jobs.plan import plan_job
     from hpcapp.jobs.provenance import load_with_code
+    from hpcapp.jobs.twopass import first_pass, wants_climatology
 
     config = dataclasses.replace(parse(command).config, resume=True)
     try:
-        return plan_job(config, *load_with_code(config.kernel), estimate_memory=True)
+        kernel, code = load_with_code(config.kernel)
+        if wants_climatology(config, kernel) and config.output is not None:
+            # Its climatology is computed first: check that pass (the second needs its file).
+            config = first_pass(config)
+            kernel, code = load_with_code(config.kernel)
+        return plan_job(config, kernel, code, estimate_memory=True)
     except UsageError as exc:
         raise UsageError(
             f"{exc}\n(checked before writing the batch script, as the job would; if the input "

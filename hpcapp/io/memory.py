@@ -66,8 +66,10 @@ def estimate(
     import numpy as np
 
     rows = min(chunk_rows, source.n_rows)
-    values = rows * math.prod(source.row_shape)
-    chunk = rows * source.row_bytes
+    # A kernel declaring a halo reads (and decodes) its windows' records around each chunk.
+    read = min(rows + sum(kernel.halo(params)), source.n_rows) if kernel.halo else rows
+    values = read * math.prod(source.row_shape)
+    chunk = read * source.row_bytes
     cf = getattr(source, "decoding", None)
     if cf is not None and cf.changes_values:
         chunk += values * (np.dtype(cf.dtype).itemsize + 2)  # decoded values and two masks

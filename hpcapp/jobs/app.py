@@ -34,6 +34,7 @@ from hpcapp.jobs.plan import (
 )
 from hpcapp.jobs.provenance import load_with_code
 from hpcapp.jobs.report import summary
+from hpcapp.jobs.twopass import climatology_first, wants_climatology
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
@@ -102,6 +103,8 @@ def execute(
         # Every rank imports the kernel once; a failure anywhere is reported by the lowest rank.
         kernel, code = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
         agree_on_code(comm, code)
+        if wants_climatology(config, kernel):  # --group-by: the climatology first (issue 22)
+            config = climatology_first(comm, config, kernel, execute)
         source = None
         if is_many(config.input) and not kernel.generates:
             # Every rank inspects some of the files (and their --group-by labels).
@@ -153,6 +156,7 @@ def execute(
             config.distribute,
             todo=todo,
             grouping=plan.grouping,
+            records=plan.records,
             preloaded=nodes,
             interrupts=interrupts,
             checkpoint=(

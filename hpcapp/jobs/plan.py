@@ -16,6 +16,7 @@ from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory, estimate
+from hpcapp.io.records import HALO_CHUNKS, plan_records
 from hpcapp.io.regions import Zones, load_zones
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
@@ -59,6 +60,7 @@ class Plan:
     )
     weights: Weights | None = None  # --weights: the weights of one record, and their method
     zones: Zones | None = None  # --mask, --regions
+    records: Any = None  # an hpcapp.io.records.RecordNeeds: dates, halo (kernels declaring them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +178,9 @@ def plan_job(
             "scatter: drop --distribute scatter"
         )
     chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
+    records = plan_records(config, kernel, source, params)  # dates, halo: issue 22
+    if records is not None and config.chunk_rows is None:
+        chunk_rows = max(chunk_rows, HALO_CHUNKS * (records.before + records.after))
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     if grouping is not None:
         identity["grouping"] = grouping.identity()
@@ -208,6 +213,7 @@ def plan_job(
             memory=memory,
             weights=resolved.weights,
             zones=resolved.zones,
+            records=records,
         )
     directory = config.checkpoint or checkpoint.default_path(config.output)
     plan = Plan(
@@ -220,6 +226,7 @@ def plan_job(
         memory=memory,
         weights=resolved.weights,
         zones=resolved.zones,
+        records=records,
     )
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)

@@ -18,7 +18,7 @@ from typing import Any
 
 from hpcapp.errors import KernelError, UsageError
 from hpcapp.kernels.declare import declaration
-from hpcapp.kernels.hookspec import DEFAULT_OVER, InputInfo, Partial
+from hpcapp.kernels.hookspec import DEFAULT_OVER, Extended, InputInfo, Partial
 from hpcapp.kernels.partials import as_partial, check_compatible, keep_attrs, with_attrs
 
 # The public face of the contract (the partial helpers are defined in partials.py).
@@ -51,6 +51,9 @@ class Kernel:
     returns: tuple[str, ...] | None = None  # the keys it returns, if declared
     elementwise: bool = False  # the combine function works element by element
     over: bool = False  # called with over=(axes to reduce), from --over
+    times: bool = False  # called with times=(the chunk's records' decoded dates)
+    halo: Hook | None = None  # halo(params) -> (before, after): records read around a chunk
+    climatology_param: str | None = None  # takes FILE:/VAR of group means (jobs/twopass.py)
     generates: bool = False  # called as f(rng, n_rows, **params): no input
     rows_param: str | None = None  # generating: the parameter giving the total rows
     seed_param: str | None = None  # generating: the parameter seeding the chunks' generators
@@ -127,7 +130,20 @@ class Kernel:
         # Issue 21 (coordinates) passes a chunk's coordinate values here, as coords=.
         if self.generates:
             return self.func(first, n_rows, **params)
-        return self.func(first, **params)
+        if not (self.times or self.halo is not None):
+            return self.func(first, **params)
+        # A plain array (a unit test, a memory estimate): no halo, no known dates.
+        item = first if isinstance(first, Extended) else Extended(first)
+        extra: dict[str, Any] = {}
+        if self.times:
+            extra["times"] = item.times
+            if item.times is None:
+                import numpy as np
+
+                extra["times"] = np.full(len(item.data), None, dtype=object)
+        if self.halo is not None:
+            extra["halo"] = tuple(item.halo)
+        return self.func(item.data, **params, **extra)
 
     def merge(self, left: Partial, right: Partial) -> Partial:
         """Combine the partials of two neighbouring runs of chunks (``left`` comes first)."""
@@ -175,6 +191,9 @@ def kernel(
     generates: bool = False,
     rows_param: str | None = None,
     seed_param: str | None = None,
+    times: bool = False,
+    halo: Hook | None = None,
+    climatology_param: str | None = None,
 ) -> Any:
     """Make a :class:`Kernel` of a function; used as a decorator, with or without options.
 
@@ -191,6 +210,12 @@ def kernel(
     with ``over``, the sorted tuple of axes to reduce (``--over``). ``generates=True``: called
     as ``f(rng, n_rows, **params)`` with no input; ``rows_param`` names the parameter giving the
     total rows, ``seed_param`` (optional) the one seeding the chunks' generators.
+    ``times=True``: called with ``times``, the decoded dates of the chunk's records (the input's
+    CF time coordinate along its first dimension). ``halo=h``: each chunk comes with ``h(params)
+    = (before, after)`` records around it (for windows) and the kernel is called with ``halo``,
+    the records of each side it got. ``climatology_param`` names the parameter taking
+    ``FILE:/VAR`` of per-group means: with ``--group-by`` and without it, the job computes them
+    first (:mod:`hpcapp.jobs.twopass`).
     Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
     """
     options: dict[str, Any] = {  # declaration() checks them all
@@ -204,6 +229,9 @@ def kernel(
         "generates": generates,
         "rows_param": rows_param,
         "seed_param": seed_param,
+        "times": times,
+        "halo": halo,
+        "climatology_param": climatology_param,
     }
     if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
         return kernel(combine=combine, **options)(func_or_combine)

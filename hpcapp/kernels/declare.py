@@ -41,6 +41,9 @@ def declaration(
     generates: Any = False,
     rows_param: Any = None,
     seed_param: Any = None,
+    times: Any = False,
+    halo: Any = None,
+    climatology_param: Any = None,
 ) -> dict[str, Any]:
     """Check a kernel's declaration against its function; return the fields of its Kernel.
 
@@ -50,12 +53,14 @@ def declaration(
     with ``per_row`` and ``returns`` as tuples of key names.
     """
     _check_combine(combine)
-    for hook, value in (("finalize", finalize), ("validate", validate), ("prepare", prepare)):
+    hooks = (("finalize", finalize), ("validate", validate), ("prepare", prepare), ("halo", halo))
+    for hook, value in hooks:
         if value is not None:
             check_hook(hook, value)
     if callable(combine):
         check_hook("combine", combine)
-    for flag, value in (("elementwise", elementwise), ("over", over), ("generates", generates)):
+    flags = (("elementwise", elementwise), ("over", over), ("generates", generates))
+    for flag, value in (*flags, ("times", times)):
         if not isinstance(value, bool):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
     if elementwise and not callable(combine):
@@ -87,11 +92,26 @@ def declaration(
             "over=True: the kernel gets the axes to reduce as over=(...), but takes no "
             "parameter `over`"
         )
+    for given, name in ((times, "times"), (halo is not None, "halo")):
+        if given and not accepts_any and name not in params:
+            raise TypeError(f"{name}=: the kernel gets {name}=..., but takes no parameter `{name}`")
+        if given and generates:
+            raise ValueError(f"{name}= describes the input's records: a generating kernel has none")
+        if not given and name in params:
+            raise ValueError(
+                f"a parameter named `{name}` is given by the job only when the kernel declares "
+                f"{name}=...: add it to @hpcapp.kernel(...)"
+            )
     if not over and "over" in params:
         raise ValueError(
             "a parameter named `over` is given the axes to reduce (--over) only when the kernel "
             "declares over=True: add it to @hpcapp.kernel(...)"
         )
+    if climatology_param is not None and (
+        not isinstance(climatology_param, str)
+        or (not accepts_any and climatology_param not in params)
+    ):
+        raise ValueError(f"climatology_param {climatology_param!r} is not one of its parameters")
     for option, value in (("rows_param", rows_param), ("seed_param", seed_param)):
         if value is None:
             continue
@@ -126,6 +146,9 @@ def declaration(
         "generates": generates,
         "rows_param": rows_param,
         "seed_param": seed_param,
+        "times": times,
+        "halo": halo,
+        "climatology_param": climatology_param,
         "defaults": {k: v for k, v in defaults.items() if k not in JOB_GIVEN},
         "required": tuple(k for k in required if k not in JOB_GIVEN),
         "accepts_any": accepts_any,

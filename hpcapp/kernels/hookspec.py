@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 Partial = dict[str, Any]  # str -> numpy.ndarray; Any keeps numpy out of the import path
 Params = Mapping[str, Any]
@@ -24,7 +24,21 @@ DEFAULT_OVER = (0,)
 # Parameter names the job fills for what a kernel declares (never ``-p`` values). Issue 21
 # (coordinates) adds ``coords`` here: the chunk's coordinate values, given per chunk by
 # ``Kernel.apply`` to a kernel declared ``coords=True``.
-JOB_GIVEN = ("over",)
+JOB_GIVEN = ("over", "times", "halo")
+
+
+class Extended(NamedTuple):
+    """A chunk with what its kernel declares it needs besides the values (issue 22).
+
+    ``times``: the decoded dates of ``data``'s records (cftime objects, None where masked), for
+    a kernel declared ``times=True``. ``halo``: how many leading and trailing records of
+    ``data`` are its neighbours' (read around the chunk for a kernel declared ``halo=``;
+    fewer at the input's ends), so the kernel's own records are ``data[before:len - after]``.
+    """
+
+    data: Any
+    times: Any = None
+    halo: tuple[int, int] = (0, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +74,10 @@ def kernel_function(chunk: Any, **params: Any) -> Partial:
 
     Called once per chunk, on the rank that reads it, with the kernel's parameters as keywords;
     a kernel declared ``over=True`` also gets ``over``, the sorted tuple of axes to reduce
-    (``--over``; default ``(0,)``, the record axis). It must not modify ``chunk`` (the read
-    buffer is reused) nor keep state between calls.
+    (``--over``; default ``(0,)``, the record axis); one declared ``times=True`` gets
+    ``times``, the records' decoded dates; one declared ``halo=h`` gets the chunk with
+    ``h(params) = (before, after)`` records around it and ``halo``, how many it got. It must
+    not modify ``chunk`` (the read buffer is reused) nor keep state between calls.
     """
     raise NotImplementedError
 
@@ -114,11 +130,17 @@ def prepare(params: Params, data: InputInfo) -> None:
     raise NotImplementedError
 
 
+def halo(params: Params) -> tuple[int, int]:
+    """Return how many records before and after each chunk its kernel needs (windows)."""
+    raise NotImplementedError
+
+
 HOOKS: dict[str, Callable[..., Any]] = {
     "combine": combine,
     "finalize": finalize,
     "validate": validate,
     "prepare": prepare,
+    "halo": halo,
 }
 
 

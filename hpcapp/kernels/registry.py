@@ -13,6 +13,10 @@ from hpcapp.kernels.api import Kernel, from_function
 BUILTIN = {
     "stats": "hpcapp.kernels.nd:stats",  # the column kernel stats, over any dimensions
     "montecarlo": "hpcapp.kernels.montecarlo:montecarlo",
+    # Whole-series operators (issue 22): per cell over the records.
+    "trend": "hpcapp.kernels.trend:trend",
+    "rolling": "hpcapp.kernels.rolling:rolling",
+    "anomaly": "hpcapp.kernels.anomaly:anomaly",
 }
 
 

@@ -22,10 +22,12 @@ from hpcapp.errors import HpcappError, InterruptError, KernelError, WriteError
 from hpcapp.io import space
 from hpcapp.io.checkpoint import write_part
 from hpcapp.io.reader import ChunkReadError
+from hpcapp.io.records import read_extended
 from hpcapp.io.sources.base import Source
 from hpcapp.kernels.api import InputInfo, Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled
+from hpcapp.kernels.hookspec import Extended
 from hpcapp.parallel.collective import gather_table, raise_shared
 from hpcapp.parallel.interrupt import NoInterrupts
 from hpcapp.parallel.progress import Progress
@@ -93,6 +95,7 @@ def run_engine(
     progress_every: float | None = None,
     keep: Callable[[Partial], None] | None = None,
     process_started: float | None = None,
+    records: Any = None,
 ) -> EngineResult:
     """Run ``kernel`` over every chunk of ``source`` on all ranks of ``comm``; collective.
 
@@ -112,6 +115,8 @@ def run_engine(
     ``keep`` is called on rank 0 with the combined partial before it is finished (to keep it in
     the checkpoint); it must not raise. ``process_started`` (``time.time()``, when the entry point
     recorded it) is where the start-up column counts from; else from the kernel's warm-up.
+    ``records`` (an :class:`hpcapp.io.records.RecordNeeds`) reads each chunk with its records'
+    dates and the records around it, for a kernel declared ``times``/``halo``.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     interrupts = interrupts or NoInterrupts()
@@ -130,6 +135,8 @@ def run_engine(
     if distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
         chunks = source.scattered(comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK)
+    elif records is not None:
+        chunks = read_extended(source, mine, chunk_rows, should_stop, records)  # type: ignore[arg-type]
     else:
         chunks = source.chunks(mine, chunk_rows, should_stop, grouping)
 
@@ -363,7 +370,8 @@ def _compute(
             raise ChunkError(
                 f"{where}: per-row output {key!r} must have {stop - start} rows, got {value.shape}"
             )
-    buffer = data.data if isinstance(data, Labelled) else data  # grouped: data and labels
+    # Grouped: data and labels; extended: data, dates, halo.
+    buffer = data.data if isinstance(data, Labelled | Extended) else data
     if isinstance(buffer, np.ndarray):
         # The read buffer is reused for the next chunk: keep no view of it.
         for key, value in partial.items():

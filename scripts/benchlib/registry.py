@@ -153,4 +153,15 @@ BENCHMARKS = (
         needs=("netCDF4",),
     ),
 )
+BENCHMARKS += (
+    Benchmark(
+        "rolling",
+        "31-day centred running mean of a 10-year daily 180 x 360 packed field: hpcapp against "
+        "xarray + Dask and CDO runmean",
+        "rolling",
+        "--steps 40 --lat 4 --lon 5 --window 5 --ranks 1,2 --time-chunk 10",
+        needs=("dask", "xarray", "h5netcdf", "netCDF4"),
+        programs=("cdo",),
+    ),
+)
 REGISTRY = {bench.name: bench for bench in BENCHMARKS}
