@@ -37,3 +37,14 @@ def test_nd_speed_means_agree_with_numpy(tmp_path):
         assert {"hpcapp 1 rank", "hpcapp 2 ranks", "numpy"} <= set(row)
         assert row["mean_rel_diff_vs_numpy"] < 1e-6
         assert row["xarray_mean_rel_diff_vs_numpy"] < 1e-6
+
+
+def test_groupmem_reports_peaks_estimate_and_peers(tmp_path):
+    result = run_tiny("groupmem", tmp_path)
+    tools = [row["tool"] for row in result["rows"]]
+    assert tools[:3] == ["hpcapp@1", "hpcapp@2", "xarray"]
+    assert tools[3:] in ([], ["cdo ydaymean"])
+    assert result["cells"] == 20 and result["chunks"] >= 1
+    for row in result["rows"][:2]:
+        assert row["estimate_mib"] > 0 and len(row["peaks_mib"]) == int(row["tool"][-1])
+    assert all(row["peak_mib"] is None or row["peak_mib"] > 10 for row in result["rows"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import run_here, write_dataset
 
-from hpcapp.kernels import nd
+from hpcapp.kernels import grouped_stats, nd
 from hpcapp.kernels.grouped import GROUP_KEY, Labelled, consuming_merge, group_kernel
 from hpcapp.kernels.grouped_stats import by_record
 
@@ -95,9 +95,11 @@ def test_read_only_partials_are_merged_into_new_arrays():
     for value in left.values():
         value.flags.writeable = False
     expected = kern.merge(copied(left), copied(right))
+    held = left["m2"]
     got = consuming_merge(kern)(left, right)
     assert_same_bits(got, expected)
-    assert not np.shares_memory(got["m2"], left["m2"])
+    assert not np.shares_memory(got["m2"], held)
+    assert GROUP_KEY in left and "m2" not in left  # consumed: each key dropped once laid out
 
 
 def test_day_of_year_job_has_the_bits_of_the_copying_tree(tmp_path):
@@ -118,3 +120,18 @@ def test_day_of_year_job_has_the_bits_of_the_copying_tree(tmp_path):
     assert results is not None
     for key in ("mean", "var", "min", "max", "count", "sum"):
         assert np.asarray(results[key]).tobytes() == np.asarray(expected[key]).tobytes(), key
+
+
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 24])
+def test_finishing_in_blocks_has_the_bits_of_finishing_each_group(monkeypatch, block_bytes):
+    monkeypatch.setattr(grouped_stats, "FINISH_BLOCK_BYTES", block_bytes)
+    data = awkward((40, 3, 2), "float32")
+    data[:, 0, 0] = np.nan  # a cell no group has a value in: NaN results
+    labels = np.arange(40) % 9
+    kern = group_kernel(nd.stats)
+    partial = kern.func(Labelled(data, labels), **PARAMS)
+    kept = {key: value for key, value in partial.items() if key != GROUP_KEY}
+    assert grouped_stats.finish_in_blocks(nd.stats, kept, PARAMS, 9) is not None
+    each = [nd.stats.finish({k: v[i] for k, v in kept.items()}, PARAMS) for i in range(9)]
+    expected = {"group": np.arange(9), **{k: np.stack([e[k] for e in each]) for k in each[0]}}
+    assert_same_bits(kern.finish(partial, PARAMS), expected)

@@ -22,7 +22,7 @@ import numpy as np
 from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
-from hpcapp.kernels.grouped_stats import by_record
+from hpcapp.kernels.grouped_stats import by_record, finish_in_blocks
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.partials import as_partial, with_attrs
 
@@ -83,8 +83,13 @@ def _merge_grouped(
         out, at_shared = left, left_shared
     elif consume and len(shared) == len(left_labels) and _reusable(right, left, keys):
         out, at_shared = right, right_shared
-    else:
-        out, at_shared = _union(kern, left, right, keys, left_shared, right_shared)
+    else:  # the shared groups merged apart, then laid into the union
+        out, at_shared = {}, np.arange(len(shared))
+        for key in keys:
+            if left[key].shape[1:] != right[key].shape[1:]:
+                raise _shape_error(kern, key, [left[key].shape[1:], right[key].shape[1:]])
+            dtype = np.result_type(left[key], right[key])
+            out[key] = np.empty((len(shared), *left[key].shape[1:]), dtype)
     step = _block(left, keys) if elementwise else 1
     for first in range(0, len(shared), step):
         pick_left = left_shared[first : first + step]
@@ -99,7 +104,9 @@ def _merge_grouped(
             block = {key: np.asarray(value)[np.newaxis] for key, value in block.items()}
         for key in keys:
             _put(kern, out, key, at_shared[first : first + step], np.asarray(block[key]))
-    return out
+    if out is left or out is right:
+        return out
+    return _union(left, right, keys, left_shared, right_shared, out, consume)
 
 
 def _reusable(into: Partial, other: Partial, keys: list[str]) -> bool:
@@ -114,16 +121,18 @@ def _reusable(into: Partial, other: Partial, keys: list[str]) -> bool:
 
 
 def _union(
-    kern: Kernel,
     left: Partial,
     right: Partial,
     keys: list[str],
     left_shared: np.ndarray,
     right_shared: np.ndarray,
-) -> tuple[Partial, np.ndarray]:
-    """Allocate the union's arrays once, with the groups of one side only copied in.
+    merged: Partial,
+    consume: bool,
+) -> Partial:
+    """Lay the groups of each side and the ``merged`` shared ones out in the union of labels.
 
-    Returns them and the positions of the shared groups, which the merge fills in.
+    One key at a time; ``consume`` drops each key of both sides once laid out, so the union
+    never needs both sides and itself whole at once.
     """
     left_labels: np.ndarray = left[GROUP_KEY]  # arrays: searchsorted gives arrays of positions
     right_labels: np.ndarray = right[GROUP_KEY]
@@ -134,13 +143,15 @@ def _union(
     right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
     out: Partial = {GROUP_KEY: labels.astype(np.int64)}
     for key in keys:
-        if left[key].shape[1:] != right[key].shape[1:]:
-            raise _shape_error(kern, key, [left[key].shape[1:], right[key].shape[1:]])
-        array = np.empty((len(labels), *left[key].shape[1:]), np.result_type(left[key], right[key]))
+        shape = (len(labels), *left[key].shape[1:])
+        array = np.empty(shape, np.result_type(left[key], right[key], merged[key]))
         array[left_pos[left_only]] = left[key][left_only]
         array[right_pos[right_only]] = right[key][right_only]
+        array[left_pos[left_shared]] = merged.pop(key)
+        if consume:
+            del left[key], right[key]
         out[key] = array
-    return out, left_pos[left_shared]
+    return out
 
 
 def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarray) -> None:
@@ -252,8 +263,12 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
             raise KernelError(
                 "no record is in any group: every record's label is missing (a masked time)"
             )
-        finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
         results: Partial = {labels_key: np.asarray(labels, np.int64)}
+        kept = {key: value for key, value in partial.items() if key != GROUP_KEY}
+        blocks = finish_in_blocks(kern, kept, params, len(labels))
+        if blocks is not None:  # the built-in stats: finished in blocks of groups
+            return {**results, **blocks}
+        finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
         for key in finished[0]:
             values = [group[key] for group in finished]
             notes: dict[str, Any] = {}

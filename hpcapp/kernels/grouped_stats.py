@@ -7,7 +7,9 @@ product over one row is the element itself), so the records laid side by side as
 ``groups * cells`` columns give each group's partial bit for bit; tests/test_groups.py checks
 it against the per-group calls. Only where that per-group call would take the numpy path
 (fewer than ``FUSED_MIN_VALUES`` cells, float data, no histogram) and ``--over`` is the
-records alone; anything else returns None and goes group by group.
+records alone; anything else returns None and goes group by group. Finishing is element by
+element too (float data, no histogram): :func:`finish_in_blocks` finishes blocks of groups into
+the result arrays, instead of holding every group's results before stacking them.
 """
 
 from __future__ import annotations
@@ -40,3 +42,32 @@ def by_record(
     row = data[np.argsort(labels, kind="stable")].reshape(1, len(labels) * cells)
     partial = column_stats._numpy_chunk_stats(row)
     return {key: value.reshape(len(labels), *data.shape[1:]) for key, value in partial.items()}
+
+
+# Groups finished per call: the finish's temporaries stay a few blocks' size.
+FINISH_BLOCK_BYTES = 16 << 20
+
+
+def finish_in_blocks(
+    kern: Kernel, partial: Partial, params: Mapping[str, Any], n_groups: int
+) -> Partial | None:
+    """Return the built-in stats' results of every group (leading axis), or None.
+
+    ``partial`` is the grouped partial without its labels. Integer data (an exact sum's dtype
+    depends on every group's value) and histograms (shared edges) return None.
+    """
+    if kern.func is not nd.stats.func or "s1" in partial or "hist" in partial or not n_groups:
+        return None
+    per_group = sum(np.asarray(value)[:1].nbytes for value in partial.values()) or 1
+    step = max(1, FINISH_BLOCK_BYTES // per_group)
+    results: Partial = {}
+    for first in range(0, n_groups, step):
+        block = kern.finish(
+            {key: value[first : first + step] for key, value in partial.items()}, params
+        )
+        for key, value in block.items():
+            value = np.asarray(value)
+            if key not in results:
+                results[key] = np.empty((n_groups, *value.shape[1:]), value.dtype)
+            results[key][first : first + len(value)] = value
+    return results
