@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from helpers import run_here, write_dataset
 
+from hpcapp.io import memory_groups
 from hpcapp.kernels import grouped_stats, nd
 from hpcapp.kernels.grouped import GROUP_KEY, Labelled, consuming_merge, group_kernel
 from hpcapp.kernels.grouped_stats import by_record
@@ -135,3 +136,11 @@ def test_finishing_in_blocks_has_the_bits_of_finishing_each_group(monkeypatch, b
     each = [nd.stats.finish({k: v[i] for k, v in kept.items()}, PARAMS) for i in range(9)]
     expected = {"group": np.arange(9), **{k: np.stack([e[k] for e in each]) for k in each[0]}}
     assert_same_bits(kern.finish(partial, PARAMS), expected)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 3, 9, 20, 37, 64, 115, 1000])
+@pytest.mark.parametrize("rows,most", [(1, 366), (32, 366), (129, 366), (30, 12), (500, 366)])
+def test_tree_peak_tries_the_chunk_counts_where_the_peak_is(n_chunks, rows, most):
+    tree = memory_groups._Tree(rows, n_chunks * rows, most, 0.2)
+    every = max([*(tree.chunk_done(done) for done in range(n_chunks)), tree.fold(n_chunks)])
+    assert memory_groups.tree_peak(n_chunks, rows, n_chunks * rows, most, 0.2) == every
