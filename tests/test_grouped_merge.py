@@ -144,3 +144,11 @@ def test_tree_peak_tries_the_chunk_counts_where_the_peak_is(n_chunks, rows, most
     tree = memory_groups._Tree(rows, n_chunks * rows, most, 0.2)
     every = max([*(tree.chunk_done(done) for done in range(n_chunks)), tree.fold(n_chunks)])
     assert memory_groups.tree_peak(n_chunks, rows, n_chunks * rows, most, 0.2) == every
+
+
+def test_vectorised_stats_in_column_blocks_have_the_same_bits(monkeypatch):
+    monkeypatch.setattr(grouped_stats, "COLUMN_BLOCK", 7)  # blocks cut across records
+    data = awkward((11, 3, 4), "float32", seed=3)
+    labels = np.arange(11)[::-1].astype(np.int64)
+    got = group_kernel(nd.stats).func(Labelled(data, labels), **PARAMS)
+    assert_same_bits(got, per_group(data, labels))

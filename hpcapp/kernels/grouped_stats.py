@@ -25,6 +25,10 @@ from hpcapp.kernels import stats as column_stats
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.hookspec import Partial
 
+# Columns per call: each call's temporaries (a dozen arrays) stay below a few MiB, so the
+# allocator reuses them instead of faulting in fresh pages for every chunk.
+COLUMN_BLOCK = 1 << 15
+
 
 def by_record(
     kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
@@ -39,8 +43,14 @@ def by_record(
     cells = math.prod(data.shape[1:])
     if cells >= column_stats.FUSED_MIN_VALUES:  # each group's call would take the compiled path
         return None
-    row = data[np.argsort(labels, kind="stable")].reshape(1, len(labels) * cells)
-    partial = column_stats._numpy_chunk_stats(row)
+    row = data[np.argsort(labels, kind="stable")].reshape(-1)
+    partial: Partial = {}
+    for first in range(0, len(row), COLUMN_BLOCK):  # small temporaries, reused by malloc
+        block = column_stats._numpy_chunk_stats(row[np.newaxis, first : first + COLUMN_BLOCK])
+        for key, value in block.items():
+            if key not in partial:
+                partial[key] = np.empty(len(row), value.dtype)
+            partial[key][first : first + len(value)] = value
     return {key: value.reshape(len(labels), *data.shape[1:]) for key, value in partial.items()}
 
 
