@@ -152,3 +152,20 @@ def test_vectorised_stats_in_column_blocks_have_the_same_bits(monkeypatch):
     labels = np.arange(11)[::-1].astype(np.int64)
     got = group_kernel(nd.stats).func(Labelled(data, labels), **PARAMS)
     assert_same_bits(got, per_group(data, labels))
+
+
+@pytest.mark.parametrize("start,stop", [(0, 1), (0, 9), (5, 9), (58, 115), (3, 64), (7, 8)])
+def test_aligned_nodes_cover_the_chunks_as_the_fragment_tree_holds_them(start, stop):
+    from hpcapp.parallel.reduce import FragmentTree
+
+    tree = FragmentTree(lambda left, right: {})
+    for chunk in range(start, stop):  # the nodes a rank holds after computing these chunks
+        tree.add((0, chunk), {})
+    assert sorted(memory_groups.aligned(start, stop)) == sorted(tree.nodes)
+
+
+def test_rank_zero_holds_more_on_two_ranks_than_its_share_alone():
+    one = memory_groups.rank_peak(9, 1, 129, 1096, 366, 0.2)
+    assert one == memory_groups.tree_peak(9, 129, 1096, 366, 0.2)
+    two = memory_groups.rank_peak(9, 2, 129, 1096, 366, 0.2)
+    assert two > memory_groups.tree_peak(5, 129, 1096, 366, 0.2)

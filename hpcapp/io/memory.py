@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from hpcapp.errors import UsageError
-from hpcapp.io.memory_groups import tree_peak
+from hpcapp.io.memory_groups import rank_peak
 
 # Interpreter, numpy, h5py, mpi4py and numba loaded: measured ~150 MB on x86_64 Linux.
 BASE_BYTES = 200 << 20
@@ -70,6 +70,7 @@ def estimate(
     chunk_rows: int,
     n_chunks: int,
     grouping: Any = None,
+    ranks: int = 1,
 ) -> dict[str, int]:
     """Return the parts of a rank's peak memory estimate, in bytes (and their ``total``).
 
@@ -77,7 +78,8 @@ def estimate(
     at level ``l`` covers at most ``2**l * chunk_rows`` records, and no node more groups than
     ``grouping.max_groups`` (12 months, 4 seasons, 366 days of year; for integer labels and
     years only the record count and the label dtype's range bound it). The groups alive at
-    the peak are counted by :func:`hpcapp.io.memory_groups.tree_peak`, or at the finish.
+    the peak on any of ``ranks`` are counted by :func:`hpcapp.io.memory_groups.rank_peak`, or
+    at the finish.
     """
     import numpy as np
 
@@ -95,7 +97,8 @@ def estimate(
     if grouping is not None:  # partial: one group's; counted in groups (memory_groups)
         most = grouping.max_groups(source.n_rows)
         sizes, finished = _group_sizes(kernel, source, params)
-        peak = tree_peak(n_chunks, rows, source.n_rows, most, max(sizes) / max(sum(sizes), 1))
+        share = max(sizes) / max(sum(sizes), 1)
+        peak = rank_peak(n_chunks, ranks, rows, source.n_rows, most, share)
         top = min(most, source.n_rows)
         partials = int(partial * max(peak, top * (1 + finished / max(partial, 1))))
         partial *= top
@@ -112,12 +115,13 @@ def check_memory(
     chunk_rows: int,
     n_chunks: int,
     grouping: Any = None,
+    ranks: int = 1,
 ) -> None:
     """Raise UsageError if ``--memory-per-rank`` is given and the estimate exceeds it."""
     if not limit_text or kernel.generates:  # generated data: the kernel takes no rows
         return
     limit = parse_size(limit_text)
-    parts = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)
+    parts = estimate(kernel, source, params, chunk_rows, n_chunks, grouping, ranks)
     if parts["total"] <= limit:
         return
     mib = {key: value / (1 << 20) for key, value in parts.items()}

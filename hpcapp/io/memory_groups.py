@@ -6,7 +6,8 @@ merges up while its sibling is there (:mod:`hpcapp.kernels.grouped`): in place w
 holds every group of the other, else the shared groups are merged apart and both sides laid out
 in the union one key at a time. The peak is the largest of those moments, over the chunk
 counts where a merge runs deepest, and of the finish (the partial and the results of every
-group). Counted for one rank holding the whole tree: more ranks hold less each.
+group). On more ranks, rank 0 also holds what the others send (their nodes, in one buffer
+until every node of it is merged) beside its own, and a sender packs its nodes into a copy.
 """
 
 from __future__ import annotations
@@ -42,6 +43,27 @@ class _Tree:
             carry, level = out, level + 1
         return peak
 
+    def receive(self, own: int, n_chunks: int) -> float:
+        """Return rank 0's peak while the nodes of chunks ``[own, n_chunks)`` merge into its own.
+
+        Counted as one buffer from all the other ranks, alive until the last node is merged.
+        """
+        held = {node: self.groups(self.rows << node[0]) for node in aligned(0, own)}
+        sent = aligned(own, n_chunks)
+        payload = sum(self.groups(self.rows << level) for level, _ in sent)
+        peak: float = sum(held.values()) + payload
+        for level, index in sent:
+            carry = self.groups(self.rows << level)
+            inside = carry  # a sent node is in the buffer: counted there, not twice
+            while (level, index ^ 1) in held:
+                sibling = held.pop((level, index ^ 1))
+                out = self.groups(self.rows << (level + 1))
+                others = sum(held.values()) + payload - inside
+                peak = max(peak, self.merge(others, sibling, carry, out))
+                carry, level, index, inside = out, level + 1, index >> 1, 0
+            held[(level, index)] = carry
+        return max(peak, self.fold(n_chunks) + payload)
+
     def fold(self, n_chunks: int) -> float:
         """Return the peak while the nodes left once every chunk is in fold from the first."""
         levels = [level for level in range(n_chunks.bit_length()) if n_chunks >> level & 1]
@@ -55,6 +77,31 @@ class _Tree:
             peak = max(peak, self.merge(sum(held.values()), acc, right, out))
             acc = out
         return peak
+
+
+def aligned(start: int, stop: int) -> list[tuple[int, int]]:
+    """Return the tree nodes ``(level, index)`` that exactly cover chunks ``[start, stop)``."""
+    nodes = []
+    while start < stop:
+        level = 0
+        while start % (2 << level) == 0 and start + (2 << level) <= stop:
+            level += 1
+        nodes.append((level, start >> level))
+        start += 1 << level
+    return nodes
+
+
+def rank_peak(
+    n_chunks: int, ranks: int, rows: int, n_rows: int, most: int, key_share: float
+) -> float:
+    """Return the most group partials alive at once on any rank of ``ranks`` (static shares)."""
+    if ranks <= 1 or n_chunks <= 1:
+        return tree_peak(n_chunks, rows, n_rows, most, key_share)
+    tree = _Tree(rows, n_rows, most, key_share)
+    own = -(-n_chunks // ranks)  # rank 0's share (the first ranks take the remainder)
+    sender = sum(tree.groups(rows << level) for level, _ in aligned(own, min(2 * own, n_chunks)))
+    peaks = [tree_peak(own, rows, n_rows, most, key_share), tree.receive(own, n_chunks)]
+    return max([*peaks, 2 * sender])  # a sender's nodes and their packed copy
 
 
 def tree_peak(n_chunks: int, rows: int, n_rows: int, most: int, key_share: float) -> float:

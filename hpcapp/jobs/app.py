@@ -103,7 +103,8 @@ def execute(
             source = inspect_many(
                 comm, config.input, config.group_by, config.sort_files, config.mask_valid_range
             )
-        plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
+        size = comm.Get_size()
+        plan = on_root(comm, lambda: plan_job(config, kernel, code, source, ranks=size))
         kernel = bind_over(kernel, plan.params)  # built-in stats over records: per-row outputs
         if plan.weights is not None:  # --weights: the weighted stats, the weights bound
             kernel = bind_weights(kernel, plan.weights.values, plan.params)
