@@ -363,14 +363,15 @@ def test_refusals_from_the_command_line_exit_2_with_one_line(inputs, tmp_path):
 
 def test_memory_per_rank_counts_the_groups(tmp_path):
     path = tmp_path / "in.nc"
-    spec = write_time_series(path, "noleap", 24, 400, grid=(30, 60))
+    # Day of year: ~2 full partials of 365 groups at the peak (io/memory_groups.py), ~300 MiB.
+    spec = write_time_series(path, "noleap", 24, 400, grid=(60, 120))
     options = {"over": "time", "chunk_rows": 20, "memory_per_rank": "300MiB"}
-    assert hpcapp.run("stats", spec, **options)["mean"].shape == (30, 60)
+    assert hpcapp.run("stats", spec, **options)["mean"].shape == (60, 120)
     with pytest.raises(UsageError, match="fewer groups") as caught:
         hpcapp.run("stats", spec, group_by="time.dayofyear", **options)
     assert "\n" not in str(caught.value)
     months = hpcapp.run("stats", spec, group_by="time.month", **options)
-    assert months["mean"].shape == (12, 30, 60)
+    assert months["mean"].shape == (12, 60, 120)
 
 
 def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):

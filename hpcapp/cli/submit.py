@@ -66,7 +66,7 @@ def check_batch_command(command: list[str]) -> None:
     parse(command)  # raises UsageError with the same message the batch job would print
 
 
-def check_run_here(command: list[str]) -> Plan | None:
+def check_run_here(command: list[str], ranks: int = 1) -> Plan | None:
     """Run the checks ``run`` makes before any work (input, kernel, params, output), here.
 
     They are ``run``'s own checks, called without MPI, on the command as the batch job will run
@@ -88,7 +88,7 @@ def check_run_here(command: list[str]) -> Plan | None:
             # Its climatology is computed first: check that pass (the second needs its file).
             config = first_pass(config)
             kernel, code = load_with_code(config.kernel)
-        return plan_job(config, kernel, code, estimate_memory=True)
+        return plan_job(config, kernel, code, estimate_memory=True, ranks=ranks)
     except UsageError as exc:
         raise UsageError(
             f"{exc}\n(checked before writing the batch script, as the job would; if the input "
@@ -156,8 +156,9 @@ def slurm_command(args: argparse.Namespace) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     check_batch_command(command)
-    plan = None if args.no_check else check_run_here(command)
     one_per_node = args.ntasks is None and args.ntasks_per_node is None
+    per_node = 1 if one_per_node else args.ntasks_per_node or 1
+    plan = None if args.no_check else check_run_here(command, args.ntasks or args.nodes * per_node)
     options = BatchOptions(
         nodes=args.nodes,
         ntasks=args.ntasks,

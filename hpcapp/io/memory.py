@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from hpcapp.errors import UsageError
+from hpcapp.io.memory_groups import rank_peak
 
 # Interpreter, numpy, h5py, mpi4py and numba loaded: measured ~150 MB on x86_64 Linux.
 BASE_BYTES = 200 << 20
@@ -48,6 +49,20 @@ def partial_bytes(kernel: Any, source: Any, params: dict[str, Any], chunk_rows: 
     return total
 
 
+def _group_sizes(kernel: Any, source: Any, params: dict[str, Any]) -> tuple[list[int], int]:
+    """Return the bytes of each key of one group's partial, and of its finished results."""
+    import numpy as np
+
+    sample = np.zeros((1, *source.row_shape), dtype=np.dtype(source.values_dtype))
+    out = dict(kernel.apply(sample, params, n_rows=1))
+    sizes = [np.asarray(value).nbytes for value in out.values()]
+    try:
+        finished = sum(np.asarray(v).nbytes for v in kernel.finish(out, params).values())
+    except Exception:  # a finish that needs real data: count the results as the partial
+        finished = sum(sizes)
+    return sizes, finished
+
+
 def estimate(
     kernel: Any,
     source: Any,
@@ -55,13 +70,16 @@ def estimate(
     chunk_rows: int,
     n_chunks: int,
     grouping: Any = None,
+    ranks: int = 1,
 ) -> dict[str, int]:
     """Return the parts of a rank's peak memory estimate, in bytes (and their ``total``).
 
     Grouped (``grouping``), a partial holds one partial per group present in it: a tree node
     at level ``l`` covers at most ``2**l * chunk_rows`` records, and no node more groups than
     ``grouping.max_groups`` (12 months, 4 seasons, 366 days of year; for integer labels and
-    years only the record count and the label dtype's range bound it).
+    years only the record count and the label dtype's range bound it). The groups alive at
+    the peak on any of ``ranks`` are counted by :func:`hpcapp.io.memory_groups.rank_peak`, or
+    at the finish.
     """
     import numpy as np
 
@@ -78,12 +96,14 @@ def estimate(
     levels = math.ceil(math.log2(max(n_chunks, 1))) + 1
     held = levels + EXTRA_PARTIALS
     partials = held * partial
-    if grouping is not None:
+    if grouping is not None:  # partial: one group's; counted in groups (memory_groups)
         most = grouping.max_groups(source.n_rows)
-        groups = [min(most, rows << level, source.n_rows) for level in range(levels)]
-        # One node per level, and the combines' partials at the size of the largest.
-        partials = partial * (sum(groups) + EXTRA_PARTIALS * groups[-1])
-        partial *= groups[-1]
+        sizes, finished = _group_sizes(kernel, source, params)
+        share = max(sizes) / max(sum(sizes), 1)
+        peak = rank_peak(n_chunks, ranks, rows, source.n_rows, most, share)
+        top = min(most, source.n_rows)
+        partials = int(partial * max(peak, top * (1 + finished / max(partial, 1))))
+        partial *= top
     parts = {"base": BASE_BYTES, "chunk": chunk, "partial": partial, "partials": partials}
     parts["total"] = parts["base"] + parts["chunk"] + parts["partials"]
     return parts
@@ -97,12 +117,13 @@ def check_memory(
     chunk_rows: int,
     n_chunks: int,
     grouping: Any = None,
+    ranks: int = 1,
 ) -> None:
     """Raise UsageError if ``--memory-per-rank`` is given and the estimate exceeds it."""
     if not limit_text or kernel.generates:  # generated data: the kernel takes no rows
         return
     limit = parse_size(limit_text)
-    parts = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)
+    parts = estimate(kernel, source, params, chunk_rows, n_chunks, grouping, ranks)
     if parts["total"] <= limit:
         return
     mib = {key: value / (1 << 20) for key, value in parts.items()}

@@ -111,7 +111,8 @@ def execute(
             source = inspect_many(
                 comm, config.input, config.group_by, config.sort_files, config.mask_valid_range
             )
-        plan = on_root(comm, lambda: plan_job(config, kernel, code, source))
+        size = comm.Get_size()
+        plan = on_root(comm, lambda: plan_job(config, kernel, code, source, ranks=size))
         # Over records per row, --weights, --mask, --regions: the kernel with its fields bound.
         kernel = bind_data(kernel, plan.params, plan.weights, plan.zones)
         described = kernel  # the output describes the kernel's own results

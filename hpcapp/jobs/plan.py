@@ -151,13 +151,15 @@ def plan_job(
     code: dict[str, Any],
     source: Source | None = None,
     estimate_memory: bool = False,
+    ranks: int = 1,
 ) -> Plan:
     """Check everything about a run before any work (rank 0): params, input, output.
 
     ``source`` is the input already inspected (many files, by every rank: see
     :func:`hpcapp.jobs.inspect.inspect_many`); by default rank 0 inspects it here.
     ``estimate_memory`` puts a rank's memory estimate in ``Plan.memory`` (``hpcapp slurm``);
-    it runs the kernel on one row, so a job does it only for ``--memory-per-rank``.
+    it runs the kernel on one row, so a job does it only for ``--memory-per-rank``. ``ranks``:
+    how many ranks the job runs on (a grouped job's rank 0 also holds the others' nodes).
     """
     resolved = resolve_data(config, kernel, source)
     source, params, grouping = resolved.source, resolved.params, resolved.grouping
@@ -189,10 +191,11 @@ def plan_job(
     if resolved.zones is not None:
         identity.update(resolved.zones.identity())
     n_chunks = count_chunks(source.n_rows, chunk_rows)
-    check_memory(config.memory_per_rank, kernel, source, params, chunk_rows, n_chunks, grouping)
+    sizing = (kernel, source, params, chunk_rows, n_chunks, grouping, ranks)
+    check_memory(config.memory_per_rank, *sizing)
     memory = None
     if estimate_memory and not kernel.generates:  # generated data: the kernel takes no rows
-        memory = estimate(kernel, source, params, chunk_rows, n_chunks, grouping)
+        memory = estimate(*sizing)
     if config.output is None:
         # hpcapp.run(output=None): results are returned, nothing is written or resumed.
         if kernel.per_row:  # gathered on rank 0: refused now when the estimate says too big

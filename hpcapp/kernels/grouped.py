@@ -14,7 +14,7 @@ Nothing here imports MPI.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
+from hpcapp.kernels.grouped_stats import by_record, finish_in_blocks
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.partials import as_partial, with_attrs
 
@@ -60,26 +61,35 @@ def _stack(labels: list[int], parts: list[Partial], name: str) -> Partial:
     return out
 
 
-def _merge_grouped(kern: Kernel, left: Partial, right: Partial, elementwise: bool) -> Partial:
+def _merge_grouped(
+    kern: Kernel, left: Partial, right: Partial, elementwise: bool, consume: bool = False
+) -> Partial:
     """Merge two grouped partials: union of labels, shared labels merged left-first.
 
     Groups on one side only are copied with one fancy-index per key (no per-group Python
     work: consecutive groups of a time series are mostly disjoint between neighbours). Shared
     groups go through the kernel's merge: in blocks of groups for an element-wise merge (small
-    enough to stay in cache), else one group at a time.
+    enough to stay in cache), else one group at a time; each block is written straight into
+    the result. ``consume`` (the chunk tree, which drops both sides) lets the side holding
+    every label of the other take the merged groups in place: no copy of the groups it holds.
     """
     left_labels: np.ndarray = left[GROUP_KEY]  # arrays: searchsorted gives arrays of positions
     right_labels: np.ndarray = right[GROUP_KEY]
-    labels = np.union1d(left_labels, right_labels)
-    left_pos = np.searchsorted(labels, left_labels)
-    right_pos = np.searchsorted(labels, right_labels)
+    keys = [key for key in left if key != GROUP_KEY]
     shared, left_shared, right_shared = np.intersect1d(
         left_labels, right_labels, assume_unique=True, return_indices=True
     )
-    left_only = np.setdiff1d(np.arange(len(left_labels)), left_shared, assume_unique=True)
-    right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
-    keys = [key for key in left if key != GROUP_KEY]
-    merged: dict[str, list[Any]] = {key: [] for key in keys}
+    if consume and len(shared) == len(right_labels) and _reusable(left, right, keys):
+        out, at_shared = left, left_shared
+    elif consume and len(shared) == len(left_labels) and _reusable(right, left, keys):
+        out, at_shared = right, right_shared
+    else:  # the shared groups merged apart, then laid into the union
+        out, at_shared = {}, np.arange(len(shared))
+        for key in keys:
+            if left[key].shape[1:] != right[key].shape[1:]:
+                raise _shape_error(kern, key, [left[key].shape[1:], right[key].shape[1:]])
+            dtype = np.result_type(left[key], right[key])
+            out[key] = np.empty((len(shared), *left[key].shape[1:]), dtype)
     step = _block(left, keys) if elementwise else 1
     for first in range(0, len(shared), step):
         pick_left = left_shared[first : first + step]
@@ -93,25 +103,72 @@ def _merge_grouped(kern: Kernel, left: Partial, right: Partial, elementwise: boo
             block = kern.merge(_slice(left, pick_left[0]), _slice(right, pick_right[0]))
             block = {key: np.asarray(value)[np.newaxis] for key, value in block.items()}
         for key in keys:
-            merged[key].append(np.asarray(block[key]))
+            _put(kern, out, key, at_shared[first : first + step], np.asarray(block[key]))
+    if out is left or out is right:
+        return out
+    return _union(left, right, keys, left_shared, right_shared, out, consume)
+
+
+def _reusable(into: Partial, other: Partial, keys: list[str]) -> bool:
+    """Return whether ``into`` can take the merged groups in place (same shapes, writable)."""
+    return all(
+        isinstance(into[key], np.ndarray)
+        and into[key].flags.writeable
+        and into[key].dtype == np.asarray(other[key]).dtype
+        and into[key].shape[1:] == np.shape(other[key])[1:]
+        for key in keys
+    )
+
+
+def _union(
+    left: Partial,
+    right: Partial,
+    keys: list[str],
+    left_shared: np.ndarray,
+    right_shared: np.ndarray,
+    merged: Partial,
+    consume: bool,
+) -> Partial:
+    """Lay the groups of each side and the ``merged`` shared ones out in the union of labels.
+
+    One key at a time; ``consume`` drops each key of both sides once laid out, so the union
+    never needs both sides and itself whole at once.
+    """
+    left_labels: np.ndarray = left[GROUP_KEY]  # arrays: searchsorted gives arrays of positions
+    right_labels: np.ndarray = right[GROUP_KEY]
+    labels = np.union1d(left_labels, right_labels)
+    left_pos = np.searchsorted(labels, left_labels)
+    right_pos = np.searchsorted(labels, right_labels)
+    left_only = np.setdiff1d(np.arange(len(left_labels)), left_shared, assume_unique=True)
+    right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
     out: Partial = {GROUP_KEY: labels.astype(np.int64)}
-    at_shared = np.searchsorted(labels, shared)
     for key in keys:
-        parts = merged[key]
-        shapes = {left[key].shape[1:], right[key].shape[1:], *(p.shape[1:] for p in parts)}
-        if len(shapes) != 1:
-            raise KernelError(
-                f"kernel {kern.name!r}: groups' partials of {key!r} have different shapes "
-                f"{sorted(shapes)}: grouping needs a partial shaped independently of the rows"
-            )
-        dtype = np.result_type(left[key], right[key], *parts)
-        array = np.empty((len(labels), *left[key].shape[1:]), dtype)
+        shape = (len(labels), *left[key].shape[1:])
+        array = np.empty(shape, np.result_type(left[key], right[key], merged[key]))
         array[left_pos[left_only]] = left[key][left_only]
         array[right_pos[right_only]] = right[key][right_only]
-        if parts:
-            array[at_shared] = np.concatenate(parts)
+        array[left_pos[left_shared]] = merged.pop(key)
+        if consume:
+            del left[key], right[key]
         out[key] = array
     return out
+
+
+def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarray) -> None:
+    """Write merged groups into ``out[key]`` at ``rows`` (promoting its dtype if need be)."""
+    array = out[key]
+    if value.shape[1:] != array.shape[1:]:
+        raise _shape_error(kern, key, [array.shape[1:], value.shape[1:]])
+    if value.dtype != array.dtype:  # as numpy.concatenate of the parts would promote
+        array = out[key] = array.astype(np.result_type(array, value))
+    array[rows] = value
+
+
+def _shape_error(kern: Kernel, key: str, shapes: list[tuple[int, ...]]) -> KernelError:
+    return KernelError(
+        f"kernel {kern.name!r}: groups' partials of {key!r} have different shapes "
+        f"{sorted(set(shapes))}: grouping needs a partial shaped independently of the rows"
+    )
 
 
 def _block(partial: Partial, keys: list[str]) -> int:
@@ -131,6 +188,40 @@ def _no_groups(kern: Kernel, row: Any, params: dict[str, Any]) -> Partial:
     return {GROUP_KEY: np.empty(0, np.int64), **empty}
 
 
+class GroupedCombine:
+    """The combine of a grouped kernel; :meth:`consume` may reuse its arguments' arrays."""
+
+    def __init__(self, kern: Kernel, elementwise: bool) -> None:
+        self.kern = kern
+        self.elementwise = elementwise
+
+    def __call__(self, left: Partial, right: Partial) -> Partial:
+        """Merge without touching either side (``Kernel.merge``, the contract checks)."""
+        return _merge_grouped(self.kern, left, right, self.elementwise)
+
+    def consume(self, left: Partial, right: Partial) -> Partial:
+        """Merge two partials neither of which is used again: the result may be one of them."""
+        return _merge_grouped(self.kern, left, right, self.elementwise, consume=True)
+
+
+def consuming_merge(kern: Kernel) -> Callable[[Partial, Partial], Partial]:
+    """Return the merge for a chunk tree, which drops both partials it merges.
+
+    A grouped kernel's merges then work in place (the bits are the same either way); any other
+    kernel merges as :meth:`Kernel.merge` does.
+    """
+    combine = kern.combine
+    if not isinstance(combine, GroupedCombine):
+        return kern.merge
+
+    def merge(left: Partial, right: Partial) -> Partial:
+        if left.keys() != right.keys():
+            raise KernelError(f"partials have different keys: {sorted(left)} vs {sorted(right)}")
+        return combine.consume(left, right)
+
+    return merge
+
+
 def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
     """Return ``kern`` applied per group of records, its labels as ``labels_key`` when finished."""
 
@@ -146,6 +237,9 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
                 return _no_groups(kern, data[:1], params)
             data, labels = data[grouped], labels[grouped]
         present = np.unique(labels)
+        fast = by_record(kern, data, labels, present, params)
+        if fast is not None:  # the built-in stats, one record per group: one vectorised call
+            return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []
         for label in present:
             rows = data if len(present) == 1 else data[labels == label]
@@ -161,8 +255,7 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
             parts.append(part)
         return _stack(present.tolist(), parts, kern.name)
 
-    def combine(left: Partial, right: Partial) -> Partial:
-        return _merge_grouped(kern, left, right, elementwise)
+    combine = GroupedCombine(kern, elementwise)
 
     def finalize(partial: Partial, params: Mapping[str, Any]) -> Partial:
         labels = partial[GROUP_KEY]
@@ -170,8 +263,12 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
             raise KernelError(
                 "no record is in any group: every record's label is missing (a masked time)"
             )
-        finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
         results: Partial = {labels_key: np.asarray(labels, np.int64)}
+        kept = {key: value for key, value in partial.items() if key != GROUP_KEY}
+        blocks = finish_in_blocks(kern, kept, params, len(labels))
+        if blocks is not None:  # the built-in stats: finished in blocks of groups
+            return {**results, **blocks}
+        finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
         for key in finished[0]:
             values = [group[key] for group in finished]
             notes: dict[str, Any] = {}

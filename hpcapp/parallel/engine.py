@@ -26,7 +26,7 @@ from hpcapp.io.records import read_extended
 from hpcapp.io.sources.base import Source
 from hpcapp.kernels.api import InputInfo, Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
-from hpcapp.kernels.grouped import Labelled
+from hpcapp.kernels.grouped import Labelled, consuming_merge
 from hpcapp.kernels.hookspec import Extended
 from hpcapp.parallel.collective import gather_table, raise_shared
 from hpcapp.parallel.interrupt import NoInterrupts
@@ -163,7 +163,7 @@ def run_engine(
         total = sum(stop - start for start, stop in todo)
         progress = Progress(comm, total, source.row_bytes, progress_every)
 
-    tree = FragmentTree(kernel.merge)
+    tree = FragmentTree(consuming_merge(kernel))  # grouped: merges in place
     for node, partial in (preloaded or {}).items():
         tree.add(node, partial)
     seconds = {"read": 0.0, "compute": 0.0}

@@ -62,6 +62,15 @@ BENCHMARKS = (
         needs=("netCDF4",),
     ),
     Benchmark(
+        "groupmem",
+        "day-of-year climatology (--group-by time.dayofyear): peak RSS, seconds and the "
+        "memory estimate of hpcapp, against xarray's groupby mean and CDO ydaymean",
+        "groupmem",
+        "--years 2 --lat 4 --lon 5 --ranks 1,2 --chunk-rows 64",
+        needs=("xarray", "netCDF4"),
+        programs=("cdo",),
+    ),
+    Benchmark(
         "files-speed",
         "mean over time of many netCDF files: hpcapp against xarray open_mfdataset + Dask and "
         "NCO ncra",

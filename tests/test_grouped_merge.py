@@ -1,0 +1,171 @@
+"""Grouped partials: the in-place merge and the vectorised stats give today's bits exactly."""
+
+import numpy as np
+import pytest
+from helpers import run_here, write_dataset
+
+from hpcapp.io import memory_groups
+from hpcapp.kernels import grouped_stats, nd
+from hpcapp.kernels.grouped import GROUP_KEY, Labelled, consuming_merge, group_kernel
+from hpcapp.kernels.grouped_stats import by_record
+
+PARAMS = {"bins": 64, "range": None, "over": (0,)}
+
+
+def awkward(shape, dtype, seed=0):
+    """Values with NaN, +-inf, -0.0 and a spread of magnitudes."""
+    rng = np.random.default_rng(seed)
+    data = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(dtype)
+    flat = data.reshape(-1)
+    picks = rng.choice(flat.size, size=min(flat.size, 40), replace=False)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0], dtype)
+    flat[picks] = specials[np.arange(len(picks)) % 4]
+    return data
+
+
+def per_group(data, labels):
+    """The grouped partial made one kernel call per group, as before the vectorised path."""
+    present = np.unique(labels)
+    parts = [nd.stats(data[labels == label], **PARAMS) for label in present]
+    return {GROUP_KEY: present, **{key: np.stack([p[key] for p in parts]) for key in parts[0]}}
+
+
+def assert_same_bits(got, expected):
+    assert got.keys() == expected.keys()
+    for key in expected:
+        a, b = np.asarray(got[key]), np.asarray(expected[key])
+        assert a.dtype == b.dtype and a.shape == b.shape, key
+        assert a.tobytes() == b.tobytes(), key
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("row_shape", [(), (5,), (3, 4)])
+def test_one_record_per_group_is_vectorised_with_the_same_bits(dtype, row_shape):
+    data = awkward((23, *row_shape), dtype)
+    labels = np.random.default_rng(1).permutation(100)[:23].astype(np.int64)  # unsorted
+    kern = group_kernel(nd.stats)
+    assert by_record(nd.stats, data, labels, np.unique(labels), PARAMS) is not None
+    assert_same_bits(kern.func(Labelled(data, labels), **PARAMS), per_group(data, labels))
+
+
+def test_groups_of_several_records_go_group_by_group():
+    data = awkward((12, 4), "float64")
+    labels = np.repeat(np.arange(6), 2)
+    assert by_record(nd.stats, data, labels, np.unique(labels), PARAMS) is None
+    kern = group_kernel(nd.stats)
+    assert_same_bits(kern.func(Labelled(data, labels), **PARAMS), per_group(data, labels))
+
+
+def grouped(labels, seed):
+    data = awkward((len(labels), 3, 2), "float64", seed)
+    return group_kernel(nd.stats).func(Labelled(data, np.asarray(labels, np.int64)), **PARAMS)
+
+
+def copied(partial):
+    return {key: np.array(value, copy=True) for key, value in partial.items()}
+
+
+@pytest.mark.parametrize(
+    "left_labels,right_labels",
+    [
+        ([1, 3, 5, 7, 9, 11], [3, 7]),  # right within left: left takes them in place
+        ([3, 7], [1, 3, 5, 7, 9, 11]),  # left within right: right does
+        ([1, 2, 3], [4, 5]),  # disjoint: the union
+        ([1, 2, 3, 8], [2, 4, 8, 9]),  # overlapping: the union
+        ([1, 2, 3], [1, 2, 3]),  # the same groups
+    ],
+)
+def test_consuming_merge_has_the_bits_of_the_copying_merge(left_labels, right_labels):
+    kern = group_kernel(nd.stats)
+    left, right = grouped(left_labels, 1), grouped(right_labels, 2)
+    before = copied(left), copied(right)
+    expected = kern.merge(left, right)
+    assert_same_bits(left, before[0])  # the copying merge leaves both sides alone
+    assert_same_bits(right, before[1])
+    got = consuming_merge(kern)(left, right)
+    assert_same_bits(got, expected)
+    if set(right_labels) <= set(left_labels):
+        assert np.shares_memory(got["m2"], left["m2"])  # in place: no new arrays
+    elif set(left_labels) <= set(right_labels):
+        assert np.shares_memory(got["m2"], right["m2"])
+
+
+def test_read_only_partials_are_merged_into_new_arrays():
+    kern = group_kernel(nd.stats)
+    left, right = grouped([1, 2, 3], 1), grouped([2], 2)
+    for value in left.values():
+        value.flags.writeable = False
+    expected = kern.merge(copied(left), copied(right))
+    held = left["m2"]
+    got = consuming_merge(kern)(left, right)
+    assert_same_bits(got, expected)
+    assert not np.shares_memory(got["m2"], held)
+    assert GROUP_KEY in left and "m2" not in left  # consumed: each key dropped once laid out
+
+
+def test_day_of_year_job_has_the_bits_of_the_copying_tree(tmp_path):
+    """The engine's in-place merges give the bits the copying merge gives (16 chunks)."""
+    data = awkward((64, 2, 3), "float32")
+    labels = (np.arange(64) % 7).astype(np.int64)  # a group recurs every 7 records
+    path = tmp_path / "in.h5"
+    spec = write_dataset(path, data)
+    write_dataset(path, labels, "day")
+    results = run_here("stats", spec, chunk_rows=4, group_by="day")
+    kern = group_kernel(nd.stats)
+    partials = [
+        kern.func(Labelled(data[i : i + 4], labels[i : i + 4]), **PARAMS) for i in range(0, 64, 4)
+    ]
+    while len(partials) > 1:  # the fixed tree over 16 chunks, merged by copying
+        partials = [kern.merge(a, b) for a, b in zip(partials[::2], partials[1::2], strict=True)]
+    expected = kern.finish(partials[0], PARAMS)
+    assert results is not None
+    for key in ("mean", "var", "min", "max", "count", "sum"):
+        assert np.asarray(results[key]).tobytes() == np.asarray(expected[key]).tobytes(), key
+
+
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 24])
+def test_finishing_in_blocks_has_the_bits_of_finishing_each_group(monkeypatch, block_bytes):
+    monkeypatch.setattr(grouped_stats, "FINISH_BLOCK_BYTES", block_bytes)
+    data = awkward((40, 3, 2), "float32")
+    data[:, 0, 0] = np.nan  # a cell no group has a value in: NaN results
+    labels = np.arange(40) % 9
+    kern = group_kernel(nd.stats)
+    partial = kern.func(Labelled(data, labels), **PARAMS)
+    kept = {key: value for key, value in partial.items() if key != GROUP_KEY}
+    assert grouped_stats.finish_in_blocks(nd.stats, kept, PARAMS, 9) is not None
+    each = [nd.stats.finish({k: v[i] for k, v in kept.items()}, PARAMS) for i in range(9)]
+    expected = {"group": np.arange(9), **{k: np.stack([e[k] for e in each]) for k in each[0]}}
+    assert_same_bits(kern.finish(partial, PARAMS), expected)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 3, 9, 20, 37, 64, 115, 1000])
+@pytest.mark.parametrize("rows,most", [(1, 366), (32, 366), (129, 366), (30, 12), (500, 366)])
+def test_tree_peak_tries_the_chunk_counts_where_the_peak_is(n_chunks, rows, most):
+    tree = memory_groups._Tree(rows, n_chunks * rows, most, 0.2)
+    every = max([*(tree.chunk_done(done) for done in range(n_chunks)), tree.fold(n_chunks)])
+    assert memory_groups.tree_peak(n_chunks, rows, n_chunks * rows, most, 0.2) == every
+
+
+def test_vectorised_stats_in_column_blocks_have_the_same_bits(monkeypatch):
+    monkeypatch.setattr(grouped_stats, "COLUMN_BLOCK", 7)  # blocks cut across records
+    data = awkward((11, 3, 4), "float32", seed=3)
+    labels = np.arange(11)[::-1].astype(np.int64)
+    got = group_kernel(nd.stats).func(Labelled(data, labels), **PARAMS)
+    assert_same_bits(got, per_group(data, labels))
+
+
+@pytest.mark.parametrize("start,stop", [(0, 1), (0, 9), (5, 9), (58, 115), (3, 64), (7, 8)])
+def test_aligned_nodes_cover_the_chunks_as_the_fragment_tree_holds_them(start, stop):
+    from hpcapp.parallel.reduce import FragmentTree
+
+    tree = FragmentTree(lambda left, right: {})
+    for chunk in range(start, stop):  # the nodes a rank holds after computing these chunks
+        tree.add((0, chunk), {})
+    assert sorted(memory_groups.aligned(start, stop)) == sorted(tree.nodes)
+
+
+def test_rank_zero_holds_more_on_two_ranks_than_its_share_alone():
+    one = memory_groups.rank_peak(9, 1, 129, 1096, 366, 0.2)
+    assert one == memory_groups.tree_peak(9, 129, 1096, 366, 0.2)
+    two = memory_groups.rank_peak(9, 2, 129, 1096, 366, 0.2)
+    assert two > memory_groups.tree_peak(5, 129, 1096, 366, 0.2)
