@@ -56,6 +56,8 @@ class Layout:
     n_groups: int = 0  # grouped: the length of the group coordinate (read from the file)
     variable: str | None = None  # the input dataset's path in its file
     group_key: str = GROUP_DIM  # grouped: the labels' key, dimension and coordinate (``month``)
+    # A series kernel's leading axis with its coordinate: (``quantile``, the levels q), or None.
+    levels: tuple[str, tuple[float, ...]] | None = None
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -63,6 +65,8 @@ class Layout:
         if key in self.per_row and 0 not in kept:
             kept = [0, *kept]
         names = [(self.dims[a], self.shape[a]) for a in kept]
+        if self.levels is not None:
+            names.insert(0, (self.levels[0], len(self.levels[1])))
         if self.n_groups and key not in _UNGROUPED:
             names.insert(0, (self.group_key, self.n_groups))
         return names
@@ -70,6 +74,7 @@ class Layout:
     def names(self, keys: Iterable[str]) -> dict[str, str]:
         """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
         taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
+        taken |= {self.levels[0]} if self.levels is not None else set()
         return name_results(keys, prefix_of(self.variable), taken, (self.group_key,))
 
     def __call__(self, h5: Any, names: dict[str, str], dims: Dimensions) -> None:
@@ -105,7 +110,16 @@ def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any
         window=stored.window if stored is not None else None,
         variable=stored.dataset if stored is not None else None,
         group_key=grouping.key if grouping is not None else GROUP_DIM,
+        levels=_levels(kern, params),
     )
+
+
+def _levels(kern: Any, params: dict[str, Any]) -> tuple[str, tuple[float, ...]] | None:
+    """Return a series kernel's leading ``quantile`` axis (a list of q), as xarray names it."""
+    q = params.get("q")
+    if not getattr(kern, "series", False) or not isinstance(q, (list, tuple)):
+        return None
+    return "quantile", tuple(float(x) for x in q)
 
 
 def _axis_names(key: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[str, int]]:
@@ -135,6 +149,9 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
         dims.adopt(name, labels)
         labels.attrs["long_name"] = np.bytes_(layout.group.encode())
         layout = dataclasses.replace(layout, n_groups=labels.shape[0], group_key=name)
+    if layout.levels is not None:  # before the axes are named: the name is this coordinate's
+        name, values = layout.levels
+        dims.coordinate(name, np.asarray(values, np.float64), {"long_name": np.bytes_(b"quantile")})
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}
     lengths: dict[str, int] = {}
     for found in axes.values():

@@ -27,6 +27,7 @@ from hpcapp.jobs.inspect import inspect_many
 from hpcapp.jobs.plan import ROWS_GATHERED, Plan, agree_on_code, plan_job, prepare_checkpoint
 from hpcapp.jobs.provenance import load_with_code
 from hpcapp.jobs.report import summary
+from hpcapp.jobs.series import series_engine, series_line, series_notes
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
 from hpcapp.kernels.nd import bind_over
@@ -140,7 +141,9 @@ def execute(
             rows_path = os.path.join(scratch, "rows.h5")
         target = config.output or (scratch and os.path.join(scratch, "result.nc"))
         kept = checkpoint.ResultKeeper(directory, plan.identity, generation, n_chunks)
-        result = run_engine(
+        # A series kernel's whole series come from record chunks by a transpose.
+        engine = series_engine(config) if kernel.series else run_engine
+        result = engine(
             comm,
             kernel,
             plan.params,
@@ -245,6 +248,7 @@ def _provenance(
         **({"grouping": plan.grouping.option} if plan.grouping is not None else {}),
         **({"weights": plan.weights.method} if plan.weights is not None else {}),
         **slurm_context(),
+        **series_notes(result),  # a series job: its batches and bytes read
         **(extra_attrs or {}),
     }
 
@@ -282,7 +286,7 @@ def run_job(
             known,
             weights=plan.weights.method if plan.weights is not None else None,
         )
-        print(report)
+        print(report + series_line(outcome.engine))
     return 0
 
 

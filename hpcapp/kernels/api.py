@@ -54,6 +54,7 @@ class Kernel:
     generates: bool = False  # called as f(rng, n_rows, **params): no input
     rows_param: str | None = None  # generating: the parameter giving the total rows
     seed_param: str | None = None  # generating: the parameter seeding the chunks' generators
+    series: bool = False  # called with whole series, (records, cells): run by the transpose
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     required: tuple[str, ...] = ()
     accepts_any: bool = False  # takes **params
@@ -175,6 +176,7 @@ def kernel(
     generates: bool = False,
     rows_param: str | None = None,
     seed_param: str | None = None,
+    series: bool = False,
 ) -> Any:
     """Make a :class:`Kernel` of a function; used as a decorator, with or without options.
 
@@ -191,6 +193,8 @@ def kernel(
     with ``over``, the sorted tuple of axes to reduce (``--over``). ``generates=True``: called
     as ``f(rng, n_rows, **params)`` with no input; ``rows_param`` names the parameter giving the
     total rows, ``seed_param`` (optional) the one seeding the chunks' generators.
+    ``series=True``: called with every record of a tile of cells, ``(records, cells)``, and
+    returns per-cell results whose last axis runs over those cells (built-in kernels only).
     Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
     """
     options: dict[str, Any] = {  # declaration() checks them all
@@ -204,6 +208,7 @@ def kernel(
         "generates": generates,
         "rows_param": rows_param,
         "seed_param": seed_param,
+        "series": series,
     }
     if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
         return kernel(combine=combine, **options)(func_or_combine)

@@ -41,6 +41,7 @@ def declaration(
     generates: Any = False,
     rows_param: Any = None,
     seed_param: Any = None,
+    series: Any = False,
 ) -> dict[str, Any]:
     """Check a kernel's declaration against its function; return the fields of its Kernel.
 
@@ -55,7 +56,8 @@ def declaration(
             check_hook(hook, value)
     if callable(combine):
         check_hook("combine", combine)
-    for flag, value in (("elementwise", elementwise), ("over", over), ("generates", generates)):
+    flags = (("elementwise", elementwise), ("over", over), ("generates", generates))
+    for flag, value in (*flags, ("series", series)):
         if not isinstance(value, bool):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
     if elementwise and not callable(combine):
@@ -107,6 +109,8 @@ def declaration(
                 f"{option} {value!r} is not one of its parameters"
                 + _hint(value, params, "; did you mean {!r}?")
             )
+    if series and (generates or keys):
+        raise ValueError("series=True takes stored series: it neither generates nor has per_row")
     if generates and rows_param is None:
         raise ValueError("generates=True needs rows_param, the parameter giving the total rows")
     if generates and seed_param is None and "seed" in params:
@@ -126,6 +130,7 @@ def declaration(
         "generates": generates,
         "rows_param": rows_param,
         "seed_param": seed_param,
+        "series": series,
         "defaults": {k: v for k, v in defaults.items() if k not in JOB_GIVEN},
         "required": tuple(k for k in required if k not in JOB_GIVEN),
         "accepts_any": accepts_any,

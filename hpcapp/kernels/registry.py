@@ -13,6 +13,8 @@ from hpcapp.kernels.api import Kernel, from_function
 BUILTIN = {
     "stats": "hpcapp.kernels.nd:stats",  # the column kernel stats, over any dimensions
     "montecarlo": "hpcapp.kernels.montecarlo:montecarlo",
+    "quantile": "hpcapp.kernels.quantile:quantile",  # whole series, through the transpose
+    "median": "hpcapp.kernels.quantile:median",
 }
 
 
