@@ -11,6 +11,7 @@ from hpcapp.io.sources.base import Source
 from hpcapp.jobs.config import JobConfig
 from hpcapp.kernels.api import Kernel
 from hpcapp.parallel.engine import EngineResult
+from hpcapp.parallel.select import run_whole
 from hpcapp.parallel.transpose import DEFAULT_BUDGET, SeriesResult, run_series, size_text
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def series_engine(config: JobConfig) -> Callable[..., EngineResult]:
         interrupts: Any = None,
         **chunk_options: Any,
     ) -> EngineResult:
+        if len(params.get("over", ())) == 1 + len(source.row_shape) > 1:  # every dimension
+            return run_whole(comm, kernel, params, source, chunk_rows, budget)
         return run_series(comm, kernel, params, source, chunk_rows, budget, interrupts)
 
     return run

@@ -9,7 +9,8 @@ goes through ``numpy.quantile`` itself, on those values sorted. Nothing here imp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 from typing import Any
 
@@ -69,6 +70,52 @@ def cell_quantiles(series: np.ndarray, q: Any, method: str = "linear") -> np.nda
     return out if isinstance(q, (list, tuple)) else out[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class OrderStatistics:
+    """The whole field, as its count of valid values and a way to fetch values by rank.
+
+    ``fetch(ranks)`` returns the values at those 0-based ranks of the sorted valid values; the
+    transpose passes it (a collective selection) instead of the field, which no rank holds.
+    """
+
+    count: int
+    fetch: Callable[[np.ndarray], np.ndarray]
+
+
+def whole_quantiles(field: OrderStatistics, q: Any, method: str = "linear") -> np.ndarray:
+    """Return ``numpy.nanquantile`` of the whole field from the few order statistics it needs.
+
+    numpy's own steps (its private method table, neighbour indexes, gamma and lerp, as in
+    ``numpy.quantile``) on the values at the ranks they name: the same bits as numpy on the
+    whole array, without it. The tests compare every method with numpy.
+    """
+    import importlib
+
+    impl: Any = importlib.import_module("numpy.lib._function_base_impl")  # numpy's private steps
+
+    probs = levels(q)
+    n = field.count
+    if n == 0:
+        found = np.full(len(probs), np.nan)
+        return found if isinstance(q, (list, tuple)) else found[0]
+    props = impl._QuantileMethods[method]
+    virtual = np.asanyarray(props["get_virtual_index"](n, probs))
+    integral = np.issubdtype(virtual.dtype, np.integer)
+    if props["fix_gamma"] is None or (method == "linear" and integral):
+        wanted = [np.asarray(virtual, np.intp)]
+    else:
+        wanted = list(impl._get_indexes(np.empty(0), virtual, n))
+    ranks = np.unique(np.concatenate([w.ravel() % n for w in wanted]))
+    values = np.asarray(field.fetch(ranks), np.float64)
+    picked = [values[np.searchsorted(ranks, w % n)] for w in wanted]
+    if len(picked) == 1:
+        found = picked[0]
+    else:
+        gamma = impl._get_gamma(virtual, wanted[0], props)
+        found = np.asarray(impl._lerp(picked[0], picked[1], gamma))
+    return found if isinstance(q, (list, tuple)) else found[0]
+
+
 def check_params(params: Mapping[str, Any], data: InputInfo) -> None:
     """Refuse q outside [0, 1], a method numpy does not have, and --over other than time or all."""
     if "q" in params:
@@ -92,9 +139,11 @@ def _check_over(over: Sequence[int], ndim: int) -> None:
 
 @kernel(validate=check_params, over=True, series=True)
 def quantile(
-    series: np.ndarray, q: Any, method: str = "linear", over: Any = DEFAULT_OVER
+    series: np.ndarray | OrderStatistics, q: Any, method: str = "linear", over: Any = DEFAULT_OVER
 ) -> Partial:
     """Quantiles q of each cell's series (-p q=0.1,0.5,0.9), missing values skipped."""
+    if isinstance(series, OrderStatistics):  # the whole field, by distributed selection
+        return {"quantile": whole_quantiles(series, q, method)}
     _check_over(over, series.ndim)
     values = series.reshape(-1, 1) if len(tuple(over)) > 1 else series
     found = cell_quantiles(values, q, method)
@@ -104,7 +153,9 @@ def quantile(
 
 
 @kernel(validate=check_params, over=True, series=True)
-def median(series: np.ndarray, method: str = "linear", over: Any = DEFAULT_OVER) -> Partial:
+def median(
+    series: np.ndarray | OrderStatistics, method: str = "linear", over: Any = DEFAULT_OVER
+) -> Partial:
     """Median of each cell's series (quantile q=0.5), missing values skipped."""
     found = quantile.func(series, q=0.5, method=method, over=over)["quantile"]
     return {"median": found}

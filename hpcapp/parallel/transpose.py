@@ -88,7 +88,9 @@ def run_series(
     per_batch = on_all(comm, lambda: slab_plan(source, chunk_rows, size, budget))
     runs = batches(shape[1] if len(shape) > 1 else 1, per_batch)
     mine = rank_chunks(n_chunks, size, rank)
-    rows = [_rows(rank_chunks(n_chunks, size, r), source.n_rows, chunk_rows) for r in range(size)]
+    rows = [
+        records_of(rank_chunks(n_chunks, size, r), source.n_rows, chunk_rows) for r in range(size)
+    ]
     seconds = {"read": 0.0, "compute": 0.0, "reduce": 0.0}
     parts: dict[str, list[np.ndarray]] = {}  # rank 0: each batch's results, cells last
     itemsize = np.dtype(source.dtype).itemsize
@@ -97,7 +99,9 @@ def run_series(
         n_cells = (end - first) * inner
         layout = tiles(n_cells, size)
         clock = time.perf_counter()
-        local = on_all(comm, partial(_read, part, mine, chunk_rows, rows[rank], n_cells))  # read
+        local = on_all(
+            comm, partial(read_block, part, mine, chunk_rows, rows[rank], n_cells)
+        )  # read
         seconds["read"] += time.perf_counter() - clock
         clock = time.perf_counter()
         series = exchange(comm, local, rows, layout)  # communicate
@@ -123,7 +127,7 @@ def run_series(
     return SeriesResult(n_chunks, finished, timing, len(runs), stored, stored)
 
 
-def _rows(chunks: range, n_rows: int, chunk_rows: int) -> int:
+def records_of(chunks: range, n_rows: int, chunk_rows: int) -> int:
     """Return the records of a run of chunks."""
     if not chunks:
         return 0
@@ -132,7 +136,7 @@ def _rows(chunks: range, n_rows: int, chunk_rows: int) -> int:
     return end - first
 
 
-def _read(part: Source, mine: range, chunk_rows: int, n_rows: int, n_cells: int) -> np.ndarray:
+def read_block(part: Source, mine: range, chunk_rows: int, n_rows: int, n_cells: int) -> np.ndarray:
     """Read this rank's record chunks of one batch, decoded, as float64 (records, cells)."""
     local = np.empty((n_rows, n_cells), np.float64)
     if not mine:
