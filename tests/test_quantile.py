@@ -1,0 +1,155 @@
+"""quantile and median against numpy.nanquantile (and xarray) on packed netCDF with gaps."""
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers import read_results, refused_here, root_attrs, run_here
+from mpi4py import MPI
+from ncdata import write_netcdf
+
+from hpcapp.kernels.quantile import METHODS, OrderStatistics, cell_quantiles, whole_quantiles
+from hpcapp.parallel.select import from_keys, order_keys, select
+
+xr = pytest.importorskip("xarray")
+Q = [0.1, 0.5, 0.9]
+
+
+def packed(tmp_path, shape=(41, 6, 7), seed=3):
+    """Write an int16 field packed around 280 K, a fifth of it missing and one cell all missing."""
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(-3000, 3000, size=shape).astype(np.int16)
+    stored[rng.random(shape) < 0.2] = -32767
+    stored[:, 2, 3] = -32767
+    attrs = {"scale_factor": 0.01, "add_offset": 280.0, "units": "K"}
+    path = tmp_path / "in.nc"
+    spec = write_netcdf(path, stored, attrs=attrs, fill_value=-32767)
+    with xr.open_dataset(path) as ds:
+        decoded = ds["tas"].astype("float64").load()
+    return spec, decoded
+
+
+def nanquantile(values, q, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-missing cell
+        return np.nanquantile(values, q, **options)
+
+
+def same_bits(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "hazen", "inverted_cdf"])
+def test_per_cell_equals_numpy_and_xarray(tmp_path, method):
+    spec, decoded = packed(tmp_path)
+    out = tmp_path / "out.nc"
+    params = {"q": Q, "method": method}
+    run_here("quantile", spec, over="time", params=params, output=str(out))
+    same_bits(read_results(out)["quantile"], nanquantile(decoded.values, Q, axis=0, method=method))
+    with xr.open_dataset(out) as ds:
+        written = ds["tas_quantile"]
+        assert written.dims == ("quantile", "lat", "lon")
+        assert written["quantile"].values.tolist() == Q
+        np.testing.assert_array_equal(written["lat"], decoded["lat"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the all-missing cell
+            reference = decoded.quantile(Q, dim="time", method=method)
+        same_bits(written.values, reference.values)
+    attrs = root_attrs(out)
+    assert attrs["series_batches"] == 1
+    assert attrs["series_bytes_read"] == attrs["series_input_bytes"] == 41 * 6 * 7 * 2
+
+
+def test_median_and_scalar_q(tmp_path):
+    spec, decoded = packed(tmp_path)
+    median = run_here("median", spec)
+    same_bits(median["median"], nanquantile(decoded.values, 0.5, axis=0))
+    out = tmp_path / "out.nc"
+    one = run_here("quantile", spec, params={"q": 0.25}, output=str(out))
+    same_bits(one["quantile"], nanquantile(decoded.values, 0.25, axis=0))
+    with xr.open_dataset(out) as ds:
+        assert ds["tas_quantile"].dims == ("lat", "lon")
+
+
+def test_batches_give_the_same_bits(tmp_path):
+    spec, decoded = packed(tmp_path)
+    whole = run_here("quantile", spec, params={"q": Q})
+    out = tmp_path / "out.nc"
+    # 20 KiB beyond the base: a few slabs of lat per batch, chunks of 5 records.
+    small = {"memory_per_rank": "200.02MiB", "chunk_rows": 5}
+    run_here("quantile", spec, params={"q": Q}, output=str(out), **small)
+    assert root_attrs(out)["series_batches"] > 1
+    same_bits(read_results(out)["quantile"], whole["quantile"])
+    same_bits(whole["quantile"], nanquantile(decoded.values, Q, axis=0))
+
+
+def test_selection_reads_its_box(tmp_path):
+    spec, decoded = packed(tmp_path)
+    got = run_here("quantile", spec, params={"q": Q}, isel={"lat": "1:4", "time": "3:30"})
+    box = decoded.values[3:30, 1:4]
+    same_bits(got["quantile"], nanquantile(box, Q, axis=0))
+
+
+@pytest.mark.parametrize("method", ["linear", "lower", "midpoint", "median_unbiased"])
+def test_whole_field_equals_numpy(tmp_path, method):
+    spec, decoded = packed(tmp_path)
+    params = {"q": [0.0, *Q, 0.999, 1.0], "method": method}
+    got = run_here("quantile", spec, over="time,lat,lon", params=params, chunk_rows=7)
+    same_bits(got["quantile"], nanquantile(decoded.values, params["q"], method=method))
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"over": "lat"}, "nothing in between"),
+        ({"over": "time,lat"}, "nothing in between"),
+        ({"params": {"q": [0.5, 1.5]}}, "[0, 1]"),
+        ({"params": {"q": 0.5, "method": "cubic"}}, "numpy's"),
+        ({"params": {"q": 0.5}, "resume": True, "output": "OUT"}, "--resume"),
+        ({"params": {"q": 0.5}, "group_by": "time.month"}, "--group-by"),
+        ({"params": {"q": 0.5}, "memory_per_rank": "200.001MiB"}, "one slab"),
+        ({"params": {"q": 0.5}, "memory_per_rank": "100MiB"}, "nothing for the series"),
+    ],
+)
+def test_refused(tmp_path, options, fragment):
+    spec, _ = packed(tmp_path)
+    if options.get("output") == "OUT":
+        options = {**options, "output": str(tmp_path / "out.nc")}
+    options.setdefault("params", {"q": 0.5})
+    refused_here("quantile", spec, fragment, **options)
+    assert not (tmp_path / "out.nc").exists()
+
+
+def test_cell_quantiles_every_method():
+    rng = np.random.default_rng(0)
+    values = np.round(rng.normal(size=(37, 23)), 2) + 0.0  # no -0.0: its sign is numpy's whim
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[:, 3] = np.nan
+    for method in METHODS:
+        for q in ([0.0, 0.1, 0.5, 0.9, 1.0], 0.37):
+            same_bits(
+                cell_quantiles(values, q, method), nanquantile(values, q, axis=0, method=method)
+            )
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 10, 101])
+def test_whole_quantiles_every_method(n):
+    rng = np.random.default_rng(n)
+    values = np.round(rng.normal(size=n), 1) + 0.0 if n else np.full(5, np.nan)  # all missing
+    ordered = np.sort(values)
+    field = OrderStatistics(n, lambda ranks: ordered[ranks])
+    for method in METHODS:
+        for q in ([0.0, 0.1, 0.25, 0.5, 0.9, 0.999, 1.0], 0.3):
+            same_bits(whole_quantiles(field, q, method), nanquantile(values, q, method=method))
+
+
+def test_keys_keep_the_order_and_select_finds_ranks():
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.normal(size=500) * 1e3, [0.0, -1e300, 1e300, 5e-324, -5e-324]])
+    keys = order_keys(values)
+    same_bits(from_keys(keys), values)
+    assert np.array_equal(np.argsort(keys, kind="stable"), np.argsort(values, kind="stable"))
+    ranks = np.array([0, 1, 250, 503, 504])
+    same_bits(select(MPI.COMM_SELF, keys, ranks), np.sort(values)[ranks])
