@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import read_results, refused_here, root_attrs, run_here
+from helpers import cli_here, read_results, refused_here, root_attrs, run_cli, run_here
 from mpi4py import MPI
 from ncdata import write_netcdf
 
@@ -153,3 +153,23 @@ def test_keys_keep_the_order_and_select_finds_ranks():
     assert np.array_equal(np.argsort(keys, kind="stable"), np.argsort(values, kind="stable"))
     ranks = np.array([0, 1, 250, 503, 504])
     same_bits(select(MPI.COMM_SELF, keys, ranks), np.sort(values)[ranks])
+
+
+def test_check_and_kernels_say_what_quantile_is(tmp_path):
+    spec, _ = packed(tmp_path)
+    done = cli_here(["check", "quantile", spec, "-p", "q=0.5"])
+    assert done.returncode == 2 and "takes whole series" in done.stderr
+    listed = cli_here(["kernels"]).stdout
+    assert "median" in listed and "-p q=...   (required)" in listed
+
+
+def test_the_command_line_at_two_ranks(tmp_path):
+    spec, decoded = packed(tmp_path)
+    out = tmp_path / "out.nc"
+    args = ["run", "quantile", spec, "--over", "time", "-p", "q=0.1,0.5,0.9", "-o", str(out)]
+    done = run_cli([*args, "--memory-per-rank", "200.02MiB", "--chunk-rows", "4"], n_ranks=2)
+    assert done.returncode == 0, done.stderr
+    assert "series by transpose: 2 batch(es) of cells" in done.stdout
+    same_bits(read_results(out)["quantile"], nanquantile(decoded.values, Q, axis=0))
+    again = run_cli([*args, "--overwrite", "--resume"], n_ranks=2)
+    assert again.returncode == 2 and "--resume does not apply" in again.stderr

@@ -93,6 +93,8 @@ def list_kernels() -> str:
     lines = ["Built-in kernels (use: hpcapp run NAME [INPUT] -o OUT.h5 -p KEY=VALUE ...):"]
     for kernel in builtin_kernels():
         lines.append(f"  {kernel.name:<11} {kernel.description}")
+        for name in kernel.required:
+            lines.append(f"  {'':<11}   -p {name}=...   (required)")
         for name, default in kernel.defaults.items():
             lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
         if kernel.over:
