@@ -1,4 +1,4 @@
-"""Smoke tests of the N-D benchmarks (``nd-memory``, ``nd-speed``) at tiny sizes."""
+"""Smoke tests of the N-D benchmarks (``nd-memory``, ``nd-speed``, ``quantile``) at tiny sizes."""
 
 from __future__ import annotations
 
@@ -37,3 +37,15 @@ def test_nd_speed_means_agree_with_numpy(tmp_path):
         assert {"hpcapp 1 rank", "hpcapp 2 ranks", "numpy"} <= set(row)
         assert row["mean_rel_diff_vs_numpy"] < 1e-6
         assert row["xarray_mean_rel_diff_vs_numpy"] < 1e-6
+
+
+def test_quantile_times_every_contender_with_its_memory(tmp_path):
+    import shutil
+
+    result = run_tiny("quantile", tmp_path)
+    best = result["best"]
+    expected = {"hpcapp quantile 2 ranks", "hpcapp stats 2 ranks", "xarray+dask 2 threads"}
+    assert expected <= set(best)
+    assert all(len(best[key]["peak_mib_per_rank"]) == 2 for key in expected if "hpcapp" in key)
+    assert result["xarray_max_abs_diff"] < 1e-9
+    assert ("cdo_p50_max_abs_diff" in result) == bool(shutil.which("cdo"))
