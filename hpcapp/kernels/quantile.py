@@ -65,7 +65,8 @@ def cell_quantiles(series: np.ndarray, q: Any, method: str = "linear") -> np.nda
             continue
         cells = np.flatnonzero(valid == count)
         chosen: Any = method  # one of METHODS (check_params)
-        out[:, cells] = np.quantile(ordered[cells, :count], probs, axis=1, method=chosen)
+        group = ordered[cells, :count]  # a copy of its own: numpy may partition it in place
+        out[:, cells] = np.quantile(group, probs, axis=1, method=chosen, overwrite_input=True)
     out = out.reshape(len(probs), *values.shape[1:])
     return out if isinstance(q, (list, tuple)) else out[0]
 

@@ -90,10 +90,9 @@ def run_whole(
     if per_rank > budget:
         on_all(comm, partial(_refuse, source, per_rank, budget))
     clock = time.perf_counter()
-    local = on_all(comm, partial(read_block, source, mine, chunk_rows, rows, n_cells))  # read
-    values = local.ravel()
-    keys = order_keys(values[~np.isnan(values)])
-    del local, values
+    values = on_all(comm, partial(read_block, source, mine, chunk_rows, rows, [(n_cells, 0)]))
+    keys = order_keys(values[~np.isnan(values)])  # read, above
+    del values
     read_seconds = time.perf_counter() - clock
     clock = time.perf_counter()
     from mpi4py import MPI

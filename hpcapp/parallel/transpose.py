@@ -99,13 +99,11 @@ def run_series(
         n_cells = (end - first) * inner
         layout = tiles(n_cells, size)
         clock = time.perf_counter()
-        local = on_all(
-            comm, partial(read_block, part, mine, chunk_rows, rows[rank], n_cells)
-        )  # read
+        send = on_all(comm, partial(read_block, part, mine, chunk_rows, rows[rank], layout))  # read
         seconds["read"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        series = exchange(comm, local, rows, layout)  # communicate
-        del local
+        series = exchange(comm, send, rows, layout)  # communicate
+        del send
         seconds["reduce"] += time.perf_counter() - clock
         clock = time.perf_counter()
         found = on_all(comm, partial(_compute, kernel, params, series, rank))  # compute
@@ -136,33 +134,43 @@ def records_of(chunks: range, n_rows: int, chunk_rows: int) -> int:
     return end - first
 
 
-def read_block(part: Source, mine: range, chunk_rows: int, n_rows: int, n_cells: int) -> np.ndarray:
-    """Read this rank's record chunks of one batch, decoded, as float64 (records, cells)."""
-    local = np.empty((n_rows, n_cells), np.float64)
+def read_block(
+    part: Source, mine: range, chunk_rows: int, n_rows: int, layout: list[tuple[int, int]]
+) -> np.ndarray:
+    """Read this rank's record chunks of one batch, decoded, as the float64 send buffer.
+
+    The buffer holds one block per destination rank, in rank order: (records, its cells) in C
+    order, filled chunk by chunk, so the values are never copied again before they are sent.
+    """
+    send = np.empty(n_rows * sum(n for n, _ in layout), np.float64)
+    blocks = np.split(send, np.cumsum([n_rows * n for n, _ in layout])[:-1])
+    tiles = [block.reshape(n_rows, n) for block, (n, _) in zip(blocks, layout, strict=True)]
     if not mine:
-        return local
+        return send
     offset, _ = chunk_bounds(mine[0], part.n_rows, chunk_rows)
     for index, data in part.chunks(mine, chunk_rows, lambda: False):
         if isinstance(data, HpcappError):  # a ChunkReadError: it names the chunk
             raise data
         start, stop = chunk_bounds(index, part.n_rows, chunk_rows)
-        local[start - offset : stop - offset] = np.reshape(data, (stop - start, n_cells))
-    return local
+        values = np.reshape(data, (stop - start, -1))
+        for tile, (n, first) in zip(tiles, layout, strict=True):
+            tile[start - offset : stop - offset] = values[:, first : first + n]
+    return send
 
 
 def exchange(
-    comm: MPI.Comm, local: np.ndarray, rows: list[int], layout: list[tuple[int, int]]
+    comm: MPI.Comm, send: np.ndarray, rows: list[int], layout: list[tuple[int, int]]
 ) -> np.ndarray:
     """Send each rank its tile of this rank's records; return (every record, this rank's cells).
 
-    ``rows[r]`` is the records rank ``r`` read (in rank order, the records' order), ``layout[r]``
-    the (count, start) of its cells. One ``Alltoallv`` of float64 buffers, no pickling.
+    ``send`` is :func:`read_block`'s buffer, ``rows[r]`` the records rank ``r`` read (in rank
+    order, the records' order), ``layout[r]`` the (count, start) of its cells. One
+    ``Alltoallv`` of float64 buffers, no pickling.
     """
     from mpi4py import MPI
 
     rank = comm.Get_rank()
-    send = np.concatenate([local[:, start : start + n].ravel() for n, start in layout])
-    send_counts = [len(local) * n for n, _ in layout]
+    send_counts = [rows[rank] * n for n, _ in layout]
     mine = layout[rank][0]
     received = np.empty(sum(rows) * mine, np.float64)
     receive_counts = [r * mine for r in rows]
