@@ -173,3 +173,25 @@ def test_the_command_line_at_two_ranks(tmp_path):
     same_bits(read_results(out)["quantile"], nanquantile(decoded.values, Q, axis=0))
     again = run_cli([*args, "--overwrite", "--resume"], n_ranks=2)
     assert again.returncode == 2 and "--resume does not apply" in again.stderr
+
+
+def test_batches_and_tiles_cover_everything_once():
+    from hpcapp.partition import batches, tiles
+
+    assert batches(7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert batches(2, 5) == [(0, 2)]
+    assert tiles(7, 3) == [(3, 0), (2, 3), (2, 5)]
+    assert tiles(2, 3) == [(1, 0), (1, 1), (0, 2)]  # more ranks than cells: empty tiles
+
+
+def test_series_is_a_checked_declaration():
+    import hpcapp
+
+    def whole(series, q=0.5):
+        return {"q": cell_quantiles(series, q)}
+
+    assert hpcapp.kernel(series=True)(whole).series
+    with pytest.raises(TypeError, match="series must be True or False"):
+        hpcapp.kernel(series="yes")(whole)
+    with pytest.raises(ValueError, match="neither generates nor has per_row"):
+        hpcapp.kernel(series=True, per_row="q")(whole)
