@@ -52,6 +52,7 @@ def test_per_cell_equals_numpy_and_xarray(tmp_path, method):
         written = ds["tas_quantile"]
         assert written.dims == ("quantile", "lat", "lon")
         assert written["quantile"].values.tolist() == Q
+        assert written.attrs["units"] == "K" and "cell_methods" not in written.attrs
         np.testing.assert_array_equal(written["lat"], decoded["lat"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the all-missing cell
@@ -64,8 +65,11 @@ def test_per_cell_equals_numpy_and_xarray(tmp_path, method):
 
 def test_median_and_scalar_q(tmp_path):
     spec, decoded = packed(tmp_path)
-    median = run_here("median", spec)
+    median = run_here("median", spec, output=str(tmp_path / "median.nc"))
     same_bits(median["median"], nanquantile(decoded.values, 0.5, axis=0))
+    with xr.open_dataset(tmp_path / "median.nc") as ds:
+        assert ds["tas_median"].dims == ("lat", "lon")
+        assert ds["tas_median"].attrs["cell_methods"] == "time: median"
     out = tmp_path / "out.nc"
     one = run_here("quantile", spec, params={"q": 0.25}, output=str(out))
     same_bits(one["quantile"], nanquantile(decoded.values, 0.25, axis=0))

@@ -103,7 +103,9 @@ def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any
         coords=(tuple(stored.coords) if stored is not None else ()) or (None,) * len(source.dims),
         over=tuple(params.get("over", nd.DEFAULT_OVER)) if source.dims else (),
         per_row=tuple(kern.per_row),
-        is_stats=kern.func is nd.stats.func or getattr(kern.func, "weighted", False),
+        is_stats=kern.func is nd.stats.func
+        or getattr(kern.func, "weighted", False)
+        or getattr(kern, "series", False),  # quantiles: values of the input's quantity
         units=cf.units if cf is not None else None,
         many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
