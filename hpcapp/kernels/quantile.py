@@ -51,23 +51,28 @@ def levels(q: Any) -> np.ndarray:
 def cell_quantiles(series: np.ndarray, q: Any, method: str = "linear") -> np.ndarray:
     """Return ``numpy.nanquantile(series, q, axis=0, method=method)`` of ``(records, cells)``.
 
-    Cells are sorted once (NaN last) and grouped by their count of valid values, so numpy's
-    quantile runs on each group at once instead of once per cell. All-NaN cells give NaN.
+    Cells are grouped by their count of valid values, so numpy's quantile runs on each group
+    at once instead of once per cell: a group's series (a copy, cells along rows) are
+    partitioned so the valid values come first (NaN order last), and numpy's quantile takes
+    those. All-NaN cells give NaN.
     """
     probs = levels(q)
-    values = np.asarray(series, dtype=np.float64)
-    columns = values.reshape(values.shape[0], -1).T  # (cells, records): sorted along rows
-    ordered = np.sort(columns, axis=1)  # NaN go last
-    valid = columns.shape[1] - np.isnan(ordered).sum(axis=1)
-    out = np.full((len(probs), columns.shape[0]), np.nan)
+    values = np.asarray(series, dtype=np.float64).reshape(len(series), -1)
+    n_records = values.shape[0]
+    valid = n_records - np.isnan(values).sum(axis=0)
+    columns = values.T  # (cells, records), a view: each group gathers its own copy
+    out = np.full((len(probs), values.shape[1]), np.nan)
+    chosen: Any = method  # one of METHODS (check_params)
     for count in np.unique(valid):
         if count == 0:
             continue
         cells = np.flatnonzero(valid == count)
-        chosen: Any = method  # one of METHODS (check_params)
-        group = ordered[cells, :count]  # a copy of its own: numpy may partition it in place
-        out[:, cells] = np.quantile(group, probs, axis=1, method=chosen, overwrite_input=True)
-    out = out.reshape(len(probs), *values.shape[1:])
+        group = np.ascontiguousarray(columns[cells])  # its own copy: partitioned in place
+        if count < n_records:
+            group.partition(count - 1, axis=1)  # the valid values first, NaN after them
+        found = np.quantile(group[:, :count], probs, axis=1, method=chosen, overwrite_input=True)
+        out[:, cells] = found
+    out = out.reshape(len(probs), *np.shape(series)[1:])
     return out if isinstance(q, (list, tuple)) else out[0]
 
 
