@@ -187,7 +187,9 @@ def plan_job(
         memory=memory,
         weights=resolved.weights,
     )
-    if kernel.series:  # no checkpoint: a series job restarts from scratch
+    if kernel.series:  # no checkpoint: a series job restarts from scratch (or is done already)
+        if config.resume and holds_result(config.output, identity):
+            return dataclasses.replace(plan, checkpoint_dir=None, finished=True)
         for input_path in source.input_paths or (None,):
             check_output(config.output, config.overwrite, input_path)
         return dataclasses.replace(plan, checkpoint_dir=None)

@@ -19,9 +19,12 @@ if TYPE_CHECKING:
 
 
 def refuse_series(config: JobConfig) -> None:
-    """Refuse the options a series job does not take, in one line (before anything is done)."""
+    """Refuse the options a series job does not take, in one line (before anything is done).
+
+    ``--resume`` is taken (``hpcapp slurm`` scripts add it): a finished output is kept as it
+    is, anything else starts from scratch, as there is no checkpoint to continue from.
+    """
     refused = (
-        ("--resume", config.resume),
         ("--checkpoint", config.checkpoint),
         ("--group-by", config.group_by),
         ("--group-every", config.group_every),
