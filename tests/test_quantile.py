@@ -4,7 +4,15 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import cli_here, read_results, refused_here, root_attrs, run_cli, run_here
+from helpers import (
+    cli_here,
+    read_results,
+    refused_here,
+    root_attrs,
+    run_cli,
+    run_here,
+    write_dataset,
+)
 from mpi4py import MPI
 from ncdata import write_netcdf
 
@@ -207,3 +215,19 @@ def test_series_is_a_checked_declaration():
         hpcapp.kernel(series="yes")(whole)
     with pytest.raises(ValueError, match="neither generates nor has per_row"):
         hpcapp.kernel(series=True, per_row="q")(whole)
+
+
+def test_plain_float32_rows_and_a_single_series(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 9)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = np.nan
+    spec = write_dataset(tmp_path / "in.h5", x)
+    one = write_dataset(tmp_path / "in.h5", x[:, 0], name="y")
+    wide = x.astype(np.float64)
+    small = {"memory_per_rank": "200.005MiB", "chunk_rows": 7}  # a few columns per batch
+    got = run_here("quantile", spec, params={"q": [0.3, 0.7]}, **small)
+    same_bits(got["quantile"], nanquantile(wide, [0.3, 0.7], axis=0))
+    got = run_here("quantile", one, params={"q": [0.3, 0.7]})
+    same_bits(got["quantile"], nanquantile(wide[:, 0], [0.3, 0.7]))
+    got = run_here("median", spec, over="dim_0,dim_1")
+    same_bits(got["median"], nanquantile(wide, 0.5))
