@@ -134,3 +134,16 @@ class ChunkList:
                 return chunk_range[position]
             position -= len(chunk_range)
         raise IndexError(position)
+
+
+def batches(n_slabs: int, per_batch: int) -> list[tuple[int, int]]:
+    """Return ``[first, end)`` runs of ``per_batch`` slabs covering ``n_slabs`` (the last short)."""
+    n_slabs, per_batch = operator.index(n_slabs), operator.index(per_batch)
+    if per_batch < 1:
+        raise ValueError(f"per_batch must be >= 1, got {per_batch}")
+    return [(a, min(a + per_batch, n_slabs)) for a in range(0, n_slabs, per_batch)]
+
+
+def tiles(n_cells: int, size: int) -> list[tuple[int, int]]:
+    """Return each rank's ``(count, start)`` of ``n_cells`` cells: a block of cells per rank."""
+    return [block(n_cells, size, rank) for rank in range(operator.index(size))]

@@ -1,4 +1,4 @@
-"""Smoke tests of the N-D benchmarks (``nd-memory``, ``nd-speed``, ``fldmean``) at tiny sizes."""
+"""Smoke tests of the N-D and climate benchmarks at tiny sizes (nd-*, fldmean, quantile, ...)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,15 @@ def test_groupmem_reports_peaks_estimate_and_peers(tmp_path):
     for row in result["rows"][:2]:
         assert row["estimate_mib"] > 0 and len(row["peaks_mib"]) == int(row["tool"][-1])
     assert all(row["peak_mib"] is None or row["peak_mib"] > 10 for row in result["rows"])
+
+
+def test_quantile_times_every_contender_with_its_memory(tmp_path):
+    import shutil
+
+    result = run_tiny("quantile", tmp_path)
+    best = result["best"]
+    expected = {"hpcapp quantile 2 ranks", "hpcapp stats 2 ranks", "xarray+dask 2 threads"}
+    assert expected <= set(best)
+    assert all(len(best[key]["peak_mib_per_rank"]) == 2 for key in expected if "hpcapp" in key)
+    assert result["xarray_max_abs_diff"] < 1e-9
+    assert ("cdo_p50_max_abs_diff" in result) == bool(shutil.which("cdo"))

@@ -27,7 +27,10 @@ CELL_METHODS = {
     "std": "standard_deviation",
     "var": "variance",
     "sum": "sum",
+    "median": "median",
 }
+# Results of the input's quantity with no CF cell method of their own (quantiles).
+_QUANTITY_ONLY = ("quantile",)
 _SQUARED = ("var",)
 LONG_NAMES = {
     "count": "number of values used (not NaN, not missing)",
@@ -73,11 +76,11 @@ def describe_result(
         return
     attrs: dict[str, Any] = {}
     units = quantity.get("units")
-    if key in CELL_METHODS:
+    if key in CELL_METHODS or key in _QUANTITY_ONLY:
         attrs.update({name: quantity[name] for name in _QUANTITY_ATTRS if name in quantity})
         if units is not None:
             attrs["units"] = squared(text(units)) if key in _SQUARED else units
-        if reduced:
+        if reduced and key in CELL_METHODS:
             method = " ".join(f"{n}:" for n in reduced) + f" {CELL_METHODS[key]}"
             if group is not None:
                 method += f" (separately for each group: {group})"

@@ -61,6 +61,8 @@ class Layout:
     regions: str | None = None
     n_regions: int = 0
     region_names: tuple[str, ...] | None = None
+    # A series kernel's leading axis with its coordinate: (``quantile``, the levels q), or None.
+    levels: tuple[str, tuple[float, ...]] | None = None
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -68,6 +70,8 @@ class Layout:
         if key in self.per_row and 0 not in kept:
             kept = [0, *kept]
         names = [(self.dims[a], self.shape[a]) for a in kept]
+        if self.levels is not None:
+            names.insert(0, (self.levels[0], len(self.levels[1])))
         if self.n_groups and key not in _UNGROUPED:
             names.insert(0, (self.group_key, self.n_groups))
         if self.n_regions:
@@ -77,6 +81,7 @@ class Layout:
     def names(self, keys: Iterable[str]) -> dict[str, str]:
         """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
         taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
+        taken |= {self.levels[0]} if self.levels is not None else set()
         labels = (self.group_key, *((REGION_DIM,) if self.regions else ()))
         return name_results(keys, prefix_of(self.variable), taken, labels)
 
@@ -109,7 +114,9 @@ def make_layout(
         coords=(tuple(stored.coords) if stored is not None else ()) or (None,) * len(source.dims),
         over=tuple(params.get("over", nd.DEFAULT_OVER)) if source.dims else (),
         per_row=tuple(kern.per_row),
-        is_stats=kern.func is nd.stats.func or getattr(kern.func, "weighted", False),
+        is_stats=kern.func is nd.stats.func
+        or getattr(kern.func, "weighted", False)
+        or getattr(kern, "series", False),  # quantiles: values of the input's quantity
         units=cf.units if cf is not None else None,
         many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
@@ -117,12 +124,21 @@ def make_layout(
         variable=stored.dataset if stored is not None else None,
         group_key=grouping.key if grouping is not None else GROUP_DIM,
         **_regions_of(zones),
+        levels=_levels(kern, params),
     )
 
 
 def _regions_of(zones: Any) -> dict[str, Any]:
     found = zones.regions if zones is not None else None
     return {} if found is None else {"regions": found.spec, "region_names": found.names}
+
+
+def _levels(kern: Any, params: dict[str, Any]) -> tuple[str, tuple[float, ...]] | None:
+    """Return a series kernel's leading ``quantile`` axis (a list of q), as xarray names it."""
+    q = params.get("q")
+    if not getattr(kern, "series", False) or not isinstance(q, (list, tuple)):
+        return None
+    return "quantile", tuple(float(x) for x in q)
 
 
 def _axis_names(key: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[str, int]]:
@@ -152,6 +168,9 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
         dims.adopt(name, labels)
         labels.attrs["long_name"] = np.bytes_(layout.group.encode())
         layout = dataclasses.replace(layout, n_groups=labels.shape[0], group_key=name)
+    if layout.levels is not None:  # before the axes are named: the name is this coordinate's
+        name, values = layout.levels
+        dims.coordinate(name, np.asarray(values, np.float64), {"long_name": np.bytes_(b"quantile")})
     if layout.regions is not None and REGION_DIM in variables:
         layout = _region_coordinate(h5, layout, variables, names, taken, dims)
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}

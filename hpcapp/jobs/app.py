@@ -34,6 +34,7 @@ from hpcapp.jobs.plan import (
 )
 from hpcapp.jobs.provenance import load_with_code
 from hpcapp.jobs.report import summary
+from hpcapp.jobs.series import series_engine, series_line, series_notes
 from hpcapp.jobs.twopass import climatology_first, wants_climatology
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.grouped import group_kernel
@@ -148,7 +149,9 @@ def execute(
             rows_path = os.path.join(scratch, "rows.h5")
         target = config.output or (scratch and os.path.join(scratch, "result.nc"))
         kept = checkpoint.ResultKeeper(directory, plan.identity, generation, n_chunks)
-        result = run_engine(
+        # A series kernel's whole series come from record chunks by a transpose.
+        engine = series_engine(config) if kernel.series else run_engine
+        result = engine(
             comm,
             kernel,
             plan.params,
@@ -258,6 +261,7 @@ def _provenance(
         **({"mask": config.mask} if config.mask else {}),
         **({"regions": config.regions} if config.regions else {}),
         **slurm_context(),
+        **series_notes(result),  # a series job: its batches and bytes read
         **(extra_attrs or {}),
     }
 
@@ -296,7 +300,7 @@ def run_job(
             weights=plan.weights.method if plan.weights is not None else None,
             regions=plan.zones.regions.describe() if plan.zones and plan.zones.regions else None,
         )
-        print(report)
+        print(report + series_line(outcome.engine))
     return 0
 
 

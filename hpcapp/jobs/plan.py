@@ -26,6 +26,7 @@ from hpcapp.io.weights import Weights, load_weights
 from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
+from hpcapp.jobs.series import refuse_series, series_budget
 from hpcapp.kernels.api import InputInfo, Kernel
 from hpcapp.kernels.nd import bind_over, stats
 from hpcapp.kernels.weighted import bind_weights
@@ -161,6 +162,9 @@ def plan_job(
     it runs the kernel on one row, so a job does it only for ``--memory-per-rank``. ``ranks``:
     how many ranks the job runs on (a grouped job's rank 0 also holds the others' nodes).
     """
+    if kernel.series:
+        refuse_series(config)
+        series_budget(config)  # refuses a --memory-per-rank below the base
     resolved = resolve_data(config, kernel, source)
     source, params, grouping = resolved.source, resolved.params, resolved.grouping
     kernel = resolved.kernel
@@ -192,7 +196,8 @@ def plan_job(
         identity.update(resolved.zones.identity())
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     sizing = (kernel, source, params, chunk_rows, n_chunks, grouping, ranks)
-    check_memory(config.memory_per_rank, *sizing)
+    if not kernel.series:  # a series job sizes its batches to --memory-per-rank instead
+        check_memory(config.memory_per_rank, *sizing)
     memory = None
     if estimate_memory and not kernel.generates:  # generated data: the kernel takes no rows
         memory = estimate(*sizing)
@@ -231,6 +236,12 @@ def plan_job(
         zones=resolved.zones,
         records=records,
     )
+    if kernel.series:  # no checkpoint: a series job restarts from scratch (or is done already)
+        if config.resume and holds_result(config.output, identity):
+            return dataclasses.replace(plan, checkpoint_dir=None, finished=True)
+        for input_path in source.input_paths or (None,):
+            check_output(config.output, config.overwrite, input_path)
+        return dataclasses.replace(plan, checkpoint_dir=None)
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)

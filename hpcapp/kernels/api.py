@@ -57,6 +57,7 @@ class Kernel:
     generates: bool = False  # called as f(rng, n_rows, **params): no input
     rows_param: str | None = None  # generating: the parameter giving the total rows
     seed_param: str | None = None  # generating: the parameter seeding the chunks' generators
+    series: bool = False  # called with whole series, (records, cells): run by the transpose
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     required: tuple[str, ...] = ()
     accepts_any: bool = False  # takes **params
@@ -194,6 +195,7 @@ def kernel(
     times: bool = False,
     halo: Hook | None = None,
     climatology_param: str | None = None,
+    series: bool = False,
 ) -> Any:
     """Make a :class:`Kernel` of a function; used as a decorator, with or without options.
 
@@ -216,6 +218,8 @@ def kernel(
     the records of each side it got. ``climatology_param`` names the parameter taking
     ``FILE:/VAR`` of per-group means: with ``--group-by`` and without it, the job computes them
     first (:mod:`hpcapp.jobs.twopass`).
+    ``series=True``: called with every record of a tile of cells, ``(records, cells)``, and
+    returns per-cell results whose last axis runs over those cells (built-in kernels only).
     Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
     """
     options: dict[str, Any] = {  # declaration() checks them all
@@ -232,6 +236,7 @@ def kernel(
         "times": times,
         "halo": halo,
         "climatology_param": climatology_param,
+        "series": series,
     }
     if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
         return kernel(combine=combine, **options)(func_or_combine)

@@ -44,6 +44,7 @@ def declaration(
     times: Any = False,
     halo: Any = None,
     climatology_param: Any = None,
+    series: Any = False,
 ) -> dict[str, Any]:
     """Check a kernel's declaration against its function; return the fields of its Kernel.
 
@@ -60,7 +61,7 @@ def declaration(
     if callable(combine):
         check_hook("combine", combine)
     flags = (("elementwise", elementwise), ("over", over), ("generates", generates))
-    for flag, value in (*flags, ("times", times)):
+    for flag, value in (*flags, ("times", times), ("series", series)):
         if not isinstance(value, bool):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
     if elementwise and not callable(combine):
@@ -127,6 +128,8 @@ def declaration(
                 f"{option} {value!r} is not one of its parameters"
                 + _hint(value, params, "; did you mean {!r}?")
             )
+    if series and (generates or keys):
+        raise ValueError("series=True takes stored series: it neither generates nor has per_row")
     if generates and rows_param is None:
         raise ValueError("generates=True needs rows_param, the parameter giving the total rows")
     if generates and seed_param is None and "seed" in params:
@@ -149,6 +152,7 @@ def declaration(
         "times": times,
         "halo": halo,
         "climatology_param": climatology_param,
+        "series": series,
         "defaults": {k: v for k, v in defaults.items() if k not in JOB_GIVEN},
         "required": tuple(k for k in required if k not in JOB_GIVEN),
         "accepts_any": accepts_any,

@@ -17,6 +17,8 @@ BUILTIN = {
     "trend": "hpcapp.kernels.trend:trend",
     "rolling": "hpcapp.kernels.rolling:rolling",
     "anomaly": "hpcapp.kernels.anomaly:anomaly",
+    "quantile": "hpcapp.kernels.quantile:quantile",  # whole series, through the transpose
+    "median": "hpcapp.kernels.quantile:median",
 }
 
 
@@ -95,6 +97,8 @@ def list_kernels() -> str:
     lines = ["Built-in kernels (use: hpcapp run NAME [INPUT] -o OUT.h5 -p KEY=VALUE ...):"]
     for kernel in builtin_kernels():
         lines.append(f"  {kernel.name:<11} {kernel.description}")
+        for name in kernel.required:
+            lines.append(f"  {'':<11}   -p {name}=...   (required)")
         for name, default in kernel.defaults.items():
             lines.append(f"  {'':<11}   -p {name}=...   (default {default!r})")
         if kernel.over:

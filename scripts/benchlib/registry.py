@@ -154,6 +154,15 @@ BENCHMARKS = (
         programs=("ncra", "cdo"),
     ),
     Benchmark(
+        "quantile",
+        "per-cell p10/p50/p90 over time of a packed daily field: hpcapp's transpose against its "
+        "own stats, xarray + Dask quantile after rechunk and CDO timpctl; peak memory per rank",
+        "quantile",
+        "--steps 40 --lat 6 --lon 7 --ranks 2 --repeat 1 --time-chunk 8",
+        needs=("dask", "xarray", "h5netcdf", "netCDF4"),
+        programs=("cdo",),
+    ),
+    Benchmark(
         "versions",
         "this tree against an older checkout (--before DIR) on four representative jobs, run "
         "alternately: median wall seconds, after/before, same result bytes",

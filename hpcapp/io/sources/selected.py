@@ -202,3 +202,19 @@ def _whole(member: Any, encoding: Any, name: str, ends: Bounds) -> bool | None:
     if (low is not None and latest < low.low) or (high is not None and earliest >= high.high):
         return False
     return None
+
+
+def cells_slab(source: Source, first: int, end: int) -> Source:
+    """Return ``source`` narrowed to indices ``[first, end)`` of its second dimension.
+
+    The transpose reads one batch of cells this way: every record, a slab of cells, through the
+    same window (and the same reads and CF decoding) as ``--isel``.
+    """
+    if not isinstance(source, Hdf5Source) or not source.row_shape:
+        return source
+    whole = (source.n_rows, *source.row_shape)
+    window = source.window or Window(whole, (0,) * len(whole), whole, "")
+    start = (window.start[0], window.start[1] + first, *window.start[2:])
+    shape = (window.shape[0], end - first, *window.shape[2:])
+    narrowed = dataclasses.replace(window, start=start, shape=shape)
+    return dataclasses.replace(source, row_shape=shape[1:], window=narrowed)

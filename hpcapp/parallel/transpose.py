@@ -1,0 +1,239 @@
+"""Cell tiles by an all-to-all transpose: ranks read record chunks, then each holds whole series.
+
+The kept cells are cut into batches of slabs along the second dimension (one batch when the
+field fits in ``budget`` bytes per rank); a batch's cells are cut into one tile per rank. For
+each batch every rank reads its own record chunks of that batch's hyperslab only (the usual
+chunk plan, decoded as any kernel sees it), the ranks exchange them with one ``Alltoallv`` of
+float64 buffers, and each rank runs the series kernel on ``(records, its cells)``; rank 0
+gathers the results (``Gatherv``). Each cell's result depends on its series alone, so the bits
+are the same for any rank count and batch size. Every step that can fail on one rank is
+agreed on (:func:`~hpcapp.parallel.collective.on_all`) before the next collective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hpcapp.errors import HpcappError, InterruptError, KernelError, UsageError
+from hpcapp.io.sources.base import Source
+from hpcapp.io.sources.selected import cells_slab
+from hpcapp.kernels.api import Kernel
+from hpcapp.parallel.collective import gather_table, on_all, raise_shared
+from hpcapp.parallel.engine import EngineResult
+from hpcapp.partition import batches, chunk_bounds, count_chunks, rank_chunks, tiles
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+# Without --memory-per-rank: the bytes of series a rank may hold at once.
+DEFAULT_BUDGET = 1 << 30
+MAX_COUNT = 2**31 - 1  # MPI counts and displacements are C ints
+# A rank holds its read block, the received series, and the kernel's sorted copy and temporaries.
+COPIES = 4
+
+
+@dataclasses.dataclass
+class SeriesResult(EngineResult):
+    """The engine's result, with what the transpose did: its batches and the bytes it read."""
+
+    batches: int = 1
+    bytes_read: int = 0  # the hyperslabs requested from storage, over every rank and batch
+    input_bytes: int = 0  # the input as stored (the selected box)
+
+
+def slab_plan(source: Source, chunk_rows: int, size: int, budget: int) -> int:
+    """Return how many slabs of the second dimension a batch takes (UsageError if none fits)."""
+    shape = (source.n_rows, *source.row_shape)
+    n_slabs = shape[1] if len(shape) > 1 else 1
+    slab = math.prod(shape[2:])  # cells per slab
+    per_rank = -(-source.n_rows // size)
+    chunk = min(chunk_rows, source.n_rows) * (np.dtype(source.dtype).itemsize + 8 + 2)
+    slab_bytes = slab * (COPIES * 8 * per_rank + chunk)
+    fits = min(n_slabs, budget // max(slab_bytes, 1), MAX_COUNT // max(source.n_rows * slab, 1))
+    if fits < 1:
+        raise UsageError(
+            f"{source.spec}: the series of one slab of {slab:,} cells need about "
+            f"{size_text(slab_bytes)} per rank, more than --memory-per-rank leaves "
+            f"({size_text(budget)} beyond the base): give more memory, more ranks, or a "
+            "smaller --chunk-rows"
+        )
+    return int(fits)
+
+
+def size_text(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:,.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 2**10:,.1f} KiB"
+
+
+def run_series(
+    comm: MPI.Comm,
+    kernel: Kernel,
+    params: Mapping[str, Any],
+    source: Source,
+    chunk_rows: int,
+    budget: int = DEFAULT_BUDGET,
+    interrupts: Any = None,
+) -> SeriesResult:
+    """Run a series kernel on every cell's whole series; results on rank 0; collective."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    n_chunks = count_chunks(source.n_rows, chunk_rows)
+    shape = (source.n_rows, *source.row_shape)
+    inner = math.prod(shape[2:])  # cells per slab of the second dimension
+    per_batch = on_all(comm, lambda: slab_plan(source, chunk_rows, size, budget))
+    runs = batches(shape[1] if len(shape) > 1 else 1, per_batch)
+    mine = rank_chunks(n_chunks, size, rank)
+    rows = [
+        records_of(rank_chunks(n_chunks, size, r), source.n_rows, chunk_rows) for r in range(size)
+    ]
+    seconds = {"read": 0.0, "compute": 0.0, "reduce": 0.0}
+    parts: dict[str, list[np.ndarray]] = {}  # rank 0: each batch's results, cells last
+    itemsize = np.dtype(source.dtype).itemsize
+    for first, end in runs:
+        part = cells_slab(source, first, end)
+        n_cells = (end - first) * inner
+        layout = tiles(n_cells, size)
+        clock = time.perf_counter()
+        send = on_all(comm, partial(read_block, part, mine, chunk_rows, rows[rank], layout))  # read
+        seconds["read"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        series = exchange(comm, send, rows, layout)  # communicate
+        del send
+        seconds["reduce"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        found = on_all(comm, partial(_compute, kernel, params, series, rank))  # compute
+        del series
+        seconds["compute"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        gathered = gather_cells(comm, found, layout)  # communicate
+        for key, value in (gathered or {}).items():
+            parts.setdefault(key, []).append(value)
+        seconds["reduce"] += time.perf_counter() - clock
+        _check_stop(comm, interrupts)  # communicate
+    finished = None
+    if rank == 0:
+        joined = {key: np.concatenate(values, axis=-1) for key, values in parts.items()}
+        finished = {key: v.reshape(*v.shape[:-1], *shape[1:]) for key, v in joined.items()}
+    row = [seconds["read"], seconds["compute"], seconds["reduce"], 0.0, rows[rank], 0.0]
+    timing = gather_table(comm, np.array(row, np.float64))  # communicate
+    stored = source.n_rows * math.prod(source.row_shape) * itemsize
+    return SeriesResult(n_chunks, finished, timing, len(runs), stored, stored)
+
+
+def records_of(chunks: range, n_rows: int, chunk_rows: int) -> int:
+    """Return the records of a run of chunks."""
+    if not chunks:
+        return 0
+    first, _ = chunk_bounds(chunks[0], n_rows, chunk_rows)
+    _, end = chunk_bounds(chunks[-1], n_rows, chunk_rows)
+    return end - first
+
+
+def read_block(
+    part: Source, mine: range, chunk_rows: int, n_rows: int, layout: list[tuple[int, int]]
+) -> np.ndarray:
+    """Read this rank's record chunks of one batch, decoded, as the float64 send buffer.
+
+    The buffer holds one block per destination rank, in rank order: (records, its cells) in C
+    order, filled chunk by chunk, so the values are never copied again before they are sent.
+    """
+    send = np.empty(n_rows * sum(n for n, _ in layout), np.float64)
+    blocks = np.split(send, np.cumsum([n_rows * n for n, _ in layout])[:-1])
+    tiles = [block.reshape(n_rows, n) for block, (n, _) in zip(blocks, layout, strict=True)]
+    if not mine:
+        return send
+    offset, _ = chunk_bounds(mine[0], part.n_rows, chunk_rows)
+    for index, data in part.chunks(mine, chunk_rows, lambda: False):
+        if isinstance(data, HpcappError):  # a ChunkReadError: it names the chunk
+            raise data
+        start, stop = chunk_bounds(index, part.n_rows, chunk_rows)
+        values = np.reshape(data, (stop - start, -1))
+        for tile, (n, first) in zip(tiles, layout, strict=True):
+            tile[start - offset : stop - offset] = values[:, first : first + n]
+    return send
+
+
+def exchange(
+    comm: MPI.Comm, send: np.ndarray, rows: list[int], layout: list[tuple[int, int]]
+) -> np.ndarray:
+    """Send each rank its tile of this rank's records; return (every record, this rank's cells).
+
+    ``send`` is :func:`read_block`'s buffer, ``rows[r]`` the records rank ``r`` read (in rank
+    order, the records' order), ``layout[r]`` the (count, start) of its cells. One
+    ``Alltoallv`` of float64 buffers, no pickling.
+    """
+    from mpi4py import MPI
+
+    rank = comm.Get_rank()
+    send_counts = [rows[rank] * n for n, _ in layout]
+    mine = layout[rank][0]
+    received = np.empty(sum(rows) * mine, np.float64)
+    receive_counts = [r * mine for r in rows]
+    comm.Alltoallv(
+        [send, (send_counts, _displacements(send_counts)), MPI.DOUBLE],
+        [received, (receive_counts, _displacements(receive_counts)), MPI.DOUBLE],
+    )
+    return received.reshape(sum(rows), mine)  # the senders' records follow each other
+
+
+def gather_cells(
+    comm: MPI.Comm, found: dict[str, np.ndarray], layout: list[tuple[int, int]]
+) -> dict[str, np.ndarray] | None:
+    """Gather every rank's per-cell results on rank 0, cells in order; None elsewhere."""
+    from mpi4py import MPI
+
+    rank = comm.Get_rank()
+    out: dict[str, np.ndarray] = {}
+    for key in sorted(found):
+        value = np.ascontiguousarray(found[key], np.float64)
+        lead = value.shape[:-1]
+        counts = [math.prod(lead) * n for n, _ in layout]
+        received = np.empty(sum(counts), np.float64) if rank == 0 else None
+        target = [received, (counts, _displacements(counts)), MPI.DOUBLE] if rank == 0 else None
+        comm.Gatherv(value.ravel(), target, root=0)
+        if received is not None:
+            pieces = np.split(received, np.cumsum(counts)[:-1])
+            out[key] = np.concatenate(
+                [p.reshape(*lead, n) for p, (n, _) in zip(pieces, layout, strict=True)], axis=-1
+            )
+    return out if rank == 0 else None
+
+
+def _displacements(counts: list[int]) -> list[int]:
+    return [0, *np.cumsum(counts)[:-1].tolist()]
+
+
+def _compute(
+    kernel: Kernel, params: Mapping[str, Any], series: np.ndarray, rank: int
+) -> dict[str, np.ndarray]:
+    """Run the series kernel on this rank's tile; refuse results that are not one per cell."""
+    try:
+        found = kernel.apply(series, params)
+    except Exception as exc:
+        raise KernelError(f"kernel {kernel.name!r} failed on rank {rank}: {exc!r}") from exc
+    n_cells = series.shape[1]
+    out = {key: np.asarray(value) for key, value in found.items()}
+    for key, value in out.items():
+        if value.ndim == 0 or value.shape[-1] != n_cells:
+            raise KernelError(
+                f"kernel {kernel.name!r}: result {key!r} must end with one value per cell "
+                f"({n_cells}), got shape {value.shape}"
+            )
+    return out
+
+
+def _check_stop(comm: MPI.Comm, interrupts: Any) -> None:
+    """Stop every rank between batches when any was signalled (nothing is kept to resume)."""
+    from mpi4py import MPI
+
+    asked = interrupts is not None and interrupts.requested()
+    if comm.allreduce(asked, op=MPI.LOR):
+        cause = getattr(interrupts, "received", None) or "another rank's signal"
+        raise_shared(
+            InterruptError(f"interrupted ({cause}); a series job keeps no checkpoint: run it again")
+        )

@@ -1,0 +1,101 @@
+"""quantile gives one rank's bits at any rank count and batch size (mpiexec -n 2 or 3)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers import root_attrs
+from mpi4py import MPI
+from ncdata import write_netcdf
+
+import hpcapp
+from hpcapp.errors import HpcappError, KernelError
+from hpcapp.kernels import quantile as quantile_module
+from hpcapp.parallel import transpose
+
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
+Q = [0.1, 0.5, 0.9]
+
+
+def packed_input(shared_dir):
+    """Rank 0 writes a packed field with gaps (time 37, lat 5, lon 7); every rank gets the spec."""
+    comm = MPI.COMM_WORLD
+    path = shared_dir / "in.nc"
+    if comm.rank == 0:
+        rng = np.random.default_rng(7)
+        stored = rng.integers(-3000, 3000, size=(37, 5, 7)).astype(np.int16)
+        stored[rng.random(stored.shape) < 0.25] = -32767
+        stored[:, 1, 2] = -32767
+        attrs = {"scale_factor": 0.01, "add_offset": 280.0, "units": "K"}
+        write_netcdf(path, stored, attrs=attrs, fill_value=-32767)
+    comm.Barrier()
+    return f"{path}:/tas"
+
+
+def decoded(spec):
+    xr = pytest.importorskip("xarray")
+    with xr.open_dataset(spec.split(":")[0]) as ds:
+        return ds["tas"].astype("float64").values
+
+
+def nanquantile(values, q, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-missing cell
+        return np.nanquantile(values, q, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"chunk_rows": 3},
+        {"chunk_rows": 4, "memory_per_rank": "200.01MiB"},  # a batch or two of lat per rank
+        {"chunk_rows": 2, "memory_per_rank": "200.005MiB"},
+    ],
+)
+@pytest.mark.parametrize("method", ["linear", "nearest"])
+def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, method):
+    spec = packed_input(shared_dir)
+    params = {"q": Q, "method": method}
+    out = shared_dir / f"out-{method}.nc"
+    world = hpcapp.run("quantile", spec, params=params, root=None, output=str(out), **options)
+    if MPI.COMM_WORLD.rank == 0 and "memory_per_rank" in options:
+        assert root_attrs(out)["series_batches"] > 1  # the budget did cut the cells
+    alone = hpcapp.run("quantile", spec, params=params, comm=MPI.COMM_SELF)
+    want = nanquantile(decoded(spec), Q, axis=0, method=method)
+    assert world["quantile"].tobytes() == alone["quantile"].tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("method", ["linear", "higher", "weibull"])
+def test_whole_field_bits_do_not_depend_on_ranks(shared_dir, method):
+    spec = packed_input(shared_dir)
+    params = {"q": [0.0, *Q, 1.0], "method": method}
+    world = hpcapp.run("quantile", spec, over="time,lat,lon", params=params, root=None)
+    want = nanquantile(decoded(spec), params["q"], method=method)
+    assert world["quantile"].tobytes() == want.tobytes()
+    median = hpcapp.run("median", spec, over="time,lat,lon", root=None, chunk_rows=5)
+    assert median["median"].tobytes() == nanquantile(decoded(spec), 0.5).tobytes()
+
+
+def test_a_kernel_failure_on_one_rank_fails_every_rank(shared_dir, monkeypatch):
+    spec = packed_input(shared_dir)
+
+    def broken(*args, **kwargs):
+        raise ValueError("broken on purpose")
+
+    if MPI.COMM_WORLD.rank == 1:
+        monkeypatch.setattr(quantile_module, "cell_quantiles", broken)
+    with pytest.raises(KernelError, match=r"rank 1.*broken on purpose"):
+        hpcapp.run("quantile", spec, params={"q": Q}, root=None)
+
+
+def test_a_read_failure_on_one_rank_fails_every_rank(shared_dir, monkeypatch):
+    spec = packed_input(shared_dir)
+
+    def unreadable(*args, **kwargs):
+        raise HpcappError("chunk 3 could not be read on purpose")
+
+    if MPI.COMM_WORLD.rank == MPI.COMM_WORLD.size - 1:
+        monkeypatch.setattr(transpose, "read_block", unreadable)
+    with pytest.raises(HpcappError, match="on purpose"):
+        hpcapp.run("quantile", spec, params={"q": Q}, root=None, memory_per_rank="200.01MiB")
