@@ -25,6 +25,7 @@ import numpy as np
 
 from hpcapp.io.cfattrs import describe_result, global_attributes
 from hpcapp.io.ncfile import Dimensions, char_array, is_structure, readable_attrs, text
+from hpcapp.io.resample import BOUNDS_SUFFIX
 from hpcapp.io.results import FILE_DIM, RANK_DIM, name_results, prefix_of
 from hpcapp.io.series import FileSeries
 from hpcapp.io.sources.base import Source
@@ -56,6 +57,7 @@ class Layout:
     n_groups: int = 0  # grouped: the length of the group coordinate (read from the file)
     variable: str | None = None  # the input dataset's path in its file
     group_key: str = GROUP_DIM  # grouped: the labels' key, dimension and coordinate (``month``)
+    periods: bool = False  # --resample: the labels are period starts (``time``) with bounds
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -70,7 +72,11 @@ class Layout:
     def names(self, keys: Iterable[str]) -> dict[str, str]:
         """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
         taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
-        return name_results(keys, prefix_of(self.variable), taken, (self.group_key,))
+        labels = [self.group_key]
+        if self.periods:  # the reduced record dimension's name is the periods' own
+            labels.append(self.group_key + BOUNDS_SUFFIX)
+            taken -= {*labels, f"/{self.group_key}"}
+        return name_results(keys, prefix_of(self.variable), taken, labels)
 
     def __call__(self, h5: Any, names: dict[str, str], dims: Dimensions) -> None:
         """Lay out the results ``names`` (key -> variable) of an open file."""
@@ -105,6 +111,7 @@ def make_layout(source: Source, params: dict[str, Any], kern: Any, grouping: Any
         window=stored.window if stored is not None else None,
         variable=stored.dataset if stored is not None else None,
         group_key=grouping.key if grouping is not None else GROUP_DIM,
+        periods=getattr(grouping, "periods", None) is not None,
     )
 
 
@@ -135,6 +142,10 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
         dims.adopt(name, labels)
         labels.attrs["long_name"] = np.bytes_(layout.group.encode())
         layout = dataclasses.replace(layout, n_groups=labels.shape[0], group_key=name)
+        if layout.periods:  # --resample: the bounds of the periods, (time, nv)
+            bounds = variables.pop(layout.group_key + BOUNDS_SUFFIX)
+            taken.discard(bounds.name.lstrip("/"))
+            dims.attach(bounds, [name, "nv"])
     axes = {key: _axis_names(key, var.shape, layout) for key, var in variables.items()}
     lengths: dict[str, int] = {}
     for found in axes.values():
@@ -154,6 +165,9 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
             inherited = readable_attrs(source)
             if layout.variable is not None:
                 quantity = readable_attrs(source[layout.variable])
+            periods = layout.periods and layout.group_key in h5 and layout.coords
+            if periods and layout.coords[0] is not None:
+                _period_attrs(h5[layout.group_key], readable_attrs(source[layout.coords[0]]))
             for name, n in lengths.items():
                 if name not in dims:
                     _input_coordinate(h5, dims, source, name, n, layout)
@@ -167,8 +181,18 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
     reduced = [layout.dims[a] for a in layout.over if a < len(layout.dims)]
     for key, var in variables.items():
         dims.attach(var, [name for name, _ in axes[key]])
-        describe_result(key, var, layout.is_stats, reduced, layout.group, quantity)
+        group = None if layout.periods else layout.group  # periods: time_bnds says it
+        describe_result(key, var, layout.is_stats, reduced, group, quantity)
     global_attributes(h5, inherited)
+
+
+def _period_attrs(labels: Any, attrs: dict[str, Any]) -> None:
+    """Give the periods' coordinate the input time's attributes (its units, calendar, bounds)."""
+    from hpcapp.io.coding.times import attrs_for_output
+
+    for name, value in attrs_for_output(attrs).items():
+        if not is_structure(name) and name not in ("units", "calendar", "bounds"):
+            labels.attrs[name] = value
 
 
 def _input_coordinate(
