@@ -199,3 +199,15 @@ def test_refusals_from_the_command_line_exit_2_with_one_line(tmp_path):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1, done.stderr
         assert not (tmp_path / "o.nc").exists()
+
+
+def test_the_periods_pickle_with_their_units(tmp_path):
+    # hpcapp.run(root=None) broadcasts the results: the times keep their units and calendar.
+    import pickle
+
+    spec = write_daily(tmp_path / "in.nc", n=40)
+    results = hpcapp.run("stats", spec, over="time", resample="time=1M")
+    again = pickle.loads(pickle.dumps(results))
+    assert again["time"].attrs == results["time"].attrs
+    assert again["time"].attrs["calendar"] == "noleap"
+    assert again["time_bnds"].tobytes() == results["time_bnds"].tobytes()
