@@ -37,3 +37,14 @@ def test_nd_speed_means_agree_with_numpy(tmp_path):
         assert {"hpcapp 1 rank", "hpcapp 2 ranks", "numpy"} <= set(row)
         assert row["mean_rel_diff_vs_numpy"] < 1e-6
         assert row["xarray_mean_rel_diff_vs_numpy"] < 1e-6
+
+
+def test_resample_means_agree_with_xarray_and_cdo(tmp_path):
+    result = run_tiny("resample", tmp_path)
+    assert result["months"] == 12
+    hpcapp = [row for row in result["rows"] if "bitwise_equal_to_first" in row]
+    assert len(hpcapp) == 2 and all(row["bitwise_equal_to_first"] for row in hpcapp)
+    others = [row for row in result["rows"] if "max_relative_difference" in row]
+    assert len(others) == 1 + result["cdo"]
+    assert all(row["max_relative_difference"] < 1e-6 for row in others)
+    assert others[0]["same_months"]
