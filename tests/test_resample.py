@@ -211,3 +211,16 @@ def test_the_periods_pickle_with_their_units(tmp_path):
     assert again["time"].attrs == results["time"].attrs
     assert again["time"].attrs["calendar"] == "noleap"
     assert again["time_bnds"].tobytes() == results["time_bnds"].tobytes()
+
+
+def test_a_time_selection_anchors_the_periods_at_its_first_record(tmp_path):
+    # 5-day periods start at midnight of the first selected day, as xarray on the selection.
+    path = tmp_path / "in.nc"
+    spec = write_daily(path, "standard", n=120)
+    options = {"over": "time", "resample": "time=5D", "sel": "time=2000-03-03:2000-05-20"}
+    results = hpcapp.run("stats", spec, **options)
+    with open_cf(path) as ds:
+        resampled = ds["tas"].sel(time=slice("2000-03-03", "2000-05-20")).resample(time="5D")
+        compare(results, resampled)
+        assert str(resampled.mean().time.values[0]) == "2000-03-03 00:00:00"
+    assert results["time"][0] == 62.0  # 2000-03-03 in days since 2000-01-01
