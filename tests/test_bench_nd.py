@@ -78,3 +78,14 @@ def test_quantile_times_every_contender_with_its_memory(tmp_path):
     assert all(len(best[key]["peak_mib_per_rank"]) == 2 for key in expected if "hpcapp" in key)
     assert result["xarray_max_abs_diff"] < 1e-9
     assert ("cdo_p50_max_abs_diff" in result) == bool(shutil.which("cdo"))
+
+
+def test_resample_means_agree_with_xarray_and_cdo(tmp_path):
+    result = run_tiny("resample", tmp_path)
+    assert result["months"] == 12
+    hpcapp = [row for row in result["rows"] if "bitwise_equal_to_first" in row]
+    assert len(hpcapp) == 2 and all(row["bitwise_equal_to_first"] for row in hpcapp)
+    others = [row for row in result["rows"] if "max_relative_difference" in row]
+    assert len(others) == 1 + result["cdo"]
+    assert all(row["max_relative_difference"] < 1e-6 for row in others)
+    assert others[0]["same_months"]

@@ -232,3 +232,26 @@ def test_file_table_printed_by_ncdump(tmp_path, cf_field):
     assert paths == [f'"{folder / "0.nc"}"', f'"{folder / "1.nc"}"']
     assert ncdump_values(out, "input_file_rows") == ["365", "365"]
     assert "input_file_size(file)" in tool("ncdump", "-h", str(out))
+
+
+def test_resampled_by_month_equals_cdo_monmean(tmp_path, cf_field):
+    out = run(tmp_path, f"{cf_field}:/tas", "monthly", "--over", "time", "--resample", "time=1M")
+    ours = read_results(out)
+    means = [entry for entry in infon(out) if entry["name"] == "tas_mean"]
+    # CDO reads the periods' starts as the time axis (and their bounds).
+    assert [(e["date"], e["time"]) for e in means[:2]] == [
+        ("2000-01-01", "00:00:00"),
+        ("2000-02-01", "00:00:00"),
+    ]
+    np.testing.assert_allclose(cdo_values(out, "tas_mean"), ours["mean"].ravel(), rtol=1e-15)
+    monmean = tmp_path / "monmean.nc"
+    tool("cdo", "-s", "-b", "F64", "monmean", str(cf_field), str(monmean))
+    # CDO unpacks in double, xarray (and hpcapp, as xarray) in float32: ~1e-8 apart.
+    theirs = cdo_values(monmean, "tas")
+    missing = theirs == -32767
+    assert np.array_equal(missing, np.isnan(ours["mean"].ravel()))
+    np.testing.assert_allclose(theirs[~missing], ours["mean"].ravel()[~missing], rtol=1e-7)
+    header = tool("ncdump", "-h", str(out))
+    assert "tas_mean(time, lat, lon)" in header and "time_bnds(time, nv)" in header, header
+    assert 'time:bounds = "time_bnds"' in header and 'time:calendar = "noleap"' in header
+    assert ncdump_values(out, "time_bnds")[:4] == ["0", "31", "31", "59"]

@@ -34,6 +34,8 @@ def _two_values(item):
         return False, True  # a flag can only say True
     if item.option.choices:
         return item.option.choices[-1], item.option.choices[0]
+    if item.name == "resample":  # checked when parsed: DIM=FREQ
+        return "time=1D", "time=3M"
     return {int: (3, 5), float: (1.5, 2.5), str: ("a", "b")}[item.kind]
 
 
@@ -86,6 +88,13 @@ REFUSALS = [
     ("compression", "zip", "--compression must be gzip or lzf, got 'zip'"),
     ("group_every", 0, "--group-every must be a positive number of records, got 0"),
     ("group_by", " ", "--group-by needs a dataset name, e.g. --group-by time.month"),
+    (
+        "resample",
+        "time=2W",
+        "--resample time=2W: unknown frequency '2W': use ND (days), NM or NMS (months), NY, "
+        "NYS or NA (years), e.g. 1D, 5D, 1M, 3MS, 1Y",
+    ),
+    ("resample", "1M", "--resample takes DIM=FREQ (e.g. time=1M), got '1M'"),
 ]
 
 
@@ -111,6 +120,14 @@ def test_a_bad_value_is_refused_alike_from_a_file_and_from_python(tmp_path, name
         (
             {"group_every": 2, "group_by": "t.month"},
             "--group-every and --group-by exclude each other: give one",
+        ),
+        (
+            {"resample": "time=1M", "group_by": "time.month"},
+            "--resample and --group-by exclude each other: give one",
+        ),
+        (
+            {"resample": "time=1M", "group_every": 3},
+            "--resample and --group-every exclude each other: give one",
         ),
         (
             {"raw": True, "mask_valid_range": True},

@@ -23,10 +23,11 @@ import numpy as np
 from hpcapp.errors import UsageError
 from hpcapp.io.coding.times import TimeEncoding, encoding_of, is_time_units
 from hpcapp.io.coding.variables import attr_text
+from hpcapp.io.resample import Periods, parse_resample, period_results, plan_periods
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
 from hpcapp.io.sources.many import FilesSource
-from hpcapp.kernels.grouped import NO_GROUP, RESULT_KEY
+from hpcapp.kernels.grouped import NO_GROUP, RESULT_KEY, SHARED
 
 COMPONENTS = ("year", "month", "season", "dayofyear")
 SEASONS = ("DJF", "JJA", "MAM", "SON")  # sorted: the codes are these indices
@@ -46,10 +47,14 @@ class Grouping:
     # The time encoding of the (first) file; each file of a many-file input has its own.
     time: TimeEncoding | None = None
     label_dtype: str | None = None
+    resample: str | None = None  # --resample DIM=FREQ, as given (hpcapp.io.resample)
+    periods: Periods | None = None  # --resample: the periods' anchor and count
 
     @property
     def key(self) -> str:
         """Return the name of the labels: the result key, dimension and coordinate (``month``)."""
+        if self.resample is not None:
+            return parse_resample(self.resample)[0]  # ``time``: one result per period
         return self.component or RESULT_KEY
 
     @property
@@ -57,6 +62,8 @@ class Grouping:
         """Return the option as a user writes it (for messages and provenance)."""
         if self.every is not None:
             return f"--group-every {self.every}"
+        if self.resample is not None:
+            return f"--resample {self.resample}"
         name = self.dataset.rsplit("/", 1)[-1] if self.dataset else "?"
         return f"--group-by {name}{'.' + self.component if self.component else ''}"
 
@@ -65,6 +72,8 @@ class Grouping:
         if self.every is not None:
             return f"index of the block of {self.every} consecutive records"
         name = (self.dataset or "").rsplit("/", 1)[-1]
+        if self.periods is not None:
+            return f"{self.periods.describe()} of {name}"
         if self.component == "dayofyear":
             return f"day of year of {name}"
         if self.component is not None:
@@ -88,6 +97,8 @@ class Grouping:
         """
         if self.every is not None:
             return math.ceil(n_rows / self.every)
+        if self.periods is not None:
+            return min(n_rows, self.periods.count)
         if self.component in _COMPONENT_GROUPS:
             return min(n_rows, _COMPONENT_GROUPS[self.component])
         if self.component is None and self.label_dtype is not None:
@@ -105,12 +116,14 @@ def parse_group_by(text: str) -> tuple[str, str | None]:
 
 
 def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
-    """Check ``--group-every``/``--group-by`` against the kernel and input (rank 0)."""
+    """Check the grouping (``--group-every``, ``--group-by``, ``--resample``) (rank 0)."""
     every, by = getattr(config, "group_every", None), getattr(config, "group_by", None)
-    if every is None and by is None:
+    resample = getattr(config, "resample", None)
+    if every is None and by is None and resample is None:
         return None
     # The values themselves, and that only one is given, were checked by JobConfig.
     option = f"--group-every {every}" if every is not None else f"--group-by {by}"
+    option = f"--resample {resample}" if resample is not None else option
     if kernel.generates or not isinstance(source, Hdf5Source):
         raise UsageError(f"kernel {config.kernel!r} generates its data: {option} needs an INPUT")
     if kernel.per_row:
@@ -124,6 +137,15 @@ def plan_grouping(config: Any, kernel: Any, source: Any) -> Grouping | None:
         )
     if every is not None:
         return Grouping(every=every)
+    if resample is not None:
+        coord, encoding, periods = plan_periods(resample, source)
+        return Grouping(
+            dataset=coord,
+            time=encoding,
+            label_dtype=encoding.dtype,
+            resample=resample,
+            periods=periods,
+        )
     assert by is not None  # one of the two was given
     name, component = parse_group_by(str(by))
     if not name or name.endswith("."):
@@ -241,7 +263,7 @@ def labels_for_rows(grouping: Grouping, rows: Rows, start: int, stop: int) -> np
     if grouping.every is not None:
         return np.arange(start, stop, dtype=np.int64) // grouping.every
     assert grouping.dataset is not None
-    if grouping.component is not None:
+    if grouping.component is not None or grouping.periods is not None:
         return _time_codes(grouping, rows, start, stop)
     raw = np.empty(stop - start, dtype=np.dtype(grouping.label_dtype))
     rows.read_rows(grouping.dataset, raw, start, stop)
@@ -255,16 +277,19 @@ def labels_for_rows(grouping: Grouping, rows: Rows, start: int, stop: int) -> np
 
 def _time_codes(grouping: Grouping, rows: Rows, start: int, stop: int) -> np.ndarray:
     """Decode the times of records ``[start, stop)`` (each file its own way) into codes."""
-    assert grouping.dataset is not None and grouping.component is not None
+    assert grouping.dataset is not None
     codes = np.empty(stop - start, np.int64)
     for part, first, end in rows.spans(start, stop):
         encoding = rows.time_encoding(part, grouping.dataset) or grouping.time
         assert encoding is not None
         raw = np.empty(end - first, np.dtype(encoding.dtype))
         rows.read_rows(grouping.dataset, raw, first, end)
-        codes[first - start : end - start] = component_codes(
-            grouping.component, encoding.dates(raw)
-        )
+        dates = encoding.dates(raw)
+        if grouping.periods is not None:
+            codes[first - start : end - start] = grouping.periods.codes(dates)
+        else:
+            assert grouping.component is not None
+            codes[first - start : end - start] = component_codes(grouping.component, dates)
     return codes
 
 
@@ -281,12 +306,14 @@ def component_codes(component: str, dates: np.ndarray) -> np.ndarray:
     return codes
 
 
-def labels_key(group_by: str | None) -> str:
+def labels_key(group_by: str | None, resample: str | None = None) -> str:
     """Return the name of the labels of ``--group-by`` (``time.month``: ``month``), else ``group``.
 
     As xarray names them (``ds.groupby("time.month")`` has dimension ``month``); integer labels
-    and ``--group-every`` blocks are ``group``.
+    and ``--group-every`` blocks are ``group``; ``--resample time=1M`` periods are ``time``.
     """
+    if resample:
+        return parse_resample(resample)[0]
     return (parse_group_by(group_by)[1] if group_by else None) or RESULT_KEY
 
 
@@ -295,6 +322,9 @@ def with_group_coordinates(results: dict[str, Any], grouping: Grouping) -> dict[
 
     ``--group-every`` also gets ``group_first_record``, the first record of each block.
     """
+    if grouping.periods is not None:  # --resample: every period, its start and bounds
+        assert grouping.time is not None
+        return period_results(results, grouping.key, grouping.periods, grouping.time, SHARED)
     codes = np.asarray(results[grouping.key], np.int64)
     out = dict(results)
     if grouping.component == "season":

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from hpcapp.io.cfattrs import describe_result, global_attributes
-from hpcapp.io.ncfile import Dimensions, char_array, is_structure, readable_attrs, text
+from hpcapp.io.input_coords import input_coordinate
+from hpcapp.io.ncfile import Dimensions, char_array, is_structure, readable_attrs
+from hpcapp.io.resample import BOUNDS_SUFFIX
 from hpcapp.io.results import FILE_DIM, RANK_DIM, name_results, prefix_of
-from hpcapp.io.series import FileSeries
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.hdf5 import Hdf5Source
 from hpcapp.io.sources.many import FilesSource
@@ -63,6 +63,7 @@ class Layout:
     region_names: tuple[str, ...] | None = None
     # A series kernel's leading axis with its coordinate: (``quantile``, the levels q), or None.
     levels: tuple[str, tuple[float, ...]] | None = None
+    periods: bool = False  # --resample: the labels are period starts (``time``) with bounds
 
     def leading(self, key: str) -> list[tuple[str, int]]:
         """Return the (name, length) of the dimensions a result's leading axes may have."""
@@ -82,7 +83,10 @@ class Layout:
         """Return key -> variable name of each result (see :mod:`hpcapp.io.results`)."""
         taken = {*self.dims, *(c for c in self.coords if c), RANK_DIM, FILE_DIM}
         taken |= {self.levels[0]} if self.levels is not None else set()
-        labels = (self.group_key, *((REGION_DIM,) if self.regions else ()))
+        labels = [self.group_key, *((REGION_DIM,) if self.regions else ())]
+        if self.periods:  # the reduced record dimension's name is the periods' own
+            labels.append(self.group_key + BOUNDS_SUFFIX)
+            taken -= {*labels, f"/{self.group_key}"}
         return name_results(keys, prefix_of(self.variable), taken, labels)
 
     def __call__(self, h5: Any, names: dict[str, str], dims: Dimensions) -> None:
@@ -125,6 +129,7 @@ def make_layout(
         group_key=grouping.key if grouping is not None else GROUP_DIM,
         **_regions_of(zones),
         levels=_levels(kern, params),
+        periods=getattr(grouping, "periods", None) is not None,
     )
 
 
@@ -168,6 +173,10 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
         dims.adopt(name, labels)
         labels.attrs["long_name"] = np.bytes_(layout.group.encode())
         layout = dataclasses.replace(layout, n_groups=labels.shape[0], group_key=name)
+        if layout.periods:  # --resample: the bounds of the periods, (time, nv)
+            bounds = variables.pop(layout.group_key + BOUNDS_SUFFIX)
+            taken.discard(bounds.name.lstrip("/"))
+            dims.attach(bounds, [name, "nv"])
     if layout.levels is not None:  # before the axes are named: the name is this coordinate's
         name, values = layout.levels
         dims.coordinate(name, np.asarray(values, np.float64), {"long_name": np.bytes_(b"quantile")})
@@ -192,9 +201,12 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
             inherited = readable_attrs(source)
             if layout.variable is not None:
                 quantity = readable_attrs(source[layout.variable])
+            periods = layout.periods and layout.group_key in h5 and layout.coords
+            if periods and layout.coords[0] is not None:
+                _period_attrs(h5[layout.group_key], readable_attrs(source[layout.coords[0]]))
             for name, n in lengths.items():
                 if name not in dims:
-                    _input_coordinate(h5, dims, source, name, n, layout)
+                    input_coordinate(h5, dims, source, name, n, layout)
     if layout.units is not None:
         quantity["units"] = layout.units
     elif "units" in quantity:
@@ -205,7 +217,9 @@ def apply_layout(h5: Any, layout: Layout, names: dict[str, str], dims: Dimension
     reduced = [layout.dims[a] for a in layout.over if a < len(layout.dims)]
     for key, var in variables.items():
         dims.attach(var, [name for name, _ in axes[key]])
-        group = layout.group or (f"region of {layout.regions}" if layout.regions else None)
+        group = None if layout.periods else layout.group  # periods: time_bnds says it
+        if group is None and layout.regions:
+            group = f"region of {layout.regions}"
         describe_result(key, var, layout.is_stats, reduced, group, quantity)
     global_attributes(h5, inherited)
 
@@ -225,90 +239,13 @@ def _region_coordinate(
     return dataclasses.replace(layout, n_regions=ids.shape[0])
 
 
-def _input_coordinate(
-    h5: Any, dims: Dimensions, source: Any, name: str, length: int, layout: Layout
-) -> None:
-    """Copy dimension ``name``'s coordinate (and its bounds) from the input, if it has one."""
-    if name not in layout.dims:
-        return
-    axis = layout.dims.index(name)
-    coord = layout.coords[axis] if axis < len(layout.coords) else None
-    if coord is None or layout.shape[axis] != length:
-        return
-    original = source[coord]
-    attrs = {k: v for k, v in readable_attrs(original).items() if not is_structure(k)}
-    box = layout.window.axis(axis) if layout.window is not None else slice(None)
-    values, attrs, encoding = _values(layout, axis, coord, original[box], attrs, None, coord)
-    bounds = text(attrs.pop("bounds", "")) or None
-    dims.coordinate(name, values, attrs)
-    found = _bounds_path(source, coord, bounds)
-    if bounds is None or found is None or source[found].shape[:1] != original.shape[:1]:
-        return  # no bounds, or bounds that are not there: no `bounds` attribute
-    stored = source[found]
-    bound_values, bound_attrs, _ = _values(
-        layout, axis, found, stored[box], readable_attrs(stored), encoding, coord
-    )
-    bound_attrs = {k: v for k, v in bound_attrs.items() if not is_structure(k)}
-    if bounds in h5:
-        return  # a result took the name (see Layout.names): leave the bounds out
-    variable = h5.create_dataset(bounds, data=bound_values, fillvalue=bound_attrs.get("_FillValue"))
-    for attr, value in bound_attrs.items():
-        variable.attrs[attr] = value
-    vertices = _vertex_dim(stored, variable.shape[1:], dims)
-    dims.attach(variable, [name, *vertices])
-    h5[name].attrs["bounds"] = np.bytes_(bounds.encode())
+def _period_attrs(labels: Any, attrs: dict[str, Any]) -> None:
+    """Give the periods' coordinate the input time's attributes (its units, calendar, bounds)."""
+    from hpcapp.io.coding.times import attrs_for_output
 
-
-def _bounds_path(source: Any, coord: str, bounds: str | None) -> str | None:
-    """Return the path of a coordinate's bounds variable (beside it, else at the root)."""
-    import h5py
-
-    if bounds is None:
-        return None
-    for path in (str(PurePosixPath(coord).parent / bounds), f"/{bounds}"):
-        if isinstance(source.get(path), h5py.Dataset):
-            return path
-    return None
-
-
-def _vertex_dim(stored: Any, shape: tuple[int, ...], dims: Dimensions) -> list[str]:
-    """Return the names of a bounds variable's trailing dimensions (the input's, else ``nv``)."""
-    from hpcapp.io.dims import scale_name
-
-    names = []
-    for j, length in enumerate(shape, start=1):
-        found = scale_name(stored.dims[j])[0] if j < stored.ndim else None
-        name = found or "nv"
-        while name in dims and dims.length(name) != length:
-            name = f"{name}_{length}"
-        names.append(name)
-    return names
-
-
-def _values(
-    layout: Layout,
-    axis: int,
-    name: str,
-    stored: np.ndarray,
-    attrs: dict[str, Any],
-    encoding: Any,
-    coord: str,
-) -> tuple[np.ndarray, dict[str, Any], Any]:
-    """Return a coordinate's (or its bounds') values as written, their attrs, its time encoding.
-
-    Along the record axis, times are decoded to the first file's units (a bounds variable is
-    decoded as its coordinate ``coord``: its ``encoding``, in each file that file's), and a
-    many-file input's values span every file.
-    """
-    if axis != 0:
-        return stored, attrs, None
-    encoding = encoding or _time_encoding(attrs, stored.dtype)
-    if encoding is not None:
-        values, attrs = _record_times(layout, name, coord, encoding, stored, attrs)
-        return values, attrs, encoding
-    if layout.many is not None:
-        stored = _record_coordinate(layout.many, name, stored.dtype, stored.shape[1:])
-    return stored, attrs, None
+    for name, value in attrs_for_output(attrs).items():
+        if not is_structure(name) and name not in ("units", "calendar", "bounds"):
+            labels.attrs[name] = value
 
 
 def _other_dimension(
@@ -327,61 +264,6 @@ def _other_dimension(
         dims.attach(bounds, [name, "nv"])
         return
     dims.placeholder(name, length)
-
-
-def _record_coordinate(source: Any, coord: str, dtype: Any, rest: tuple[int, ...]) -> np.ndarray:
-    """Read a record variable (a coordinate, its bounds) of every file of a many-file input."""
-    values = np.empty((source.n_rows, *rest), dtype=dtype)
-    with FileSeries(source) as series:
-        series.read_rows(coord, values, 0, source.n_rows)
-    return values
-
-
-def _time_encoding(attrs: dict[str, Any], dtype: Any) -> Any:
-    """Return the TimeEncoding of a record coordinate, or None (no CF time, or undecodable)."""
-    from hpcapp.io.coding.times import encoding_of
-
-    try:
-        return encoding_of(attrs, dtype)
-    except ValueError:  # not decodable: written as stored (grouping refused it already)
-        return None
-
-
-def _record_times(
-    layout: Layout, name: str, coord: str, first: Any, stored: np.ndarray, attrs: dict[str, Any]
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Return record times ``name`` in the first file's units and calendar, and their attrs.
-
-    ``coord`` is the time coordinate whose encoding ``name`` follows (itself, or the
-    coordinate whose bounds ``name`` holds).
-
-    The stored dtype is kept where it holds every value exactly (and nothing is masked or
-    packed); else float64, masked times NaN with ``_FillValue = NaN``.
-    """
-    from hpcapp.io.coding.times import attrs_for_output
-
-    source = layout.many
-    if source is None:
-        numbers = first.numbers(stored)
-    else:
-        numbers = np.empty((source.n_rows, *stored.shape[1:]))
-        with FileSeries(source) as series:
-            for index, start, stop in series.spans(0, source.n_rows):
-                encoding = series.time_encoding(index, coord) or first
-                raw = np.empty((stop - start, *stored.shape[1:]), np.dtype(encoding.dtype))
-                series.read_rows(name, raw, start, stop)
-                numbers[start:stop] = encoding.numbers_in(raw, first)
-    attrs = attrs_for_output(attrs)
-    masked = bool(np.isnan(numbers).any())
-    kept = np.dtype(first.dtype)
-    if masked:
-        attrs["_FillValue"] = np.float64(np.nan)
-    else:
-        with np.errstate(invalid="ignore", over="ignore"):  # a value the dtype cannot hold
-            fits = np.array_equal(numbers.astype(kept).astype(np.float64), numbers)
-        if fits and not first.packed:
-            return numbers.astype(kept), attrs
-    return numbers, attrs
 
 
 def write_file_table(h5: Any, source: FilesSource, dims: Dimensions) -> None:

@@ -147,8 +147,9 @@ def estimate(kernel: Any, source: Any, params: dict[str, Any], grouping: Any = N
     kernel is not called before the job (it may count its calls, or be slow): its results
     count as nothing here; per-row outputs are checked after its first chunk, and everything
     else when it is written. Groups count as many as there can be when that bound is close
-    (months, seasons, days of year, ``--group-every``), else as one: where it cannot know, the
-    estimate errs towards running the job, and the writer's reservation is the last check.
+    (months, seasons, days of year, ``--group-every`` blocks, ``--resample`` periods), else as
+    one: where it cannot know, the estimate errs towards running the job, and the writer's
+    reservation is the last check.
     """
     import numpy as np
 
@@ -164,7 +165,9 @@ def estimate(kernel: Any, source: Any, params: dict[str, Any], grouping: Any = N
     except Exception:
         return unknown  # an estimate never stops a job: the writer checks again
     groups = 1
-    if grouping is not None and (grouping.every or grouping.component in TIGHT_GROUPS):
+    if grouping is not None and (
+        grouping.every or grouping.periods or grouping.component in TIGHT_GROUPS
+    ):
         groups = grouping.max_groups(source.n_rows)
     results = groups * arrays_bytes(finished.values()) + OVERHEAD
     # Layout: a coordinate copied for each kept dimension (the records' for per-row outputs).

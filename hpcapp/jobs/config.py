@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcapp.errors import UsageError
-from hpcapp.io import selection
+from hpcapp.io import resample, selection
 from hpcapp.jobs.options import (
     Conflict,
     check_file_values,
@@ -202,6 +202,15 @@ class JobConfig:
         check=_group_by,
         data=True,
     )
+    # --resample (hpcapp/io/resample.py): one result per calendar period, a grouping too.
+    resample: str | None = option(
+        "one result per calendar period of the record dimension's CF time: DIM=FREQ with FREQ "
+        "ND (days), NM (months, also NMS), NY (years, also NYS, NA), e.g. time=1M or time=5D",
+        "--resample",
+        metavar="DIM=FREQ",
+        check=resample.check,
+        data=True,
+    )
     # Many files (hpcapp/io/files.py): order them by their first time instead of by name.
     sort_files: bool = option(
         "many files: take them in the order of their first time value, not by name",
@@ -274,6 +283,11 @@ CONFLICTS = (
     ),
     Conflict("regions", "group_by", "--regions and --group-by exclude each other: give one"),
     Conflict("regions", "group_every", "--regions and --group-every exclude each other: give one"),
+    Conflict("resample", "group_by", "--resample and --group-by exclude each other: give one"),
+    Conflict(
+        "resample", "group_every", "--resample and --group-every exclude each other: give one"
+    ),
+    Conflict("regions", "resample", "--regions and --resample exclude each other: give one"),
     Conflict(
         "raw",
         "mask_valid_range",

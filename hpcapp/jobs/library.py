@@ -44,6 +44,7 @@ def run(
     memory_per_rank: str | None = None,
     group_every: int | None = None,
     group_by: str | None = None,
+    resample: str | None = None,
     schedule: str = "static",
     distribute: str = "read",
     checkpoint: str | None = None,
@@ -68,7 +69,9 @@ def run(
     its options do. ``group_every``/``group_by`` are ``--group-every``/``--group-by``: results
     then lead with a group axis, its labels named as xarray names them: ``results["month"]``
     for ``group_by="time.month"`` (``season``, ``dayofyear``, ``year``), else
-    ``results["group"]``. ``sel``/``isel`` are
+    ``results["group"]``. ``resample`` is ``--resample`` (``"time=1M"``): one result per
+    period, ``results["time"]`` their starts and ``results["time_bnds"]`` their bounds, in the
+    input's time units and calendar. ``sel``/``isel`` are
     ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
     ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. ``weights`` is
     ``--weights`` (``"area"`` or ``"FILE:/VAR"``): the built-in stats, weighted; ``mask`` and

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpcapp.io.labels import labels_key
+from hpcapp.io.resample import period_texts
 from hpcapp.parallel.engine import TIMING_COLUMNS
 from hpcapp.text import plural
 
@@ -59,16 +60,23 @@ def summary(
         f"{plural(chunk_rows, 'row')}, {plural(n_ranks, 'rank')}, {wall:.2f} s",
     ]
     results = result.results
-    key = labels_key(config.group_by)
-    if key in results and (config.group_by or config.group_every):
+    key = labels_key(config.group_by, config.resample)
+    if key in results and (config.group_by or config.group_every or config.resample):
         labels = [str(label) for label in np.ravel(results[key])]
-        shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
         option = (
             f"--group-by {config.group_by}"
             if config.group_by
             else f"--group-every {config.group_every}"
         )
-        lines.append(f"  {plural(len(labels), 'group')} ({option}): {shown}")
+        word = "group"
+        if config.resample:  # the periods' starts, as dates
+            labels, option, word = (
+                period_texts(results[key]),
+                f"--resample {config.resample}",
+                "period",
+            )
+        shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+        lines.append(f"  {plural(len(labels), word)} ({option}): {shown}")
     if weights is not None:
         lines.append(f"  weighted (--weights {config.weights}): {weights}")
     if regions is not None:
@@ -96,8 +104,8 @@ def _cell_dims(config: JobConfig, source: Source, results: Mapping[str, Any]) ->
             source.dims[int(word)] if word.isdigit() and int(word) < len(source.dims) else word
         )
     kept = [name for name in source.dims if name not in over]
-    key = labels_key(config.group_by)
-    grouped = key in results and (config.group_by or config.group_every)
+    key = labels_key(config.group_by, config.resample)
+    grouped = key in results and (config.group_by or config.group_every or config.resample)
     names = ([key] if grouped else []) + kept
     return names if len(names) == np.ndim(results["mean"]) else []
 

@@ -31,7 +31,7 @@ NO_GROUP = int(np.iinfo(np.int64).min)
 GROUP_KEY = "__group__"  # the labels present in a grouped partial
 RESULT_KEY = "group"  # the labels in the finished results (unless named: month, ...)
 # Results that do not depend on the group (the histogram's shared edges): kept once.
-_SHARED = ("hist_edges",)
+SHARED = ("hist_edges",)
 
 
 class Labelled(NamedTuple):
@@ -275,7 +275,7 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
             for value in values:
                 notes.update(getattr(value, "attrs", {}))
             arrays = [np.asarray(value) for value in values]
-            if key in _SHARED and all(np.array_equal(a, arrays[0]) for a in arrays):
+            if key in SHARED and all(np.array_equal(a, arrays[0]) for a in arrays):
                 stacked = arrays[0]
             else:
                 # An exact integer sum too big for int64 in one group makes all float64.

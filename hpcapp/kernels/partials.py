@@ -42,11 +42,20 @@ def _attrs_array_type() -> type[Any]:
 
             attrs: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance
 
+            def __reduce__(self) -> tuple[Any, ...]:
+                # Pickled (hpcapp.run(root=None) broadcasts results) with its attributes.
+                return _restore, (np.asarray(self), self.attrs)
+
         _ATTRS_ARRAY = AttrsArray
     return _ATTRS_ARRAY
 
 
 _ATTRS_ARRAY: type[Any] | None = None
+
+
+def _restore(array: Any, attrs: dict[str, Any]) -> Any:
+    """Unpickle a :func:`with_attrs` array."""
+    return with_attrs(array, **attrs)
 
 
 def keep_attrs(value: Any) -> Any:

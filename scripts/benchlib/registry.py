@@ -170,6 +170,15 @@ BENCHMARKS = (
         "--rows 20000 --steps 20 --lat 4 --lon 5 --samples 100000 --repeat 1",
         needs=("netCDF4",),
     ),
+    Benchmark(
+        "resample",
+        "monthly means (--resample time=1M) of a daily packed (time, lat, lon) field: hpcapp "
+        "against xarray resample + Dask and CDO monmean",
+        "resample",
+        "--years 1 --lat 4 --lon 5 --ranks 1,2 --repeat 1 --time-chunk 40",
+        needs=("dask", "xarray", "netCDF4"),
+        programs=("cdo",),
+    ),
 )
 BENCHMARKS += (
     Benchmark(
