@@ -71,7 +71,7 @@ def test_prebuilt_loops_give_the_jit_loops_bits(prebuilt, monkeypatch, code, col
 
 
 def test_prebuilt_edges_are_the_jit_edges(prebuilt):
-    from hpcapp.kernels._fused import formula_edges
+    from hpcapp.kernels._fused_lanes import formula_edges
 
     for edges32 in (False, True):
         got = prebuilt.formula_edges(0.1, -3.0, 64, edges32)

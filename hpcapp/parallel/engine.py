@@ -129,9 +129,11 @@ def run_engine(
 
     if distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
-        chunks = source.scattered(comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK)
+        chunks = source.scattered(
+            comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK, packed=kernel.packed
+        )
     else:
-        chunks = source.chunks(mine, chunk_rows, should_stop, grouping)
+        chunks = source.chunks(mine, chunk_rows, should_stop, grouping, packed=kernel.packed)
 
     sink = None
     if kernel.per_row:

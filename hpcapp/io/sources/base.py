@@ -123,8 +123,12 @@ class Source(abc.ABC):
         chunk_rows: int,
         should_stop: ShouldStop,
         grouping: Any = None,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
-        """Yield this rank's chunks (``grouping``: with their records' group labels)."""
+        """Yield this rank's chunks (``grouping``: with their records' group labels).
+
+        ``packed``: the kernel takes :class:`~hpcapp.kernels.packed.Packed` chunks.
+        """
 
     @abc.abstractmethod
     def scattered(
@@ -135,5 +139,6 @@ class Source(abc.ABC):
         should_stop: ShouldStop,
         *,
         tag: int,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
         """Yield this rank's chunks (``shares[rank]``), read by rank 0 and sent; collective."""

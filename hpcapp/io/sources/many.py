@@ -99,11 +99,14 @@ class FilesSource(Hdf5Source):
                     )
         return described
 
-    def decoder(self, chunk_rows: int) -> Callable[[Any, int], Any]:
-        """Return the coder of chunks; each file's rows decode their own way where they differ."""
+    def decoder(self, chunk_rows: int, packed: bool = False) -> Callable[[Any, int], Any]:
+        """Return the coder of chunks; each file's rows decode their own way where they differ.
+
+        Files decoding their own ways are decoded here, ``packed`` or not.
+        """
         decoding = self.decoding
         if decoding is None or not self._per_file():
-            return super().decoder(chunk_rows)
+            return super().decoder(chunk_rows, packed)
         coders = tuple(m.decoding for m in self.members)
         decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape, coders)
         ends = np.cumsum([m.n_rows for m in self.members]) - (
