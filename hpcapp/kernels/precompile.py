@@ -72,10 +72,8 @@ def _signatures() -> dict[str, tuple[Any, str]]:
         acc = "float64" if dtype.kind == "f" else "int64"
         work = "float32" if code == "f4" else "float64"
         key = f"{dtype.kind}{dtype.itemsize}"
-        histogram = (
-            f"boolean, UniTuple({work}, 8), float64, float64, float64, int64, boolean, "
-            "int32[::1], int64[::1]"
-        )
+        bins = "float64, float64, float64, int64, boolean, int32[::1], int64[::1]"
+        histogram = f"boolean, UniTuple({work}, 8), {bins}"
         outputs = (
             f"int64[::1], {acc}[::1], float64[::1], float64[::1], {c}[::1], {c}[::1], "
             "int64[:, ::1], int64[:, ::1]"
@@ -90,7 +88,7 @@ def _signatures() -> dict[str, tuple[Any, str]]:
         )
         if code in STORED_CODES:
             for f in ("float32", "float64") if dtype.itemsize < 4 else ("float64",):
-                guide = f"boolean, UniTuple({f}, 8), " + histogram.split(", ", 2)[2]
+                guide = f"boolean, UniTuple({f}, 8), {bins}"
                 exports[f"packed_{key}_f{int(f[5:]) // 8}"] = (
                     _packed,
                     f"void({c}[:, ::1], int64, float64, {f}, {f}, UniTuple({c}, 4), int64, {c}, "
