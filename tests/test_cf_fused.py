@@ -16,6 +16,7 @@ from hpcapp.errors import UsageError
 from hpcapp.io.coding.variables import CFDecoding, Decoder, decoding_of
 from hpcapp.kernels import _loops, nd
 from hpcapp.kernels import stats as stats_module
+from hpcapp.kernels.hookspec import InputInfo
 from hpcapp.kernels.packed import Packed
 
 STORED = ["i1", "u1", "i2", "u2", "i4"]
@@ -170,3 +171,11 @@ def test_a_packed_job_takes_the_fused_path_with_the_same_bits(
     assert len(every_chunk_compiled) == calls  # decoded first this time
     assert got is not None and want is not None
     assert as_bytes(got) == as_bytes(want)
+
+
+def test_the_warm_up_loads_the_loop_that_decodes(every_chunk_compiled):
+    """The kernel's prepare runs the packed loop, so loading it counts as start-up."""
+    unpack = decoding_of({"scale_factor": np.float32(0.5)}, np.dtype("i2")).linear_unpack
+    data = InputInfo(np.dtype("f4"), (3,), chunk_rows=10, unpack=unpack)
+    nd.prepare_stats({"bins": 64, "range": None, "over": (0,)}, data)
+    assert every_chunk_compiled == [(np.dtype("i2"), np.dtype("f4"))]

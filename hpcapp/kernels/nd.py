@@ -111,7 +111,11 @@ def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[i
 def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     """Run the N-D ``stats`` once on zeros shaped like the job's chunks (see warm_rows)."""
     shape = data.chunk_shape
-    stats(np.zeros((column_stats.warm_rows(shape), *shape[1:]), dtype=data.dtype), **params)
+    warm = (column_stats.warm_rows(shape), *shape[1:])
+    if data.unpack is not None:  # the chunks come packed: load the loop that decodes them
+        stats(Packed(np.zeros(warm, np.dtype(data.unpack.stored)), data.unpack), **params)
+    else:
+        stats(np.zeros(warm, dtype=data.dtype), **params)
 
 
 @kernel(

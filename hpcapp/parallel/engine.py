@@ -258,7 +258,10 @@ def _warm_up(
     began = time.time()
     if kernel.prepare is not None and not kernel.generates:
         rows = min(chunk_rows, source.n_rows)
-        data = InputInfo(np.dtype(source.values_dtype), tuple(source.row_shape), chunk_rows=rows)
+        unpack = source.linear_unpack if kernel.packed else None
+        data = InputInfo(
+            np.dtype(source.values_dtype), tuple(source.row_shape), chunk_rows=rows, unpack=unpack
+        )
         try:
             kernel.prepare(dict(params), data)
         except Exception as exc:

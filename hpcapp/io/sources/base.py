@@ -86,6 +86,11 @@ class Source(abc.ABC):
         return self.dtype
 
     @property
+    def linear_unpack(self) -> Any:
+        """Return how a kernel declared ``packed`` decodes the stored chunks, or None."""
+        return None
+
+    @property
     def input_paths(self) -> tuple[str, ...]:
         """Return the files the rows are read from (the output must be none of them)."""
         return ()

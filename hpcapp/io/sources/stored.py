@@ -22,7 +22,7 @@ from hpcapp.io import reader
 from hpcapp.io.coding.variables import CFDecoding, Decoder
 from hpcapp.io.selection import Window
 from hpcapp.io.sources.base import Chunk, Rows, ShouldStop, Source
-from hpcapp.kernels.packed import Packed
+from hpcapp.kernels.packed import LinearUnpack, Packed
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -48,6 +48,11 @@ class StoredSource(Source):
         """Return the dtype of the values the kernel sees (after decoding)."""
         return self.decoding.dtype if self.decoding is not None else self.dtype
 
+    @property
+    def linear_unpack(self) -> LinearUnpack | None:
+        """Return the coder as a linear unpack, when it is one (see ``CFDecoding``)."""
+        return self.decoding.linear_unpack if self.decoding is not None else None
+
     @abc.abstractmethod
     def open(self) -> AbstractContextManager[Rows]:
         """Open the rows on this rank; a failure to open is raised by each read, not here."""
@@ -65,7 +70,7 @@ class StoredSource(Source):
         decoding = self.decoding
         if decoding is None or not decoding.changes_values:
             return lambda item, start: item
-        unpack = decoding.linear_unpack if packed else None
+        unpack = self.linear_unpack if packed else None
         if unpack is not None:
             meant = np.dtype(decoding.stored_dtype)  # after _Unsigned: the bits read as meant
             return lambda item, start: (
