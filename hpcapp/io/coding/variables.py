@@ -29,6 +29,7 @@ memory stays one raw chunk plus one decoded chunk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -87,6 +88,7 @@ class CFDecoding:
         return _linear_unpack(self) if self.changes_values else None
 
 
+@functools.lru_cache(maxsize=64)
 def _linear_unpack(d: CFDecoding) -> LinearUnpack | None:
     """Return ``d`` as a :class:`LinearUnpack` checked against :class:`Decoder` (or None)."""
     stored, dtype = np.dtype(d.stored_dtype).newbyteorder("="), np.dtype(d.dtype)
