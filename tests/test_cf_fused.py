@@ -53,10 +53,13 @@ def packed_cases(draw):
     mask_valid_range = draw(st.booleans())
     if mask_valid_range:
         low, high = sorted(draw(st.lists(st.sampled_from(pool), min_size=2, max_size=2)))
-        if draw(st.booleans()):
+        which = draw(st.sampled_from(["valid_range", "valid_min", "valid_max", "both"]))
+        if which == "valid_range":
             attrs["valid_range"] = np.array([low, high], kind)
-        else:
+        if which in ("valid_min", "both"):
             attrs["valid_min"] = kind.type(low)
+        if which in ("valid_max", "both"):
+            attrs["valid_max"] = kind.type(high)
     if not attrs:  # something to decode: the values become floats
         attrs["_FillValue"] = kind.type(draw(st.sampled_from(pool)))
     if kind.itemsize < 4 and draw(st.booleans()):
@@ -72,7 +75,7 @@ def stored_values(kind: np.dtype, attrs: dict, shape: tuple[int, ...], seed: int
     rng = np.random.default_rng(seed)
     info = np.iinfo(kind)
     data = rng.integers(info.min, info.max, shape, dtype=kind, endpoint=True)
-    special = [v for key in ("_FillValue", "missing_value", "valid_range", "valid_min")
+    special = [v for key in ("_FillValue", "missing_value", "valid_range", "valid_min", "valid_max")
                for v in np.ravel(attrs.get(key, []))]  # fmt: skip
     for value in special:
         with np.errstate(over="ignore", invalid="ignore"):
