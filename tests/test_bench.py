@@ -151,6 +151,8 @@ def test_stats_pass_gives_the_same_bits(tmp_path):
     result = run_tiny("stats-pass", tmp_path)
     assert len(result["rows"]) == 4
     assert all(row["same_bits"] is True for row in result["rows"])
+    assert all(row["hist_same_bits"] is True for row in result["rows"])
+    assert all(row["packed_same_bits"] is True for row in result["rows"])
 
 
 def test_versions_compares_two_trees_and_their_results(tmp_path):

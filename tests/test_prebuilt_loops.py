@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from hpcapp.kernels import _fused_call, _loops
+from hpcapp.kernels.packed import STORED_CODES, LinearUnpack
 
 # run_tests builds the module beside the serial tests, then runs these (marker `prebuilt`).
 pytestmark = pytest.mark.prebuilt
 ROWS = 1037  # not a multiple of the lanes' groups: the short tail runs too
+F8 = np.dtype(np.float64)
 
 
 @pytest.fixture
@@ -52,6 +54,16 @@ def every_result(chunk: np.ndarray) -> dict[str, bytes]:
     if chunk.dtype.kind in "iu":
         s1, s2 = _fused_call.chunk_moments(chunk)
         out["s1"], out["s2"] = s1.tobytes(), s2.tobytes()
+    code = chunk.dtype.str[1:]
+    if code in STORED_CODES:  # CF-packed: decoded value by value, a fill and a kept range
+        info = np.iinfo(chunk.dtype)
+        for values in ("f4", "f8") if chunk.dtype.itemsize < 4 else ("f8",):
+            fill = int(chunk[0, 0])
+            unpack = LinearUnpack(code, values, (fill,), info.min + 3, info.max - 5, 0.5, -1.0)
+            plan = _fused_call.histogram_plan(np.dtype(values).str, 16, -2.0, 2.5)
+            for bins, hist_plan in ((1, None), (16, plan)):
+                got = _fused_call.chunk_partial(chunk, F8, bins, hist_plan, unpack)
+                out.update({f"packed {values} {bins} {k}": v.tobytes() for k, v in got.items()})
     return out
 
 
@@ -71,7 +83,7 @@ def test_prebuilt_loops_give_the_jit_loops_bits(prebuilt, monkeypatch, code, col
 
 
 def test_prebuilt_edges_are_the_jit_edges(prebuilt):
-    from hpcapp.kernels._fused import formula_edges
+    from hpcapp.kernels._fused_lanes import formula_edges
 
     for edges32 in (False, True):
         got = prebuilt.formula_edges(0.1, -3.0, 64, edges32)

@@ -195,3 +195,24 @@ def test_resume_with_another_mask_computes_again(files, tmp_path):
                      mask=mask, resume=True, overwrite=True)  # fmt: skip
     assert root_attrs(out)["mask"] == mask
     assert np.all(again["count"] < first["count"])  # computed again, with the mask
+
+
+def test_mask_on_packed_chunks_equals_xarray_where(tmp_path):
+    """A packed int16 input in chunks big enough for stats' packed loop: masked all the same."""
+    from ncdata import write_netcdf
+
+    rng = np.random.default_rng(11)
+    stored = rng.integers(-2000, 2000, (4, 180, 360)).astype("i2")
+    stored[rng.random(stored.shape) < 0.01] = -32767
+    path = tmp_path / "packed.nc"
+    attrs = {"scale_factor": np.float32(0.01), "add_offset": np.float32(280.0)}
+    spec = write_netcdf(path, stored, attrs=attrs, fill_value=np.int16(-32767))
+    keep = np.ma.masked_array(
+        rng.integers(0, 2, (180, 360)).astype("f4"), rng.random((180, 360)) < 0.1
+    )
+    mask = write_raster(tmp_path / "m.nc", path, keep, name="keep")
+    got = run_here("stats", spec, over="time", mask=mask)
+    with xr.open_dataset(path) as ds, xr.open_dataset(tmp_path / "m.nc") as m:
+        tas = ds.tas.astype("f8").where(m.keep.fillna(0) != 0)
+        expected = {"mean": tas.mean("time").values, "count": tas.count("time").values}
+    assert_equal_results(got, expected)

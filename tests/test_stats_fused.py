@@ -331,11 +331,16 @@ def awkward(rng, shape, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "int64", "uint16", "uint64"])
 @pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 13, 130])
 @pytest.mark.parametrize("cols", [1, 3, 8, 100, _fused_call.LANES // 2 + 1, 300, 1025])
-def test_lane_pass_gives_the_three_pass_loops_bits(dtype, rows, cols):
+@pytest.mark.parametrize("bins", [None, 16])
+def test_lane_pass_gives_the_three_pass_loops_bits(dtype, rows, cols, bins):
+    """With a histogram too: the lanes bin each group of segments, the three-pass loop too."""
     chunk = awkward(np.random.default_rng(rows * cols), (rows, cols), dtype)
     acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
-    got = _fused_call.chunk_partial(chunk, acc, 1, None)
-    want = _fused_call.three_pass_partial(chunk)
+    plan = None if bins is None else _fused_call.histogram_plan(chunk.dtype.str, bins, -9.0, 7.5)
+    got = _fused_call.chunk_partial(chunk, acc, bins or 1, plan)
+    want = _fused_call.three_pass_partial(chunk, bins or 1, plan)
+    assert got.keys() == want.keys()
+    assert ("hist" in want) == (bins is not None)
     for key, value in want.items():
         assert got[key].dtype == value.dtype, key
         assert got[key].tobytes() == value.tobytes(), key

@@ -70,14 +70,16 @@ def read_chunks(
     chunk_rows: int,
     should_stop: ShouldStop,
     grouping: Any = None,
+    packed: bool = False,
 ) -> Iterator[Chunk]:
     """Read each chunk straight from the file into one reused buffer (the default).
 
     With a ``grouping`` (:class:`hpcapp.io.labels.Grouping`) each item is the data with its
-    records' group labels, read by this rank for its own chunks only.
+    records' group labels, read by this rank for its own chunks only. ``packed``: the kernel
+    decodes linear unpacking itself (see ``StoredSource.decoder``).
     """
     buffer = _buffer(source, chunk_rows)
-    decode = source.decoder(chunk_rows)  # CF masking and unpacking, if any
+    decode = source.decoder(chunk_rows, packed)  # CF masking and unpacking, if any
     with source.open() as rows:
         for chunk_index in chunk_indices:
             if should_stop():
@@ -114,6 +116,7 @@ def scatter_chunks(
     should_stop: ShouldStop,
     *,
     tag: int,
+    packed: bool = False,
 ) -> Iterator[Chunk]:
     """Rank 0 reads every chunk and sends each to the rank that owns it (``--distribute scatter``).
 
@@ -127,7 +130,7 @@ def scatter_chunks(
 
     rank, size = comm.Get_rank(), comm.Get_size()
     buffer = _buffer(source, chunk_rows)
-    decode = source.decoder(chunk_rows)  # each rank decodes its own chunks
+    decode = source.decoder(chunk_rows, packed)  # each rank decodes its own chunks
     mine = shares[rank]
     if rank != 0:
         status = MPI.Status()

@@ -48,6 +48,11 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+# The histogram's helpers live beside the one-pass loop that jobs run. numba's cache checks only
+# the file defining a function, so after an edit there, ``fused_stats`` (a reference now) keeps
+# its cached copy until its own cache is cleared (the prebuilt module's digest covers both).
+from hpcapp.kernels._fused_lanes import _bin_index, _scatter
+
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
@@ -138,89 +143,6 @@ def _shifted1(xs, shift, s1, s2):
         d = np.float64(v) - shift[lane] if v == v else 0.0
         s1[lane] += d
         s2[lane] += d * d
-
-
-@njit(**_JIT)
-def _edge(k, step, lo, edges32):
-    """Return edge ``k`` as ``numpy.linspace(lo, hi, bins + 1)`` in the edges' dtype makes it."""
-    edge = k * step + lo
-    return np.float64(np.float32(edge)) if edges32 else edge
-
-
-@njit(**_JIT)
-def _exact_bin(x, top, lo, scale, step, edges32):
-    """Return numpy's bin of a kept value: the guess, corrected against its bin's edges."""
-    guess = (x - lo) * scale
-    k = np.floor(min(max(guess, 0.0), top))
-    # One step down below the bin's lower edge, one step up at or above the next edge, except
-    # in the last bin, which includes hi.
-    k = k - 1.0 if x < _edge(k, step, lo, edges32) else k
-    k = k + 1.0 if (x >= _edge(k + 1.0, step, lo, edges32)) & (k < top) else k
-    return np.intp(min(max(k, 0.0), top))
-
-
-@njit(**_JIT)
-def _bin_index(xs, ix, offsets, guide, nbins):
-    """Write each value's counter slot (copy, column and bin), or ``-1 - offset`` if unsure."""
-    # float32 data guesses in float32 (twice the values per vector), the rest in float64.
-    zero, lo_cmp, hi_cmp, lo, scale, half, sure, top = guide
-    for i in range(xs.size):
-        x = xs[i] + zero
-        # numpy keeps lo <= x <= hi, compared in the edges' dtype; NaN and inf fail here.
-        keep = (x >= lo_cmp) & (x <= hi_cmp)
-        # A kept x is >= lo, so the guess is >= 0; a dropped one gets 1/2, which is sure.
-        guess = (x - lo) * scale if keep else half
-        k = np.floor(guess)
-        # Within sure of 1/2, the guess is farther than tol from a whole number and its bin is
-        # the edges' bin (see histogram_plan); otherwise _scatter asks _exact_bin.
-        unsure = abs((guess - k) - half) > sure
-        # Bounds guard: whatever the plan, k is a bin of this column (NaN goes to the top).
-        k = k if k <= top else top
-        k = k if k >= 0.0 else 0.0
-        offset = offsets[i]
-        # Dropped values: below lo in slot nbins, above hi (or NaN) in slot nbins + 1.
-        dropped = np.int32(nbins) if x < lo_cmp else np.int32(nbins + 1)
-        slot = offset + (np.int32(k) if keep else dropped)
-        ix[i] = ~offset if unsure else slot
-
-
-@njit(**_JIT)
-def _count_slot(xs, ix, i, counters, top, lo, scale, step, edges32):
-    """Count value ``i``'s slot, settling an unsure one with :func:`_exact_bin`."""
-    slot = np.intp(ix[i])
-    if slot < 0:
-        slot = ~slot + _exact_bin(np.float64(xs[i]), top, lo, scale, step, edges32)
-    counters[np.uintp(slot)] += 1
-
-
-@njit(**_JIT)
-def _scatter(xs, ix, counters, lo, scale, step, nbins, edges32):
-    """Count each value's slot; settle the unsure ones with :func:`_exact_bin`."""
-    top = np.float64(nbins - 1)
-    n4 = ix.size - ix.size % 4
-    for i in range(0, n4, 4):
-        # Four loads ahead of four increments (slots of different copies, when not unsure):
-        # the increments do not wait on each other.
-        a, b, c, d = ix[i], ix[i + 1], ix[i + 2], ix[i + 3]
-        if (a | b | c | d) >= 0:
-            counters[np.uintp(a)] += 1
-            counters[np.uintp(b)] += 1
-            counters[np.uintp(c)] += 1
-            counters[np.uintp(d)] += 1
-        else:
-            for t in range(i, i + 4):
-                _count_slot(xs, ix, t, counters, top, lo, scale, step, edges32)
-    for i in range(n4, ix.size):
-        _count_slot(xs, ix, i, counters, top, lo, scale, step, edges32)
-
-
-@njit(**_JIT)
-def formula_edges(step, lo, nbins, edges32):
-    """Return the lower edges of all bins as :func:`_bin_index` computes them."""
-    out = np.empty(nbins)
-    for k in range(nbins):
-        out[k] = _edge(np.float64(k), step, lo, edges32)
-    return out
 
 
 @njit(**_JIT)

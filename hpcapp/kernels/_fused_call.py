@@ -14,6 +14,7 @@ import numpy as np
 
 from hpcapp.kernels import _loops
 from hpcapp.kernels._exact import LIMBS, n_pieces
+from hpcapp.kernels.packed import LinearUnpack
 
 # Values per segment of lanes: the lane arrays (a few KiB each) stay in L1 next to the data.
 LANES = 256
@@ -86,58 +87,74 @@ _offsets_cached = functools.lru_cache(maxsize=64)(_offsets)
 
 
 def chunk_partial(
-    chunk: np.ndarray, acc: np.dtype, bins: int, plan: tuple[Any, ...] | None
+    chunk: np.ndarray,
+    acc: np.dtype,
+    bins: int,
+    plan: tuple[Any, ...] | None,
+    unpack: LinearUnpack | None = None,
 ) -> dict[str, np.ndarray]:
-    """Compute count, sum, mean, m2, min, max (and hist if ``plan``) of a 2-D C-ordered chunk."""
+    """Compute count, sum, mean, m2, min, max (and hist if ``plan``) of a 2-D C-ordered chunk.
+
+    One pass over the lanes (:mod:`hpcapp.kernels._fused_lanes`); with ``unpack``, ``chunk``
+    holds stored integers, decoded value by value in that pass.
+    """
     chunk = np.ascontiguousarray(chunk)  # the prebuilt loops take C-ordered arrays only
     n_cols = chunk.shape[1]
     lanes = n_cols * max(1, LANES // n_cols)
-    big, small = _sentinels(chunk.dtype)
+    values = np.dtype(unpack.dtype) if unpack is not None else chunk.dtype
+    big, small = _sentinels(values)
     count = np.zeros(n_cols, np.int64)
     total = np.zeros(n_cols, acc)
     mean = np.zeros(n_cols)
     m2 = np.zeros(n_cols)
     low = np.full(n_cols, big)
     high = np.full(n_cols, small)
-    if plan is None:
-        # No histogram: the same sums in one vectorized pass over the lanes.
-        zero = acc.type(0)
-        _loops.loop("lanes", chunk.dtype)(
-            chunk, lanes, zero, big, small, count, total, mean, m2, low, high
-        )
-        return {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
-    hist = np.zeros((n_cols, bins), np.int64)
+    hist = np.zeros((n_cols, bins if plan is not None else 1), np.int64)
     outside = np.zeros((n_cols, 2), np.int64)
-    offsets = _offsets_cached(n_cols, lanes, bins)
-    guide, lo, scale, step, edges32 = plan
-    counters = np.zeros(HIST_COPIES * n_cols * (bins + 2), np.int64)
-    # Bounds guard for the compiled loop: every slot it can form is inside its counters.
-    if offsets.size < 4 * lanes or int(offsets.max()) + bins + 1 >= counters.size:
-        raise ValueError("histogram plan does not match the chunk's columns and bins")
-    _loops.loop("stats", chunk.dtype)(
-        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, True,
-        guide, lo, scale, step, bins, edges32, offsets, counters,
-        count, total, mean, m2, low, high, hist, outside,
-    )  # fmt: skip
+    if plan is None:  # no histogram: arguments of the right types that the loop leaves alone
+        work = np.float32 if values == np.float32 else np.float64
+        guide, lo, scale, step, edges32 = (work(0),) * 8, 0.0, 1.0, 1.0, False
+        offsets, counters = np.zeros(1, np.int32), np.zeros(1, np.int64)
+    else:
+        offsets = _offsets_cached(n_cols, lanes, bins)
+        guide, lo, scale, step, edges32 = plan
+        counters = np.zeros(HIST_COPIES * n_cols * (bins + 2), np.int64)
+        # Bounds guard for the compiled loop: every slot it can form is inside its counters.
+        if offsets.size < 4 * lanes or int(offsets.max()) + bins + 1 >= counters.size:
+            raise ValueError("histogram plan does not match the chunk's columns and bins")
+    histogram = (plan is not None, guide, lo, scale, step, bins, edges32, offsets, counters)
+    outputs = (count, total, mean, m2, low, high, hist, outside)
+    zero = acc.type(0)
+    if unpack is None:
+        _loops.loop("lanes", chunk.dtype)(chunk, lanes, zero, big, small, *histogram, *outputs)
+    else:
+        buf = np.empty(4 * lanes, values)  # one decoded group, in L1: no decoded chunk
+        _loops.packed_loop(chunk.dtype, values)(
+            chunk, lanes, zero, big, small, *unpack.loop_arguments(), buf, *histogram, *outputs
+        )
     partial = {"count": count, "sum": total, "mean": mean, "m2": m2, "min": low, "max": high}
-    partial["hist"] = hist
-    partial["hist_below"] = outside[:, 0].copy()
-    partial["hist_above"] = outside[:, 1] - (chunk.shape[0] - count)  # less the NaNs
+    if plan is not None:
+        partial["hist"] = hist
+        partial["hist_below"] = outside[:, 0].copy()
+        partial["hist_above"] = outside[:, 1] - (chunk.shape[0] - count)  # less the NaNs
     return partial
 
 
-def three_pass_partial(chunk: np.ndarray) -> dict[str, np.ndarray]:
-    """Run ``fused_stats`` without a histogram: the moments of a chunk by the three-pass loop.
+def three_pass_partial(
+    chunk: np.ndarray, bins: int = 1, plan: tuple[Any, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """Run ``fused_stats``: the partial of a chunk by the three-pass loop (hist if ``plan``).
 
-    ``chunk_partial`` took this path before the one-pass lanes of ``_fused_lanes``; it stays as
-    their reference, bit for bit (the tests and ``scripts/bench.py stats-pass`` compare them).
+    ``chunk_partial`` took this path before the one-pass lanes of ``_fused_lanes`` counted the
+    histogram too; it stays as their reference, bit for bit (the tests and ``scripts/bench.py
+    stats-pass`` compare them).
     """
     chunk = np.ascontiguousarray(chunk)
     n_cols = chunk.shape[1]
     lanes = n_cols * max(1, LANES // n_cols)
     acc = np.dtype(np.float64 if chunk.dtype.kind == "f" else np.int64)
     big, small = _sentinels(chunk.dtype)
-    out = {
+    out: dict[str, np.ndarray] = {
         "count": np.zeros(n_cols, np.int64),
         "sum": np.zeros(n_cols, acc),
         "mean": np.zeros(n_cols),
@@ -145,14 +162,24 @@ def three_pass_partial(chunk: np.ndarray) -> dict[str, np.ndarray]:
         "min": np.full(n_cols, big),
         "max": np.full(n_cols, small),
     }
-    work = np.float32 if chunk.dtype == np.float32 else np.float64
-    counters = np.zeros(HIST_COPIES * n_cols * 3, np.int64)
+    hist = np.zeros((n_cols, bins if plan is not None else 1), np.int64)
+    outside = np.zeros((n_cols, 2), np.int64)
+    if plan is None:
+        work = np.float32 if chunk.dtype == np.float32 else np.float64
+        guide, lo, scale, step, edges32 = (work(0),) * 8, 0.0, 1.0, 1.0, False
+        offsets, bins = np.zeros(1, np.int32), 1
+    else:
+        guide, lo, scale, step, edges32 = plan
+        offsets = _offsets_cached(n_cols, lanes, bins)
+    counters = np.zeros(HIST_COPIES * n_cols * (bins + 2), np.int64)
     _loops.loop("stats", chunk.dtype)(
-        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, False, (work(0),) * 8,
-        0.0, 1.0, 1.0, 1, False, np.zeros(1, np.int32), counters,
-        *out.values(),
-        np.zeros((n_cols, 1), np.int64), np.zeros((n_cols, 2), np.int64),
+        chunk.reshape(-1), n_cols, lanes, acc.type(0), big, small, plan is not None, guide,
+        lo, scale, step, bins, edges32, offsets, counters, *out.values(), hist, outside,
     )  # fmt: skip
+    if plan is not None:
+        out["hist"] = hist
+        out["hist_below"] = outside[:, 0].copy()
+        out["hist_above"] = outside[:, 1] - (chunk.shape[0] - out["count"])
     return out
 
 

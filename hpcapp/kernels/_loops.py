@@ -127,11 +127,21 @@ def loop(family: str, dtype: np.dtype) -> Any:
     return moments
 
 
+def packed_loop(stored: np.dtype, values: np.dtype) -> Any:
+    """Return the compiled one-pass loop decoding ``stored`` integers into ``values`` floats."""
+    module = prebuilt()
+    if module is not None:
+        return getattr(module, f"packed_{stored.kind}{stored.itemsize}_f{values.itemsize}")
+    from hpcapp.kernels._fused_lanes import fused_packed
+
+    return fused_packed
+
+
 def formula_edges(step: float, lo: float, nbins: int, edges32: bool) -> np.ndarray:
     """Return the lower edges of all bins as the compiled histogram loop computes them."""
     module = prebuilt()
     if module is not None:
         return module.formula_edges(step, lo, nbins, edges32)
-    from hpcapp.kernels._fused import formula_edges as compiled
+    from hpcapp.kernels._fused_lanes import formula_edges as compiled
 
     return compiled(step, lo, nbins, edges32)

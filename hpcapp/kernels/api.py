@@ -61,6 +61,9 @@ class Kernel:
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     required: tuple[str, ...] = ()
     accepts_any: bool = False  # takes **params
+    # Takes CF-packed chunks as hpcapp.kernels.packed.Packed (stored integers and their linear
+    # unpacking) and decodes them itself; set by the built-in stats, not by @hpcapp.kernel.
+    packed: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:

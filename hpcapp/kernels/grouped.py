@@ -292,4 +292,5 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
         validate=None,
         elementwise=False,
         returns=None,  # the grouped partial's keys: the labels and the kernel's, stacked
+        packed=False,  # chunks come Labelled, with their values decoded
     )

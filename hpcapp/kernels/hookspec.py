@@ -57,6 +57,9 @@ class InputInfo:
     row_shape: tuple[int, ...] | None = None
     given: frozenset[str] = frozenset()
     chunk_rows: int | None = None
+    # prepare only, for a kernel declared packed: the LinearUnpack its chunks come with (None:
+    # they come decoded).
+    unpack: Any = None
 
     @property
     def chunk_shape(self) -> tuple[int, ...]:

@@ -26,6 +26,7 @@ import numpy as np
 from hpcapp.kernels import stats as column_stats
 from hpcapp.kernels.api import Kernel, kernel
 from hpcapp.kernels.hookspec import DEFAULT_OVER, InputInfo, Partial
+from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import with_attrs
 
 
@@ -110,7 +111,11 @@ def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[i
 def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     """Run the N-D ``stats`` once on zeros shaped like the job's chunks (see warm_rows)."""
     shape = data.chunk_shape
-    stats(np.zeros((column_stats.warm_rows(shape), *shape[1:]), dtype=data.dtype), **params)
+    warm = (column_stats.warm_rows(shape), *shape[1:])
+    if data.unpack is not None:  # the chunks come packed: load the loop that decodes them
+        stats(Packed(np.zeros(warm, np.dtype(data.unpack.stored)), data.unpack), **params)
+    else:
+        stats(np.zeros(warm, dtype=data.dtype), **params)
 
 
 @kernel(
@@ -122,17 +127,25 @@ def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     over=True,
 )
 def stats(
-    chunk: np.ndarray, bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER
+    chunk: np.ndarray | Packed, bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER
 ) -> Partial:
     """Count, nan_count, sum, mean, var, std, min, max (hist if -p range=LO,HI) over --over."""
-    axes = check_over(over, chunk.ndim)
+    packed = chunk if isinstance(chunk, Packed) else None
+    stored = packed.stored if packed is not None else chunk
+    assert isinstance(stored, np.ndarray)
+    axes = check_over(over, stored.ndim)
     if 0 not in axes:
-        return _per_record(chunk, bins, range, axes)
-    if chunk.ndim == 2 and axes == (0,):
+        return _per_record(packed.decoded() if packed is not None else stored, bins, range, axes)
+    if stored.ndim == 2 and axes == (0,):
         return column_stats.stats(chunk, bins=bins, range=range)  # the 2-D case as it always was
-    columns, kept_shape = as_columns(chunk, axes)
-    partial = column_stats.stats(columns, bins=bins, range=range)
+    columns, kept_shape = as_columns(stored, axes)
+    given = packed.with_stored(columns) if packed is not None else columns
+    partial = column_stats.stats(given, bins=bins, range=range)
     return _to_cells(partial, columns.shape[1], kept_shape)
+
+
+# Packed chunks (CF packing decoded in the compiled pass) are welcome: see above.
+stats = dataclasses.replace(stats, packed=True)
 
 
 def bind_over(kern: Kernel, params: dict[str, Any]) -> Kernel:

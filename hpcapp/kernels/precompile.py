@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.kernels import _fused, _fused_call, _fused_exact, _fused_lanes, _loops
+from hpcapp.kernels.packed import STORED_CODES, LinearUnpack
 
 # numba's JIT cache: two families that share no cached function, so two processes can compile
 # one each at once without racing on numba's cache index; then the prebuilt module (all loops).
@@ -40,14 +41,25 @@ def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
         acc = np.dtype(np.float64 if dtype.kind == "f" else np.int64)
         zeros = np.zeros((8, 1), dtype)
         if "histogram" in parts:
-            plan = _fused_call.histogram_plan(dtype.str, 4, 0.0, 1.0)
-            _fused_call.chunk_partial(zeros, acc, 4, plan)
+            _fused_call.three_pass_partial(zeros, 4, plan_of(dtype))
         if "lanes" in parts:
             _fused_call.chunk_partial(zeros, acc, 1, None)  # no histogram: the lane pass
+            _fused_call.chunk_partial(zeros, acc, 4, plan_of(dtype))
+            if code in STORED_CODES:
+                for values in ("f4", "f8") if dtype.itemsize < 4 else ("f8",):
+                    unpack = LinearUnpack(code, values, (0,), 0, 0)
+                    f8 = np.dtype(np.float64)
+                    _fused_call.chunk_partial(zeros, f8, 1, None, unpack)
+                    _fused_call.chunk_partial(zeros, f8, 4, plan_of(values), unpack)
             if dtype.kind in "iu":
                 _fused_call.chunk_moments(zeros)
     cache = getattr(_fused.fused_stats, "_cache", None)
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
+
+
+def plan_of(dtype: Any) -> Any:
+    """Return a histogram plan (4 bins over [0, 1]) for values of ``dtype``."""
+    return _fused_call.histogram_plan(np.dtype(dtype).str, 4, 0.0, 1.0)
 
 
 def _signatures() -> dict[str, tuple[Any, str]]:
@@ -60,18 +72,29 @@ def _signatures() -> dict[str, tuple[Any, str]]:
         acc = "float64" if dtype.kind == "f" else "int64"
         work = "float32" if code == "f4" else "float64"
         key = f"{dtype.kind}{dtype.itemsize}"
+        bins = "float64, float64, float64, int64, boolean, int32[::1], int64[::1]"
+        histogram = f"boolean, UniTuple({work}, 8), {bins}"
+        outputs = (
+            f"int64[::1], {acc}[::1], float64[::1], float64[::1], {c}[::1], {c}[::1], "
+            "int64[:, ::1], int64[:, ::1]"
+        )
         exports[f"lanes_{key}"] = (
             _lanes,
-            f"void({c}[:, ::1], int64, {acc}, {c}, {c}, int64[::1], {acc}[::1], float64[::1], "
-            f"float64[::1], {c}[::1], {c}[::1])",
+            f"void({c}[:, ::1], int64, {acc}, {c}, {c}, {histogram}, {outputs})",
         )
         exports[f"stats_{key}"] = (
             _stats,
-            f"void({c}[::1], int64, int64, {acc}, {c}, {c}, boolean, UniTuple({work}, 8), "
-            "float64, float64, float64, int64, boolean, int32[::1], int64[::1], int64[::1], "
-            f"{acc}[::1], float64[::1], float64[::1], {c}[::1], {c}[::1], int64[:, ::1], "
-            "int64[:, ::1])",
+            f"void({c}[::1], int64, int64, {acc}, {c}, {c}, {histogram}, {outputs})",
         )
+        if code in STORED_CODES:
+            for f in ("float32", "float64") if dtype.itemsize < 4 else ("float64",):
+                guide = f"boolean, UniTuple({f}, 8), {bins}"
+                exports[f"packed_{key}_f{int(f[5:]) // 8}"] = (
+                    _packed,
+                    f"void({c}[:, ::1], int64, float64, {f}, {f}, UniTuple({c}, 4), int64, {c}, "
+                    f"{c}, {f}, {f}, {f}[::1], {guide}, int64[::1], float64[::1], float64[::1], "
+                    f"float64[::1], {f}[::1], {f}[::1], int64[:, ::1], int64[:, ::1])",
+                )
         if code in _loops.MOMENT_CODES:
             exports[f"moments_{key}"] = (
                 _moments,
@@ -83,8 +106,22 @@ def _signatures() -> dict[str, tuple[Any, str]]:
 
 # Plain functions calling the compiled loops, exported as they are: each loop keeps its own
 # options (numpy's error model) instead of taking pycc's.
-def _lanes(c, lanes, zero, big, small, count, total, mean, m2, low, high):
-    _fused_lanes.fused_lanes(c, lanes, zero, big, small, count, total, mean, m2, low, high)
+def _lanes(c, lanes, zero, big, small, on, guide, lo, scale, step, nbins, e32, offsets,
+           counters, count, total, mean, m2, low, high, hist, outside):  # fmt: skip
+    _fused_lanes.fused_lanes(
+        c, lanes, zero, big, small, on, guide, lo, scale, step, nbins, e32, offsets, counters,
+        count, total, mean, m2, low, high, hist, outside,
+    )  # fmt: skip
+
+
+def _packed(raw, lanes, zero, big, small, fills, n_fills, keep_lo, keep_hi, unscale, unoffset,
+            buf, on, guide, lo, scale, step, nbins, e32, offsets, counters, count, total, mean,
+            m2, low, high, hist, outside):  # fmt: skip
+    _fused_lanes.fused_packed(
+        raw, lanes, zero, big, small, fills, n_fills, keep_lo, keep_hi, unscale, unoffset, buf,
+        on, guide, lo, scale, step, nbins, e32, offsets, counters, count, total, mean, m2, low,
+        high, hist, outside,
+    )  # fmt: skip
 
 
 def _stats(f, n, lanes, zero, big, small, on, guide, lo, scale, step, nbins, e32, offsets,
@@ -100,7 +137,7 @@ def _moments(flat, n_cols, pieces, unsigned, s1, s2):
 
 
 def _edges(step, lo, nbins, edges32):
-    return _fused.formula_edges(step, lo, nbins, edges32)
+    return _fused_lanes.formula_edges(step, lo, nbins, edges32)
 
 
 def build_prebuilt() -> Path | None:

@@ -39,6 +39,7 @@ import numpy as np
 from hpcapp.kernels import _exact, _fused_call
 from hpcapp.kernels.api import kernel
 from hpcapp.kernels.hookspec import InputInfo, Partial
+from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import with_attrs
 from hpcapp.kernels.stats_params import Histogram, check_params, edge_dtype
 
@@ -93,11 +94,21 @@ def _add_histogram(partial: Partial, chunk: np.ndarray, spec: Histogram) -> None
         partial["hist_below"], partial["hist_above"] = _outside(chunk, ranges)
 
 
-def _chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
-    """Compute the partial of a 2-D native chunk (rows x columns)."""
-    fused = chunk.size >= FUSED_MIN_VALUES and _fused_dtype(chunk.dtype)
-    partial = _fused_chunk_stats(chunk, spec) if fused else _numpy_chunk_stats(chunk)
-    if chunk.dtype.kind in "iu":
+def _chunk_stats(chunk: np.ndarray, spec: Histogram | None, unpack: Any = None) -> Partial:
+    """Compute the partial of a 2-D native chunk (rows x columns); stored integers if ``unpack``.
+
+    Packed chunks are decoded in the compiled pass when it runs and bins the histogram (one
+    range for all columns, a plan for it); else decoded here first, with numpy.
+    """
+    values = np.dtype(unpack.dtype) if unpack is not None else chunk.dtype
+    fused = chunk.size >= FUSED_MIN_VALUES and _fused_dtype(values)
+    plan = None
+    if fused and spec is not None and spec.shared:
+        plan = _fused_call.histogram_plan(values.str, spec.bins, *spec.ranges[0])
+    if unpack is not None and not (fused and (spec is None or plan is not None)):
+        chunk, unpack = unpack.decode(chunk), None
+    partial = _fused_chunk_stats(chunk, spec, plan, unpack) if fused else _numpy_chunk_stats(chunk)
+    if chunk.dtype.kind in "iu" and unpack is None:
         moments = _fused_moments if fused else _exact.chunk_moments
         partial["s1"], partial["s2"] = moments(chunk)
     if spec is not None:
@@ -110,21 +121,21 @@ def _fused_moments(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _fused_call.chunk_moments(chunk)
 
 
-def _fused_chunk_stats(chunk: np.ndarray, spec: Histogram | None) -> Partial:
-    """Compute the partial of a large chunk in one compiled pass."""
-    plan = None
-    if spec is not None and spec.shared:
-        plan = _fused_call.histogram_plan(chunk.dtype.str, spec.bins, *spec.ranges[0])
-    acc = np.dtype(np.float64) if chunk.dtype.kind == "f" else np.dtype(np.int64)
+def _fused_chunk_stats(
+    chunk: np.ndarray, spec: Histogram | None, plan: Any, unpack: Any = None
+) -> Partial:
+    """Compute the partial of a large chunk in one compiled pass (decoding it if ``unpack``)."""
+    values = np.dtype(unpack.dtype) if unpack is not None else chunk.dtype
+    acc = np.dtype(np.float64) if values.kind == "f" else np.dtype(np.int64)
     bins = spec.bins if spec is not None else 1
-    fused = _fused_call.chunk_partial(np.ascontiguousarray(chunk), acc, bins, plan)
+    fused = _fused_call.chunk_partial(np.ascontiguousarray(chunk), acc, bins, plan, unpack)
     partial: Partial = {
         "count": fused["count"],
         "nan_count": chunk.shape[0] - fused["count"],
         "min": fused["min"],
         "max": fused["max"],
     }
-    if chunk.dtype.kind == "f":
+    if values.kind == "f":
         partial.update(sum=fused["sum"], mean=fused["mean"], m2=fused["m2"])
     if plan is not None:
         for key in ("hist", "hist_below", "hist_above"):
@@ -261,12 +272,15 @@ def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
 
 
 @kernel(combine=merge_stats, finalize=finish_stats, validate=validate_stats, prepare=prepare_stats)
-def stats(chunk: np.ndarray, bins: int = 64, range: Any = None) -> Partial:
+def stats(chunk: np.ndarray | Packed, bins: int = 64, range: Any = None) -> Partial:
     """Per-column count, nan_count, sum, mean, var, std, min, max; hist if -p range=LO,HI."""
-    chunk = native(chunk)
+    unpack = chunk.unpack if isinstance(chunk, Packed) else None
+    # Packed: stored integers, decoded in the compiled pass.
+    chunk = native(chunk.stored if isinstance(chunk, Packed) else chunk)
     two_d = chunk.reshape(-1, 1) if chunk.ndim == 1 else chunk
-    spec = check_params(bins, range, dtype=chunk.dtype, row_shape=two_d.shape[1:])
-    partial = _chunk_stats(two_d, spec)
+    values = np.dtype(unpack.dtype) if unpack is not None else chunk.dtype
+    spec = check_params(bins, range, dtype=values, row_shape=two_d.shape[1:])
+    partial = _chunk_stats(two_d, spec, unpack)
     if chunk.ndim == 1:
         return {key: value[0] for key, value in partial.items()}
     return partial

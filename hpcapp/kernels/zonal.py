@@ -166,4 +166,6 @@ def bind_mask(kern: Kernel, keep: np.ndarray | None) -> Kernel:
     def func(chunk: np.ndarray, **given: Any) -> Partial:
         return inner(masked(chunk, bound), **given)
 
-    return dataclasses.replace(kern, func=_stats_like(func, inner.__name__, inner.__doc__))
+    # packed=False: the mask is applied to decoded values, so the chunks come decoded.
+    func = _stats_like(func, inner.__name__, inner.__doc__)
+    return dataclasses.replace(kern, func=func, packed=False)

@@ -134,11 +134,13 @@ def run_engine(
 
     if distribute == "scatter":
         shares = [ChunkList(share(todo, size, r)) for r in range(size)]
-        chunks = source.scattered(comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK)
+        chunks = source.scattered(
+            comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK, packed=kernel.packed
+        )
     elif records is not None:
         chunks = read_extended(source, mine, chunk_rows, should_stop, records)  # type: ignore[arg-type]
     else:
-        chunks = source.chunks(mine, chunk_rows, should_stop, grouping)
+        chunks = source.chunks(mine, chunk_rows, should_stop, grouping, packed=kernel.packed)
 
     sink = None
     if kernel.per_row:
@@ -263,7 +265,10 @@ def _warm_up(
     began = time.time()
     if kernel.prepare is not None and not kernel.generates:
         rows = min(chunk_rows, source.n_rows)
-        data = InputInfo(np.dtype(source.values_dtype), tuple(source.row_shape), chunk_rows=rows)
+        unpack = source.linear_unpack if kernel.packed else None
+        data = InputInfo(
+            np.dtype(source.values_dtype), tuple(source.row_shape), chunk_rows=rows, unpack=unpack
+        )
         try:
             kernel.prepare(dict(params), data)
         except Exception as exc:

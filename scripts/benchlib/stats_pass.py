@@ -1,9 +1,10 @@
-"""The compiled ``stats`` loop without a histogram: one-pass lanes against the three-pass loop.
+"""The compiled ``stats`` loop: one-pass lanes against the three-pass loop; packed decoding.
 
 Times, in one process on one core (``procs/stats_pass``), ns per value of
 ``_fused.chunk_partial`` with no histogram (the one-pass lanes) and of the three-pass loop it
 replaced (still the reference of the tests), best of ``--repeat``, on chunks shaped like the
-jobs they serve, and checks that both give the same bits.
+jobs they serve, and checks that both give the same bits; the same with a 64-bin histogram, and
+CF-packed int16 decoded by numpy first against decoded in the lanes.
 
     python scripts/bench.py stats-pass --repeat 20
 """
@@ -37,8 +38,18 @@ def table(result: dict[str, Any]) -> str:
             f"{row['three_pass_ns']:.2f}",
             f"{row['lanes_ns']:.2f}",
             row["same_bits"],
+            f"{row['hist_three_pass_ns']:.2f}",
+            f"{row['hist_lanes_ns']:.2f}",
+            row["hist_same_bits"],
+            f"{row['packed_decode_first_ns']:.2f}",
+            f"{row['packed_fused_ns']:.2f}",
+            row["packed_same_bits"],
         ]
         for row in result["rows"]
     ]
-    headers = ["chunk", "dtype", "three-pass ns/value", "one-pass lanes ns/value", "same bits"]
+    headers = [
+        "chunk", "dtype", "three-pass ns/value", "one-pass lanes ns/value", "same bits",
+        "64 bins: three-pass", "64 bins: lanes", "same bits",
+        "int16 packed: decode, lanes", "decoded in the lanes", "same bits",
+    ]  # fmt: skip
     return markdown(headers, cells)

@@ -29,6 +29,7 @@ memory stays one raw chunk plus one decoded chunk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
+from hpcapp.kernels.packed import MAX_FILLS, STORED_CODES, LinearUnpack
 
 _FILL_ATTRS = ("_FillValue", "missing_value")
 _PACK_ATTRS = ("scale_factor", "add_offset")
@@ -74,6 +76,62 @@ class CFDecoding:
             or self.scale_factor is not None
             or self.add_offset is not None
         )
+
+    @property
+    def linear_unpack(self) -> LinearUnpack | None:
+        """Return this coder as a mask by stored value plus unpacking, if it is one exactly.
+
+        ``None`` when the compiled loops cannot decode it to the same bits as :class:`Decoder`
+        (other dtypes, more than ``MAX_FILLS`` masked values inside the kept range, or a
+        check that fails): kernels then get the values decoded here.
+        """
+        return _linear_unpack(self) if self.changes_values else None
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_unpack(d: CFDecoding) -> LinearUnpack | None:
+    """Return ``d`` as a :class:`LinearUnpack` checked against :class:`Decoder` (or None)."""
+    stored, dtype = np.dtype(d.stored_dtype).newbyteorder("="), np.dtype(d.dtype)
+    if stored.str[1:] not in STORED_CODES or dtype.kind != "f" or dtype.itemsize < 4:
+        return None
+    if stored.itemsize == 4 and dtype.itemsize != 8:
+        return None
+    info = np.iinfo(stored)
+    if stored.itemsize <= 2:  # every stored value: the mask is the decoder's own
+        probe = np.arange(info.min, info.max + 1, dtype=stored)
+    else:  # the values that can decide the mask, and their neighbours
+        points = [info.min, info.max, 0, 1, -1]
+        for value, _ in d.missing:
+            if math.isfinite(value) and float(value) == math.floor(value):
+                points.append(int(value))
+        for limit in (d.valid_min, d.valid_max):
+            if limit is not None:
+                points += [math.floor(limit), math.ceil(limit)]
+        near = [p + k for p in points for k in (-1, 0, 1)]
+        probe = np.unique(np.clip(near, info.min, info.max)).astype(stored)
+    want = Decoder(dataclasses.replace(d, stored_dtype=stored.str), len(probe), ())(probe)
+    masked = np.isnan(want)
+    kept = probe[~masked]
+    if stored.itemsize <= 2:
+        low, high = (int(kept.min()), int(kept.max())) if kept.size else (info.max, info.min)
+    else:  # the kept range from the limits (the probe checks it at both ends)
+        low = info.min if d.valid_min is None else max(info.min, math.ceil(d.valid_min))
+        high = info.max if d.valid_max is None else min(info.max, math.floor(d.valid_max))
+    inside = (probe >= low) & (probe <= high)
+    fills = tuple(int(v) for v in probe[masked & inside])
+    if len(fills) > MAX_FILLS:
+        return None
+    unpack = LinearUnpack(
+        stored.str,
+        dtype.str,
+        fills,
+        int(low),
+        int(high),
+        1.0 if d.scale_factor is None else d.scale_factor,
+        -0.0 if d.add_offset is None else d.add_offset,
+    )
+    got = unpack.decode(probe)
+    return unpack if got.tobytes() == want.tobytes() else None
 
 
 def attr_text(value: Any) -> str | None:

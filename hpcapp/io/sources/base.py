@@ -86,6 +86,11 @@ class Source(abc.ABC):
         return self.dtype
 
     @property
+    def linear_unpack(self) -> Any:
+        """Return how a kernel declared ``packed`` decodes the stored chunks, or None."""
+        return None
+
+    @property
     def input_paths(self) -> tuple[str, ...]:
         """Return the files the rows are read from (the output must be none of them)."""
         return ()
@@ -123,8 +128,12 @@ class Source(abc.ABC):
         chunk_rows: int,
         should_stop: ShouldStop,
         grouping: Any = None,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
-        """Yield this rank's chunks (``grouping``: with their records' group labels)."""
+        """Yield this rank's chunks (``grouping``: with their records' group labels).
+
+        ``packed``: the kernel takes :class:`~hpcapp.kernels.packed.Packed` chunks.
+        """
 
     @abc.abstractmethod
     def scattered(
@@ -135,5 +144,6 @@ class Source(abc.ABC):
         should_stop: ShouldStop,
         *,
         tag: int,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
         """Yield this rank's chunks (``shares[rank]``), read by rank 0 and sent; collective."""

@@ -51,6 +51,7 @@ class GeneratedSource(Source):
         chunk_rows: int,
         should_stop: ShouldStop,
         grouping: Any = None,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
         """Give each chunk a generator seeded from (seed, chunk index): independent of ranks."""
         for chunk_index in chunk_indices:
@@ -67,6 +68,7 @@ class GeneratedSource(Source):
         should_stop: ShouldStop,
         *,
         tag: int,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
         """Generate this rank's share here: nothing is read, so nothing needs sending."""
         return self.chunks(shares[comm.Get_rank()], chunk_rows, should_stop)

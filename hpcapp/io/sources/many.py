@@ -23,6 +23,7 @@ from hpcapp.io.coding.variables import POLICY_RAW, Decoder
 from hpcapp.io.series import FileSeries, Member
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source
+from hpcapp.kernels.packed import LinearUnpack
 from hpcapp.text import plural
 
 FILES_PER_CHUNK = 32  # on average, at most, in a default chunk (see default_chunk_rows)
@@ -99,11 +100,19 @@ class FilesSource(Hdf5Source):
                     )
         return described
 
-    def decoder(self, chunk_rows: int) -> Callable[[Any, int], Any]:
-        """Return the coder of chunks; each file's rows decode their own way where they differ."""
+    @property
+    def linear_unpack(self) -> LinearUnpack | None:
+        """Return the files' one linear unpack; None where files decode their own ways."""
+        return None if self._per_file() else super().linear_unpack
+
+    def decoder(self, chunk_rows: int, packed: bool = False) -> Callable[[Any, int], Any]:
+        """Return the coder of chunks; each file's rows decode their own way where they differ.
+
+        Files decoding their own ways are decoded here, ``packed`` or not.
+        """
         decoding = self.decoding
         if decoding is None or not self._per_file():
-            return super().decoder(chunk_rows)
+            return super().decoder(chunk_rows, packed)
         coders = tuple(m.decoding for m in self.members)
         decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape, coders)
         ends = np.cumsum([m.n_rows for m in self.members]) - (

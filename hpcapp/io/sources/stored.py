@@ -22,6 +22,7 @@ from hpcapp.io import reader
 from hpcapp.io.coding.variables import CFDecoding, Decoder
 from hpcapp.io.selection import Window
 from hpcapp.io.sources.base import Chunk, Rows, ShouldStop, Source
+from hpcapp.kernels.packed import LinearUnpack, Packed
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -47,20 +48,34 @@ class StoredSource(Source):
         """Return the dtype of the values the kernel sees (after decoding)."""
         return self.decoding.dtype if self.decoding is not None else self.dtype
 
+    @property
+    def linear_unpack(self) -> LinearUnpack | None:
+        """Return the coder as a linear unpack, when it is one (see ``CFDecoding``)."""
+        return self.decoding.linear_unpack if self.decoding is not None else None
+
     @abc.abstractmethod
     def open(self) -> AbstractContextManager[Rows]:
         """Open the rows on this rank; a failure to open is raised by each read, not here."""
 
-    def decoder(self, chunk_rows: int) -> Callable[[Any, int], Any]:
+    def decoder(self, chunk_rows: int, packed: bool = False) -> Callable[[Any, int], Any]:
         """Return the coder of chunks of up to ``chunk_rows`` rows (identity if none is needed).
 
         It takes a chunk and its first row (files of a many-file input may each be packed their
         own way). Decoded values go to a buffer of its own, reused: memory is one stored chunk
         plus one decoded chunk. Anything but an array (a read error, None) passes through.
+        ``packed`` (the kernel decodes :class:`~hpcapp.kernels.packed.Packed` chunks itself):
+        a coder that is a linear unpack hands over the stored chunk with it, and no decoded copy
+        is made.
         """
         decoding = self.decoding
         if decoding is None or not decoding.changes_values:
             return lambda item, start: item
+        unpack = self.linear_unpack if packed else None
+        if unpack is not None:
+            meant = np.dtype(decoding.stored_dtype)  # after _Unsigned: the bits read as meant
+            return lambda item, start: (
+                Packed(item.view(meant), unpack) if isinstance(item, np.ndarray) else item
+            )
         decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape)
         return lambda item, start: decode(item) if isinstance(item, np.ndarray) else item
 
@@ -116,9 +131,10 @@ class StoredSource(Source):
         chunk_rows: int,
         should_stop: ShouldStop,
         grouping: Any = None,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
         """Read each chunk straight from storage into one reused buffer, then decode it."""
-        return reader.read_chunks(self, chunk_indices, chunk_rows, should_stop, grouping)
+        return reader.read_chunks(self, chunk_indices, chunk_rows, should_stop, grouping, packed)
 
     def scattered(
         self,
@@ -128,6 +144,9 @@ class StoredSource(Source):
         should_stop: ShouldStop,
         *,
         tag: int,
+        packed: bool = False,
     ) -> Iterator[Chunk]:
         """Rank 0 reads every chunk and sends it as stored; each rank decodes its own."""
-        return reader.scatter_chunks(comm, self, shares, chunk_rows, should_stop, tag=tag)
+        return reader.scatter_chunks(
+            comm, self, shares, chunk_rows, should_stop, tag=tag, packed=packed
+        )

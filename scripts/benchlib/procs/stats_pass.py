@@ -1,12 +1,14 @@
-"""The compiled ``stats`` loop without a histogram: one-pass lanes against the three-pass loop.
+"""The compiled ``stats`` loop: one-pass lanes against the three-pass loop; packed decoding.
 
     python -m scripts.benchlib.procs.stats_pass --repeat 10
 
 Times, in this process on one core, ns per value of ``_fused.chunk_partial`` with no histogram
 (the one-pass :mod:`hpcapp.kernels._fused_lanes`) and of ``_fused.fused_stats`` run without a
 histogram (the three-pass loop it replaced, still the reference of the tests), on chunks shaped
-like the jobs they serve, and checks that both give the same bits. Prints one line
-``BENCH {json}``.
+like the jobs they serve, and checks that both give the same bits; the same with a 64-bin
+histogram (both loops bin it). Then CF-packed int16 (float32 ``scale_factor``/``add_offset``,
+a ``_FillValue``) of the same shapes: numpy's decoding then the lanes, against the lanes decoding
+each value (``unpack``). Prints one line ``BENCH {json}``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import numpy as np
 
 from hpcapp.kernels import _fused_call as _fused
+from hpcapp.kernels.packed import LinearUnpack
 
 ACC = np.dtype(np.float64)  # the accumulator of float data
 SHAPES = (
@@ -53,6 +56,31 @@ def main() -> None:
         same = all(lanes[k].tobytes() == v.tobytes() for k, v in reference.items())
         old = ns_per_value(_fused.three_pass_partial, chunk, options.repeat)
         new = ns_per_value(lambda c: _fused.chunk_partial(c, ACC, 1, None), chunk, options.repeat)
+        plan = _fused.histogram_plan(chunk.dtype.str, 64, 250.0, 310.0)
+        hist = _fused.chunk_partial(chunk, ACC, 64, plan)
+        reference = _fused.three_pass_partial(chunk, 64, plan)
+        hist_same = all(hist[k].tobytes() == v.tobytes() for k, v in reference.items())
+        hist_old = ns_per_value(
+            lambda c, p=plan: _fused.three_pass_partial(c, 64, p), chunk, options.repeat
+        )
+        hist_new = ns_per_value(
+            lambda c, p=plan: _fused.chunk_partial(c, ACC, 64, p), chunk, options.repeat
+        )
+        # Packed: stored int16 for 0.01 K steps around 273.15 K, some filled.
+        unpack = LinearUnpack("<i2", "<f4", (-32767,), -32768, 32767, 0.01, 273.15)
+        stored = np.round((chunk - 273.15) / 0.01).astype(np.int16)
+        stored.reshape(-1)[::97] = -32767
+        packed = _fused.chunk_partial(stored, ACC, 1, None, unpack)
+        reference = _fused.chunk_partial(unpack.decode(stored), ACC, 1, None)
+        packed_same = all(packed[k].tobytes() == v.tobytes() for k, v in reference.items())
+        decode_first = ns_per_value(
+            lambda c, u=unpack: _fused.chunk_partial(u.decode(c), ACC, 1, None),
+            stored,
+            options.repeat,
+        )
+        fused = ns_per_value(
+            lambda c, u=unpack: _fused.chunk_partial(c, ACC, 1, None, u), stored, options.repeat
+        )
         rows.append(
             {
                 "rows": shape[0],
@@ -61,6 +89,13 @@ def main() -> None:
                 "three_pass_ns": old,
                 "lanes_ns": new,
                 "same_bits": same,
+                "hist_three_pass_ns": hist_old,
+                "hist_lanes_ns": hist_new,
+                "hist_same_bits": hist_same,
+                "packed_decode_first_ns": decode_first,
+                "packed_fused_ns": fused,
+                "packed_same_bits": packed_same,
+                "decoded_bytes_saved": stored.size * np.dtype(unpack.dtype).itemsize,
             }
         )
     print("BENCH " + json.dumps({"repeat": options.repeat, "rows": rows}), flush=True)
