@@ -89,3 +89,15 @@ def test_resample_means_agree_with_xarray_and_cdo(tmp_path):
     assert len(others) == 1 + result["cdo"]
     assert all(row["max_relative_difference"] < 1e-6 for row in others)
     assert others[0]["same_months"]
+
+
+def test_cf_files_times_every_contender_and_checks_them(tmp_path):
+    result = run_tiny("cf-files", tmp_path)
+    wall = result["wall"]
+    assert {"mean hpcapp@1", "mean hpcapp@2", "mean hpcapp@1 HDF5 inflate"} <= wall.keys()
+    assert all(seconds > 0 for seconds in wall.values())
+    assert all(result["startup"][name] > 0 for name in wall if "hpcapp" in name)
+    checks = result["checks"]
+    assert all(checks[f"hpcapp {tag} rel"] < 1e-12 for tag in ("mean1", "mean2", "mean1h"))
+    for name in ("ncra.nc K", "timmean.nc K"):  # the peers that are installed
+        assert name not in checks or checks[name] < 0.006  # half a packing step

@@ -23,7 +23,8 @@ import numpy as np
 from hpcapp.errors import UsageError
 from hpcapp.io.coding.times import TimeEncoding, encoding_of, is_time_units
 from hpcapp.io.coding.variables import attr_text
-from hpcapp.io.resample import Periods, parse_resample, period_results, plan_periods
+from hpcapp.io.frequency import parse_resample
+from hpcapp.io.resample import Periods, period_results, plan_periods
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
 from hpcapp.io.sources.many import FilesSource

@@ -12,7 +12,6 @@ its own chunks alike: bitwise the same on any rank count. A masked time is in no
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import numpy as np
@@ -20,40 +19,13 @@ import numpy as np
 from hpcapp.errors import UsageError
 from hpcapp.io.coding.times import TimeEncoding, encoding_of
 from hpcapp.io.coding.variables import attr_text
+from hpcapp.io.frequency import parse_resample
 from hpcapp.io.sources.hdf5 import open_input
 from hpcapp.kernels.grouped import NO_GROUP
 from hpcapp.kernels.partials import with_attrs
 
-_FREQUENCY = re.compile(r"(\d*)(D|MS|M|YS|Y|AS|A)")
-_UNITS = {"D": "D", "M": "M", "MS": "M", "Y": "Y", "YS": "Y", "A": "Y", "AS": "Y"}
 _WORDS = {"D": "day", "M": "month", "Y": "year"}
 BOUNDS_SUFFIX = "_bnds"  # the periods' bounds variable: ``time_bnds``
-
-
-def parse_resample(text: str) -> tuple[str, str, int]:
-    """Split ``time=3M`` into (``time``, ``M``, 3); raise ValueError saying what is allowed."""
-    name, equals, frequency = str(text).partition("=")
-    name, frequency = name.strip(), frequency.strip()
-    if not equals or not name:
-        raise ValueError(f"--resample takes DIM=FREQ (e.g. time=1M), got {text!r}")
-    found = _FREQUENCY.fullmatch(frequency)
-    if found is None or (found.group(1) and int(found.group(1)) < 1):
-        raise ValueError(
-            f"--resample {text}: unknown frequency {frequency!r}: use ND (days), NM or NMS "
-            "(months), NY, NYS or NA (years), e.g. 1D, 5D, 1M, 3MS, 1Y"
-        )
-    return name, _UNITS[found.group(2)], int(found.group(1) or 1)
-
-
-def check(value: str | None) -> str | None:
-    """Return why ``--resample`` is malformed, or None (JobConfig's check)."""
-    if value is None:
-        return None
-    try:
-        parse_resample(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 @dataclasses.dataclass(frozen=True)

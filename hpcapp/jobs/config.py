@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcapp.errors import UsageError
-from hpcapp.io import resample, selection
+from hpcapp.io import frequency, selection
 from hpcapp.jobs.options import (
     Conflict,
     check_file_values,
@@ -208,7 +208,7 @@ class JobConfig:
         "ND (days), NM (months, also NMS), NY (years, also NYS, NA), e.g. time=1M or time=5D",
         "--resample",
         metavar="DIM=FREQ",
-        check=resample.check,
+        check=frequency.check,
         data=True,
     )
     # Many files (hpcapp/io/files.py): order them by their first time instead of by name.

@@ -387,19 +387,9 @@ def _compute(
 
 def _user_frames(exc: BaseException) -> Any:
     """Skip hpcapp's own frames at the top of a kernel's traceback: users need theirs."""
-    frames = exc.__traceback__
-    own = (__file__, kernel_api_file())
-    while (
-        frames is not None
-        and frames.tb_next is not None
-        and frames.tb_frame.f_code.co_filename in own
-    ):
+    from hpcapp.kernels import api  # its frames wrap every kernel call
+
+    frames, own = exc.__traceback__, (__file__, api.__file__)
+    while frames is not None and frames.tb_next and frames.tb_frame.f_code.co_filename in own:
         frames = frames.tb_next
     return frames
-
-
-def kernel_api_file() -> str:
-    """Return the file of :mod:`hpcapp.kernels.api` (its frames wrap every kernel call)."""
-    from hpcapp.kernels import api
-
-    return api.__file__
