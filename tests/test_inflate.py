@@ -27,9 +27,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
     values = inflate.DirectReader._values
 
-    def counting(self: inflate.DirectReader, stored: bytes) -> np.ndarray:
+    def counting(self: inflate.DirectReader, stored: bytes, into=None) -> np.ndarray:
         calls[0] += 1
-        return values(self, stored)
+        return values(self, stored, into)
 
     monkeypatch.setattr(inflate.DirectReader, "_values", counting)
     monkeypatch.setattr(inflate, "MIN_CHUNK_BYTES", 0)

@@ -104,16 +104,20 @@ class DirectReader:
                 raise Fallback(str(exc)) from exc
             if mask:  # a filter was skipped for this chunk
                 raise Fallback(f"filter mask {mask} on chunk {corner}")
-            values = self._values(stored)
             take, put = [], []
             for at, (s, n, c) in zip(corner, dims, strict=True):
                 lo, hi = max(s, at), min(s + n, at + c)
                 take.append(slice(lo - at, hi - at))
                 put.append(slice(lo - s, hi - s))
-            out[tuple(put)] = values[tuple(take)]
+            target = out[tuple(put)]
+            whole = target.shape == self.chunk and target.flags.c_contiguous
+            # A whole chunk is unshuffled straight into its place: no copy in between.
+            values = self._values(stored, target if whole and target.dtype == self.dtype else None)
+            if values is not target:
+                target[...] = values[tuple(take)]
 
-    def _values(self, stored: bytes) -> np.ndarray:
-        """Inflate (and unshuffle) one stored chunk into an array of the chunk's shape."""
+    def _values(self, stored: bytes, into: np.ndarray | None = None) -> np.ndarray:
+        """Inflate (and unshuffle) one stored chunk into ``into`` (its shape), else a new view."""
         try:
             raw = self.inflate(stored, self.chunk_bytes)
         except Exception as exc:  # corrupt, or not what the pipeline says: HDF5 decides
@@ -122,10 +126,14 @@ class DirectReader:
             raise Fallback(f"inflated {len(raw)} bytes, not {self.chunk_bytes}")
         data = np.frombuffer(raw, np.uint8)
         size = self.dtype.itemsize
+        plain = self._plain if into is None else into.reshape(-1).view(np.uint8)
         if self.shuffled and size > 1:
             # HDF5's shuffle stores every value's byte 0, then every byte 1, ...
             count = self.chunk_bytes // size
             for byte in range(size):
-                self._plain[byte::size] = data[byte * count : (byte + 1) * count]
-            data = self._plain
-        return data.view(self.dtype).reshape(self.chunk)
+                plain[byte::size] = data[byte * count : (byte + 1) * count]
+        elif into is not None:
+            plain[:] = data
+        else:
+            plain = data
+        return into if into is not None else plain.view(self.dtype).reshape(self.chunk)

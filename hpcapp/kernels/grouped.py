@@ -164,6 +164,14 @@ def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarr
     array[rows] = value
 
 
+def _rows_of(data: np.ndarray, labels: np.ndarray, label: int) -> np.ndarray:
+    """Return the records of group ``label`` in record order: a view when they are one run."""
+    where = np.flatnonzero(labels == label)
+    if where[-1] - where[0] + 1 == len(where):  # months, years: consecutive records, no copy
+        return data[where[0] : where[-1] + 1]
+    return data[where]
+
+
 def _shape_error(kern: Kernel, key: str, shapes: list[tuple[int, ...]]) -> KernelError:
     return KernelError(
         f"kernel {kern.name!r}: groups' partials of {key!r} have different shapes "
@@ -242,7 +250,7 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
             return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []
         for label in present:
-            rows = data if len(present) == 1 else data[labels == label]
+            rows = data if len(present) == 1 else _rows_of(data, labels, label)
             part = as_partial(kern.apply(rows, params, n_rows=len(rows)), kern.name)
             problem = key_problem(kern, part)
             if problem:
