@@ -98,6 +98,27 @@ def test_rows_and_dates_of_a_time_selection(grid, kernels):
     assert got["january"] == 12
 
 
+def test_many_files_decode_each_files_dates(tmp_path, kernels):
+    """Two files, each with its own time units: the dates and rows run on across them."""
+    paths = [tmp_path / "part1.nc", tmp_path / "part2.nc"]
+    for path, units in zip(paths, ["1849-12-01", "1850-01-05"], strict=True):
+        write_grid(path, shape=(35, 6, 8))
+        with netCDF4.Dataset(path, "a") as ds:
+            ds["time"].units = f"days since {units}"
+    got = run_here(kernels + "january", f"{tmp_path}/part*.nc:/tas", chunk_rows=8)
+    doy, months = [], []
+    for path in paths:
+        with open_cftime(path) as ds:
+            doy.extend(ds.time.dt.dayofyear.values)
+            months.extend(ds.time.dt.month.values)
+    np.testing.assert_array_equal(got["doy"], doy)
+    np.testing.assert_array_equal(got["row"], np.arange(70))
+    assert got["january"] == np.sum(np.asarray(months) == 1) == 4 + 27
+    both = run_here(kernels + "coslat", f"{tmp_path}/part*.nc:/tas", chunk_rows=8)
+    parts = [xarray_weighted(path, cos_lat) for path in paths]
+    np.testing.assert_allclose(both["wsum"], parts[0][0] + parts[1][0], rtol=1e-12)
+
+
 def test_what_is_missing_is_none(tmp_path, grid, kernels):
     got = run_here(kernels + "described", f"{grid}:/tas", chunk_rows=9)
     assert (got["dated"], got["weighted"], got["bare"], got["dims"]) == (1, 0, 0, 3)
@@ -187,3 +208,9 @@ def test_a_coords_kernel_is_a_function_in_a_unit_test():
     k = hpcapp.kernel(coords=True)(needs_coords)
     coords = ChunkCoords(None, ("time",), {}, None, (0, 3))
     assert k(np.zeros(3), coords=coords) == {"n": 3}
+
+
+def test_memory_estimate_runs_the_kernel_with_its_coordinates(grid, kernels):
+    """--memory-per-rank runs the kernel on one row of zeros: it gets the grid's values too."""
+    got = run_here(kernels + "coslat", f"{grid}:/tas", memory_per_rank="4GiB")
+    assert_weighted(got, xarray_weighted(grid, cos_lat))

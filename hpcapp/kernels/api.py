@@ -148,7 +148,7 @@ class Kernel:
         # A plain array (a unit test, a memory estimate): no halo, no known dates.
         item = first if isinstance(first, Extended) else Extended(first)
         times = item.times
-        if times is None:
+        if times is None and (self.times or self.coords):
             import numpy as np
 
             times = np.full(len(item.data), None, dtype=object)
