@@ -143,6 +143,8 @@ def run_check(
         seed=seed,
         rtol=rtol,
         seconds=seconds,
+        times=data.times,
+        first_row=data.first_row,
     )
     report.notes[:0] = data.notes
     return report

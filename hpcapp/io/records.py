@@ -6,7 +6,11 @@ records: the input's CF time coordinate along its first dimension, decoded as xa
 A kernel declared ``halo=`` (``rolling``) gets each chunk with ``before`` records ahead of it
 and ``after`` behind it, read from the input like the chunk itself (fewer at the input's ends),
 so each chunk computes its own rows from their whole windows: no running state crosses chunks,
-and the result is the same bits for any rank count and schedule. :func:`plan_records` checks
+and the result is the same bits for any rank count and schedule. A kernel declared
+``coords=True`` gets its chunk's :class:`~hpcapp.kernels.hookspec.ChunkCoords`: the dates as
+above (when the records have a CF time coordinate), and what every chunk shares, read once here
+on rank 0 (:class:`~hpcapp.kernels.hookspec.CoordGrid`: the other dimensions' coordinate
+values, sliced by ``--sel``/``--isel``, and the ``--weights``). :func:`plan_records` checks
 this on rank 0; every rank then reads its own chunks with :func:`read_extended`.
 """
 
@@ -26,7 +30,7 @@ from hpcapp.io.sources.base import Chunk, Rows, ShouldStop
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
 from hpcapp.io.sources.stored import StoredSource
 from hpcapp.kernels.api import Kernel
-from hpcapp.kernels.hookspec import Extended
+from hpcapp.kernels.hookspec import CoordGrid, Extended
 from hpcapp.partition import chunk_bounds
 
 # With a halo and no --chunk-rows, chunks hold at least this many times the halo's records, so
@@ -42,31 +46,63 @@ class RecordNeeds:
     after: int = 0
     time_dataset: str | None = None  # the record dimension's CF time coordinate
     time: TimeEncoding | None = None  # how the (first) file encodes it
+    grid: CoordGrid | None = None  # a kernel declared coords=True: what its chunks share
 
 
-def plan_records(config: Any, kernel: Kernel, source: Any, params: dict[str, Any]) -> Any:
-    """Return the :class:`RecordNeeds` of a kernel declared ``times``/``halo``, else None."""
-    if not kernel.times and kernel.halo is None:
+def plan_records(
+    config: Any, kernel: Kernel, source: Any, params: dict[str, Any], weights: Any = None
+) -> Any:
+    """Return the :class:`RecordNeeds` of a kernel declared ``times``/``halo``/``coords``.
+
+    None for other kernels. ``weights`` (an :class:`hpcapp.io.weights.Weights`, ``--weights``)
+    go to a kernel declared ``coords=True``.
+    """
+    if not kernel.times and kernel.halo is None and not kernel.coords:
         return None
     what = "its records' dates" if kernel.times else "records around each chunk"
+    what = "its chunks' coordinates" if kernel.coords else what
     if not isinstance(source, StoredSource):
         raise UsageError(f"kernel {config.kernel!r} needs {what}: give it an INPUT")
     if config.distribute == "scatter":
         raise UsageError(
             f"kernel {config.kernel!r} needs {what}, read by every rank: drop --distribute scatter"
         )
-    if config.group_every is not None or config.group_by is not None:
-        raise UsageError(f"kernel {config.kernel!r} takes no --group-every or --group-by")
-    before, after = (0, 0) if kernel.halo is None else kernel.halo(params)
-    if not kernel.times:
-        return RecordNeeds(int(before), int(after))
-    coord = source.coords[0] if source.coords else None
-    where = source.spec
-    if coord is None or not isinstance(source, Hdf5Source):
+    grouped = [config.group_every, config.group_by, getattr(config, "resample", None)]
+    if any(option is not None for option in grouped):
         raise UsageError(
-            f"kernel {config.kernel!r}: {where} has no coordinate variable along its first "
-            f"dimension {source.dims[0] if source.dims else ''!r}: it needs the records' times"
+            f"kernel {config.kernel!r} needs {what}: it takes no --group-every, --group-by or "
+            "--resample"
         )
+    before, after = (0, 0) if kernel.halo is None else kernel.halo(params)
+    coord = source.coords[0] if source.coords else None
+    if not kernel.times and not kernel.coords:
+        return RecordNeeds(int(before), int(after))
+    if not isinstance(source, Hdf5Source):  # every stored input is one (many files too)
+        raise UsageError(f"kernel {config.kernel!r} needs {what}: give it an INPUT file")
+    if kernel.times and coord is None:
+        raise UsageError(
+            f"kernel {config.kernel!r}: {source.spec} has no coordinate variable along its "
+            f"first dimension {source.dims[0] if source.dims else ''!r}: it needs the records' "
+            "times"
+        )
+    encoding = _time_encoding(config, source, coord, required=kernel.times)
+    grid = coord_grid(source, weights, encoding is not None) if kernel.coords else None
+    dated = coord if encoding is not None else None
+    return RecordNeeds(int(before), int(after), dated, encoding, grid)
+
+
+def _time_encoding(
+    config: Any, source: Hdf5Source, coord: str | None, required: bool = True
+) -> TimeEncoding | None:
+    """Return how the records' time coordinate ``coord`` is encoded (refused if it cannot be).
+
+    Not ``required`` (a kernel declaring coords, not times): None where the records have no
+    coordinate, or one without CF time units; one with such units that cannot be decoded is
+    still refused.
+    """
+    where = source.spec
+    if coord is None:
+        return None
     with open_input(source) as h5:  # many files: the first (each file's own is read per span)
         variable = h5[coord]
         attrs = {key: variable.attrs[key] for key in variable.attrs if not key.isupper()}
@@ -77,13 +113,30 @@ def plan_records(config: Any, kernel: Kernel, source: Any, params: dict[str, Any
         raise UsageError(
             f"kernel {config.kernel!r}: cannot decode {coord} of {where}: {exc}"
         ) from None
-    if encoding is None:
+    if encoding is None and required:
         units = attr_text(attrs.get("units"))
         raise UsageError(
             f"kernel {config.kernel!r}: {coord} of {where} is not a CF time coordinate (units "
             f"{units!r}; it needs units like 'days since 1979-01-01')"
         )
-    return RecordNeeds(int(before), int(after), coord, encoding)
+    return encoding
+
+
+def coord_grid(source: Hdf5Source, weights: Any, dated: bool) -> CoordGrid:
+    """Read what every chunk's coordinates share: the other dimensions' values (rank 0)."""
+    values: list[tuple[str, np.ndarray | None]] = []
+    with open_input(source) as h5:  # many files agree on these: the first file's
+        for axis, dim in enumerate(source.dims[1:], start=1):
+            coord = source.coords[axis] if axis < len(source.coords) else None
+            box = source.window.axis(axis) if source.window is not None else slice(None)
+            values.append((dim, None if coord is None else np.asarray(h5[coord][box])))
+    found = None if weights is None else weights.values
+    return CoordGrid(tuple(source.dims), tuple(values), found, dated)
+
+
+def with_grid(kernel: Kernel, needs: RecordNeeds | None) -> Kernel:
+    """Return ``kernel`` with the coordinates its chunks share, if it declares coords."""
+    return kernel.with_grid(needs.grid if needs is not None else None)
 
 
 def record_dates(needs: RecordNeeds, rows: Rows, start: int, stop: int) -> np.ndarray:
@@ -135,4 +188,5 @@ def read_extended(
                     ),
                 )
                 continue
-            yield chunk_index, Extended(decode(view, first), dates, (start - first, end - stop))
+            halo = (start - first, end - stop)
+            yield chunk_index, Extended(decode(view, first), dates, halo, first)

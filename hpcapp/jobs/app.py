@@ -20,6 +20,7 @@ from hpcapp.io import checkpoint
 from hpcapp.io.files import is_many
 from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
+from hpcapp.io.records import with_grid
 from hpcapp.io.results import read_results, read_within
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
@@ -116,6 +117,7 @@ def execute(
         plan = on_root(comm, lambda: plan_job(config, kernel, code, source, ranks=size))
         # Over records per row, --weights, --mask, --regions: the kernel with its fields bound.
         kernel = bind_data(kernel, plan.params, plan.weights, plan.zones)
+        kernel = with_grid(kernel, plan.records)  # coords=True: what its chunks' coords share
         described = kernel  # the output describes the kernel's own results
         if plan.grouping is not None:
             kernel = group_kernel(kernel, plan.grouping.key)  # results lead with a group axis

@@ -5,7 +5,9 @@ resolved by the planner's own code (:func:`hpcapp.jobs.plan.resolve_data`): the 
 ``over``, per-row outputs and grouping as ``run``, and the same refusals. The rows are a sample
 of at most :data:`SAMPLE_BYTES` of values and :data:`SAMPLE_ROWS` rows, read as a few contiguous
 blocks spread over the input (over its files, for many files), decoded as ``run`` decodes them,
-with their group labels when the job is grouped: a check takes seconds whatever the input.
+with their group labels when the job is grouped: a check takes seconds whatever the input. A
+kernel declaring ``times`` or ``coords`` gets one contiguous block of rows (so each cut has the
+records' dates and rows a run would give it), with its coordinates planned as ``run`` plans them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hpcapp.errors import UsageError
+from hpcapp.io.records import plan_records, record_dates, with_grid
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.stored import StoredSource
 from hpcapp.jobs.config import JobConfig, make_job_config
@@ -47,6 +50,8 @@ class CheckData:
     labels: np.ndarray | None  # each row's group label, when grouped
     n_rows: int | None  # a generating kernel's rows
     notes: list[str]
+    times: np.ndarray | None = None  # the rows' decoded dates (times=True, coords=True)
+    first_row: int = 0  # the index of the first row in the (selected) input
 
 
 def sample_blocks(
@@ -152,13 +157,12 @@ def prepare_check(
         resolved = resolve_data(config, kernel)
         notes = _job_notes(config, resolved)
         bound = resolved.kernel
-        if bound.times or bound.halo is not None:
-            # Issue 22: check cuts rows without their dates or halo; a run on a small input
-            # (at 1 and 2 ranks) is the check of such a kernel for now.
-            needs = "its records' dates (times=True)" if bound.times else "a halo (halo=)"
+        if bound.halo is not None:
+            # Issue 22: check cuts rows without a halo; a run on a small input (at 1 and 2
+            # ranks) is the check of such a kernel for now.
             raise UsageError(
-                f"hpcapp check cannot give kernel {kernel.name!r} {needs} yet: run it on a "
-                "small input at 1 and 2 ranks and compare"
+                f"hpcapp check cannot give kernel {kernel.name!r} a halo (halo=) yet: run it "
+                "on a small input at 1 and 2 ranks and compare"
             )
         if bound.generates:
             given = resolved.params.get(bound.rows_param) if bound.rows_param else None
@@ -166,13 +170,24 @@ def prepare_check(
             return CheckData(bound, resolved.params, None, None, n_rows, notes)
         source = resolved.source
         assert isinstance(source, StoredSource)  # an input that is not generated is stored
+        records = plan_records(config, bound, source, resolved.params, resolved.weights)
+        bound = with_grid(bound, records)  # coords=True: what its chunks' coordinates share
         itemsize = np.dtype(source.values_dtype).itemsize
-        runs = sample_blocks(source.n_rows, itemsize * math.prod(source.row_shape), max_bytes)
+        blocks = SAMPLE_BLOCKS if records is None else 1  # dates and rows of one run
+        row_bytes = itemsize * math.prod(source.row_shape)
+        runs = sample_blocks(source.n_rows, row_bytes, max_bytes, blocks=blocks)
         rows, labels = read_sample(source, runs, resolved.grouping)
+        times = None
+        if records is not None and records.time is not None:
+            with source.open() as opened:
+                times = record_dates(records, opened, *runs[0])
     notes.insert(0, _describe(source, runs, sum(stop - start for start, stop in runs)))
+    if bound.coords:
+        dated = f"dates of {records.time_dataset}" if times is not None else "no dates"
+        notes.append(f"run calls the kernel with coords ({dated}; {', '.join(source.dims)})")
     if resolved.grouping is not None:
         bound = group_kernel(bound, resolved.grouping.key)  # per group, as run combines them
-    return CheckData(bound, resolved.params, rows, labels, None, notes)
+    return CheckData(bound, resolved.params, rows, labels, None, notes, times, runs[0][0])
 
 
 def _job_notes(config: JobConfig, resolved: Any) -> list[str]:

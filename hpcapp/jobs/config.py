@@ -244,7 +244,8 @@ class JobConfig:
     # Weighted statistics (hpcapp/io/weights.py, hpcapp/kernels/weighted.py): built-in stats.
     weights: str | None = option(
         "weighted stats over --over: area (cell_measures, else lat/lon bounds, else cos(lat)) "
-        "or FILE:/VAR (weights over some of the input's dimensions)",
+        "or FILE:/VAR (weights over some of the input's dimensions); a kernel declaring "
+        "coords=True gets them as coords.weights",
         "--weights",
         metavar="area|FILE:/VAR",
         data=True,

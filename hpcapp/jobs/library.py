@@ -74,7 +74,8 @@ def run(
     input's time units and calendar. ``sel``/``isel`` are
     ``--sel``/``--isel``: ``"time=1992-01-01:1992-12-31,lat=-30:30"`` or a dict such as
     ``{"time": ("1992-01-01", "1992-12-31"), "lat": slice(-30, 30)}``. ``weights`` is
-    ``--weights`` (``"area"`` or ``"FILE:/VAR"``): the built-in stats, weighted; ``mask`` and
+    ``--weights`` (``"area"`` or ``"FILE:/VAR"``): the built-in stats, weighted (a kernel
+    declaring ``coords=True`` gets them in its ``coords.weights`` instead); ``mask`` and
     ``regions`` (``"FILE:/VAR"``) are ``--mask`` and ``--regions``. The other
     options are those of ``hpcapp run``: the fields of ``JobConfig``, where each is declared
     (a test keeps the two equal, names and defaults). ``over`` and ``dims`` are a comma list or

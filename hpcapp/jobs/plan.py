@@ -16,7 +16,7 @@ from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory, estimate
-from hpcapp.io.records import HALO_CHUNKS, plan_records
+from hpcapp.io.records import HALO_CHUNKS, plan_records, with_grid
 from hpcapp.io.regions import Zones, load_zones
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
@@ -79,11 +79,12 @@ class Resolved:
 def check_weighted(config: JobConfig, kernel: Kernel) -> None:
     """Refuse ``--weights``/``--mask``/``--regions`` with another kernel than the built-in stats.
 
-    Histograms (``-p bins``/``-p range``) are refused with ``--weights`` and ``--regions``.
+    A kernel declaring ``coords=True`` takes ``--weights`` in its coordinates. Histograms
+    (``-p bins``/``-p range``) are refused with ``--weights`` and ``--regions``.
     """
     given = [o for o, v in (("--weights", config.weights), ("--mask", config.mask),
                             ("--regions", config.regions)) if v]  # fmt: skip
-    if not given:
+    if not given or (kernel.coords and given == ["--weights"]):
         return
     if kernel.func is not stats.func:
         raise UsageError(
@@ -101,7 +102,8 @@ def bind_data(
 ) -> Kernel:
     """Return the kernel a job runs: over records per row, weighted, masked or per region."""
     kernel = bind_over(kernel, params)  # built-in stats over records: per-row outputs
-    values = weights.values if weights is not None else None
+    # A kernel declaring coords gets the weights in its chunks' coordinates instead.
+    values = weights.values if weights is not None and not kernel.coords else None
     if zones is not None and zones.regions is not None:  # the mask is in the regions' index
         found = zones.regions
         return bind_regions(kernel, found.index, found.ids, values, params)
@@ -138,7 +140,11 @@ def resolve_data(config: JobConfig, kernel: Kernel, source: Source | None = None
         # the row shape: a kernel may refuse what the data cannot take.
         data = InputInfo(source.values_dtype, tuple(source.row_shape))
         params = kernel.check_params(config.params, data, over=over)
-    weights = load_weights(source, config.weights, params["over"]) if config.weights else None
+    weights = None
+    if config.weights:  # a kernel declaring coords: weights over every dim but the records'
+        every = tuple(range(1, 1 + len(source.row_shape)))
+        reduced = every if kernel.coords else params["over"]
+        weights = load_weights(source, config.weights, reduced)
     over = tuple(params.get("over", ()))
     zones = load_zones(source, config.mask, config.regions, over, config.mask_valid_range)
     kernel = bind_data(kernel, params, weights, zones)
@@ -184,7 +190,8 @@ def plan_job(
             "scatter: drop --distribute scatter"
         )
     chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
-    records = plan_records(config, kernel, source, params)  # dates, halo: issue 22
+    records = plan_records(config, kernel, source, params, resolved.weights)  # dates, halo, coords
+    kernel = with_grid(kernel, records)
     if records is not None and config.chunk_rows is None:
         chunk_rows = max(chunk_rows, HALO_CHUNKS * (records.before + records.after))
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)

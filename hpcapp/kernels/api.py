@@ -18,11 +18,19 @@ from typing import Any
 
 from hpcapp.errors import KernelError, UsageError
 from hpcapp.kernels.declare import declaration
-from hpcapp.kernels.hookspec import DEFAULT_OVER, Extended, InputInfo, Partial
+from hpcapp.kernels.hookspec import (
+    DEFAULT_OVER,
+    ChunkCoords,
+    CoordGrid,
+    Extended,
+    InputInfo,
+    Partial,
+)
 from hpcapp.kernels.partials import as_partial, check_compatible, keep_attrs, with_attrs
 
 # The public face of the contract (the partial helpers are defined in partials.py).
 __all__ = [
+    "ChunkCoords",
     "InputInfo",
     "Kernel",
     "Partial",
@@ -53,6 +61,8 @@ class Kernel:
     over: bool = False  # called with over=(axes to reduce), from --over
     times: bool = False  # called with times=(the chunk's records' decoded dates)
     halo: Hook | None = None  # halo(params) -> (before, after): records read around a chunk
+    coords: bool = False  # called with coords=ChunkCoords(times, dims, values, weights, rows)
+    coord_grid: CoordGrid | None = None  # what coords shares, bound by the job (with_grid)
     climatology_param: str | None = None  # takes FILE:/VAR of group means (jobs/twopass.py)
     generates: bool = False  # called as f(rng, n_rows, **params): no input
     rows_param: str | None = None  # generating: the parameter giving the total rows
@@ -131,23 +141,30 @@ class Kernel:
 
     def apply(self, first: Any, params: Mapping[str, Any], n_rows: int | None = None) -> Any:
         """Call the kernel on one chunk (or, for a generating kernel, on its rng and size)."""
-        # Issue 21 (coordinates) passes a chunk's coordinate values here, as coords=.
         if self.generates:
             return self.func(first, n_rows, **params)
-        if not (self.times or self.halo is not None):
+        if not (self.times or self.halo is not None or self.coords):
             return self.func(first, **params)
         # A plain array (a unit test, a memory estimate): no halo, no known dates.
         item = first if isinstance(first, Extended) else Extended(first)
+        times = item.times
+        if times is None and (self.times or self.coords):
+            import numpy as np
+
+            times = np.full(len(item.data), None, dtype=object)
         extra: dict[str, Any] = {}
         if self.times:
-            extra["times"] = item.times
-            if item.times is None:
-                import numpy as np
-
-                extra["times"] = np.full(len(item.data), None, dtype=object)
+            extra["times"] = times
         if self.halo is not None:
             extra["halo"] = tuple(item.halo)
+        if self.coords:
+            grid = self.coord_grid or CoordGrid()
+            extra["coords"] = grid.chunk(item.data, times, item.start)
         return self.func(item.data, **params, **extra)
+
+    def with_grid(self, grid: CoordGrid | None) -> Kernel:
+        """Return this kernel with the coordinates its chunks share (a kernel declaring coords)."""
+        return dataclasses.replace(self, coord_grid=grid) if self.coords else self
 
     def merge(self, left: Partial, right: Partial) -> Partial:
         """Combine the partials of two neighbouring runs of chunks (``left`` comes first)."""
@@ -199,6 +216,7 @@ def kernel(
     halo: Hook | None = None,
     climatology_param: str | None = None,
     series: bool = False,
+    coords: bool = False,
 ) -> Any:
     """Make a :class:`Kernel` of a function; used as a decorator, with or without options.
 
@@ -218,9 +236,11 @@ def kernel(
     ``times=True``: called with ``times``, the decoded dates of the chunk's records (the input's
     CF time coordinate along its first dimension). ``halo=h``: each chunk comes with ``h(params)
     = (before, after)`` records around it (for windows) and the kernel is called with ``halo``,
-    the records of each side it got. ``climatology_param`` names the parameter taking
-    ``FILE:/VAR`` of per-group means: with ``--group-by`` and without it, the job computes them
-    first (:mod:`hpcapp.jobs.twopass`).
+    the records of each side it got. ``coords=True``: called with ``coords``, the chunk's
+    :class:`~hpcapp.kernels.hookspec.ChunkCoords` (its records' dates and rows, the other
+    dimensions' coordinate values, the ``--weights``). ``climatology_param`` names the
+    parameter taking ``FILE:/VAR`` of per-group means: with ``--group-by`` and without it, the
+    job computes them first (:mod:`hpcapp.jobs.twopass`).
     ``series=True``: called with every record of a tile of cells, ``(records, cells)``, and
     returns per-cell results whose last axis runs over those cells (built-in kernels only).
     Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
@@ -240,6 +260,7 @@ def kernel(
         "halo": halo,
         "climatology_param": climatology_param,
         "series": series,
+        "coords": coords,
     }
     if callable(func_or_combine):  # bare @hpcapp.kernel, or hpcapp.kernel(f, finalize=...)
         return kernel(combine=combine, **options)(func_or_combine)

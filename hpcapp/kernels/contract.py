@@ -25,7 +25,7 @@ from hpcapp.errors import HpcappError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import key_problem
 from hpcapp.kernels.grouped import Labelled
-from hpcapp.kernels.hookspec import Partial
+from hpcapp.kernels.hookspec import Extended, Partial
 from hpcapp.kernels.partials import as_partial, check_compatible
 
 DEFAULT_RTOL = 1e-8
@@ -229,12 +229,17 @@ def check_contract(
     seed: int = 0,
     rtol: float = DEFAULT_RTOL,
     seconds: float | None = None,
+    times: np.ndarray | None = None,
+    first_row: int = 0,
 ) -> CheckReport:
     """Run every check of a kernel on ``data`` (or, for a generating kernel, ``n_rows``).
 
     ``labels`` (one per row) makes each chunk ``Labelled(rows, labels)``, as a grouped run
-    hands it to its (grouped) kernel. ``seconds``: stop trying cuts once that much time is
-    spent (after :data:`MIN_TRIALS` cuts at least); the report says how many were tried.
+    hands it to its (grouped) kernel. A kernel declaring ``times``/``coords`` gets each chunk
+    as ``Extended``, with its records' ``times`` (one per row, or None) and its index from
+    ``first_row`` (the input's index of ``data[0]``). ``seconds``: stop trying cuts once that
+    much time is spent (after :data:`MIN_TRIALS` cuts at least); the report says how many were
+    tried.
     """
     started = time.perf_counter()
     if data is not None:
@@ -254,6 +259,9 @@ def check_contract(
         """Return chunk ``index`` (rows start..stop): a copy of the rows, or its generator."""
         if data is not None and labels is not None:
             return Labelled(np.array(data[start:stop], copy=True), labels[start:stop])
+        if data is not None and (kernel.times or kernel.coords):
+            dates = times[start:stop] if times is not None else None
+            return Extended(np.array(data[start:stop], copy=True), dates, (0, 0), first_row + start)
         if data is not None:
             return np.array(data[start:stop], copy=True)
         # Seeded as the engine seeds a generating kernel's chunks (hpcapp.io.reader).
@@ -359,7 +367,7 @@ def _check_pure(
 ) -> None:
     """Check the kernel left ``chunk`` (its first) alone and gives the same bits again."""
     if data is not None:
-        rows = chunk.data if isinstance(chunk, Labelled) else chunk
+        rows = chunk.data if isinstance(chunk, Labelled | Extended) else chunk
         if not np.array_equal(rows, data, equal_nan=rows.dtype.kind in "fc"):
             checker.fail(
                 "the kernel modifies its input chunk: hpcapp reuses the read buffer, so work on "

@@ -45,6 +45,7 @@ def declaration(
     halo: Any = None,
     climatology_param: Any = None,
     series: Any = False,
+    coords: Any = False,
 ) -> dict[str, Any]:
     """Check a kernel's declaration against its function; return the fields of its Kernel.
 
@@ -61,7 +62,7 @@ def declaration(
     if callable(combine):
         check_hook("combine", combine)
     flags = (("elementwise", elementwise), ("over", over), ("generates", generates))
-    for flag, value in (*flags, ("times", times), ("series", series)):
+    for flag, value in (*flags, ("times", times), ("series", series), ("coords", coords)):
         if not isinstance(value, bool):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
     if elementwise and not callable(combine):
@@ -93,7 +94,8 @@ def declaration(
             "over=True: the kernel gets the axes to reduce as over=(...), but takes no "
             "parameter `over`"
         )
-    for given, name in ((times, "times"), (halo is not None, "halo")):
+    job_given = ((times, "times"), (halo is not None, "halo"), (coords, "coords"))
+    for given, name in job_given:
         if given and not accepts_any and name not in params:
             raise TypeError(f"{name}=: the kernel gets {name}=..., but takes no parameter `{name}`")
         if given and generates:
@@ -128,8 +130,10 @@ def declaration(
                 f"{option} {value!r} is not one of its parameters"
                 + _hint(value, params, "; did you mean {!r}?")
             )
-    if series and (generates or keys):
-        raise ValueError("series=True takes stored series: it neither generates nor has per_row")
+    if series and (generates or keys or coords):
+        raise ValueError(
+            "series=True takes stored series: it neither generates, nor has per_row or coords"
+        )
     if generates and rows_param is None:
         raise ValueError("generates=True needs rows_param, the parameter giving the total rows")
     if generates and seed_param is None and "seed" in params:
@@ -153,6 +157,7 @@ def declaration(
         "halo": halo,
         "climatology_param": climatology_param,
         "series": series,
+        "coords": coords,
         "defaults": {k: v for k, v in defaults.items() if k not in JOB_GIVEN},
         "required": tuple(k for k in required if k not in JOB_GIVEN),
         "accepts_any": accepts_any,

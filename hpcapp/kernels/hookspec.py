@@ -6,13 +6,14 @@ of pytest's ``hookspec.py``: hpcapp calls every hook exactly as written here, an
 :func:`check_hook` refuses, when the kernel is defined, a hook whose signature cannot be called
 that way. Partials and results are ``dict[str, numpy.ndarray]``; ``params`` is the kernel's
 parameters (its defaults, the ``-p KEY=VALUE`` values, and what the job gives to what the
-kernel declares: ``over``). Nothing here imports numpy or MPI.
+kernel declares: ``over``, ``times``, ``halo``, ``coords``). Nothing here imports numpy or MPI.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -21,10 +22,8 @@ Params = Mapping[str, Any]
 
 # The axes a kernel declared with ``over=True`` reduces when ``--over`` is not given.
 DEFAULT_OVER = (0,)
-# Parameter names the job fills for what a kernel declares (never ``-p`` values). Issue 21
-# (coordinates) adds ``coords`` here: the chunk's coordinate values, given per chunk by
-# ``Kernel.apply`` to a kernel declared ``coords=True``.
-JOB_GIVEN = ("over", "times", "halo")
+# Parameter names the job fills for what a kernel declares (never ``-p`` values).
+JOB_GIVEN = ("over", "times", "halo", "coords")
 
 
 class Extended(NamedTuple):
@@ -34,11 +33,65 @@ class Extended(NamedTuple):
     a kernel declared ``times=True``. ``halo``: how many leading and trailing records of
     ``data`` are its neighbours' (read around the chunk for a kernel declared ``halo=``;
     fewer at the input's ends), so the kernel's own records are ``data[before:len - after]``.
+    ``start``: the index of ``data``'s first record in the (selected) input, for a kernel
+    declared ``coords=True``.
     """
 
     data: Any
     times: Any = None
     halo: tuple[int, int] = (0, 0)
+    start: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkCoords:
+    """The coordinates of one chunk, given as ``coords`` to a kernel declared ``coords=True``.
+
+    ``times``: the decoded dates of the chunk's records (cftime objects, None where masked),
+    or None when the record dimension has no CF time coordinate. ``dims``: the input's
+    dimension names, the records' first. ``values``: each other dimension's name -> its 1-D
+    coordinate values as stored (the part ``--sel``/``--isel`` keeps; None for a dimension
+    without a coordinate variable). ``weights``: the ``--weights`` of one record, shaped
+    ``(1, *row_shape)`` with 1 along dimensions they do not vary over (so ``chunk * weights``
+    broadcasts), or None. ``rows``: ``(start, stop)``, the chunk's records in the (selected)
+    input, a halo's included. The arrays are read-only: every chunk shares them.
+    """
+
+    times: Any
+    dims: tuple[str, ...]
+    values: Mapping[str, Any]
+    weights: Any
+    rows: tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordGrid:
+    """What every chunk's :class:`ChunkCoords` shares (read once on rank 0; picklable)."""
+
+    dims: tuple[str, ...] = ()
+    values: tuple[tuple[str, Any], ...] = ()  # (dim, 1-D values or None) of the other dims
+    weights: Any = None  # --weights: (1, *row_shape)
+    dated: bool = False  # the records have a CF time coordinate: ChunkCoords.times is dates
+
+    def chunk(self, data: Any, times: Any, start: int) -> ChunkCoords:
+        """Return the coordinates of ``data``: its records' ``times``, the first at ``start``."""
+        values = {dim: _read_only(value) for dim, value in self.values}
+        return ChunkCoords(
+            _read_only(times) if self.dated else None,
+            self.dims,
+            types.MappingProxyType(values),
+            _read_only(self.weights),
+            (start, start + len(data)),
+        )
+
+
+def _read_only(array: Any) -> Any:
+    """Return a read-only view of a numpy array (anything else as it is)."""
+    if not hasattr(array, "flags"):
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +132,8 @@ def kernel_function(chunk: Any, **params: Any) -> Partial:
     a kernel declared ``over=True`` also gets ``over``, the sorted tuple of axes to reduce
     (``--over``; default ``(0,)``, the record axis); one declared ``times=True`` gets
     ``times``, the records' decoded dates; one declared ``halo=h`` gets the chunk with
-    ``h(params) = (before, after)`` records around it and ``halo``, how many it got. It must
+    ``h(params) = (before, after)`` records around it and ``halo``, how many it got; one
+    declared ``coords=True`` gets ``coords``, the chunk's :class:`ChunkCoords`. It must
     not modify ``chunk`` (the read buffer is reused) nor keep state between calls.
     """
     raise NotImplementedError
