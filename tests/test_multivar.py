@@ -11,6 +11,7 @@ from helpers import (
     refused_here,
     root_attrs,
     run_here,
+    timing_of,
     write_dataset,
 )
 from input_helpers import bits, refused, stats
@@ -95,6 +96,21 @@ def test_the_output_names_and_describes_each_variable(tmp_path):
     assert attrs["input"].endswith(":/tas,/pr") and attrs["variables"] == "tas,pr"
 
 
+def test_resume_finds_the_job_done_or_runs_it_from_the_start(tmp_path):
+    path = write_pair(tmp_path / "in.nc")
+    out = tmp_path / "both.nc"
+    args = ["run", "stats", f"{path}:/tas,/pr", "--over", "time", "-o", str(out), "--resume"]
+    first = cli_here(args)  # no output yet: the whole job runs
+    assert first.returncode == 0, first.stderr
+    written = out.read_bytes()
+    again = cli_here(args)
+    assert again.returncode == 0, again.stderr
+    assert "already holds the result of this job" in again.stdout
+    assert out.read_bytes() == written
+    other = cli_here([*args[:2], f"{path}:/pr,/tas", *args[3:]])  # another job: not resumed
+    assert other.returncode == 2 and "already exists" in other.stderr
+
+
 def test_hpcapp_run_returns_results_keyed_by_variable(tmp_path):
     path = write_pair(tmp_path / "in.nc")
     both = run_here("stats", f"{path}:/tas,/pr", over="time")
@@ -128,7 +144,7 @@ def test_many_files_give_each_variable_its_own_jobs_bits(tmp_path):
     ("variables", "extra", "fragments"),
     [
         ("/tas,/ps", ["--over", "time"], ["variable /ps has dims (time=10, lat=3)", "share"]),
-        ("/tas,/pr", ["--over", "time", "--resume"], ["several variables", "--resume"]),
+        ("/tas,/pr", ["--over", "time", "--checkpoint", "ck"], ["several", "--checkpoint"]),
         ("/tas,/pr", ["--over", "time", "-p", "bins=8"], ["-p bins", "histograms"]),
         ("/tas,/pr", ["--group-by", "time.month"], ["--group-by takes one variable"]),
         ("/tas,/pr", ["--over", "lat,lon"], ["per-row results"]),
@@ -173,3 +189,6 @@ def test_two_ranks_give_the_bits_of_one(shared_dir):
     assert as_bytes(world) == as_bytes(alone)
     if comm.rank == 0:
         assert as_bytes(read_results(out)) == as_bytes(alone)
+        timing, columns = timing_of(out)
+        rows = timing[:, columns.index("rows")]
+        assert rows.sum() == 2 * 40 and (rows > 0).all()  # both passes, both ranks reading

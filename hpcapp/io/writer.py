@@ -172,7 +172,7 @@ def _fill(
         array = np.asarray(value)
         if array.dtype.kind == "b":  # HDF5 has no bool but an enum that CDO cannot read
             array = array.view(np.int8)
-        fill = fill_value(key.rpartition("/")[2], array.dtype)  # tas/mean: several variables
+        fill = fill_value(key, array.dtype)
         if values or array.nbytes < _DRY_RUN_BYTES:
             # Attributes in the order they are set (ncdump shows them so), as netCDF-C does.
             dataset = h5.create_dataset(names[key], data=array, fillvalue=fill, track_order=True)

@@ -101,7 +101,7 @@ def execute(
     specs = split_variables(config.input)
     if len(specs) > 1:  # FILE:/tas,/pr: a pass per variable, one output (jobs/multivar.py)
         return execute_several(
-            comm, config, specs, (execute, _provenance), extra_attrs, kernel_and_code,
+            comm, config, specs, (execute, _provenance, Outcome), extra_attrs, kernel_and_code,
             warn_threads, startup, opener,
         )  # fmt: skip
     with duplicate(comm) as comm, Interrupts() as interrupts, ExitStack() as cleanup:

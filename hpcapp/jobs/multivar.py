@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -25,11 +26,12 @@ import numpy as np
 from hpcapp.errors import UsageError, WriteError
 from hpcapp.io import space
 from hpcapp.io.output import make_layout
+from hpcapp.io.results import read_results
 from hpcapp.io.variables import SEPARATOR, JointLayout, refuse_unlike, variable_name
 from hpcapp.io.writer import OutputError, check_output, write_output
 from hpcapp.jobs.config import JobConfig
-from hpcapp.jobs.plan import bind_data, resolve_data
-from hpcapp.jobs.provenance import load_with_code
+from hpcapp.jobs.plan import bind_data, plan_job
+from hpcapp.jobs.provenance import holds_result, load_with_code
 from hpcapp.kernels.api import Kernel
 from hpcapp.parallel.collective import count_hosts, duplicate, on_all, on_root
 from hpcapp.parallel.engine import TIMING_COLUMNS
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 
 # Options a job over several variables refuses (each pass would need its own of them).
 _REFUSED = (
-    ("resume", "--resume"),
     ("checkpoint", "--checkpoint"),
     ("regions", "--regions"),
     ("group_by", "--group-by"),
@@ -65,22 +66,43 @@ def refuse_options(config: JobConfig, kernel: Kernel) -> None:
         )
 
 
-def check_variables(config: JobConfig, kernel: Kernel, specs: list[str]) -> None:
-    """Rank 0: refuse variables unlike each other, per-row results, and a bad output."""
+def check_variables(
+    config: JobConfig, loaded: tuple[Kernel, dict[str, Any]], specs: list[str]
+) -> tuple[Any, dict[str, Any], bool]:
+    """Rank 0: refuse variables unlike each other, per-row results, and a bad output.
+
+    Returns the first variable's plan, the identity of the whole job (each variable's, the
+    code once) and whether ``--resume`` finds it finished in the output already.
+    """
+    kernel, code = loaded
     refuse_options(config, kernel)
     if len({variable_name(spec) for spec in specs}) < len(specs):
         raise UsageError(f"input {config.input!r} names a variable twice: name each once")
-    resolved = [resolve_data(dataclasses.replace(config, input=spec), kernel) for spec in specs]
-    sources = [one.source for one in resolved]
-    refuse_unlike(sources, specs)
-    if resolved[0].kernel.per_row:
+    plans = [plan_job(_pass_config(config, spec), kernel, code) for spec in specs]
+    refuse_unlike([plan.source for plan in plans], specs)
+    first = plans[0]
+    if bind_data(kernel, first.params, first.weights, first.zones).per_row:
         raise UsageError(
             f"several variables ({config.input}): kernel {config.kernel!r} has per-row results "
             "here (one per record): run one variable per job"
         )
-    if config.output is not None:
-        for input_path in sources[0].input_paths or (None,):
-            check_output(config.output, config.overwrite, input_path)
+    identity = {
+        "variables": [{k: v for k, v in p.identity.items() if k != "code"} for p in plans],
+        "code": first.identity["code"],
+    }
+    if config.output is None:
+        return first, identity, False
+    # No checkpoint: like a series job, --resume finds the job done or runs it from the start.
+    if config.resume and holds_result(config.output, identity):
+        return first, identity, True
+    for input_path in first.source.input_paths or (None,):
+        check_output(config.output, config.overwrite, input_path)
+    return first, identity, False
+
+
+def _pass_config(config: JobConfig, spec: str) -> JobConfig:
+    """Return the job of one variable's pass: no output, so nothing written or resumed."""
+    return dataclasses.replace(config, input=spec, output=None, resume=False)
 
 
 def run_passes(
@@ -98,10 +120,9 @@ def run_passes(
     chunks and timing (summed); the other ranks get the first pass's outcome and no layout.
     """
     kernel = loaded[0]
-    on_root(comm, lambda: check_variables(config, kernel, specs))
     outcomes = []
     for index, spec in enumerate(specs):
-        one = dataclasses.replace(config, input=spec, output=None)
+        one = _pass_config(config, spec)
         leading = index == 0  # the start-up and the thread warning are the first pass's
         outcome = execute(
             comm,
@@ -134,7 +155,7 @@ def execute_several(
     comm: MPI.Comm,
     config: JobConfig,
     specs: list[str],
-    app: tuple[Callable[..., Any], Callable[..., dict[str, Any]]],
+    app: tuple[Callable[..., Any], Callable[..., dict[str, Any]], type],
     extra_attrs: dict[str, Any] | None,
     kernel_and_code: tuple[Kernel, dict[str, Any]] | None,
     warn_threads: bool,
@@ -143,11 +164,19 @@ def execute_several(
 ) -> Any:
     """:func:`hpcapp.jobs.app.execute` of several variables: the passes, then one output.
 
-    ``app`` is (``execute``, the provenance of an output) of :mod:`hpcapp.jobs.app`.
+    ``app`` is (``execute``, the provenance of an output, ``Outcome``) of :mod:`hpcapp.jobs.app`.
     """
-    execute, provenance = app
+    execute, provenance, outcome_type = app
     with duplicate(comm) as comm, ExitStack() as cleanup:
+        started = on_root(comm, time.time)
         loaded = kernel_and_code or on_all(comm, lambda: load_with_code(config.kernel))
+        plan, identity, finished = on_root(comm, lambda: check_variables(config, loaded, specs))
+        if finished:
+            output = config.output
+            assert output is not None
+            results = on_root(comm, lambda: read_results(output))
+            labelled = on_root(comm, lambda: opener(output)) if opener else None
+            return outcome_type(plan, results, None, started, True, labelled)
         outcome, layout = run_passes(comm, config, specs, execute, loaded, warn_threads, startup)
         target = config.output
         if target is None and opener is not None:  # as_xarray=True: a scratch file to open
@@ -160,24 +189,28 @@ def execute_several(
             attrs = provenance(
                 comm, config, outcome.plan, outcome.engine, hosts, outcome.started, extra_attrs
             )
-            on_root(comm, lambda: write_several(target, outcome, attrs, layout, specs))
+            on_root(comm, lambda: write_several(target, outcome, attrs, layout, specs, identity))
         labelled = on_root(comm, lambda: opener(target)) if opener and target else None
     return dataclasses.replace(outcome, labelled=labelled)
 
 
 def write_several(
-    target: str, outcome: Any, attrs: dict[str, Any], layout: Any, specs: list[str]
+    target: str,
+    outcome: Any,
+    attrs: dict[str, Any],
+    layout: Any,
+    specs: list[str],
+    identity: dict[str, Any],
 ) -> None:
     """Rank 0: write every variable's results to ``target`` atomically (as one job does)."""
     engine = outcome.engine
-    identities = [dict(outcome.plan.identity, input=spec) for spec in specs]
     attrs = {
         **attrs,
         "input": str(attrs["input"]).rpartition(":")[0]
         + ":"
         + ",".join(spec.rpartition(":")[2] for spec in specs),
         "variables": ",".join(variable_name(spec) for spec in specs),
-        "job_identity": json.dumps(identities, sort_keys=True),
+        "job_identity": json.dumps(identity, sort_keys=True),
     }
     column = TIMING_COLUMNS.index("write")
     try:
