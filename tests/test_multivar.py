@@ -192,3 +192,16 @@ def test_two_ranks_give_the_bits_of_one(shared_dir):
         timing, columns = timing_of(out)
         rows = timing[:, columns.index("rows")]
         assert rows.sum() == 2 * 40 and (rows > 0).all()  # both passes, both ranks reading
+
+
+def test_slurm_checks_every_variable_before_writing_the_script(tmp_path):
+    path = write_pair(tmp_path / "in.nc")
+    script = tmp_path / "job.sh"
+    head = ["slurm", "--nodes", "1", "--time", "10", "--output-script", str(script), "--"]
+    run = ["run", "stats", f"{path}:/tas,/pr", "--over", "time", "-o", str(tmp_path / "o.nc")]
+    done = cli_here([*head, *run])
+    assert done.returncode == 0, done.stderr
+    assert f"{path}:/tas,/pr" in script.read_text()
+    run[2] = f"{path}:/tas,/ps"
+    done = cli_here([*head, *run])
+    assert done.returncode == 2 and "variable /ps has dims" in done.stderr
