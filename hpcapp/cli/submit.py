@@ -77,6 +77,8 @@ def check_run_here(command: list[str], ranks: int = 1) -> Plan | None:
     if command[0] != "run":
         return None
     from hpcapp.cli.parser import parse
+    from hpcapp.io.variables import split_variables
+    from hpcapp.jobs.multivar import check_variables
     from hpcapp.jobs.plan import plan_job
     from hpcapp.jobs.provenance import load_with_code
     from hpcapp.jobs.twopass import first_pass, wants_climatology
@@ -88,6 +90,10 @@ def check_run_here(command: list[str], ranks: int = 1) -> Plan | None:
             # Its climatology is computed first: check that pass (the second needs its file).
             config = first_pass(config)
             kernel, code = load_with_code(config.kernel)
+        specs = split_variables(config.input)
+        if len(specs) > 1:  # several variables: all checked; a pass's memory is one variable's
+            check_variables(config, (kernel, code), specs)
+            config = dataclasses.replace(config, input=specs[0], output=None, resume=False)
         return plan_job(config, kernel, code, estimate_memory=True, ranks=ranks)
     except UsageError as exc:
         raise UsageError(

@@ -22,9 +22,11 @@ from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
 from hpcapp.io.records import with_grid
 from hpcapp.io.results import read_results, read_within
+from hpcapp.io.variables import split_variables
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.inspect import inspect_many
+from hpcapp.jobs.multivar import execute_several, several_summary
 from hpcapp.jobs.plan import (
     ROWS_GATHERED,
     Plan,
@@ -97,6 +99,12 @@ def execute(
     called on rank 0 with the written file (the output, or the scratch file written for it) and
     its value is ``Outcome.labelled``.
     """
+    specs = split_variables(config.input)
+    if len(specs) > 1:  # FILE:/tas,/pr: a pass per variable, one output (jobs/multivar.py)
+        return execute_several(
+            comm, config, specs, (execute, _provenance, Outcome), extra_attrs, kernel_and_code,
+            warn_threads, startup, opener,
+        )  # fmt: skip
     with duplicate(comm) as comm, Interrupts() as interrupts, ExitStack() as cleanup:
         # One clock for the report and the file's wall_seconds: from the process's start, when
         # the entry point recorded it (start-up is counted from there too).
@@ -302,6 +310,8 @@ def run_job(
             weights=plan.weights.method if plan.weights is not None else None,
             regions=plan.zones.regions.describe() if plan.zones and plan.zones.regions else None,
         )
+        if config.input and len(split_variables(config.input)) > 1:
+            report = several_summary(report, plan.source, config.input)
         print(report + series_line(outcome.engine))
     return 0
 

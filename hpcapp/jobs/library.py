@@ -88,7 +88,8 @@ def run(
     its disk, deleted at the end: at most 1 GiB of them (``ROWS_GATHERED``), else the job is
     refused before any work (a built-in kernel) or after its first chunk (a user kernel) with
     one line saying to give an output. With an output, per-row results over 1 GiB stay in the
-    file, and a warning says so.
+    file, and a warning says so. Several variables (``"f.nc:/tas,/pr"``) are keyed
+    ``"VARIABLE/KEY"`` (``results["tas/mean"]``, ``results["pr/mean"]``).
 
     ``as_xarray=True`` returns an ``xarray.Dataset`` instead (xarray must be installed): the
     output file as ``xr.open_dataset`` opens it (lazily; close it when done), or without an
