@@ -40,7 +40,7 @@ def test_every_benchmark_has_a_smoke_test():
 def test_peers_runs_every_contender(tmp_path):
     result = run_tiny("peers", tmp_path, "--out", str(tmp_path))
     have_dask = "dask is not installed" not in " ".join(result["notes"])
-    expected = {"read", "stats", "mpi-stats", "dask", "pool", "trivial", "mpi-sum"}
+    expected = {"read", "stats", "mpi-stats", "mpi-numba", "dask", "pool", "trivial", "mpi-sum"}
     expected -= set() if have_dask else {"dask"}
     for shape in ("1-D float64", "2-D x8 float32"):
         rows = {row["contender"]: row for row in result["contenders"] if row["shape"] == shape}

@@ -84,6 +84,8 @@ def contender_command(runner: Runner, key: str, job: Job) -> list[str]:
         return runner.mpi(job.ranks, *mpi_script, "--work", "read")
     if key == "mpi-stats":
         return runner.mpi(job.ranks, *mpi_script, "--work", "stats", *hist)
+    if key == "mpi-numba":
+        return runner.mpi(job.ranks, *mpi_script, "--work", "numba", *hist)
     if key == "mpi-sum":
         return runner.mpi(job.ranks, *mpi_script, "--work", "sum")
     if key == "dask":
@@ -169,6 +171,7 @@ def cross_check(results: dict[str, dict[str, Any]], where: str) -> list[str]:
     """Check that contenders computing the same things agree; return the disagreements."""
     failures = []
     pairs = [("stats", "mpi-stats", 1e-6), ("dask", "mpi-stats", 1e-6), ("pool", "mpi-stats", 1e-6)]
+    pairs.append(("mpi-numba", "mpi-stats", 1e-6))
     pairs.append(("trivial", "mpi-sum", 1e-4))  # float32 chunk sums, added in another order
     for key, reference, rtol in pairs:
         if key in results and reference in results:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from .partials import COMBINE, WORKS, new_partial, read_slab, slab, summary, update
+from .partials import COMBINE, WORKS, new_partial, read_slab, slab, summary, update, warm
 
 
 def parse() -> argparse.Namespace:
@@ -49,6 +49,7 @@ def main() -> None:
     comm = MPI.COMM_WORLD
     path, name = args.input.rsplit(":", 1)
     value_range = tuple(float(v) for v in args.range.split(","))
+    warm(args.work)  # its compiled loop ready, as hpcapp's is when its clock starts
     comm.Barrier()  # everyone starts the clock together
     began = MPI.Wtime()  # opening the file counts, as it does in hpcapp's read time
     with h5py.File(path, "r", locking=False) as h5:
