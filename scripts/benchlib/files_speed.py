@@ -25,7 +25,7 @@ import numpy as np
 from hpcapp.io.results import read_results
 
 from .files_startup import stats_job
-from .harness import Runner, int_list, markdown, say, scratch
+from .harness import Runner, int_list, say, scratch, versus_table
 
 XARRAY = """
 import sys
@@ -143,14 +143,8 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """Return the README's table: best seconds of every contender, and how its mean compares."""
-    best = min(r["seconds"] for r in result["rows"] if r["contender"].startswith("hpcapp"))
-    cells = []
-    for row in result["rows"]:
-        if "bitwise_equal_to_first" in row:
-            note = "bitwise = first" if row["bitwise_equal_to_first"] else "DIFFERS"
-        else:
-            note = f"max relative difference {row['max_relative_difference']:.1e}"
-        cells.append(
-            [row["contender"], f"{row['seconds']:.2f}", f"{row['seconds'] / best:.2f}x", note]
-        )
-    return markdown(["contender", "seconds", "vs best hpcapp", "mean"], cells)
+    return versus_table(
+        result["rows"],
+        "mean",
+        lambda row: f"max relative difference {row['max_relative_difference']:.1e}",
+    )

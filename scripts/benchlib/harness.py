@@ -207,3 +207,21 @@ def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def versus_table(rows: Sequence[dict[str, Any]], column: str, difference: Any) -> str:
+    """Return contenders' seconds, against the fastest hpcapp run, and how each result compares.
+
+    A row with ``bitwise_equal_to_first`` is an hpcapp run (its bits against the first's); any
+    other says how far it is in ``difference(row)``.
+    """
+    best = min(r["seconds"] for r in rows if r["contender"].startswith("hpcapp"))
+    cells = []
+    for row in rows:
+        if "bitwise_equal_to_first" in row:
+            note = "bitwise = first" if row["bitwise_equal_to_first"] else "DIFFERS"
+        else:
+            note = difference(row)
+        seconds = row["seconds"]
+        cells.append([row["contender"], f"{seconds:.2f}", f"{seconds / best:.2f}x", note])
+    return markdown(["contender", "seconds", "vs best hpcapp", column], cells)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .files_startup import stats_job
-from .harness import Runner, int_list, markdown, say, scratch
+from .harness import Runner, int_list, say, scratch, versus_table
 
 XARRAY = """
 import sys
@@ -184,16 +184,9 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """Return the README's table: best seconds of every contender, and how its mean compares."""
-    best = min(r["seconds"] for r in result["rows"] if r["contender"].startswith("hpcapp"))
-    cells = []
-    for row in result["rows"]:
-        if "bitwise_equal_to_first" in row:
-            note = "bitwise = first" if row["bitwise_equal_to_first"] else "DIFFERS"
-        else:
-            note = f"max relative difference {row['max_relative_difference']:.1e}"
-            if row.get("same_months") is False:
-                note += ", OTHER MONTHS"
-        cells.append(
-            [row["contender"], f"{row['seconds']:.2f}", f"{row['seconds'] / best:.2f}x", note]
-        )
-    return markdown(["contender", "seconds", "vs best hpcapp", "monthly mean"], cells)
+
+    def difference(row: dict[str, Any]) -> str:
+        note = f"max relative difference {row['max_relative_difference']:.1e}"
+        return note + (", OTHER MONTHS" if row.get("same_months") is False else "")
+
+    return versus_table(result["rows"], "monthly mean", difference)

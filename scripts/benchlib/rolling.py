@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .harness import Runner, int_list, markdown, say, scratch
+from .harness import Runner, int_list, say, scratch, versus_table
 
 XARRAY = """
 import sys
@@ -143,14 +143,8 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """Return the README's table: seconds, against the fastest hpcapp, and the differences."""
-    best = min(r["seconds"] for r in result["rows"] if r["contender"].startswith("hpcapp"))
-    cells = []
-    for row in result["rows"]:
-        if "bitwise_equal_to_first" in row:
-            note = "bitwise = first" if row["bitwise_equal_to_first"] else "DIFFERS"
-        else:
-            note = f"max |difference| {row['max_abs_difference']:.1e} K"
-        cells.append(
-            [row["contender"], f"{row['seconds']:.2f}", f"{row['seconds'] / best:.2f}x", note]
-        )
-    return markdown(["contender", "seconds", "vs best hpcapp", "running mean"], cells)
+    return versus_table(
+        result["rows"],
+        "running mean",
+        lambda row: f"max |difference| {row['max_abs_difference']:.1e} K",
+    )
