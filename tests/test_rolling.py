@@ -131,9 +131,43 @@ def test_the_memory_estimate_counts_the_halo(tmp_path):
     spec = write_grid(tmp_path / "in.nc", shape=(40, 2, 3), bounds=False)
     chunk = {}
     for window in (1, 9):
-        values = {"kernel": "rolling", "input": spec, "params": {"window": window}}
+        values = {"kernel": "rolling", "input": spec, "params": {"window": window, "stat": "max"}}
         config = make_job_config(values, {}, output_required=False)
         resolved = resolve_data(config, load_kernel("rolling"))
         chunk[window] = estimate(resolved.kernel, resolved.source, resolved.params, 4, 10)["chunk"]
     # 8 records more are read around each chunk of 4: three times the chunk's bytes.
     assert chunk[9] == 3 * chunk[1]
+
+
+@pytest.mark.parametrize("stat", ["mean", "sum"])
+@pytest.mark.parametrize(("window", "center"), [(4, False), (5, True), (12, True)])
+def test_running_sums_restart_at_global_anchors_whatever_the_chunks(
+    tmp_path, monkeypatch, stat, window, center
+):
+    """Anchors every 5 records: chunks of 7 and 3 start between them, yet give one result."""
+    import hpcapp.kernels.rolling as rolling
+
+    monkeypatch.setattr(rolling, "BLOCK", 5)
+    path = tmp_path / "in.nc"
+    spec = write_grid(path, shape=(41, 3, 4), bounds=False, missing=0.25)
+    params = {"window": window, "stat": stat, "center": center, "min_periods": 1}
+    results = [run_here("rolling", spec, params=params, chunk_rows=rows) for rows in (7, 1, 3, 41)]
+    expected = xarray_rolling(path, "tas", window, stat, center, 1)
+    np.testing.assert_allclose(results[0]["rolling"], expected, rtol=1e-12, atol=1e-12)
+    for other in results[1:]:
+        assert other["rolling"].tobytes() == results[0]["rolling"].tobytes()
+
+
+def test_an_infinity_leaving_the_window_leaves_no_nan(tmp_path):
+    """An inf enters and leaves the running sum's windows: theirs are summed directly."""
+    stored = np.random.default_rng(4).normal(size=(30, 2, 3))
+    stored[3, 0, 0], stored[20, 1, 2], stored[21, 1, 2] = np.inf, np.inf, -np.inf
+    spec = write_netcdf(tmp_path / "in.nc", stored)
+    for stat in ("sum", "mean"):
+        with np.errstate(invalid="ignore"):  # inf - inf in the window holding both
+            expected = xarray_rolling(tmp_path / "in.nc", "tas", 4, stat, False, None)
+        assert np.isfinite(expected[7:20, 0, 0]).all() and np.isnan(expected[21:24, 1, 2]).all()
+        for rows in (1, 7, 30):
+            got = run_here("rolling", spec, params={"window": 4, "stat": stat}, chunk_rows=rows)
+            np.testing.assert_array_equal(np.isnan(got["rolling"]), np.isnan(expected))
+            np.testing.assert_allclose(got["rolling"], expected, rtol=1e-12, atol=1e-12)

@@ -23,6 +23,7 @@ from hpcapp.kernels.hookspec import (
     ChunkCoords,
     CoordGrid,
     Extended,
+    Halo,
     InputInfo,
     Partial,
 )
@@ -156,7 +157,7 @@ class Kernel:
         if self.times:
             extra["times"] = times
         if self.halo is not None:
-            extra["halo"] = tuple(item.halo)
+            extra["halo"] = Halo(*item.halo, start=item.start)
         if self.coords:
             grid = self.coord_grid or CoordGrid()
             extra["coords"] = grid.chunk(item.data, times, item.start)

@@ -26,6 +26,26 @@ DEFAULT_OVER = (0,)
 JOB_GIVEN = ("over", "times", "halo", "coords")
 
 
+class Halo(tuple[int, int]):
+    """``(before, after)``, given as ``halo`` to a kernel declared ``halo=``; ``start`` too.
+
+    ``start``: the index in the (selected) input of the chunk's first record, its halo's
+    included (0 for a plain array), for a kernel whose results depend on where records sit.
+    """
+
+    start: int
+
+    def __new__(cls, before: int, after: int, start: int = 0) -> Halo:
+        """Return the halo ``(before, after)`` of a chunk whose first record is ``start``."""
+        made = super().__new__(cls, (before, after))
+        made.start = start
+        return made
+
+    def __getnewargs__(self) -> tuple[int, int, int]:
+        """Return what a copy is made from (pickle): ``start`` too."""
+        return (self[0], self[1], self.start)
+
+
 class Extended(NamedTuple):
     """A chunk with what its kernel declares it needs besides the values (issue 22).
 

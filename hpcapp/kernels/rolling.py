@@ -7,10 +7,21 @@ with fewer than ``min_periods`` values (default ``K``) gives NaN, windows run pa
 ends with nothing there, and ``std`` has ddof 0 (xarray's default).
 
 The kernel is declared with a halo: each chunk comes with the records its first and last
-windows reach into (:mod:`hpcapp.io.records`). Every output row is computed from its own window
-alone, adding its records in window order in float64: no running sum crosses rows, so the bits
-do not depend on how records are cut into chunks, nor on the rank count. Results are float64,
-or float32 for float32 data (rounded once from float64), as xarray keeps float32.
+windows reach into (:mod:`hpcapp.io.records`). ``std``, ``min`` and ``max`` compute every
+output row from its own window alone, adding its records in window order in float64. ``mean``
+and ``sum`` keep a running float64 sum (and count) restarted at fixed global anchors, every
+``BLOCK`` records of the input: an anchor's window is summed directly in window order, each
+later record adds the value entering its window and subtracts the one leaving it
+(:mod:`hpcapp.kernels._rolling_sums`), so each costs O(1) instead of O(K); their chunks come
+with ``BLOCK - 1`` more records before them, back to their first record's anchor. Either way
+every row is computed by the same operations whatever chunk it falls in: the bits do not
+depend on how records are cut into chunks, nor on the rank count. A running sum rounds at most
+``2 * BLOCK`` times more than a direct one, each rounding at most half an ulp of a partial sum
+bounded by ``K`` times the largest value in the block's windows: an absolute error at most
+about ``BLOCK * K * 2**-53 * max|x|`` (1e-12 of ``max|x|`` for ``BLOCK`` 64 and K 31; a
+value far larger than its neighbours costs them that precision until the next anchor).
+Results are float64, or float32 for float32 data (rounded once from float64), as xarray keeps
+float32.
 """
 
 from __future__ import annotations
@@ -24,12 +35,22 @@ from hpcapp.kernels.api import kernel
 from hpcapp.kernels.hookspec import InputInfo, Partial
 
 STATS = ("mean", "sum", "std", "min", "max")
+# Running sums restart at every BLOCK-th record of the input (mean, sum): a longer block reads
+# fewer anchors' whole windows but more records before each chunk, and rounds more.
+BLOCK = 64
 
 
-def window_halo(params: Mapping[str, Any]) -> tuple[int, int]:
+def window_reach(params: Mapping[str, Any]) -> tuple[int, int]:
     """Return the records before and after a record that its window takes."""
     size = int(params["window"])
     return (size // 2, (size - 1) // 2) if params.get("center") else (size - 1, 0)
+
+
+def window_halo(params: Mapping[str, Any]) -> tuple[int, int]:
+    """Return the records a chunk needs around it: its windows', back to its anchor's (sums)."""
+    before, after = window_reach(params)
+    running = params.get("stat", "mean") in ("mean", "sum")
+    return (before + BLOCK - 1, after) if running else (before, after)
 
 
 def check_rolling(params: Mapping[str, Any], data: InputInfo) -> None:
@@ -68,7 +89,10 @@ def rolling(
     halo: Any = (0, 0),
 ) -> Partial:
     """Moving mean, sum, std, min or max over -p window=K records (as xarray's rolling)."""
-    reach = window_halo({"window": window, "center": center})
+    reach = window_reach({"window": window, "center": center})
+    least = window if min_periods is None else min_periods
+    if stat in ("mean", "sum"):
+        return {"rolling": _running(np.asarray(chunk), halo, reach, stat == "mean", least)}
     values = _padded(np.asarray(chunk), tuple(halo), reach)
     own = len(values) - reach[0] - reach[1]
     count = np.zeros((own, *values.shape[1:]), np.int64)
@@ -96,7 +120,23 @@ def rolling(
                 part = values[k : k + own]
                 squares += np.where(np.isnan(part), 0.0, (part - mean) ** 2)
             result = np.sqrt(squares / count)
-    least = window if min_periods is None else min_periods
     result = np.where(count >= least, result, np.nan)
     dtype = np.float32 if np.asarray(chunk).dtype == np.float32 else np.float64
     return {"rolling": result.astype(dtype, copy=False)}
+
+
+def _running(
+    chunk: np.ndarray, halo: Any, reach: tuple[int, int], mean: bool, least: int
+) -> np.ndarray:
+    """Return the running window means or sums of the chunk's own records (BLOCK anchors)."""
+    from hpcapp.kernels._rolling_sums import running_sums
+
+    before, after = halo
+    first = getattr(halo, "start", 0)  # a plain array: the input's first records
+    dtype = np.float32 if chunk.dtype == np.float32 else np.float64
+    data = chunk.reshape(len(chunk), -1)
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    out = np.empty((len(chunk) - before - after, data.shape[1]), dtype)
+    running_sums(data, first, before, reach[0], reach[1], BLOCK, mean, least, out)
+    return out.reshape(len(out), *chunk.shape[1:])
