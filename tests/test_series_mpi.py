@@ -13,6 +13,7 @@ JOBS = {
     "trend": {},
     "rolling": {"params": {"window": 5, "stat": "std", "center": True, "min_periods": 2}},
     "rolling-min": {"params": {"window": 4, "stat": "min"}, "schedule": "dynamic"},
+    "rolling-mean": {"params": {"window": 7, "stat": "mean", "center": True}},  # running sums
     "anomaly": {"params": {"standardize": True}},
 }
 
