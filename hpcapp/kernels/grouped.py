@@ -92,18 +92,18 @@ def _merge_grouped(
             out[key] = np.empty((len(shared), *left[key].shape[1:]), dtype)
     step = _block(left, keys) if elementwise else 1
     for first in range(0, len(shared), step):
-        pick_left = left_shared[first : first + step]
-        pick_right = right_shared[first : first + step]
+        pick_left = _run(left_shared[first : first + step])
+        pick_right = _run(right_shared[first : first + step])
         if elementwise:
             block = kern.merge(
-                {key: left[key][pick_left] for key in keys},
-                {key: right[key][pick_right] for key in keys},
+                _rows(left, keys, pick_left, consume), _rows(right, keys, pick_right, consume)
             )
         else:
-            block = kern.merge(_slice(left, pick_left[0]), _slice(right, pick_right[0]))
+            block = kern.merge(_slice(left, left_shared[first]), _slice(right, right_shared[first]))
             block = {key: np.asarray(value)[np.newaxis] for key, value in block.items()}
+        rows = _run(at_shared[first : first + step])
         for key in keys:
-            _put(kern, out, key, at_shared[first : first + step], np.asarray(block[key]))
+            _put(kern, out, key, rows, np.asarray(block[key]))
     if out is left or out is right:
         return out
     return _union(left, right, keys, left_shared, right_shared, out, consume)
@@ -141,17 +141,51 @@ def _union(
     right_pos = np.searchsorted(labels, right_labels)
     left_only = np.setdiff1d(np.arange(len(left_labels)), left_shared, assume_unique=True)
     right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
+    # Left holding earlier periods than right (sharing at most the boundary one): each side is
+    # one run of the union, laid out by slices; the shared rows are then overwritten.
+    left_at, right_at = _run(left_pos), _run(right_pos)
+    runs = isinstance(left_at, slice) and isinstance(right_at, slice)
     out: Partial = {GROUP_KEY: labels.astype(np.int64)}
     for key in keys:
-        shape = (len(labels), *left[key].shape[1:])
-        array = np.empty(shape, np.result_type(left[key], right[key], merged[key]))
-        array[left_pos[left_only]] = left[key][left_only]
-        array[right_pos[right_only]] = right[key][right_only]
-        array[left_pos[left_shared]] = merged.pop(key)
+        dtype = np.result_type(left[key], right[key], merged[key])
+        if consume and not len(left_labels) and right[key].dtype == dtype:
+            array = right[key]  # nothing to add to the right side's groups: no copy
+        elif consume and not len(right_labels) and left[key].dtype == dtype:
+            array = left[key]
+        elif runs:
+            array = np.empty((len(labels), *left[key].shape[1:]), dtype)
+            array[left_at] = left[key]
+            array[right_at] = right[key]
+            array[_run(left_pos[left_shared])] = merged.pop(key)
+        else:
+            array = np.empty((len(labels), *left[key].shape[1:]), dtype)
+            array[left_pos[left_only]] = left[key][left_only]
+            array[right_pos[right_only]] = right[key][right_only]
+            array[left_pos[left_shared]] = merged.pop(key)
         if consume:
             del left[key], right[key]
         out[key] = array
     return out
+
+
+def _run(index: np.ndarray) -> slice | np.ndarray:
+    """Return ``index`` as a slice when its positions are one increasing run, else as it is."""
+    if not len(index):
+        return slice(0, 0)
+    first, last = int(index[0]), int(index[-1])
+    if last - first + 1 == len(index) and (len(index) < 3 or bool((np.diff(index) == 1).all())):
+        return slice(first, last + 1)
+    return index
+
+
+def _rows(partial: Partial, keys: list[str], at: slice | np.ndarray, consume: bool) -> Partial:
+    """Return the groups ``at`` of each key: views when ``partial`` is dropped after, else copies.
+
+    A merge that wrote into its inputs would change the caller's partial through a view.
+    """
+    if consume or not isinstance(at, slice):  # a fancy index copies already
+        return {key: partial[key][at] for key in keys}
+    return {key: partial[key][at].copy() for key in keys}
 
 
 def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarray) -> None:
