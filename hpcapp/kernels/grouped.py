@@ -32,6 +32,8 @@ GROUP_KEY = "__group__"  # the labels present in a grouped partial
 RESULT_KEY = "group"  # the labels in the finished results (unless named: month, ...)
 # Results that do not depend on the group (the histogram's shared edges): kept once.
 SHARED = ("hist_edges",)
+# Runs of groups laid out by slices in a union; more (interleaved labels) take one fancy index.
+MAX_RUNS = 8
 
 
 class Labelled(NamedTuple):
@@ -141,10 +143,11 @@ def _union(
     right_pos = np.searchsorted(labels, right_labels)
     left_only = np.setdiff1d(np.arange(len(left_labels)), left_shared, assume_unique=True)
     right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
-    # Left holding earlier periods than right (sharing at most the boundary one): each side is
-    # one run of the union, laid out by slices; the shared rows are then overwritten.
-    left_at, right_at = _run(left_pos), _run(right_pos)
-    runs = isinstance(left_at, slice) and isinstance(right_at, slice)
+    # Left holding earlier periods than right (sharing at most the boundary one, or wrapping
+    # round a year): each side is a few runs of the union, laid out by slices; the shared rows
+    # are then overwritten by the merged ones.
+    left_runs, right_runs = _runs(left_pos), _runs(right_pos)
+    runs = len(left_runs) + len(right_runs) <= MAX_RUNS
     out: Partial = {GROUP_KEY: labels.astype(np.int64)}
     for key in keys:
         dtype = np.result_type(left[key], right[key], merged[key])
@@ -154,8 +157,9 @@ def _union(
             array = left[key]
         elif runs:
             array = np.empty((len(labels), *left[key].shape[1:]), dtype)
-            array[left_at] = left[key]
-            array[right_at] = right[key]
+            for side, side_runs in ((left[key], left_runs), (right[key], right_runs)):
+                for into, source in side_runs:
+                    array[into] = side[source]
             array[_run(left_pos[left_shared])] = merged.pop(key)
         else:
             array = np.empty((len(labels), *left[key].shape[1:]), dtype)
@@ -178,6 +182,18 @@ def _run(index: np.ndarray) -> slice | np.ndarray:
     return index
 
 
+def _runs(positions: np.ndarray) -> list[tuple[slice, slice]]:
+    """Split increasing ``positions`` into runs: (where in the union, which rows of the side)."""
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    starts = [0, *breaks.tolist()]
+    stops = [*breaks.tolist(), len(positions)]
+    return [
+        (slice(int(positions[a]), int(positions[b - 1]) + 1), slice(a, b))
+        for a, b in zip(starts, stops, strict=True)
+        if b > a
+    ]
+
+
 def _rows(partial: Partial, keys: list[str], at: slice | np.ndarray, consume: bool) -> Partial:
     """Return the groups ``at`` of each key: views when ``partial`` is dropped after, else copies.
 
@@ -188,7 +204,7 @@ def _rows(partial: Partial, keys: list[str], at: slice | np.ndarray, consume: bo
     return {key: partial[key][at].copy() for key in keys}
 
 
-def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarray) -> None:
+def _put(kern: Kernel, out: Partial, key: str, rows: slice | np.ndarray, value: np.ndarray) -> None:
     """Write merged groups into ``out[key]`` at ``rows`` (promoting its dtype if need be)."""
     array = out[key]
     if value.shape[1:] != array.shape[1:]:
