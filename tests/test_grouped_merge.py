@@ -6,8 +6,15 @@ from helpers import run_here, write_dataset
 
 from hpcapp.io import memory_groups
 from hpcapp.kernels import grouped_stats, nd
-from hpcapp.kernels.grouped import GROUP_KEY, Labelled, consuming_merge, group_kernel
+from hpcapp.kernels.grouped import (
+    GROUP_KEY,
+    NO_GROUP,
+    Labelled,
+    consuming_merge,
+    group_kernel,
+)
 from hpcapp.kernels.grouped_stats import by_record
+from hpcapp.kernels.packed import LinearUnpack, Packed
 
 PARAMS = {"bins": 64, "range": None, "over": (0,)}
 
@@ -208,3 +215,27 @@ def test_merge_has_the_bits_of_merging_group_by_group(left_labels, right_labels)
     expected = merged_by_hand(left, right)
     assert_same_bits(kern.merge(copied(left), copied(right)), expected)
     assert_same_bits(consuming_merge(kern)(left, right), expected)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [5, 1, 4, 2, 3, 0],  # one record per group: the vectorised path, on decoded values
+        [0, 0, 0, 1, 1, 2],  # group by group, each group's stored rows
+        [NO_GROUP, 0, 0, NO_GROUP, 1, 1],  # records in no group left out
+        [NO_GROUP] * 6,  # no group at all: the keys and dtypes only
+        [3] * 6,  # one group
+    ],
+)
+@pytest.mark.parametrize("cells", [(4,), (150, 150)])  # numpy path, compiled path (one group)
+def test_packed_chunks_give_the_bits_of_decoded_ones(labels, cells):
+    unpack = LinearUnpack("i2", "float32", fills=(-32767,), keep_lo=-32767, keep_hi=32767,
+                          scale=0.01, offset=273.15)  # fmt: skip
+    rng = np.random.default_rng(5)
+    stored = rng.integers(-3000, 3000, (6, *cells), dtype=np.int16)
+    stored[rng.random(stored.shape) < 0.1] = -32767
+    labels = np.asarray(labels, np.int64)
+    kern = group_kernel(nd.stats)
+    assert kern.packed
+    got = kern.func(Labelled(Packed(stored, unpack), labels), **PARAMS)
+    assert_same_bits(got, kern.func(Labelled(unpack.decode(stored), labels), **PARAMS))

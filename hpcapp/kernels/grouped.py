@@ -8,6 +8,8 @@ key holds that key's per-group partials stacked on a new leading axis. So the re
 MPI packing and checkpoints carry it unchanged. Merging takes the union of labels and merges a
 label present on both sides with the kernel's own merge (left first), so every group's partials
 combine in the fixed chunk-tree order: bitwise the same on any rank count, schedule or resume.
+A kernel declared ``packed`` (the built-in stats) gets ``Labelled(Packed(stored, unpack), ...)``
+and each group's rows as ``Packed`` too: it decodes them in its own compiled pass, as ungrouped.
 Nothing here imports MPI.
 """
 
@@ -24,6 +26,7 @@ from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped_stats import by_record, finish_in_blocks
 from hpcapp.kernels.hookspec import Partial
+from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import as_partial, with_attrs
 
 # The label of a record in no group (a masked time): left out, as xarray's groupby leaves NaT.
@@ -214,6 +217,11 @@ def _put(kern: Kernel, out: Partial, key: str, rows: slice | np.ndarray, value: 
     array[rows] = value
 
 
+def _repack(packed: Packed | None, stored: np.ndarray) -> Any:
+    """Return rows of a chunk's stored values as the kernel takes them: Packed if it came so."""
+    return packed.with_stored(stored) if packed is not None else stored
+
+
 def _rows_of(data: np.ndarray, labels: np.ndarray, label: int) -> np.ndarray:
     """Return the records of group ``label`` in record order: a view when they are one run."""
     where = np.flatnonzero(labels == label)
@@ -241,7 +249,8 @@ def _no_groups(kern: Kernel, row: Any, params: dict[str, Any]) -> Partial:
     The kernel runs on one row (of a chunk whose records are in no group) only to learn them:
     partials merge only with the same keys.
     """
-    part = as_partial(kern.apply(row, params, n_rows=len(row)), kern.name)
+    n_rows = len(row.stored) if isinstance(row, Packed) else len(row)
+    part = as_partial(kern.apply(row, params, n_rows=n_rows), kern.name)
     empty = {key: np.asarray(value)[np.newaxis][:0] for key, value in part.items()}
     return {GROUP_KEY: np.empty(0, np.int64), **empty}
 
@@ -289,19 +298,24 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
 
     def func(item: Labelled, **params: Any) -> Partial:
         data, labels = item
+        # Packed (a kernel declared ``packed``): a group's rows are those of the stored values.
+        packed = data if isinstance(data, Packed) else None
+        stored = packed.stored if packed is not None else data
         grouped = labels != NO_GROUP
         if not grouped.all():
             if not grouped.any():
-                return _no_groups(kern, data[:1], params)
-            data, labels = data[grouped], labels[grouped]
+                return _no_groups(kern, _repack(packed, stored[:1]), params)
+            stored, labels = stored[grouped], labels[grouped]
         present = np.unique(labels)
-        fast = by_record(kern, data, labels, present, params)
+        fast = by_record(kern, _repack(packed, stored), labels, present, params)
         if fast is not None:  # the built-in stats, one record per group: one vectorised call
             return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []
         for label in present:
-            rows = data if len(present) == 1 else _rows_of(data, labels, label)
-            part = as_partial(kern.apply(rows, params, n_rows=len(rows)), kern.name)
+            rows = stored if len(present) == 1 else _rows_of(stored, labels, label)
+            part = as_partial(
+                kern.apply(_repack(packed, rows), params, n_rows=len(rows)), kern.name
+            )
             problem = key_problem(kern, part)
             if problem:
                 raise DeclarationError(problem)
@@ -350,5 +364,5 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
         validate=None,
         elementwise=False,
         returns=None,  # the grouped partial's keys: the labels and the kernel's, stacked
-        packed=False,  # chunks come Labelled, with their values decoded
+        packed=kern.packed,  # chunks come Labelled; Packed ones only to a kernel taking them
     )
