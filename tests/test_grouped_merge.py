@@ -6,8 +6,15 @@ from helpers import run_here, write_dataset
 
 from hpcapp.io import memory_groups
 from hpcapp.kernels import grouped_stats, nd
-from hpcapp.kernels.grouped import GROUP_KEY, Labelled, consuming_merge, group_kernel
+from hpcapp.kernels.grouped import (
+    GROUP_KEY,
+    NO_GROUP,
+    Labelled,
+    consuming_merge,
+    group_kernel,
+)
 from hpcapp.kernels.grouped_stats import by_record
+from hpcapp.kernels.packed import LinearUnpack, Packed
 
 PARAMS = {"bins": 64, "range": None, "over": (0,)}
 
@@ -169,3 +176,66 @@ def test_rank_zero_holds_more_on_two_ranks_than_its_share_alone():
     assert one == memory_groups.tree_peak(9, 129, 1096, 366, 0.2)
     two = memory_groups.rank_peak(9, 2, 129, 1096, 366, 0.2)
     assert two > memory_groups.tree_peak(5, 129, 1096, 366, 0.2)
+
+
+def merged_by_hand(left, right):
+    """The grouped merge made one ``nd.stats.merge`` per shared label: the reference."""
+    labels = np.union1d(left[GROUP_KEY], right[GROUP_KEY])
+    keys = [key for key in left if key != GROUP_KEY]
+    rows = []
+    for label in labels:
+        sides = [
+            {key: side[key][np.flatnonzero(side[GROUP_KEY] == label)[0]] for key in keys}
+            for side in (left, right)
+            if label in side[GROUP_KEY]
+        ]
+        rows.append(nd.stats.merge(*sides) if len(sides) == 2 else sides[0])
+    return {GROUP_KEY: labels, **{key: np.stack([row[key] for row in rows]) for key in keys}}
+
+
+@pytest.mark.parametrize(
+    "left_labels,right_labels",
+    [
+        ([1, 2], [2, 3]),  # neighbours sharing the boundary group: one run a side
+        ([9, 10, 11], [1, 11, 12]),  # round a year's end: the right side in two runs
+        ([1, 2, 3, 4, 5, 6], [6, 7, 8, 9, 10, 11, 12]),
+        ([2, 4, 6, 8, 10, 12, 14, 16, 18], [1, 3, 5, 7, 9, 11, 13, 15, 17]),  # too many runs
+        ([1, 2, 3, 8], [2, 4, 8, 9]),
+        ([], [4, 5]),  # a side in no group: the other taken as it is
+        ([4, 5], []),
+    ],
+)
+def test_merge_has_the_bits_of_merging_group_by_group(left_labels, right_labels):
+    kern = group_kernel(nd.stats)
+    empty = grouped([1], 3)
+    left, right = (
+        grouped(labels, seed) if labels else {k: v[:0] for k, v in empty.items()}
+        for labels, seed in ((left_labels, 1), (right_labels, 2))
+    )
+    expected = merged_by_hand(left, right)
+    assert_same_bits(kern.merge(copied(left), copied(right)), expected)
+    assert_same_bits(consuming_merge(kern)(left, right), expected)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [5, 1, 4, 2, 3, 0],  # one record per group: the vectorised path, on decoded values
+        [0, 0, 0, 1, 1, 2],  # group by group, each group's stored rows
+        [NO_GROUP, 0, 0, NO_GROUP, 1, 1],  # records in no group left out
+        [NO_GROUP] * 6,  # no group at all: the keys and dtypes only
+        [3] * 6,  # one group
+    ],
+)
+@pytest.mark.parametrize("cells", [(4,), (150, 150)])  # numpy path, compiled path (one group)
+def test_packed_chunks_give_the_bits_of_decoded_ones(labels, cells):
+    unpack = LinearUnpack("i2", "float32", fills=(-32767,), keep_lo=-32767, keep_hi=32767,
+                          scale=0.01, offset=273.15)  # fmt: skip
+    rng = np.random.default_rng(5)
+    stored = rng.integers(-3000, 3000, (6, *cells), dtype=np.int16)
+    stored[rng.random(stored.shape) < 0.1] = -32767
+    labels = np.asarray(labels, np.int64)
+    kern = group_kernel(nd.stats)
+    assert kern.packed
+    got = kern.func(Labelled(Packed(stored, unpack), labels), **PARAMS)
+    assert_same_bits(got, kern.func(Labelled(unpack.decode(stored), labels), **PARAMS))

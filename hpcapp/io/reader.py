@@ -16,6 +16,7 @@ import numpy as np
 
 from hpcapp.errors import HpcappError
 from hpcapp.io.sources.base import Chunk, ReadError, Rows, ShouldStop
+from hpcapp.kernels.packed import Packed
 from hpcapp.partition import ChunkList, chunk_bounds
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def read_chunks(
                 return
             start, _ = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
             item = decode(_read_or_error(rows, source, chunk_index, chunk_rows, buffer), start)
-            if grouping is not None and isinstance(item, np.ndarray):
+            if grouping is not None and isinstance(item, np.ndarray | Packed):  # not an error
                 item = _labelled(rows, source, grouping, chunk_index, chunk_rows, item)
             yield chunk_index, item
 

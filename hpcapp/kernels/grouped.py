@@ -8,6 +8,8 @@ key holds that key's per-group partials stacked on a new leading axis. So the re
 MPI packing and checkpoints carry it unchanged. Merging takes the union of labels and merges a
 label present on both sides with the kernel's own merge (left first), so every group's partials
 combine in the fixed chunk-tree order: bitwise the same on any rank count, schedule or resume.
+A kernel declared ``packed`` (the built-in stats) gets ``Labelled(Packed(stored, unpack), ...)``
+and each group's rows as ``Packed`` too: it decodes them in its own compiled pass, as ungrouped.
 Nothing here imports MPI.
 """
 
@@ -24,6 +26,7 @@ from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped_stats import by_record, finish_in_blocks
 from hpcapp.kernels.hookspec import Partial
+from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import as_partial, with_attrs
 
 # The label of a record in no group (a masked time): left out, as xarray's groupby leaves NaT.
@@ -32,6 +35,8 @@ GROUP_KEY = "__group__"  # the labels present in a grouped partial
 RESULT_KEY = "group"  # the labels in the finished results (unless named: month, ...)
 # Results that do not depend on the group (the histogram's shared edges): kept once.
 SHARED = ("hist_edges",)
+# Runs of groups laid out by slices in a union; more (interleaved labels) take one fancy index.
+MAX_RUNS = 8
 
 
 class Labelled(NamedTuple):
@@ -92,18 +97,18 @@ def _merge_grouped(
             out[key] = np.empty((len(shared), *left[key].shape[1:]), dtype)
     step = _block(left, keys) if elementwise else 1
     for first in range(0, len(shared), step):
-        pick_left = left_shared[first : first + step]
-        pick_right = right_shared[first : first + step]
+        pick_left = _run(left_shared[first : first + step])
+        pick_right = _run(right_shared[first : first + step])
         if elementwise:
             block = kern.merge(
-                {key: left[key][pick_left] for key in keys},
-                {key: right[key][pick_right] for key in keys},
+                _rows(left, keys, pick_left, consume), _rows(right, keys, pick_right, consume)
             )
         else:
-            block = kern.merge(_slice(left, pick_left[0]), _slice(right, pick_right[0]))
+            block = kern.merge(_slice(left, left_shared[first]), _slice(right, right_shared[first]))
             block = {key: np.asarray(value)[np.newaxis] for key, value in block.items()}
+        rows = _run(at_shared[first : first + step])
         for key in keys:
-            _put(kern, out, key, at_shared[first : first + step], np.asarray(block[key]))
+            _put(kern, out, key, rows, np.asarray(block[key]))
     if out is left or out is right:
         return out
     return _union(left, right, keys, left_shared, right_shared, out, consume)
@@ -141,20 +146,68 @@ def _union(
     right_pos = np.searchsorted(labels, right_labels)
     left_only = np.setdiff1d(np.arange(len(left_labels)), left_shared, assume_unique=True)
     right_only = np.setdiff1d(np.arange(len(right_labels)), right_shared, assume_unique=True)
+    # Left holding earlier periods than right (sharing at most the boundary one, or wrapping
+    # round a year): each side is a few runs of the union, laid out by slices; the shared rows
+    # are then overwritten by the merged ones.
+    left_runs, right_runs = _runs(left_pos), _runs(right_pos)
+    runs = len(left_runs) + len(right_runs) <= MAX_RUNS
     out: Partial = {GROUP_KEY: labels.astype(np.int64)}
     for key in keys:
-        shape = (len(labels), *left[key].shape[1:])
-        array = np.empty(shape, np.result_type(left[key], right[key], merged[key]))
-        array[left_pos[left_only]] = left[key][left_only]
-        array[right_pos[right_only]] = right[key][right_only]
-        array[left_pos[left_shared]] = merged.pop(key)
+        dtype = np.result_type(left[key], right[key], merged[key])
+        if consume and not len(left_labels) and right[key].dtype == dtype:
+            array = right[key]  # nothing to add to the right side's groups: no copy
+        elif consume and not len(right_labels) and left[key].dtype == dtype:
+            array = left[key]
+        elif runs:
+            array = np.empty((len(labels), *left[key].shape[1:]), dtype)
+            for side, side_runs in ((left[key], left_runs), (right[key], right_runs)):
+                for into, source in side_runs:
+                    array[into] = side[source]
+            array[_run(left_pos[left_shared])] = merged.pop(key)
+        else:
+            array = np.empty((len(labels), *left[key].shape[1:]), dtype)
+            array[left_pos[left_only]] = left[key][left_only]
+            array[right_pos[right_only]] = right[key][right_only]
+            array[left_pos[left_shared]] = merged.pop(key)
         if consume:
             del left[key], right[key]
         out[key] = array
     return out
 
 
-def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarray) -> None:
+def _run(index: np.ndarray) -> slice | np.ndarray:
+    """Return ``index`` as a slice when its positions are one increasing run, else as it is."""
+    if not len(index):
+        return slice(0, 0)
+    first, last = int(index[0]), int(index[-1])
+    if last - first + 1 == len(index) and (len(index) < 3 or bool((np.diff(index) == 1).all())):
+        return slice(first, last + 1)
+    return index
+
+
+def _runs(positions: np.ndarray) -> list[tuple[slice, slice]]:
+    """Split increasing ``positions`` into runs: (where in the union, which rows of the side)."""
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    starts = [0, *breaks.tolist()]
+    stops = [*breaks.tolist(), len(positions)]
+    return [
+        (slice(int(positions[a]), int(positions[b - 1]) + 1), slice(a, b))
+        for a, b in zip(starts, stops, strict=True)
+        if b > a
+    ]
+
+
+def _rows(partial: Partial, keys: list[str], at: slice | np.ndarray, consume: bool) -> Partial:
+    """Return the groups ``at`` of each key: views when ``partial`` is dropped after, else copies.
+
+    A merge that wrote into its inputs would change the caller's partial through a view.
+    """
+    if consume or not isinstance(at, slice):  # a fancy index copies already
+        return {key: partial[key][at] for key in keys}
+    return {key: partial[key][at].copy() for key in keys}
+
+
+def _put(kern: Kernel, out: Partial, key: str, rows: slice | np.ndarray, value: np.ndarray) -> None:
     """Write merged groups into ``out[key]`` at ``rows`` (promoting its dtype if need be)."""
     array = out[key]
     if value.shape[1:] != array.shape[1:]:
@@ -162,6 +215,11 @@ def _put(kern: Kernel, out: Partial, key: str, rows: np.ndarray, value: np.ndarr
     if value.dtype != array.dtype:  # as numpy.concatenate of the parts would promote
         array = out[key] = array.astype(np.result_type(array, value))
     array[rows] = value
+
+
+def _repack(packed: Packed | None, stored: np.ndarray) -> Any:
+    """Return rows of a chunk's stored values as the kernel takes them: Packed if it came so."""
+    return packed.with_stored(stored) if packed is not None else stored
 
 
 def _rows_of(data: np.ndarray, labels: np.ndarray, label: int) -> np.ndarray:
@@ -191,7 +249,8 @@ def _no_groups(kern: Kernel, row: Any, params: dict[str, Any]) -> Partial:
     The kernel runs on one row (of a chunk whose records are in no group) only to learn them:
     partials merge only with the same keys.
     """
-    part = as_partial(kern.apply(row, params, n_rows=len(row)), kern.name)
+    n_rows = len(row.stored) if isinstance(row, Packed) else len(row)
+    part = as_partial(kern.apply(row, params, n_rows=n_rows), kern.name)
     empty = {key: np.asarray(value)[np.newaxis][:0] for key, value in part.items()}
     return {GROUP_KEY: np.empty(0, np.int64), **empty}
 
@@ -239,19 +298,24 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
 
     def func(item: Labelled, **params: Any) -> Partial:
         data, labels = item
+        # Packed (a kernel declared ``packed``): a group's rows are those of the stored values.
+        packed = data if isinstance(data, Packed) else None
+        stored = packed.stored if packed is not None else data
         grouped = labels != NO_GROUP
         if not grouped.all():
             if not grouped.any():
-                return _no_groups(kern, data[:1], params)
-            data, labels = data[grouped], labels[grouped]
+                return _no_groups(kern, _repack(packed, stored[:1]), params)
+            stored, labels = stored[grouped], labels[grouped]
         present = np.unique(labels)
-        fast = by_record(kern, data, labels, present, params)
+        fast = by_record(kern, _repack(packed, stored), labels, present, params)
         if fast is not None:  # the built-in stats, one record per group: one vectorised call
             return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []
         for label in present:
-            rows = data if len(present) == 1 else _rows_of(data, labels, label)
-            part = as_partial(kern.apply(rows, params, n_rows=len(rows)), kern.name)
+            rows = stored if len(present) == 1 else _rows_of(stored, labels, label)
+            part = as_partial(
+                kern.apply(_repack(packed, rows), params, n_rows=len(rows)), kern.name
+            )
             problem = key_problem(kern, part)
             if problem:
                 raise DeclarationError(problem)
@@ -300,5 +364,5 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
         validate=None,
         elementwise=False,
         returns=None,  # the grouped partial's keys: the labels and the kernel's, stacked
-        packed=False,  # chunks come Labelled, with their values decoded
+        packed=kern.packed,  # chunks come Labelled; Packed ones only to a kernel taking them
     )

@@ -24,6 +24,7 @@ from hpcapp.kernels import nd
 from hpcapp.kernels import stats as column_stats
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.hookspec import Partial
+from hpcapp.kernels.packed import Packed
 
 # Columns per call: each call's temporaries (a dozen arrays) stay below a few MiB, so the
 # allocator reuses them instead of faulting in fresh pages for every chunk.
@@ -38,10 +39,14 @@ def by_record(
         return None
     if tuple(params.get("over", ())) != (0,) or params.get("range") is not None:
         return None
-    if not isinstance(data, np.ndarray) or data.dtype.kind != "f" or not data.dtype.isnative:
+    if not isinstance(data, np.ndarray | Packed):
         return None
     cells = math.prod(data.shape[1:])
     if cells >= column_stats.FUSED_MIN_VALUES:  # each group's call would take the compiled path
+        return None
+    if isinstance(data, Packed):  # each group's call would decode it with numpy first
+        data = data.decoded()
+    if data.dtype.kind != "f" or not data.dtype.isnative:
         return None
     row = data[np.argsort(labels, kind="stable")].reshape(-1)
     partial: Partial = {}
