@@ -125,8 +125,12 @@ class FileSeries:
     def _direct(self, index: int, name: str, start: tuple[int, ...], target: np.ndarray) -> bool:
         """Read through libdeflate (hpcapp.io.inflate) if it can; return whether it did."""
         reader = self._readers.get((index, name))
-        if reader is None:
-            return False
+        wanted = target.dtype
+        if reader is None or (wanted.kind, wanted.itemsize) != (
+            reader.dtype.kind,
+            reader.dtype.itemsize,
+        ):
+            return False  # HDF5 converts types its own way (it clips integers): leave it to HDF5
         try:
             reader.read(self._datasets[name], start, target)
         except Fallback:
