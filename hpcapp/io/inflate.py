@@ -41,13 +41,7 @@ def _inflater() -> Callable[[bytes, int], bytes | bytearray] | None:
     return deflate.zlib_decompress
 
 
-def pipeline(dsid: Any) -> tuple[int, ...]:
-    """Return the filter ids of a low-level dataset, in the order they are applied on write."""
-    plist = dsid.get_create_plist()
-    return tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
-
-
-def direct_reader(dsid: Any, out_dtype: np.dtype) -> DirectReader | None:
+def direct_reader(dsid: Any) -> DirectReader | None:
     """Return a reader of ``dsid`` (an ``h5py.h5d.DatasetID``) through libdeflate, or None."""
     if os.environ.get(_ENV) == "1":
         return None
@@ -57,17 +51,17 @@ def direct_reader(dsid: Any, out_dtype: np.dtype) -> DirectReader | None:
     try:
         import h5py
 
-        if dsid.get_create_plist().get_layout() != h5py.h5d.CHUNKED:
+        plist = dsid.get_create_plist()
+        if plist.get_layout() != h5py.h5d.CHUNKED:
             return None
-        filters = pipeline(dsid)
-        chunk = tuple(int(n) for n in dsid.get_create_plist().get_chunk())
+        # The filter ids in the order they are applied on write.
+        filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+        chunk = tuple(int(n) for n in plist.get_chunk())
         dtype = np.dtype(dsid.dtype)
     except Exception:  # anything unusual about the dataset: HDF5 reads it
         return None
     if filters not in ((_DEFLATE,), (_SHUFFLE, _DEFLATE)) or dtype.kind not in "iuf":
         return None
-    if out_dtype.kind != dtype.kind or out_dtype.itemsize != dtype.itemsize:
-        return None  # HDF5 would convert the type: leave it to HDF5
     if int(np.prod(chunk)) * dtype.itemsize < MIN_CHUNK_BYTES:
         return None
     return DirectReader(chunk, dtype, filters[0] == _SHUFFLE, inflate)
@@ -92,6 +86,9 @@ class DirectReader:
 
     def read(self, dsid: Any, start: tuple[int, ...], out: np.ndarray) -> None:
         """Read the box at ``start`` of ``out``'s shape into ``out``; raise Fallback if needed."""
+        if (out.dtype.kind, out.dtype.itemsize) != (self.dtype.kind, self.dtype.itemsize):
+            # HDF5 converts types its own way (it clips integers, numpy wraps): leave it to HDF5.
+            raise Fallback(f"read into {out.dtype}, stored as {self.dtype}")
         if any(n == 0 for n in out.shape):
             return
         dims = list(zip(start, out.shape, self.chunk, strict=True))

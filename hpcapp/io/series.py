@@ -125,12 +125,8 @@ class FileSeries:
     def _direct(self, index: int, name: str, start: tuple[int, ...], target: np.ndarray) -> bool:
         """Read through libdeflate (hpcapp.io.inflate) if it can; return whether it did."""
         reader = self._readers.get((index, name))
-        wanted = target.dtype
-        if reader is None or (wanted.kind, wanted.itemsize) != (
-            reader.dtype.kind,
-            reader.dtype.itemsize,
-        ):
-            return False  # HDF5 converts types its own way (it clips integers): leave it to HDF5
+        if reader is None:
+            return False
         try:
             reader.read(self._datasets[name], start, target)
         except Fallback:
@@ -156,7 +152,7 @@ class FileSeries:
                 raise OSError(f"{member.path}:{name} now has shape {shape}: was it replaced?")
             self._datasets[name] = dataset
             if not member.swmr:
-                self._readers[(index, name)] = direct_reader(dataset, np.dtype(dataset.dtype))
+                self._readers[(index, name)] = direct_reader(dataset)
         return self._datasets[name]
 
 

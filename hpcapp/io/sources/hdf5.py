@@ -113,13 +113,15 @@ class Hdf5Rows:
         self.source = source
         self._file: Any = None
         self._dataset: Any = None
-        self._direct: DirectReader | bool | None = False  # False: not looked at yet
+        self._direct: DirectReader | None = None  # libdeflate, if it can take the dataset
         try:
             self._file = open_input(source)
         except Exception as exc:  # each read reports it: rank 0 keeps feeding the others
             self._dataset = exc
             return
         self._dataset = _dataset(self._file, source)
+        if not source.swmr and not isinstance(self._dataset, Exception):
+            self._direct = direct_reader(self._dataset.id)
 
     def __enter__(self) -> Hdf5Rows:
         return self
@@ -140,9 +142,7 @@ class Hdf5Rows:
         window = self.source.window
         # A selection reads only its hyperslab: HDF5 reads the chunks it touches, no others.
         box = window.box(start, stop) if window is not None else (np.s_[start:stop],)
-        if self._direct is False:
-            self._direct = None if self.source.swmr else direct_reader(dataset.id, out.dtype)
-        if isinstance(self._direct, DirectReader):
+        if self._direct is not None:
             corner = tuple(part.start for part in box) + (0,) * (out.ndim - len(box))
             try:
                 self._direct.read(dataset.id, corner, out)
