@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcapp.jobs.check import CHECK_SECONDS, SAMPLE_BYTES, SAMPLE_ROWS, prepare_check
+from hpcapp.jobs.series_check import prepare_series_check
 from hpcapp.kernels.contract import DEFAULT_RTOL, CheckReport, check_contract
+from hpcapp.kernels.series_contract import check_tiling
 from hpcapp.parallel.launch import find_mpiexec
 
 MAX_CHECK_ROWS = SAMPLE_ROWS
@@ -111,7 +113,9 @@ def run_check(
     groups a run would give it. At most ``max_bytes`` of values (and 100,000 rows) are checked,
     in a few blocks spread over the input. ``dtype``, ``shape`` and ``nan`` describe generated
     data (no ``input``); ``seed`` seeds it and the random cuts. Cuts stop after ``trials``, or
-    once ``seconds`` are spent (at least 2 are tried; None: no time limit).
+    once ``seconds`` are spent (at least 2 are tried; None: no time limit). A series kernel
+    (``series=True``) is checked on the whole series of a small box of cells instead, tiled in
+    many ways (:mod:`hpcapp.kernels.series_contract`): its results must have the same bits.
     """
     options = {  # the data options, by the names hpcapp.run and JobConfig give them
         "params": dict(params or {}),
@@ -132,6 +136,19 @@ def run_check(
     resolved = resolve_kernel(kernel)
     if input is None and not resolved.generates:
         input = sample_input(dtype, shape, seed, nan)
+    if resolved.series:  # whole series: check that tiling the cells changes no bit
+        sample = prepare_series_check(resolved, input, options, max_bytes)
+        tiled = check_tiling(
+            sample.kernel,
+            sample.series,
+            sample.params,
+            trials=trials,
+            seed=seed,
+            seconds=seconds,
+            written=sample.shape,
+        )
+        tiled.notes[:0] = sample.notes
+        return tiled
     data = prepare_check(resolved, input, options, max_bytes)
     report = check_contract(
         data.kernel,

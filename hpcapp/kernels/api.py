@@ -243,7 +243,7 @@ def kernel(
     parameter taking ``FILE:/VAR`` of per-group means: with ``--group-by`` and without it, the
     job computes them first (:mod:`hpcapp.jobs.twopass`).
     ``series=True``: called with every record of a tile of cells, ``(records, cells)``, and
-    returns per-cell results whose last axis runs over those cells (built-in kernels only).
+    returns results whose last axis runs over those cells (``hpcapp check`` tiles them).
     Declarations of the wrong type or value raise TypeError or ValueError naming the kernel.
     """
     options: dict[str, Any] = {  # declaration() checks them all
