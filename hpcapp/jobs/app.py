@@ -145,8 +145,12 @@ def execute(
         if warning:
             say(comm, f"hpcapp: {warning}", sys.stderr)
         n_chunks = count_chunks(plan.source.n_rows, plan.chunk_rows)
-        nodes, todo, generation = prepare_checkpoint(comm, plan, n_chunks)
-        if plan.resume_generation is not None and not config.quiet:
+        nodes: dict = {}
+        todo: Any = None
+        generation = 0
+        if not kernel.series:  # a series job keeps its batches of cells (jobs/series.py)
+            nodes, todo, generation = prepare_checkpoint(comm, plan, n_chunks)
+        if plan.resume_generation is not None and not config.quiet and not kernel.series:
             left = sum(stop - start for start, stop in todo)
             say(
                 comm,
@@ -160,7 +164,7 @@ def execute(
         target = config.output or (scratch and os.path.join(scratch, "result.nc"))
         kept = checkpoint.ResultKeeper(directory, plan.identity, generation, n_chunks)
         # A series kernel's whole series come from record chunks by a transpose.
-        engine = series_engine(config) if kernel.series else run_engine
+        engine = series_engine(config, plan) if kernel.series else run_engine
         result = engine(
             comm,
             kernel,

@@ -26,7 +26,7 @@ from hpcapp.io.weights import Weights, load_weights
 from hpcapp.io.writer import check_output, params_json
 from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.provenance import check_identity, digest_of, disagreement, holds_result
-from hpcapp.jobs.series import refuse_series, series_budget
+from hpcapp.jobs.series import plan_series_checkpoint, refuse_series, series_budget
 from hpcapp.kernels.api import InputInfo, Kernel
 from hpcapp.kernels.nd import bind_over, stats
 from hpcapp.kernels.weighted import bind_weights
@@ -243,12 +243,11 @@ def plan_job(
         zones=resolved.zones,
         records=records,
     )
-    if kernel.series:  # no checkpoint: a series job restarts from scratch (or is done already)
-        if config.resume and holds_result(config.output, identity):
-            return dataclasses.replace(plan, checkpoint_dir=None, finished=True)
-        for input_path in source.input_paths or (None,):
-            check_output(config.output, config.overwrite, input_path)
-        return dataclasses.replace(plan, checkpoint_dir=None)
+    if kernel.series:  # its checkpoint keeps finished batches of cells (jobs/series.py)
+        finished, kept = plan_series_checkpoint(config, source, identity, directory)
+        if kept is None:
+            return dataclasses.replace(plan, finished=finished)
+        return dataclasses.replace(plan, resume_generation=0, resume_parts=kept)
     if config.resume and holds_result(config.output, identity):
         checkpoint.remove_finished(directory, identity)
         return dataclasses.replace(plan, finished=True)

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpcapp.errors import HpcappError, InterruptError, KernelError, UsageError
+from hpcapp.errors import HpcappError, KernelError, UsageError
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.selected import cells_slab
 from hpcapp.kernels.api import Kernel
-from hpcapp.parallel.collective import gather_table, on_all, raise_shared
+from hpcapp.parallel.batches import BatchKeeper, join, plan_runs, stop_between_batches
+from hpcapp.parallel.collective import gather_table, on_all
 from hpcapp.parallel.engine import EngineResult
-from hpcapp.partition import batches, chunk_bounds, count_chunks, rank_chunks, tiles
+from hpcapp.partition import chunk_bounds, count_chunks, rank_chunks, tiles
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -79,22 +80,29 @@ def run_series(
     chunk_rows: int,
     budget: int = DEFAULT_BUDGET,
     interrupts: Any = None,
+    keeper: BatchKeeper | None = None,
 ) -> SeriesResult:
-    """Run a series kernel on every cell's whole series; results on rank 0; collective."""
+    """Run a series kernel on every cell's whole series; results on rank 0; collective.
+
+    With ``keeper`` (a job with a checkpoint) the slabs it kept before are not read again, each
+    finished batch is kept, and a signal stops the job between batches with what is kept.
+    """
     rank, size = comm.Get_rank(), comm.Get_size()
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     shape = (source.n_rows, *source.row_shape)
     inner = math.prod(shape[2:])  # cells per slab of the second dimension
     per_batch = on_all(comm, lambda: slab_plan(source, chunk_rows, size, budget))
-    runs = batches(shape[1] if len(shape) > 1 else 1, per_batch)
+    runs = plan_runs(shape[1] if len(shape) > 1 else 1, per_batch, keeper)
+    if keeper is not None:
+        keeper.start(comm)
     mine = rank_chunks(n_chunks, size, rank)
     rows = [
         records_of(rank_chunks(n_chunks, size, r), source.n_rows, chunk_rows) for r in range(size)
     ]
     seconds = {"read": 0.0, "compute": 0.0, "reduce": 0.0}
-    parts: dict[str, list[np.ndarray]] = {}  # rank 0: each batch's results, cells last
+    parts: list[tuple[tuple[int, int], dict[str, np.ndarray]]] = []  # rank 0: cells last
     itemsize = np.dtype(source.dtype).itemsize
-    for first, end in runs:
+    for done, (first, end) in enumerate(runs, 1):
         part = cells_slab(source, first, end)
         n_cells = (end - first) * inner
         layout = tiles(n_cells, size)
@@ -111,18 +119,22 @@ def run_series(
         seconds["compute"] += time.perf_counter() - clock
         clock = time.perf_counter()
         gathered = gather_cells(comm, found, layout)  # communicate
-        for key, value in (gathered or {}).items():
-            parts.setdefault(key, []).append(value)
+        if gathered is not None:
+            parts.append(((first, end), gathered))
+            if keeper is not None and done < len(runs):  # the last batch goes to the output
+                keeper.save((first, end), gathered)
         seconds["reduce"] += time.perf_counter() - clock
-        _check_stop(comm, interrupts)  # communicate
+        if done < len(runs):
+            stop_between_batches(comm, interrupts, keeper, done, len(runs))  # communicate
     finished = None
     if rank == 0:
-        joined = {key: np.concatenate(values, axis=-1) for key, values in parts.items()}
+        joined = join(parts, keeper)
         finished = {key: v.reshape(*v.shape[:-1], *shape[1:]) for key, v in joined.items()}
     row = [seconds["read"], seconds["compute"], seconds["reduce"], 0.0, rows[rank], 0.0]
     timing = gather_table(comm, np.array(row, np.float64))  # communicate
     stored = source.n_rows * math.prod(source.row_shape) * itemsize
-    return SeriesResult(n_chunks, finished, timing, len(runs), stored, stored)
+    read = source.n_rows * inner * sum(end - first for first, end in runs) * itemsize
+    return SeriesResult(n_chunks, finished, timing, len(runs), read, stored)
 
 
 def records_of(chunks: range, n_rows: int, chunk_rows: int) -> int:
@@ -225,15 +237,3 @@ def _compute(
                 f"({n_cells}), got shape {value.shape}"
             )
     return out
-
-
-def _check_stop(comm: MPI.Comm, interrupts: Any) -> None:
-    """Stop every rank between batches when any was signalled (nothing is kept to resume)."""
-    from mpi4py import MPI
-
-    asked = interrupts is not None and interrupts.requested()
-    if comm.allreduce(asked, op=MPI.LOR):
-        cause = getattr(interrupts, "received", None) or "another rank's signal"
-        raise_shared(
-            InterruptError(f"interrupted ({cause}); a series job keeps no checkpoint: run it again")
-        )
