@@ -91,11 +91,37 @@ def test_interrupted_then_resumed_on_any_rank_count_is_bitwise_identical(
     assert attrs["series_input_bytes"] == 12 * 40 * 5 * 2
 
 
+def test_interrupted_twice_on_other_rank_counts(tmp_path, job, monkeypatch):
+    want = reference(job, tmp_path, monkeypatch)
+    out, folder = tmp_path / "out.nc", tmp_path / "out.nc.checkpoint"
+    before: list[str] = []
+    for n_ranks, extra in ((2, ()), (1, ("--resume",))):
+        process = start_cli(job(out, *extra), n_ranks)
+        deadline = time.monotonic() + 60  # a hang guard, not a measurement
+        while len(series_checkpoint.finished_batches(str(folder))) <= len(before):  # a new one
+            assert time.monotonic() < deadline and process.poll() is None, "no batch was kept"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 75, stderr
+        if before:
+            assert f"and {len(before)} of an earlier one are kept" in stderr, stderr
+        before = series_checkpoint.finished_batches(str(folder))
+    resumed = run_cli(job(out, "--resume"), 3, env=NO_DELAY)
+    assert resumed.returncode == 0, resumed.stderr
+    assert result_bytes(out) == result_bytes(want)
+
+
 def test_a_failed_job_resumes_from_its_kept_batches(tmp_path, job, monkeypatch):
     want = reference(job, tmp_path, monkeypatch)
     out, folder = tmp_path / "out.nc", tmp_path / "out.nc.checkpoint"
     failed = cli_here(job(out), env=FAIL)
     assert failed.returncode == 1 and "a value above the limit" in failed.stderr
+    assert (
+        f"The checkpoint {folder} keeps the batches finished before the failure (slabs 0-6)"
+        in failed.stderr
+    )
+    assert "run again with --resume to continue from them" in failed.stderr
     kept = [series_checkpoint.run_of(p) for p in series_checkpoint.finished_batches(str(folder))]
     assert kept == [(n, n + 1) for n in range(7)]  # one slab per batch, up to lat 7
     plain = cli_here(job(out), env=NO_DELAY)  # neither --resume nor --overwrite

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hpcapp.errors import UsageError
+from hpcapp.errors import KernelError, UsageError
 from hpcapp.io import checkpoint, series_checkpoint
 from hpcapp.io.memory import BASE_BYTES, parse_size
 from hpcapp.io.sources.base import Source
@@ -15,6 +15,7 @@ from hpcapp.jobs.config import JobConfig
 from hpcapp.jobs.provenance import check_identity, holds_result
 from hpcapp.kernels.api import Kernel
 from hpcapp.parallel.batches import BatchKeeper
+from hpcapp.parallel.collective import raise_shared
 from hpcapp.parallel.engine import EngineResult
 from hpcapp.parallel.select import run_whole
 from hpcapp.parallel.transpose import DEFAULT_BUDGET, SeriesResult, run_series, size_text
@@ -121,9 +122,26 @@ def series_engine(config: JobConfig, plan: Any = None) -> Callable[..., EngineRe
         resumed = plan is not None and plan.resume_generation is not None
         if keeper is not None and resumed and not config.quiet and comm.Get_rank() == 0:
             print(resume_line(keeper, source), flush=True)
-        return run_series(comm, kernel, params, source, chunk_rows, budget, interrupts, keeper)
+        try:
+            return run_series(comm, kernel, params, source, chunk_rows, budget, interrupts, keeper)
+        except KernelError as exc:  # every rank: say what the checkpoint keeps, and what next
+            if keeper is None or not series_checkpoint.finished_batches(keeper.directory):
+                raise
+            raise_shared(KernelError(f"{exc}{what_is_kept(keeper.directory)}"))
 
     return run
+
+
+def what_is_kept(directory: str) -> str:
+    """Say, after a failure, which batches the checkpoint keeps and how to go on from them."""
+    kept = [series_checkpoint.run_of(p) for p in series_checkpoint.finished_batches(directory)]
+    return (
+        f"\nThe checkpoint {directory} keeps the batches finished before the failure (slabs "
+        f"{series_checkpoint.slabs_text(kept)}). After fixing the kernel, run again with "
+        "--overwrite to start over: --resume refuses a checkpoint made by other code. If the "
+        "kernel and the input are unchanged (the failure came from the environment: memory, "
+        "disk, a file the kernel reads), run again with --resume to continue from them."
+    )
 
 
 def resume_line(keeper: BatchKeeper, source: Source) -> str:

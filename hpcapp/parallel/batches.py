@@ -34,7 +34,6 @@ class BatchKeeper:
     identity: dict[str, Any]
     kept: tuple[str, ...] = ()  # batch files of an earlier run of this job, in slab order
     failure: str = ""  # rank 0: why a batch could not be kept (the first time)
-    saved: int = 0  # rank 0: batches kept by this run
 
     def done(self) -> list[Run]:
         """Return the slabs kept before."""
@@ -50,7 +49,6 @@ class BatchKeeper:
             return  # the disk was full a moment ago: not every batch is worth a try
         try:
             series_checkpoint.write_batch(self.directory, *run, results)
-            self.saved += 1
         except Exception as exc:
             why = space.reason(exc) if isinstance(exc, OSError) else repr(exc)
             self.failure = f"batch {run[0]}-{run[1] - 1} could not be kept ({why})"
