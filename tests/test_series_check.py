@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from helpers import cli_here, write_dataset
 
+from hpcapp.jobs.series_check import prepare_series_check
+from hpcapp.kernels.quantile import median
 from hpcapp.kernels.series_contract import fixed_tilings, random_tiling
 from hpcapp.testing import run_check
 
@@ -137,3 +139,17 @@ def test_tilings_cover_every_cell_once_and_cross_rows():
         tiling = random_tiling(15, 5, rng)
         assert [c for a, b in tiling for c in range(a, b)] == list(range(15))
         assert any(b % 5 for _, b in tiling[:-1]), tiling  # a tile ends inside a row
+
+
+@pytest.mark.parametrize(
+    ("isel", "box", "shape"),
+    [
+        (None, np.s_[:, 0:4, 0:7], (30, 5, 7)),  # 4 of 5 rows of the first kept dim, all 7
+        ("dim_0=2:,dim_1=1:,dim_2=1:", np.s_[2:, 1:5, 1:7], (28, 4, 6)),  # the selection's
+    ],
+)
+def test_the_sample_is_the_box_of_cells_run_reads(field, isel, box, shape):
+    spec, _, data = field
+    sample = prepare_series_check(median, spec, {"isel": isel})
+    assert sample.series.tobytes() == np.ascontiguousarray(data[box]).tobytes()
+    assert sample.shape == shape  # what run reads: the notes' written shapes

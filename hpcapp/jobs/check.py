@@ -139,10 +139,10 @@ def prepare_check(
     ``input`` is a spec, an h5py dataset, an array, or None for a generating kernel; ``options``
     holds data options only (those of :func:`data_options`), by their ``hpcapp.run`` names.
     """
-    if kernel.series:  # its chunks are never combined: there is no cut to check
+    if kernel.series:  # its chunks are never combined: its tiles are checked instead
         raise UsageError(
-            f"kernel {kernel.name!r} takes whole series through a transpose: check compares "
-            "ways of cutting records into chunks, which it does not have; run it instead"
+            f"kernel {kernel.name!r} takes whole series through a transpose: it has no chunks "
+            "to cut; its tiles are checked by hpcapp.jobs.series_check (hpcapp.testing.run_check)"
         )
     unknown = set(options) - set(data_options(JobConfig))
     if unknown:
