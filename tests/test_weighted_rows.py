@@ -129,6 +129,10 @@ def test_rows_take_their_weights_along_kept_axes():
     )
     with pytest.raises(ValueError, match="do not fit"):
         rows_partial(chunk, w[:, :60], 2)
+    empty = rows_partial(chunk[:0], w, 2)  # no rows, and rows of no cells: nothing to sum
+    assert all(empty[key].shape == (0,) for key in KEYS)
+    none = rows_partial(np.zeros((2, 0)), np.ones((1, 0)), 1)
+    assert list(none["count"]) == [0, 0] and list(none["sum_of_weights"]) == [0, 0]
 
 
 @pytest.fixture

@@ -35,16 +35,16 @@ def row_weights(weights: np.ndarray, shape: tuple[int, ...], n_kept: int) -> np.
 def rows_partial(chunk: np.ndarray | Packed, weights: np.ndarray, n_kept: int) -> Partial:
     """Return count, sum_of_weights, sum and m2 of each kept cell, from the leading axes.
 
-    ``weights`` are :func:`row_weights`' for this chunk's shape. A packed chunk whose stored
-    chunk is decoded in the loop; others are reduced as float64 (float32 values as they are).
+    ``weights`` are :func:`row_weights`' for this chunk's shape. A packed chunk is decoded in
+    the loop; others are reduced as float64 (float32 values as they are).
     """
     packed = chunk if isinstance(chunk, Packed) else None
     stored = np.asarray(packed.stored if packed is not None else chunk)
-    n_rows = math.prod(stored.shape[:n_kept])
+    n_rows, n_cells = math.prod(stored.shape[:n_kept]), math.prod(stored.shape[n_kept:])
     if packed is None and stored.dtype.str[1:] not in FLOATS:
         stored = stored.astype(np.float64)  # as column_partial makes it: same values
     native = stored.dtype.newbyteorder("=")
-    rows = np.ascontiguousarray(stored.reshape(n_rows, -1), dtype=native)
+    rows = np.ascontiguousarray(stored.reshape(n_rows, n_cells), dtype=native)
     if rows.shape[1] != weights.shape[1] or (n_rows and n_rows % weights.shape[0]):
         raise ValueError(f"weights {weights.shape} do not fit rows {rows.shape}")
     count = np.zeros(n_rows, np.int64)
@@ -54,7 +54,7 @@ def rows_partial(chunk: np.ndarray | Packed, weights: np.ndarray, n_kept: int) -
     else:
         unpack = packed.unpack
         values = np.dtype(unpack.dtype)
-        buf = np.empty(max(rows.shape[1], 1), values)  # one decoded row, reused
+        buf = np.empty(max(n_cells, 1), values)  # one decoded row, reused
         loop = _loops.weighted_loop(native, values)
         loop(rows, weights, *unpack.loop_arguments(), buf, count, *sums)
     return {"count": count, "sum_of_weights": sums[0], "sum": sums[1], "m2": sums[2]}
