@@ -185,12 +185,14 @@ def write_grid(
     measures: bool = False,
     missing: float = 0.0,
     seed: int = 3,
+    packed: bool = False,
 ) -> str:
     """Write a daily-like ``tas(time, lat, lon)`` on a regular grid, CF style; return the spec.
 
     ``bounds``: ``lat_bnds``/``lon_bnds`` named by the coordinates' ``bounds``; ``measures``:
     an ``areacella`` variable named by ``cell_measures``; ``missing``: the fraction of cells
-    written as ``_FillValue``.
+    written as ``_FillValue``; ``packed``: ``tas`` stored as int16 with ``scale_factor`` and
+    ``add_offset`` (float64).
     """
     import netCDF4
 
@@ -218,7 +220,10 @@ def write_grid(
             ds.createVariable("lon_bnds", "f8", ("lon", "bnds"))[:] = np.stack(
                 [lon_edges[:-1], lon_edges[1:]], 1
             )
-        tas = ds.createVariable("tas", "f8", DIMS, fill_value=1e20)
+        kind, fill = ("i2", -32768) if packed else ("f8", 1e20)
+        tas = ds.createVariable("tas", kind, DIMS, fill_value=fill)
+        if packed:  # netCDF4 packs the values written below, in 0.002 K steps
+            tas.scale_factor, tas.add_offset = 0.002, 260.0
         tas.units = "K"
         values = 250 + 40 * np.cos(np.deg2rad(lat[:]))[None, :, None]
         values = values + rng.normal(0, 3, shape)

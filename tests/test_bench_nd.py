@@ -45,6 +45,8 @@ def test_fldmean_series_agree(tmp_path):
     assert names[:2] == ["hpcapp, 1 rank(s)", "hpcapp, 2 rank(s)"] and "xarray" in names[2]
     assert ("cdo" in " ".join(names).lower()) != bool(result["notes"])  # run, or said why not
     assert result["steps"] == 20 and all(row["seconds"] > 0 for row in result["rows"])
+    for row in result["rows"][:2]:  # hpcapp's phases, the slowest rank's
+        assert set(row["phases"]) == {"read", "compute", "reduce", "write", "startup"}
 
 
 def test_rolling_agrees_with_xarray_and_cdo(tmp_path):

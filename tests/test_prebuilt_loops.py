@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hpcapp.kernels import _fused_call, _loops
-from hpcapp.kernels.packed import STORED_CODES, LinearUnpack
+from hpcapp.kernels.packed import STORED_CODES, LinearUnpack, Packed
+from hpcapp.kernels.weighted_rows import rows_partial
 
 # run_tests builds the module beside the serial tests, then runs these (marker `prebuilt`).
 pytestmark = pytest.mark.prebuilt
@@ -64,6 +65,12 @@ def every_result(chunk: np.ndarray) -> dict[str, bytes]:
             for bins, hist_plan in ((1, None), (16, plan)):
                 got = _fused_call.chunk_partial(chunk, F8, bins, hist_plan, unpack)
                 out.update({f"packed {values} {bins} {k}": v.tobytes() for k, v in got.items()})
+            weights = np.linspace(0.0, 2.0, chunk.shape[1])[None]  # weighted, one per row
+            got = rows_partial(Packed(chunk, unpack), weights, 1)
+            out.update({f"weighted {values} {k}": v.tobytes() for k, v in got.items()})
+    if code in ("f4", "f8"):
+        got = rows_partial(chunk, np.linspace(0.0, 2.0, chunk.shape[1])[None], 1)
+        out.update({f"weighted {k}": v.tobytes() for k, v in got.items()})
     return out
 
 

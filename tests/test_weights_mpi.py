@@ -11,12 +11,12 @@ pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
 
 @pytest.mark.parametrize("over", ["time,lat,lon", "lat,lon", "time,lat"])
-@pytest.mark.parametrize("measures", [False, True])
-def test_weighted_bits_do_not_depend_on_ranks(shared_dir, over, measures):
+@pytest.mark.parametrize(("measures", "packed"), [(False, False), (True, False), (True, True)])
+def test_weighted_bits_do_not_depend_on_ranks(shared_dir, over, measures, packed):
     comm = MPI.COMM_WORLD
-    path = shared_dir / f"in-{measures}.nc"
+    path = shared_dir / f"in-{measures}-{packed}.nc"
     if comm.rank == 0 and not path.exists():
-        write_grid(path, shape=(11, 6, 10), measures=measures, missing=0.2)
+        write_grid(path, shape=(11, 6, 10), measures=measures, missing=0.2, packed=packed)
     comm.Barrier()
     options = {"over": over, "weights": "area", "chunk_rows": 2}
     world = hpcapp.run("stats", f"{path}:/tas", root=None, **options)

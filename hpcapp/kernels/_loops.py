@@ -29,7 +29,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 # Every file the compiled code depends on: an edit to any of them retires the built module.
-SOURCES = ("_fused.py", "_fused_lanes.py", "_fused_exact.py", "_exact.py", "_loops.py")
+SOURCES = (
+    "_fused.py", "_fused_lanes.py", "_fused_exact.py", "_exact.py", "_loops.py",
+    "_weighted_loops.py",
+)  # fmt: skip
 PREFIX = "_hpcapp_stats_loops_"
 # The dtypes the compiled loops take; the exact integer moments treat uint64 as int64 words.
 CODES = ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8")
@@ -135,6 +138,17 @@ def packed_loop(stored: np.dtype, values: np.dtype) -> Any:
     from hpcapp.kernels._fused_lanes import fused_packed
 
     return fused_packed
+
+
+def weighted_loop(stored: np.dtype, values: np.dtype | None = None) -> Any:
+    """Return the weighted per-record loop of ``stored`` floats, or ints decoded to ``values``."""
+    module = prebuilt()
+    key = f"{stored.kind}{stored.itemsize}"
+    if module is not None:
+        return getattr(module, f"weighted_{key}" + (f"_f{values.itemsize}" if values else ""))
+    from hpcapp.kernels import _weighted_loops
+
+    return _weighted_loops.weighted_packed if values else _weighted_loops.weighted_rows
 
 
 def formula_edges(step: float, lo: float, nbins: int, edges32: bool) -> np.ndarray:

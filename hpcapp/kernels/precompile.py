@@ -22,11 +22,14 @@ from typing import Any
 import numpy as np
 
 from hpcapp.kernels import _fused, _fused_call, _fused_exact, _fused_lanes, _loops
-from hpcapp.kernels.packed import STORED_CODES, LinearUnpack
+from hpcapp.kernels import _weighted_loops as _weighted
+from hpcapp.kernels.packed import STORED_CODES, LinearUnpack, Packed
+from hpcapp.kernels.weighted_rows import rows_partial
 
 # numba's JIT cache: two families that share no cached function, so two processes can compile
 # one each at once without racing on numba's cache index; then the prebuilt module (all loops).
 JIT_PARTS = ("histogram", "lanes")
+_WEIGHTED_FLOATS = ("f4", "f8")  # the float chunks the per-record weighted loop takes
 PARTS = (*JIT_PARTS, "prebuilt")
 
 
@@ -51,6 +54,9 @@ def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
                     f8 = np.dtype(np.float64)
                     _fused_call.chunk_partial(zeros, f8, 1, None, unpack)
                     _fused_call.chunk_partial(zeros, f8, 4, plan_of(values), unpack)
+                    rows_partial(Packed(zeros, unpack), np.ones((1, 1)), 1)  # weighted per record
+            if code in _WEIGHTED_FLOATS:
+                rows_partial(zeros, np.ones((1, 1)), 1)
             if dtype.kind in "iu":
                 _fused_call.chunk_moments(zeros)
     cache = getattr(_fused.fused_stats, "_cache", None)
@@ -95,6 +101,14 @@ def _signatures() -> dict[str, tuple[Any, str]]:
                     f"{c}, {f}, {f}, {f}[::1], {guide}, int64[::1], float64[::1], float64[::1], "
                     f"float64[::1], {f}[::1], {f}[::1], int64[:, ::1], int64[:, ::1])",
                 )
+                exports[f"weighted_{key}_f{int(f[5:]) // 8}"] = (
+                    _wpacked,
+                    f"void({c}[:, ::1], float64[:, ::1], UniTuple({c}, 4), int64, {c}, {c}, {f}, "
+                    f"{f}, {f}[::1], int64[::1], float64[::1], float64[::1], float64[::1])",
+                )
+        if code in _WEIGHTED_FLOATS:
+            sums = "int64[::1], float64[::1], float64[::1], float64[::1]"
+            exports[f"weighted_{key}"] = (_wrows, f"void({c}[:, ::1], float64[:, ::1], {sums})")
         if code in _loops.MOMENT_CODES:
             exports[f"moments_{key}"] = (
                 _moments,
@@ -130,6 +144,17 @@ def _stats(f, n, lanes, zero, big, small, on, guide, lo, scale, step, nbins, e32
         f, n, lanes, zero, big, small, on, guide, lo, scale, step, nbins, e32, offsets,
         counters, count, total, mean, m2, low, high, hist, outside,
     )  # fmt: skip
+
+
+def _wrows(values, weights, count, sw, swx, m2):
+    _weighted.weighted_rows(values, weights, count, sw, swx, m2)
+
+
+def _wpacked(raw, weights, fills, n_fills, keep_lo, keep_hi, scale, offset, buf, count, sw, swx,
+             m2):  # fmt: skip
+    _weighted.weighted_packed(
+        raw, weights, fills, n_fills, keep_lo, keep_hi, scale, offset, buf, count, sw, swx, m2
+    )
 
 
 def _moments(flat, n_cols, pieces, unsigned, s1, s2):

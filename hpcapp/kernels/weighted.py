@@ -1,4 +1,4 @@
-"""Weighted N-D statistics: the built-in ``stats`` with ``--weights``, in numpy.
+"""Weighted N-D statistics: the built-in ``stats`` with ``--weights``.
 
 The weights are an array broadcastable to one record, ``(1, *row_shape)`` (the job builds
 them from cell areas, lat/lon bounds, cos(lat) or a file), bound into the kernel with
@@ -12,6 +12,10 @@ difference of their means), in the fixed tree, so results do not depend on the r
 Results: ``mean = sum / W``, ``var = m2 / W`` (no ddof: xarray's ``.weighted(w).var()``),
 ``std = sqrt(var)``, ``sum`` (the weighted sum), ``sum_of_weights`` and ``count``; ``mean``,
 ``var`` and ``std`` are NaN where ``W`` is 0 (no value, or zero weights).
+
+The sums are numpy's, except one result per record with the reduced dims trailing (``--over
+lat,lon``): each record is reduced on its own by a compiled loop that takes packed chunks as
+stored and sums in a fixed order of its own (:mod:`hpcapp.kernels.weighted_rows`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from hpcapp.kernels.api import Kernel, kernel
-from hpcapp.kernels.hookspec import DEFAULT_OVER, Partial
+from hpcapp.kernels.hookspec import DEFAULT_OVER, InputInfo, Partial
 from hpcapp.kernels.nd import _to_cells, as_columns, check_over
+from hpcapp.kernels.packed import Packed
+from hpcapp.kernels.weighted_rows import row_weights, rows_partial
 
 RESULTS = ("count", "sum_of_weights", "sum", "mean", "var", "std")
 
@@ -92,30 +98,33 @@ def finalize(partial: Partial, params: Mapping[str, Any]) -> Partial:
     return finish_columns(partial)
 
 
-def weighted_partial(chunk: np.ndarray, weights: np.ndarray, over: Any) -> Partial:
+def weighted_partial(chunk: np.ndarray | Packed, weights: np.ndarray, over: Any) -> Partial:
     """Return the weighted partial of one chunk, its arrays shaped like the kept cells."""
-    axes = check_over(over, chunk.ndim)
-    kept = [a for a in range(chunk.ndim) if a not in axes]
+    shape = tuple(chunk.shape)
+    axes = check_over(over, len(shape))
+    kept = [a for a in range(len(shape)) if a not in axes]
     if kept and kept == list(range(len(kept))):
-        # The kept axes lead (--over lat,lon: one result per record): reduce along the
-        # contiguous tail of each row instead of across a transposed copy.
-        n_rows = math.prod(chunk.shape[: len(kept)])
-        rows = chunk.reshape(n_rows, -1)
-        w_rows = np.broadcast_to(weights, chunk.shape).reshape(n_rows, -1)
-        return _to_cells(column_partial(rows, w_rows, axis=1), n_rows, chunk.shape[: len(kept)])
-    columns, kept_shape = as_columns(chunk, axes)
-    w_columns, _ = as_columns(np.broadcast_to(weights, chunk.shape), axes)
+        # The kept axes lead (--over lat,lon: one result per record): the compiled loop
+        # reduces each row on its own, along its contiguous tail, decoding a packed chunk.
+        n_kept = len(kept)
+        partial = rows_partial(chunk, row_weights(weights, shape, n_kept), n_kept)
+        return _to_cells(partial, math.prod(shape[:n_kept]), shape[:n_kept])
+    values = chunk.decoded() if isinstance(chunk, Packed) else chunk
+    columns, kept_shape = as_columns(values, axes)
+    w_columns, _ = as_columns(np.broadcast_to(weights, values.shape), axes)
     partial = column_partial(columns, w_columns)
     return _to_cells(partial, columns.shape[1], kept_shape)
 
 
 @kernel(combine=merge, elementwise=True, finalize=finalize, over=True)
-def weighted_stats(chunk: np.ndarray, weights: Any = None, over: Any = DEFAULT_OVER) -> Partial:
+def weighted_stats(
+    chunk: np.ndarray | Packed, weights: Any = None, over: Any = DEFAULT_OVER
+) -> Partial:
     """Weighted count, sum_of_weights, sum, mean, var, std over --over (see the module)."""
     if weights is None:
         raise ValueError("weighted_stats needs weights")
     partial = weighted_partial(chunk, np.asarray(weights, dtype=np.float64), over)
-    if 0 in check_over(over, chunk.ndim):
+    if 0 in check_over(over, len(chunk.shape)):
         return partial
     return finish_columns(partial)  # each record on its own: finished in its chunk
 
@@ -130,9 +139,15 @@ def bind_weights(kern: Kernel, weights: np.ndarray | None, params: Mapping[str, 
         return kern
     bound = np.asarray(weights, dtype=np.float64)
 
-    def func(chunk: np.ndarray, **given: Any) -> Partial:
+    def func(chunk: np.ndarray | Packed, **given: Any) -> Partial:
         # bins and range (histograms) stay in params as stats' defaults: not weighted, unused.
         return weighted_stats.func(chunk, weights=bound, over=given.get("over", DEFAULT_OVER))
+
+    def prepare(params: Mapping[str, Any], data: InputInfo) -> None:
+        # Load the compiled loop before the first chunk: start-up, not the first chunk's time.
+        unpack = data.unpack
+        zeros = np.zeros((1, *(data.row_shape or ())), unpack.stored if unpack else data.dtype)
+        func(Packed(zeros, unpack) if unpack else zeros, over=params.get("over", DEFAULT_OVER))
 
     func.__name__ = func.__qualname__ = "weighted_stats"
     func.__doc__ = weighted_stats.__doc__
@@ -140,4 +155,6 @@ def bind_weights(kern: Kernel, weights: np.ndarray | None, params: Mapping[str, 
     base = dataclasses.replace(weighted_stats, func=func, name=kern.name)
     if 0 in tuple(params.get("over", DEFAULT_OVER)):
         return base
-    return dataclasses.replace(base, per_row=RESULTS, combine="sum", finalize=None)
+    # One result per record: packed chunks come as stored (see hpcapp.kernels.weighted_rows).
+    per_row = dataclasses.replace(base, packed=True, prepare=prepare)
+    return dataclasses.replace(per_row, per_row=RESULTS, combine="sum", finalize=None)
