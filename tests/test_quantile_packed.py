@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import run_here
+from helpers import root_attrs, run_here
 from hypothesis import given
 from hypothesis import strategies as st
 from ncdata import write_netcdf
@@ -132,11 +132,15 @@ def test_the_transpose_moves_the_stored_integers(tmp_path, monkeypatch):
 
     monkeypatch.setattr(transpose, "exchange", spy)
     params = {"q": [0.05, 0.5, 0.95], "method": "hazen"}
-    packed = run_here("quantile", spec, params=params, chunk_rows=7)
+    # 18 KiB beyond the base: two slabs of lat of float64 series, every slab of int16 ones.
+    options = {"params": params, "chunk_rows": 7, "memory_per_rank": "200.0176MiB"}
+    packed = run_here("quantile", spec, output=str(tmp_path / "packed.nc"), **options)
     assert moved == [np.dtype(np.int16)]
+    assert root_attrs(tmp_path / "packed.nc")["series_batches"] == 1
     decoded_first = dataclasses.replace(quantile, packed=False)  # the float64 exchange
-    plain = run_here(decoded_first, spec, params=params, chunk_rows=7)
-    assert moved[1:] == [np.dtype(np.float64)]
+    plain = run_here(decoded_first, spec, output=str(tmp_path / "plain.nc"), **options)
+    assert moved[1:] == [np.dtype(np.float64)] * 2
+    assert root_attrs(tmp_path / "plain.nc")["series_batches"] == 2
     same_bits(packed["quantile"], plain["quantile"])
     unpack = LinearUnpack("i2", "f4", (-32767,), -32768, 32767, -0.02, 250.0)
     want = nanquantile(unpack.decode(stored).astype(np.float64), params["q"], axis=0,
