@@ -66,6 +66,25 @@ def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, me
     assert world["quantile"].tobytes() == alone["quantile"].tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize(("code", "fill"), [("u1", 255), ("i1", -128), ("u2", 65535)])
+def test_packed_bytes_travel_as_stored_at_any_rank_count(shared_dir, code, fill):
+    comm = MPI.COMM_WORLD
+    path = shared_dir / f"small-{code}.nc"
+    if comm.rank == 0:
+        rng = np.random.default_rng(3)
+        info = np.iinfo(code)
+        stored = rng.integers(info.min, info.max, size=(29, 4, 5), endpoint=True).astype(code)
+        stored[rng.random(stored.shape) < 0.2] = fill
+        attrs = {"scale_factor": np.float32(-0.5), "add_offset": np.float32(10.0)}
+        write_netcdf(path, stored, attrs=attrs, fill_value=np.array(fill, code))
+    comm.Barrier()
+    spec, params = f"{path}:/tas", {"q": Q, "method": "median_unbiased"}
+    world = hpcapp.run("quantile", spec, params=params, root=None, chunk_rows=3)
+    alone = hpcapp.run("quantile", spec, params=params, comm=MPI.COMM_SELF)
+    want = nanquantile(decoded(spec), Q, axis=0, method="median_unbiased")
+    assert world["quantile"].tobytes() == alone["quantile"].tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("method", ["linear", "higher", "weibull"])
 def test_whole_field_bits_do_not_depend_on_ranks(shared_dir, method):
     spec = packed_input(shared_dir)

@@ -160,3 +160,5 @@ def test_a_packed_tile_goes_through_the_kernel(monkeypatch):
     assert seen == [Packed] and found.shape == (1, 2, 2)
     decoded = unpack.decode(raw).astype(np.float64).reshape(12, 2, 2)
     same_bits(found, nanquantile(decoded, [0.5], axis=0))
+    whole = quantile.func(Packed(raw.reshape(12, 2, 2), unpack), q=[0.3, 0.5], over=(0, 1, 2))
+    same_bits(whole["quantile"], nanquantile(decoded, [0.3, 0.5]))

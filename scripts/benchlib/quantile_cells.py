@@ -3,7 +3,7 @@
 Times the two paths of :func:`hpcapp.kernels.quantile.cell_quantiles` on one ``(records,
 cells)`` tile in a fresh process (``procs/quantile_cells``): ns per value, same bits.
 
-    python scripts/bench.py quantile-cells --records 1825 --cells 8000 --repeat 5
+    python scripts/bench.py quantile-cells --records 1825 --cells 16000 --repeat 5
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .harness import Runner, bench_line, markdown
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this benchmark's options."""
     parser.add_argument("--records", type=int, default=1825, help="records of the tile")
-    parser.add_argument("--cells", type=int, default=8000, help="cells of the tile")
+    parser.add_argument("--cells", type=int, default=16000, help="cells of the tile")
     parser.add_argument("--repeat", type=int, default=5)
 
 
