@@ -162,3 +162,36 @@ def test_a_packed_tile_goes_through_the_kernel(monkeypatch):
     same_bits(found, nanquantile(decoded, [0.5], axis=0))
     whole = quantile.func(Packed(raw.reshape(12, 2, 2), unpack), q=[0.3, 0.5], over=(0, 1, 2))
     same_bits(whole["quantile"], nanquantile(decoded, [0.3, 0.5]))
+
+
+@pytest.mark.parametrize("same_packing", [True, False])
+def test_many_files_packed_alike_or_each_its_own_way(tmp_path, monkeypatch, same_packing):
+    rng = np.random.default_rng(12)
+    parts, decoded = [], []
+    for k in range(3):
+        stored = rng.integers(-500, 500, size=(9 + k, 3, 4)).astype(np.int16)
+        stored[rng.random(stored.shape) < 0.2] = -32767
+        scale = 0.01 if same_packing else 0.01 * (k + 1)
+        attrs = {"scale_factor": scale, "add_offset": 280.0}
+        write_netcdf(tmp_path / f"part{k}.nc", stored, attrs=attrs, fill_value=np.int16(-32767))
+        parts.append(stored)
+        unpack = LinearUnpack("i2", "f8", (-32767,), -32768, 32767, scale, 280.0)
+        decoded.append(unpack.decode(stored).astype(np.float64))
+    moved = []
+    exchange = transpose.exchange
+
+    def spy(comm, send, *args):
+        moved.append(send.dtype)
+        return exchange(comm, send, *args)
+
+    monkeypatch.setattr(transpose, "exchange", spy)
+    params = {"q": LEVELS, "method": "weibull"}
+    # 8 KiB beyond the base: every slab of lat of int16 series, two of float64 ones.
+    got = run_here("quantile", f"{tmp_path}/part*.nc:/tas", params=params, chunk_rows=4,
+                   memory_per_rank="200.008MiB")  # fmt: skip
+    if same_packing:  # one linear unpack: the stored integers travel, in one batch
+        assert moved == [np.dtype(np.int16)]
+    else:  # each file decoded its own way by the reader: float64 series, in two batches
+        assert moved == [np.dtype(np.float64)] * 2
+    want = nanquantile(np.concatenate(decoded), LEVELS, axis=0, method="weibull")
+    same_bits(got["quantile"], want)
