@@ -155,6 +155,12 @@ def test_stats_pass_gives_the_same_bits(tmp_path):
     assert all(row["packed_same_bits"] is True for row in result["rows"])
 
 
+def test_quantile_cells_gives_the_same_bits(tmp_path):
+    result = run_tiny("quantile-cells", tmp_path)
+    assert result["same_bits"] is True
+    assert result["packed_selected_ns"] > 0 and result["float64_numpy_ns"] > 0
+
+
 def test_versions_compares_two_trees_and_their_results(tmp_path):
     # The same tree as "before": every job runs with both, and their result bytes must agree.
     result = run_tiny("versions", tmp_path, "--before", str(REPO))

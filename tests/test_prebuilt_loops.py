@@ -89,6 +89,27 @@ def test_prebuilt_loops_give_the_jit_loops_bits(prebuilt, monkeypatch, code, col
         assert got[key] == want[key], key
 
 
+@pytest.mark.parametrize("code", ["i1", "u1", "i2", "u2"])
+def test_prebuilt_quantile_selection_gives_the_jit_bits(prebuilt, monkeypatch, code):
+    from hpcapp.kernels.quantile import cell_quantiles
+
+    stored = awkward(code, 9)
+    info = np.iinfo(stored.dtype)
+    for values, scale in (("f4", 0.25), ("f8", -0.01)):
+        unpack = LinearUnpack(code, values, (int(stored[0, 0]),), info.min + 3, info.max - 5,
+                              scale, 7.0)  # fmt: skip
+        packed = Packed(stored, unpack)
+        assert "builtin" in type(_loops.select_loop(stored.dtype, np.dtype(values))).__name__
+        got = cell_quantiles(packed, [0.0, 0.1, 0.5, 0.9, 1.0], "hazen")
+        with monkeypatch.context() as patch:
+            patch.setattr(_loops, "prebuilt", lambda: None)
+            assert type(_loops.select_loop(stored.dtype, np.dtype(values))).__name__ == (
+                "CPUDispatcher"
+            )
+            want = cell_quantiles(packed, [0.0, 0.1, 0.5, 0.9, 1.0], "hazen")
+        assert got.tobytes() == want.tobytes()
+
+
 def test_prebuilt_edges_are_the_jit_edges(prebuilt):
     from hpcapp.kernels._fused_lanes import formula_edges
 

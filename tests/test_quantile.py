@@ -89,8 +89,8 @@ def test_batches_give_the_same_bits(tmp_path):
     spec, decoded = packed(tmp_path)
     whole = run_here("quantile", spec, params={"q": Q})
     out = tmp_path / "out.nc"
-    # 20 KiB beyond the base: a few slabs of lat per batch, chunks of 5 records.
-    small = {"memory_per_rank": "200.02MiB", "chunk_rows": 5}
+    # 5 KiB beyond the base: two slabs of lat per batch (of int16: packed tiles), 5 records a chunk.
+    small = {"memory_per_rank": "200.005MiB", "chunk_rows": 5}
     run_here("quantile", spec, params={"q": Q}, output=str(out), **small)
     assert root_attrs(out)["series_batches"] > 1
     same_bits(read_results(out)["quantile"], whole["quantile"])
@@ -178,7 +178,7 @@ def test_the_command_line_at_two_ranks(tmp_path):
     spec, decoded = packed(tmp_path)
     out = tmp_path / "out.nc"
     args = ["run", "quantile", spec, "--over", "time", "-p", "q=0.1,0.5,0.9", "-o", str(out)]
-    args += ["--memory-per-rank", "200.02MiB", "--chunk-rows", "4"]
+    args += ["--memory-per-rank", "200.0035MiB", "--chunk-rows", "4"]  # 3 slabs a batch
     done = run_cli(args, n_ranks=2)
     assert done.returncode == 0, done.stderr
     assert "series by transpose: 2 batch(es) of cells" in done.stdout

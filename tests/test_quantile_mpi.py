@@ -49,8 +49,8 @@ def nanquantile(values, q, **options):
     [
         {},
         {"chunk_rows": 3},
-        {"chunk_rows": 4, "memory_per_rank": "200.01MiB"},  # a batch or two of lat per rank
-        {"chunk_rows": 2, "memory_per_rank": "200.005MiB"},
+        {"chunk_rows": 4, "memory_per_rank": "200.003MiB"},  # a few slabs of lat a batch
+        {"chunk_rows": 2, "memory_per_rank": "200.002MiB"},
     ],
 )
 @pytest.mark.parametrize("method", ["linear", "nearest"])
@@ -63,6 +63,25 @@ def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, me
         assert root_attrs(out)["series_batches"] > 1  # the budget did cut the cells
     alone = hpcapp.run("quantile", spec, params=params, comm=MPI.COMM_SELF)
     want = nanquantile(decoded(spec), Q, axis=0, method=method)
+    assert world["quantile"].tobytes() == alone["quantile"].tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(("code", "fill"), [("u1", 255), ("i1", -128), ("u2", 65535)])
+def test_packed_bytes_travel_as_stored_at_any_rank_count(shared_dir, code, fill):
+    comm = MPI.COMM_WORLD
+    path = shared_dir / f"small-{code}.nc"
+    if comm.rank == 0:
+        rng = np.random.default_rng(3)
+        info = np.iinfo(code)
+        stored = rng.integers(info.min, info.max, size=(29, 4, 5), endpoint=True).astype(code)
+        stored[rng.random(stored.shape) < 0.2] = fill
+        attrs = {"scale_factor": np.float32(-0.5), "add_offset": np.float32(10.0)}
+        write_netcdf(path, stored, attrs=attrs, fill_value=np.array(fill, code))
+    comm.Barrier()
+    spec, params = f"{path}:/tas", {"q": Q, "method": "median_unbiased"}
+    world = hpcapp.run("quantile", spec, params=params, root=None, chunk_rows=3)
+    alone = hpcapp.run("quantile", spec, params=params, comm=MPI.COMM_SELF)
+    want = nanquantile(decoded(spec), Q, axis=0, method="median_unbiased")
     assert world["quantile"].tobytes() == alone["quantile"].tobytes() == want.tobytes()
 
 

@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 # Every file the compiled code depends on: an edit to any of them retires the built module.
 SOURCES = (
-    "_fused.py", "_fused_lanes.py", "_fused_exact.py", "_exact.py", "_loops.py",
+    "_fused.py", "_fused_lanes.py", "_fused_exact.py", "_exact.py", "_loops.py", "_select.py",
     "_weighted_loops.py",
 )  # fmt: skip
 PREFIX = "_hpcapp_stats_loops_"
@@ -159,3 +159,13 @@ def formula_edges(step: float, lo: float, nbins: int, edges32: bool) -> np.ndarr
     from hpcapp.kernels._fused_lanes import formula_edges as compiled
 
     return compiled(step, lo, nbins, edges32)
+
+
+def select_loop(stored: np.dtype, decoded: np.dtype) -> Any:
+    """Return quantile's compiled selection of ``stored`` integers decoded into ``decoded``."""
+    module = prebuilt()
+    if module is not None:
+        return getattr(module, f"select_{stored.kind}{stored.itemsize}_f{decoded.itemsize}")
+    from hpcapp.kernels._select import cell_select
+
+    return cell_select

@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from hpcapp.kernels import _fused, _fused_call, _fused_exact, _fused_lanes, _loops
+from hpcapp.kernels import (
+    _fused,
+    _fused_call,
+    _fused_exact,
+    _fused_lanes,
+    _loops,
+    _select,
+    quantile,
+)
 from hpcapp.kernels import _weighted_loops as _weighted
 from hpcapp.kernels.packed import STORED_CODES, LinearUnpack, Packed
 from hpcapp.kernels.weighted_rows import rows_partial
@@ -37,7 +45,7 @@ def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
     """Compile (or load from numba's cache) the loops for every dtype; return the cache directory.
 
     ``parts`` picks the loop families: ``histogram`` (``fused_stats``) and ``lanes`` (the
-    one-pass lanes and the exact integer moments).
+    one-pass lanes, the exact integer moments and quantile's selection).
     """
     for code in _loops.CODES:
         dtype = np.dtype(code)
@@ -59,6 +67,11 @@ def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
                 rows_partial(zeros, np.ones((1, 1)), 1)
             if dtype.kind in "iu":
                 _fused_call.chunk_moments(zeros)
+            if code in ("i1", "u1", "i2", "u2"):  # quantile's loops
+                info = np.iinfo(dtype)
+                for values in ("f4", "f8"):
+                    unpack = LinearUnpack(code, values, (), int(info.min), int(info.max), 1.0, 0.0)
+                    quantile.cell_quantiles(Packed(zeros, unpack), [0.5])
     cache = getattr(_fused.fused_stats, "_cache", None)
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
 
@@ -115,6 +128,22 @@ def _signatures() -> dict[str, tuple[Any, str]]:
                 f"void({c}[::1], int64, int64, boolean, int64[:, ::1], int64[:, ::1])",
             )
     exports["formula_edges"] = (_edges, "float64[::1](float64, float64, int64, boolean)")
+    exports.update(_select_signatures())
+    return exports
+
+
+def _select_signatures() -> dict[str, tuple[Any, str]]:
+    """Return quantile's loops (:mod:`hpcapp.kernels._select`) for 8- and 16-bit integers."""
+    exports: dict[str, tuple[Any, str]] = {}
+    for code in ("i1", "u1", "i2", "u2"):
+        dtype = np.dtype(code)
+        c = f"{'int' if dtype.kind == 'i' else 'uint'}{8 * dtype.itemsize}"
+        for f in ("float32", "float64"):
+            exports[f"select_{code}_f{int(f[5:]) // 8}"] = (
+                _cell_select,
+                f"void({c}[:, ::1], {c}, {c}, UniTuple({c}, 4), int64, int64, {f}, {f}, boolean, "
+                "int64[:, ::1], int64[:, ::1], float64[:, ::1], boolean, float64[:, ::1])",
+            )
     return exports
 
 
@@ -163,6 +192,14 @@ def _moments(flat, n_cols, pieces, unsigned, s1, s2):
 
 def _edges(step, lo, nbins, edges32):
     return _fused_lanes.formula_edges(step, lo, nbins, edges32)
+
+
+def _cell_select(x, lo, hi, fills, n_fills, base, scale, offset, reverse, prev, nxt, gamma,
+                 interpolate, out):  # fmt: skip
+    _select.cell_select(
+        x, lo, hi, fills, n_fills, base, scale, offset, reverse, prev, nxt, gamma, interpolate,
+        out,
+    )  # fmt: skip
 
 
 def build_prebuilt() -> Path | None:

@@ -4,7 +4,8 @@ The kept cells are cut into batches of slabs along the second dimension (one bat
 field fits in ``budget`` bytes per rank); a batch's cells are cut into one tile per rank. For
 each batch every rank reads its own record chunks of that batch's hyperslab only (the usual
 chunk plan, decoded as any kernel sees it), the ranks exchange them with one ``Alltoallv`` of
-float64 buffers, and each rank runs the series kernel on ``(records, its cells)``; rank 0
+float64 buffers (of the stored integers for a kernel taking packed tiles: :func:`takes_packed`),
+and each rank runs the series kernel on ``(records, its cells)``; rank 0
 gathers the results (``Gatherv``). Each cell's result depends on its series alone, so the bits
 are the same for any rank count and batch size. Every step that can fail on one rank is
 agreed on (:func:`~hpcapp.parallel.collective.on_all`) before the next collective.
@@ -25,6 +26,7 @@ from hpcapp.errors import HpcappError, KernelError, UsageError
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.selected import cells_slab
 from hpcapp.kernels.api import Kernel
+from hpcapp.kernels.packed import Packed
 from hpcapp.parallel.batches import BatchKeeper, join, plan_runs, stop_between_batches
 from hpcapp.parallel.collective import gather_table, on_all
 from hpcapp.parallel.engine import EngineResult
@@ -38,6 +40,9 @@ DEFAULT_BUDGET = 1 << 30
 MAX_COUNT = 2**31 - 1  # MPI counts and displacements are C ints
 # A rank holds its read block, the received series, and the kernel's sorted copy and temporaries.
 COPIES = 4
+# A kernel taking packed tiles (quantile) holds the read block and the received series of stored
+# integers, and works on a small block of cells at a time: one more copy covers it.
+PACKED_COPIES = 3
 
 
 @dataclasses.dataclass
@@ -49,14 +54,18 @@ class SeriesResult(EngineResult):
     input_bytes: int = 0  # the input as stored (the selected box)
 
 
-def slab_plan(source: Source, chunk_rows: int, size: int, budget: int) -> int:
-    """Return how many slabs of the second dimension a batch takes (UsageError if none fits)."""
+def slab_plan(source: Source, chunk_rows: int, size: int, budget: int, packed: bool = False) -> int:
+    """Return how many slabs of the second dimension a batch takes (UsageError if none fits).
+
+    ``packed``: the series travel as stored integers (``exchanged_dtype``), not float64.
+    """
     shape = (source.n_rows, *source.row_shape)
     n_slabs = shape[1] if len(shape) > 1 else 1
     slab = math.prod(shape[2:])  # cells per slab
     per_rank = -(-source.n_rows // size)
     chunk = min(chunk_rows, source.n_rows) * (np.dtype(source.dtype).itemsize + 8 + 2)
-    slab_bytes = slab * (COPIES * 8 * per_rank + chunk)
+    per_value = PACKED_COPIES * exchanged_dtype(source, packed).itemsize if packed else COPIES * 8
+    slab_bytes = slab * (per_value * per_rank + chunk)
     fits = min(n_slabs, budget // max(slab_bytes, 1), MAX_COUNT // max(source.n_rows * slab, 1))
     if fits < 1:
         raise UsageError(
@@ -66,6 +75,23 @@ def slab_plan(source: Source, chunk_rows: int, size: int, budget: int) -> int:
             "smaller --chunk-rows"
         )
     return int(fits)
+
+
+def takes_packed(kernel: Kernel, source: Source) -> bool:
+    """Return whether the tiles go to ``kernel`` as stored integers with their unpacking.
+
+    A kernel declared ``packed`` (quantile) takes them so when the source's CF coding is a
+    linear unpack (:class:`~hpcapp.kernels.packed.LinearUnpack`) of 8- or 16-bit integers: the
+    exchange then moves the stored integers (int16: a quarter of float64's bytes), and the
+    kernel decodes what it needs.
+    """
+    unpack = source.linear_unpack
+    return kernel.packed and unpack is not None and np.dtype(unpack.stored).itemsize <= 2
+
+
+def exchanged_dtype(source: Source, packed: bool) -> np.dtype:
+    """Return the dtype the series are exchanged in: the stored integers, or float64."""
+    return np.dtype(source.linear_unpack.stored) if packed else np.dtype(np.float64)
 
 
 def size_text(n_bytes: int) -> str:
@@ -91,7 +117,8 @@ def run_series(
     n_chunks = count_chunks(source.n_rows, chunk_rows)
     shape = (source.n_rows, *source.row_shape)
     inner = math.prod(shape[2:])  # cells per slab of the second dimension
-    per_batch = on_all(comm, lambda: slab_plan(source, chunk_rows, size, budget))
+    packed = takes_packed(kernel, source)
+    per_batch = on_all(comm, lambda: slab_plan(source, chunk_rows, size, budget, packed))
     runs = plan_runs(shape[1] if len(shape) > 1 else 1, per_batch, keeper)
     if keeper is not None:
         keeper.start(comm)
@@ -107,15 +134,17 @@ def run_series(
         n_cells = (end - first) * inner
         layout = tiles(n_cells, size)
         clock = time.perf_counter()
-        send = on_all(comm, partial(read_block, part, mine, chunk_rows, rows[rank], layout))  # read
+        read = partial(read_block, part, mine, chunk_rows, rows[rank], layout, packed)
+        send = on_all(comm, read)  # read
         seconds["read"] += time.perf_counter() - clock
         clock = time.perf_counter()
         series = exchange(comm, send, rows, layout)  # communicate
         del send
         seconds["reduce"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        found = on_all(comm, partial(_compute, kernel, params, series, rank))  # compute
-        del series
+        tile = Packed(series, source.linear_unpack) if packed else series
+        found = on_all(comm, partial(_compute, kernel, params, tile, rank))  # compute
+        del series, tile
         seconds["compute"] += time.perf_counter() - clock
         clock = time.perf_counter()
         gathered = gather_cells(comm, found, layout)  # communicate
@@ -147,22 +176,31 @@ def records_of(chunks: range, n_rows: int, chunk_rows: int) -> int:
 
 
 def read_block(
-    part: Source, mine: range, chunk_rows: int, n_rows: int, layout: list[tuple[int, int]]
+    part: Source,
+    mine: range,
+    chunk_rows: int,
+    n_rows: int,
+    layout: list[tuple[int, int]],
+    packed: bool = False,
 ) -> np.ndarray:
     """Read this rank's record chunks of one batch, decoded, as the float64 send buffer.
 
     The buffer holds one block per destination rank, in rank order: (records, its cells) in C
     order, filled chunk by chunk, so the values are never copied again before they are sent.
+    ``packed``: the stored integers instead (see :func:`takes_packed`), not decoded.
     """
-    send = np.empty(n_rows * sum(n for n, _ in layout), np.float64)
+    dtype = exchanged_dtype(part, packed)
+    send = np.empty(n_rows * sum(n for n, _ in layout), dtype)
     blocks = np.split(send, np.cumsum([n_rows * n for n, _ in layout])[:-1])
     tiles = [block.reshape(n_rows, n) for block, (n, _) in zip(blocks, layout, strict=True)]
     if not mine:
         return send
     offset, _ = chunk_bounds(mine[0], part.n_rows, chunk_rows)
-    for index, data in part.chunks(mine, chunk_rows, lambda: False):
+    for index, data in part.chunks(mine, chunk_rows, lambda: False, packed=packed):
         if isinstance(data, HpcappError):  # a ChunkReadError: it names the chunk
             raise data
+        if isinstance(data, Packed):
+            data = data.stored
         start, stop = chunk_bounds(index, part.n_rows, chunk_rows)
         values = np.reshape(data, (stop - start, -1))
         for tile, (n, first) in zip(tiles, layout, strict=True):
@@ -177,18 +215,21 @@ def exchange(
 
     ``send`` is :func:`read_block`'s buffer, ``rows[r]`` the records rank ``r`` read (in rank
     order, the records' order), ``layout[r]`` the (count, start) of its cells. One
-    ``Alltoallv`` of float64 buffers, no pickling.
+    ``Alltoallv`` of buffers of ``send``'s dtype, no pickling; on one rank, ``send`` itself.
     """
-    from mpi4py import MPI
+    from mpi4py.util.dtlib import from_numpy_dtype
 
     rank = comm.Get_rank()
-    send_counts = [rows[rank] * n for n, _ in layout]
     mine = layout[rank][0]
-    received = np.empty(sum(rows) * mine, np.float64)
+    if comm.Get_size() == 1:
+        return send.reshape(sum(rows), mine)  # its only block: nothing to move
+    send_counts = [rows[rank] * n for n, _ in layout]
+    received = np.empty(sum(rows) * mine, send.dtype)
     receive_counts = [r * mine for r in rows]
+    kind = from_numpy_dtype(send.dtype)
     comm.Alltoallv(
-        [send, (send_counts, _displacements(send_counts)), MPI.DOUBLE],
-        [received, (receive_counts, _displacements(receive_counts)), MPI.DOUBLE],
+        [send, (send_counts, _displacements(send_counts)), kind],
+        [received, (receive_counts, _displacements(receive_counts)), kind],
     )
     return received.reshape(sum(rows), mine)  # the senders' records follow each other
 
@@ -221,7 +262,7 @@ def _displacements(counts: list[int]) -> list[int]:
 
 
 def _compute(
-    kernel: Kernel, params: Mapping[str, Any], series: np.ndarray, rank: int
+    kernel: Kernel, params: Mapping[str, Any], series: np.ndarray | Packed, rank: int
 ) -> dict[str, np.ndarray]:
     """Run the series kernel on this rank's tile; refuse results that are not one per cell."""
     try:

@@ -163,6 +163,13 @@ BENCHMARKS = (
         programs=("cdo",),
     ),
     Benchmark(
+        "quantile-cells",
+        "quantile's per-cell selection on one core: packed int16 selected as stored against "
+        "numpy's quantile on the decoded float64, ns per value, same bits",
+        "quantile_cells",
+        "--records 40 --cells 50 --repeat 1",
+    ),
+    Benchmark(
         "versions",
         "this tree against an older checkout (--before DIR) on four representative jobs, run "
         "alternately: median wall seconds, after/before, same result bytes",
