@@ -134,8 +134,8 @@ def run_series(
         n_cells = (end - first) * inner
         layout = tiles(n_cells, size)
         clock = time.perf_counter()
-        read = partial(read_block, part, mine, chunk_rows, rows[rank], layout, packed)
-        send = on_all(comm, read)  # read
+        reader = partial(read_block, part, mine, chunk_rows, rows[rank], layout, packed)
+        send = on_all(comm, reader)  # read
         seconds["read"] += time.perf_counter() - clock
         clock = time.perf_counter()
         series = exchange(comm, send, rows, layout)  # communicate
