@@ -45,7 +45,7 @@ def test_many_files_give_one_ranks_bits(shared_dir):
 
 
 def test_asking_for_the_mean_only_gives_one_ranks_bits(shared_dir):
-    """``-p stats=mean`` (two partial parts, appended in place) on 2+ ranks: one rank's bits."""
+    """``-p stats=mean`` (two partial parts) on 2+ ranks: one rank's bits."""
     comm = MPI.COMM_WORLD
     path = shared_dir / "mean.nc"
     if comm.rank == 0:

@@ -24,7 +24,6 @@ import numpy as np
 from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
-from hpcapp.kernels.grouped_append import append_after
 from hpcapp.kernels.grouped_stats import by_record, finish_in_blocks
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
@@ -85,13 +84,10 @@ def _merge_grouped(
     shared, left_shared, right_shared = np.intersect1d(
         left_labels, right_labels, assume_unique=True, return_indices=True
     )
-    appended = None
     if consume and len(shared) == len(right_labels) and _reusable(left, right, keys):
         out, at_shared = left, left_shared
     elif consume and len(shared) == len(left_labels) and _reusable(right, left, keys):
         out, at_shared = right, right_shared
-    elif consume and (appended := append_after(left, right, keys, len(shared))) is not None:
-        out, at_shared = appended, left_shared  # right's groups follow left's: in place
     else:  # the shared groups merged apart, then laid into the union
         out, at_shared = {}, np.arange(len(shared))
         for key in keys:
@@ -113,7 +109,7 @@ def _merge_grouped(
         rows = _run(at_shared[first : first + step])
         for key in keys:
             _put(kern, out, key, rows, np.asarray(block[key]))
-    if out is left or out is right or out is appended:
+    if out is left or out is right:
         return out
     return _union(left, right, keys, left_shared, right_shared, out, consume)
 
