@@ -35,11 +35,11 @@ def parse_stats(value: Any) -> tuple[str, ...] | None:
         return None
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
-        raise ValueError(f"stats must be names such as mean,std, got {value!r}")
+        raise ValueError(f"-p stats must be names such as mean,std, got {value!r}")
     words = [name.strip() if isinstance(name, str) else name for name in names]
     unknown = [word for word in words if word not in RESULTS]
     if unknown:
-        raise ValueError(f"stats: no result {unknown[0]!r} (the results: {', '.join(RESULTS)})")
+        raise ValueError(f"-p stats: no result {unknown[0]!r} (the results: {', '.join(RESULTS)})")
     return tuple(name for name in RESULTS if name in words)
 
 
