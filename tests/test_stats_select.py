@@ -84,3 +84,21 @@ def test_from_the_command_line(tmp_path):
     assert {key for key in results if key in RESULTS} == {"mean", "max"}
     done = cli_here(["run", "stats", spec, "-o", str(out), "-p", "stats=mode", "--overwrite"])
     assert done.returncode == 2 and "no result 'mode'" in done.stderr
+
+
+def test_the_memory_estimate_counts_only_the_kept_parts(tmp_path):
+    """A day-of-year job's groups are most of its estimate: the mean's 2 parts, not 7."""
+    from hpcapp.jobs.config import JobConfig
+    from hpcapp.jobs.plan import plan_job
+    from hpcapp.jobs.provenance import load_with_code
+
+    spec = write_daily(tmp_path / "in.nc", "standard", n=800, grid=(30, 40))
+
+    def estimate(params):
+        config = JobConfig(kernel="stats", input=spec, group_by="time.dayofyear", params=params)
+        plan = plan_job(config, *load_with_code("stats"), estimate_memory=True)
+        assert plan.memory is not None
+        return plan.memory["partials"]  # the groups held by the chunk tree
+
+    full, mean = estimate({}), estimate({"stats": "mean"})
+    assert mean < 0.3 * full, (mean, full)  # count, sum: 16 of the 56 bytes a cell
