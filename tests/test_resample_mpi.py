@@ -42,3 +42,18 @@ def test_many_files_give_one_ranks_bits(shared_dir):
     assert len(alone["time"]) == 36
     for key in alone:
         assert np.asarray(world[key]).tobytes() == np.asarray(alone[key]).tobytes(), key
+
+
+def test_asking_for_the_mean_only_gives_one_ranks_bits(shared_dir):
+    """``-p stats=mean`` (two partial parts) on 2+ ranks: one rank's bits."""
+    comm = MPI.COMM_WORLD
+    path = shared_dir / "mean.nc"
+    if comm.rank == 0:
+        write_daily(path, "standard", n=400, missing=(3,))
+    comm.Barrier()
+    options = {"over": "time", "resample": "time=1M", "chunk_rows": 11, "params": {"stats": "mean"}}
+    world = hpcapp.run("stats", f"{path}:/tas", root=None, **options)
+    alone = hpcapp.run("stats", f"{path}:/tas", comm=MPI.COMM_SELF, **options)
+    assert "mean" in world and "std" not in world
+    for key in alone:
+        assert np.asarray(world[key]).tobytes() == np.asarray(alone[key]).tobytes(), key

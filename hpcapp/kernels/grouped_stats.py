@@ -25,6 +25,7 @@ from hpcapp.kernels import stats as column_stats
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
+from hpcapp.kernels.stats_select import trim_partial
 
 # Columns per call: each call's temporaries (a dozen arrays) stay below a few MiB, so the
 # allocator reuses them instead of faulting in fresh pages for every chunk.
@@ -56,6 +57,7 @@ def by_record(
             if key not in partial:
                 partial[key] = np.empty(len(row), value.dtype)
             partial[key][first : first + len(value)] = value
+    partial = trim_partial(partial, params)  # -p stats: the parts the results need
     return {key: value.reshape(len(labels), *data.shape[1:]) for key, value in partial.items()}
 
 

@@ -28,6 +28,7 @@ from hpcapp.kernels.api import Kernel, kernel
 from hpcapp.kernels.hookspec import DEFAULT_OVER, InputInfo, Partial
 from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import with_attrs
+from hpcapp.kernels.stats_select import parse_stats, trim_partial, trim_results
 
 
 def check_over(over: Sequence[int], ndim: int) -> tuple[int, ...]:
@@ -84,7 +85,7 @@ def finalize(partial: Partial, params: Mapping[str, Any]) -> Partial:
     """Finish the combined partial: mean, var, std, ... shaped like the kept cells."""
     cells = np.shape(partial["count"])
     results = column_stats.finish_stats(_to_columns(partial, cells), params)
-    return _to_cells(results, math.prod(cells), cells)
+    return _to_cells(trim_results(results, params), math.prod(cells), cells)
 
 
 def check_params(params: Mapping[str, Any], data: InputInfo) -> None:
@@ -98,14 +99,17 @@ def check_params(params: Mapping[str, Any], data: InputInfo) -> None:
         axes = set(params.get("over", DEFAULT_OVER))
         kept = tuple(n for axis, n in enumerate(data.row_shape, start=1) if axis not in axes)
     column_stats.validate_stats(params, dataclasses.replace(data, row_shape=kept))
+    parse_stats(params.get("stats"))
 
 
-def _per_record(chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[int]) -> Partial:
+def _per_record(
+    chunk: np.ndarray, bins: int, value_range: Any, over: Sequence[int], asked: Any = None
+) -> Partial:
     """Finish each record of the chunk on its own: results lead with (rows, *kept other axes)."""
     columns, kept_shape = as_columns(chunk, over)
     partial = column_stats.stats(columns, bins=bins, range=value_range)
     results = column_stats.finalize_stats(partial, bins=bins, range=value_range)
-    return _to_cells(results, columns.shape[1], kept_shape)
+    return _to_cells(trim_results(results, {"stats": asked}), columns.shape[1], kept_shape)
 
 
 def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
@@ -127,20 +131,29 @@ def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     over=True,
 )
 def stats(
-    chunk: np.ndarray | Packed, bins: int = 64, range: Any = None, over: Any = DEFAULT_OVER
+    chunk: np.ndarray | Packed,
+    bins: int = 64,
+    range: Any = None,
+    over: Any = DEFAULT_OVER,
+    stats: Any = None,
 ) -> Partial:
-    """Count, nan_count, sum, mean, var, std, min, max (hist if -p range=LO,HI) over --over."""
+    """Count, nan_count, sum, mean, var, std, min, max (hist if -p range=LO,HI) over --over.
+
+    ``stats`` (e.g. ``mean,std``) keeps only those results: see hpcapp.kernels.stats_select.
+    """
     packed = chunk if isinstance(chunk, Packed) else None
     stored = packed.stored if packed is not None else chunk
     assert isinstance(stored, np.ndarray)
     axes = check_over(over, stored.ndim)
+    asked = {"stats": stats}
     if 0 not in axes:
-        return _per_record(packed.decoded() if packed is not None else stored, bins, range, axes)
-    if stored.ndim == 2 and axes == (0,):
-        return column_stats.stats(chunk, bins=bins, range=range)  # the 2-D case as it always was
+        decoded = packed.decoded() if packed is not None else stored
+        return _per_record(decoded, bins, range, axes, stats)
+    if stored.ndim == 2 and axes == (0,):  # the 2-D case as it always was
+        return trim_partial(column_stats.stats(chunk, bins=bins, range=range), asked)
     columns, kept_shape = as_columns(stored, axes)
     given = packed.with_stored(columns) if packed is not None else columns
-    partial = column_stats.stats(given, bins=bins, range=range)
+    partial = trim_partial(column_stats.stats(given, bins=bins, range=range), asked)
     return _to_cells(partial, columns.shape[1], kept_shape)
 
 
@@ -157,7 +170,9 @@ def bind_over(kern: Kernel, params: dict[str, Any]) -> Kernel:
     """
     if kern.func is not stats.func or 0 in tuple(params.get("over", DEFAULT_OVER)):
         return kern
-    probe = _per_record(np.zeros((1, 1)), params["bins"], params["range"], (1,))
+    probe = _per_record(
+        np.zeros((1, 1)), params["bins"], params["range"], (1,), params.get("stats")
+    )
     per_row = tuple(key for key in probe if key != "hist_edges")
     # Without a range there are no edges, and nothing left to combine.
     combine = {"hist_edges": "min"} if "hist_edges" in probe else "sum"

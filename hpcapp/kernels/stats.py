@@ -175,25 +175,32 @@ def _numpy_chunk_stats(chunk: np.ndarray) -> Partial:
 
 
 def merge_stats(left: Partial, right: Partial) -> Partial:
-    """Combine two partials: exact limbs or Chan's update, sums, minima, maxima, counts."""
+    """Combine two partials: exact limbs or Chan's update, sums, minima, maxima, counts.
+
+    A partial trimmed by ``-p stats`` (:mod:`hpcapp.kernels.stats_select`) merges the parts
+    it has, each by the same operations as in a full one.
+    """
     count = left["count"] + right["count"]
-    merged = {
-        "count": count,
-        "nan_count": left["nan_count"] + right["nan_count"],
-        "min": np.minimum(left["min"], right["min"]),
-        "max": np.maximum(left["max"], right["max"]),
-    }
+    merged = {"count": count}
+    if "nan_count" in left:
+        merged["nan_count"] = left["nan_count"] + right["nan_count"]
+    if "min" in left:
+        merged["min"] = np.minimum(left["min"], right["min"])
+    if "max" in left:
+        merged["max"] = np.maximum(left["max"], right["max"])
     if "s1" in left:
         merged["s1"] = _exact.add(left["s1"], right["s1"])
         merged["s2"] = _exact.add(left["s2"], right["s2"])
     else:
         safe = np.maximum(count, 1)
         with np.errstate(invalid="ignore"):  # inf - inf between means: the m2 is NaN already
-            delta = right["mean"] - left["mean"]
-            weight = right["count"] / safe
-            merged["sum"] = left["sum"] + right["sum"]
-            merged["mean"] = np.where(count > 0, left["mean"] + delta * weight, 0.0)
-            merged["m2"] = left["m2"] + right["m2"] + delta * delta * (left["count"] * weight)
+            if "sum" in left:
+                merged["sum"] = left["sum"] + right["sum"]
+            if "mean" in left:
+                delta = right["mean"] - left["mean"]
+                weight = right["count"] / safe
+                merged["mean"] = np.where(count > 0, left["mean"] + delta * weight, 0.0)
+                merged["m2"] = left["m2"] + right["m2"] + delta * delta * (left["count"] * weight)
     for key in ("hist", "hist_below", "hist_above"):
         if key in left:
             merged[key] = left[key] + right[key]
@@ -204,7 +211,9 @@ def finalize_stats(partial: Partial, bins: int = 64, range: Any = None) -> Parti
     """Turn the merged partial into count, sum, mean, var (ddof=0), std, min, max, hist."""
     count = partial["count"]
     empty = count == 0
-    results: Partial = {"count": count, "nan_count": partial["nan_count"]}
+    results: Partial = {"count": count}
+    if "nan_count" in partial:
+        results["nan_count"] = partial["nan_count"]
     if "s1" in partial:
         total, mean, var, std = _exact.finalize_moments(count, partial["s1"], partial["s2"])
         total, rounded = _exact.sum_result(total)
@@ -216,14 +225,16 @@ def finalize_stats(partial: Partial, bins: int = 64, range: Any = None) -> Parti
         )
     else:
         safe = np.maximum(count, 1)
-        var = partial["m2"] / safe
-        results.update(
-            sum=partial["sum"],
-            mean=np.where(empty, np.nan, partial["sum"] / safe),
-            var=np.where(empty, np.nan, var),
-            std=np.where(empty, np.nan, np.sqrt(var)),
-        )
+        if "sum" in partial:
+            results.update(sum=partial["sum"], mean=np.where(empty, np.nan, partial["sum"] / safe))
+        if "m2" in partial:
+            var = partial["m2"] / safe
+            results.update(
+                var=np.where(empty, np.nan, var), std=np.where(empty, np.nan, np.sqrt(var))
+            )
     for key in ("min", "max"):
+        if key not in partial:
+            continue
         value = partial[key]
         results[key] = np.where(empty, np.nan, value) if value.dtype.kind == "f" else value
     if "hist" in partial:

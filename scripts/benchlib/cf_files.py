@@ -9,7 +9,8 @@ read puts the files in the page cache:
   min and max) at 1 and 2 ranks; the same at 1 rank with HDF5's own inflate
   (``HPCAPP_HDF5_INFLATE=1``) to show what reading through libdeflate gains; NCO ``ncra``;
   CDO ``timmean -mergetime``;
-- the monthly climatology: ``--group-by time.month`` at 2 ranks, CDO ``ymonmean -mergetime``.
+- the monthly climatology: ``--group-by time.month`` at 2 ranks (every statistic, and
+  ``-p stats=mean``: the mean only, what ``ymonmean`` writes), CDO ``ymonmean -mergetime``.
 
 Results are checked once: hpcapp's mean against xarray's (``open_mfdataset`` + Dask,
 ``mean("time")``, decoded float64) to 1e-12 relative; NCO's and CDO's (which keep the input's
@@ -65,6 +66,10 @@ def _contenders(runner: Runner, files: list[Path], out: Path) -> dict[str, tuple
             {"HPCAPP_HDF5_INFLATE": "1"},
         ),
         "month hpcapp@2": (hpcapp(2, "month2", "--group-by", "time.month"), {}),
+        "month hpcapp@2 stats=mean": (
+            hpcapp(2, "month2m", "--group-by", "time.month", "-p", "stats=mean"),
+            {},
+        ),
     }
     if shutil.which("ncra"):
         found["mean ncra"] = (["ncra", "-O", *names, str(out / "ncra.nc")], {})
@@ -167,6 +172,7 @@ def table(result: dict[str, Any]) -> str:
         ("mean hpcapp@2", "mean ncra"),
         ("mean hpcapp@2", "mean cdo timmean"),
         ("month hpcapp@2", "month cdo ymonmean"),
+        ("month hpcapp@2 stats=mean", "month cdo ymonmean"),
         ("mean hpcapp@1", "mean hpcapp@1 HDF5 inflate"),
     ):
         if mine in wall and theirs in wall:

@@ -4,8 +4,11 @@ Writes DIR/tas.nc: YEARS years of daily ``tas`` on a LAT x LON grid, packed int1
 ``scale_factor``/``add_offset`` and ``_FillValue``, ``time`` in days since 2000-01-01 (standard
 calendar: leap days, so 366 groups). Then, each in its own process with its peak RSS:
 
-- ``hpcapp run stats --group-by time.dayofyear`` at each rank count (``procs/rss``), next to
-  the estimate ``--memory-per-rank`` checks against (hpcapp's own code, as ``hpcapp slurm``);
+- ``hpcapp run stats --group-by time.dayofyear -p stats=mean`` at each rank count
+  (``procs/rss``), next to the estimate ``--memory-per-rank`` checks against (hpcapp's own
+  code, as ``hpcapp slurm``). ``-p stats=mean`` asks for the mean only, as xarray and CDO
+  compute it (``--stats all``: every statistic, five float64 partial parts per group and cell
+  instead of two);
 - xarray: ``open_dataset(...).groupby("time.dayofyear").mean()`` (``procs/groupmem_xarray``);
 - CDO ``ydaymean`` when ``cdo`` is on PATH (peak RSS from ``/usr/bin/time -v`` when present).
 
@@ -36,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lon", type=int, default=180)
     parser.add_argument("--ranks", default="1,2", type=int_list, help="rank counts (default 1,2)")
     parser.add_argument("--chunk-rows", type=int, help="hpcapp's chunk rows (default: its own)")
+    parser.add_argument(
+        "--stats", default="mean", help="hpcapp's -p stats= (default mean; all: every statistic)"
+    )
 
 
 def write_tas(path: Path, years: int, lat: int, lon: int) -> None:
@@ -67,14 +73,17 @@ def write_tas(path: Path, years: int, lat: int, lon: int) -> None:
     say(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB)")
 
 
-def estimate(spec: str, chunk_rows: int | None, ranks: int) -> dict[str, Any]:
+def estimate(spec: str, chunk_rows: int | None, ranks: int, stats: str) -> dict[str, Any]:
     """Return hpcapp's memory estimate of the job on ``ranks`` and its chunking (its own code)."""
     from hpcapp.jobs.config import JobConfig
     from hpcapp.jobs.plan import plan_job
     from hpcapp.jobs.provenance import load_with_code
     from hpcapp.partition import count_chunks
 
-    config = JobConfig(kernel="stats", input=spec, group_by="time.dayofyear", chunk_rows=chunk_rows)
+    params = {} if stats == "all" else {"stats": stats}
+    config = JobConfig(
+        kernel="stats", input=spec, group_by="time.dayofyear", chunk_rows=chunk_rows, params=params
+    )
     plan = plan_job(config, *load_with_code("stats"), estimate_memory=True, ranks=ranks)
     assert plan.memory is not None
     n_chunks = count_chunks(plan.source.n_rows, plan.chunk_rows)
@@ -110,16 +119,18 @@ def run(options: argparse.Namespace, runner: Runner) -> dict[str, Any]:
         field = directory / "tas.nc"
         write_tas(field, options.years, options.lat, options.lon)
         spec = f"{field}:/tas"
-        planned = estimate(spec, options.chunk_rows, 1)
+        planned = estimate(spec, options.chunk_rows, 1, options.stats)
+        asked = [] if options.stats == "all" else ["-p", f"stats={options.stats}"]
         for ranks in options.ranks:
             argv = runner.proc("rss", "run", "stats", spec, "-o", str(directory / "out.nc"))
-            argv += ["--overwrite", "-q", "--group-by", "time.dayofyear"]
+            argv += ["--overwrite", "-q", "--group-by", "time.dayofyear", *asked]
             if options.chunk_rows:
                 argv += ["--chunk-rows", str(options.chunk_rows)]
             done = runner.run(runner.mpi(ranks, *argv))
             peaks = peaks_of(done.stderr, ranks)
-            row = {"tool": f"hpcapp@{ranks}", "seconds": done.wall, "peak_mib": max(peaks)}
-            guess = estimate(spec, options.chunk_rows, ranks)["mib"]
+            tool = f"hpcapp@{ranks} (stats={options.stats})"
+            row = {"tool": tool, "seconds": done.wall, "peak_mib": max(peaks)}
+            guess = estimate(spec, options.chunk_rows, ranks, options.stats)["mib"]
             rows.append({**row, "estimate_mib": guess, "peaks_mib": peaks})
         xr_out = directory / "xarray.nc"
         done = runner.run([runner.python, *runner.proc("groupmem_xarray", spec, str(xr_out))])
