@@ -142,7 +142,7 @@ BENCHMARKS = (
         "the compiled stats loop without a histogram: one-pass lanes against the three-pass "
         "loop, ns per value, same bits",
         "stats_pass",
-        "--repeat 1",
+        "--repeat 1 --phase-rows 16384",
     ),
     Benchmark(
         "cf-files",
