@@ -153,6 +153,11 @@ def test_stats_pass_gives_the_same_bits(tmp_path):
     assert all(row["same_bits"] is True for row in result["rows"])
     assert all(row["hist_same_bits"] is True for row in result["rows"])
     assert all(row["packed_same_bits"] is True for row in result["rows"])
+    assert all(row["hand_fold_ns"] > 0 for row in result["rows"])
+    phases = result["phases"]  # the 2-D peers chunk, phase by phase, and the hand fold
+    assert phases["rows"] == 16384 and phases["cols"] == 8
+    for phase in ("read", "hpcapp_loop", "hpcapp_kernel", "hpcapp_merge", "hand_fold"):
+        assert phases[f"{phase}_ms"] > 0
 
 
 def test_quantile_cells_gives_the_same_bits(tmp_path):

@@ -301,6 +301,23 @@ def test_bad_histogram_parameters_are_refused_before_any_work(params, row_shape,
         KERNEL.check_params(params, InputInfo("<f4", row_shape))
 
 
+def test_parameters_remembered_per_chunk_are_still_refused_when_they_only_look_alike():
+    # stats remembers accepted (bins, range) for its next chunks: True == 1 and 1.0 == 1 in
+    # Python, but bins=True and bins=1.0 stay refused after bins=1, every time.
+    chunk = np.linspace(0.0, 1.0, 40, dtype=np.float32).reshape(20, 2)
+    ok = stats_module.stats(chunk, bins=1, range=[0, 1])
+    np.testing.assert_array_equal(ok["hist"], [[20], [20]])
+    for bins in (True, 1.0, True):
+        with pytest.raises(ValueError, match="bins must be"):
+            stats_module.stats(chunk, bins=bins, range=[0, 1])
+    with pytest.raises(ValueError, match="range bounds must be numbers"):
+        stats_module.stats(chunk, bins=1, range=[0, True])
+    # The same range as a list, a tuple or a string gives the same histogram.
+    for written in ([0, 1], (0, 1), "0,1", [0.0, 1.0]):
+        again = stats_module.stats(chunk, bins=1, range=written)
+        np.testing.assert_array_equal(again["hist"], ok["hist"])
+
+
 # End to end: the real CLI under mpiexec, on the inputs reported in issues 9 and 14.
 
 

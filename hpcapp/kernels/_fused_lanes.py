@@ -148,8 +148,14 @@ def _add_one(row, s, c, lmin, lmax, shift, s1, s2, zero):
 
 
 @njit(inline="always", **_JIT)
-def _add_four(a, b, e, f, s, c, lmin, lmax, shift, s1, s2, zero):
-    """Add four full segments (``a``, ``b``, ``e``, ``f``) into the lanes, one vector loop."""
+def _add_four(a, b, e, f, s, c, old_min, old_max, lmin, lmax, shift, s1, s2, zero):
+    """Add four full segments (``a``, ``b``, ``e``, ``f``) into the lanes, one vector loop.
+
+    The running minima and maxima are read from ``old_min``/``old_max`` and written to
+    ``lmin``/``lmax``, another buffer: updated in place, ``m = lmin[k]; lmin[k] = x if x < m
+    else m`` stores nothing when ``x >= m``, so LLVM makes it a masked store, which costs more
+    than the rest of the loop on AMD's cores (0.90 -> 0.65 ns a value, 8 float32 columns).
+    """
     for k in range(a.size):
         v0 = a[k]
         v1 = b[k]
@@ -170,9 +176,9 @@ def _add_four(a, b, e, f, s, c, lmin, lmax, shift, s1, s2, zero):
         g01 = v0 if (v0 > v1) | (v1 != v1) else v1
         g23 = v2 if (v2 > v3) | (v3 != v3) else v3
         hi4 = g01 if (g01 > g23) | (g23 != g23) else g23
-        m = lmin[k]
+        m = old_min[k]
         lmin[k] = lo4 if lo4 < m else m
-        m = lmax[k]
+        m = old_max[k]
         lmax[k] = hi4 if hi4 > m else m
         h = shift[k]
         d0 = np.float64(v0) - h if v0 == v0 else 0.0
@@ -239,13 +245,16 @@ def fused_lanes(
     s2 = np.zeros(lanes)
     lmin = np.full(lanes, big)
     lmax = np.full(lanes, small)
+    new_min, new_max = np.empty_like(lmin), np.empty_like(lmax)  # see _add_four
     shift = np.empty(lanes)
     _first_valid(chunk, shift)
     ix = np.empty(4 * lanes, np.int32)
     n4 = n_full - n_full % 4
     for i in range(0, n4, 4):
         a, b, e, f = segments[i], segments[i + 1], segments[i + 2], segments[i + 3]
-        _add_four(a, b, e, f, s, c, lmin, lmax, shift, s1, s2, zero)
+        _add_four(a, b, e, f, s, c, lmin, lmax, new_min, new_max, shift, s1, s2, zero)
+        lmin, new_min = new_min, lmin
+        lmax, new_max = new_max, lmax
         if hist_on:
             xs = flat[i * lanes : (i + 4) * lanes]
             _bin_index(xs, ix, offsets, guide, nbins)
@@ -296,6 +305,7 @@ def fused_packed(
     s2 = np.zeros(lanes)
     lmin = np.full(lanes, big)
     lmax = np.full(lanes, small)
+    new_min, new_max = np.empty_like(lmin), np.empty_like(lmax)  # see _add_four
     shift = np.zeros(lanes)
     nan = big - big  # NaN in the decoded dtype: a float64 one would widen the decoding
     one = buf[:1]
@@ -316,7 +326,9 @@ def fused_packed(
                 unoffset, nan)  # fmt: skip
         a, b = buf[:lanes], buf[lanes : 2 * lanes]
         e, f = buf[2 * lanes : 3 * lanes], buf[3 * lanes :]
-        _add_four(a, b, e, f, s, c, lmin, lmax, shift, s1, s2, zero)
+        _add_four(a, b, e, f, s, c, lmin, lmax, new_min, new_max, shift, s1, s2, zero)
+        lmin, new_min = new_min, lmin
+        lmax, new_max = new_max, lmax
         if hist_on:
             _bin_index(buf, ix, offsets, guide, nbins)
             _scatter(buf, ix, counters, lo, scale, step, nbins, edges32)

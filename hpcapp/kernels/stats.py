@@ -282,6 +282,29 @@ def prepare_stats(params: Mapping[str, Any], data: InputInfo) -> None:
     stats(np.zeros((warm_rows(shape), *shape[1:]), dtype=data.dtype), **params)
 
 
+def _plain(value: Any) -> bool:
+    """Return whether ``value`` is None, a bool, int, float or str, or a list or tuple of such."""
+    if type(value) in (list, tuple):
+        return all(_plain(item) for item in value)
+    return value is None or type(value) in (bool, int, float, str)
+
+
+# Checked histogram parameters by (bins, range) as written: parsing and checking them cost
+# ~13 us a chunk. repr tells 1 from 1.0 and True, and lists from tuples, for these plain types.
+_SPECS: dict[tuple[str, str, np.dtype, tuple[int, ...]], Histogram | None] = {}
+
+
+def _chunk_params(bins: Any, range: Any, dtype: np.dtype, row_shape: Any) -> Histogram | None:
+    """Return ``check_params`` for a chunk; accepted plain parameters are remembered."""
+    key = (repr(bins), repr(range), dtype, tuple(row_shape)) if _plain([bins, range]) else None
+    if key is not None and key in _SPECS:
+        return _SPECS[key]
+    spec = check_params(bins, range, dtype=dtype, row_shape=row_shape)  # refusals: every time
+    if key is not None and len(_SPECS) < 64:
+        _SPECS[key] = spec
+    return spec
+
+
 @kernel(combine=merge_stats, finalize=finish_stats, validate=validate_stats, prepare=prepare_stats)
 def stats(chunk: np.ndarray | Packed, bins: int = 64, range: Any = None) -> Partial:
     """Per-column count, nan_count, sum, mean, var, std, min, max; hist if -p range=LO,HI."""
@@ -290,7 +313,7 @@ def stats(chunk: np.ndarray | Packed, bins: int = 64, range: Any = None) -> Part
     chunk = native(chunk.stored if isinstance(chunk, Packed) else chunk)
     two_d = chunk.reshape(-1, 1) if chunk.ndim == 1 else chunk
     values = np.dtype(unpack.dtype) if unpack is not None else chunk.dtype
-    spec = check_params(bins, range, dtype=values, row_shape=two_d.shape[1:])
+    spec = _chunk_params(bins, range, values, two_d.shape[1:])
     partial = _chunk_stats(two_d, spec, unpack)
     if chunk.ndim == 1:
         return {key: value[0] for key, value in partial.items()}

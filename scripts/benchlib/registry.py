@@ -140,9 +140,10 @@ BENCHMARKS = (
     Benchmark(
         "stats-pass",
         "the compiled stats loop without a histogram: one-pass lanes against the three-pass "
-        "loop, ns per value, same bits",
+        "loop, ns per value, same bits; the hand numba fold of peers, and the 2-D peers "
+        "chunk phase by phase (read, loop, kernel call, merge) against it",
         "stats_pass",
-        "--repeat 1",
+        "--repeat 1 --phase-rows 16384",
     ),
     Benchmark(
         "cf-files",

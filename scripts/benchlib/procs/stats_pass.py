@@ -6,9 +6,12 @@ Times, in this process on one core, ns per value of ``_fused.chunk_partial`` wit
 (the one-pass :mod:`hpcapp.kernels._fused_lanes`) and of ``_fused.fused_stats`` run without a
 histogram (the three-pass loop it replaced, still the reference of the tests), on chunks shaped
 like the jobs they serve, and checks that both give the same bits; the same with a 64-bin
-histogram (both loops bin it). Then CF-packed int16 (float32 ``scale_factor``/``add_offset``,
-a ``_FillValue``) of the same shapes: numpy's decoding then the lanes, against the lanes decoding
-each value (``unpack``). Prints one line ``BENCH {json}``.
+histogram (both loops bin it), and the hand numba fold of ``peers`` (sum, min, max, 64 bins:
+less than hpcapp computes) on the same chunk. Then CF-packed int16 (float32
+``scale_factor``/``add_offset``, a ``_FillValue``) of the same shapes: numpy's decoding then the
+lanes, against the lanes decoding each value (``unpack``). Last, the per-chunk phases of the
+2-D ``peers`` benchmark (:mod:`scripts.benchlib.procs.stats_phases`). Prints one line ``BENCH
+{json}``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import numpy as np
 
 from hpcapp.kernels import _fused_call as _fused
 from hpcapp.kernels.packed import LinearUnpack
+
+from .partials import new_partial, update
+from .stats_phases import phases
 
 ACC = np.dtype(np.float64)  # the accumulator of float data
 SHAPES = (
@@ -46,6 +52,7 @@ def main() -> None:
     """Time both loops on every shape and print the BENCH line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--phase-rows", type=int, default=131_072, help="rows of 8 float32")
     options = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = []
@@ -65,6 +72,10 @@ def main() -> None:
         )
         hist_new = ns_per_value(
             lambda c, p=plan: _fused.chunk_partial(c, ACC, 64, p), chunk, options.repeat
+        )
+        hand = new_partial("numba", shape[1], 64)
+        hand_ns = ns_per_value(
+            lambda c, h=hand: update(h, c, "numba", 64, (250.0, 310.0)), chunk, options.repeat
         )
         # Packed: stored int16 for 0.01 K steps around 273.15 K, some filled.
         unpack = LinearUnpack("<i2", "<f4", (-32767,), -32768, 32767, 0.01, 273.15)
@@ -92,13 +103,16 @@ def main() -> None:
                 "hist_three_pass_ns": hist_old,
                 "hist_lanes_ns": hist_new,
                 "hist_same_bits": hist_same,
+                "hand_fold_ns": hand_ns,
                 "packed_decode_first_ns": decode_first,
                 "packed_fused_ns": fused,
                 "packed_same_bits": packed_same,
                 "decoded_bytes_saved": stored.size * np.dtype(unpack.dtype).itemsize,
             }
         )
-    print("BENCH " + json.dumps({"repeat": options.repeat, "rows": rows}), flush=True)
+    split = phases(options.phase_rows, options.repeat)
+    result = {"repeat": options.repeat, "rows": rows, "phases": split}
+    print("BENCH " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
