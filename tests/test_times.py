@@ -363,6 +363,16 @@ def test_time_encoding_reads_the_attributes_as_xarray_does():
         times.encoding_of({"units": "days since yesterday"}, "f8")
 
 
+def test_units_decoded_once_are_still_checked_in_another_calendar():
+    # Units are parsed once per process for many files; the calendar is part of what was checked:
+    # 1582-10-10 is a proleptic Gregorian date, not one of the mixed Julian/Gregorian calendar.
+    units = "days since 1582-10-10"
+    for _ in range(2):
+        assert times.encoding_of({"units": units, "calendar": "proleptic_gregorian"}, "f8")
+        with pytest.raises(ValueError, match="not present in the mixed Julian/Gregorian"):
+            times.encoding_of({"units": units, "calendar": "standard"}, "f8")
+
+
 def test_a_finished_time_grouping_resumes_as_finished(tmp_path):
     attrs = {"scale_factor": np.float32(0.5), "missing_value": np.int32(-1)}
     spec = write_times(tmp_path / "in.nc", [0, -1, 80], [[1.0], [2], [3]], dtype="i4", attrs=attrs)

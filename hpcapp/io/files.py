@@ -96,7 +96,7 @@ _MEANING_ATTRS = (
 )  # fmt: skip
 
 
-def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
+def coordinates_of(h5: Any, dataset: str) -> list[tuple[int, str]]:
     """Return (axis, dataset path) of the coordinates of the non-record axes, in the first file.
 
     Read once, on rank 0: following dimension scales costs more than reading the values.
@@ -104,48 +104,56 @@ def coordinates_of(path: str, dataset: str) -> list[tuple[int, str]]:
     from hpcapp.io.dims import scale_name
 
     found: list[tuple[int, str]] = []
-    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
-        with open_input(probe) as h5:
-            variable = h5[dataset]
-            for axis in range(1, variable.ndim):
-                _, coord = scale_name(variable.dims[axis])
-                if coord is not None and h5[coord].shape == (variable.shape[axis],):
-                    found.append((axis, coord))
+        variable = h5[dataset]
+        for axis in range(1, variable.ndim):
+            _, coord = scale_name(variable.dims[axis])
+            if coord is not None and h5[coord].shape == (variable.shape[axis],):
+                found.append((axis, coord))
     except Exception:  # an unreadable first file: its own inspection says why
         return []
     return found
 
 
-def label_path(path: str, dataset: str, group_by: str | None) -> str | None:
+def label_path(h5: Any, dataset: str, group_by: str | None) -> str | None:
     """Return the dataset ``--group-by`` names in the first file, or None (reported later)."""
     if not group_by:
         return None
     from hpcapp.io.labels import _find, parse_group_by
 
-    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
-        with open_input(probe) as h5:
-            return _find(h5, dataset, parse_group_by(group_by)[0], group_by)
+        return _find(h5, dataset, parse_group_by(group_by)[0], group_by)
     except Exception:  # plan_grouping says what is wrong with the first file
         return None
 
 
-def record_time(path: str, dataset: str) -> str | None:
+def record_time(h5: Any, dataset: str) -> str | None:
     """Return the path of the record dimension's CF time coordinate in the first file, or None."""
     from hpcapp.io.coding.variables import attr_text
     from hpcapp.io.dims import scale_name
 
-    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
     try:
-        with open_input(probe) as h5:
-            variable = h5[dataset]
-            _, coord = scale_name(variable.dims[0])
-            if coord is None or h5[coord].shape != (variable.shape[0],):
-                return None
-            return coord if times.is_time_units(attr_text(h5[coord].attrs.get("units"))) else None
+        variable = h5[dataset]
+        _, coord = scale_name(variable.dims[0])
+        if coord is None or h5[coord].shape != (variable.shape[0],):
+            return None
+        return coord if times.is_time_units(attr_text(h5[coord].attrs.get("units"))) else None
     except Exception:  # an unreadable first file: its own inspection says why
         return None
+
+
+def _first_file(
+    path: str, dataset: str, group_by: str | None
+) -> tuple[str | None, list[tuple[int, str]], str | None]:
+    """Return the first file's --group-by dataset, coordinates and record time: one open."""
+    probe = Hdf5Source(n_rows=0, row_shape=(), dtype="<f8", path=path, dataset=dataset)
+    try:
+        h5 = open_input(probe)
+    except Exception:  # an unreadable first file: its own inspection says why
+        return None, [], None
+    with h5:
+        labels = label_path(h5, dataset, group_by)
+        return labels, coordinates_of(h5, dataset), record_time(h5, dataset)
 
 
 def _open_beside(variable: Any, path: str) -> Any:
@@ -282,8 +290,7 @@ def _inspect_member(listing: Listing, path: str) -> tuple:
 def make_listing(spec: str, group_by: str | None = None, mask_valid_range: bool = False) -> Listing:
     """Expand ``spec`` and read what every file is compared with from the first (rank 0)."""
     paths, dataset = expand(spec)
-    labels = label_path(paths[0], dataset, group_by)
-    coords, record = coordinates_of(paths[0], dataset), record_time(paths[0], dataset)
+    labels, coords, record = _first_file(paths[0], dataset, group_by)
     return Listing(paths, dataset, coords, labels, record, group_by, mask_valid_range)
 
 

@@ -23,6 +23,9 @@ from hpcapp.io.results import RESULT_ATTR, write_timing
 
 # Results this large are left unwritten in the dry run that measures a file (added_bytes).
 _DRY_RUN_BYTES = 1 << 16
+# A new file whose results add up to at most this is built whole in memory and written in one
+# go (its exact size reserved first): one build instead of a dry run and the real one.
+IN_MEMORY_BYTES = 64 << 20
 # Marks a file written by the no-argument demo, which may replace only its own earlier result.
 DEMO_ATTR = "hpcapp_demo"
 
@@ -104,7 +107,9 @@ def write_output(
     the output, instead of a new file (renamed, or copied from another file system).
     ``layout``, if given, names the results and completes the file (named dimensions and CF
     attributes: :func:`hpcapp.io.output.make_layout`). The room the file needs is reserved
-    before HDF5 writes anything (see :mod:`hpcapp.io.space`); a write that fails raises
+    before anything is written to it (see :mod:`hpcapp.io.space`): a new file of results up to
+    ``IN_MEMORY_BYTES`` is built whole in memory and its exact size reserved; otherwise a dry
+    run measures it (:func:`added_bytes`) before HDF5 writes. A write that fails raises
     :class:`OutputError` with no file left at ``path`` or beside it, and ``base`` kept whenever
     HDF5 did not start changing it.
     """
@@ -117,6 +122,14 @@ def write_output(
     moved = False  # ``base`` was renamed to ``temporary``: put it back if the write fails
     touched = False  # HDF5 began changing ``temporary``
     try:
+        if base is None and _results_bytes(results) <= IN_MEMORY_BYTES:
+            table = timing.copy()
+            table[0, write_column] += time.perf_counter() - clock
+            image = _image(results, attrs, table, timing_columns, layout, started_seconds)
+            needed = len(image)
+            _write_image(temporary, image)
+            os.replace(temporary, final)
+            return time.perf_counter() - clock
         needed = added_bytes(results, attrs, timing, timing_columns, base, layout)
         if base is None:
             space.new_h5(temporary, needed)
@@ -142,6 +155,43 @@ def write_output(
     finally:
         temporary.unlink(missing_ok=True)
     return time.perf_counter() - clock
+
+
+def _results_bytes(results: Mapping[str, np.ndarray]) -> int:
+    return sum(np.asarray(value).nbytes for value in results.values())
+
+
+def _image(
+    results: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+    timing: np.ndarray,
+    timing_columns: tuple[str, ...],
+    layout: Any,
+    started_seconds: float,
+) -> bytes:
+    """Return the bytes of the whole output file, built in memory (closed: as on disk)."""
+    import io
+
+    import h5py
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as h5:
+        _fill(h5, results, attrs, timing, timing_columns, layout, started_seconds)
+    return image.getvalue()
+
+
+def _write_image(path: Path, image: bytes) -> None:
+    """Write ``image`` as a new file, its room reserved first: a full disk fails cleanly."""
+    with open(path, "wb"):
+        pass
+    space.reserve(path, len(image))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(image)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _fill(

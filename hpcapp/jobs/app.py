@@ -22,6 +22,7 @@ from hpcapp.io.labels import with_group_coordinates
 from hpcapp.io.output import make_layout
 from hpcapp.io.records import with_grid
 from hpcapp.io.results import read_results, read_within
+from hpcapp.io.sources.hdf5 import preload
 from hpcapp.io.variables import split_variables
 from hpcapp.io.writer import DEMO_ATTR, OutputError, iso_utc, params_json, write_output
 from hpcapp.jobs.config import JobConfig
@@ -115,6 +116,8 @@ def execute(
         agree_on_code(comm, code)
         if wants_climatology(config, kernel):  # --group-by: the climatology first (issue 22)
             config = climatology_first(comm, config, kernel, execute)
+        if config.input and not kernel.generates and comm.Get_rank() != 0:
+            preload()  # while rank 0 opens the input
         source = None
         if is_many(config.input) and not kernel.generates:
             # Every rank inspects some of the files (and their --group-by labels).

@@ -117,6 +117,10 @@ class TimeEncoding:
         return out
 
 
+# (units, calendar) pairs cftime has decoded in this process.
+_DECODED: set[tuple[str, str]] = set()
+
+
 def encoding_of(attrs: Mapping[str, Any], stored: Any) -> TimeEncoding | None:
     """Return how a variable with these attributes stores times, or None if it is no CF time.
 
@@ -151,10 +155,14 @@ def encoding_of(attrs: Mapping[str, Any], stored: Any) -> TimeEncoding | None:
         add_offset=_scalar(offset, "add_offset"),
         float_dtype=_float_dtype(stored, scale, offset).str,
     )
-    try:
-        encoding.dates_of(np.zeros(1))
-    except Exception as exc:
-        raise ValueError(f"cannot decode units {units!r} (calendar {calendar!r}): {exc}") from None
+    if (units, calendar) not in _DECODED:  # many files share them: cftime parses them once
+        try:
+            encoding.dates_of(np.zeros(1))
+        except Exception as exc:
+            raise ValueError(
+                f"cannot decode units {units!r} (calendar {calendar!r}): {exc}"
+            ) from None
+        _DECODED.add((units, calendar))
     return encoding
 
 
