@@ -157,16 +157,19 @@ def read_extended(
     chunk_rows: int,
     should_stop: ShouldStop,
     needs: RecordNeeds,
+    packed: bool = False,
 ) -> Iterator[Chunk]:
     """Yield this rank's chunks as :class:`Extended`: with their halo and their dates.
 
     One buffer of ``chunk_rows + before + after`` rows is reused; decoding works on what was
-    read (the halo is decoded like the chunk). A failed read yields a ChunkReadError.
+    read (the halo is decoded like the chunk; ``packed``: a kernel that decodes
+    :class:`~hpcapp.kernels.packed.Packed` chunks gets them so). A failed read yields a
+    ChunkReadError.
     """
     n_rows = source.n_rows
     extent = min(chunk_rows + needs.before + needs.after, n_rows)
     buffer = np.empty((extent, *source.row_shape), dtype=np.dtype(source.dtype))
-    decode = source.decoder(extent)
+    decode = source.decoder(extent, packed)
     with source.open() as rows:
         for chunk_index in chunk_indices:
             if should_stop():

@@ -138,7 +138,14 @@ def run_engine(
             comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK, packed=kernel.packed
         )
     elif records is not None:
-        chunks = read_extended(source, mine, chunk_rows, should_stop, records)  # type: ignore[arg-type]
+        chunks = read_extended(
+            source,  # type: ignore[arg-type]
+            mine,
+            chunk_rows,
+            should_stop,
+            records,
+            kernel.packed,
+        )
     else:
         chunks = source.chunks(mine, chunk_rows, should_stop, grouping, packed=kernel.packed)
 
