@@ -1,12 +1,14 @@
-"""``rolling`` mean/sum by strips of cells, decoding packed chunks itself."""
+"""``rolling`` mean/sum by strips of cells, decoding packed chunks itself; halo chunk counts."""
 
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import run_here
+from helpers import root_attrs, run_here
 from ncdata import write_netcdf
 
+from hpcapp.io.records import HALO_CHUNKS, halo_chunk_rows
 from hpcapp.kernels import rolling
+from hpcapp.partition import count_chunks
 
 PACKING = {"scale_factor": np.float32(0.01), "add_offset": np.float32(273.15)}
 
@@ -65,3 +67,36 @@ def test_strips_of_cells_give_the_bits_of_one_strip(tmp_path, monkeypatch, strip
         peer = ds.tas.rolling(time=6, center=True, min_periods=1).mean().values
     np.testing.assert_array_equal(np.isnan(whole), np.isnan(peer))
     np.testing.assert_allclose(whole, peer, rtol=1e-6 if packed else 1e-12)
+
+
+@pytest.mark.parametrize("n_rows", [100, 1000, 2000, 3650, 5000, 7000, 13_000, 36_500])
+@pytest.mark.parametrize("halo", [0, 40, 93])
+def test_halo_chunks_are_long_and_an_even_count(n_rows, halo):
+    rows = halo_chunk_rows(n_rows, 32, halo)
+    assert rows >= max(32, HALO_CHUNKS * halo)
+    if halo == 0:
+        assert rows == 32
+        return
+    count = count_chunks(n_rows, rows)
+    most = n_rows // (HALO_CHUNKS * halo)
+    if most >= 2:
+        assert count % 2 == 0 and count * 3 >= most * 2  # chunks at most half longer
+        assert count in (2,) or count % 4 == 0 or count % 6 == 0
+    else:
+        assert rows == HALO_CHUNKS * halo
+
+
+def test_a_rolling_job_cuts_its_records_into_an_even_count_of_chunks(tmp_path, monkeypatch):
+    """Window 31 centred: 93 records of halo; 3,650 records make 4 chunks, not 5.
+
+    (The default chunk of a row as small as this one's would hold every record.)
+    """
+    from hpcapp.io.sources.hdf5 import Hdf5Source
+
+    monkeypatch.setattr(Hdf5Source, "default_chunk_rows", lambda self: 32)
+    values = np.random.default_rng(1).normal(size=(3650, 1, 2)).astype(np.float32)
+    spec = write_netcdf(tmp_path / "in.nc", values)
+    out = tmp_path / "out.nc"
+    run_here("rolling", spec, output=str(out), params={"window": 31, "center": True})
+    attrs = root_attrs(out)
+    assert (int(attrs["chunk_rows"]), int(attrs["n_chunks"])) == (913, 4)
