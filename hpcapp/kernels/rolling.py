@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcapp.kernels import _loops
 from hpcapp.kernels.api import kernel
 from hpcapp.kernels.hookspec import InputInfo, Partial
 from hpcapp.kernels.packed import Packed
@@ -153,8 +154,6 @@ def _running(chunk: Any, halo: Any, reach: tuple[int, int], mean: bool, least: i
 
     ``chunk`` is an array or :class:`Packed` (stored integers, decoded strip by strip).
     """
-    from hpcapp.kernels._rolling_sums import running_sums, running_sums_packed
-
     before, after = halo
     first = getattr(halo, "start", 0)  # a plain array: the input's first records
     stored = chunk.stored if isinstance(chunk, Packed) else np.asarray(chunk)
@@ -169,10 +168,10 @@ def _running(chunk: Any, halo: Any, reach: tuple[int, int], mean: bool, least: i
     common = (first, before, reach[0], reach[1], BLOCK, mean, least, out, strip)
     if isinstance(chunk, Packed):
         data = np.ascontiguousarray(data, np.dtype(chunk.unpack.stored))  # native order
-        nan = values.type(np.nan)
-        running_sums_packed(data, *common, *chunk.unpack.loop_arguments(), nan)
+        loop = _loops.rolling_packed_loop(data.dtype, values)
+        loop(data, *common, *chunk.unpack.loop_arguments(), values.type(np.nan))
     else:
-        running_sums(np.ascontiguousarray(data), *common)
+        _loops.rolling_loop(values)(np.ascontiguousarray(data), *common)
     return out.reshape(len(out), *stored.shape[1:])
 
 
