@@ -196,6 +196,7 @@ def run_engine(
                 check_first_rows(rows_path, rows_limit, compression, source.n_rows, rows)
             if sink is not None:
                 sink.put(chunk_index, rows)  # write (the first one agrees on the layout)
+            del rows  # written: not kept while the next chunk makes its own
             rows_done += stop_row - start
             chunks_done += 1
             if progress is not None:
