@@ -100,3 +100,37 @@ def test_a_rolling_job_cuts_its_records_into_an_even_count_of_chunks(tmp_path, m
     run_here("rolling", spec, output=str(out), params={"window": 31, "center": True})
     attrs = root_attrs(out)
     assert (int(attrs["chunk_rows"]), int(attrs["n_chunks"])) == (913, 4)
+
+
+def test_each_chunks_rows_start_going_to_disk_once_written(tmp_path, monkeypatch):
+    """Every byte of the per-row output is advised (POSIX_FADV_DONTNEED), chunk by chunk."""
+    import os
+
+    advised = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, *advice: advised.append(advice))
+    values = np.random.default_rng(2).normal(size=(40, 3, 5)).astype(np.float32)
+    spec = write_netcdf(tmp_path / "in.nc", values)
+    out = tmp_path / "out.nc"
+    run_here("rolling", spec, output=str(out), params={"window": 3}, chunk_rows=9)
+    row_bytes = 15 * 4
+    lengths = [length for _, length, _ in advised]
+    assert lengths == [9 * row_bytes] * 4 + [4 * row_bytes]
+    starts = [offset - advised[0][0] for offset, _, _ in advised]
+    assert starts == [0, 9 * row_bytes, 18 * row_bytes, 27 * row_bytes, 36 * row_bytes]
+    assert {how for _, _, how in advised} == {os.POSIX_FADV_DONTNEED}
+
+
+def test_advice_the_system_refuses_does_not_fail_the_job(tmp_path, monkeypatch):
+    import os
+
+    def refuse(*args):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    values = np.random.default_rng(2).normal(size=(20, 2, 3)).astype(np.float32)
+    spec = write_netcdf(tmp_path / "in.nc", values)
+    out = tmp_path / "out.nc"
+    run_here("rolling", spec, output=str(out), params={"window": 3}, chunk_rows=7)
+    with xr.open_dataset(out) as ds, xr.open_dataset(tmp_path / "in.nc") as given:
+        expected = given.tas.rolling(time=3).mean().values
+        np.testing.assert_allclose(ds.tas_rolling.values, expected, rtol=1e-6)
