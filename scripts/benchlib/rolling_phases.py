@@ -4,9 +4,9 @@ Times, in one process on one core (``procs/rolling_phases``), best of ``--repeat
 shaped as the 10-year daily 180 x 360 job's (744 records and their 93 of halo, packed int16):
 reading the stored records, numpy's decoding, the running sums across whole records (the loop
 before) and by strips of cells (on decoded values, and decoding the stored integers in the
-loop), writing the chunk's float32 rows with ``pwrite`` and their ``fsync``; the chunk's
-total before (read, decode, loop across records, write) and after (read, packed strips,
-write). Checks that the loops give the same bits.
+loop), writing the chunk's float32 rows with ``pwrite`` (and advising their writeback at
+once, as the job now does) and a chunk's share of the file's ``fsync``; the chunk's total
+before and after. Checks that the loops give the same bits.
 
     python scripts/bench.py rolling-phases --repeat 5
 """
@@ -46,14 +46,18 @@ def table(result: dict[str, Any]) -> str:
         "loop_rows": "running sums across whole records (before)",
         "loop_strips": "running sums by strips of cells, decoded values",
         "loop_packed": "running sums by strips, decoding in the loop (after)",
-        "pwrite": "write the chunk's float32 rows (pwrite)",
-        "fsync": "fsync those rows",
+        "pwrite_before": "write the chunk's float32 rows (pwrite, before)",
+        "fsync_before": "a chunk's share of the final fsync (before)",
+        "pwrite_after": "write them and advise their writeback at once (after)",
+        "fsync_after": "a chunk's share of the final fsync (after)",
     }
     rows = [[text, f"{seconds[key]:.3f}"] for key, text in names.items()]
     rows.append(
-        ["chunk before: read + decode + rows loop + write", f"{result['chunk_before']:.3f}"]
+        ["chunk before: read, decode, rows loop, write, fsync", f"{result['chunk_before']:.3f}"]
     )
-    rows.append(["chunk after: read + packed strips + write", f"{result['chunk_after']:.3f}"])
+    rows.append(
+        ["chunk after: read, packed strips, write+advise, fsync", f"{result['chunk_after']:.3f}"]
+    )
     same = ", ".join(f"{key}: {value}" for key, value in result["same_bits"].items())
     chunk = f"{result['records']} records ({result['own_records']} own) x {result['cells']} cells"
     return markdown([f"phase, one chunk of {chunk}", "seconds"], rows) + f"\n\nsame bits: {same}"
