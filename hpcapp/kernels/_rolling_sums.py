@@ -10,9 +10,10 @@ lingers in a chain.
 The cells are done a strip at a time: a strip's series (every record of ``width`` cells) is
 copied, or decoded from stored integers (``running_sums_packed``: CF packing, see
 :mod:`hpcapp.kernels.packed`), into a small buffer that stays in cache while its records are
-summed. Going across whole records instead moved each record's running sums, counts and
-values through memory for every record (measured 10x slower on 180 x 360 cells). Each cell's
-operations, and so its bits, are the same either way.
+summed. That costs about what going across whole records did (0.17-0.2 s of CPU for 837
+records of 180 x 360 float32 cells, either way) and lets packed chunks be decoded a strip at a
+time, in cache, with no decoded copy of the chunk and none of numpy's passes (another 0.15-0.2
+s a chunk). Each cell's operations, and so its bits, are the same either way.
 """
 
 from __future__ import annotations
