@@ -138,14 +138,7 @@ def run_engine(
             comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK, packed=kernel.packed
         )
     elif records is not None:
-        chunks = read_extended(
-            source,  # type: ignore[arg-type]
-            mine,
-            chunk_rows,
-            should_stop,
-            records,
-            kernel.packed,
-        )
+        chunks = read_extended(source, mine, chunk_rows, should_stop, records, kernel.packed)  # type: ignore[arg-type]
     else:
         chunks = source.chunks(mine, chunk_rows, should_stop, grouping, packed=kernel.packed)
 
