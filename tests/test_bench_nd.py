@@ -59,6 +59,13 @@ def test_rolling_agrees_with_xarray_and_cdo(tmp_path):
     assert all(row["max_abs_difference"] < 1e-4 for row in others), rows
 
 
+def test_rolling_phases_loops_give_the_same_bits(tmp_path):
+    result = run_tiny("rolling-phases", tmp_path)
+    assert result["same_bits"] == {"strips": True, "packed": True}
+    assert (result["records"], result["own_records"], result["cells"]) == (133, 40, 48)
+    assert all(seconds > 0 for seconds in result["seconds"].values())
+
+
 def test_groupmem_reports_peaks_estimate_and_peers(tmp_path):
     result = run_tiny("groupmem", tmp_path)
     tools = [row["tool"] for row in result["rows"]]

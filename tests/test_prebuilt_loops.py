@@ -140,3 +140,40 @@ def test_a_module_built_for_another_cpu_or_source_is_not_loaded(prebuilt, monkey
         _loops.prebuilt.cache_clear()
     assert _loops.module_name() == built
     assert _loops.prebuilt() is sys.modules[built]
+
+
+@pytest.mark.parametrize("code", ["f4", "f8", *STORED_CODES])
+def test_prebuilt_rolling_sums_give_the_jit_bits(prebuilt, monkeypatch, code):
+    """rolling's mean and sum, of floats with NaN and infinities or decoding packed integers."""
+    from hpcapp.kernels.hookspec import Halo
+    from hpcapp.kernels.packed import Packed
+    from hpcapp.kernels.rolling import rolling
+
+    chunk = awkward(code, 7)
+    chunks: list = [chunk]
+    if code in STORED_CODES:
+        info = np.iinfo(chunk.dtype)
+        fill = int(chunk[0, 0])
+        values = ("f4", "f8") if chunk.dtype.itemsize < 4 else ("f8",)
+        chunks = [
+            Packed(chunk, LinearUnpack(code, v, (fill,), info.min + 3, info.max - 5, 0.5, -1.0))
+            for v in values
+        ]
+    halo = Halo(70, 15, 640)  # a chunk inside the input: its own records start at 710
+
+    def every_run() -> list[bytes]:
+        return [
+            rolling.func(one, window=31, stat=stat, center=True, min_periods=3, halo=halo)[
+                "rolling"
+            ].tobytes()
+            for one in chunks
+            for stat in ("mean", "sum")
+        ]
+
+    assert type(_loops.rolling_loop(F8)).__name__ == "builtin_function_or_method"
+    got = every_run()
+    with monkeypatch.context() as patch:
+        patch.setattr(_loops, "prebuilt", lambda: None)
+        assert type(_loops.rolling_loop(F8)).__name__ == "CPUDispatcher"
+        want = every_run()
+    assert got == want

@@ -38,6 +38,23 @@ from hpcapp.partition import chunk_bounds
 HALO_CHUNKS = 8
 
 
+def halo_chunk_rows(n_rows: int, chunk_rows: int, halo: int) -> int:
+    """Return the rows of a chunk read with ``halo`` records around it (no ``--chunk-rows``).
+
+    Chunks hold at least ``HALO_CHUNKS`` halos, so they are few; their count is then made a
+    multiple of 4 or 6 (of 2 below 4) where the input has room for it, so that 2 or 4 ranks
+    (mostly 3 and 6 too) get as many records each: 5 chunks would give 2 ranks 3 and 2. It
+    depends on the input and the halo only, never on the rank count (a checkpoint resumes on
+    any); chunks grow by at most half.
+    """
+    least = max(chunk_rows, HALO_CHUNKS * halo)
+    most = n_rows // least  # chunks of at least ``least`` records
+    if halo == 0 or most < 2:
+        return least
+    count = max(c for c in range(2, most + 1) if c == 2 or c % 4 == 0 or c % 6 == 0)
+    return -(-n_rows // count)
+
+
 @dataclasses.dataclass(frozen=True)
 class RecordNeeds:
     """What each chunk is read with (small and picklable; planned on rank 0)."""
@@ -157,16 +174,19 @@ def read_extended(
     chunk_rows: int,
     should_stop: ShouldStop,
     needs: RecordNeeds,
+    packed: bool = False,
 ) -> Iterator[Chunk]:
     """Yield this rank's chunks as :class:`Extended`: with their halo and their dates.
 
     One buffer of ``chunk_rows + before + after`` rows is reused; decoding works on what was
-    read (the halo is decoded like the chunk). A failed read yields a ChunkReadError.
+    read (the halo is decoded like the chunk; ``packed``: a kernel that decodes
+    :class:`~hpcapp.kernels.packed.Packed` chunks gets them so). A failed read yields a
+    ChunkReadError.
     """
     n_rows = source.n_rows
     extent = min(chunk_rows + needs.before + needs.after, n_rows)
     buffer = np.empty((extent, *source.row_shape), dtype=np.dtype(source.dtype))
-    decode = source.decoder(extent)
+    decode = source.decoder(extent, packed)
     with source.open() as rows:
         for chunk_index in chunk_indices:
             if should_stop():

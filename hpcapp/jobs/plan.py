@@ -16,7 +16,7 @@ from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
 from hpcapp.io.labels import plan_grouping
 from hpcapp.io.memory import check_memory, estimate
-from hpcapp.io.records import HALO_CHUNKS, plan_records, with_grid
+from hpcapp.io.records import halo_chunk_rows, plan_records, with_grid
 from hpcapp.io.regions import Zones, load_zones
 from hpcapp.io.sources.base import Source
 from hpcapp.io.sources.generated import generated
@@ -193,7 +193,7 @@ def plan_job(
     records = plan_records(config, kernel, source, params, resolved.weights)  # dates, halo, coords
     kernel = with_grid(kernel, records)
     if records is not None and config.chunk_rows is None:
-        chunk_rows = max(chunk_rows, HALO_CHUNKS * (records.before + records.after))
+        chunk_rows = halo_chunk_rows(source.n_rows, chunk_rows, records.before + records.after)
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)
     if grouping is not None:
         identity["grouping"] = grouping.identity()

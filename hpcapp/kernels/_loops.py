@@ -1,4 +1,4 @@
-"""Where ``stats``' compiled loops come from: a prebuilt extension module, else numba's JIT.
+"""Where the compiled loops of ``stats`` and ``rolling`` come from: a prebuilt module, else JIT.
 
 Importing numba and loading its cached loops costs ~0.3 s per process (the import ~0.15 s,
 numba's first-use set-up ~0.15 s), more than the rest of a rank's start-up. So
@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 # Every file the compiled code depends on: an edit to any of them retires the built module.
 SOURCES = (
     "_fused.py", "_fused_lanes.py", "_fused_exact.py", "_exact.py", "_loops.py", "_select.py",
-    "_weighted_loops.py",
+    "_weighted_loops.py", "_rolling_sums.py",
 )  # fmt: skip
 PREFIX = "_hpcapp_stats_loops_"
 # The dtypes the compiled loops take; the exact integer moments treat uint64 as int64 words.
@@ -169,3 +169,23 @@ def select_loop(stored: np.dtype, decoded: np.dtype) -> Any:
     from hpcapp.kernels._select import cell_select
 
     return cell_select
+
+
+def rolling_loop(values: np.dtype) -> Any:
+    """Return ``rolling``'s compiled running sums of float32 or float64 ``values``."""
+    module = prebuilt()
+    if module is not None:
+        return getattr(module, f"rolling_f{values.itemsize}")
+    from hpcapp.kernels._rolling_sums import running_sums
+
+    return running_sums
+
+
+def rolling_packed_loop(stored: np.dtype, values: np.dtype) -> Any:
+    """Return ``rolling``'s compiled running sums decoding ``stored`` integers into ``values``."""
+    module = prebuilt()
+    if module is not None:
+        return getattr(module, f"rolling_{stored.kind}{stored.itemsize}_f{values.itemsize}")
+    from hpcapp.kernels._rolling_sums import running_sums_packed
+
+    return running_sums_packed

@@ -73,7 +73,8 @@ class Kernel:
     required: tuple[str, ...] = ()
     accepts_any: bool = False  # takes **params
     # Takes CF-packed chunks as hpcapp.kernels.packed.Packed (stored integers and their linear
-    # unpacking) and decodes them itself; set by the built-in stats, not by @hpcapp.kernel.
+    # unpacking) and decodes them itself; set by the built-in stats and rolling, not by
+    # @hpcapp.kernel.
     packed: bool = False
     description: str = ""
 

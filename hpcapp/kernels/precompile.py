@@ -27,8 +27,10 @@ from hpcapp.kernels import (
     _fused_exact,
     _fused_lanes,
     _loops,
+    _rolling_sums,
     _select,
     quantile,
+    rolling,
 )
 from hpcapp.kernels import _weighted_loops as _weighted
 from hpcapp.kernels.packed import STORED_CODES, LinearUnpack, Packed
@@ -44,8 +46,8 @@ PARTS = (*JIT_PARTS, "prebuilt")
 def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
     """Compile (or load from numba's cache) the loops for every dtype; return the cache directory.
 
-    ``parts`` picks the loop families: ``histogram`` (``fused_stats``) and ``lanes`` (the
-    one-pass lanes, the exact integer moments and quantile's selection).
+    ``parts`` picks the loop families: ``histogram`` (``fused_stats``, and ``rolling``'s running
+    sums) and ``lanes`` (the one-pass lanes, the exact integer moments and quantile's selection).
     """
     for code in _loops.CODES:
         dtype = np.dtype(code)
@@ -53,6 +55,7 @@ def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
         zeros = np.zeros((8, 1), dtype)
         if "histogram" in parts:
             _fused_call.three_pass_partial(zeros, 4, plan_of(dtype))
+            _warm_rolling(dtype)
         if "lanes" in parts:
             _fused_call.chunk_partial(zeros, acc, 1, None)  # no histogram: the lane pass
             _fused_call.chunk_partial(zeros, acc, 4, plan_of(dtype))
@@ -74,6 +77,17 @@ def precompile(parts: tuple[str, ...] = JIT_PARTS) -> str:
                     quantile.cell_quantiles(Packed(zeros, unpack), [0.5])
     cache = getattr(_fused.fused_stats, "_cache", None)
     return str(getattr(cache, "_cache_path", "numba's default cache directory"))
+
+
+def _warm_rolling(dtype: np.dtype) -> None:
+    """Run ``rolling``'s running sums on zeros of ``dtype`` (and packed in it, if it packs)."""
+    params = {"window": 2, "stat": "mean"}
+    if dtype.kind == "f":
+        rolling.rolling.func(np.zeros((2, 1), dtype), **params)
+    if dtype.str[1:] in STORED_CODES:
+        for values in ("f4", "f8") if dtype.itemsize < 4 else ("f8",):
+            unpack = LinearUnpack(dtype.str, values, (0,), 0, 0)
+            rolling.rolling.func(Packed(np.zeros((2, 1), dtype), unpack), **params)
 
 
 def plan_of(dtype: Any) -> Any:
@@ -129,6 +143,7 @@ def _signatures() -> dict[str, tuple[Any, str]]:
             )
     exports["formula_edges"] = (_edges, "float64[::1](float64, float64, int64, boolean)")
     exports.update(_select_signatures())
+    exports.update(_rolling_signatures())
     return exports
 
 
@@ -143,6 +158,25 @@ def _select_signatures() -> dict[str, tuple[Any, str]]:
                 _cell_select,
                 f"void({c}[:, ::1], {c}, {c}, UniTuple({c}, 4), int64, int64, {f}, {f}, boolean, "
                 "int64[:, ::1], int64[:, ::1], float64[:, ::1], boolean, float64[:, ::1])",
+            )
+    return exports
+
+
+def _rolling_signatures() -> dict[str, tuple[Any, str]]:
+    """Return ``rolling``'s running sums: of floats, and decoding each packed integer type."""
+    exports: dict[str, tuple[Any, str]] = {}
+    for f in ("float32", "float64"):
+        sums = f"int64, int64, int64, int64, int64, boolean, int64, {f}[:, ::1], {f}[::1]"
+        exports[f"rolling_f{int(f[5:]) // 8}"] = (_rolling, f"void({f}[:, ::1], {sums})")
+        for code in STORED_CODES:
+            dtype = np.dtype(code)
+            if dtype.itemsize == 4 and f == "float32":
+                continue  # 32-bit integers unpack to float64 only
+            c = f"{'int' if dtype.kind == 'i' else 'uint'}{8 * dtype.itemsize}"
+            unpack = f"UniTuple({c}, 4), int64, {c}, {c}, {f}, {f}, {f}"
+            exports[f"rolling_{dtype.kind}{dtype.itemsize}_f{int(f[5:]) // 8}"] = (
+                _rolling_packed,
+                f"void({c}[:, ::1], {sums}, {unpack})",
             )
     return exports
 
@@ -188,6 +222,18 @@ def _wpacked(raw, weights, fills, n_fills, keep_lo, keep_hi, scale, offset, buf,
 
 def _moments(flat, n_cols, pieces, unsigned, s1, s2):
     _fused_exact.moments(flat, n_cols, pieces, unsigned, s1, s2)
+
+
+def _rolling(data, first, skip, reach0, reach1, block, mean, least, out, buf):
+    _rolling_sums.running_sums(data, first, skip, reach0, reach1, block, mean, least, out, buf)
+
+
+def _rolling_packed(raw, first, skip, reach0, reach1, block, mean, least, out, buf, fills,
+                    n_fills, keep_lo, keep_hi, scale, offset, nan):  # fmt: skip
+    _rolling_sums.running_sums_packed(
+        raw, first, skip, reach0, reach1, block, mean, least, out, buf, fills, n_fills, keep_lo,
+        keep_hi, scale, offset, nan,
+    )  # fmt: skip
 
 
 def _edges(step, lo, nbins, edges32):

@@ -21,23 +21,30 @@ bounded by ``K`` times the largest value in the block's windows: an absolute err
 about ``BLOCK * K * 2**-53 * max|x|`` (1e-12 of ``max|x|`` for ``BLOCK`` 64 and K 31; a
 value far larger than its neighbours costs them that precision until the next anchor).
 Results are float64, or float32 for float32 data (rounded once from float64), as xarray keeps
-float32.
+float32. ``mean`` and ``sum`` take CF-packed chunks as stored (:mod:`hpcapp.kernels.packed`) and
+decode them in their compiled loop, to the same values; the others decode them with numpy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from hpcapp.kernels import _loops
 from hpcapp.kernels.api import kernel
 from hpcapp.kernels.hookspec import InputInfo, Partial
+from hpcapp.kernels.packed import Packed
 
 STATS = ("mean", "sum", "std", "min", "max")
 # Running sums restart at every BLOCK-th record of the input (mean, sum): a longer block reads
 # fewer anchors' whole windows but more records before each chunk, and rounds more.
 BLOCK = 64
+# The running sums go a strip of cells at a time: a strip's series (its records x its cells, in
+# the values' dtype) take about this many bytes, so they stay in cache while they are summed.
+STRIP_BYTES = 1 << 19
 
 
 def window_reach(params: Mapping[str, Any]) -> tuple[int, int]:
@@ -82,7 +89,10 @@ def _padded(chunk: np.ndarray, halo: tuple[int, int], reach: tuple[int, int]) ->
 def warm_rolling(params: Mapping[str, Any], data: InputInfo) -> None:
     """Run ``rolling`` once on two zero records, so its compiled loop loads before the clock."""
     if params["stat"] in ("mean", "sum") and data.dtype is not None:
-        rolling.func(np.zeros((2, 1), dtype=data.dtype), **params)
+        zeros: Any = np.zeros((2, 1), dtype=data.dtype)
+        if data.unpack is not None:  # the chunks come packed: that loop
+            zeros = Packed(np.zeros((2, 1), np.dtype(data.unpack.stored)), data.unpack)
+        rolling.func(zeros, **params)
 
 
 @kernel(
@@ -104,7 +114,9 @@ def rolling(
     reach = window_reach({"window": window, "center": center})
     least = window if min_periods is None else min_periods
     if stat in ("mean", "sum"):
-        return {"rolling": _running(np.asarray(chunk), halo, reach, stat == "mean", least)}
+        return {"rolling": _running(chunk, halo, reach, stat == "mean", least)}
+    if isinstance(chunk, Packed):
+        chunk = chunk.decoded()
     values = _padded(np.asarray(chunk), tuple(halo), reach)
     own = len(values) - reach[0] - reach[1]
     count = np.zeros((own, *values.shape[1:]), np.int64)
@@ -137,18 +149,32 @@ def rolling(
     return {"rolling": result.astype(dtype, copy=False)}
 
 
-def _running(
-    chunk: np.ndarray, halo: Any, reach: tuple[int, int], mean: bool, least: int
-) -> np.ndarray:
-    """Return the running window means or sums of the chunk's own records (BLOCK anchors)."""
-    from hpcapp.kernels._rolling_sums import running_sums
+def _running(chunk: Any, halo: Any, reach: tuple[int, int], mean: bool, least: int) -> np.ndarray:
+    """Return the running window means or sums of the chunk's own records (BLOCK anchors).
 
+    ``chunk`` is an array or :class:`Packed` (stored integers, decoded strip by strip).
+    """
     before, after = halo
     first = getattr(halo, "start", 0)  # a plain array: the input's first records
-    dtype = np.float32 if chunk.dtype == np.float32 else np.float64
-    data = chunk.reshape(len(chunk), -1)
-    if data.dtype not in (np.float32, np.float64):
-        data = data.astype(np.float64)
-    out = np.empty((len(chunk) - before - after, data.shape[1]), dtype)
-    running_sums(data, first, before, reach[0], reach[1], BLOCK, mean, least, out)
-    return out.reshape(len(out), *chunk.shape[1:])
+    stored = chunk.stored if isinstance(chunk, Packed) else np.asarray(chunk)
+    values = np.dtype(chunk.unpack.dtype) if isinstance(chunk, Packed) else stored.dtype
+    if values not in (np.float32, np.float64):
+        values = np.dtype(np.float64)
+    data = stored.reshape(len(stored), -1)
+    if not isinstance(chunk, Packed) and data.dtype != values:
+        data = data.astype(values)
+    out = np.empty((len(stored) - before - after, data.shape[1]), values)
+    strip = np.empty(max(STRIP_BYTES // values.itemsize, len(data)), values)
+    common = (first, before, reach[0], reach[1], BLOCK, mean, least, out, strip)
+    if isinstance(chunk, Packed):
+        data = np.ascontiguousarray(data, np.dtype(chunk.unpack.stored))  # native order
+        loop = _loops.rolling_packed_loop(data.dtype, values)
+        loop(data, *common, *chunk.unpack.loop_arguments(), values.type(np.nan))
+    else:
+        _loops.rolling_loop(values)(np.ascontiguousarray(data), *common)
+    return out.reshape(len(out), *stored.shape[1:])
+
+
+# Chunks CF-packed as a linear unpack come as stored (Packed): mean and sum decode them in
+# their compiled loop; the window statistics decode them with numpy (Packed.decoded).
+rolling = dataclasses.replace(rolling, packed=True)

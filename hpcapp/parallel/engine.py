@@ -138,7 +138,7 @@ def run_engine(
             comm, shares, chunk_rows, should_stop, tag=Tag.SCATTER_CHUNK, packed=kernel.packed
         )
     elif records is not None:
-        chunks = read_extended(source, mine, chunk_rows, should_stop, records)  # type: ignore[arg-type]
+        chunks = read_extended(source, mine, chunk_rows, should_stop, records, kernel.packed)  # type: ignore[arg-type]
     else:
         chunks = source.chunks(mine, chunk_rows, should_stop, grouping, packed=kernel.packed)
 
@@ -189,6 +189,7 @@ def run_engine(
                 check_first_rows(rows_path, rows_limit, compression, source.n_rows, rows)
             if sink is not None:
                 sink.put(chunk_index, rows)  # write (the first one agrees on the layout)
+            del rows  # written: not kept while the next chunk makes its own
             rows_done += stop_row - start
             chunks_done += 1
             if progress is not None:

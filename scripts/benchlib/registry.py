@@ -198,5 +198,12 @@ BENCHMARKS += (
         needs=("dask", "xarray", "h5netcdf", "netCDF4"),
         programs=("cdo",),
     ),
+    Benchmark(
+        "rolling-phases",
+        "one chunk of the rolling mean, phase by phase: read, decode, the loop across records "
+        "against strips of cells (decoding in the loop), pwrite, fsync; same bits",
+        "rolling_phases",
+        "--chunk-rows 40 --lat 6 --lon 8 --repeat 1",
+    ),
 )
 REGISTRY = {bench.name: bench for bench in BENCHMARKS}
