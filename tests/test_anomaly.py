@@ -39,6 +39,11 @@ def test_the_output_is_shaped_like_the_input(tmp_path):
     run_here("anomaly", spec, params={"climatology": f"{clim}:/tas_mean"}, output=str(out))
     with xr.open_dataset(out) as ds:
         assert ds.tas_anomaly.dims == ("time", "lat", "lon")
+        assert ds.tas_anomaly.attrs["units"] == "K"  # the input's quantity
+    params = {"climatology": f"{clim}:/tas_mean", "standardize": True}
+    run_here("anomaly", spec, params=params, output=str(tmp_path / "z.nc"))
+    with xr.open_dataset(tmp_path / "z.nc") as ds:
+        assert "units" not in ds.tas_anomaly.attrs  # standard deviations: no units
         # Days 0-30 are January: their anomalies average to zero.
         np.testing.assert_allclose(ds.tas_anomaly[:31].mean("time"), 0, atol=1e-12)
 

@@ -56,6 +56,7 @@ def test_the_output_is_a_series_shaped_like_the_input(tmp_path):
     assert done.returncode == 0, done.stderr
     with xr.open_dataset(out) as ds, xr.open_dataset(tmp_path / "in.nc") as given:
         assert ds.tas_rolling.dims == ("time", "lat", "lon")
+        assert ds.tas_rolling.attrs["units"] == given.tas.attrs["units"] == "K"
         expected = given.tas.rolling(time=3, center=True).max()
         np.testing.assert_array_equal(ds.tas_rolling.values, expected.values)
 

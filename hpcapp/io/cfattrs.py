@@ -29,8 +29,9 @@ CELL_METHODS = {
     "sum": "sum",
     "median": "median",
 }
-# Results of the input's quantity with no CF cell method of their own (quantiles).
-_QUANTITY_ONLY = ("quantile",)
+# Results of the input's quantity with no CF cell method of their own (quantiles, running
+# windows, anomalies).
+_QUANTITY_ONLY = ("quantile", "rolling", "anomaly")
 _SQUARED = ("var",)
 LONG_NAMES = {
     "count": "number of values used (not NaN, not missing)",

@@ -106,8 +106,13 @@ def make_layout(
     of that name in every result. With ``--regions`` (``zones``, an
     :class:`hpcapp.io.regions.Zones`) the ids are the coordinate of a last dimension ``region``.
     """
-    from hpcapp.kernels import nd
+    from hpcapp.kernels import anomaly, nd, rolling
 
+    # Values in the input's quantity (its units): statistics, quantiles, running windows and
+    # plain anomalies (a standardized anomaly is a number of standard deviations: no units).
+    same_quantity = kern.func is rolling.rolling.func or (
+        kern.func is anomaly.anomaly.func and not params.get("standardize")
+    )
     stored = source if isinstance(source, Hdf5Source) else None  # else generated: no input
     cf = stored.decoding if stored is not None else None
     return Layout(
@@ -120,7 +125,8 @@ def make_layout(
         per_row=tuple(kern.per_row),
         is_stats=kern.func is nd.stats.func
         or getattr(kern.func, "weighted", False)
-        or getattr(kern, "series", False),  # quantiles: values of the input's quantity
+        or getattr(kern, "series", False)  # quantiles: values of the input's quantity
+        or same_quantity,
         units=cf.units if cf is not None else None,
         many=source if isinstance(source, FilesSource) else None,
         group=grouping.describe() if grouping is not None else None,
