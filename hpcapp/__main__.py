@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from hpcapp.cli.parser import parse
 from hpcapp.errors import EXIT_FAILURE, EXIT_USAGE, HpcappError, InterruptError
+from hpcapp.parallel.heap import keep_freed_memory
 from hpcapp.parallel.launch import (
     Startup,
     launcher_rank,
@@ -113,6 +114,7 @@ def console_main() -> None:
     """The ``hpcapp`` console script (and ``python -m hpcapp``)."""
     # Before anything imports numpy: its BLAS reads the thread variables once, when it loads.
     startup = Startup(process_started=process_start_time(), thread_note=limit_threads())
+    keep_freed_memory()  # a process of its own: its malloc is ours to tune
     code = main(startup=startup)
     # With numba loaded, the interpreter's last garbage collections take ~0.2 s per rank (as
     # long as a small job); frozen objects are skipped. atexit, flushing and MPI's finalize
