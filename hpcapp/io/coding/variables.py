@@ -237,7 +237,11 @@ def decoding_of(
             item = (value.item(), value.dtype.str)
             if item not in missing:
                 missing.append(item)
-    if packed:
+    if packed and stored.kind == "f" and not missing and any(n in attrs for n in _FILL_ATTRS):
+        # xarray: a fill attribute that masks nothing (NaN) still tells its unpacking to keep
+        # the dtype the masking left, here the stored floats' own.
+        dtype = stored
+    elif packed:
         types = [pack[name].dtype if name in pack else None for name in _PACK_ATTRS]
         dtype = packed_dtype(stored, types[0], types[1])
     elif missing:
