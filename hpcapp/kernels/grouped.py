@@ -165,8 +165,7 @@ def _union(
             and ordered
             and (grown := _grown(left, key, dtype, len(labels), len(left_labels))) is not None
         ):
-            # Left holds the earlier periods: it grows in place (realloc: a large block is
-            # remapped, not copied) and takes the right side's later ones after the boundary.
+            # In place: realloc remaps a large block instead of copying it; right's follow.
             array = grown
             array[len(left_labels) :] = right[key][len(left_shared) :]
             array[_run(left_pos[left_shared])] = merged.pop(key)
@@ -188,28 +187,20 @@ def _union(
     return out
 
 
-def _grown(
-    left: Partial, key: str, dtype: np.dtype, n_union: int, n_left: int
-) -> np.ndarray | None:
-    """Return ``left[key]`` grown in place to ``n_union`` groups, or None if it cannot be.
+def _grown(left: Partial, key: str, dtype: Any, n_union: int, n_left: int) -> np.ndarray | None:
+    """Return ``left[key]`` grown in place to ``n_union`` groups (taken from ``left``), or None.
 
-    Only when the union is left's groups then the right side's (the caller's check), and no
-    other reference or view holds the array (numpy's ``refcheck``).
+    Only an array no other reference or view holds (numpy's ``refcheck``) can grow.
     """
     array = left[key]
-    if not (
-        isinstance(array, np.ndarray)
-        and array.dtype == dtype
-        and array.flags.owndata
-        and array.flags.c_contiguous
-        and array.flags.writeable
-        and len(array) == n_left
-    ):
+    if not isinstance(array, np.ndarray) or array.dtype != dtype or len(array) != n_left:
+        return None
+    if not (array.flags.owndata and array.flags.c_contiguous and array.flags.writeable):
         return None
     del left[key]
     try:
         array.resize((n_union, *array.shape[1:]), refcheck=True)
-    except ValueError:  # referenced elsewhere: the copy below is made instead
+    except ValueError:  # referenced elsewhere: the caller copies instead
         left[key] = array
         return None
     return array
