@@ -5,6 +5,7 @@ import pytest
 from helpers import run_here, write_dataset
 
 from hpcapp.io import memory_groups
+from hpcapp.kernels import grouped as grouped_module
 from hpcapp.kernels import grouped_stats, nd
 from hpcapp.kernels.grouped import (
     GROUP_KEY,
@@ -77,7 +78,9 @@ def copied(partial):
     [
         ([1, 3, 5, 7, 9, 11], [3, 7]),  # right within left: left takes them in place
         ([3, 7], [1, 3, 5, 7, 9, 11]),  # left within right: right does
-        ([1, 2, 3], [4, 5]),  # disjoint: the union
+        ([1, 2, 3], [4, 5]),  # disjoint, left earlier: left grows in place
+        ([1, 2, 3], [3, 4, 5]),  # sharing the boundary period: left grows, merged there
+        ([4, 5], [1, 2, 3]),  # disjoint, right earlier: the union
         ([1, 2, 3, 8], [2, 4, 8, 9]),  # overlapping: the union
         ([1, 2, 3], [1, 2, 3]),  # the same groups
     ],
@@ -95,6 +98,29 @@ def test_consuming_merge_has_the_bits_of_the_copying_merge(left_labels, right_la
         assert np.shares_memory(got["m2"], left["m2"])  # in place: no new arrays
     elif set(left_labels) <= set(right_labels):
         assert np.shares_memory(got["m2"], right["m2"])
+
+
+def test_earlier_side_grows_only_when_nothing_else_holds_its_arrays(monkeypatch):
+    kern = group_kernel(nd.stats)
+    grown, grow = {}, grouped_module._grown
+
+    def spy(left, key, *args):
+        array = grow(left, key, *args)
+        grown[key] = array is not None
+        return array
+
+    monkeypatch.setattr(grouped_module, "_grown", spy)
+    left, right = copied(grouped([1, 2, 3], 1)), copied(grouped([3, 4, 5], 2))
+    expected = kern.merge(copied(left), copied(right))
+    view = left["m2"][:2]  # a view elsewhere: growing would free the memory it reads
+    kept = view.copy()
+    assert_same_bits(consuming_merge(kern)(left, right), expected)
+    assert view.tobytes() == kept.tobytes()
+    assert grown["m2"] is False and grown["sum"] is True  # the held key was copied
+    grown.clear()
+    left, right = copied(grouped([1, 2, 3], 1)), copied(grouped([3, 4, 5], 2))
+    assert_same_bits(consuming_merge(kern)(left, right), expected)
+    assert len(grown) > 2 and all(grown.values())  # nothing else held them: every key grew in place
 
 
 def test_read_only_partials_are_merged_into_new_arrays():

@@ -151,6 +151,8 @@ def _union(
     # are then overwritten by the merged ones.
     left_runs, right_runs = _runs(left_pos), _runs(right_pos)
     runs = len(left_runs) + len(right_runs) <= MAX_RUNS
+    # Left's groups all before right's (sharing at most the boundary one): left can grow.
+    ordered = bool(len(left_labels) and len(right_labels) and left_labels[-1] <= right_labels[0])
     out: Partial = {GROUP_KEY: labels.astype(np.int64)}
     for key in keys:
         dtype = np.result_type(left[key], right[key], merged[key])
@@ -158,6 +160,15 @@ def _union(
             array = right[key]  # nothing to add to the right side's groups: no copy
         elif consume and not len(right_labels) and left[key].dtype == dtype:
             array = left[key]
+        elif (
+            consume
+            and ordered
+            and (grown := _grown(left, key, dtype, len(labels), len(left_labels))) is not None
+        ):
+            # In place: realloc remaps a large block instead of copying it; right's follow.
+            array = grown
+            array[len(left_labels) :] = right[key][len(left_shared) :]
+            array[_run(left_pos[left_shared])] = merged.pop(key)
         elif runs:
             array = np.empty((len(labels), *left[key].shape[1:]), dtype)
             for side, side_runs in ((left[key], left_runs), (right[key], right_runs)):
@@ -170,9 +181,29 @@ def _union(
             array[right_pos[right_only]] = right[key][right_only]
             array[left_pos[left_shared]] = merged.pop(key)
         if consume:
-            del left[key], right[key]
+            left.pop(key, None)  # taken already if it grew
+            del right[key]
         out[key] = array
     return out
+
+
+def _grown(left: Partial, key: str, dtype: Any, n_union: int, n_left: int) -> np.ndarray | None:
+    """Return ``left[key]`` grown in place to ``n_union`` groups (taken from ``left``), or None.
+
+    Only an array no other reference or view holds (numpy's ``refcheck``) can grow.
+    """
+    array = left[key]
+    if not isinstance(array, np.ndarray) or array.dtype != dtype or len(array) != n_left:
+        return None
+    if not (array.flags.owndata and array.flags.c_contiguous and array.flags.writeable):
+        return None
+    del left[key]
+    try:
+        array.resize((n_union, *array.shape[1:]), refcheck=True)
+    except ValueError:  # referenced elsewhere: the caller copies instead
+        left[key] = array
+        return None
+    return array
 
 
 def _run(index: np.ndarray) -> slice | np.ndarray:

@@ -8,6 +8,7 @@ the same path with the same exit code instead of some of them waiting forever.
 from __future__ import annotations
 
 import contextlib
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     from mpi4py import MPI
 
 T = TypeVar("T")
+
+# A blocking MPI wait spins a core (MPICH, Open MPI): on a node shared with other ranks (or other
+# jobs) that takes the CPU from rank 0 combining or writing. Waits that may last are polled
+# instead, sleeping between polls, longer and longer up to a couple of milliseconds.
+FIRST_PAUSE, LONGEST_PAUSE = 2e-5, 2e-3
 
 
 def _as_error(exc: BaseException) -> HpcappError:
@@ -36,6 +42,24 @@ def raise_shared(error: HpcappError) -> NoReturn:
     raise error
 
 
+def quiet_barrier(comm: MPI.Comm) -> None:
+    """Wait until every rank of ``comm`` gets here, sleeping instead of spinning a core."""
+    if comm.Get_size() > 1:
+        _poll(comm.Ibarrier().Test)
+
+
+def quiet_probe(comm: MPI.Comm, source: int, tag: int) -> None:
+    """Wait until a message from ``source`` with ``tag`` arrives, sleeping between polls."""
+    _poll(lambda: comm.Iprobe(source=source, tag=tag))
+
+
+def _poll(done: Callable[[], bool]) -> None:
+    pause = FIRST_PAUSE
+    while not done():
+        time.sleep(pause)
+        pause = min(2 * pause, LONGEST_PAUSE)
+
+
 def on_root(comm: MPI.Comm, action: Callable[[], T]) -> T:
     """Run ``action`` on rank 0 only and give every rank its value, or raise its error on all."""
     outcome: tuple[bool, Any] = (True, None)
@@ -44,6 +68,7 @@ def on_root(comm: MPI.Comm, action: Callable[[], T]) -> T:
             outcome = (True, action())
         except Exception as exc:
             outcome = (False, _as_error(exc))
+    quiet_barrier(comm)  # the others wait while rank 0 works (writes the output...)
     ok, value = comm.bcast(outcome, root=0)
     if not ok:
         raise_shared(value)
@@ -104,5 +129,6 @@ def gather_table(comm: MPI.Comm, local_row: np.ndarray) -> np.ndarray | None:
     """Gather one float64 row per rank into a (size, n) table on rank 0 (buffers, no pickle)."""
     row = np.ascontiguousarray(local_row, dtype=np.float64)
     table = np.empty((comm.Get_size(), row.size), np.float64) if comm.Get_rank() == 0 else None
+    quiet_barrier(comm)  # the others wait while rank 0 finishes the results
     comm.Gather(row, table, root=0)
     return table

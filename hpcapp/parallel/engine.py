@@ -28,7 +28,7 @@ from hpcapp.kernels.api import InputInfo, Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
 from hpcapp.kernels.grouped import Labelled, consuming_merge
 from hpcapp.kernels.hookspec import Extended
-from hpcapp.parallel.collective import gather_table, raise_shared
+from hpcapp.parallel.collective import gather_table, quiet_barrier, raise_shared
 from hpcapp.parallel.interrupt import NoInterrupts
 from hpcapp.parallel.progress import Progress
 from hpcapp.parallel.reduce import Failure, FragmentTree, Node, tree_reduce
@@ -232,6 +232,7 @@ def run_engine(
     outcome = FAILED if failure else INCOMPLETE if incomplete else OK
     from mpi4py import MPI
 
+    quiet_barrier(comm)  # the ranks done first wait for the last one
     outcome = comm.allreduce(outcome, op=MPI.MAX)  # communicate: every rank learns the outcome
     notice.close()  # communicate: no notice left in flight, whatever the outcome
     if outcome == FAILED:
@@ -239,6 +240,7 @@ def run_engine(
     if outcome == INCOMPLETE:
         _save_and_stop(comm, tree, checkpoint, interrupts)
     results, failure = tree_reduce(comm, tree)  # communicate
+    quiet_barrier(comm)  # the others wait while rank 0 combines
     failure = comm.bcast(failure, root=0)  # communicate: a combine may have failed on the way
     if failure is not None:
         raise_shared(KernelError(failure[2] + what_is_left(checkpoint)))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpcapp.errors import KernelError
+from hpcapp.parallel.collective import quiet_probe
 from hpcapp.parallel.tags import Tag
 from hpcapp.partition import Node, Partial, node_chunks
 
@@ -187,6 +188,7 @@ def tree_reduce(comm: MPI.Comm, tree: FragmentTree) -> tuple[Partial | None, Fai
             tree.clear()
             return None, None
         if rank % (2 * step) == 0 and rank + step < size:
+            quiet_probe(comm, rank + step, Tag.REDUCE_META)  # while the child packs its nodes
             child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=Tag.REDUCE_META)
             payload = np.empty(n_bytes, np.uint8)
             comm.Recv(payload, source=rank + step, tag=Tag.REDUCE_DATA)
