@@ -110,12 +110,17 @@ def _print_once(text: str, stream: TextIO | None = None) -> None:
         print(text, file=stream or sys.stdout, flush=True)
 
 
-def console_main() -> None:
-    """The ``hpcapp`` console script (and ``python -m hpcapp``)."""
+def prepare_process() -> Startup:
+    """Set this process up as a rank before numpy loads; return what the report says of it."""
     # Before anything imports numpy: its BLAS reads the thread variables once, when it loads.
     startup = Startup(process_started=process_start_time(), thread_note=limit_threads())
     keep_freed_memory()  # a process of its own: its malloc is ours to tune
-    code = main(startup=startup)
+    return startup
+
+
+def console_main() -> None:
+    """The ``hpcapp`` console script (and ``python -m hpcapp``)."""
+    code = main(startup=prepare_process())
     # With numba loaded, the interpreter's last garbage collections take ~0.2 s per rank (as
     # long as a small job); frozen objects are skipped. atexit, flushing and MPI's finalize
     # still run, and the job's files are closed by now. Collect first: garbage cycles can hold

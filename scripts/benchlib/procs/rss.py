@@ -11,12 +11,12 @@ from __future__ import annotations
 import resource
 import sys
 
-from hpcapp.__main__ import main
+from hpcapp.__main__ import main, prepare_process
 
 
 def run() -> int:
     """Run ``hpcapp ARGS`` and print this rank's peak resident set size."""
-    code = main(sys.argv[1:])
+    code = main(sys.argv[1:], startup=prepare_process())  # set up as the console script does
     from mpi4py import MPI  # already imported and initialised by the job above
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
