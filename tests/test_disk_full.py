@@ -45,7 +45,11 @@ def _fill():
         path = os.path.join(folder, f"filler-{os.getpid()}")
         if os.path.exists(path):
             continue
-        with open(path, "wb") as file:
+        try:
+            file = open(path, "wb")
+        except OSError:  # another rank filled it first: full already, as wanted
+            continue
+        with file:
             while True:
                 stat = os.statvfs(folder)
                 room = stat.f_bavail * stat.f_frsize - int(leave)
