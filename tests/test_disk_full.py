@@ -45,8 +45,8 @@ def _fill():
         path = os.path.join(folder, f"filler-{os.getpid()}")
         if os.path.exists(path):
             continue
-        try:
-            file = open(path, "wb")
+        try:  # unbuffered: nothing left to flush (and fail) at close once the disk is full
+            file = open(path, "wb", buffering=0)
         except OSError:  # another rank filled it first: full already, as wanted
             continue
         with file:
@@ -56,7 +56,8 @@ def _fill():
                 if room <= 0:
                     break
                 try:
-                    file.write(bytes(min(room, 1 << 16)))
+                    # Half the room at most: two ranks filling at once cannot overshoot it.
+                    file.write(bytes(max(1, min(room // 2, 1 << 16))))
                     file.flush()
                 except OSError:
                     break

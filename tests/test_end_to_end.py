@@ -160,9 +160,10 @@ FAILING_KERNEL = """
 import time
 import numpy as np
 
-def fails_on(chunk, bad=3, stuck=-1):
+def fails_on(chunk, bad=3, stuck=-1, delay=0.0):
     first = int(chunk[0]) // 100  # the chunk index, with 100-row chunks of arange data
     if first == bad:
+        time.sleep(delay)
         raise ValueError(f"bad value in chunk {first}")
     if first == stuck:
         time.sleep(1000)
@@ -215,7 +216,8 @@ def test_every_rank_failing_on_its_first_chunk_leaves_no_ucx_warning(tmp_path, n
 
 def test_a_rank_stuck_in_a_chunk_cannot_hang_a_failed_job(tmp_path):
     # Rank 0 sleeps 1000 s in chunk 0: only the abort can end this job before run_cli's timeout.
-    done = run_failing(tmp_path, 2, "bad=5", "stuck=0", env={"HPCAPP_ABORT_GRACE": "2"})
+    # The failure waits 2 s: rank 0 is in its chunk by then, not stopped before it began.
+    done = run_failing(tmp_path, 2, "bad=5", "stuck=0", "delay=2", env={"HPCAPP_ABORT_GRACE": "2"})
     assert done.returncode == 1
     assert "bad value in chunk 5" in done.stderr and "aborting the job" in done.stderr
 
