@@ -11,6 +11,8 @@ from ncdata import write_netcdf
 from hpcapp.io import series_checkpoint
 
 # 12 slabs of lat; at 1 rank a batch is 1 slab, at 2 ranks 3, at 3 ranks 4 (slab_plan).
+# The slow kernel's 1 s a batch leaves a test 3 s (three batches at 2 ranks) between the first
+# kept batch and the last one to stop the job in, on a loaded machine too.
 MEMORY = ["--memory-per-rank", "200.01MiB", "--chunk-rows", "4"]
 NO_DELAY = {"HPCAPP_TEST_DELAY": "0"}
 FAIL = {"HPCAPP_TEST_DELAY": "0", "HPCAPP_TEST_FAIL_ABOVE": "500"}  # at lat 7 (a hot cell)
@@ -23,7 +25,7 @@ import hpcapp
 
 
 @hpcapp.kernel(series=True)
-def slow(series, delay=0.3):
+def slow(series, delay=1.0):
     """Sleeps, then each series' running maximum (per row) and its count of values (per cell)."""
     time.sleep(float(os.environ.get("HPCAPP_TEST_DELAY", delay)))
     above = os.environ.get("HPCAPP_TEST_FAIL_ABOVE")
