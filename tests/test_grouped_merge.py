@@ -16,6 +16,7 @@ from hpcapp.kernels.grouped import (
 )
 from hpcapp.kernels.grouped_stats import by_record
 from hpcapp.kernels.packed import LinearUnpack, Packed
+from hpcapp.kernels.stats_select import trim_partial
 
 PARAMS = {"bins": 64, "range": None, "over": (0,)}
 
@@ -185,6 +186,21 @@ def test_vectorised_stats_in_column_blocks_have_the_same_bits(monkeypatch):
     labels = np.arange(11)[::-1].astype(np.int64)
     got = group_kernel(nd.stats).func(Labelled(data, labels), **PARAMS)
     assert_same_bits(got, per_group(data, labels))
+
+
+@pytest.mark.parametrize("asked", ["mean", "std", "min,max", "count,nan_count", "sum,var"])
+@pytest.mark.parametrize("ordered", [True, False])
+def test_vectorised_stats_compute_only_the_asked_parts_with_the_same_bits(asked, ordered):
+    data = awkward((13, 2, 5), "float32", seed=4)
+    labels = np.arange(13, dtype=np.int64)
+    labels = labels if ordered else labels[::-1].copy()
+    params = {**PARAMS, "stats": asked}
+    assert by_record(nd.stats, data, labels, np.unique(labels), params) is not None
+    got = group_kernel(nd.stats).func(Labelled(data, labels), **params)
+    everything = per_group(data, labels)
+    expected = {GROUP_KEY: everything.pop(GROUP_KEY), **trim_partial(everything, params)}
+    assert_same_bits(got, expected)
+    assert set(got) < set(per_group(data, labels))  # fewer parts than every statistic's
 
 
 @pytest.mark.parametrize("start,stop", [(0, 1), (0, 9), (5, 9), (58, 115), (3, 64), (7, 8)])

@@ -187,6 +187,21 @@ def test_cf_time_components_match_xarray_groupby(tmp_path, calendar, step, n, co
         assert "separately for each group" in ds["tas_mean"].attrs["cell_methods"]
 
 
+def test_a_climatology_is_cut_in_chunks_of_whole_cycles(tmp_path):
+    import xarray as xr
+
+    path = tmp_path / "in.nc"
+    spec = write_time_series(path, "noleap", 24, 365 * 4 + 40, grid=(30, 60))
+    out = tmp_path / "out.nc"
+    hpcapp.run("stats", spec, output=str(out), over="time", group_by="time.dayofyear")
+    with xr.open_dataset(out) as ds:
+        # 14.4 KB rows: ~291 rows a chunk by default; four cycles of 366 days fit in 128 MiB.
+        assert int(ds.attrs["chunk_rows"]) == 4 * 366
+        expected = xarray_groupby(path, "dayofyear", "time")
+        got = ds["tas_mean"].rename("tas").drop_attrs()
+        xr.testing.assert_allclose(got, expected.drop_attrs(), rtol=1e-12)
+
+
 MONTH_KERNEL = """
 import numpy as np
 

@@ -9,6 +9,7 @@ from hpcapp.partition import (
     block,
     chunk_bounds,
     count_chunks,
+    cyclic_chunk_rows,
     default_chunk_rows,
     rank_chunks,
     share,
@@ -90,3 +91,20 @@ def test_plan_arithmetic_past_2_31_rows(n_rows, chunk_rows):
 def test_default_chunk_rows_for_wide_rows_and_numpy_sizes():
     assert default_chunk_rows(np.int64(8), np.int32(2**20)) == 2**20
     assert type(default_chunk_rows(np.int64(3), np.uint64(7))) is int
+
+
+@pytest.mark.parametrize(
+    "groups,row_bytes,storage,expected",
+    [
+        (366, 90 * 180 * 2, None, 4 * 366),  # 4 cycles of 32 KB rows fit in 128 MiB
+        (366, 180 * 360 * 2, None, 2 * 366),  # 127 KB rows: two cycles fit, three do not
+        (366, 90 * 180 * 2, 16, 1472),  # rounded up to whole storage chunks
+        (366, 360 * 720 * 2, None, 10),  # not one cycle fits: the default stays
+        (12, 1000, None, 100),  # never fewer rows than the default
+    ],
+)
+def test_cyclic_chunks_hold_whole_cycles_within_their_bytes(groups, row_bytes, storage, expected):
+    rows = cyclic_chunk_rows(100 if groups == 12 else 10, groups, row_bytes, storage)
+    assert rows == expected
+    if rows > 100:
+        assert rows * row_bytes <= 128 * 1024 * 1024

@@ -90,6 +90,13 @@ class Grouping:
         """Return the group codes of records ``[start, stop)`` of the input open as ``rows``."""
         return labels_for_rows(self, rows, start, stop)
 
+    @property
+    def cycle(self) -> int | None:
+        """Return how many labels a cyclic grouping goes round (12 months, ...), else None."""
+        if self.resample is None and self.every is None and self.component != "year":
+            return _COMPONENT_GROUPS.get(self.component or "")
+        return None
+
     def max_groups(self, n_rows: int) -> int:
         """Return an upper bound on the number of groups (for the memory estimate).
 

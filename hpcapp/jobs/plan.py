@@ -34,7 +34,7 @@ from hpcapp.kernels.zonal import bind_mask, bind_regions
 from hpcapp.parallel.collective import on_all, on_root, raise_shared
 from hpcapp.parallel.reduce import find_overlap, overlap_message
 from hpcapp.parallel.rows import gathered_problem
-from hpcapp.partition import count_chunks, subtract
+from hpcapp.partition import count_chunks, cyclic_chunk_rows, subtract
 
 # hpcapp.run without an output gathers per-row outputs in rank 0's memory: at most this much.
 ROWS_GATHERED = 2**30
@@ -190,6 +190,10 @@ def plan_job(
             "scatter: drop --distribute scatter"
         )
     chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
+    if config.chunk_rows is None and grouping is not None and grouping.cycle is not None:
+        chunk_rows = cyclic_chunk_rows(
+            chunk_rows, grouping.cycle, source.row_bytes, source.storage_chunk_rows
+        )
     records = plan_records(config, kernel, source, params, resolved.weights)  # dates, halo, coords
     kernel = with_grid(kernel, records)
     if records is not None and config.chunk_rows is None:

@@ -25,7 +25,7 @@ from hpcapp.kernels import stats as column_stats
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
-from hpcapp.kernels.stats_select import trim_partial
+from hpcapp.kernels.stats_select import needed_parts
 
 # Columns per call: each call's temporaries (a dozen arrays) stay below a few MiB, so the
 # allocator reuses them instead of faulting in fresh pages for every chunk.
@@ -49,16 +49,59 @@ def by_record(
         data = data.decoded()
     if data.dtype.kind != "f" or not data.dtype.isnative:
         return None
-    row = data[np.argsort(labels, kind="stable")].reshape(-1)
-    partial: Partial = {}
+    if len(labels) > 1 and bool((np.diff(labels) > 0).all()):
+        row = np.ascontiguousarray(data).reshape(-1)  # in order already: no copy
+    else:
+        row = data[np.argsort(labels, kind="stable")].reshape(-1)
+    needed = needed_parts(params)
+    kinds = {"count": np.int64, "nan_count": np.int64, "min": data.dtype, "max": data.dtype}
+    # Arrays of their own (not views of a flat one): a merge may grow them in place.
+    partial: Partial = {
+        key: np.empty((len(labels), *data.shape[1:]), kinds.get(key, np.float64))
+        for key in PARTS
+        if needed is None or key in needed
+    }
+    flat = {key: value.reshape(-1) for key, value in partial.items()}
     for first in range(0, len(row), COLUMN_BLOCK):  # small temporaries, reused by malloc
-        block = column_stats._numpy_chunk_stats(row[np.newaxis, first : first + COLUMN_BLOCK])
-        for key, value in block.items():
-            if key not in partial:
-                partial[key] = np.empty(len(row), value.dtype)
-            partial[key][first : first + len(value)] = value
-    partial = trim_partial(partial, params)  # -p stats: the parts the results need
-    return {key: value.reshape(len(labels), *data.shape[1:]) for key, value in partial.items()}
+        stop = first + COLUMN_BLOCK
+        for key, value in _one_record(row[first:stop], flat.keys()).items():
+            flat[key][first:stop] = value
+    return partial
+
+
+# The parts of a float partial, in the order of the kernel's (column_stats._numpy_chunk_stats).
+PARTS = ("count", "nan_count", "sum", "mean", "m2", "min", "max")
+
+
+def _one_record(values: np.ndarray, keys: Any) -> Partial:
+    """Return the partial parts ``keys`` of each value as a chunk of one record.
+
+    The kernel's steps on one record, element by element: its sum over one value is +0.0 plus
+    that value in float64 (0 when missing), the mean that sum divided by 1, the deviation that sum
+    minus itself (0, or NaN for an infinity), and the extremes the value or the initial
+    infinity; the same bits (tests/test_grouped_merge.py).
+    """
+    valid = ~np.isnan(values)
+    count = valid.astype(np.int64)
+    out: Partial = {}
+    total = np.where(valid, values, 0).astype(np.float64)
+    total += 0.0  # numpy's sum starts from +0.0: a sum of -0.0 alone is +0.0
+    for key in keys:
+        if key == "count":
+            out[key] = count
+        elif key == "nan_count":
+            out[key] = 1 - count
+        elif key in ("sum", "mean"):  # the mean: the sum over a count of 1 (0 when missing)
+            out[key] = total
+        elif key == "m2":
+            with np.errstate(invalid="ignore"):  # inf - inf
+                deviation = total - total
+            out[key] = deviation * deviation
+        elif key == "min":
+            out[key] = np.where(valid, values, np.inf)
+        elif key == "max":
+            out[key] = np.where(valid, values, -np.inf)
+    return out
 
 
 # Groups finished per call: the finish's temporaries stay a few blocks' size.

@@ -43,14 +43,22 @@ def parse_stats(value: Any) -> tuple[str, ...] | None:
     return tuple(name for name in RESULTS if name in words)
 
 
-def trim_partial(partial: Partial, params: Mapping[str, Any]) -> Partial:
-    """Return ``partial`` without the parts no asked-for result needs (histograms stay)."""
+def needed_parts(params: Mapping[str, Any], histogram: bool = False) -> set[str] | None:
+    """Return the parts of a partial the asked-for results need, or None (all of them)."""
     asked = parse_stats(params.get("stats"))
     if asked is None:
-        return partial
+        return None
     needed = {"count", *HISTOGRAM} | {part for name in asked for part in _NEEDS[name]}
-    if "hist" in partial:
+    if histogram:
         needed.add("min")  # its dtype is the edges' (stats.finalize_stats)
+    return needed
+
+
+def trim_partial(partial: Partial, params: Mapping[str, Any]) -> Partial:
+    """Return ``partial`` without the parts no asked-for result needs (histograms stay)."""
+    needed = needed_parts(params, "hist" in partial)
+    if needed is None:
+        return partial
     return {key: value for key, value in partial.items() if key in needed}
 
 
