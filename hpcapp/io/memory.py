@@ -91,7 +91,12 @@ def estimate(
     cf = getattr(source, "decoding", None)
     if cf is not None and cf.changes_values:
         chunk += values * (np.dtype(cf.dtype).itemsize + 2)  # decoded values and two masks
-    chunk += 3 * 8 * values  # the kernel's temporaries
+    if grouping is None:
+        chunk += 3 * 8 * values  # the kernel's temporaries
+    else:  # called once per group (on a copy of its records), or by_record on a sorted copy
+        per_group = -(-rows // max(1, min(grouping.max_groups(source.n_rows), rows)))
+        cells = math.prod(source.row_shape)
+        chunk += 8 * values if per_group == 1 else (3 + 1) * 8 * per_group * cells
     partial = partial_bytes(kernel, source, params, rows)
     levels = math.ceil(math.log2(max(n_chunks, 1))) + 1
     held = levels + EXTRA_PARTIALS
