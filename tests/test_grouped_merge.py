@@ -14,7 +14,7 @@ from hpcapp.kernels.grouped import (
     consuming_merge,
     group_kernel,
 )
-from hpcapp.kernels.grouped_stats import by_record
+from hpcapp.kernels.grouped_stats import by_record, by_size
 from hpcapp.kernels.packed import LinearUnpack, Packed
 from hpcapp.kernels.stats_select import trim_partial
 
@@ -63,6 +63,41 @@ def test_groups_of_several_records_go_group_by_group():
     assert by_record(nd.stats, data, labels, np.unique(labels), PARAMS) is None
     kern = group_kernel(nd.stats)
     assert_same_bits(kern.func(Labelled(data, labels), **PARAMS), per_group(data, labels))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("row_shape", [(), (5,), (3, 4)])
+@pytest.mark.parametrize("fused_min", [1 << 17, 30])  # 30: the larger groups are compiled
+def test_groups_of_several_records_side_by_side_have_the_same_bits(
+    monkeypatch, dtype, row_shape, fused_min
+):
+    monkeypatch.setattr(grouped_stats.column_stats, "FUSED_MIN_VALUES", fused_min)
+    monkeypatch.setattr(grouped_stats, "SIDE_BYTES", 64)  # batches of a few groups
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 9, 40).astype(np.int64)  # groups of 1 to ~10 records, interleaved
+    data = awkward((40, *row_shape), dtype, seed=6)
+    present = np.unique(labels)
+    assert by_size(nd.stats, data, labels, present, PARAMS) is not None
+    got = group_kernel(nd.stats).func(Labelled(data, labels), **PARAMS)
+    assert_same_bits(got, per_group(data, labels))
+
+
+@pytest.mark.parametrize("asked", [None, "mean", "std", "min,max"])
+@pytest.mark.parametrize("fused_min", [1 << 17, 40])
+def test_packed_groups_side_by_side_have_the_same_bits(monkeypatch, asked, fused_min):
+    monkeypatch.setattr(grouped_stats.column_stats, "FUSED_MIN_VALUES", fused_min)
+    rng = np.random.default_rng(7)
+    stored = rng.integers(-3000, 3000, (30, 4, 5)).astype(np.int16)
+    stored[rng.random(stored.shape) < 0.1] = -32767
+    unpack = LinearUnpack("i2", "float32", fills=(-32767,), keep_lo=-32767, keep_hi=32767,
+                          scale=0.01, offset=273.15)  # fmt: skip
+    labels = np.repeat(np.arange(10), 3)[rng.permutation(30)].astype(np.int64)
+    params = {**PARAMS, "stats": asked} if asked else PARAMS
+    kern = group_kernel(nd.stats)
+    got = kern.func(Labelled(Packed(stored, unpack), labels), **params)
+    parts = [nd.stats(Packed(stored[labels == label], unpack), **params) for label in range(10)]
+    expected = {GROUP_KEY: np.arange(10), **{k: np.stack([p[k] for p in parts]) for k in parts[0]}}
+    assert_same_bits(got, expected)
 
 
 def grouped(labels, seed):

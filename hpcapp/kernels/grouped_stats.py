@@ -1,15 +1,18 @@
-"""The built-in ``stats`` of a chunk whose every group holds one record, in one vectorised call.
+"""The built-in ``stats`` of a chunk's groups in a few vectorised calls, not one call a group.
 
-A day-of-year climatology cuts each chunk into as many groups as it has records: calling the
-kernel once per group costs more in Python than the arithmetic. For one record, every step of
-the numpy path of :mod:`hpcapp.kernels.stats` is element by element (a sum, an ``fmin`` or a
-product over one row is the element itself), so the records laid side by side as one row of
-``groups * cells`` columns give each group's partial bit for bit; tests/test_groups.py checks
-it against the per-group calls. Only where that per-group call would take the numpy path
-(fewer than ``FUSED_MIN_VALUES`` cells, float data, no histogram) and ``--over`` is the
-records alone; anything else returns None and goes group by group. Finishing is element by
-element too (float data, no histogram): :func:`finish_in_blocks` finishes blocks of groups into
-the result arrays, instead of holding every group's results before stacking them.
+A day-of-year climatology cuts each chunk into hundreds of groups of one to a few records:
+calling the kernel once per group costs more in Python than the arithmetic. Every step of the
+numpy path of :mod:`hpcapp.kernels.stats` works column by column along the rows (a sum over
+axis 0, an ``fmin`` reduction, ``einsum("ij,ij->j")``), so the groups of ``k`` records laid side
+by side -- ``k`` rows of ``groups * cells`` columns, each group's records in record order --
+give each group's partial bit for bit (:func:`by_size`; for ``k = 1``, :func:`by_record`
+computes the few parts asked for directly). tests/test_grouped_merge.py checks both against
+the per-group calls. Only where a group's call would take the numpy path (fewer than
+``FUSED_MIN_VALUES`` values, float data, no histogram) and ``--over`` is the records alone;
+larger groups are still called one by one, and anything else returns None and goes group by
+group. Finishing is element by element too (float data, no histogram): :func:`finish_in_blocks`
+finishes blocks of groups into the result arrays, instead of holding every group's results
+before stacking them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from hpcapp.kernels import stats as column_stats
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
-from hpcapp.kernels.stats_select import needed_parts
+from hpcapp.kernels.partials import as_partial
+from hpcapp.kernels.stats_select import needed_parts, trim_partial
 
 # Columns per call: each call's temporaries (a dozen arrays) stay below a few MiB, so the
 # allocator reuses them instead of faulting in fresh pages for every chunk.
@@ -102,6 +106,84 @@ def _one_record(values: np.ndarray, keys: Any) -> Partial:
         elif key == "max":
             out[key] = np.where(valid, values, -np.inf)
     return out
+
+
+# Bytes of records laid side by side per numpy call in :func:`by_size` (its temporaries: a
+# few times this).
+SIDE_BYTES = 4 << 20
+
+
+def by_size(
+    kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
+) -> Partial | None:
+    """Return the per-group partials of groups of several records, in few calls (or None).
+
+    The groups of ``k`` records whose own call would take the numpy path are laid side by
+    side: ``k`` rows of ``groups * cells`` columns, each column one group's cell, its records
+    in record order. Every numpy step of that path works column by column along the rows, so
+    each column gets the bits its group's call gives it (as :func:`by_record` for ``k = 1``).
+    Groups large enough for the compiled pass are called one by one, as without this.
+    """
+    if kern.func is not nd.stats.func or len(present) < 2:
+        return None
+    if tuple(params.get("over", ())) != (0,) or params.get("range") is not None:
+        return None
+    if not isinstance(data, np.ndarray | Packed):
+        return None
+    stored = data.stored if isinstance(data, Packed) else data
+    values = np.dtype(data.unpack.dtype) if isinstance(data, Packed) else stored.dtype
+    if values.kind != "f" or not values.isnative or not stored.dtype.isnative:
+        return None
+    row_shape = stored.shape[1:]
+    cells = math.prod(row_shape)
+    order = np.argsort(labels, kind="stable")  # each group's records stay in record order
+    ordered = labels[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, len(labels)])
+    compiled = column_stats._fused_dtype(values)
+    decoded = None
+    out: Partial = {}
+    for k in np.unique(sizes).tolist():
+        groups = np.flatnonzero(sizes == k)
+        if compiled and k * cells >= column_stats.FUSED_MIN_VALUES:
+            for group in groups.tolist():
+                rows = order[starts[group] : starts[group] + k]
+                given = data.with_stored(stored[rows]) if isinstance(data, Packed) else data[rows]
+                part = as_partial(kern.apply(given, params, n_rows=k), kern.name)
+                if not _put(out, part, np.array([group]), len(present), row_shape, True):
+                    return None
+            continue
+        if decoded is None:
+            whole = data.decoded() if isinstance(data, Packed) else data
+            decoded = np.ascontiguousarray(whole).reshape(len(labels), cells)
+        step = max(1, SIDE_BYTES // max(1, k * cells * decoded.itemsize))
+        for first in range(0, len(groups), step):
+            batch = groups[first : first + step]
+            rows = order[starts[batch][np.newaxis, :] + np.arange(k)[:, np.newaxis]]
+            side = decoded[rows].reshape(k, len(batch) * cells)  # row i: each group's i-th record
+            part = trim_partial(column_stats._numpy_chunk_stats(side), params)
+            if not _put(out, part, batch, len(present), row_shape, False):
+                return None
+    if any(len(value) != len(present) for value in out.values()):
+        return None
+    return {key: out[key] for key in (*PARTS, *out) if key in out}
+
+
+def _put(
+    out: Partial, part: Partial, groups: np.ndarray, n_groups: int, row_shape: Any, one: bool
+) -> bool:
+    """Write ``part`` (one group's if ``one``, else side by side) into ``out``; False if unlike."""
+    if out and part.keys() != out.keys():
+        return False
+    for key, value in part.items():
+        value = np.asarray(value)
+        value = value[np.newaxis] if one else value.reshape(len(groups), *row_shape)
+        if key not in out:
+            out[key] = np.empty((n_groups, *row_shape), value.dtype)
+        elif out[key].dtype != value.dtype or out[key].shape[1:] != value.shape[1:]:
+            return False
+        out[key][groups] = value
+    return True
 
 
 # Groups finished per call: the finish's temporaries stay a few blocks' size.
