@@ -7,7 +7,7 @@ holds every group of the other, else the shared groups are merged apart and both
 in the union one key at a time. The peak is the largest of those moments, over the chunk
 counts where a merge runs deepest, and of the finish (the partial and the results of every
 group). On more ranks, rank 0 also holds what the others send (their nodes, in one buffer
-until every node of it is merged) beside its own, and a sender packs its nodes into a copy.
+until every node of it is merged) beside its own; a sender sends its nodes' arrays as they are.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def rank_peak(
     own = -(-n_chunks // ranks)  # rank 0's share (the first ranks take the remainder)
     sender = sum(tree.groups(rows << level) for level, _ in aligned(own, min(2 * own, n_chunks)))
     peaks = [tree_peak(own, rows, n_rows, most, key_share), tree.receive(own, n_chunks)]
-    return max([*peaks, 2 * sender])  # a sender's nodes and their packed copy
+    return max([*peaks, sender])  # a sender's nodes (sent as they are, not packed)
 
 
 def tree_peak(n_chunks: int, rows: int, n_rows: int, most: int, key_share: float) -> float:

@@ -131,18 +131,24 @@ def _span_of(chunks: range) -> str:
     return f"{chunks.start}" if len(chunks) == 1 else f"{chunks.start}-{chunks.stop - 1}"
 
 
-def pack(nodes: dict[Node, Partial]) -> tuple[list[Any], np.ndarray]:
-    """Flatten nodes into small metadata and one byte buffer (sent without pickling)."""
+def pieces(nodes: dict[Node, Partial]) -> tuple[list[Any], list[np.ndarray]]:
+    """Return the nodes' small metadata and their arrays as byte views (no copy if C-ordered)."""
     meta: list[Any] = []
-    pieces: list[np.ndarray] = []
+    views: list[np.ndarray] = []
     for node, partial in nodes.items():
         fields = []
         for key, value in partial.items():
             array = np.asarray(value, order="C")
             fields.append((key, array.dtype.str, array.shape))
-            pieces.append(array.reshape(-1).view(np.uint8))
+            views.append(array.reshape(-1).view(np.uint8))
         meta.append((node, fields))
-    payload = np.concatenate(pieces) if pieces else np.empty(0, np.uint8)
+    return meta, views
+
+
+def pack(nodes: dict[Node, Partial]) -> tuple[list[Any], np.ndarray]:
+    """Flatten nodes into small metadata and one byte buffer (sent without pickling)."""
+    meta, views = pieces(nodes)
+    payload = np.concatenate(views) if views else np.empty(0, np.uint8)
     return meta, payload
 
 
@@ -182,16 +188,26 @@ def tree_reduce(comm: MPI.Comm, tree: FragmentTree) -> tuple[Partial | None, Fai
     step = 1
     while step < size:
         if rank % (2 * step) == step:
-            meta, payload = pack(tree.nodes) if failure is None else ([], np.empty(0, np.uint8))
-            comm.send((failure, meta, payload.size), dest=rank - step, tag=Tag.REDUCE_META)
-            comm.Send(payload, dest=rank - step, tag=Tag.REDUCE_DATA)
+            # Each array sent as it is, in order (MPI keeps the order of one sender's messages):
+            # no packed copy of the nodes, which for a climatology is as large as the result.
+            meta, views = pieces(tree.nodes) if failure is None else ([], [])
+            sizes = [view.size for view in views]
+            comm.send((failure, meta, sizes), dest=rank - step, tag=Tag.REDUCE_META)
+            for view in views:
+                comm.Send(view, dest=rank - step, tag=Tag.REDUCE_DATA)
+            del views
             tree.clear()
             return None, None
         if rank % (2 * step) == 0 and rank + step < size:
             quiet_probe(comm, rank + step, Tag.REDUCE_META)  # while the child packs its nodes
-            child_failure, meta, n_bytes = comm.recv(source=rank + step, tag=Tag.REDUCE_META)
-            payload = np.empty(n_bytes, np.uint8)
-            comm.Recv(payload, source=rank + step, tag=Tag.REDUCE_DATA)
+            child_failure, meta, sizes = comm.recv(source=rank + step, tag=Tag.REDUCE_META)
+            payload = np.empty(sum(sizes), np.uint8)
+            offset = 0
+            for n_bytes in sizes:  # into one buffer, as pack lays them out
+                comm.Recv(
+                    payload[offset : offset + n_bytes], source=rank + step, tag=Tag.REDUCE_DATA
+                )
+                offset += n_bytes
             failure = first_failure(failure, child_failure)
             if failure is None:
                 try:
