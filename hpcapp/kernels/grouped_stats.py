@@ -29,7 +29,7 @@ from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import as_partial
-from hpcapp.kernels.stats_select import needed_parts, trim_partial
+from hpcapp.kernels.stats_select import needed_parts
 
 # Columns per call: each call's temporaries (a dozen arrays) stay below a few MiB, so the
 # allocator reuses them instead of faulting in fresh pages for every chunk.
@@ -141,7 +141,8 @@ def by_size(
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     sizes = np.diff(np.r_[starts, len(labels)])
     compiled = column_stats._fused_dtype(values)
-    decoded = None
+    needed = needed_parts(params)
+    flat = None
     out: Partial = {}
     for k in np.unique(sizes).tolist():
         groups = np.flatnonzero(sizes == k)
@@ -153,15 +154,16 @@ def by_size(
                 if not _put(out, part, np.array([group]), len(present), row_shape, True):
                     return None
             continue
-        if decoded is None:
-            whole = data.decoded() if isinstance(data, Packed) else data
-            decoded = np.ascontiguousarray(whole).reshape(len(labels), cells)
-        step = max(1, SIDE_BYTES // max(1, k * cells * decoded.itemsize))
+        if flat is None:
+            flat = np.ascontiguousarray(stored).reshape(len(labels), cells)
+        step = max(1, SIDE_BYTES // max(1, k * cells * values.itemsize))
         for first in range(0, len(groups), step):
             batch = groups[first : first + step]
             rows = order[starts[batch][np.newaxis, :] + np.arange(k)[:, np.newaxis]]
-            side = decoded[rows].reshape(k, len(batch) * cells)  # row i: each group's i-th record
-            part = trim_partial(column_stats._numpy_chunk_stats(side), params)
+            side = flat[rows].reshape(k, len(batch) * cells)  # row i: each group's i-th record
+            if isinstance(data, Packed):  # decoded here, a batch at a time, as each call would
+                side = data.unpack.decode(side)
+            part = column_stats._numpy_chunk_stats(side, needed)
             if not _put(out, part, batch, len(present), row_shape, False):
                 return None
     if any(len(value) != len(present) for value in out.values()):

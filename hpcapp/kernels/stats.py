@@ -143,8 +143,12 @@ def _fused_chunk_stats(
     return partial
 
 
-def _numpy_chunk_stats(chunk: np.ndarray) -> Partial:
-    """Compute the partial of a 2-D chunk with numpy calls (small chunks, float16)."""
+def _numpy_chunk_stats(chunk: np.ndarray, needed: Any = None) -> Partial:
+    """Compute the partial of a 2-D chunk with numpy calls (small chunks, float16).
+
+    ``needed`` (a set of part names, :func:`hpcapp.kernels.stats_select.needed_parts`): only
+    those parts of a float chunk, each by the same steps as with all of them.
+    """
     n_cols = chunk.shape[1]
     if chunk.dtype.kind != "f":
         return {
@@ -153,25 +157,31 @@ def _numpy_chunk_stats(chunk: np.ndarray) -> Partial:
             "min": chunk.min(axis=0, initial=np.iinfo(chunk.dtype).max),
             "max": chunk.max(axis=0, initial=np.iinfo(chunk.dtype).min),
         }
+    wanted = set(needed) if needed is not None else {"nan_count", "sum", "mean", "m2", "min", "max"}
     valid = ~np.isnan(chunk)
     count = valid.sum(axis=0, dtype=np.int64)
-    has_nan = bool((count < chunk.shape[0]).any())
-    values = np.where(valid, chunk, 0) if has_nan else chunk
-    with np.errstate(invalid="ignore"):  # inf - inf: that sum, and the variance, are NaN
-        total = values.sum(axis=0, dtype=np.float64)
-        mean = total / np.maximum(count, 1)
-        deviation = values - mean if not has_nan else np.where(valid, values - mean, 0.0)
-    m2 = np.einsum("ij,ij->j", deviation, deviation, dtype=np.float64)
+    partial: Partial = {"count": count}
+    if "nan_count" in wanted:
+        partial["nan_count"] = chunk.shape[0] - count
+    if wanted & {"sum", "mean", "m2"}:
+        has_nan = bool((count < chunk.shape[0]).any())
+        values = np.where(valid, chunk, 0) if has_nan else chunk
+        with np.errstate(invalid="ignore"):  # inf - inf: that sum, and the variance, are NaN
+            total = values.sum(axis=0, dtype=np.float64)
+            if "sum" in wanted:
+                partial["sum"] = total
+            if wanted & {"mean", "m2"}:
+                mean = total / np.maximum(count, 1)
+                partial["mean"] = np.where(count > 0, mean, 0.0)
+            if "m2" in wanted:
+                deviation = values - mean if not has_nan else np.where(valid, values - mean, 0.0)
+                partial["m2"] = np.einsum("ij,ij->j", deviation, deviation, dtype=np.float64)
     big = np.array(np.inf, dtype=chunk.dtype)
-    return {
-        "count": count,
-        "nan_count": chunk.shape[0] - count,
-        "sum": total,
-        "mean": np.where(count > 0, mean, 0.0),
-        "m2": m2,
-        "min": np.fmin.reduce(chunk, axis=0, initial=big).astype(chunk.dtype),
-        "max": np.fmax.reduce(chunk, axis=0, initial=-big).astype(chunk.dtype),
-    }
+    if "min" in wanted:
+        partial["min"] = np.fmin.reduce(chunk, axis=0, initial=big).astype(chunk.dtype)
+    if "max" in wanted:
+        partial["max"] = np.fmax.reduce(chunk, axis=0, initial=-big).astype(chunk.dtype)
+    return partial
 
 
 def merge_stats(left: Partial, right: Partial) -> Partial:
