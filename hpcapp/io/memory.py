@@ -89,14 +89,16 @@ def estimate(
     values = read * math.prod(source.row_shape)
     chunk = read * source.row_bytes
     cf = getattr(source, "decoding", None)
-    if cf is not None and cf.changes_values:
-        chunk += values * (np.dtype(cf.dtype).itemsize + 2)  # decoded values and two masks
+    # Decoded values and two masks, per value decoded at once.
+    decoding = np.dtype(cf.dtype).itemsize + 2 if cf is not None and cf.changes_values else 0
     if grouping is None:
-        chunk += 3 * 8 * values  # the kernel's temporaries
-    else:  # called once per group (on a copy of its records), or by_record on a sorted copy
+        chunk += values * (decoding + 3 * 8)  # the chunk decoded, the kernel's temporaries
+    else:
+        # One group's records at a time (copied, decoded, the kernel's temporaries), or, for
+        # groups of one record (by_record), the whole chunk decoded and a sorted copy.
         per_group = -(-rows // max(1, min(grouping.max_groups(source.n_rows), rows)))
-        cells = math.prod(source.row_shape)
-        chunk += 8 * values if per_group == 1 else (3 + 1) * 8 * per_group * cells
+        at_once = values if per_group == 1 else per_group * math.prod(source.row_shape)
+        chunk += at_once * (decoding + (1 if per_group == 1 else 4) * 8)
     partial = partial_bytes(kernel, source, params, rows)
     levels = math.ceil(math.log2(max(n_chunks, 1))) + 1
     held = levels + EXTRA_PARTIALS
