@@ -100,6 +100,20 @@ def test_packed_groups_side_by_side_have_the_same_bits(monkeypatch, asked, fused
     assert_same_bits(got, expected)
 
 
+@pytest.mark.parametrize("asked", ["count", "nan_count", "sum", "mean", "std", "min", "max,sum"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_numpy_stats_of_some_parts_have_the_bits_of_all_parts(asked, dtype):
+    from hpcapp.kernels import stats as column_stats
+    from hpcapp.kernels.stats_select import needed_parts
+
+    chunk = awkward((7, 30), dtype, seed=9)
+    needed = needed_parts({"stats": asked})
+    some = column_stats._numpy_chunk_stats(chunk, needed)
+    everything = column_stats._numpy_chunk_stats(chunk)
+    assert set(some) == needed & set(everything)
+    assert_same_bits(some, {key: everything[key] for key in some})
+
+
 def grouped(labels, seed):
     data = awkward((len(labels), 3, 2), "float64", seed)
     return group_kernel(nd.stats).func(Labelled(data, np.asarray(labels, np.int64)), **PARAMS)

@@ -341,7 +341,7 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
         fast = by_record(kern, _repack(packed, stored), labels, present, params)
         if fast is None:  # groups of several records: side by side, as few calls
             fast = by_size(kern, _repack(packed, stored), labels, present, params)
-        if fast is not None:  # the built-in stats, one record per group: one vectorised call
+        if fast is not None:  # the built-in stats: a few vectorised calls, not one a group
             return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []
         for label in present:

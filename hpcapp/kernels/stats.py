@@ -172,6 +172,7 @@ def _numpy_chunk_stats(chunk: np.ndarray, needed: Any = None) -> Partial:
                 partial["sum"] = total
             if wanted & {"mean", "m2"}:
                 mean = total / np.maximum(count, 1)
+            if "mean" in wanted:
                 partial["mean"] = np.where(count > 0, mean, 0.0)
             if "m2" in wanted:
                 deviation = values - mean if not has_nan else np.where(valid, values - mean, 0.0)
