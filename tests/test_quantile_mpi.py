@@ -66,6 +66,30 @@ def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, me
     assert world["quantile"].tobytes() == alone["quantile"].tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("decoded_first", [False, True])  # int16 or float64 exchanged
+def test_records_sent_in_pieces_give_the_same_bits(shared_dir, monkeypatch, decoded_first):
+    spec = packed_input(shared_dir)
+    exchanged = []
+    exchange = transpose.exchange
+
+    def spy(comm, send, *args):
+        exchanged.append(send.size)
+        return exchange(comm, send, *args)
+
+    monkeypatch.setattr(transpose, "exchange", spy)
+    monkeypatch.setattr(transpose, "PIECE_BYTES", 64)  # every chunk of a rank a piece
+    kernel = quantile_module.quantile
+    if decoded_first:
+        import dataclasses
+
+        kernel = dataclasses.replace(kernel, packed=False)
+    world = hpcapp.run(kernel, spec, params={"q": Q}, root=None, chunk_rows=3)
+    size = MPI.COMM_WORLD.size
+    assert len(exchanged) == -(-13 // size)  # 13 chunks of 3 records: a piece each
+    want = nanquantile(decoded(spec), Q, axis=0)
+    assert world["quantile"].tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize(("code", "fill"), [("u1", 255), ("i1", -128), ("u2", 65535)])
 def test_packed_bytes_travel_as_stored_at_any_rank_count(shared_dir, code, fill):
     comm = MPI.COMM_WORLD

@@ -30,7 +30,7 @@ from hpcapp.kernels.packed import Packed
 from hpcapp.parallel.batches import BatchKeeper, join, plan_runs, stop_between_batches
 from hpcapp.parallel.collective import gather_table, on_all
 from hpcapp.parallel.engine import EngineResult
-from hpcapp.partition import chunk_bounds, count_chunks, rank_chunks, tiles
+from hpcapp.partition import block, chunk_bounds, count_chunks, rank_chunks, tiles
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -122,7 +122,6 @@ def run_series(
     runs = plan_runs(shape[1] if len(shape) > 1 else 1, per_batch, keeper)
     if keeper is not None:
         keeper.start(comm)
-    mine = rank_chunks(n_chunks, size, rank)
     rows = [
         records_of(rank_chunks(n_chunks, size, r), source.n_rows, chunk_rows) for r in range(size)
     ]
@@ -133,14 +132,25 @@ def run_series(
         part = cells_slab(source, first, end)
         n_cells = (end - first) * inner
         layout = tiles(n_cells, size)
-        clock = time.perf_counter()
-        reader = partial(read_block, part, mine, chunk_rows, rows[rank], layout, packed)
-        send = on_all(comm, reader)  # read
-        seconds["read"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        series = exchange(comm, send, rows, layout)  # communicate
-        del send
-        seconds["reduce"] += time.perf_counter() - clock
+        dtype = exchanged_dtype(part, packed)
+        n_pieces = pieces_of(rows, n_cells * dtype.itemsize, n_chunks, size)
+        series = np.empty((source.n_rows, layout[rank][0]), dtype)
+        # One rank reads straight into its series: nothing to exchange.
+        buffer = series.reshape(-1) if size == 1 else None
+        for piece in range(n_pieces):
+            clock = time.perf_counter()
+            chunks = [piece_chunks(n_chunks, size, r, n_pieces, piece) for r in range(size)]
+            sent = [records_of(c, source.n_rows, chunk_rows) for c in chunks]
+            reader = partial(read_block, part, chunks[rank], chunk_rows, sent[rank], layout, packed)
+            send = on_all(comm, partial(reader, buffer))  # read
+            seconds["read"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            at = [chunk_bounds(c[0], source.n_rows, chunk_rows)[0] if c else 0 for c in chunks]
+            exchange(comm, send, sent, layout, series, at)  # communicate
+            buffer = send if n_pieces > 1 else None  # the next piece's (never larger)
+            del send
+            seconds["reduce"] += time.perf_counter() - clock
+        del buffer
         clock = time.perf_counter()
         tile = Packed(series, source.linear_unpack) if packed else series
         found = on_all(comm, partial(_compute, kernel, params, tile, rank))  # compute
@@ -166,6 +176,27 @@ def run_series(
     return SeriesResult(n_chunks, finished, timing, len(runs), read, stored)
 
 
+# Bytes a rank sends per exchange at most: its records are read and sent in pieces of about
+# this size (the received series are whole), so the send buffer is one piece's, reused.
+PIECE_BYTES = 64 << 20
+
+
+def pieces_of(rows: list[int], row_bytes: int, n_chunks: int, size: int) -> int:
+    """Return how many exchanges a batch takes: the same on every rank (from every rank's rows)."""
+    if size == 1:
+        return 1
+    most = max(rows, default=0) * row_bytes
+    per_rank = -(-n_chunks // size)  # a piece holds one chunk at least
+    return max(1, min(per_rank, -(-most // PIECE_BYTES)))
+
+
+def piece_chunks(n_chunks: int, size: int, rank: int, n_pieces: int, piece: int) -> range:
+    """Return the chunks of ``rank`` that piece ``piece`` of ``n_pieces`` reads (pure)."""
+    mine = rank_chunks(n_chunks, size, rank)
+    count, start = block(len(mine), n_pieces, piece)
+    return mine[start : start + count]
+
+
 def records_of(chunks: range, n_rows: int, chunk_rows: int) -> int:
     """Return the records of a run of chunks."""
     if not chunks:
@@ -182,15 +213,21 @@ def read_block(
     n_rows: int,
     layout: list[tuple[int, int]],
     packed: bool = False,
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read this rank's record chunks of one batch, decoded, as the float64 send buffer.
 
     The buffer holds one block per destination rank, in rank order: (records, its cells) in C
     order, filled chunk by chunk, so the values are never copied again before they are sent.
     ``packed``: the stored integers instead (see :func:`takes_packed`), not decoded.
+    ``buffer``: an earlier piece's, at least as large, written over instead of a new one.
     """
     dtype = exchanged_dtype(part, packed)
-    send = np.empty(n_rows * sum(n for n, _ in layout), dtype)
+    n_values = n_rows * sum(n for n, _ in layout)
+    if buffer is not None and buffer.dtype == dtype and buffer.size >= n_values:
+        send = buffer[:n_values]
+    else:
+        send = np.empty(n_values, dtype)
     blocks = np.split(send, np.cumsum([n_rows * n for n, _ in layout])[:-1])
     tiles = [block.reshape(n_rows, n) for block, (n, _) in zip(blocks, layout, strict=True)]
     if not mine:
@@ -209,29 +246,36 @@ def read_block(
 
 
 def exchange(
-    comm: MPI.Comm, send: np.ndarray, rows: list[int], layout: list[tuple[int, int]]
-) -> np.ndarray:
-    """Send each rank its tile of this rank's records; return (every record, this rank's cells).
+    comm: MPI.Comm,
+    send: np.ndarray,
+    rows: list[int],
+    layout: list[tuple[int, int]],
+    series: np.ndarray,
+    at: list[int],
+) -> None:
+    """Send each rank its tile of this rank's records; receive this rank's cells into ``series``.
 
-    ``send`` is :func:`read_block`'s buffer, ``rows[r]`` the records rank ``r`` read (in rank
-    order, the records' order), ``layout[r]`` the (count, start) of its cells. One
-    ``Alltoallv`` of buffers of ``send``'s dtype, no pickling; on one rank, ``send`` itself.
+    ``send`` is :func:`read_block`'s buffer, ``rows[r]`` the records rank ``r`` sends now,
+    starting at record ``at[r]``, ``layout[r]`` the (count, start) of its cells; ``series`` is
+    (every record, this rank's cells), each sender's records landing at their own rows. One
+    ``Alltoallv`` of buffers of ``send``'s dtype, no pickling.
     """
     from mpi4py.util.dtlib import from_numpy_dtype
 
     rank = comm.Get_rank()
     mine = layout[rank][0]
-    if comm.Get_size() == 1:
-        return send.reshape(sum(rows), mine)  # its only block: nothing to move
+    if comm.Get_size() == 1:  # its only block: read into place already, or copied there
+        target = series[at[0] : at[0] + rows[0]]
+        if not np.may_share_memory(target, send):
+            target[...] = send.reshape(rows[0], mine)
+        return
     send_counts = [rows[rank] * n for n, _ in layout]
-    received = np.empty(sum(rows) * mine, send.dtype)
     receive_counts = [r * mine for r in rows]
     kind = from_numpy_dtype(send.dtype)
     comm.Alltoallv(
         [send, (send_counts, _displacements(send_counts)), kind],
-        [received, (receive_counts, _displacements(receive_counts)), kind],
+        [series.reshape(-1), (receive_counts, [a * mine for a in at]), kind],
     )
-    return received.reshape(sum(rows), mine)  # the senders' records follow each other
 
 
 def gather_cells(
