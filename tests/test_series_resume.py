@@ -97,7 +97,9 @@ def test_interrupted_twice_on_other_rank_counts(tmp_path, job, monkeypatch):
     want = reference(job, tmp_path, monkeypatch)
     out, folder = tmp_path / "out.nc", tmp_path / "out.nc.checkpoint"
     before: list[str] = []
-    for n_ranks, extra in ((2, ()), (1, ("--resume",))):
+    # One rank first (12 batches of 1 slab), then two (batches of 3): each run has several
+    # batches left after its first kept one, so a loaded machine cannot finish it first.
+    for n_ranks, extra in ((1, ()), (2, ("--resume",))):
         process = start_cli(job(out, *extra), n_ranks)
         deadline = time.monotonic() + 60  # a hang guard, not a measurement
         while len(series_checkpoint.finished_batches(str(folder))) <= len(before):  # a new one

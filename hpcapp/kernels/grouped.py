@@ -24,7 +24,7 @@ import numpy as np
 from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
-from hpcapp.kernels.grouped_stats import by_record, by_size, finish_in_blocks
+from hpcapp.kernels.grouped_stats import finish_in_blocks, vectorised
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
 from hpcapp.kernels.partials import as_partial, with_attrs
@@ -338,9 +338,7 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
                 return _no_groups(kern, _repack(packed, stored[:1]), params)
             stored, labels = stored[grouped], labels[grouped]
         present = np.unique(labels)
-        fast = by_record(kern, _repack(packed, stored), labels, present, params)
-        if fast is None:  # groups of several records: side by side, as few calls
-            fast = by_size(kern, _repack(packed, stored), labels, present, params)
+        fast = vectorised(kern, _repack(packed, stored), labels, present, params)
         if fast is not None:  # the built-in stats: a few vectorised calls, not one a group
             return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []

@@ -36,6 +36,14 @@ from hpcapp.kernels.stats_select import needed_parts
 COLUMN_BLOCK = 1 << 15
 
 
+def vectorised(
+    kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
+) -> Partial | None:
+    """Return the per-group partials (groups sorted) by :func:`by_record` or :func:`by_size`."""
+    found = by_record(kern, data, labels, present, params)
+    return found if found is not None else by_size(kern, data, labels, present, params)
+
+
 def by_record(
     kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
 ) -> Partial | None:
