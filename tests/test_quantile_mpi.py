@@ -17,17 +17,21 @@ pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 Q = [0.1, 0.5, 0.9]
 
 
-def packed_input(shared_dir):
-    """Rank 0 writes a packed field with gaps (time 37, lat 5, lon 7); every rank gets the spec."""
+def packed_input(shared_dir, zlib=False):
+    """Rank 0 writes a packed field with gaps (time 37, lat 5, lon 7); every rank gets the spec.
+
+    Contiguous, ranks read their own slabs of every record; deflated (``zlib``), in chunks of
+    every cell, they exchange record chunks (transpose.reads_tiles).
+    """
     comm = MPI.COMM_WORLD
-    path = shared_dir / "in.nc"
+    path = shared_dir / ("in-z.nc" if zlib else "in.nc")
     if comm.rank == 0:
         rng = np.random.default_rng(7)
         stored = rng.integers(-3000, 3000, size=(37, 5, 7)).astype(np.int16)
         stored[rng.random(stored.shape) < 0.25] = -32767
         stored[:, 1, 2] = -32767
         attrs = {"scale_factor": 0.01, "add_offset": 280.0, "units": "K"}
-        write_netcdf(path, stored, attrs=attrs, fill_value=-32767)
+        write_netcdf(path, stored, attrs=attrs, fill_value=-32767, zlib=zlib)
     comm.Barrier()
     return f"{path}:/tas"
 
@@ -54,10 +58,11 @@ def nanquantile(values, q, **options):
     ],
 )
 @pytest.mark.parametrize("method", ["linear", "nearest"])
-def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, method):
-    spec = packed_input(shared_dir)
+@pytest.mark.parametrize("zlib", [False, True])  # own slabs read, or record chunks exchanged
+def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, method, zlib):
+    spec = packed_input(shared_dir, zlib)
     params = {"q": Q, "method": method}
-    out = shared_dir / f"out-{method}.nc"
+    out = shared_dir / f"out-{method}-{zlib}.nc"
     world = hpcapp.run("quantile", spec, params=params, root=None, output=str(out), **options)
     if MPI.COMM_WORLD.rank == 0 and "memory_per_rank" in options:
         assert root_attrs(out)["series_batches"] > 1  # the budget did cut the cells
@@ -68,7 +73,7 @@ def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, me
 
 @pytest.mark.parametrize("decoded_first", [False, True])  # int16 or float64 exchanged
 def test_records_sent_in_pieces_give_the_same_bits(shared_dir, monkeypatch, decoded_first):
-    spec = packed_input(shared_dir)
+    spec = packed_input(shared_dir, zlib=True)  # chunked storage: the exchange
     exchanged = []
     exchange = transpose.exchange
 
@@ -86,6 +91,21 @@ def test_records_sent_in_pieces_give_the_same_bits(shared_dir, monkeypatch, deco
     world = hpcapp.run(kernel, spec, params={"q": Q}, root=None, chunk_rows=3)
     size = MPI.COMM_WORLD.size
     assert len(exchanged) == -(-13 // size)  # 13 chunks of 3 records: a piece each
+    want = nanquantile(decoded(spec), Q, axis=0)
+    assert world["quantile"].tobytes() == want.tobytes()
+
+
+def test_ranks_read_their_own_slabs_of_a_contiguous_input(shared_dir, monkeypatch):
+    spec = packed_input(shared_dir)  # contiguous: 5 slabs of lat, at most 4 ranks
+    exchanged, tiles = [], []
+    exchange, read_tile = transpose.exchange, transpose.read_tile
+    monkeypatch.setattr(transpose, "exchange", lambda *a: exchanged.append(1) or exchange(*a))
+    monkeypatch.setattr(transpose, "read_tile", lambda *a: tiles.append(a[3]) or read_tile(*a))
+    world = hpcapp.run("quantile", spec, params={"q": Q}, root=None, chunk_rows=3)
+    assert exchanged == [] and len(tiles) == 1
+    size, (n, start) = MPI.COMM_WORLD.size, tiles[0]
+    assert n % 7 == 0 and start % 7 == 0  # whole slabs of lat (7 cells of lon each)
+    assert sum(MPI.COMM_WORLD.allgather(n)) == 5 * 7 and size <= 5
     want = nanquantile(decoded(spec), Q, axis=0)
     assert world["quantile"].tobytes() == want.tobytes()
 

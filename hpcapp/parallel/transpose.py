@@ -24,6 +24,7 @@ import numpy as np
 
 from hpcapp.errors import HpcappError, KernelError, UsageError
 from hpcapp.io.sources.base import Source
+from hpcapp.io.sources.hdf5 import Hdf5Source
 from hpcapp.io.sources.selected import cells_slab
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.packed import Packed
@@ -130,27 +131,16 @@ def run_series(
     itemsize = np.dtype(source.dtype).itemsize
     for done, (first, end) in enumerate(runs, 1):
         part = cells_slab(source, first, end)
-        n_cells = (end - first) * inner
-        layout = tiles(n_cells, size)
-        dtype = exchanged_dtype(part, packed)
-        n_pieces = pieces_of(rows, n_cells * dtype.itemsize, n_chunks, size)
-        series = np.empty((source.n_rows, layout[rank][0]), dtype)
-        # One rank reads straight into its series: nothing to exchange.
-        buffer = series.reshape(-1) if size == 1 else None
-        for piece in range(n_pieces):
+        direct = reads_tiles(source, size, end - first)
+        if direct:  # whole slabs a rank: none is read by two ranks
+            layout = [(n * inner, start * inner) for n, start in tiles(end - first, size)]
             clock = time.perf_counter()
-            chunks = [piece_chunks(n_chunks, size, r, n_pieces, piece) for r in range(size)]
-            sent = [records_of(c, source.n_rows, chunk_rows) for c in chunks]
-            reader = partial(read_block, part, chunks[rank], chunk_rows, sent[rank], layout, packed)
-            send = on_all(comm, partial(reader, buffer))  # read
+            reader = partial(read_tile, source, first, inner, layout[rank], chunk_rows, packed)
+            series = on_all(comm, reader)  # read
             seconds["read"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            at = [chunk_bounds(c[0], source.n_rows, chunk_rows)[0] if c else 0 for c in chunks]
-            exchange(comm, send, sent, layout, series, at)  # communicate
-            buffer = send if n_pieces > 1 else None  # the next piece's (never larger)
-            del send
-            seconds["reduce"] += time.perf_counter() - clock
-        del buffer
+        else:
+            layout = tiles((end - first) * inner, size)
+            series = _exchanged(comm, part, layout, rows, chunk_rows, packed, seconds)
         clock = time.perf_counter()
         tile = Packed(series, source.linear_unpack) if packed else series
         found = on_all(comm, partial(_compute, kernel, params, tile, rank))  # compute
@@ -174,6 +164,76 @@ def run_series(
     stored = source.n_rows * math.prod(source.row_shape) * itemsize
     read = source.n_rows * inner * sum(end - first for first, end in runs) * itemsize
     return SeriesResult(n_chunks, finished, timing, len(runs), read, stored)
+
+
+def _exchanged(
+    comm: MPI.Comm,
+    part: Source,
+    layout: list[tuple[int, int]],
+    rows: list[int],
+    chunk_rows: int,
+    packed: bool,
+    seconds: dict[str, float],
+) -> np.ndarray:
+    """Read this rank's record chunks of a batch and exchange them, in pieces; return its series."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    n_chunks = count_chunks(part.n_rows, chunk_rows)
+    dtype = exchanged_dtype(part, packed)
+    n_pieces = pieces_of(rows, sum(n for n, _ in layout) * dtype.itemsize, n_chunks, size)
+    series = np.empty((part.n_rows, layout[rank][0]), dtype)
+    # One rank reads straight into its series: nothing to exchange.
+    buffer = series.reshape(-1) if size == 1 else None
+    for piece in range(n_pieces):
+        clock = time.perf_counter()
+        chunks = [piece_chunks(n_chunks, size, r, n_pieces, piece) for r in range(size)]
+        sent = [records_of(c, part.n_rows, chunk_rows) for c in chunks]
+        reader = partial(read_block, part, chunks[rank], chunk_rows, sent[rank], layout, packed)
+        send = on_all(comm, partial(reader, buffer))  # read
+        seconds["read"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        at = [chunk_bounds(c[0], part.n_rows, chunk_rows)[0] if c else 0 for c in chunks]
+        exchange(comm, send, sent, layout, series, at)  # communicate
+        buffer = send if n_pieces > 1 else None  # the next piece's (never larger)
+        del send
+        seconds["reduce"] += time.perf_counter() - clock
+    return series
+
+
+def reads_tiles(source: Source, size: int, n_slabs: int) -> bool:
+    """Return whether each rank reads its own slabs of every record instead of the exchange.
+
+    For a contiguous HDF5 dataset a rank's slabs of every record are one strided hyperslab:
+    measured on 10 years of 180 x 360 int16 at 2 ranks, reading half the slabs took
+    0.05-0.06 s a rank, where reading record chunks and exchanging them took 0.2-0.3 s. Stored
+    in chunks of a few records and every cell (as netCDF writes time series), each rank would
+    read and inflate every chunk: the exchange is kept. Only with a slab for every rank.
+    """
+    return (
+        size > 1
+        and n_slabs >= size
+        and isinstance(source, Hdf5Source)
+        and bool(source.row_shape)
+        and source.storage_chunk_rows is None
+    )
+
+
+def read_tile(
+    source: Source,
+    first: int,
+    inner: int,
+    cells: tuple[int, int],
+    chunk_rows: int,
+    packed: bool,
+) -> np.ndarray:
+    """Read every record of this rank's ``cells`` (whole slabs) of the batch at slab ``first``."""
+    n, start = cells
+    series = np.empty((source.n_rows, n), exchanged_dtype(source, packed))
+    if n:
+        slab = first + start // inner
+        sub = cells_slab(source, slab, slab + n // inner)
+        everything = range(count_chunks(source.n_rows, chunk_rows))
+        read_block(sub, everything, chunk_rows, source.n_rows, [(n, 0)], packed, series.reshape(-1))
+    return series
 
 
 # Bytes a rank sends per exchange at most: its records are read and sent in pieces of about
