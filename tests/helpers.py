@@ -309,3 +309,16 @@ def run_tiny(name: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
     assert table.returncode == 0, table.stderr
     assert table.stdout.startswith("| ") and table.stdout in done.stdout
     return document["result"]
+
+
+def spy_on_exchange(monkeypatch: Any, record: Any) -> None:
+    """Call ``record(send)`` with each send buffer of the transpose's exchange, then exchange."""
+    from hpcapp.parallel import transpose
+
+    exchange = transpose.exchange
+
+    def spy(comm: Any, send: Any, *args: Any) -> Any:
+        record(send)
+        return exchange(comm, send, *args)
+
+    monkeypatch.setattr(transpose, "exchange", spy)

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import root_attrs
+from helpers import root_attrs, spy_on_exchange
 from mpi4py import MPI
 from ncdata import write_netcdf
 
@@ -75,13 +75,7 @@ def test_per_cell_bits_do_not_depend_on_ranks_or_batches(shared_dir, options, me
 def test_records_sent_in_pieces_give_the_same_bits(shared_dir, monkeypatch, decoded_first):
     spec = packed_input(shared_dir, zlib=True)  # chunked storage: the exchange
     exchanged = []
-    exchange = transpose.exchange
-
-    def spy(comm, send, *args):
-        exchanged.append(send.size)
-        return exchange(comm, send, *args)
-
-    monkeypatch.setattr(transpose, "exchange", spy)
+    spy_on_exchange(monkeypatch, lambda send: exchanged.append(send.size))
     monkeypatch.setattr(transpose, "PIECE_BYTES", 64)  # every chunk of a rank a piece
     kernel = quantile_module.quantile
     if decoded_first:
@@ -98,8 +92,8 @@ def test_records_sent_in_pieces_give_the_same_bits(shared_dir, monkeypatch, deco
 def test_ranks_read_their_own_slabs_of_a_contiguous_input(shared_dir, monkeypatch):
     spec = packed_input(shared_dir)  # contiguous: 5 slabs of lat, at most 4 ranks
     exchanged, tiles = [], []
-    exchange, read_tile = transpose.exchange, transpose.read_tile
-    monkeypatch.setattr(transpose, "exchange", lambda *a: exchanged.append(1) or exchange(*a))
+    read_tile = transpose.read_tile
+    spy_on_exchange(monkeypatch, lambda send: exchanged.append(1))
     monkeypatch.setattr(transpose, "read_tile", lambda *a: tiles.append(a[3]) or read_tile(*a))
     world = hpcapp.run("quantile", spec, params={"q": Q}, root=None, chunk_rows=3)
     assert exchanged == [] and len(tiles) == 1

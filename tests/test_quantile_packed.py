@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import root_attrs, run_here
+from helpers import root_attrs, run_here, spy_on_exchange
 from hypothesis import given
 from hypothesis import strategies as st
 from ncdata import write_netcdf
@@ -13,7 +13,6 @@ from ncdata import write_netcdf
 from hpcapp.kernels import quantile as quantile_module
 from hpcapp.kernels.packed import LinearUnpack, Packed
 from hpcapp.kernels.quantile import METHODS, cell_quantiles, monotone, quantile
-from hpcapp.parallel import transpose
 
 LEVELS = [0.0, 0.1, 0.25, 0.5, 0.9, 0.999, 1.0]
 
@@ -124,13 +123,7 @@ def test_the_transpose_moves_the_stored_integers(tmp_path, monkeypatch):
     attrs = {"scale_factor": np.float32(-0.02), "add_offset": np.float32(250.0), "units": "K"}
     spec = write_netcdf(tmp_path / "in.nc", stored, attrs=attrs, fill_value=np.int16(-32767))
     moved = []
-    exchange = transpose.exchange
-
-    def spy(comm, send, *args):
-        moved.append(send.dtype)
-        return exchange(comm, send, *args)
-
-    monkeypatch.setattr(transpose, "exchange", spy)
+    spy_on_exchange(monkeypatch, lambda send: moved.append(send.dtype))
     params = {"q": [0.05, 0.5, 0.95], "method": "hazen"}
     # 18 KiB beyond the base: two slabs of lat of float64 series, every slab of int16 ones.
     options = {"params": params, "chunk_rows": 7, "memory_per_rank": "200.0176MiB"}
@@ -178,13 +171,7 @@ def test_many_files_packed_alike_or_each_its_own_way(tmp_path, monkeypatch, same
         unpack = LinearUnpack("i2", "f8", (-32767,), -32768, 32767, scale, 280.0)
         decoded.append(unpack.decode(stored).astype(np.float64))
     moved = []
-    exchange = transpose.exchange
-
-    def spy(comm, send, *args):
-        moved.append(send.dtype)
-        return exchange(comm, send, *args)
-
-    monkeypatch.setattr(transpose, "exchange", spy)
+    spy_on_exchange(monkeypatch, lambda send: moved.append(send.dtype))
     params = {"q": LEVELS, "method": "weibull"}
     # 8 KiB beyond the base: every slab of lat of int16 series, two of float64 ones.
     got = run_here("quantile", f"{tmp_path}/part*.nc:/tas", params=params, chunk_rows=4,

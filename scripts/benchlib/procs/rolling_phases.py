@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from hpcapp.kernels import rolling
-from hpcapp.kernels._rolling_sums import running_sums, running_sums_packed
+from hpcapp.kernels._rolling_sums import _direct, running_sums, running_sums_packed
 from hpcapp.kernels.packed import LinearUnpack
 
 BLOCK = rolling.BLOCK
@@ -67,18 +67,6 @@ def _step(row, total, count, wild, sign):
         count[j] += np.int64(sign) * present
         wild[j] += np.int64(sign) * (np.int64(present) - np.int64(finite))
         total[j] += sign * value if finite else 0.0
-
-
-@njit(cache=True)
-def _direct(data, first, t, reach0, reach1, j):
-    total = 0.0
-    for g in range(t - reach0, t + reach1 + 1):
-        i = g - first
-        if 0 <= i < data.shape[0]:
-            value = np.float64(data[i, j])
-            if value == value:
-                total += value
-    return total
 
 
 @njit(cache=True)
