@@ -218,7 +218,9 @@ def test_a_rank_stuck_in_a_chunk_cannot_hang_a_failed_job(tmp_path):
     # Rank 0 sleeps 1000 s in chunk 0: only the abort can end this job before run_cli's timeout.
     # The failure waits 2 s: rank 0 is in its chunk by then, not stopped before it began.
     done = run_failing(tmp_path, 2, "bad=5", "stuck=0", "delay=2", env={"HPCAPP_ABORT_GRACE": "2"})
-    assert done.returncode == 1
+    # MPI_Abort(1); Hydra ORs every process's status, and the SIGKILL of the rank it killed can
+    # leak in (1 | 9), depending on the order it sees the exits (pmodels/mpich#5930).
+    assert done.returncode in (1, 1 | 9)
     assert "bad value in chunk 5" in done.stderr and "aborting the job" in done.stderr
 
 
