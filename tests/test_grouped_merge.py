@@ -5,15 +5,10 @@ import pytest
 from helpers import run_here, write_dataset
 
 from hpcapp.io import memory_groups
-from hpcapp.kernels import grouped as grouped_module
+from hpcapp.kernels import grouped_merge as grouped_module
 from hpcapp.kernels import grouped_stats, nd
-from hpcapp.kernels.grouped import (
-    GROUP_KEY,
-    NO_GROUP,
-    Labelled,
-    consuming_merge,
-    group_kernel,
-)
+from hpcapp.kernels.grouped import NO_GROUP, Labelled, group_kernel
+from hpcapp.kernels.grouped_merge import GROUP_KEY, consuming_merge
 from hpcapp.kernels.grouped_stats import by_record, by_size
 from hpcapp.kernels.packed import LinearUnpack, Packed
 from hpcapp.kernels.stats_select import trim_partial

@@ -187,12 +187,18 @@ def test_cf_time_components_match_xarray_groupby(tmp_path, calendar, step, n, co
         assert "separately for each group" in ds["tas_mean"].attrs["cell_methods"]
 
 
-def test_a_climatology_is_cut_in_chunks_of_whole_cycles(tmp_path):
+def test_a_climatology_not_read_in_group_order_is_cut_in_chunks_of_whole_cycles(
+    tmp_path, monkeypatch
+):
     import xarray as xr
+
+    from hpcapp.io import group_order
 
     path = tmp_path / "in.nc"
     spec = write_time_series(path, "noleap", 24, 365 * 4 + 40, grid=(30, 60))
     out = tmp_path / "out.nc"
+    # (tests/test_group_order.py: when the storage chunks call for the record order.)
+    monkeypatch.setattr(group_order, "MAX_GROUP_CHUNK_BYTES", 0)
     hpcapp.run("stats", spec, output=str(out), over="time", group_by="time.dayofyear")
     with xr.open_dataset(out) as ds:
         # 14.4 KB rows: ~291 rows a chunk by default; four cycles of 366 days fit in 128 MiB.

@@ -24,6 +24,7 @@ from hpcapp.errors import UsageError
 from hpcapp.io.coding.times import TimeEncoding, encoding_of, is_time_units
 from hpcapp.io.coding.variables import attr_text
 from hpcapp.io.frequency import parse_resample
+from hpcapp.io.group_order import GroupOrder, group_chunk_rows
 from hpcapp.io.resample import Periods, period_results, plan_periods
 from hpcapp.io.sources.base import Rows
 from hpcapp.io.sources.hdf5 import Hdf5Source, open_input
@@ -50,6 +51,8 @@ class Grouping:
     label_dtype: str | None = None
     resample: str | None = None  # --resample DIM=FREQ, as given (hpcapp.io.resample)
     periods: Periods | None = None  # --resample: the periods' anchor and count
+    # A climatology read in group order (hpcapp.io.group_order): every record's label.
+    order: GroupOrder | None = None
 
     @property
     def key(self) -> str:
@@ -83,7 +86,10 @@ class Grouping:
 
     def identity(self) -> dict[str, Any]:
         """Return what a checkpoint or finished output must match (as JSON reads it back)."""
-        found = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        plain = dataclasses.asdict(dataclasses.replace(self, order=None))
+        found = {key: value for key, value in plain.items() if value is not None}
+        if self.order is not None:
+            found.update(self.order.identity())
         return json.loads(json.dumps(found))  # lists, not tuples: as a manifest reads back
 
     def labels(self, rows: Rows, start: int, stop: int) -> np.ndarray:
@@ -260,6 +266,25 @@ def _find(h5: Any, data_path: str, name: str, by: str) -> str:
             f"--group-by {by}: unknown component {suffix!r}: use one of {', '.join(COMPONENTS)}"
         )
     raise UsageError(f"--group-by {by}: {h5.filename} has no dataset {' or '.join(candidates)}")
+
+
+def in_group_order(
+    grouping: Grouping, source: Any, chunk_rows: int | None
+) -> tuple[Grouping, int] | None:
+    """Return a climatology's grouping read in group order and its chunk rows, or None (rank 0).
+
+    Decodes the label of every record (a CF time: one value per record, small beside the data)
+    to order them (:mod:`hpcapp.io.group_order`); ``chunk_rows`` is ``--chunk-rows`` (None:
+    chosen here). None when the storage chunks call for reading in record order.
+    """
+    with source.open() as rows:
+        codes = labels_for_rows(grouping, rows, 0, source.n_rows)
+    rows_per_chunk = group_chunk_rows(
+        codes, source.row_bytes, source.storage_chunk_rows, chunk_rows
+    )
+    if rows_per_chunk is None:
+        return None
+    return dataclasses.replace(grouping, order=GroupOrder(codes)), rows_per_chunk
 
 
 def labels_for_rows(grouping: Grouping, rows: Rows, start: int, stop: int) -> np.ndarray:

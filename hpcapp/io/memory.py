@@ -20,6 +20,7 @@ from typing import Any
 
 from hpcapp.errors import UsageError
 from hpcapp.io.memory_groups import rank_peak
+from hpcapp.kernels.grouped_stats import reused_bytes
 
 # Interpreter, numpy, h5py, mpi4py and numba loaded: measured ~150 MB on x86_64 Linux.
 BASE_BYTES = 200 << 20
@@ -57,7 +58,9 @@ def _group_sizes(kernel: Any, source: Any, params: dict[str, Any]) -> tuple[list
     out = dict(kernel.apply(sample, params, n_rows=1))
     sizes = [np.asarray(value).nbytes for value in out.values()]
     try:
-        finished = sum(np.asarray(v).nbytes for v in kernel.finish(out, params).values())
+        results = kernel.finish(dict(out), params)
+        finished = sum(np.asarray(v).nbytes for v in results.values())
+        finished -= reused_bytes(kernel, out, results)  # written over the partial's parts
     except Exception:  # a finish that needs real data: count the results as the partial
         finished = sum(sizes)
     return sizes, finished
@@ -84,6 +87,9 @@ def estimate(
     import numpy as np
 
     rows = min(chunk_rows, source.n_rows)
+    # Read in group order: records a group (else 0: a chunk's records may each be a group).
+    order = getattr(grouping, "order", None)
+    in_order = order.group_records() if order is not None else 0
     # A kernel declaring a halo reads (and decodes) its windows' records around each chunk.
     read = min(rows + sum(kernel.halo(params)), source.n_rows) if kernel.halo else rows
     values = read * math.prod(source.row_shape)
@@ -97,6 +103,8 @@ def estimate(
         # One group's records at a time (copied, decoded, the kernel's temporaries), or, for
         # groups of one record (by_record), the whole chunk decoded and a sorted copy.
         per_group = -(-rows // max(1, min(grouping.max_groups(source.n_rows), rows)))
+        if in_order:
+            per_group = min(rows, in_order)
         at_once = values if per_group == 1 else per_group * math.prod(source.row_shape)
         chunk += at_once * (decoding + (1 if per_group == 1 else 4) * 8)
     partial = partial_bytes(kernel, source, params, rows)
@@ -107,7 +115,7 @@ def estimate(
         most = grouping.max_groups(source.n_rows)
         sizes, finished = _group_sizes(kernel, source, params)
         share = max(sizes) / max(sum(sizes), 1)
-        peak = rank_peak(n_chunks, ranks, rows, source.n_rows, most, share)
+        peak = rank_peak(n_chunks, ranks, rows, source.n_rows, most, share, max(in_order, 1))
         top = min(most, source.n_rows)
         partials = int(partial * max(peak, top * (1 + finished / max(partial, 1))))
         partial *= top

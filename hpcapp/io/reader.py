@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpcapp.errors import HpcappError
-from hpcapp.io.sources.base import Chunk, ReadError, Rows, ShouldStop
+from hpcapp.io.group_order import GroupOrder
+from hpcapp.io.group_order import runs as group_runs
+from hpcapp.io.sources.base import Chunk, ReadError, Rows, Runs, ShouldStop
 from hpcapp.kernels.packed import Packed
 from hpcapp.partition import ChunkList, chunk_bounds
 
@@ -39,28 +41,54 @@ def _buffer(source: StoredSource, chunk_rows: int) -> np.ndarray:
 
 
 def _read(
-    rows: Rows, source: StoredSource, chunk_index: int, chunk_rows: int, buffer: np.ndarray
+    rows: Rows,
+    source: StoredSource,
+    chunk_index: int,
+    chunk_rows: int,
+    buffer: np.ndarray,
+    records: Runs | None = None,
 ) -> np.ndarray:
-    """Read one chunk into the front of ``buffer`` and return that view."""
+    """Read one chunk into the front of ``buffer`` and return that view.
+
+    ``records``: the runs of records the chunk holds when they are not its rows (group order).
+    """
     start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
     view = buffer[: stop - start]
     try:
-        rows.read(start, stop, view)
+        at = 0
+        for first, end in records or [(start, stop)]:
+            rows.read(first, end, view[at : at + end - first])
+            at += end - first
     except Exception as exc:
         why = str(exc) if isinstance(exc, ReadError) else f"{type(exc).__name__}: {exc}"
         raise ChunkReadError(
-            f"reading chunk {chunk_index} (rows {start}-{stop - 1}) of {source.spec} failed: {why}",
+            f"reading chunk {chunk_index} ({_which(start, stop, records)}) of {source.spec} "
+            f"failed: {why}",
             chunk_index,
         ) from exc
     return view
 
 
+def _which(start: int, stop: int, records: Runs | None) -> str:
+    """Return which records a chunk holds, for a message."""
+    if records is None:
+        return f"rows {start}-{stop - 1}"
+    shown = ", ".join(f"{a}-{b - 1}" for a, b in records[:4])
+    more = f" and {len(records) - 4} more runs" if len(records) > 4 else ""
+    return f"rows {start}-{stop - 1} in group order: records {shown}{more}"
+
+
 def _read_or_error(
-    rows: Rows, source: StoredSource, chunk_index: int, chunk_rows: int, buffer: np.ndarray
+    rows: Rows,
+    source: StoredSource,
+    chunk_index: int,
+    chunk_rows: int,
+    buffer: np.ndarray,
+    records: Runs | None = None,
 ) -> np.ndarray | ChunkReadError:
     """Like :func:`_read`, but hand back the error: the engine reports it, rank 0 feeds on."""
     try:
-        return _read(rows, source, chunk_index, chunk_rows, buffer)
+        return _read(rows, source, chunk_index, chunk_rows, buffer, records)
     except ChunkReadError as exc:
         return exc
 
@@ -76,18 +104,28 @@ def read_chunks(
     """Read each chunk straight from the file into one reused buffer (the default).
 
     With a ``grouping`` (:class:`hpcapp.io.labels.Grouping`) each item is the data with its
-    records' group labels, read by this rank for its own chunks only. ``packed``: the kernel
-    decodes linear unpacking itself (see ``StoredSource.decoder``).
+    records' group labels, read by this rank for its own chunks only; a grouping with an
+    ``order`` (a climatology in group order, :mod:`hpcapp.io.group_order`) makes each chunk's
+    rows those of that order: its records are read in runs, in record order. ``packed``: the
+    kernel decodes linear unpacking itself (see ``StoredSource.decoder``).
     """
     buffer = _buffer(source, chunk_rows)
     decode = source.decoder(chunk_rows, packed)  # CF masking and unpacking, if any
+    order: GroupOrder | None = getattr(grouping, "order", None)
     with source.open() as rows:
         for chunk_index in chunk_indices:
             if should_stop():
                 return
-            start, _ = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
-            item = decode(_read_or_error(rows, source, chunk_index, chunk_rows, buffer), start)
-            if grouping is not None and isinstance(item, np.ndarray | Packed):  # not an error
+            start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
+            records = order.records(start, stop) if order is not None else None
+            runs = group_runs(records) if records is not None else None
+            read = _read_or_error(rows, source, chunk_index, chunk_rows, buffer, runs)
+            item: Any = decode(read, runs or [(start, stop)])
+            if order is not None and records is not None and isinstance(item, np.ndarray | Packed):
+                from hpcapp.kernels.grouped import Labelled
+
+                item = Labelled(item, order.labels(records))  # the labels were decoded once
+            elif grouping is not None and isinstance(item, np.ndarray | Packed):  # not an error
                 item = _labelled(rows, source, grouping, chunk_index, chunk_rows, item)
             yield chunk_index, item
 
@@ -140,7 +178,7 @@ def scatter_chunks(
             view = buffer[: stop - start]
             comm.Recv(view.reshape(-1).view(np.uint8), source=0, tag=tag, status=status)
             empty = status.Get_count(MPI.BYTE) == 0
-            yield chunk_index, (None if empty or should_stop() else decode(view, start))
+            yield chunk_index, (None if empty or should_stop() else decode(view, [(start, stop)]))
         return
     nothing = np.empty(0, np.uint8)
     with source.open() as rows:
@@ -162,5 +200,5 @@ def scatter_chunks(
                     yield chunk_index, None
                 else:
                     item = _read_or_error(rows, source, chunk_index, chunk_rows, buffer)
-                    start, _ = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
-                    yield chunk_index, decode(item, start)
+                    start, stop = chunk_bounds(chunk_index, source.n_rows, chunk_rows)
+                    yield chunk_index, decode(item, [(start, stop)])

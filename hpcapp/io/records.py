@@ -209,4 +209,4 @@ def read_extended(
                 )
                 continue
             halo = (start - first, end - stop)
-            yield chunk_index, Extended(decode(view, first), dates, halo, first)
+            yield chunk_index, Extended(decode(view, [(first, end)]), dates, halo, first)

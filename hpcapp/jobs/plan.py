@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hpcapp.errors import UsageError
 from hpcapp.io import checkpoint, space
 from hpcapp.io.dims import plan_dims
-from hpcapp.io.labels import plan_grouping
+from hpcapp.io.labels import in_group_order, plan_grouping
 from hpcapp.io.memory import check_memory, estimate
 from hpcapp.io.records import halo_chunk_rows, plan_records, with_grid
 from hpcapp.io.regions import Zones, load_zones
@@ -190,12 +190,18 @@ def plan_job(
             "scatter: drop --distribute scatter"
         )
     chunk_rows = source.default_chunk_rows() if config.chunk_rows is None else config.chunk_rows
-    if config.chunk_rows is None and grouping is not None and grouping.cycle is not None:
-        chunk_rows = cyclic_chunk_rows(
-            chunk_rows, grouping.cycle, source.row_bytes, source.storage_chunk_rows
-        )
     records = plan_records(config, kernel, source, params, resolved.weights)  # dates, halo, coords
     kernel = with_grid(kernel, records)
+    if grouping is not None and grouping.cycle is not None:  # a climatology
+        # In group order: chunks of whole groups (not for a kernel reading records around its
+        # chunk or their dates, which need them in record order).
+        ordered = in_group_order(grouping, source, config.chunk_rows) if records is None else None
+        if ordered is not None:
+            grouping, chunk_rows = ordered
+        elif config.chunk_rows is None:
+            chunk_rows = cyclic_chunk_rows(
+                chunk_rows, grouping.cycle, source.row_bytes, source.storage_chunk_rows
+            )
     if records is not None and config.chunk_rows is None:
         chunk_rows = halo_chunk_rows(source.n_rows, chunk_rows, records.before + records.after)
     identity = checkpoint.job_identity(config.kernel, params_json(params), source, chunk_rows, code)

@@ -201,18 +201,23 @@ FINISH_BLOCK_BYTES = 16 << 20
 
 
 def finish_in_blocks(
-    kern: Kernel, partial: Partial, params: Mapping[str, Any], n_groups: int
+    kern: Kernel, partial: Partial, params: Mapping[str, Any], n_groups: int, consume: bool = False
 ) -> Partial | None:
     """Return the built-in stats' results of every group (leading axis), or None.
 
     ``partial`` is the grouped partial without its labels. Integer data (an exact sum's dtype
-    depends on every group's value) and histograms (shared edges) return None.
+    depends on every group's value) and histograms (shared edges) return None. ``consume``
+    (the partial is dropped after): a result is written over a part of the partial of its
+    shape and dtype that no result is (the mean over the sum: each block's results are all
+    computed before any is written, and a block writes only its own groups), so a large
+    climatology takes no fresh memory for it.
     """
     if kern.func is not nd.stats.func or "s1" in partial or "hist" in partial or not n_groups:
         return None
     per_group = sum(np.asarray(value)[:1].nbytes for value in partial.values()) or 1
     step = max(1, FINISH_BLOCK_BYTES // per_group)
     results: Partial = {}
+    taken: set[str] = set()  # parts of the partial that results are written over
     for first in range(0, n_groups, step):
         block = kern.finish(
             {key: value[first : first + step] for key, value in partial.items()}, params
@@ -220,6 +225,42 @@ def finish_in_blocks(
         for key, value in block.items():
             value = np.asarray(value)
             if key not in results:
-                results[key] = np.empty((n_groups, *value.shape[1:]), value.dtype)
+                spare = _spare(partial, block, taken, value, n_groups) if consume else None
+                taken.update([spare] if spare is not None else [])
+                shape = (n_groups, *value.shape[1:])
+                results[key] = partial[spare] if spare else np.empty(shape, value.dtype)
             results[key][first : first + len(value)] = value
     return results
+
+
+def _spare(
+    partial: Partial, block: Partial, taken: set[str], value: np.ndarray, n_groups: int
+) -> str | None:
+    """Return a part of ``partial`` no result is, shaped as the result ``value`` of every group."""
+    shape = (n_groups, *value.shape[1:])
+    for part, array in partial.items():
+        if part in block or part in taken or not isinstance(array, np.ndarray):
+            continue
+        if array.flags.writeable and array.shape == shape and array.dtype == value.dtype:
+            return part
+    return None
+
+
+def reused_bytes(kern: Kernel, partial: Partial, results: Partial) -> int:
+    """Return the bytes of one group's ``results`` a consuming finish writes over ``partial``.
+
+    As :func:`finish_in_blocks` picks them (for the memory estimate): ``partial`` and
+    ``results`` are one group's, without the group axis.
+    """
+    if kern.func is not nd.stats.func or "s1" in partial or "hist" in partial:
+        return 0
+    stacked = {key: np.asarray(value)[np.newaxis] for key, value in partial.items()}
+    taken: set[str] = set()
+    total = 0
+    for value in results.values():
+        value = np.asarray(value)[np.newaxis]
+        spare = _spare(stacked, results, taken, value, 1)
+        if spare is not None:
+            taken.add(spare)
+            total += value.nbytes
+    return total

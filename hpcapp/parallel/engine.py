@@ -26,7 +26,8 @@ from hpcapp.io.records import read_extended
 from hpcapp.io.sources.base import Source
 from hpcapp.kernels.api import InputInfo, Kernel, Partial, as_partial
 from hpcapp.kernels.declare import DeclarationError, key_problem
-from hpcapp.kernels.grouped import Labelled, consuming_merge
+from hpcapp.kernels.grouped import Labelled, consuming_finish
+from hpcapp.kernels.grouped_merge import consuming_merge
 from hpcapp.kernels.hookspec import Extended
 from hpcapp.parallel.collective import gather_table, quiet_barrier, raise_shared
 from hpcapp.parallel.interrupt import NoInterrupts
@@ -249,8 +250,8 @@ def run_engine(
     if results is not None and keep is not None:
         keep(results)
     keep_seconds = time.perf_counter() - clock  # counted as writing: the writer adds its own
-    if results is not None:
-        results = kernel.finish(results, params)
+    if results is not None:  # dropped after: a grouped kernel may finish over it
+        results = consuming_finish(kernel)(results, params)
     # This rank's row of the timing table, in TIMING_COLUMNS order.
     row = [seconds["read"], seconds["compute"], reduce_seconds, keep_seconds, rows_done, startup]
     timing = gather_table(comm, np.array(row))  # communicate

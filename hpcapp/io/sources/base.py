@@ -23,7 +23,7 @@ import abc
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 # or None (stopped).
 Chunk = tuple[int, Any]
 ShouldStop = Callable[[], bool]
+# The records of a chunk: increasing runs [a, b) of consecutive records, laid one after another
+# (one run, unless a climatology is read in group order: hpcapp.io.group_order).
+Runs = Sequence[tuple[int, int]]
+# A source's CF coder of chunks: takes a chunk's stored rows and the records they are.
+Coder = Callable[[Any, Runs], Any]
 
 
 class Rows(Protocol):

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from hpcapp.errors import UsageError
 from hpcapp.io.coding.variables import POLICY_RAW, Decoder
 from hpcapp.io.series import FileSeries, Member
-from hpcapp.io.sources.base import Rows
+from hpcapp.io.sources.base import Coder, Rows, Runs
 from hpcapp.io.sources.hdf5 import Hdf5Source
 from hpcapp.kernels.packed import LinearUnpack
 from hpcapp.text import plural
@@ -105,7 +104,7 @@ class FilesSource(Hdf5Source):
         """Return the files' one linear unpack; None where files decode their own ways."""
         return None if self._per_file() else super().linear_unpack
 
-    def decoder(self, chunk_rows: int, packed: bool = False) -> Callable[[Any, int], Any]:
+    def decoder(self, chunk_rows: int, packed: bool = False) -> Coder:
         """Return the coder of chunks; each file's rows decode their own way where they differ.
 
         Files decoding their own ways are decoded here, ``packed`` or not.
@@ -119,16 +118,19 @@ class FilesSource(Hdf5Source):
             self.window.start[0] if self.window is not None else 0
         )
 
-        def pieces(start: int, stop: int) -> list[Any]:
-            found, first = [], start
-            for end, coder in zip(ends.tolist(), coders, strict=True):
-                if end > first and first < stop:
-                    found.append((first - start, min(end, stop) - start, coder))
-                    first = min(end, stop)
+        def pieces(runs: Runs) -> list[Any]:
+            found, at = [], 0  # at: where the run starts in the chunk
+            for start, stop in runs:
+                first = start
+                for end, coder in zip(ends.tolist(), coders, strict=True):
+                    if end > first and first < stop:
+                        found.append((at + first - start, at + min(end, stop) - start, coder))
+                        first = min(end, stop)
+                at += stop - start
             return found
 
-        return lambda item, start: (
-            decode(item, pieces(start, start + len(item))) if isinstance(item, np.ndarray) else item
+        return lambda item, runs: (
+            decode(item, pieces(runs)) if isinstance(item, np.ndarray) else item
         )
 
     def provenance(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from hpcapp.io import reader
 from hpcapp.io.coding.variables import CFDecoding, Decoder
 from hpcapp.io.selection import Window
-from hpcapp.io.sources.base import Chunk, Rows, ShouldStop, Source
+from hpcapp.io.sources.base import Chunk, Coder, Rows, ShouldStop, Source
 from hpcapp.kernels.packed import LinearUnpack, Packed
 
 if TYPE_CHECKING:
@@ -57,34 +57,34 @@ class StoredSource(Source):
     def open(self) -> AbstractContextManager[Rows]:
         """Open the rows on this rank; a failure to open is raised by each read, not here."""
 
-    def decoder(self, chunk_rows: int, packed: bool = False) -> Callable[[Any, int], Any]:
+    def decoder(self, chunk_rows: int, packed: bool = False) -> Coder:
         """Return the coder of chunks of up to ``chunk_rows`` rows (identity if none is needed).
 
-        It takes a chunk and its first row (files of a many-file input may each be packed their
-        own way). Decoded values go to a buffer of its own, reused: memory is one stored chunk
-        plus one decoded chunk. Anything but an array (a read error, None) passes through.
-        ``packed`` (the kernel decodes :class:`~hpcapp.kernels.packed.Packed` chunks itself):
-        a coder that is a linear unpack hands over the stored chunk with it, and no decoded copy
-        is made.
+        It takes a chunk and the runs of records it holds (files of a many-file input may each
+        be packed their own way). Decoded values go to a buffer of its own, reused: memory is
+        one stored chunk plus one decoded chunk. Anything but an array (a read error, None)
+        passes through. ``packed`` (the kernel decodes :class:`~hpcapp.kernels.packed.Packed`
+        chunks itself): a coder that is a linear unpack hands over the stored chunk with it,
+        and no decoded copy is made.
         """
         decoding = self.decoding
         if decoding is None or not decoding.changes_values:
-            return lambda item, start: item
+            return lambda item, runs: item
         unpack = self.linear_unpack if packed else None
         if unpack is not None:
             meant = np.dtype(decoding.stored_dtype)  # after _Unsigned: the bits read as meant
-            return lambda item, start: (
+            return lambda item, runs: (
                 Packed(item.view(meant), unpack) if isinstance(item, np.ndarray) else item
             )
         decode = Decoder(decoding, min(chunk_rows, self.n_rows), self.row_shape)
-        return lambda item, start: decode(item) if isinstance(item, np.ndarray) else item
+        return lambda item, runs: decode(item) if isinstance(item, np.ndarray) else item
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Return rows ``[start, stop)`` decoded, as a kernel sees them (one rank, no MPI)."""
         stored = np.empty((stop - start, *self.row_shape), dtype=np.dtype(self.dtype))
         with self.open() as rows:
             rows.read(start, stop, stored)
-        return np.array(self.decoder(stop - start)(stored, start), copy=True)
+        return np.array(self.decoder(stop - start)(stored, [(start, stop)]), copy=True)
 
     def _identity(self) -> dict[str, Any]:
         cf = dataclasses.asdict(self.decoding) if self.decoding is not None else None
