@@ -7,7 +7,7 @@ from helpers import run_here, write_dataset
 from hpcapp.io import memory_groups
 from hpcapp.kernels import grouped_merge as grouped_module
 from hpcapp.kernels import grouped_stats, nd
-from hpcapp.kernels.grouped import NO_GROUP, Labelled, group_kernel
+from hpcapp.kernels.grouped import NO_GROUP, Labelled, consuming_finish, group_kernel
 from hpcapp.kernels.grouped_merge import GROUP_KEY, consuming_merge
 from hpcapp.kernels.grouped_stats import by_record, by_size
 from hpcapp.kernels.packed import LinearUnpack, Packed
@@ -216,6 +216,42 @@ def test_finishing_in_blocks_has_the_bits_of_finishing_each_group(monkeypatch, b
     assert_same_bits(kern.finish(partial, PARAMS), expected)
 
 
+@pytest.mark.parametrize("asked", ["mean", "mean,sum", "mean,std", None])
+@pytest.mark.parametrize("block_bytes", [200, 1 << 24])
+def test_the_engines_finish_writes_results_over_the_partial_with_the_same_bits(
+    monkeypatch, asked, block_bytes
+):
+    monkeypatch.setattr(grouped_stats, "FINISH_BLOCK_BYTES", block_bytes)
+    params = {**PARAMS, **({"stats": asked} if asked else {})}
+    kern = group_kernel(nd.stats)
+    data = awkward((40, 3, 2), "float64")
+    data[:, 0, 0] = np.nan
+    partial = kern.func(Labelled(data, np.arange(40) % 9), **params)
+    expected = kern.finish(copied(partial), params)
+    before = {key: value for key, value in partial.items()}  # the partial's own arrays
+    got = consuming_finish(kern)(partial, params)
+    assert_same_bits(got, expected)
+    # A result no part of the partial is may take a part no result is (the mean, the sum's).
+    reused = {
+        key
+        for key, value in got.items()
+        if any(np.shares_memory(value, part) for part in before.values())
+    }
+    if asked == "mean":
+        assert "mean" in reused and np.shares_memory(got["mean"], before["sum"])
+    for key in reused - {"mean", "var", "std"}:  # results that are parts: kept as they were
+        assert np.asarray(got[key]).tobytes() == np.asarray(expected[key]).tobytes()
+
+
+def test_a_result_is_never_written_over_a_part_that_is_a_result_too():
+    # finalize_stats's "sum" is a view of the partial's: the mean written there first would
+    # change it, whatever order the results come in.
+    part = {"count": np.zeros((4, 2), np.int64), "sum": np.zeros((4, 2)), "m2": np.zeros((4, 2))}
+    block = {"mean": np.zeros((2, 2)), "sum": part["sum"][:2]}
+    assert grouped_stats._spare(part, block, set(), block["mean"], 4) == "m2"
+    assert grouped_stats._spare(part, block, {"m2"}, block["mean"], 4) is None
+
+
 @pytest.mark.parametrize("n_chunks", [1, 2, 3, 9, 20, 37, 64, 115, 1000])
 @pytest.mark.parametrize("rows,most", [(1, 366), (32, 366), (129, 366), (30, 12), (500, 366)])
 def test_tree_peak_tries_the_chunk_counts_where_the_peak_is(n_chunks, rows, most):
@@ -325,3 +361,12 @@ def test_packed_chunks_give_the_bits_of_decoded_ones(labels, cells):
     assert kern.packed
     got = kern.func(Labelled(Packed(stored, unpack), labels), **PARAMS)
     assert_same_bits(got, kern.func(Labelled(unpack.decode(stored), labels), **PARAMS))
+
+
+def test_nodes_in_group_order_hold_the_groups_of_their_records_only():
+    # 10 records a group: a node over 30 rows holds 3 groups and a cut one at each end at most.
+    tree = memory_groups._Tree(30, 3653, 366, 0.5, per_group=10)
+    assert tree.groups(30) == 4 and tree.groups(30 << 4) == 49 and tree.groups(1 << 20) == 366
+    in_order = memory_groups.rank_peak(122, 1, 30, 3653, 366, 0.5, per_group=10)
+    by_record = memory_groups.rank_peak(122, 1, 30, 3653, 366, 0.5)
+    assert 366 <= in_order < by_record  # the whole result at the end, and little before
