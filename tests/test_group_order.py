@@ -91,9 +91,9 @@ def groups_of_each_chunk(monkeypatch):
     seen = []
     vectorised = grouped.vectorised
 
-    def spy(kern, data, labels, present, params):
+    def spy(kern, data, labels, present, *args):
         seen.append(present.tolist())
-        return vectorised(kern, data, labels, present, params)
+        return vectorised(kern, data, labels, present, *args)
 
     monkeypatch.setattr(grouped, "vectorised", spy)
     return seen

@@ -370,3 +370,43 @@ def test_nodes_in_group_order_hold_the_groups_of_their_records_only():
     in_order = memory_groups.rank_peak(122, 1, 30, 3653, 366, 0.5, per_group=10)
     by_record = memory_groups.rank_peak(122, 1, 30, 3653, 366, 0.5)
     assert 366 <= in_order < by_record  # the whole result at the end, and little before
+
+
+def test_count_dtype_is_the_narrowest_that_holds_the_records():
+    assert grouped_stats.count_dtype(None) == np.int64
+    assert grouped_stats.count_dtype(3653) == np.int16
+    assert grouped_stats.count_dtype(32768) == np.int32
+    assert grouped_stats.count_dtype(3 << 31) == np.int64
+
+
+@pytest.mark.parametrize("asked", [None, "mean", "count,mean,std"])
+def test_narrow_counts_merge_and_finish_to_the_bits_of_int64_ones(asked, tmp_path):
+    params = {**PARAMS, **({"stats": asked} if asked else {})}
+    data = awkward((60, 3, 2), "float32")
+    data[::7, 0, 0] = np.nan
+    labels = np.arange(60) % 7
+    wide, narrow = group_kernel(nd.stats), group_kernel(nd.stats, most=len(data))
+    halves = [slice(0, 31), slice(31, 60)]
+    parts = {
+        kern: [kern.func(Labelled(data[h], labels[h]), **params) for h in halves]
+        for kern in (wide, narrow)
+    }
+    assert all(p["count"].dtype == np.int16 for p in parts[narrow])
+    assert all(p["count"].dtype == np.int64 for p in parts[wide])
+    merged = {kern: consuming_merge(kern)(*copied_all(parts[kern])) for kern in parts}
+    assert merged[narrow]["count"].dtype == np.int16
+    expected = wide.finish(merged[wide], params)
+    got = consuming_finish(narrow)(merged[narrow], params)
+    assert_same_bits(got, expected)
+    assert all(np.asarray(got[key]).dtype == np.asarray(expected[key]).dtype for key in expected)
+    # A run's counts: int64 in its results, as without grouping.
+    spec = write_dataset(tmp_path / "in.h5", data.reshape(60, 6))
+    write_dataset(tmp_path / "in.h5", labels, "g")
+    asked_params = {"stats": asked} if asked else {}
+    done = run_here("stats", spec, group_by="g", chunk_rows=9, params=asked_params)
+    assert ("count" in done) == (asked != "mean")
+    assert all(done[key].dtype == np.int64 for key in ("count", "nan_count") if key in done)
+
+
+def copied_all(partials):
+    return [copied(partial) for partial in partials]

@@ -20,7 +20,7 @@ from typing import Any
 
 from hpcapp.errors import UsageError
 from hpcapp.io.memory_groups import rank_peak
-from hpcapp.kernels.grouped_stats import reused_bytes
+from hpcapp.kernels.grouped_stats import narrow_counts, reused_bytes
 
 # Interpreter, numpy, h5py, mpi4py and numba loaded: measured ~150 MB on x86_64 Linux.
 BASE_BYTES = 200 << 20
@@ -56,7 +56,8 @@ def _group_sizes(kernel: Any, source: Any, params: dict[str, Any]) -> tuple[list
 
     sample = np.zeros((1, *source.row_shape), dtype=np.dtype(source.values_dtype))
     out = dict(kernel.apply(sample, params, n_rows=1))
-    sizes = [np.asarray(value).nbytes for value in out.values()]
+    kept = narrow_counts(kernel, out, source.n_rows)  # as a grouped partial keeps them
+    sizes = [np.asarray(value).nbytes for value in kept.values()]
     try:
         results = kernel.finish(dict(out), params)
         finished = sum(np.asarray(v).nbytes for v in results.values())
@@ -114,7 +115,8 @@ def estimate(
     if grouping is not None:  # partial: one group's; counted in groups (memory_groups)
         most = grouping.max_groups(source.n_rows)
         sizes, finished = _group_sizes(kernel, source, params)
-        share = max(sizes) / max(sum(sizes), 1)
+        partial = sum(sizes)  # one group's, its counts kept narrow
+        share = max(sizes) / max(partial, 1)
         peak = rank_peak(n_chunks, ranks, rows, source.n_rows, most, share, max(in_order, 1))
         top = min(most, source.n_rows)
         partials = int(partial * max(peak, top * (1 + finished / max(partial, 1))))

@@ -131,7 +131,8 @@ def execute(
         kernel = with_grid(kernel, plan.records)  # coords=True: what its chunks' coords share
         described = kernel  # the output describes the kernel's own results
         if plan.grouping is not None:
-            kernel = group_kernel(kernel, plan.grouping.key)  # results lead with a group axis
+            # Results lead with a group axis; no count exceeds the input's records.
+            kernel = group_kernel(kernel, plan.grouping.key, plan.source.n_rows)
         if plan.finished:
             finished = config.output
             assert finished is not None  # only a job with an output can be found finished

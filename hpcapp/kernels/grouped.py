@@ -139,8 +139,12 @@ def consuming_finish(kern: Kernel) -> Callable[[Partial, Mapping[str, Any]], Par
     return dataclasses.replace(kern, finalize=kern.finalize.consume).finish
 
 
-def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
-    """Return ``kern`` applied per group of records, its labels as ``labels_key`` when finished."""
+def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY, most: int | None = None) -> Kernel:
+    """Return ``kern`` applied per group of records, its labels as ``labels_key`` when finished.
+
+    ``most``: the input's record count, which no group's count can exceed (the built-in stats
+    then keep their counts narrow: :func:`hpcapp.kernels.grouped_stats.count_dtype`).
+    """
 
     # Element-wise combines (sum/min/max, or a combine declared ``elementwise``) merge blocks
     # of shared groups in one call: the same operations on each element, so the same bits.
@@ -157,7 +161,7 @@ def group_kernel(kern: Kernel, labels_key: str = RESULT_KEY) -> Kernel:
                 return _no_groups(kern, _repack(packed, stored[:1]), params)
             stored, labels = stored[grouped], labels[grouped]
         present = np.unique(labels)
-        fast = vectorised(kern, _repack(packed, stored), labels, present, params)
+        fast = vectorised(kern, _repack(packed, stored), labels, present, params, most)
         if fast is not None:  # the built-in stats: a few vectorised calls, not one a group
             return {GROUP_KEY: present.astype(np.int64), **fast}
         parts = []

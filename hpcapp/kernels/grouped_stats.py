@@ -37,15 +37,62 @@ COLUMN_BLOCK = 1 << 15
 
 
 def vectorised(
-    kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
+    kern: Kernel,
+    data: Any,
+    labels: np.ndarray,
+    present: np.ndarray,
+    params: Mapping[str, Any],
+    most: int | None = None,
 ) -> Partial | None:
-    """Return the per-group partials (groups sorted) by :func:`by_record` or :func:`by_size`."""
-    found = by_record(kern, data, labels, present, params)
-    return found if found is not None else by_size(kern, data, labels, present, params)
+    """Return the per-group partials (groups sorted) by :func:`by_record` or :func:`by_size`.
+
+    ``most``: no group can hold more records (the input's): counts are kept in the narrowest
+    integer that holds it (:func:`count_dtype`).
+    """
+    found = by_record(kern, data, labels, present, params, most)
+    return found if found is not None else by_size(kern, data, labels, present, params, most)
+
+
+# The parts that count records: kept as narrow as the input's record count allows.
+COUNTS = ("count", "nan_count")
+
+
+def count_dtype(most: int | None) -> np.dtype:
+    """Return the narrowest signed integer holding ``most`` (int64 when unknown).
+
+    A grouped partial's counts (a count per group and cell, as large as the mean) can never
+    exceed the input's record count, merged or not: for a climatology of 10 years of days an
+    int16 holds them, a quarter of an int64. Results are int64 again (:func:`finish_in_blocks`).
+    """
+    if most is None:
+        return np.dtype(np.int64)
+    for dtype in (np.int16, np.int32):
+        if most <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def narrow_counts(kern: Kernel, partial: Partial, most: int | None) -> Partial:
+    """Return one group's ``partial`` with its counts as a grouped ``kern`` keeps them.
+
+    For the memory estimate: only the built-in stats narrow them (:func:`count_dtype`).
+    """
+    if kern.func is not nd.stats.func:
+        return partial
+    dtype = count_dtype(most)
+    return {
+        key: np.asarray(value).astype(dtype) if key in COUNTS else value
+        for key, value in partial.items()
+    }
 
 
 def by_record(
-    kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
+    kern: Kernel,
+    data: Any,
+    labels: np.ndarray,
+    present: np.ndarray,
+    params: Mapping[str, Any],
+    most: int | None = None,
 ) -> Partial | None:
     """Return the per-group partials stacked on a leading axis (groups sorted), or None."""
     if kern.func is not nd.stats.func or len(present) != len(labels) or len(labels) < 2:
@@ -66,7 +113,8 @@ def by_record(
     else:
         row = data[np.argsort(labels, kind="stable")].reshape(-1)
     needed = needed_parts(params)
-    kinds = {"count": np.int64, "nan_count": np.int64, "min": data.dtype, "max": data.dtype}
+    counts = count_dtype(most)
+    kinds = {"count": counts, "nan_count": counts, "min": data.dtype, "max": data.dtype}
     # Arrays of their own (not views of a flat one): a merge may grow them in place.
     partial: Partial = {
         key: np.empty((len(labels), *data.shape[1:]), kinds.get(key, np.float64))
@@ -122,7 +170,12 @@ SIDE_BYTES = 4 << 20
 
 
 def by_size(
-    kern: Kernel, data: Any, labels: np.ndarray, present: np.ndarray, params: Mapping[str, Any]
+    kern: Kernel,
+    data: Any,
+    labels: np.ndarray,
+    present: np.ndarray,
+    params: Mapping[str, Any],
+    most: int | None = None,
 ) -> Partial | None:
     """Return the per-group partials of groups of several records, in few calls (or None).
 
@@ -159,7 +212,7 @@ def by_size(
                 rows = order[starts[group] : starts[group] + k]
                 given = data.with_stored(stored[rows]) if isinstance(data, Packed) else data[rows]
                 part = as_partial(kern.apply(given, params, n_rows=k), kern.name)
-                if not _put(out, part, np.array([group]), len(present), row_shape, True):
+                if not _put(out, part, np.array([group]), len(present), row_shape, True, most):
                     return None
             continue
         if flat is None:
@@ -172,7 +225,7 @@ def by_size(
             if isinstance(data, Packed):  # decoded here, a batch at a time, as each call would
                 side = data.unpack.decode(side)
             part = column_stats._numpy_chunk_stats(side, needed)
-            if not _put(out, part, batch, len(present), row_shape, False):
+            if not _put(out, part, batch, len(present), row_shape, False, most):
                 return None
     if any(len(value) != len(present) for value in out.values()):
         return None
@@ -180,7 +233,13 @@ def by_size(
 
 
 def _put(
-    out: Partial, part: Partial, groups: np.ndarray, n_groups: int, row_shape: Any, one: bool
+    out: Partial,
+    part: Partial,
+    groups: np.ndarray,
+    n_groups: int,
+    row_shape: Any,
+    one: bool,
+    most: int | None,
 ) -> bool:
     """Write ``part`` (one group's if ``one``, else side by side) into ``out``; False if unlike."""
     if out and part.keys() != out.keys():
@@ -188,9 +247,10 @@ def _put(
     for key, value in part.items():
         value = np.asarray(value)
         value = value[np.newaxis] if one else value.reshape(len(groups), *row_shape)
+        dtype = count_dtype(most) if key in COUNTS and value.dtype == np.int64 else value.dtype
         if key not in out:
-            out[key] = np.empty((n_groups, *row_shape), value.dtype)
-        elif out[key].dtype != value.dtype or out[key].shape[1:] != value.shape[1:]:
+            out[key] = np.empty((n_groups, *row_shape), dtype)
+        elif out[key].dtype != dtype or out[key].shape[1:] != value.shape[1:]:
             return False
         out[key][groups] = value
     return True
@@ -225,6 +285,8 @@ def finish_in_blocks(
         for key, value in block.items():
             value = np.asarray(value)
             if key not in results:
+                if value.dtype.kind == "i":  # counts kept narrow (count_dtype): int64 again
+                    value = value.astype(np.int64)
                 spare = _spare(partial, block, taken, value, n_groups) if consume else None
                 taken.update([spare] if spare is not None else [])
                 shape = (n_groups, *value.shape[1:])
