@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from helpers import cli_here, run_cli, write_dataset
 from ncdata import write_netcdf
 
+from hpcapp.jobs import report
 from hpcapp.jobs.report import results_lines
 
 STEP = re.compile(
@@ -75,6 +77,26 @@ def test_a_table_for_a_few_columns_a_digest_for_other_large_results():
     (line,) = results_lines({"grid": grid})
     assert line == "  grid: shape (5, 6): min 1 mean 15 max 29 over cells; 1 cells NaN"
     assert results_lines({"total": np.float64(2.5)}) == ["  total = 2.5"]
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 20])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int16"])
+def test_the_digest_in_blocks_is_numpys_over_the_whole_result(monkeypatch, block, dtype):
+    monkeypatch.setattr(report, "DIGEST_BLOCK", block)
+    rng = np.random.default_rng(2)
+    values = (rng.normal(size=(6, 5, 4)) * 100).astype(dtype)
+    keep = rng.random((6, 5, 4)) > 0.3
+    if dtype != "int16":
+        values[0, :2] = np.nan
+    wide = values.astype(np.float64)
+    low, mid, high, missing = report.over_cells(values)
+    assert (low, high, missing) == (np.nanmin(wide), np.nanmax(wide), np.isnan(wide).sum())
+    assert mid == pytest.approx(np.nanmean(wide), rel=1e-12)
+    kept = wide[keep]
+    low, mid, high, _ = report.over_cells(values, keep)
+    assert (low, high) == (np.nanmin(kept), np.nanmax(kept))
+    assert mid == pytest.approx(np.nanmean(kept), rel=1e-12)
+    assert report.over_cells(np.full(9, np.nan)) is None
 
 
 def test_quiet_prints_nothing_but_errors(tmp_path):

@@ -153,11 +153,11 @@ def _stats_digest(results: Mapping[str, Any], names: list[str]) -> list[str]:
         f"  {'':>6} " + " ".join(f"{name:>12}" for name in ("min", "mean", "max")),
     ]
     for key in STATS_KEYS:
-        values = np.asarray(results[key], dtype=np.float64)[count > 0]
-        if values.size == 0:
+        found = over_cells(np.asarray(results[key]), count > 0)
+        if found is None:
             lines.append(f"  {key:>6} {'-':>12} {'-':>12} {'-':>12}")
             continue
-        low, mid, high = np.nanmin(values), np.nanmean(values), np.nanmax(values)
+        low, mid, high, _ = found
         shown = [f"{v:>12,.0f}" if key == "count" else f"{v:>12.6g}" for v in (low, mid, high)]
         lines.append(f"  {key:>6} " + " ".join(shown))
     return lines
@@ -165,14 +165,43 @@ def _stats_digest(results: Mapping[str, Any], names: list[str]) -> list[str]:
 
 def _digest(array: np.ndarray) -> str:
     """Return ``shape (a, b): min m mean m max m; N cells NaN`` for one result array."""
-    wide = array.astype(np.float64)
-    missing = int(np.isnan(wide).sum())
     shown = f"shape {array.shape}"
-    if missing == wide.size:
-        return f"{shown}: all {wide.size:,} cells NaN"
-    low, mid, high = np.nanmin(wide), np.nanmean(wide), np.nanmax(wide)
+    found = over_cells(array)
+    if found is None:
+        return f"{shown}: all {array.size:,} cells NaN"
+    low, mid, high, missing = found
     nan = f"; {missing:,} cells NaN" if missing else ""
     return f"{shown}: min {low:.6g} mean {mid:.6g} max {high:.6g} over cells{nan}"
+
+
+# Cells digested per step: a large result (a climatology's 190 MB mean) is never copied whole.
+DIGEST_BLOCK = 1 << 20
+
+
+def over_cells(
+    array: np.ndarray, keep: np.ndarray | None = None
+) -> tuple[float, float, float, int] | None:
+    """Return min, mean and max of ``array``'s non-NaN cells (where ``keep``), and its NaNs.
+
+    In blocks of ``DIGEST_BLOCK`` cells, each as float64: no copy of the whole result. None
+    when no cell has a value.
+    """
+    flat = np.asarray(array).reshape(-1)
+    kept = None if keep is None else np.broadcast_to(keep, np.shape(array)).reshape(-1)
+    low, high, total, n, missing = np.inf, -np.inf, 0.0, 0, 0
+    for first in range(0, flat.size, DIGEST_BLOCK):
+        block = flat[first : first + DIGEST_BLOCK].astype(np.float64)
+        if kept is not None:
+            block = block[kept[first : first + DIGEST_BLOCK]]
+        nan = np.isnan(block)
+        here = int(nan.sum())
+        missing += here
+        values = block[~nan] if here else block
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+            total += float(values.sum())
+            n += values.size
+    return None if n == 0 else (low, total / n, high, missing)
 
 
 def _columns(timing: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
