@@ -170,3 +170,23 @@ def test_storage_chunks_of_many_records_keep_the_record_order(tmp_path, monkeypa
     with xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
         expected = ds.v.groupby("time.dayofyear").mean("time").load()
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("schedule", ["static", "dynamic"])
+def test_a_climatology_in_group_order_has_the_same_bits_on_any_rank_count(shared_dir, schedule):
+    from mpi4py import MPI
+
+    import hpcapp
+
+    comm = MPI.COMM_WORLD
+    packings = [(0.01, 280.0), (0.002, 275.0), (0.005, 290.0)]
+    written = write_packed_years(shared_dir / "years", 3, packings) if comm.rank == 0 else None
+    spec = comm.bcast(written[0] if written else None)
+    options = {"over": "time", "group_by": "time.dayofyear", "chunk_rows": 12}
+    everywhere = hpcapp.run("stats", spec, root=None, schedule=schedule, **options)
+    alone = hpcapp.run("stats", spec, comm=MPI.COMM_SELF, **options)
+    assert everywhere.keys() == alone.keys()
+    for key, value in alone.items():
+        assert everywhere[key].tobytes() == value.tobytes(), key
+    assert everywhere["count"].dtype == np.int64
