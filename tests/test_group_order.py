@@ -130,6 +130,30 @@ def test_the_group_order_does_not_depend_on_the_chunk_rows_for_whole_groups(tmp_
         assert other["var"].tobytes() == runs_[0]["var"].tobytes()
 
 
+def test_labels_that_cannot_be_read_at_planning_are_read_per_chunk(tmp_path, monkeypatch):
+    from hpcapp.io import labels
+
+    spec, paths = write_packed_years(tmp_path / "years", 2, [(0.01, 280.0), (0.002, 275.0)])
+    labels_for_rows = labels.labels_for_rows
+    calls = []
+
+    def fails_for_all(grouping, rows, start, stop):
+        calls.append((start, stop))
+        if (start, stop) == (0, 730):  # planning: every record at once
+            raise OSError("a file system hiccup")
+        return labels_for_rows(grouping, rows, start, stop)
+
+    monkeypatch.setattr(labels, "labels_for_rows", fails_for_all)
+    plan = plan_of(spec, group_by="time.month")
+    assert plan.grouping.order is None  # read in record order, each chunk's labels by itself
+    got = run_here("stats", spec, over="time", group_by="time.month", chunk_rows=50)
+    assert len(calls) == 2 + 15  # two plans, then each of the 15 chunks its own
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    with xr.open_mfdataset(paths, combine="by_coords", decode_times=coder) as ds:
+        expected = ds.tas.astype("f8").groupby("time.month").mean("time").load()
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
+
+
 def plan_of(spec, **options):
     values = {"kernel": "stats", "input": spec, "over": "time", **options}
     config = make_job_config(values, {}, output_required=False)

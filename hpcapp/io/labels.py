@@ -275,10 +275,14 @@ def in_group_order(
 
     Decodes the label of every record (a CF time: one value per record, small beside the data)
     to order them (:mod:`hpcapp.io.group_order`); ``chunk_rows`` is ``--chunk-rows`` (None:
-    chosen here). None when the storage chunks call for reading in record order.
+    chosen here). None when the storage chunks call for reading in record order, or when the
+    labels cannot be read here: then each chunk's read reports it, naming the chunk, as before.
     """
-    with source.open() as rows:
-        codes = labels_for_rows(grouping, rows, 0, source.n_rows)
+    try:
+        with source.open() as rows:
+            codes = labels_for_rows(grouping, rows, 0, source.n_rows)
+    except Exception:
+        return None
     rows_per_chunk = group_chunk_rows(
         codes, source.row_bytes, source.storage_chunk_rows, chunk_rows
     )
