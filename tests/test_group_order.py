@@ -119,6 +119,24 @@ def test_a_climatology_of_files_packed_each_their_own_way_equals_xarray(
     np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
 
 
+def test_a_selected_window_of_files_packed_their_own_ways_in_group_order_equals_xarray(
+    tmp_path, monkeypatch
+):
+    packings = [(0.01, 280.0), (0.002, 275.0), (0.005, 290.0)]
+    spec, paths = write_packed_years(tmp_path / "years", 3, packings)
+    seen = groups_of_each_chunk(monkeypatch)
+    window = ("2001-03-01", "2003-10-31")
+    got = run_here("stats", spec, over="time", group_by="time.dayofyear", chunk_rows=7,
+                   sel={"time": window}, isel="lon=1:")  # fmt: skip
+    assert max(len(labels) for labels in seen) <= 4  # 2-3 records a day: group order
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    with xr.open_mfdataset(paths, combine="by_coords", decode_times=coder) as ds:
+        part = ds.tas.sel(time=slice(*window)).isel(lon=slice(1, None)).astype("f8")
+        expected = part.groupby("time.dayofyear").mean("time").load()
+    np.testing.assert_array_equal(got["dayofyear"], expected["dayofyear"].values)
+    np.testing.assert_allclose(got["mean"], expected.values, rtol=1e-12)
+
+
 def test_the_group_order_does_not_depend_on_the_chunk_rows_for_whole_groups(tmp_path):
     # Chunks of whole groups: each group's records in one chunk, so its bits are those of one
     # call on them, whatever the number of groups a chunk holds.
