@@ -16,6 +16,7 @@ from hpcapp.errors import UsageError
 from hpcapp.io.coding.variables import CFDecoding, Decoder, decoding_of
 from hpcapp.kernels import _loops, nd
 from hpcapp.kernels import stats as stats_module
+from hpcapp.kernels._fused_call import histogram_plan
 from hpcapp.kernels.hookspec import InputInfo
 from hpcapp.kernels.packed import Packed
 
@@ -129,10 +130,13 @@ def test_stats_of_packed_chunks_are_decode_then_reduce_bit_for_bit(every_chunk_c
         finite = want_values[np.isfinite(want_values)]
         if finite.size and finite.min() < finite.max():
             params = {"bins": 16, "range": [float(finite.min()), float(finite.max())]}
+    # A histogram range too narrow for the compiled bins (beside its values' magnitude) is
+    # binned by numpy.histogram: the chunk is decoded first, and the packed loop does not run.
+    planned = not params or histogram_plan(decoding.dtype, 16, *params["range"]) is not None
     with np.errstate(invalid="ignore", over="ignore"):
         before = len(every_chunk_compiled)
         got = nd.stats(Packed(meant, unpack), **params)
-        assert len(every_chunk_compiled) == before + 1  # the packed loop ran
+        assert len(every_chunk_compiled) == before + planned  # the packed loop ran
         want = nd.stats(want_values, **params)
     assert got.keys() == want.keys()
     for key in want:

@@ -239,17 +239,23 @@ def test_the_engines_finish_writes_results_over_the_partial_with_the_same_bits(
     }
     if asked == "mean":
         assert "mean" in reused and np.shares_memory(got["mean"], before["sum"])
+    if asked is None:  # each over its own part, the variance over m2
+        for key in ("sum", "mean", "min", "max"):
+            assert np.shares_memory(got[key], before[key]), key
+        assert np.shares_memory(got["var"], before["m2"])
     for key in reused - {"mean", "var", "std"}:  # results that are parts: kept as they were
         assert np.asarray(got[key]).tobytes() == np.asarray(expected[key]).tobytes()
 
 
-def test_a_result_is_never_written_over_a_part_that_is_a_result_too():
+def test_a_result_is_never_written_over_another_results_part():
     # finalize_stats's "sum" is a view of the partial's: the mean written there first would
     # change it, whatever order the results come in.
     part = {"count": np.zeros((4, 2), np.int64), "sum": np.zeros((4, 2)), "m2": np.zeros((4, 2))}
     block = {"mean": np.zeros((2, 2)), "sum": part["sum"][:2]}
-    assert grouped_stats._spare(part, block, set(), block["mean"], 4) == "m2"
-    assert grouped_stats._spare(part, block, {"m2"}, block["mean"], 4) is None
+    assert grouped_stats._spare(part, block, set(), block["mean"], 4, "mean") == "m2"
+    assert grouped_stats._spare(part, block, {"m2"}, block["mean"], 4, "mean") is None
+    # A result over its own part: each block's results are computed before any is written.
+    assert grouped_stats._spare(part, block, {"m2"}, block["sum"], 4, "sum") == "sum"
 
 
 @pytest.mark.parametrize("n_chunks", [1, 2, 3, 9, 20, 37, 64, 115, 1000])

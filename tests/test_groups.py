@@ -384,15 +384,16 @@ def test_refusals_from_the_command_line_exit_2_with_one_line(inputs, tmp_path):
 
 def test_memory_per_rank_counts_the_groups(tmp_path):
     path = tmp_path / "in.nc"
-    # Day of year: ~2 full partials of 365 groups at the peak (io/memory_groups.py), ~300 MiB.
-    spec = write_time_series(path, "noleap", 24, 400, grid=(60, 120))
+    # Day of year: its whole partial of 365 groups and its results at the peak (in group order,
+    # io/memory_groups.py), ~300 MiB beside the base.
+    spec = write_time_series(path, "noleap", 24, 400, grid=(80, 160))
     options = {"over": "time", "chunk_rows": 20, "memory_per_rank": "300MiB"}
-    assert hpcapp.run("stats", spec, **options)["mean"].shape == (60, 120)
+    assert hpcapp.run("stats", spec, **options)["mean"].shape == (80, 160)
     with pytest.raises(UsageError, match="fewer groups") as caught:
         hpcapp.run("stats", spec, group_by="time.dayofyear", **options)
     assert "\n" not in str(caught.value)
     months = hpcapp.run("stats", spec, group_by="time.month", **options)
-    assert months["mean"].shape == (12, 60, 120)
+    assert months["mean"].shape == (12, 80, 160)
 
 
 def test_config_file_takes_the_grouping_and_refuses_both(tmp_path):

@@ -61,7 +61,7 @@ def _group_sizes(kernel: Any, source: Any, params: dict[str, Any]) -> tuple[list
     try:
         results = kernel.finish(dict(out), params)
         finished = sum(np.asarray(v).nbytes for v in results.values())
-        finished -= reused_bytes(kernel, out, results)  # written over the partial's parts
+        finished -= reused_bytes(kernel, kept, results)  # written over the partial's parts
     except Exception:  # a finish that needs real data: count the results as the partial
         finished = sum(sizes)
     return sizes, finished

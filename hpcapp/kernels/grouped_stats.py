@@ -268,9 +268,10 @@ def finish_in_blocks(
     ``partial`` is the grouped partial without its labels. Integer data (an exact sum's dtype
     depends on every group's value) and histograms (shared edges) return None. ``consume``
     (the partial is dropped after): a result is written over a part of the partial of its
-    shape and dtype that no result is (the mean over the sum: each block's results are all
-    computed before any is written, and a block writes only its own groups), so a large
-    climatology takes no fresh memory for it.
+    shape and dtype, its own or one that no result is (:func:`_spare`: the sum over the sum,
+    the mean over the sum when only the mean is asked). Each block's results are all computed
+    before any is written, and a block writes only its own groups, so no result reads a value
+    already written over, and a large climatology takes little fresh memory for its results.
     """
     if kern.func is not nd.stats.func or "s1" in partial or "hist" in partial or not n_groups:
         return None
@@ -287,7 +288,7 @@ def finish_in_blocks(
             if key not in results:
                 if value.dtype.kind == "i":  # counts kept narrow (count_dtype): int64 again
                     value = value.astype(np.int64)
-                spare = _spare(partial, block, taken, value, n_groups) if consume else None
+                spare = _spare(partial, block, taken, value, n_groups, key) if consume else None
                 taken.update([spare] if spare is not None else [])
                 shape = (n_groups, *value.shape[1:])
                 results[key] = partial[spare] if spare else np.empty(shape, value.dtype)
@@ -296,12 +297,18 @@ def finish_in_blocks(
 
 
 def _spare(
-    partial: Partial, block: Partial, taken: set[str], value: np.ndarray, n_groups: int
+    partial: Partial, block: Partial, taken: set[str], value: np.ndarray, n_groups: int, key: str
 ) -> str | None:
-    """Return a part of ``partial`` no result is, shaped as the result ``value`` of every group."""
+    """Return a part of ``partial`` the result ``key`` of every group may be written over.
+
+    Its own part first (the sum over the sum, the minimum over the minimum), else a part that
+    no result is: never another result's part, which that result (a view of it, as the sum
+    is) may still read. Shaped and typed as ``value``, and not ``taken`` already.
+    """
     shape = (n_groups, *value.shape[1:])
-    for part, array in partial.items():
-        if part in block or part in taken or not isinstance(array, np.ndarray):
+    for part in sorted(partial, key=lambda name: name != key):  # its own part first
+        array = partial[part]
+        if (part in block and part != key) or part in taken or not isinstance(array, np.ndarray):
             continue
         if array.flags.writeable and array.shape == shape and array.dtype == value.dtype:
             return part
@@ -319,9 +326,11 @@ def reused_bytes(kern: Kernel, partial: Partial, results: Partial) -> int:
     stacked = {key: np.asarray(value)[np.newaxis] for key, value in partial.items()}
     taken: set[str] = set()
     total = 0
-    for value in results.values():
+    for key, value in results.items():
         value = np.asarray(value)[np.newaxis]
-        spare = _spare(stacked, results, taken, value, 1)
+        if value.dtype.kind == "i":  # as finish_in_blocks makes them
+            value = value.astype(np.int64)
+        spare = _spare(stacked, results, taken, value, 1, key)
         if spare is not None:
             taken.add(spare)
             total += value.nbytes

@@ -81,13 +81,21 @@ class FragmentTree:
         del self._at[start]
 
     def fold(self) -> Partial | None:
-        """Combine the remaining nodes left to right (on rank 0, once all chunks are in)."""
+        """Combine the remaining nodes left to right (on rank 0, once all chunks are in).
+
+        The tree is empty after: each node is let go once merged, so nothing keeps alive what
+        it holds (received nodes are views of one receive buffer) while the result is finished.
+        """
         ordered = sorted(self.nodes, key=lambda node: node[1] << node[0])
+        partials = [self.nodes[node] for node in ordered]
+        self.clear()
         if not ordered:
             return None
-        result, first = self.nodes[ordered[0]], ordered[0]
-        for node in ordered[1:]:
-            result = self._merge(result, self.nodes[node], first, node)
+        result, first = partials[0], ordered[0]
+        for position, node in enumerate(ordered[1:], start=1):
+            right, partials[position] = partials[position], {}
+            result = self._merge(result, right, first, node)
+            del right
         return result
 
     def _merge(self, left: Partial, right: Partial, left_node: Node, right_node: Node) -> Partial:
@@ -215,6 +223,7 @@ def tree_reduce(comm: MPI.Comm, tree: FragmentTree) -> tuple[Partial | None, Fai
                         tree.add(node, partial)
                 except KernelError as exc:
                     failure = (_first_chunk(meta), rank, str(exc))
+            del payload  # the held nodes keep what they still need of it
         step *= 2
     if failure is None:
         try:
