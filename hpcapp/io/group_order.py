@@ -26,8 +26,8 @@ from hpcapp.kernels.grouped import NO_GROUP
 from hpcapp.partition import DEFAULT_CHUNK_BYTES
 
 # A chunk of whole groups: about this many stored bytes (the default chunk's 4 MiB makes a
-# day-of-year climatology of a 180 x 360 grid 122 chunks of 3 groups, whose partials the tree
-# then copies level after level; 32 MiB makes 16 of 24 groups).
+# 10-year day-of-year climatology of a 180 x 360 int16 grid 122 chunks of 3 groups, whose
+# partials the tree then copies level after level; 32 MiB makes 15 chunks of 25 groups).
 GROUP_CHUNK_BYTES = 8 * DEFAULT_CHUNK_BYTES
 # Read in group order only while a chunk is at most this large: a storage chunk holding many
 # records would otherwise make each chunk's runs span too few of them (each read many times).
