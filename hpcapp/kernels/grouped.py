@@ -5,9 +5,10 @@ record in no group, such as one whose time is missing). The kernel runs on each 
 of the chunk (selected in record order), and the *grouped partial* is still
 a plain ``dict[str, ndarray]``: ``__group__`` holds the sorted labels present, and every kernel
 key holds that key's per-group partials stacked on a new leading axis. So the reduction tree,
-MPI packing and checkpoints carry it unchanged. Merging takes the union of labels and merges a
-label present on both sides with the kernel's own merge (left first), so every group's partials
-combine in the fixed chunk-tree order: bitwise the same on any rank count, schedule or resume.
+MPI packing and checkpoints carry it unchanged. Merging (:mod:`hpcapp.kernels.grouped_merge`)
+takes the union of labels and merges a label present on both sides with the kernel's own merge
+(left first), so every group's partials combine in the fixed chunk-tree order: bitwise the same
+on any rank count, schedule or resume.
 A kernel declared ``packed`` (the built-in stats) gets ``Labelled(Packed(stored, unpack), ...)``
 and each group's rows as ``Packed`` too: it decodes them in its own compiled pass, as ungrouped.
 Nothing here imports MPI.
@@ -24,7 +25,7 @@ import numpy as np
 from hpcapp.errors import KernelError
 from hpcapp.kernels.api import Kernel
 from hpcapp.kernels.declare import DeclarationError, key_problem
-from hpcapp.kernels.grouped_merge import GROUP_KEY, GroupedCombine, _slice
+from hpcapp.kernels.grouped_merge import GROUP_KEY, GroupedCombine, group_slice
 from hpcapp.kernels.grouped_stats import finish_in_blocks, vectorised
 from hpcapp.kernels.hookspec import Partial
 from hpcapp.kernels.packed import Packed
@@ -112,7 +113,7 @@ class GroupedFinalize:
         blocks = finish_in_blocks(kern, kept, params, len(labels), consume)
         if blocks is not None:  # the built-in stats: finished in blocks of groups
             return {**results, **blocks}
-        finished = [kern.finish(_slice(partial, i), params) for i in range(len(labels))]
+        finished = [kern.finish(group_slice(partial, i), params) for i in range(len(labels))]
         for key in finished[0]:
             values = [group[key] for group in finished]
             notes: dict[str, Any] = {}

@@ -24,7 +24,8 @@ GROUP_KEY = "__group__"  # the labels present in a grouped partial
 MAX_RUNS = 8
 
 
-def _slice(partial: Mapping[str, Any], index: int) -> Partial:
+def group_slice(partial: Mapping[str, Any], index: int) -> Partial:
+    """Return group ``index``'s partial: every kernel key's row ``index``, without the labels."""
     return {key: value[index] for key, value in partial.items() if key != GROUP_KEY}
 
 
@@ -66,7 +67,8 @@ def _merge_grouped(
                 _rows(left, keys, pick_left, consume), _rows(right, keys, pick_right, consume)
             )
         else:
-            block = kern.merge(_slice(left, left_shared[first]), _slice(right, right_shared[first]))
+            one = left_shared[first], right_shared[first]
+            block = kern.merge(group_slice(left, one[0]), group_slice(right, one[1]))
             block = {key: np.asarray(value)[np.newaxis] for key, value in block.items()}
         rows = _run(at_shared[first : first + step])
         for key in keys:
